@@ -1,0 +1,125 @@
+# kvtrace / kvsim — one entry point.
+#
+#   make deps     install the system packages (apt-get; needs root)
+#   make model    fetch the embedded model (SmolLM2-135M-Instruct Q4_1) into models/
+#   make          build bin/kvtrace and bin/kvsim (and gpu/ when nvcc is present)
+#   make test     the Criterion suite, plain and under AddressSanitizer + UBSan
+#   make bench    the benchmark table (bench/)
+#   make demo     deps, model, build, then the demo run
+#   make fixtures regenerate tests/fixtures/ with the independent Python packages
+#
+# Sources are found by wildcard: a new .c file in a module directory is built and
+# linked without touching this file.  Each CLI's main lives in *_main.c.
+
+CC       ?= gcc
+NVCC     ?= nvcc
+CUDA_ARCH ?= sm_90
+PYTHON   ?= python3
+
+PKGS     := hdf5-serial libpcre2-8
+OPT      ?= -O2 -march=native
+CFLAGS   ?= $(OPT) -g
+CFLAGS   += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -fopenmp -pthread \
+            $(shell pkg-config --cflags $(PKGS) 2>/dev/null) \
+            -I/usr/include/x86_64-linux-gnu/openblas-openmp \
+            -Icommon -Ipolicies -Itrace -Isim -Ianalysis -Igpu -Iplots
+LDLIBS   += $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lopenblas -lm
+SAN      := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+
+MODULES  := common policies trace sim analysis plots
+MAINS    := trace/kvtrace_main.c sim/kvsim_main.c
+LIB_SRC  := $(filter-out $(MAINS),$(foreach m,$(MODULES),$(wildcard $(m)/*.c)))
+TEST_SRC := $(wildcard tests/*.c)
+
+# CUDA: compiled and linked when nvcc is present (one architecture), otherwise the
+# CPU-only stand-in gpu/gpu_none.c answers "no GPU support in this build".
+HAVE_NVCC := $(shell command -v $(NVCC) >/dev/null 2>&1 && echo 1)
+ifeq ($(HAVE_NVCC),1)
+CUDA_HOME ?= $(patsubst %/bin/nvcc,%,$(shell command -v $(NVCC)))
+GPU_SRC   := $(wildcard gpu/*.cu)
+GPU_LIBS  := -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcublas -lcudart -lstdc++
+else
+GPU_SRC   := gpu/gpu_none.c
+GPU_LIBS  :=
+endif
+
+OBJ      := $(LIB_SRC:%.c=build/obj/%.o)
+SAN_OBJ  := $(LIB_SRC:%.c=build/san/%.o)
+GPU_OBJ  := $(patsubst %.cu,build/obj/%.o,$(patsubst %.c,build/obj/%.o,$(GPU_SRC)))
+GPU_SAN  := $(patsubst %.cu,build/obj/%.o,$(patsubst %.c,build/san/%.o,$(GPU_SRC)))
+
+.PHONY: all deps model test test-plain test-asan bench demo fixtures clean check-nvcc help
+all: check-nvcc bin/kvtrace bin/kvsim
+
+help:
+	@sed -n '3,11p' Makefile | sed 's/^# \{0,1\}//'
+
+check-nvcc:
+ifneq ($(HAVE_NVCC),1)
+	@echo "note: nvcc not found: building without CUDA (gpu/ uses the CPU-only stand-in)"
+endif
+
+build/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
+
+build/san/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(SAN) -MMD -MP -c $< -o $@
+
+build/obj/%.o: %.cu
+	@mkdir -p $(dir $@)
+	$(NVCC) -O2 -arch=$(CUDA_ARCH) -Igpu -Icommon -c $< -o $@
+
+bin/kvtrace: build/obj/trace/kvtrace_main.o $(OBJ) $(GPU_OBJ)
+	@mkdir -p bin
+	$(CC) $(CFLAGS) $^ -o $@ $(LDLIBS) $(GPU_LIBS)
+
+bin/kvsim: build/obj/sim/kvsim_main.o $(OBJ) $(GPU_OBJ)
+	@mkdir -p bin
+	$(CC) $(CFLAGS) $^ -o $@ $(LDLIBS) $(GPU_LIBS)
+
+build/tests: $(TEST_SRC:%.c=build/obj/%.o) $(OBJ) $(GPU_OBJ)
+	$(CC) $(CFLAGS) $^ -o $@ $(LDLIBS) -lcriterion $(GPU_LIBS)
+
+build/tests-asan: $(TEST_SRC:%.c=build/san/%.o) $(SAN_OBJ) $(GPU_SAN)
+	$(CC) $(CFLAGS) $(SAN) $^ -o $@ $(LDLIBS) -lcriterion $(GPU_LIBS)
+
+# Criterion runs its tests in parallel (--jobs 2, one per core) with a per-test
+# timeout; the sanitizer build repeats the whole suite.  Tests find the model and
+# the binaries through these variables.
+TEST_ENV := KV_MODEL=$(CURDIR)/models/SmolLM2-135M-Instruct.Q4_1.gguf KV_BIN=$(CURDIR)/bin \
+            KV_FIXTURES=$(CURDIR)/tests/fixtures
+CRITERION_FLAGS ?= --jobs 2 --timeout 600
+
+test: all test-plain test-asan
+
+test-plain: build/tests
+	$(TEST_ENV) ./build/tests $(CRITERION_FLAGS)
+
+test-asan: build/tests-asan
+	$(TEST_ENV) ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
+	    ./build/tests-asan $(CRITERION_FLAGS)
+
+deps:
+	@sh scripts/deps.sh
+
+model:
+	@sh scripts/fetch_model.sh
+
+build/bench: $(wildcard bench/*.c) $(OBJ) $(GPU_OBJ)
+	$(CC) $(CFLAGS) $^ -o $@ $(LDLIBS) $(GPU_LIBS)
+
+bench: all build/bench
+	./build/bench
+
+demo: deps model all
+	@sh scripts/demo.sh
+
+fixtures:
+	@sh tests/fixtures/make_fixtures.sh
+
+clean:
+	rm -rf build bin
+
+-include $(shell find build -name '*.d' 2>/dev/null)
