@@ -61,34 +61,41 @@ endif
 
 build/obj/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
+	@echo "  CC      $<"
+	@$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
 
 build/san/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(SAN) -MMD -MP -c $< -o $@
+	@echo "  CC asan $<"
+	@$(CC) $(CFLAGS) $(SAN) -MMD -MP -c $< -o $@
 
 build/obj/%.o: %.cu
 	@mkdir -p $(dir $@)
-	$(NVCC) -O2 -arch=$(CUDA_ARCH) -Igpu -Icommon -c $< -o $@
+	@echo "  NVCC    $< ($(CUDA_ARCH))"
+	@$(NVCC) -O2 -arch=$(CUDA_ARCH) -Igpu -Icommon -c $< -o $@
 
 bin/kvtrace: build/obj/trace/kvtrace_main.o $(OBJ) $(GPU_OBJ)
 	@mkdir -p bin
-	$(CC) $(CFLAGS) $^ -o $@ $(LDLIBS) $(GPU_LIBS)
+	@echo "  LD      $@"
+	@$(CC) $(CFLAGS) $^ -o $@ $(LDLIBS) $(GPU_LIBS)
 
 bin/kvsim: build/obj/sim/kvsim_main.o $(OBJ) $(GPU_OBJ)
 	@mkdir -p bin
-	$(CC) $(CFLAGS) $^ -o $@ $(LDLIBS) $(GPU_LIBS)
+	@echo "  LD      $@"
+	@$(CC) $(CFLAGS) $^ -o $@ $(LDLIBS) $(GPU_LIBS)
 
 build/tests: $(TEST_SRC:%.c=build/obj/%.o) $(OBJ) $(GPU_OBJ)
-	$(CC) $(CFLAGS) $^ -o $@ $(LDLIBS) -lcriterion $(GPU_LIBS)
+	@echo "  LD      $@"
+	@$(CC) $(CFLAGS) $^ -o $@ $(LDLIBS) -lcriterion $(GPU_LIBS)
 
 build/tests-asan: $(TEST_SRC:%.c=build/san/%.o) $(SAN_OBJ) $(GPU_SAN)
-	$(CC) $(CFLAGS) $(SAN) $^ -o $@ $(LDLIBS) -lcriterion $(GPU_LIBS)
+	@echo "  LD      $@"
+	@$(CC) $(CFLAGS) $(SAN) $^ -o $@ $(LDLIBS) -lcriterion $(GPU_LIBS)
 
 # Criterion runs its tests in parallel (--jobs 2, one per core) with a per-test
 # timeout; the sanitizer build repeats the whole suite.  Tests find the model and
 # the binaries through these variables.
-TEST_ENV := KV_MODEL=$(CURDIR)/models/SmolLM2-135M-Instruct.Q4_1.gguf KV_BIN=$(CURDIR)/bin \
+TEST_ENV := KV_ROOT=$(CURDIR) KV_MODEL=$(CURDIR)/models/SmolLM2-135M-Instruct.Q4_1.gguf KV_BIN=$(CURDIR)/bin \
             KV_FIXTURES=$(CURDIR)/tests/fixtures
 CRITERION_FLAGS ?= --jobs 2 --timeout 600
 
@@ -108,7 +115,8 @@ model:
 	@sh scripts/fetch_model.sh
 
 build/bench: $(wildcard bench/*.c) $(OBJ) $(GPU_OBJ)
-	$(CC) $(CFLAGS) $^ -o $@ $(LDLIBS) $(GPU_LIBS)
+	@echo "  LD      $@"
+	@$(CC) $(CFLAGS) $^ -o $@ $(LDLIBS) $(GPU_LIBS)
 
 bench: all build/bench
 	./build/bench

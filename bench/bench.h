@@ -1,0 +1,20 @@
+/*
+ * bench.h — the benchmark table printed by `make bench`.
+ *
+ * Benchmarks measure; they never assert.  Each one prints rows of
+ * (benchmark, configuration, threads, value, unit) so later benchmarks can be read
+ * as ratios of the machine's physical figures measured in the same run.
+ */
+#ifndef BENCH_H
+#define BENCH_H
+
+double bench_now(void);   /* monotonic seconds */
+void   bench_row(const char *name, const char *config, int threads, double value,
+                 const char *unit);
+
+/* machine figures (bench_machine.c) */
+void bench_gemm(int threads);
+void bench_memory(int threads);
+void bench_disk(int threads, const char *dir);
+
+#endif
