@@ -58,7 +58,7 @@ static void assert_ids(const tokenizer_ids *got, const int32_t *want, size_t n, 
 
 /* One line of tokenizer_cases.tsv: kind, unescaped text, expected ids. */
 typedef struct tcase {
-    char    kind[8];
+    char    kind[16];
     char   *text;              /* malloc'd, NUL-terminated, may hold NUL */
     size_t  len;
     int32_t ids[256];
@@ -150,12 +150,12 @@ Test(tokenizer, reference_vectors_of_inference_md)
 
 Test(tokenizer, matches_hf_tokenizers_on_every_fixture_case)
 {
-    static tcase cases[128];
-    size_t n = load_cases(cases, 128), plain = 0;
+    static tcase cases[256];
+    size_t n = load_cases(cases, 256), plain = 0;
     cr_assert_geq(n, 40, "only %zu fixture cases", n);
     loaded m = load_model();
     for (size_t i = 0; i < n; i++) {
-        if (!strcmp(cases[i].kind, "chat"))
+        if (strcmp(cases[i].kind, "plain") && strcmp(cases[i].kind, "lossy"))
             continue;
         tokenizer_ids ids = encode(m.tok, cases[i].text, cases[i].len);
         assert_ids(&ids, cases[i].ids, cases[i].n_ids, cases[i].text);
@@ -169,8 +169,8 @@ Test(tokenizer, matches_hf_tokenizers_on_every_fixture_case)
 
 Test(tokenizer, decode_round_trips_exact_bytes_of_every_plain_case)
 {
-    static tcase cases[128];
-    size_t n = load_cases(cases, 128);
+    static tcase cases[256];
+    size_t n = load_cases(cases, 256);
     loaded m = load_model();
     for (size_t i = 0; i < n; i++) {
         if (strcmp(cases[i].kind, "plain"))
@@ -188,10 +188,38 @@ Test(tokenizer, decode_round_trips_exact_bytes_of_every_plain_case)
     free_cases(cases, n);
 }
 
+/* The vocabulary of SmolLM2 with the other pre-tokenizer families, against HF built
+ * the same way: checks the gpt-2 and llama-bpe regexes and ignore_merges. */
+Test(tokenizer, gpt2_and_llama_bpe_pre_tokenizers_match_hf_tokenizers)
+{
+    static tcase cases[256];
+    size_t n = load_cases(cases, 256);
+    loaded m = load_model();
+    static const char *const families[] = {"gpt-2", "llama-bpe"};
+    for (int k = 0; k < 2; k++) {
+        kv_err err = {0};
+        tokenizer *tok = tokenizer_from_gguf_pre(m.file, families[k], &err);
+        cr_assert_not_null(tok, "%s", err.msg);
+        size_t checked = 0;
+        for (size_t i = 0; i < n; i++) {
+            if (strcmp(cases[i].kind, families[k]))
+                continue;
+            tokenizer_ids ids = encode(tok, cases[i].text, cases[i].len);
+            assert_ids(&ids, cases[i].ids, cases[i].n_ids, cases[i].text);
+            tokenizer_ids_free(&ids);
+            checked++;
+        }
+        cr_assert_geq(checked, 40, "%s: %zu cases", families[k], checked);
+        tokenizer_free(tok);
+    }
+    unload(&m);
+    free_cases(cases, n);
+}
+
 Test(tokenizer, chat_template_matches_the_jinja_rendering)
 {
-    static tcase cases[128];
-    size_t n = load_cases(cases, 128), chats = 0;
+    static tcase cases[256];
+    size_t n = load_cases(cases, 256), chats = 0;
     loaded m = load_model();
     for (size_t i = 0; i < n; i++) {
         if (strcmp(cases[i].kind, "chat"))

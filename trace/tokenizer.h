@@ -101,8 +101,13 @@ typedef struct tokenizer_message {
  * result are not tokens, a token type or special id out of range. */
 tokenizer *tokenizer_new(const tokenizer_spec *spec, kv_err *err);
 
-/* Build from an open GGUF file's tokenizer.* keys (trace/tokenizer_gguf.c). */
+/* Build from an open GGUF file's tokenizer.* keys (trace/tokenizer_gguf.c); nothing
+ * is borrowed from f afterwards. */
 tokenizer *tokenizer_from_gguf(const gguf_file *f, kv_err *err);
+
+/* The same with pre-tokenizer `pre` in place of the file's tokenizer.ggml.pre (NULL:
+ * the file's), for a file whose name is missing or wrong, and for experiments. */
+tokenizer *tokenizer_from_gguf_pre(const gguf_file *f, const char *pre, kv_err *err);
 
 void tokenizer_free(tokenizer *t);                   /* NULL does nothing */
 void tokenizer_ids_free(tokenizer_ids *ids);         /* frees the array, leaves it empty */

@@ -141,6 +141,11 @@ static void read_template(const gguf_file *f, tokenizer_spec *spec)
 
 tokenizer *tokenizer_from_gguf(const gguf_file *f, kv_err *err)
 {
+    return tokenizer_from_gguf_pre(f, NULL, err);
+}
+
+tokenizer *tokenizer_from_gguf_pre(const gguf_file *f, const char *pre_override, kv_err *err)
+{
     char model[64], pre[64];
     str_array tokens = {0}, merges = {0};
     int32_t *types = NULL;
@@ -156,7 +161,7 @@ tokenizer *tokenizer_from_gguf(const gguf_file *f, kv_err *err)
         read_template(f, &spec);
         spec.source = gguf_path(f);
         spec.model = model[0] ? model : NULL;
-        spec.pre = pre[0] ? pre : NULL;
+        spec.pre = pre_override ? pre_override : pre[0] ? pre : NULL;
         spec.n_vocab = (int32_t)tokens.n;
         spec.tokens = tokens.s;
         spec.token_lens = tokens.len;
