@@ -31,7 +31,7 @@ static void print_help(void)
            "  --no-special  treat control-token text in TEXT (\"<|im_start|>\") as plain\n"
            "                text instead of the control token\n"
            "  -h, --help    this help\n\n"
-           "Tokenizers: model %s; pre-tokenizers %s.\n"
+           "tokenizer models: %s\npre-tokenizers: %s\n"
            "exit status: 0 success, 1 unreadable model or text, 2 bad usage\n"
            "example:\n  kvtrace tokenize models/SmolLM2-135M-Instruct.Q4_1.gguf \"Hello world!\"\n",
            usage, tokenizer_supported_models(), tokenizer_supported_pres());

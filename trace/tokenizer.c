@@ -201,9 +201,12 @@ static int load_tokens(tokenizer *t, const tokenizer_spec *spec, kv_err *err)
         p[len] = '\0';
         p += len + 1;
         tok->bytes = p;
-        tok->bytes_len = decodes_raw(type) ? (uint32_t)len : (uint32_t)token_bytes(tok->text, len, p);
-        if (decodes_raw(type))
+        if (decodes_raw(type)) {
+            tok->bytes_len = (uint32_t)len;
             memcpy(p, tok->text, len);
+        } else {
+            tok->bytes_len = (uint32_t)token_bytes(tok->text, len, p);
+        }
         p[tok->bytes_len] = '\0';
         p += tok->bytes_len + 1;
     }
@@ -326,7 +329,7 @@ static int set_info(tokenizer *t, const tokenizer_spec *spec, kv_err *err)
 {
     tokenizer_info *in = &t->info;
     in->model = SUPPORTED_MODELS;
-    in->pre = spec->pre;               /* replaced by our copy below */
+    in->pre = t->pre.name;
     in->n_merges = spec->n_merges;
     in->bos_id = spec->bos_id, in->eos_id = spec->eos_id, in->eot_id = spec->eot_id;
     in->unk_id = spec->unk_id, in->pad_id = spec->pad_id;
@@ -337,7 +340,6 @@ static int set_info(tokenizer *t, const tokenizer_spec *spec, kv_err *err)
     rc = rc ? rc : check_id(t, "padding_token_id", in->pad_id, err);
     in->add_bos = spec->add_bos < 0 ? t->pre.add_bos : spec->add_bos != 0;
     in->add_eos = spec->add_eos > 0;
-    in->pre = t->pre.name;
     return rc;
 }
 

@@ -39,7 +39,7 @@ typedef struct tokenizer_merge {
 
 /* A pre-tokenizer: its regexes, applied in sequence, and the flags that come with it. */
 typedef struct tokenizer_pre {
-    const char  *name;                          /* the family's canonical name */
+    const char  *name;                          /* as given: "smollm" (static storage) */
     pcre2_code  *re[TOKENIZER__MAX_REGEX];
     int          n_re;
     bool         ignore_merges;                 /* a piece that is a token is emitted whole */

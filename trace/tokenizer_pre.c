@@ -28,16 +28,15 @@
 typedef enum pre_family_id { PRE_GPT2, PRE_STARCODER, PRE_LLAMA3 } pre_family_id;
 
 typedef struct pre_family {
-    const char *name;
     const char *regex[TOKENIZER__MAX_REGEX];   /* NULL-terminated when shorter */
     bool        ignore_merges;
     bool        add_bos;
 } pre_family;
 
 static const pre_family families[] = {
-    [PRE_GPT2]      = {"gpt-2",     {RE_GPT2},           false, false},
-    [PRE_STARCODER] = {"smollm",    {RE_DIGIT, RE_GPT2}, false, false},
-    [PRE_LLAMA3]    = {"llama-bpe", {RE_LLAMA3},         true,  true},
+    [PRE_GPT2]      = {{RE_GPT2},           false, false},
+    [PRE_STARCODER] = {{RE_DIGIT, RE_GPT2}, false, false},
+    [PRE_LLAMA3]    = {{RE_LLAMA3},         true,  true},
 };
 
 /* tokenizer.ggml.pre names accepted, and the family each selects (as llama.cpp maps them). */
@@ -63,12 +62,13 @@ const char *tokenizer_supported_pres(void)
 #undef PRE_LIST
 }
 
-static const pre_family *find_family(const char *name)
+/* The table's entry for a name, or -1. */
+static int find_name(const char *name)
 {
-    for (size_t i = 0; i < sizeof pre_names / sizeof pre_names[0]; i++)
+    for (size_t i = 0; name && i < sizeof pre_names / sizeof pre_names[0]; i++)
         if (!strcmp(pre_names[i].name, name))
-            return &families[pre_names[i].family];
-    return NULL;
+            return (int)i;
+    return -1;
 }
 
 static int compile_regex(pcre2_code **out, const char *pattern, const char *source,
@@ -91,12 +91,13 @@ static int compile_regex(pcre2_code **out, const char *pattern, const char *sour
 int tokenizer__pre_init(tokenizer_pre *pre, const char *name, const char *source, kv_err *err)
 {
     memset(pre, 0, sizeof *pre);
-    const pre_family *fam = name ? find_family(name) : NULL;
-    if (!fam)
+    int k = find_name(name);
+    if (k < 0)
         return kv_errorf(err, KV_EUNSUPPORTED,
                          "%s: tokenizer.ggml.pre: unknown pre-tokenizer '%s'; supported: %s",
                          source, name ? name : "(missing)", tokenizer_supported_pres());
-    pre->name = fam->name;
+    const pre_family *fam = &families[pre_names[k].family];
+    pre->name = pre_names[k].name;
     pre->ignore_merges = fam->ignore_merges;
     pre->add_bos = fam->add_bos;
     for (int i = 0; i < TOKENIZER__MAX_REGEX && fam->regex[i]; i++) {
