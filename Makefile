@@ -7,6 +7,7 @@
 #   make bench    the benchmark table (bench/)
 #   make demo     deps, model, build, then the demo run
 #   make fixtures regenerate tests/fixtures/ with the independent Python packages
+#   make fuzz     fuzz the GGUF reader with libFuzzer (clang) for FUZZ_RUNS inputs
 #
 # Sources are found by wildcard: a new .c file in a module directory is built and
 # linked without touching this file.  Each CLI's main lives in *_main.c.
@@ -48,11 +49,11 @@ SAN_OBJ  := $(LIB_SRC:%.c=build/san/%.o)
 GPU_OBJ  := $(patsubst %.cu,build/obj/%.o,$(patsubst %.c,build/obj/%.o,$(GPU_SRC)))
 GPU_SAN  := $(patsubst %.cu,build/obj/%.o,$(patsubst %.c,build/san/%.o,$(GPU_SRC)))
 
-.PHONY: all deps model test test-plain test-asan bench demo fixtures clean check-nvcc help
+.PHONY: all deps model test test-plain test-asan bench demo fixtures fuzz clean check-nvcc help
 all: check-nvcc bin/kvtrace bin/kvsim
 
 help:
-	@sed -n '3,11p' Makefile | sed 's/^# \{0,1\}//'
+	@sed -n '3,12p' Makefile | sed 's/^# \{0,1\}//'
 
 check-nvcc:
 ifneq ($(HAVE_NVCC),1)
@@ -126,6 +127,30 @@ demo: deps model all
 
 fixtures:
 	@sh tests/fixtures/make_fixtures.sh
+
+# libFuzzer on the GGUF reader and dequantisers (clang only; not part of `make test`).
+# Seeds: the tiny GGUF of tests/gguf_builder.c and the model's first 8 KiB.  A crash
+# leaves its input in build/fuzz/crash-*: turn it into a test in tests/test_gguf.c.
+FUZZ_CC    ?= clang
+FUZZ_RUNS  ?= 200000
+FUZZ_FLAGS := -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined \
+              -fno-sanitize-recover=undefined -Icommon -Itrace -Itests
+FUZZ_MODEL := models/SmolLM2-135M-Instruct.Q4_1.gguf
+
+build/fuzz/fuzz_gguf: tests/fuzz/fuzz_gguf.c trace/gguf.c trace/dequant.c common/kv_err.c common/fp16.c
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_FLAGS) $^ -o $@
+
+build/fuzz/make_seed: tests/fuzz/make_seed.c tests/gguf_builder.c
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) -std=c11 -D_GNU_SOURCE -O1 -Itests $^ -o $@
+
+fuzz: build/fuzz/fuzz_gguf build/fuzz/make_seed
+	@mkdir -p build/fuzz/corpus
+	build/fuzz/make_seed build/fuzz/corpus/tiny.gguf
+	@if [ -f $(FUZZ_MODEL) ]; then head -c 8192 $(FUZZ_MODEL) > build/fuzz/corpus/model_head.gguf; fi
+	build/fuzz/fuzz_gguf -runs=$(FUZZ_RUNS) -max_len=8192 -seed=1 \
+	    -artifact_prefix=build/fuzz/ build/fuzz/corpus
 
 clean:
 	rm -rf build bin

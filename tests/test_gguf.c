@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "dequant.h"
@@ -512,4 +513,98 @@ Test(gguf, reports_a_missing_required_key)
     cr_assert(str_is(s, len, "llama"));
     gguf_close(f);
     gbuf_free(&b);
+}
+
+/* ---- kvtrace info ------------------------------------------------------------------------ */
+
+typedef struct run_result {
+    int  status;         /* exit status */
+    char out[8192];      /* start of stdout */
+    char err[2048];      /* start of stderr */
+} run_result;
+
+static void slurp(const char *path, char *buf, size_t n)
+{
+    FILE *fp = fopen(path, "rb");
+    size_t got = fp ? fread(buf, 1, n - 1, fp) : 0;
+    buf[got] = '\0';
+    if (fp)
+        fclose(fp);
+}
+
+/* Run `$KV_BIN/kvtrace info ARGS` with stdout and stderr captured. */
+static void run_info(const char *args, run_result *r)
+{
+    const char *bin = getenv("KV_BIN");
+    char dir[] = "/tmp/kvinfo-XXXXXX", cmd[1024], out[64], err[64];
+    cr_assert_not_null(mkdtemp(dir));
+    snprintf(out, sizeof out, "%s/out", dir);
+    snprintf(err, sizeof err, "%s/err", dir);
+    snprintf(cmd, sizeof cmd, "'%s/kvtrace' info %s >%s 2>%s", bin ? bin : "bin", args, out, err);
+    int st = system(cmd);
+    cr_assert(WIFEXITED(st), "%s did not exit", cmd);
+    r->status = WEXITSTATUS(st);
+    slurp(out, r->out, sizeof r->out);
+    slurp(err, r->err, sizeof r->err);
+    unlink(out), unlink(err), rmdir(dir);
+}
+
+Test(kvtrace_info, exits_1_naming_the_offset_on_a_damaged_model)
+{
+    tiny_layout lay;
+    gbuf b = tiny(&lay);
+    put_u32(&b, lay.b_type_at, 9999);
+    char path[256], args[300];
+    gguf_builder_write_temp(b.p, b.n, "bad.gguf", path);
+    snprintf(args, sizeof args, "'%s'", path);
+    run_result r;
+    run_info(args, &r);
+    gguf_builder_remove_temp(path);
+    cr_assert_eq(r.status, 1, "exit %d, stderr: %s", r.status, r.err);
+    cr_assert(strstr(r.err, "bad.gguf: offset "), "stderr: %s", r.err);
+    cr_assert(strstr(r.err, "tensor #1 'b.weight': unknown ggml type id 9999"), "stderr: %s", r.err);
+    cr_assert_str_empty(r.out);
+    gbuf_free(&b);
+}
+
+Test(kvtrace_info, describes_the_smollm2_model)
+{
+    const char *model = getenv("KV_MODEL");
+    if (!model || access(model, R_OK) != 0)
+        cr_skip_test("KV_MODEL not set or not readable");
+    char args[600];
+    snprintf(args, sizeof args, "'%s'", model);
+    run_result r;
+    run_info(args, &r);
+    cr_assert_eq(r.status, 0, "exit %d, stderr: %s", r.status, r.err);
+    static const char *facts[] = {
+        "GGUF v3, 98362432 bytes", "architecture  llama", "layers        30",
+        "embedding     576", "heads         9 (kv heads 3, GQA 3:1)", "head dim      64",
+        "feed-forward  1536", "vocab         49152", "context       8192",
+        "rope base     100000", "rms eps       1e-05", "Q4_1        210",
+        "Q8_0          1", "F32          61", "model         gpt2", "pre           smollm",
+        "merges        48900", "bos           1 '<|im_start|>'", "eos           2 '<|im_end|>'",
+    };
+    for (size_t i = 0; i < sizeof facts / sizeof facts[0]; i++)
+        cr_assert(strstr(r.out, facts[i]), "'%s' missing from:\n%s", facts[i], r.out);
+}
+
+Test(kvtrace_info, tells_an_hdf5_trace_from_a_model_and_reports_usage_errors)
+{
+    char path[256], args[300];
+    gguf_builder_write_temp("\x89HDF\r\n\x1a\n", 8, "t.h5", path);
+    snprintf(args, sizeof args, "'%s'", path);
+    run_result r;
+    run_info(args, &r);
+    gguf_builder_remove_temp(path);
+    cr_assert_eq(r.status, 1);
+    cr_assert(strstr(r.err, "t.h5: HDF5 trace: trace summaries come with the trace reader"), "%s", r.err);
+    run_info("", &r);
+    cr_assert_eq(r.status, 2);
+    run_info("--frobnicate x.gguf", &r);
+    cr_assert_eq(r.status, 2);
+    cr_assert(strstr(r.err, "unknown option '--frobnicate'"), "%s", r.err);
+    run_info("--help", &r);
+    cr_assert_eq(r.status, 0);
+    cr_assert(strstr(r.out, "usage: kvtrace info MODEL.gguf"), "%s", r.out);
 }

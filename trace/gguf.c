@@ -354,7 +354,7 @@ static int read_alignment(cursor *c)
 
 /* ---- tensors -------------------------------------------------------------------------- */
 
-/* Shape and type of tensor t, read at the cursor; `name_at` is where its info starts. */
+/* Shape and type of tensor t, read at the cursor (after its name). */
 static int parse_tensor_shape(cursor *c, gguf_tensor *t)
 {
     size_t at = c->pos;

@@ -4,10 +4,11 @@
  */
 #include "cli.h"
 #include "cmd_devices.h"
+#include "cmd_info.h"
 #include "cmd_tokenize.h"
 
 static const cli_command commands[] = {
-    {"info",     "MODEL.gguf | TRACE.h5",          "describe a model or a trace",          NULL},
+    {"info",     "MODEL.gguf | TRACE.h5",          "describe a model or a trace",          cmd_info},
     {"tokenize", "MODEL TEXT [--chat] [--ids]",    "show token ids and pieces",            cmd_tokenize},
     {"run",      "MODEL PROMPT [options]",         "generate text with the full cache",    NULL},
     {"record",   "MODEL PROMPT -o TRACE.h5",       "record an attention trace",            NULL},

@@ -1,0 +1,217 @@
+/*
+ * test_dequant.c — trace/dequant.c against gguf-py (gguf.quants.dequantize).
+ *
+ * Fixtures (tests/fixtures/make_dequant_fixtures.py, which records the package versions
+ * in them): random blocks of all twelve supported types, and sampled rows of every
+ * tensor type in the SmolLM2 model, read here through trace/gguf.c.
+ *
+ * Tolerance: none — outputs must be bit-identical.  gguf-py computes in float32 with
+ * the operations and order of ggml's reference dequantizers (d*q; (d*q)+m;
+ * (d*sc)*q - (dmin*mn)), and dequant.c does the same, one rounding per operation with
+ * no fused multiply-add (dequant.c invariant (3)), so any difference is a bug.
+ */
+#include <criterion/criterion.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "dequant.h"
+#include "gguf.h"
+
+/* ---- fixture files ----------------------------------------------------------------- */
+
+typedef struct fixture {
+    uint8_t *p;       /* whole file */
+    size_t   n;       /* its size */
+    size_t   pos;     /* read position */
+    char     path[512];
+} fixture;
+
+static void load(fixture *fx, const char *name, const char magic[8])
+{
+    const char *dir = getenv("KV_FIXTURES");
+    snprintf(fx->path, sizeof fx->path, "%s/%s", dir ? dir : "tests/fixtures", name);
+    FILE *fp = fopen(fx->path, "rb");
+    cr_assert_not_null(fp, "cannot open %s (set KV_FIXTURES)", fx->path);
+    fseek(fp, 0, SEEK_END);
+    fx->n = (size_t)ftell(fp);
+    fseek(fp, 0, SEEK_SET);
+    fx->p = malloc(fx->n);
+    cr_assert_eq(fread(fx->p, 1, fx->n, fp), fx->n);
+    fclose(fp);
+    fx->pos = 0;
+    cr_assert(fx->n >= 8 && !memcmp(fx->p, magic, 8), "%s: not a %.8s fixture", fx->path, magic);
+    fx->pos = 8;
+}
+
+static const void *take(fixture *fx, size_t n)
+{
+    cr_assert_leq(n, fx->n - fx->pos, "%s: truncated at %zu", fx->path, fx->pos);
+    const void *p = fx->p + fx->pos;
+    fx->pos += n;
+    return p;
+}
+
+static uint32_t take_u32(fixture *fx)
+{
+    uint32_t v;
+    memcpy(&v, take(fx, 4), 4);
+    return v;
+}
+
+/* The package-version line every fixture starts with, printed for the log. */
+static void take_versions(fixture *fx)
+{
+    uint32_t len = take_u32(fx);
+    const char *s = take(fx, len);
+    cr_log_info("%s made with %.*s", fx->path, (int)len, s);
+}
+
+/* Compare n floats bit for bit (all fixtures are NaN-free). */
+static void expect_same(const float *got, const void *want_bytes, int64_t n, const char *what)
+{
+    for (int64_t i = 0; i < n; i++) {
+        float want;
+        memcpy(&want, (const uint8_t *)want_bytes + 4 * i, 4);
+        uint32_t gb, wb;
+        memcpy(&gb, &got[i], 4), memcpy(&wb, &want, 4);
+        cr_assert_eq(gb, wb, "%s: element %lld: got %.9g (0x%08x), gguf-py %.9g (0x%08x)", what,
+                     (long long)i, got[i], gb, want, wb);
+    }
+}
+
+/* ---- against gguf-py ------------------------------------------------------------------ */
+
+Test(dequant, matches_gguf_py_bit_for_bit_on_random_blocks_of_every_type)
+{
+    static const int want_types[] = {GGML_TYPE_F32,  GGML_TYPE_F16,  GGML_TYPE_BF16,
+                                     GGML_TYPE_Q8_0, GGML_TYPE_Q4_0, GGML_TYPE_Q4_1,
+                                     GGML_TYPE_Q5_0, GGML_TYPE_Q5_1, GGML_TYPE_Q4_K,
+                                     GGML_TYPE_Q5_K, GGML_TYPE_Q6_K, GGML_TYPE_IQ4_NL};
+    fixture fx;
+    load(&fx, "dequant_random.bin", "KVDQRND1");
+    take_versions(&fx);
+    uint32_t n_rec = take_u32(&fx);
+    cr_assert_eq(n_rec, sizeof want_types / sizeof want_types[0]);
+    for (uint32_t r = 0; r < n_rec; r++) {
+        int type = (int)take_u32(&fx);
+        uint32_t n = take_u32(&fx), nbytes = take_u32(&fx);
+        cr_assert_eq(type, want_types[r], "record %u", r);
+        size_t row;
+        cr_assert_eq(ggml_row_size(type, n, &row, NULL), 0);
+        cr_assert_eq(row, nbytes, "%s: %u elements take %zu bytes, fixture has %u",
+                     ggml_type_name(type), n, row, nbytes);
+        const void *raw = take(&fx, nbytes);
+        const void *want = take(&fx, 4 * (size_t)n);
+        float *got = malloc(4 * (size_t)n);
+        kv_err err = {0};
+        cr_assert_eq(dequant_row(type, raw, got, n, &err), 0, "%s", err.msg);
+        expect_same(got, want, n, ggml_type_name(type));
+        free(got);
+    }
+    cr_assert_eq(fx.pos, fx.n, "trailing bytes in %s", fx.path);
+    free(fx.p);
+}
+
+Test(dequant, matches_gguf_py_on_rows_of_the_smollm2_model)
+{
+    const char *model = getenv("KV_MODEL");
+    if (!model || access(model, R_OK) != 0)
+        cr_skip_test("KV_MODEL not set or not readable");
+    kv_err err = {0};
+    gguf_file *f = gguf_open(model, &err);
+    cr_assert_not_null(f, "%s", err.msg);
+
+    fixture fx;
+    load(&fx, "dequant_model.bin", "KVDQMDL1");
+    take_versions(&fx);
+    uint64_t size;
+    memcpy(&size, take(&fx, 8), 8);
+    cr_assert_eq(size, gguf_file_size(f), "fixture made from a different model file");
+    uint32_t n_rec = take_u32(&fx);
+    cr_assert_geq(n_rec, 3, "one tensor per type: F32, Q4_1, Q8_0");
+    for (uint32_t r = 0; r < n_rec; r++) {
+        uint32_t len = take_u32(&fx);
+        char name[128];
+        cr_assert_lt(len, sizeof name);
+        memcpy(name, take(&fx, len), len);
+        name[len] = '\0';
+        uint32_t row = take_u32(&fx), n = take_u32(&fx);
+        const gguf_tensor *t = gguf_find_tensor(f, name);
+        cr_assert_not_null(t, "no tensor %s", name);
+        cr_assert_eq(t->ne[0], n);
+        size_t row_bytes;
+        cr_assert_eq(ggml_row_size(t->type, n, &row_bytes, NULL), 0);
+        float *got = malloc(4 * (size_t)n);
+        const uint8_t *src = (const uint8_t *)t->data + (size_t)row * row_bytes;
+        cr_assert_eq(dequant_row(t->type, src, got, n, &err), 0, "%s", err.msg);
+        char what[192];
+        snprintf(what, sizeof what, "%s (%s) row %u", name, ggml_type_name(t->type), row);
+        expect_same(got, take(&fx, 4 * (size_t)n), n, what);
+        free(got);
+    }
+    cr_assert_eq(fx.pos, fx.n, "trailing bytes in %s", fx.path);
+    free(fx.p);
+    gguf_close(f);
+}
+
+/* ---- the table and the edges --------------------------------------------------------- */
+
+Test(dequant, type_table_matches_ggml)
+{
+    cr_assert_str_eq(ggml_type_name(GGML_TYPE_Q4_K), "Q4_K");
+    cr_assert_eq(ggml_type_block(GGML_TYPE_Q4_K), 256);
+    cr_assert_eq(ggml_type_bytes(GGML_TYPE_Q4_K), 144);
+    cr_assert_eq(ggml_type_bytes(GGML_TYPE_Q6_K), 210);
+    cr_assert_eq(ggml_type_bytes(GGML_TYPE_IQ4_NL), 18);
+    cr_assert_eq(ggml_type_bytes(GGML_TYPE_BF16), 2);
+    cr_assert_eq(ggml_type_from_name("q8_0"), GGML_TYPE_Q8_0);
+    cr_assert_eq(ggml_type_from_name("Q4_2"), -1);
+    static const int removed[] = {-1, 4, 5, 31, 32, 33, 36, 37, 38, GGML_TYPE_COUNT, 1000};
+    for (size_t i = 0; i < sizeof removed / sizeof removed[0]; i++) {
+        cr_assert_null(ggml_type_name(removed[i]), "id %d", removed[i]);
+        cr_assert_eq(ggml_type_block(removed[i]), 0);
+        cr_assert_eq(ggml_type_can_dequant(removed[i]), 0);
+    }
+    cr_assert(ggml_type_can_dequant(GGML_TYPE_Q5_K));
+    cr_assert_not(ggml_type_can_dequant(GGML_TYPE_Q2_K));
+}
+
+Test(dequant, refuses_partial_blocks_and_types_it_cannot_convert)
+{
+    uint8_t raw[256] = {0};
+    float out[64];
+    kv_err err = {0};
+    cr_assert_eq(dequant_row(GGML_TYPE_Q4_0, raw, out, 33, &err), KV_EFORMAT);
+    cr_assert(strstr(err.msg, "Q4_0 row of 33 elements, expected a multiple of its block size 32"),
+              "%s", err.msg);
+    cr_assert_eq(dequant_row(GGML_TYPE_Q8_0, raw, out, -32, &err), KV_EFORMAT);
+    cr_assert_eq(dequant_row(GGML_TYPE_Q2_K, raw, out, 256, &err), KV_EUNSUPPORTED);
+    cr_assert(strstr(err.msg, "no dequantisation for ggml type Q2_K (id 10)"), "%s", err.msg);
+    cr_assert_eq(dequant_row(4, raw, out, 32, &err), KV_EUNSUPPORTED);
+    cr_assert(strstr(err.msg, "unknown ggml type id 4"), "%s", err.msg);
+    cr_assert_eq(dequant_row(GGML_TYPE_F32, raw, out, 0, &err), 0, "an empty row is fine");
+}
+
+/* Rows start at any byte in real files; UBSan checks that no block is read through a
+ * misaligned pointer, and the result must not depend on the address. */
+Test(dequant, reads_blocks_at_odd_addresses)
+{
+    static const int types[] = {GGML_TYPE_F16, GGML_TYPE_BF16, GGML_TYPE_Q5_1, GGML_TYPE_Q6_K,
+                                GGML_TYPE_F32};
+    uint8_t aligned[2 * 210], shifted[2 * 210 + 1];
+    for (size_t i = 0; i < sizeof aligned; i++)
+        aligned[i] = (uint8_t)(i * 37 + 11);
+    for (size_t t = 0; t < sizeof types / sizeof types[0]; t++) {
+        int n = ggml_type_block(types[t]) == 1 ? 64 : 2 * ggml_type_block(types[t]);
+        memcpy(shifted + 1, aligned, sizeof aligned);
+        float a[512], b[512];
+        cr_assert_eq(dequant_row(types[t], aligned, a, n, NULL), 0);
+        cr_assert_eq(dequant_row(types[t], shifted + 1, b, n, NULL), 0);
+        for (int i = 0; i < n; i++)     /* F16C quiets signalling NaNs, the scalar path keeps them */
+            cr_assert(isnan(a[i]) ? isnan(b[i]) : !memcmp(&a[i], &b[i], 4), "%s element %d",
+                      ggml_type_name(types[t]), i);
+    }
+}
