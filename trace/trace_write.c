@@ -491,11 +491,15 @@ static int batch_begin(trace_writer *w, batch *b, int64_t t0, kv_err *err)
     b->width = (size_t)t0 + TRACE_BATCH;
     size_t need = (size_t)w->L * w->H * TRACE_BATCH * b->width * w->esize;
     if (need > b->probs_cap) {
-        free(b->probs);
-        b->probs = malloc(need);
-        b->probs_cap = b->probs ? need : 0;
+        /* realloc, not free + malloc: large blocks are remapped, so the pages already
+         * touched stay resident and only the new tail faults in. */
+        void *grown = realloc(b->probs, need);
+        if (grown) {
+            b->probs = grown;
+            b->probs_cap = need;
+        }
     }
-    if (!b->probs)
+    if (need > b->probs_cap)
         return kv_errorf(err, KV_ENOMEM, "%s: no memory for a batch of %d steps at step "
                          "%lld (%zu bytes)", w->path, TRACE_BATCH, (long long)t0, need);
     return KV_OK;
