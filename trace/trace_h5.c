@@ -70,6 +70,14 @@ const char *trace_compression_name(trace_compression c, char *buf, size_t size)
 
 void trace__h5_quiet(void) { H5Eset_auto2(H5E_DEFAULT, NULL, NULL); }
 
+hid_t trace__h5_save_errors(void) { return H5Eget_current_stack(); }
+
+void trace__h5_restore_errors(hid_t saved)
+{
+    if (saved >= 0)
+        H5Eset_current_stack(saved);
+}
+
 /* The innermost entry of the stack is the one that knows the system's reason. */
 static herr_t innermost(unsigned n, const H5E_error2_t *e, void *ctx)
 {

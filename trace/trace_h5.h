@@ -20,6 +20,10 @@ size_t trace__dtype_size(trace_dtype dtype);    /* 2 or 4 */
 
 /* Stop HDF5 printing its error stack on this thread: we report through kv_err. */
 void trace__h5_quiet(void);
+/* Any HDF5 call clears the error stack, cleanup included: keep the stack of a
+ * failed call across the cleanup with save (clears it) and restore (consumes it). */
+hid_t trace__h5_save_errors(void);
+void  trace__h5_restore_errors(hid_t saved);
 /* Record `code` with the formatted message, followed by ": " and the innermost
  * message of the current HDF5 error stack when there is one. */
 int  trace__h5_fail(kv_err *err, int code, const char *fmt, ...)

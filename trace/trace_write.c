@@ -260,7 +260,9 @@ static int file_create(trace_writer *w, kv_err *err)
     hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
     H5Pset_libver_bounds(fapl, H5F_LIBVER_V110, H5F_LIBVER_LATEST);
     w->file = H5Fcreate(w->path, w->force ? H5F_ACC_TRUNC : H5F_ACC_EXCL, H5P_DEFAULT, fapl);
+    hid_t saved = trace__h5_save_errors();
     H5Pclose(fapl);
+    trace__h5_restore_errors(saved);
     if (w->file < 0)
         return trace__h5_fail(err, KV_EIO, "%s: cannot create the trace file", w->path);
     w->mtype = trace__dtype_type(w->dtype);
@@ -308,10 +310,12 @@ static int slab_write(hid_t d, hid_t mtype, const hsize_t *start, const hsize_t 
               H5Sselect_hyperslab(fs, H5S_SELECT_SET, start, NULL, fcount, NULL) < 0 ||
               H5Sselect_hyperslab(ms, H5S_SELECT_SET, origin, NULL, mcount, NULL) < 0 ||
               H5Dwrite(d, mtype, ms, fs, H5P_DEFAULT, buf) < 0;
+    hid_t saved = bad ? trace__h5_save_errors() : -1;
     if (ms >= 0)
         H5Sclose(ms);
     if (fs >= 0)
         H5Sclose(fs);
+    trace__h5_restore_errors(saved);
     return bad ? -1 : 0;
 }
 
@@ -322,8 +326,8 @@ static int grow(trace_writer *w, hsize_t E)
     int bad = H5Dset_extent(w->probs, pd) < 0 || H5Dset_extent(w->keys, kd) < 0 ||
               H5Dset_extent(w->values, kd) < 0 ||
               (w->queries && H5Dset_extent(w->queries, qd) < 0);
-    for (int i = 0; i < N_TOK; i++)
-        bad |= H5Dset_extent(w->tok[i], td) < 0;
+    for (int i = 0; i < N_TOK && !bad; i++)
+        bad = H5Dset_extent(w->tok[i], td) < 0;
     return bad ? -1 : 0;
 }
 
@@ -379,7 +383,9 @@ static int write_tokens(trace_writer *w, const batch *b)
     int bad = 0;
     for (int i = 0; i < N_TOK && !bad; i++)
         bad = slab_write(w->tok[i], mem[i], start, n, 1, n, n, src[i]) < 0;
+    hid_t saved = bad ? trace__h5_save_errors() : -1;
     H5Tclose(text);
+    trace__h5_restore_errors(saved);
     return bad ? -1 : 0;
 }
 
