@@ -144,7 +144,7 @@ typedef struct trace_step {
     const float *const *rows;    /* [L*H] row (li, hi) at rows[li*H + hi], (t+1,) */
     const float *const *keys;    /* [L*K] key (li, ki) at keys[li*K + ki], (D,) */
     const float *const *values;  /* [L*K] likewise */
-    const float *const *queries; /* [L*H] (D,) each; read only with record_queries */
+    const float *const *queries; /* [L*H] (D,) each; required iff record_queries */
 } trace_step;
 
 /* Create `path` and start the writer thread.  Refuses an existing file unless

@@ -720,6 +720,9 @@ int trace_writer_append_step(trace_writer *w, const trace_step *step, kv_err *er
     int rc = thread_error(w, err);
     if (rc < 0)
         return rc;
+    if (!step->rows || !step->keys || !step->values || (w->record_queries && !step->queries))
+        return kv_errorf(err, KV_EUSAGE, "%s: step %lld: rows, keys and values%s are required",
+                         w->path, (long long)w->steps, w->record_queries ? " and queries" : "");
     batch *b = &w->buf[w->fill];
     if (b->n == TRACE_BATCH && (rc = hand_over(w, err)) < 0)
         return rc;
