@@ -3,8 +3,8 @@
  * run and for checking a download: architecture and shapes, tensor types with counts
  * and bytes, tokenizer facts and special tokens, file size and GGUF version.
  *
- * The file kind is chosen by its magic bytes in info_dispatch(), the one place to
- * change when HDF5 trace summaries arrive.  Exit status: 0 success, 1 runtime error
+ * The file kind is chosen by its magic bytes in info_dispatch(): GGUF models are
+ * described here, HDF5 traces by trace_info_print() (trace/trace_info.c).  Exit status: 0 success, 1 runtime error
  * (unreadable or malformed file), 2 usage.
  */
 #include "cmd_info.h"
@@ -17,6 +17,7 @@
 
 #include "dequant.h"
 #include "gguf.h"
+#include "trace_file.h"
 
 static void usage(FILE *out)
 {
@@ -272,9 +273,12 @@ static int info_dispatch(const char *path, bool list_tensors)
     size_t got = fread(magic, 1, sizeof magic, fp);
     fclose(fp);
     if (got >= 4 && !memcmp(magic, "\x89HDF", 4)) {
-        fprintf(stderr, "kvtrace info: %s: HDF5 trace: trace summaries come with the trace reader\n",
-                path);
-        return 1;
+        kv_err err = {0};
+        if (trace_info_print(path, stdout, &err) != 0) {
+            fprintf(stderr, "kvtrace info: %s\n", err.msg);
+            return kv_err_exit_status(err.code);
+        }
+        return 0;
     }
     return info_gguf(path, list_tensors);     /* its errors name a wrong magic */
 }

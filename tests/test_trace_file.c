@@ -1,0 +1,616 @@
+/*
+ * test_trace_file.c — the trace file of trace/trace_file.h, written and read back on
+ * a small fake model: 3 layers of which 0 and 2 are recorded, 4 query heads of which
+ * 0, 1 and 3 are recorded, 2 KV heads (GQA groups of 2), head_dim 8.  Rows are exact
+ * softmaxes of deterministic queries and keys, so `kvtrace verify` can recompute
+ * them.  Each test works in its own temporary directory, removed at the end.
+ */
+#include <criterion/criterion.h>
+#include <ftw.h>
+#include <hdf5.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "fp16.h"
+#include "trace_file.h"
+
+enum { L = 2, H = 3, K = 2, D = 8 };
+static const int layers[L] = {0, 2}, heads[H] = {0, 1, 3}, kv_of[H] = {0, 0, 1};
+
+static char dir[64];
+
+static void make_dir(void)
+{
+    strcpy(dir, "/tmp/kvtrace-test-XXXXXX");
+    cr_assert_not_null(mkdtemp(dir));
+}
+
+static int rm_entry(const char *p, const struct stat *s, int flag, struct FTW *f)
+{
+    (void)s, (void)flag, (void)f;
+    return remove(p);
+}
+
+static void remove_dir(void) { nftw(dir, rm_entry, 8, FTW_DEPTH | FTW_PHYS); }
+
+TestSuite(trace_file, .init = make_dir, .fini = remove_dir);
+
+static const char *path_in(const char *name)
+{
+    static char buf[8][128];
+    static int next;
+    char *p = buf[next++ % 8];
+    snprintf(p, 128, "%s/%s", dir, name);
+    return p;
+}
+
+/* ---------------------------------------------------------------- the fake model - */
+
+static float query(int li, int hi, int t, int d) { return 2 * sinf(0.037f * (t + 1) * (d + 1) + li + 0.5f * hi); }
+static float key(int li, int ki, int t, int d) { return cosf(0.023f * t * (d + 1) + 0.7f * li + ki); }
+static float value(int li, int ki, int t, int d) { return (float)(li * 100 + ki * 10 + d) + 0.001f * t; }
+
+/* Row (li, hi, t) = softmax over keys 0..t of q.k / sqrt(D), into out (t+1,). */
+static void attention_row(int li, int hi, int t, float *out)
+{
+    double s[512], mx = -INFINITY, sum = 0;
+    for (int j = 0; j <= t; j++) {
+        double dot = 0;
+        for (int d = 0; d < D; d++)
+            dot += (double)query(li, hi, t, d) * key(li, kv_of[hi], j, d);
+        s[j] = dot / sqrt((double)D);
+        mx = s[j] > mx ? s[j] : mx;
+    }
+    for (int j = 0; j <= t; j++)
+        sum += s[j] = exp(s[j] - mx);
+    for (int j = 0; j <= t; j++)
+        out[j] = (float)(s[j] / sum);
+}
+
+static trace_header fake_header(void)
+{
+    return (trace_header){
+        .model_file = "fake.gguf", .model_sha256 = "0123456789abcdef", .architecture = "llama",
+        .tensor_types = "F32:10", .n_layer = 3, .n_embd = 32, .n_head = 4, .n_head_kv = 2,
+        .head_dim = D, .n_ctx = 1024, .vocab_size = 1000, .rope_base = 10000,
+        .prompt = "héllo wörld", .chat = 1, .max_new_tokens = 40, .top_k = 40,
+        .temperature = 0.7, .top_p = 0.9, .seed = 18446744073709551557ull, .device = "cpu",
+        .threads = 2, .n_layers_rec = L, .layers = layers, .n_heads_rec = H, .heads = heads,
+    };
+}
+
+/* Storage for one step's pointers. */
+typedef struct step_buf {
+    float  rows[L * H][512], keys[L * K][D], values[L * K][D], queries[L * H][D];
+    const float *row_p[L * H], *key_p[L * K], *value_p[L * K], *query_p[L * H];
+    char   text[16];
+} step_buf;
+
+static trace_step fake_step(step_buf *b, int t)
+{
+    for (int li = 0; li < L; li++) {
+        for (int hi = 0; hi < H; hi++) {
+            attention_row(li, hi, t, b->rows[li * H + hi]);
+            for (int d = 0; d < D; d++)
+                b->queries[li * H + hi][d] = query(li, hi, t, d);
+            b->row_p[li * H + hi] = b->rows[li * H + hi];
+            b->query_p[li * H + hi] = b->queries[li * H + hi];
+        }
+        for (int ki = 0; ki < K; ki++) {
+            for (int d = 0; d < D; d++) {
+                b->keys[li * K + ki][d] = key(li, ki, t, d);
+                b->values[li * K + ki][d] = value(li, ki, t, d);
+            }
+            b->key_p[li * K + ki] = b->keys[li * K + ki];
+            b->value_p[li * K + ki] = b->values[li * K + ki];
+        }
+    }
+    snprintf(b->text, sizeof b->text, t % 7 == 0 ? " " : "tok%d", t);
+    return (trace_step){
+        .token = 3 * t + 1, .text = b->text, .flags = (uint8_t)(t % 7 == 0 ? TRACE_TOKEN_SPACE : 0),
+        .phase = (uint8_t)(t >= 20), .position = t, .logprob_next = NAN, .entropy_next = NAN,
+        .rows = b->row_p, .keys = b->key_p, .values = b->value_p, .queries = b->query_p,
+    };
+}
+
+typedef void (*tamper_fn)(int t, step_buf *b);
+
+/* Write T steps; `stop_at` >= 0 aborts after that many steps.  Returns the first
+ * error of append or close. */
+static int write_fake(const char *path, int T, const trace_options *opt, int stop_at,
+                      tamper_fn tamper, kv_err *err)
+{
+    trace_header h = fake_header();
+    trace_writer *w = trace_writer_open(path, &h, opt, err);
+    if (!w)
+        return err->code;
+    step_buf *b = malloc(sizeof *b);
+    int rc = KV_OK;
+    for (int t = 0; t < T && rc == KV_OK; t++) {
+        if (t == stop_at) {
+            free(b);
+            trace_writer_abort(w);
+            return KV_OK;
+        }
+        trace_step s = fake_step(b, t);
+        if (tamper)
+            tamper(t, b);
+        rc = trace_writer_append_step(w, &s, err);
+        if (rc == KV_OK)
+            rc = trace_writer_set_next(w, t, -0.5f - 0.01f * t, 1.0f + 0.001f * t, err);
+    }
+    free(b);
+    if (rc < 0) {
+        trace_writer_abort(w);
+        return rc;
+    }
+    return trace_writer_close(w, err);
+}
+
+static trace_options opts(trace_dtype dtype, const char *compression)
+{
+    trace_options o = {.dtype = dtype, .record_queries = 1};
+    cr_assert_eq(trace_compression_parse(compression, &o.compression, NULL), KV_OK);
+    return o;
+}
+
+static trace *open_ok(const char *path)
+{
+    kv_err err = {0};
+    trace *tr = trace_open(path, &err);
+    cr_assert_not_null(tr, "trace_open(%s): %s", path, err.msg);
+    return tr;
+}
+
+static float round_f16(float x) { return fp16_to_f32(fp16_from_f32(x)); }
+
+/* Every row, key, value and query equals what was written, after rounding to the
+ * trace dtype; returns the number of values compared. */
+static long check_contents(trace *tr, int T, trace_dtype dtype)
+{
+    float expect[512], out[TRACE_BATCH * 512], kb[TRACE_BATCH * D], vb[TRACE_BATCH * D];
+    long n_cmp = 0;
+    for (int li = 0; li < L; li++)
+        for (int hi = 0; hi < H; hi++)
+            for (int t0 = 0; t0 < T; t0 += TRACE_BATCH) {
+                int n = T - t0 < TRACE_BATCH ? T - t0 : TRACE_BATCH;
+                size_t width = (size_t)(t0 + n);
+                kv_err err = {0};
+                cr_assert_eq(trace_read_rows(tr, li, hi, t0, n, out, width, &err), 0, "%s",
+                             err.msg);
+                for (int i = 0; i < n; i++) {
+                    int t = t0 + i;
+                    attention_row(li, hi, t, expect);
+                    for (size_t j = 0; j < width; j++, n_cmp++) {
+                        float want = (int)j <= t ? expect[j] : 0.0f;
+                        want = dtype == TRACE_F16 ? round_f16(want) : want;
+                        cr_assert_eq(out[i * width + j], want, "l%d h%d t%d j%zu: %g != %g", li,
+                                     hi, t, j, out[i * width + j], want);
+                    }
+                }
+                cr_assert_eq(trace_read_kv(tr, li, kv_of[hi], t0, n, kb, vb, &err), 0, "%s",
+                             err.msg);
+                for (int i = 0; i < n * D; i++) {
+                    float k = key(li, kv_of[hi], t0 + i / D, i % D);
+                    float v = value(li, kv_of[hi], t0 + i / D, i % D);
+                    cr_assert_eq(kb[i], dtype == TRACE_F16 ? round_f16(k) : k);
+                    cr_assert_eq(vb[i], dtype == TRACE_F16 ? round_f16(v) : v);
+                }
+                cr_assert_eq(trace_read_queries(tr, li, hi, t0, n, kb, &err), 0, "%s", err.msg);
+                for (int i = 0; i < n * D; i++) {
+                    float q = query(li, hi, t0 + i / D, i % D);
+                    cr_assert_eq(kb[i], dtype == TRACE_F16 ? round_f16(q) : q);
+                }
+            }
+    return n_cmp;
+}
+
+static void check_tokens(trace *tr, int T)
+{
+    const trace_tokens *tk = trace_get_tokens(tr);
+    char text[16];
+    for (int t = 0; t < T; t++) {
+        snprintf(text, sizeof text, t % 7 == 0 ? " " : "tok%d", t);
+        cr_assert_eq(tk->id[t], 3 * t + 1);
+        cr_assert_str_eq(tk->text[t], text);
+        cr_assert_eq(tk->flags[t], t % 7 == 0 ? TRACE_TOKEN_SPACE : 0);
+        cr_assert_eq(tk->phase[t], t >= 20);
+        cr_assert_eq(tk->position[t], t);
+        cr_assert_eq(tk->entropy_next[t], 1.0f + 0.001f * t);
+        if (t < T - 1)
+            cr_assert_eq(tk->logprob_next[t], -0.5f - 0.01f * t);
+    }
+}
+
+/* ---------------------------------------------------------------- round trips ---- */
+
+static void round_trip(trace_dtype dtype, const char *compression, int T)
+{
+    const char *p = path_in("rt.h5");
+    trace_options o = opts(dtype, compression);
+    kv_err err = {0};
+    o.force = 1;
+    cr_assert_eq(write_fake(p, T, &o, -1, NULL, &err), 0, "%s", err.msg);
+    trace *tr = open_ok(p);
+    const trace_meta *m = trace_get_meta(tr);
+    cr_assert_eq(m->steps, T);
+    cr_assert_eq(m->extent, T);
+    cr_assert_eq(m->complete, 1);
+    cr_assert_eq(m->options.dtype, dtype);
+    cr_assert_eq(m->options.compression.codec, o.compression.codec);
+    cr_assert_eq(m->options.compression.level, o.compression.level);
+    cr_assert_eq(m->options.record_queries, 1);
+    cr_assert(check_contents(tr, T, dtype) > 0);
+    check_tokens(tr, T);
+    cr_assert(isnan(trace_get_tokens(tr)->logprob_next[T - 1]), "the last logprob_next is NaN");
+    trace_close(tr);
+}
+
+Test(trace_file, round_trip_f32_is_exact) { round_trip(TRACE_F32, "none", 150); }
+
+Test(trace_file, round_trip_f16_equals_the_half_rounded_values) { round_trip(TRACE_F16, "none", 150); }
+
+Test(trace_file, round_trip_with_deflate) { round_trip(TRACE_F16, "deflate:1", 130); round_trip(TRACE_F32, "deflate:9", 70); }
+
+Test(trace_file, round_trip_with_lz4_or_a_clear_error)
+{
+    if (H5Zfilter_avail(32004) > 0) {
+        round_trip(TRACE_F16, "lz4", 130);
+        return;
+    }
+    trace_options o = opts(TRACE_F16, "lz4");
+    kv_err err = {0};
+    cr_assert_eq(write_fake(path_in("lz4.h5"), 10, &o, -1, NULL, &err), KV_EUNSUPPORTED);
+    cr_assert(strstr(err.msg, "hdf5-filter-plugin"), "%s", err.msg);
+}
+
+Test(trace_file, header_round_trips)
+{
+    const char *p = path_in("hdr.h5");
+    trace_options o = opts(TRACE_F16, NULL);
+    kv_err err = {0};
+    cr_assert_eq(write_fake(p, 3, &o, -1, NULL, &err), 0, "%s", err.msg);
+    trace *tr = open_ok(p);
+    const trace_header *h = &trace_get_meta(tr)->header;
+    trace_header w = fake_header();
+    cr_assert_str_eq(h->model_file, w.model_file);
+    cr_assert_str_eq(h->prompt, w.prompt);
+    cr_assert_str_eq(h->tool_version, KV_VERSION);
+    cr_assert_eq(h->seed, w.seed);
+    cr_assert_eq(h->n_head_kv, 2);
+    cr_assert_eq(h->temperature, 0.7);
+    cr_assert_eq(h->attn_scale, 1 / sqrt(8.0));
+    cr_assert_eq(strlen(h->created), 20, "ISO-8601 UTC: %s", h->created);
+    cr_assert_eq(trace_get_meta(tr)->options.compression.codec, TRACE_CODEC_DEFLATE);
+    cr_assert_eq(trace_layer_index(tr, 2), 1);
+    cr_assert_eq(trace_layer_index(tr, 1), -1);
+    cr_assert_eq(trace_head_index(tr, 3), 2);
+    cr_assert_eq(trace_kv_index_of_head(tr, 2), 1, "query head 3 uses KV head 1");
+    cr_assert_eq(trace_get_meta(tr)->n_kv_heads_rec, K);
+    trace_close(tr);
+}
+
+/* Invariant (3): chunks hold 64 rows of one head; chunks above the diagonal are
+ * never allocated. */
+Test(trace_file, chunks_hold_one_head_and_skip_the_upper_triangle)
+{
+    const char *p = path_in("chunks.h5");
+    trace_options o = opts(TRACE_F16, "none");
+    kv_err err = {0};
+    cr_assert_eq(write_fake(p, 300, &o, -1, NULL, &err), 0, "%s", err.msg);
+    hid_t f = H5Fopen(p, H5F_ACC_RDONLY, H5P_DEFAULT);
+    hid_t d = H5Dopen2(f, "attn/probs", H5P_DEFAULT), k = H5Dopen2(f, "kv/keys", H5P_DEFAULT);
+    hid_t dc = H5Dget_create_plist(d), kc = H5Dget_create_plist(k), s = H5Dget_space(d);
+    hsize_t chunk[4], n_chunks = 0;
+    cr_assert_eq(H5Pget_chunk(dc, 4, chunk), 4);
+    cr_assert(chunk[0] == 1 && chunk[1] == 1 && chunk[2] == 64 && chunk[3] == 256);
+    cr_assert_eq(H5Pget_chunk(kc, 4, chunk), 4);
+    cr_assert(chunk[0] == 1 && chunk[1] == 1 && chunk[2] == 64 && chunk[3] == D);
+    H5Dget_num_chunks(d, s, &n_chunks);
+    /* rows 0..255 need column chunk 0 only; rows 256..299 need chunks 0 and 1 */
+    cr_assert_eq(n_chunks, (hsize_t)(L * H * (4 + 2)), "%llu chunks", (unsigned long long)n_chunks);
+    H5Sclose(s);
+    H5Pclose(kc);
+    H5Pclose(dc);
+    H5Dclose(k);
+    H5Dclose(d);
+    H5Fclose(f);
+}
+
+/* ---------------------------------------------------------------- completeness --- */
+
+Test(trace_file, complete_is_set_only_by_close)
+{
+    const char *p = path_in("abort.h5");
+    trace_options o = opts(TRACE_F32, "none");
+    kv_err err = {0};
+    cr_assert_eq(write_fake(p, 150, &o, 0, NULL, &err), 0);
+    trace *tr = open_ok(p);
+    cr_assert_eq(trace_get_meta(tr)->complete, 0);
+    cr_assert_eq(trace_get_meta(tr)->steps, 0);
+    trace_close(tr);
+}
+
+Test(trace_file, abort_mid_way_keeps_every_appended_step)
+{
+    const char *p = path_in("abort.h5");
+    trace_options o = opts(TRACE_F32, "deflate:1");
+    kv_err err = {0};
+    cr_assert_eq(write_fake(p, 300, &o, 150, NULL, &err), 0);
+    trace *tr = open_ok(p);
+    cr_assert_eq(trace_get_meta(tr)->complete, 0);
+    cr_assert_eq(trace_get_meta(tr)->steps, 150);
+    check_contents(tr, 150, TRACE_F32);
+    trace_close(tr);
+    char out[4096] = "";
+    FILE *mem = fmemopen(out, sizeof out, "w");
+    cr_assert_eq(trace_info_print(p, mem, &err), 0, "%s", err.msg);
+    fclose(mem);
+    cr_assert(strstr(out, "truncated at step 150"), "%s", out);
+}
+
+Test(trace_file, info_reports_a_complete_trace)
+{
+    const char *p = path_in("info.h5");
+    trace_options o = opts(TRACE_F16, NULL);
+    kv_err err = {0};
+    cr_assert_eq(write_fake(p, 64, &o, -1, NULL, &err), 0, "%s", err.msg);
+    char out[4096] = "";
+    FILE *mem = fmemopen(out, sizeof out, "w");
+    cr_assert_eq(trace_info_print(p, mem, &err), 0, "%s", err.msg);
+    fclose(mem);
+    cr_assert(strstr(out, "T = 64 (20 prompt, 44 generated), complete"), "%s", out);
+    cr_assert(strstr(out, "f16, deflate:1"), "%s", out);
+    cr_assert(strstr(out, "ratio"), "%s", out);
+}
+
+/* ---------------------------------------------------------------- writer faults -- */
+
+Test(trace_file, refuses_to_clobber_without_force)
+{
+    const char *p = path_in("exists.h5");
+    FILE *f = fopen(p, "w");
+    fputs("precious", f);
+    fclose(f);
+    trace_options o = opts(TRACE_F16, "none");
+    kv_err err = {0};
+    cr_assert_eq(write_fake(p, 5, &o, -1, NULL, &err), KV_EEXIST);
+    cr_assert(strstr(err.msg, "--force") && strstr(err.msg, p), "%s", err.msg);
+    o.force = 1;
+    cr_assert_eq(write_fake(p, 5, &o, -1, NULL, &err), 0, "%s", err.msg);
+    trace_close(open_ok(p));
+}
+
+Test(trace_file, unwritable_path_names_the_reason)
+{
+    const char *p = path_in("no/such/dir/t.h5");
+    trace_options o = opts(TRACE_F16, "none");
+    kv_err err = {0};
+    cr_assert_eq(write_fake(p, 5, &o, -1, NULL, &err), KV_EIO);
+    cr_assert(strstr(err.msg, p) && strstr(err.msg, "No such file or directory"), "%s",
+              err.msg);
+}
+
+Test(trace_file, selection_out_of_range_is_refused)
+{
+    trace_header h = fake_header();
+    int bad_layers[2] = {0, 3}, bad_heads[2] = {1, 1};
+    kv_err err = {0};
+    h.layers = bad_layers;
+    cr_assert_null(trace_writer_open(path_in("sel.h5"), &h, NULL, &err));
+    cr_assert_eq(err.code, KV_ERANGE);
+    cr_assert(strstr(err.msg, "layer 3 out of range"), "%s", err.msg);
+    h = fake_header();
+    h.n_heads_rec = 2;
+    h.heads = bad_heads;
+    cr_assert_null(trace_writer_open(path_in("sel.h5"), &h, NULL, &err));
+    cr_assert(strstr(err.msg, "strictly increasing"), "%s", err.msg);
+}
+
+Test(trace_file, simulated_full_disk_fails_and_leaves_the_trace_incomplete)
+{
+    const char *p = path_in("full.h5");
+    trace_options o = opts(TRACE_F16, "none");
+    kv_err err = {0};
+    setenv("KV_TEST_WRITE_CAP_BYTES", "200000", 1);
+    int rc = write_fake(p, 400, &o, -1, NULL, &err);
+    unsetenv("KV_TEST_WRITE_CAP_BYTES");
+    cr_assert_eq(rc, KV_EIO);
+    cr_assert(strstr(err.msg, "no space left on device (simulated by KV_TEST_WRITE_CAP_BYTES)"),
+              "%s", err.msg);
+    trace *tr = open_ok(p);
+    cr_assert_eq(trace_get_meta(tr)->complete, 0);
+    cr_assert(trace_get_meta(tr)->steps < 400);
+    cr_assert_eq(trace_get_meta(tr)->steps % TRACE_BATCH, 0, "whole batches only");
+    check_contents(tr, (int)trace_get_meta(tr)->steps, TRACE_F16);
+    trace_close(tr);
+}
+
+Test(trace_file, set_next_applies_to_the_last_step_only)
+{
+    trace_header h = fake_header();
+    kv_err err = {0};
+    trace_writer *w = trace_writer_open(path_in("next.h5"), &h, NULL, &err);
+    cr_assert_not_null(w, "%s", err.msg);
+    step_buf *b = malloc(sizeof *b);
+    for (int t = 0; t < 3; t++) {
+        trace_step s = fake_step(b, t);
+        cr_assert_eq(trace_writer_append_step(w, &s, &err), 0, "%s", err.msg);
+    }
+    cr_assert_eq(trace_writer_set_next(w, 1, -1, 1, &err), KV_ERANGE);
+    cr_assert_eq(trace_writer_set_next(w, 2, -1, 1, &err), 0);
+    cr_assert_eq(trace_writer_steps(w), 3);
+    free(b);
+    cr_assert_eq(trace_writer_close(w, &err), 0, "%s", err.msg);
+}
+
+/* ---------------------------------------------------------------- reader faults -- */
+
+static void expect_open_error(const char *p, int code, const char *text)
+{
+    kv_err err = {0};
+    trace *tr = trace_open(p, &err);
+    cr_assert_null(tr);
+    cr_assert_eq(err.code, code, "%s: %s", kv_err_name(err.code), err.msg);
+    cr_assert(strstr(err.msg, text), "expected '%s' in: %s", text, err.msg);
+}
+
+Test(trace_file, foreign_hdf5_file_is_not_a_trace)
+{
+    const char *p = path_in("foreign.h5");
+    hid_t f = H5Fcreate(p, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    hsize_t n = 4;
+    hid_t s = H5Screate_simple(1, &n, NULL);
+    H5Dclose(H5Dcreate2(f, "data", H5T_STD_I32LE, s, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT));
+    H5Sclose(s);
+    H5Fclose(f);
+    expect_open_error(p, KV_EFORMAT, "not a kvtrace file");
+}
+
+/* Rewrite one integer root attribute of a finished trace. */
+static void set_root_attr(const char *p, const char *name, int64_t v)
+{
+    hid_t f = H5Fopen(p, H5F_ACC_RDWR, H5P_DEFAULT);
+    hid_t a = H5Aopen(f, name, H5P_DEFAULT);
+    cr_assert_geq(H5Awrite(a, H5T_NATIVE_INT64, &v), 0);
+    H5Aclose(a);
+    H5Fclose(f);
+}
+
+static const char *finished_trace(const char *name, int T)
+{
+    const char *p = path_in(name);
+    trace_options o = opts(TRACE_F16, "none");
+    kv_err err = {0};
+    cr_assert_eq(write_fake(p, T, &o, -1, NULL, &err), 0, "%s", err.msg);
+    return p;
+}
+
+Test(trace_file, newer_format_version_is_refused_clearly)
+{
+    const char *p = finished_trace("v2.h5", 10);
+    set_root_attr(p, "format_version", 2);
+    expect_open_error(p, KV_EUNSUPPORTED,
+                      "format version 2 is newer than this kvsim supports (1)");
+}
+
+Test(trace_file, shapes_are_checked_against_the_header)
+{
+    const char *p = finished_trace("shape.h5", 10);
+    set_root_attr(p, "head_dim", 16);
+    expect_open_error(p, KV_EFORMAT, "/kv/keys");
+}
+
+Test(trace_file, truncated_and_non_hdf5_files_are_refused)
+{
+    const char *p = finished_trace("cut.h5", 100);
+    struct stat st;
+    stat(p, &st);
+    cr_assert_eq(truncate(p, st.st_size / 2), 0);
+    expect_open_error(p, KV_EFORMAT, "damaged or truncated HDF5 file");
+    FILE *f = fopen(path_in("text.h5"), "w");
+    fputs("hello, not HDF5\n", f);
+    fclose(f);
+    expect_open_error(path_in("text.h5"), KV_EFORMAT, "not an HDF5 file");
+    expect_open_error(path_in("missing.h5"), KV_EIO, "No such file");
+}
+
+Test(trace_file, read_rows_rejects_indices_outside_the_trace)
+{
+    trace *tr = open_ok(finished_trace("range.h5", 100));
+    float out[TRACE_BATCH * 128];
+    kv_err err = {0};
+    cr_assert_eq(trace_read_rows(tr, L, 0, 0, 1, out, 128, &err), KV_ERANGE);
+    cr_assert(strstr(err.msg, "layer index 2 out of range"), "%s", err.msg);
+    cr_assert_eq(trace_read_rows(tr, 0, -1, 0, 1, out, 128, &err), KV_ERANGE);
+    cr_assert_eq(trace_read_rows(tr, 0, 0, 64, 64, out, 128, &err), KV_ERANGE);
+    cr_assert(strstr(err.msg, "steps 64..127 out of range"), "%s", err.msg);
+    cr_assert_eq(trace_read_rows(tr, 0, 0, 0, 64, out, 63, &err), KV_ERANGE);
+    cr_assert_eq(trace_read_kv(tr, 0, K, 0, 1, out, NULL, &err), KV_ERANGE);
+    /* a width beyond T is zero-filled */
+    cr_assert_eq(trace_read_rows(tr, 0, 0, 64, 36, out, 128, &err), 0, "%s", err.msg);
+    for (int i = 0; i < 36; i++)
+        for (int j = 100; j < 128; j++)
+            cr_assert_eq(out[i * 128 + j], 0.0f);
+    trace_close(tr);
+}
+
+/* ---------------------------------------------------------------- kvtrace verify - */
+
+static int run_verify(const char *p)
+{
+    char cmd[512];
+    snprintf(cmd, sizeof cmd, "%s/kvtrace verify %s >/dev/null 2>&1",
+             getenv("KV_BIN") ? getenv("KV_BIN") : "bin", p ? p : "");
+    int status = system(cmd);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+Test(trace_file, verify_accepts_good_traces)
+{
+    cr_assert_eq(run_verify(finished_trace("good16.h5", 130)), 0);
+    trace_options o = opts(TRACE_F32, "deflate:1");
+    kv_err err = {0};
+    cr_assert_eq(write_fake(path_in("good32.h5"), 70, &o, -1, NULL, &err), 0, "%s", err.msg);
+    cr_assert_eq(run_verify(path_in("good32.h5")), 0);
+}
+
+static void halve_row_40(int t, step_buf *b)
+{
+    if (t == 40)
+        for (int j = 0; j <= t; j++)
+            b->rows[1][j] *= 0.5f;
+}
+
+static void scale_queries_at_50(int t, step_buf *b)
+{
+    if (t == 50)
+        for (int d = 0; d < D; d++)
+            b->queries[0][d] *= 3;
+}
+
+static void verify_fails_with(tamper_fn tamper, const char *name)
+{
+    trace_options o = opts(TRACE_F16, "none");
+    kv_err err = {0};
+    cr_assert_eq(write_fake(path_in(name), 80, &o, -1, tamper, &err), 0, "%s", err.msg);
+    cr_assert_eq(run_verify(path_in(name)), 1);
+}
+
+Test(trace_file, verify_rejects_a_row_that_does_not_sum_to_one)
+{
+    verify_fails_with(halve_row_40, "halved.h5");
+}
+
+Test(trace_file, verify_rejects_rows_that_disagree_with_queries_and_keys)
+{
+    verify_fails_with(scale_queries_at_50, "queries.h5");
+}
+
+Test(trace_file, verify_rejects_an_entry_above_the_diagonal)
+{
+    const char *p = finished_trace("upper.h5", 80);
+    hid_t f = H5Fopen(p, H5F_ACC_RDWR, H5P_DEFAULT);
+    hid_t d = H5Dopen2(f, "attn/probs", H5P_DEFAULT), s = H5Dget_space(d);
+    hsize_t at[4] = {0, 1, 3, 10}, one[1] = {1};
+    hid_t m = H5Screate_simple(1, one, NULL);
+    float v = 0.25f;
+    H5Sselect_elements(s, H5S_SELECT_SET, 1, at);
+    cr_assert_geq(H5Dwrite(d, H5T_NATIVE_FLOAT, m, s, H5P_DEFAULT, &v), 0);
+    H5Sclose(m);
+    H5Sclose(s);
+    H5Dclose(d);
+    H5Fclose(f);
+    cr_assert_eq(run_verify(p), 1);
+}
+
+Test(trace_file, verify_usage_and_unreadable_files)
+{
+    cr_assert_eq(run_verify(NULL), 2);
+    cr_assert_eq(run_verify(path_in("missing.h5")), 1);
+}

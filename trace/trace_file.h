@@ -1,0 +1,263 @@
+/*
+ * trace_file.h — the kvtrace attention trace: an HDF5 file, written by one writer
+ * thread while the model computes, read back in row blocks by the replay engine.
+ *
+ * The layout (format "kvtrace", format_version 1; every field is described in
+ * docs/TRACE_FORMAT.md).  L = recorded layers, H = recorded query heads,
+ * K = KV heads those query heads use, T = steps (tokens), D = head_dim,
+ * DT = the trace dtype: IEEE half (a custom HDF5 type h5py reads as float16) or f32.
+ *
+ *   /                    attributes: format, format_version, tool and model identity,
+ *                        architecture shapes, prompt, generation settings, device,
+ *                        created, dtype, compression, attn_scale
+ *   /layers     int32    [L]            model layer index of each recorded layer
+ *   /heads      int32    [H]            recorded query heads
+ *   /kv_heads   int32    [K]            KV heads they need: kv = q / (n_head / n_head_kv)
+ *   /attn/probs DT       [L, H, T, T]   row (l, h, t) = probs[l, h, t, 0:t+1]; zeros
+ *                                       above the diagonal; chunk [1, 1, 64, 256]
+ *   /tokens/id           int32   [T]
+ *   /tokens/text         vlen UTF-8 [T]
+ *   /tokens/flags        uint8   [T]    bit0 special, bit1 punct-only, bit2 space-only
+ *   /tokens/phase        uint8   [T]    0 prompt, 1 generated
+ *   /tokens/position     int32   [T]
+ *   /tokens/logprob_next float32 [T]    log p(token t+1 | tokens <= t); NaN at the last
+ *   /tokens/entropy_next float32 [T]    entropy (nats) of the next-token distribution
+ *   /kv/keys    DT       [L, K, T, D]   post-RoPE; chunk [1, 1, 64, D]
+ *   /kv/values  DT       [L, K, T, D]
+ *   /kv/queries DT       [L, H, T, D]   post-RoPE, unscaled; only with record_queries
+ *   /status/complete int8  scalar       0 while writing, 1 once every row is on disk
+ *   /status/steps    int64 scalar       steps whose rows are all on disk
+ *
+ * Invariants the writer keeps and the reader relies on:
+ *   (1) status/steps is raised only after the rows, tokens and KV of those steps were
+ *       written and H5Fflush returned; dataset extents may exceed it by one batch.
+ *   (2) status/complete is 1 only after the last step is on disk (trace_writer_close);
+ *       an abort, a write error or a crash leaves 0.
+ *   (3) A chunk of /attn/probs holds rows of one (layer, head) only, so reading a row
+ *       block of one head never decompresses another; chunks wholly above the diagonal
+ *       are never written, hence never allocated.
+ *   (4) All HDF5 calls of a writer happen on its writer thread.
+ *
+ * Errors follow common/kv_err.h.  Both sides silence HDF5's own error printing on the
+ * threads that use them and put the innermost HDF5 message into the kv_err instead.
+ */
+#ifndef TRACE_FILE_H
+#define TRACE_FILE_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "kv_err.h"
+
+#define TRACE_FORMAT_NAME    "kvtrace"
+#define TRACE_FORMAT_VERSION 1
+#define TRACE_BATCH          64      /* steps per batch = rows per chunk */
+#define TRACE_CHUNK_COLS     256     /* keys per /attn/probs chunk */
+
+/* Named limits every number read from a file is checked against. */
+#define TRACE_MAX_LAYERS     4096
+#define TRACE_MAX_HEADS      4096
+#define TRACE_MAX_HEAD_DIM   4096
+#define TRACE_MAX_STEPS      (1 << 22)
+
+/* Token flags: the same bits as POLICY_FLAG_* in policies/policy.h. */
+enum {
+    TRACE_TOKEN_SPECIAL = 1u << 0,
+    TRACE_TOKEN_PUNCT   = 1u << 1,
+    TRACE_TOKEN_SPACE   = 1u << 2,
+};
+enum { TRACE_PHASE_PROMPT = 0, TRACE_PHASE_GENERATED = 1 };
+
+typedef enum trace_dtype { TRACE_F16 = 0, TRACE_F32 = 1 } trace_dtype;
+
+typedef enum trace_codec {
+    TRACE_CODEC_NONE = 0,
+    TRACE_CODEC_DEFLATE,     /* shuffle + deflate(level): any h5py reads it */
+    TRACE_CODEC_LZ4,         /* shuffle + LZ4 (filter 32004, Debian hdf5-filter-plugin) */
+} trace_codec;
+
+typedef struct trace_compression {
+    trace_codec codec;
+    int         level;       /* deflate level 1..9; 0 otherwise */
+} trace_compression;
+
+/* What the trace describes.  The writer copies it; the reader fills it with strings
+ * and arrays borrowed from the trace (valid until trace_close). */
+typedef struct trace_header {
+    const char *tool_version;   /* NULL: KV_VERSION */
+    const char *model_file;     /* file name of the GGUF */
+    const char *model_sha256;   /* 64 hex digits */
+    const char *architecture;   /* "llama", "gemma3" */
+    const char *tensor_types;   /* e.g. "Q4_1:211 F32:61" */
+    int         n_layer, n_embd, n_head, n_head_kv, head_dim, n_ctx, vocab_size;
+    double      rope_base;
+    double      attn_scale;     /* applied to q.k before softmax; 0: 1/sqrt(head_dim) */
+    const char *prompt;         /* as given, before the chat template */
+    int         chat;           /* 1: the chat template was applied */
+    int         max_new_tokens, top_k;
+    double      temperature, top_p;
+    uint64_t    seed;
+    const char *device;         /* "cpu" or the CUDA device name */
+    int         threads;
+    const char *created;        /* ISO-8601 UTC; NULL: the writer uses now */
+    int         n_layers_rec;   /* L */
+    const int  *layers;         /* (L,) model layer indices, strictly increasing */
+    int         n_heads_rec;    /* H */
+    const int  *heads;          /* (H,) query head indices, strictly increasing */
+} trace_header;
+
+typedef struct trace_options {
+    trace_dtype       dtype;          /* TRACE_F16 by default (zero) */
+    trace_compression compression;    /* zero = none; see trace_compression_parse */
+    int               force;          /* 1: overwrite an existing file */
+    int               record_queries; /* 1: also write /kv/queries */
+} trace_options;
+
+/* Parse "none", "deflate", "deflate:N" (1..9, default 1) or "lz4".  NULL means the
+ * default, "deflate:1" (a plain h5py reads it).  KV_EUSAGE on anything else. */
+int         trace_compression_parse(const char *text, trace_compression *out, kv_err *err);
+/* "none", "deflate:3", "lz4" into buf; returns buf. */
+const char *trace_compression_name(trace_compression c, char *buf, size_t size);
+const char *trace_dtype_name(trace_dtype dtype);                   /* "f16", "f32" */
+
+/* The GQA group of query head q: kv = q / (n_head / n_head_kv). */
+static inline int trace_kv_head_of(const trace_header *h, int q)
+{
+    return q / (h->n_head / h->n_head_kv);
+}
+
+/* ---------------------------------------------------------------- writer --------- */
+
+typedef struct trace_writer trace_writer;   /* opaque */
+
+/* One step t: the token and everything query t produced.  All pointers are borrowed
+ * for the duration of trace_writer_append_step; the writer copies what it keeps. */
+typedef struct trace_step {
+    int32_t      token;
+    const char  *text;           /* UTF-8 piece; NULL is stored as "" */
+    uint8_t      flags;          /* TRACE_TOKEN_* */
+    uint8_t      phase;          /* TRACE_PHASE_* */
+    int32_t      position;
+    float        logprob_next;   /* NaN if not known yet: see trace_writer_set_next */
+    float        entropy_next;   /* NaN if not known yet */
+    const float *const *rows;    /* [L*H] row (li, hi) at rows[li*H + hi], (t+1,) */
+    const float *const *keys;    /* [L*K] key (li, ki) at keys[li*K + ki], (D,) */
+    const float *const *values;  /* [L*K] likewise */
+    const float *const *queries; /* [L*H] (D,) each; required iff record_queries */
+} trace_step;
+
+/* Create `path` and start the writer thread.  Refuses an existing file unless
+ * opt->force (KV_EEXIST); an unwritable path is KV_EIO naming the path and the
+ * system's reason; an unavailable LZ4 filter is KV_EUNSUPPORTED naming the Debian
+ * package hdf5-filter-plugin.  opt NULL = defaults (f16, deflate:1).  NULL on error. */
+trace_writer *trace_writer_open(const char *path, const trace_header *hdr,
+                                const trace_options *opt, kv_err *err);
+
+/* Append step t = the number of steps appended so far.  Copies (and, for f16,
+ * converts) the step into the current batch; a full batch goes to the writer thread
+ * when the next step arrives, so the caller blocks only when the thread is a whole
+ * batch behind.  A write error of an earlier batch is returned here (KV_EIO); after
+ * an error every call fails and only trace_writer_abort remains useful. */
+int trace_writer_append_step(trace_writer *w, const trace_step *step, kv_err *err);
+
+/* Set the next-token log-probability and entropy of step t, which must be the last
+ * step appended (they are known once token t+1 is sampled).  KV_ERANGE otherwise. */
+int trace_writer_set_next(trace_writer *w, int64_t t, float logprob_next,
+                          float entropy_next, kv_err *err);
+
+int64_t trace_writer_steps(const trace_writer *w);   /* steps appended so far */
+
+/* Write the last batch, mark the trace complete, close the file and free w, on every
+ * path.  The last step's logprob_next is stored as NaN.  Returns the first error of
+ * the whole write (KV_EIO), in which case the file stays complete = 0. */
+int trace_writer_close(trace_writer *w, kv_err *err);
+
+/* The Ctrl-C / error path: write the steps already appended, leave complete = 0, close
+ * the file and free w.  NULL does nothing.  Never fails: a write error here only
+ * means fewer steps on disk. */
+void trace_writer_abort(trace_writer *w);
+
+/* Peak memory of a writer in bytes for T steps (both batch buffers, see the docs). */
+size_t trace_writer_peak_bytes(const trace_header *hdr, const trace_options *opt, int64_t T);
+
+/* ---------------------------------------------------------------- reader --------- */
+
+typedef struct trace trace;   /* opaque */
+
+/* Token arrays, each (steps,), borrowed from the trace. */
+typedef struct trace_tokens {
+    const int32_t *id;
+    const char *const *text;
+    const uint8_t *flags;
+    const uint8_t *phase;
+    const int32_t *position;
+    const float   *logprob_next;
+    const float   *entropy_next;
+} trace_tokens;
+
+/* Everything known about an open trace; borrowed, valid until trace_close. */
+typedef struct trace_meta {
+    trace_header  header;
+    trace_options options;        /* dtype, compression, record_queries (force = 0) */
+    int           n_kv_heads_rec; /* K */
+    const int    *kv_heads;       /* (K,) */
+    int           format_version;
+    int64_t       steps;          /* T: steps whose rows are all on disk */
+    int64_t       extent;         /* rows allocated in the datasets (>= steps) */
+    int           complete;       /* 1: the writer finished; 0: truncated at `steps` */
+} trace_meta;
+
+/* Open and validate a trace: format name and version, every attribute, every
+ * dataset's shape against the header.  KV_EFORMAT for a non-HDF5, damaged or foreign
+ * file, KV_EUNSUPPORTED for a newer format version.  Reads the token arrays (O(T)).
+ * An incomplete trace opens; check meta->complete.  NULL on error. */
+trace *trace_open(const char *path, kv_err *err);
+void   trace_close(trace *tr);                        /* NULL does nothing */
+
+const trace_meta   *trace_get_meta(const trace *tr);
+const trace_tokens *trace_get_tokens(const trace *tr);
+const char         *trace_path(const trace *tr);
+
+/* Index of model layer / query head / KV head in the recorded lists; -1 if absent. */
+int trace_layer_index(const trace *tr, int model_layer);
+int trace_head_index(const trace *tr, int head);
+int trace_kv_index(const trace *tr, int kv_head);
+/* Index in kv_heads of the KV head that recorded query head index hi uses. */
+int trace_kv_index_of_head(const trace *tr, int hi);
+
+/* Read rows t0 .. t0+n-1 of (layer index li, head index hi) as float32 into out,
+ * row-major n x width: out[i*width + j] = p(query t0+i, key j).  width >= t0+n (the
+ * causal part of the block); columns from `steps` on are zero.  The replay's natural
+ * call is t0 a multiple of TRACE_BATCH, n = TRACE_BATCH, width = t0+n: it reads whole
+ * chunks of one head only.  KV_ERANGE for an index or range outside the trace.
+ * Not thread-safe: one thread reads, others compute. */
+int trace_read_rows(trace *tr, int li, int hi, int64_t t0, int n, float *out,
+                    size_t width, kv_err *err);
+
+/* Keys and values of (layer index li, KV head index ki), steps t0 .. t0+n-1, as
+ * float32 (n x D each).  keys or values may be NULL to skip one. */
+int trace_read_kv(trace *tr, int li, int ki, int64_t t0, int n, float *keys,
+                  float *values, kv_err *err);
+
+/* Queries of (li, hi), n x D; KV_ENOTFOUND when the trace has none. */
+int trace_read_queries(trace *tr, int li, int hi, int64_t t0, int n, float *out,
+                       kv_err *err);
+
+/* Bytes: on disk (allocated storage) and raw (uncompressed, causal rows only). */
+typedef struct trace_storage {
+    uint64_t file_bytes;                  /* size of the file */
+    uint64_t probs_stored, probs_raw;     /* /attn/probs */
+    uint64_t kv_stored, kv_raw;           /* /kv/ * together */
+    uint64_t probs_elements;              /* L*H*T*(T+1)/2 causal attention elements */
+} trace_storage;
+int trace_get_storage(const trace *tr, trace_storage *out, kv_err *err);
+
+/* Peak memory of a reader streaming one row block of one head at a time, in bytes. */
+size_t trace_reader_peak_bytes(const trace_meta *m);
+
+/* `kvtrace info` for a trace: model, T, shapes, dtype, bytes on disk vs raw,
+ * compression ratio, complete or "truncated at step N".  0 or a KV_E* code. */
+int trace_info_print(const char *path, FILE *out, kv_err *err);
+
+#endif /* TRACE_FILE_H */

@@ -1,0 +1,697 @@
+/*
+ * trace_read.c — the trace reader: open and validate a trace, then hand out row
+ * blocks of one (layer, head) at a time, converted to float32.
+ *
+ * Nothing read from the file is trusted: the format name and version come first,
+ * then every attribute is range-checked, then every dataset's rank, shape and type
+ * is checked against the header before anything is allocated from it.  Memory is
+ * O(T) for the token arrays plus one row block of one head (trace_reader_peak_bytes).
+ */
+#include "trace_h5.h"
+
+#include "fp16.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+enum { S_TOOL, S_MODEL, S_SHA, S_ARCH, S_TYPES, S_PROMPT, S_DEVICE, S_CREATED, N_STR };
+
+struct trace {
+    char        *path;
+    hid_t        file;
+    hid_t        probs, keys, values, queries;   /* queries 0 when not recorded */
+    hid_t        f16;                            /* memory type for f16 traces */
+    trace_meta   meta;
+    trace_tokens tokens;
+
+    /* Owned storage behind meta and tokens. */
+    char        *str[N_STR];
+    int         *layers, *heads, *kv_heads;      /* (L,), (H,), (K,) */
+    int32_t     *id, *position;                  /* (steps,) */
+    uint8_t     *flags, *phase;
+    float       *logprob, *entropy;
+    char       **text;                           /* (steps,) owned strings */
+    uint16_t    *scratch;                        /* one f16 row block */
+    size_t       scratch_cap;                    /* elements */
+};
+
+/* ---------------------------------------------------------------- close ---------- */
+
+static void close_id(hid_t id, herr_t (*close)(hid_t))
+{
+    if (id > 0)
+        close(id);
+}
+
+void trace_close(trace *tr)
+{
+    if (!tr)
+        return;
+    close_id(tr->probs, H5Dclose);
+    close_id(tr->keys, H5Dclose);
+    close_id(tr->values, H5Dclose);
+    close_id(tr->queries, H5Dclose);
+    close_id(tr->f16, H5Tclose);
+    close_id(tr->file, H5Fclose);
+    for (int i = 0; i < N_STR; i++)
+        free(tr->str[i]);
+    for (int64_t t = 0; tr->text && t < tr->meta.steps; t++)
+        free(tr->text[t]);
+    free(tr->text);
+    free(tr->layers);
+    free(tr->heads);
+    free(tr->kv_heads);
+    free(tr->id);
+    free(tr->position);
+    free(tr->flags);
+    free(tr->phase);
+    free(tr->logprob);
+    free(tr->entropy);
+    free(tr->scratch);
+    free(tr->path);
+    free(tr);
+}
+
+/* ---------------------------------------------------------------- attributes ----- */
+
+static int bad_attr(trace *tr, kv_err *err, const char *name, const char *expected)
+{
+    return kv_errorf(err, KV_EFORMAT, "%s: root attribute '%s': missing or malformed, "
+                     "expected %s", tr->path, name, expected);
+}
+
+static int get_int(trace *tr, const char *name, int lo, int hi, int *out, kv_err *err)
+{
+    int64_t v;
+    if (trace__attr_get_i64(tr->file, name, &v) < 0)
+        return bad_attr(tr, err, name, "an integer");
+    if (v < lo || v > hi)
+        return kv_errorf(err, KV_EFORMAT, "%s: root attribute '%s' = %lld, expected %d..%d",
+                         tr->path, name, (long long)v, lo, hi);
+    *out = (int)v;
+    return KV_OK;
+}
+
+static int get_str(trace *tr, const char *name, int slot, kv_err *err)
+{
+    if (trace__attr_get_str(tr->file, name, &tr->str[slot]) < 0)
+        return bad_attr(tr, err, name, "a string");
+    return KV_OK;
+}
+
+static int get_f64(trace *tr, const char *name, double *out, kv_err *err)
+{
+    if (trace__attr_get_f64(tr->file, name, out) < 0)
+        return bad_attr(tr, err, name, "a number");
+    return KV_OK;
+}
+
+/* Format name first: a foreign file must be called foreign, not malformed. */
+static int read_identity(trace *tr, kv_err *err)
+{
+    char *fmt = NULL;
+    int64_t version;
+    int rc = trace__attr_get_str(tr->file, "format", &fmt);
+    if (rc < 0 || strcmp(fmt, TRACE_FORMAT_NAME) != 0) {
+        rc = kv_errorf(err, KV_EFORMAT, "%s: not a kvtrace file (root attribute 'format' is "
+                       "%s%s%s, expected '%s')", tr->path, fmt ? "'" : "", fmt ? fmt : "absent",
+                       fmt ? "'" : "", TRACE_FORMAT_NAME);
+        free(fmt);
+        return rc;
+    }
+    free(fmt);
+    if (trace__attr_get_i64(tr->file, "format_version", &version) < 0 || version < 1)
+        return bad_attr(tr, err, "format_version", "an integer >= 1");
+    if (version > TRACE_FORMAT_VERSION)
+        return kv_errorf(err, KV_EUNSUPPORTED, "%s: format version %lld is newer than this "
+                         "kvsim supports (%d)", tr->path, (long long)version,
+                         TRACE_FORMAT_VERSION);
+    tr->meta.format_version = (int)version;
+    return KV_OK;
+}
+
+static int read_model(trace *tr, kv_err *err)
+{
+    trace_header *h = &tr->meta.header;
+    int rc;
+    if ((rc = get_int(tr, "n_layer", 1, TRACE_MAX_LAYERS, &h->n_layer, err)) < 0 ||
+        (rc = get_int(tr, "n_head", 1, TRACE_MAX_HEADS, &h->n_head, err)) < 0 ||
+        (rc = get_int(tr, "n_head_kv", 1, h->n_head, &h->n_head_kv, err)) < 0 ||
+        (rc = get_int(tr, "head_dim", 1, TRACE_MAX_HEAD_DIM, &h->head_dim, err)) < 0 ||
+        (rc = get_int(tr, "n_embd", 0, INT32_MAX, &h->n_embd, err)) < 0 ||
+        (rc = get_int(tr, "n_ctx", 0, INT32_MAX, &h->n_ctx, err)) < 0 ||
+        (rc = get_int(tr, "vocab_size", 0, INT32_MAX, &h->vocab_size, err)) < 0 ||
+        (rc = get_f64(tr, "rope_base", &h->rope_base, err)) < 0 ||
+        (rc = get_f64(tr, "attn_scale", &h->attn_scale, err)) < 0)
+        return rc;
+    if (h->n_head % h->n_head_kv)
+        return kv_errorf(err, KV_EFORMAT, "%s: n_head %d is not a multiple of n_head_kv %d",
+                         tr->path, h->n_head, h->n_head_kv);
+    if ((rc = get_str(tr, "tool_version", S_TOOL, err)) < 0 ||
+        (rc = get_str(tr, "model_file", S_MODEL, err)) < 0 ||
+        (rc = get_str(tr, "model_sha256", S_SHA, err)) < 0 ||
+        (rc = get_str(tr, "architecture", S_ARCH, err)) < 0 ||
+        (rc = get_str(tr, "tensor_types", S_TYPES, err)) < 0)
+        return rc;
+    h->tool_version = tr->str[S_TOOL];
+    h->model_file = tr->str[S_MODEL];
+    h->model_sha256 = tr->str[S_SHA];
+    h->architecture = tr->str[S_ARCH];
+    h->tensor_types = tr->str[S_TYPES];
+    return KV_OK;
+}
+
+static int read_run(trace *tr, kv_err *err)
+{
+    trace_header *h = &tr->meta.header;
+    int rc;
+    if ((rc = get_str(tr, "prompt", S_PROMPT, err)) < 0 ||
+        (rc = get_str(tr, "device", S_DEVICE, err)) < 0 ||
+        (rc = get_str(tr, "created", S_CREATED, err)) < 0 ||
+        (rc = get_int(tr, "chat", 0, 1, &h->chat, err)) < 0 ||
+        (rc = get_int(tr, "max_new_tokens", 0, INT32_MAX, &h->max_new_tokens, err)) < 0 ||
+        (rc = get_int(tr, "top_k", 0, INT32_MAX, &h->top_k, err)) < 0 ||
+        (rc = get_int(tr, "threads", 0, INT32_MAX, &h->threads, err)) < 0 ||
+        (rc = get_f64(tr, "temperature", &h->temperature, err)) < 0 ||
+        (rc = get_f64(tr, "top_p", &h->top_p, err)) < 0)
+        return rc;
+    if (trace__attr_get_u64(tr->file, "seed", &h->seed) < 0)
+        return bad_attr(tr, err, "seed", "an unsigned integer");
+    h->prompt = tr->str[S_PROMPT];
+    h->device = tr->str[S_DEVICE];
+    h->created = tr->str[S_CREATED];
+    return KV_OK;
+}
+
+static int read_storage_choice(trace *tr, kv_err *err)
+{
+    char *dtype = NULL, *comp = NULL;
+    int rc = KV_OK;
+    if (trace__attr_get_str(tr->file, "dtype", &dtype) < 0 ||
+        (strcmp(dtype, "f16") && strcmp(dtype, "f32")))
+        rc = bad_attr(tr, err, "dtype", "'f16' or 'f32'");
+    else if (trace__attr_get_str(tr->file, "compression", &comp) < 0 ||
+             trace_compression_parse(comp, &tr->meta.options.compression, NULL) < 0)
+        rc = bad_attr(tr, err, "compression", "none, deflate:N or lz4");
+    else
+        tr->meta.options.dtype = strcmp(dtype, "f16") ? TRACE_F32 : TRACE_F16;
+    free(dtype);
+    free(comp);
+    return rc;
+}
+
+/* ---------------------------------------------------------------- datasets ------- */
+
+static int missing(trace *tr, const char *name, kv_err *err)
+{
+    return trace__h5_fail(err, KV_EFORMAT, "%s: dataset /%s is missing or unreadable",
+                          tr->path, name);
+}
+
+/* Open `name` into *out and check its rank and shape: want[i] >= 0 must match
+ * exactly, -1 marks a T axis, whose common size is returned in *T_axis. */
+static int ds_open(trace *tr, const char *name, int rank, const int64_t *want,
+                   int64_t *T_axis, hid_t dapl, hid_t *out, kv_err *err)
+{
+    *out = 0;
+    if (H5Lexists(tr->file, name, H5P_DEFAULT) <= 0)
+        return missing(tr, name, err);
+    hid_t d = H5Dopen2(tr->file, name, dapl);
+    hid_t s = d < 0 ? -1 : H5Dget_space(d);
+    hsize_t dims[4] = {0};
+    int r = s < 0 ? -1 : H5Sget_simple_extent_ndims(s);
+    int ok = r == rank && H5Sget_simple_extent_dims(s, dims, NULL) == rank;
+    *T_axis = -1;
+    for (int i = 0; ok && i < rank; i++) {
+        if (want[i] < 0 && *T_axis >= 0 && (int64_t)dims[i] != *T_axis)
+            ok = 0;
+        else if (want[i] < 0)
+            *T_axis = (int64_t)dims[i];
+        else
+            ok = (int64_t)dims[i] == want[i];
+    }
+    close_id(s, H5Sclose);
+    if (ok) {
+        *out = d;
+        return KV_OK;
+    }
+    close_id(d, H5Dclose);
+    char shape[128] = "";
+    for (int i = 0, n = 0; i < rank && n < (int)sizeof shape - 16; i++)
+        n += snprintf(shape + n, sizeof shape - (size_t)n, want[i] < 0 ? "%sT" : "%s%lld",
+                      i ? ", " : "", (long long)want[i]);
+    return kv_errorf(err, KV_EFORMAT, "%s: dataset /%s has rank %d, dims (%llu, %llu, %llu, "
+                     "%llu), expected [%s] from the header", tr->path, name, r,
+                     (unsigned long long)dims[0], (unsigned long long)dims[1],
+                     (unsigned long long)dims[2], (unsigned long long)dims[3], shape);
+}
+
+/* A fixed 1-D int dataset of n entries, each in [0, limit), strictly increasing. */
+static int read_index_list(trace *tr, const char *name, int limit, int *n_out, int **out,
+                           kv_err *err)
+{
+    int64_t want = -1, n;
+    hid_t d;
+    int rc = ds_open(tr, name, 1, &want, &n, H5P_DEFAULT, &d, err);
+    if (rc < 0)
+        return rc;
+    if (n < 1 || n > limit)
+        rc = kv_errorf(err, KV_EFORMAT, "%s: /%s has %lld entries, expected 1..%d", tr->path,
+                       name, (long long)n, limit);
+    else if (!(*out = malloc((size_t)n * sizeof **out)))
+        rc = kv_errorf(err, KV_ENOMEM, "%s: no memory for /%s", tr->path, name);
+    else if (H5Dread(d, H5T_NATIVE_INT, H5S_ALL, H5S_ALL, H5P_DEFAULT, *out) < 0)
+        rc = missing(tr, name, err);
+    for (int i = 0; rc == KV_OK && i < n; i++)
+        if ((*out)[i] < 0 || (*out)[i] >= limit || (i && (*out)[i] <= (*out)[i - 1]))
+            rc = kv_errorf(err, KV_EFORMAT, "%s: /%s[%d] = %d, expected increasing values in "
+                           "0..%d", tr->path, name, i, (*out)[i], limit - 1);
+    *n_out = (int)n;
+    H5Dclose(d);
+    return rc;
+}
+
+static int read_selection(trace *tr, kv_err *err)
+{
+    trace_header *h = &tr->meta.header;
+    int rc;
+    if ((rc = read_index_list(tr, TRACE_DS_LAYERS, h->n_layer, &h->n_layers_rec, &tr->layers,
+                              err)) < 0 ||
+        (rc = read_index_list(tr, TRACE_DS_HEADS, h->n_head, &h->n_heads_rec, &tr->heads,
+                              err)) < 0 ||
+        (rc = read_index_list(tr, TRACE_DS_KV_HEADS, h->n_head_kv, &tr->meta.n_kv_heads_rec,
+                              &tr->kv_heads, err)) < 0)
+        return rc;
+    h->layers = tr->layers;
+    h->heads = tr->heads;
+    tr->meta.kv_heads = tr->kv_heads;
+    /* /kv_heads must be exactly the KV heads the recorded query heads need. */
+    int K = 0;
+    for (int i = 0; i < h->n_heads_rec; i++) {
+        int kv = trace_kv_head_of(h, h->heads[i]);
+        if (K == 0 || tr->kv_heads[K - 1] != kv) {
+            if (K >= tr->meta.n_kv_heads_rec || tr->kv_heads[K] != kv)
+                return kv_errorf(err, KV_EFORMAT, "%s: /kv_heads does not list KV head %d "
+                                 "used by query head %d", tr->path, kv, h->heads[i]);
+            K++;
+        }
+    }
+    if (K != tr->meta.n_kv_heads_rec)
+        return kv_errorf(err, KV_EFORMAT, "%s: /kv_heads lists %d heads, the recorded query "
+                         "heads use %d", tr->path, tr->meta.n_kv_heads_rec, K);
+    return KV_OK;
+}
+
+static int read_scalar(trace *tr, const char *name, hid_t mem, void *out, kv_err *err)
+{
+    if (H5Lexists(tr->file, "status", H5P_DEFAULT) <= 0 ||
+        H5Lexists(tr->file, name, H5P_DEFAULT) <= 0)
+        return missing(tr, name, err);
+    hid_t d = H5Dopen2(tr->file, name, H5P_DEFAULT);
+    hid_t s = d < 0 ? -1 : H5Dget_space(d);
+    int ok = s >= 0 && H5Sget_simple_extent_npoints(s) == 1 &&
+             H5Dread(d, mem, H5S_ALL, H5S_ALL, H5P_DEFAULT, out) >= 0;
+    close_id(s, H5Sclose);
+    close_id(d, H5Dclose);
+    return ok ? KV_OK : missing(tr, name, err);
+}
+
+static int read_status(trace *tr, kv_err *err)
+{
+    int8_t complete;
+    int64_t steps;
+    int rc;
+    if ((rc = read_scalar(tr, TRACE_DS_COMPLETE, H5T_NATIVE_INT8, &complete, err)) < 0 ||
+        (rc = read_scalar(tr, TRACE_DS_STEPS, H5T_NATIVE_INT64, &steps, err)) < 0)
+        return rc;
+    if (complete != 0 && complete != 1)
+        return kv_errorf(err, KV_EFORMAT, "%s: /%s = %d, expected 0 or 1", tr->path,
+                         TRACE_DS_COMPLETE, complete);
+    if (steps < 0 || steps > TRACE_MAX_STEPS)
+        return kv_errorf(err, KV_EFORMAT, "%s: /%s = %lld, expected 0..%d", tr->path,
+                         TRACE_DS_STEPS, (long long)steps, TRACE_MAX_STEPS);
+    tr->meta.complete = complete;
+    tr->meta.steps = steps;
+    return KV_OK;
+}
+
+/* Enough chunk cache for one row block of one head at full width (invariant 3). */
+static hid_t probs_dapl(const trace *tr, int64_t T)
+{
+    size_t chunk = (size_t)TRACE_BATCH * TRACE_CHUNK_COLS *
+                   trace__dtype_size(tr->meta.options.dtype);
+    size_t n = (size_t)(T + TRACE_CHUNK_COLS - 1) / TRACE_CHUNK_COLS + 1;
+    size_t bytes = n * chunk < (1u << 20) ? (1u << 20) : n * chunk;
+    hid_t dapl = H5Pcreate(H5P_DATASET_ACCESS);
+    H5Pset_chunk_cache(dapl, 12421, bytes, 1.0);
+    return dapl;
+}
+
+static int check_float(trace *tr, hid_t d, const char *name, kv_err *err)
+{
+    hid_t t = H5Dget_type(d);
+    size_t want = trace__dtype_size(tr->meta.options.dtype);
+    int ok = t >= 0 && H5Tget_class(t) == H5T_FLOAT && H5Tget_size(t) == want;
+    close_id(t, H5Tclose);
+    if (ok)
+        return KV_OK;
+    return kv_errorf(err, KV_EFORMAT, "%s: dataset /%s is not %zu-byte floats as the dtype "
+                     "attribute '%s' says", tr->path, name, want,
+                     trace_dtype_name(tr->meta.options.dtype));
+}
+
+static int extent_ok(trace *tr, const char *name, int64_t E, kv_err *err)
+{
+    if (E >= tr->meta.steps)
+        return KV_OK;
+    return kv_errorf(err, KV_EFORMAT, "%s: dataset /%s holds %lld steps, but /%s says %lld "
+                     "are on disk", tr->path, name, (long long)E, TRACE_DS_STEPS,
+                     (long long)tr->meta.steps);
+}
+
+static int open_tensor(trace *tr, hid_t *out, const char *name, int heads, int64_t last,
+                       kv_err *err)
+{
+    const trace_header *h = &tr->meta.header;
+    int64_t want[4] = {h->n_layers_rec, heads, -1, last}, E;
+    hid_t dapl = last < 0 ? probs_dapl(tr, tr->meta.steps) : H5P_DEFAULT;
+    int rc = ds_open(tr, name, 4, want, &E, dapl, out, err);
+    if (dapl != H5P_DEFAULT)
+        H5Pclose(dapl);
+    if (rc == KV_OK)
+        rc = check_float(tr, *out, name, err);
+    if (rc == KV_OK)
+        rc = extent_ok(tr, name, E, err);
+    if (rc == KV_OK && last < 0)
+        tr->meta.extent = E;
+    return rc;
+}
+
+static int open_tensors(trace *tr, kv_err *err)
+{
+    const trace_header *h = &tr->meta.header;
+    const int H = h->n_heads_rec, K = tr->meta.n_kv_heads_rec, D = h->head_dim;
+    int rc;
+    if ((rc = open_tensor(tr, &tr->probs, TRACE_DS_PROBS, H, -1, err)) < 0 ||
+        (rc = open_tensor(tr, &tr->keys, TRACE_DS_KEYS, K, D, err)) < 0 ||
+        (rc = open_tensor(tr, &tr->values, TRACE_DS_VALUES, K, D, err)) < 0)
+        return rc;
+    tr->meta.options.record_queries = H5Lexists(tr->file, TRACE_DS_QUERIES, H5P_DEFAULT) > 0;
+    if (tr->meta.options.record_queries &&
+        (rc = open_tensor(tr, &tr->queries, TRACE_DS_QUERIES, H, D, err)) < 0)
+        return rc;
+    return KV_OK;
+}
+
+/* Read the first `steps` entries of a 1-D token dataset into a new array. */
+static int read_token_array(trace *tr, const char *name, hid_t mem, size_t esize, void **out,
+                            kv_err *err)
+{
+    const int64_t T = tr->meta.steps, want = -1;
+    int64_t E;
+    hid_t d;
+    int rc = ds_open(tr, name, 1, &want, &E, H5P_DEFAULT, &d, err);
+    if (rc < 0)
+        return rc;
+    rc = extent_ok(tr, name, E, err);
+    hsize_t start = 0, count = (hsize_t)T;
+    *out = rc == KV_OK ? calloc((size_t)T + 1, esize) : NULL;
+    if (rc == KV_OK && !*out)
+        rc = kv_errorf(err, KV_ENOMEM, "%s: no memory for /%s", tr->path, name);
+    if (rc == KV_OK && T > 0) {
+        hid_t fs = H5Dget_space(d), ms = H5Screate_simple(1, &count, NULL);
+        if (H5Sselect_hyperslab(fs, H5S_SELECT_SET, &start, NULL, &count, NULL) < 0 ||
+            H5Dread(d, mem, ms, fs, H5P_DEFAULT, *out) < 0)
+            rc = missing(tr, name, err);
+        H5Sclose(ms);
+        H5Sclose(fs);
+    }
+    H5Dclose(d);
+    return rc;
+}
+
+/* Variable-length strings come back HDF5-allocated: keep owned copies instead. */
+static int own_texts(trace *tr, kv_err *err)
+{
+    char **h5 = tr->text;
+    tr->text = calloc((size_t)tr->meta.steps + 1, sizeof *tr->text);
+    int rc = tr->text ? KV_OK : kv_errorf(err, KV_ENOMEM, "%s: no memory for token texts",
+                                          tr->path);
+    for (int64_t t = 0; t < tr->meta.steps; t++) {
+        if (rc == KV_OK && !(tr->text[t] = strdup(h5[t] ? h5[t] : "")))
+            rc = kv_errorf(err, KV_ENOMEM, "%s: no memory for token texts", tr->path);
+        H5free_memory(h5[t]);
+    }
+    free(h5);
+    return rc;
+}
+
+static int read_tokens(trace *tr, kv_err *err)
+{
+    hid_t text = H5Tcopy(H5T_C_S1);
+    H5Tset_size(text, H5T_VARIABLE);
+    H5Tset_cset(text, H5T_CSET_UTF8);
+    const struct { const char *name; hid_t mem; size_t size; void **out; } arrays[] = {
+        {TRACE_DS_ID, H5T_NATIVE_INT32, 4, (void **)&tr->id},
+        {TRACE_DS_FLAGS, H5T_NATIVE_UINT8, 1, (void **)&tr->flags},
+        {TRACE_DS_PHASE, H5T_NATIVE_UINT8, 1, (void **)&tr->phase},
+        {TRACE_DS_POSITION, H5T_NATIVE_INT32, 4, (void **)&tr->position},
+        {TRACE_DS_LOGPROB, H5T_NATIVE_FLOAT, 4, (void **)&tr->logprob},
+        {TRACE_DS_ENTROPY, H5T_NATIVE_FLOAT, 4, (void **)&tr->entropy},
+        {TRACE_DS_TEXT, text, sizeof(char *), (void **)&tr->text},
+    };
+    int rc = KV_OK;
+    for (size_t i = 0; rc == KV_OK && i < sizeof arrays / sizeof arrays[0]; i++)
+        rc = read_token_array(tr, arrays[i].name, arrays[i].mem, arrays[i].size, arrays[i].out,
+                              err);
+    if (rc == KV_OK)
+        rc = own_texts(tr, err);
+    H5Tclose(text);
+    tr->tokens = (trace_tokens){tr->id, (const char *const *)tr->text, tr->flags, tr->phase,
+                                tr->position, tr->logprob, tr->entropy};
+    return rc;
+}
+
+/* ---------------------------------------------------------------- open ----------- */
+
+/* Tell apart a missing file, a non-HDF5 file and a damaged HDF5 file. */
+static int open_file(trace *tr, kv_err *err)
+{
+    struct stat st;
+    if (stat(tr->path, &st) != 0)
+        return kv_errorf(err, KV_EIO, "%s: %s", tr->path, strerror(errno));
+    htri_t is = H5Fis_hdf5(tr->path);
+    H5Eclear2(H5E_DEFAULT);
+    if (is == 0)
+        return kv_errorf(err, KV_EFORMAT, "%s: not an HDF5 file (no HDF5 signature), so not "
+                         "a kvtrace trace", tr->path);
+    tr->file = H5Fopen(tr->path, H5F_ACC_RDONLY, H5P_DEFAULT);
+    if (tr->file < 0) {
+        tr->file = 0;
+        return trace__h5_fail(err, KV_EFORMAT, "%s: damaged or truncated HDF5 file "
+                              "(a recording that crashed or was cut short?)", tr->path);
+    }
+    return KV_OK;
+}
+
+trace *trace_open(const char *path, kv_err *err)
+{
+    trace__h5_quiet();
+    trace *tr = calloc(1, sizeof *tr);
+    if (!tr || !(tr->path = strdup(path))) {
+        free(tr);
+        kv_errorf(err, KV_ENOMEM, "%s: no memory to open the trace", path);
+        return NULL;
+    }
+    int rc;
+    if ((rc = open_file(tr, err)) < 0 || (rc = read_identity(tr, err)) < 0 ||
+        (rc = read_model(tr, err)) < 0 || (rc = read_run(tr, err)) < 0 ||
+        (rc = read_storage_choice(tr, err)) < 0 || (rc = read_selection(tr, err)) < 0 ||
+        (rc = read_status(tr, err)) < 0 || (rc = open_tensors(tr, err)) < 0 ||
+        (rc = read_tokens(tr, err)) < 0 || (tr->f16 = trace__f16_type()) < 0) {
+        if (rc == KV_OK)
+            trace__h5_fail(err, KV_EIO, "%s: cannot build the float16 type", path);
+        trace_close(tr);
+        return NULL;
+    }
+    return tr;
+}
+
+/* ---------------------------------------------------------------- queries -------- */
+
+const trace_meta *trace_get_meta(const trace *tr) { return &tr->meta; }
+const trace_tokens *trace_get_tokens(const trace *tr) { return &tr->tokens; }
+const char *trace_path(const trace *tr) { return tr->path; }
+
+static int find(const int *v, int n, int x)
+{
+    for (int i = 0; i < n; i++)
+        if (v[i] == x)
+            return i;
+    return -1;
+}
+
+int trace_layer_index(const trace *tr, int layer)
+{
+    return find(tr->layers, tr->meta.header.n_layers_rec, layer);
+}
+
+int trace_head_index(const trace *tr, int head)
+{
+    return find(tr->heads, tr->meta.header.n_heads_rec, head);
+}
+
+int trace_kv_index(const trace *tr, int kv_head)
+{
+    return find(tr->kv_heads, tr->meta.n_kv_heads_rec, kv_head);
+}
+
+int trace_kv_index_of_head(const trace *tr, int hi)
+{
+    if (hi < 0 || hi >= tr->meta.header.n_heads_rec)
+        return -1;
+    return trace_kv_index(tr, trace_kv_head_of(&tr->meta.header, tr->heads[hi]));
+}
+
+/* ---------------------------------------------------------------- row blocks ----- */
+
+static int check_block(const trace *tr, const char *what, int li, int hi, int n_heads,
+                       int64_t t0, int n, kv_err *err)
+{
+    const trace_meta *m = &tr->meta;
+    if (li < 0 || li >= m->header.n_layers_rec)
+        return kv_errorf(err, KV_ERANGE, "%s: %s: layer index %d out of range (the trace "
+                         "records %d layers)", tr->path, what, li, m->header.n_layers_rec);
+    if (hi < 0 || hi >= n_heads)
+        return kv_errorf(err, KV_ERANGE, "%s: %s: head index %d out of range (the trace "
+                         "records %d)", tr->path, what, hi, n_heads);
+    if (t0 < 0 || n < 1 || t0 + n > m->steps)
+        return kv_errorf(err, KV_ERANGE, "%s: %s: steps %lld..%lld out of range (the trace "
+                         "holds %lld)", tr->path, what, (long long)t0, (long long)t0 + n - 1,
+                         (long long)m->steps);
+    return KV_OK;
+}
+
+/* Room for `n` f16 elements in the scratch buffer. */
+static int scratch_reserve(trace *tr, size_t n, kv_err *err)
+{
+    if (n <= tr->scratch_cap)
+        return KV_OK;
+    free(tr->scratch);
+    tr->scratch = malloc(n * sizeof *tr->scratch);
+    tr->scratch_cap = tr->scratch ? n : 0;
+    return tr->scratch ? KV_OK : kv_errorf(err, KV_ENOMEM, "%s: no memory for a row block",
+                                           tr->path);
+}
+
+/* Read the hyperslab [start, start+count) of d as float32 into `out`, a buffer of
+ * count[2] rows of `width` floats; columns count[3]..width-1 are zeroed. */
+static int slab_read(trace *tr, hid_t d, const hsize_t *start, const hsize_t *count,
+                     float *out, size_t width, kv_err *err)
+{
+    const size_t rows = count[2], cols = count[3];
+    int rc = KV_OK, f16 = tr->meta.options.dtype == TRACE_F16;
+    if (f16 && (rc = scratch_reserve(tr, rows * cols, err)) < 0)
+        return rc;
+    hsize_t mdims[2] = {rows, f16 ? cols : width}, morigin[2] = {0, 0}, mcount[2] = {rows, cols};
+    hid_t fs = H5Dget_space(d), ms = H5Screate_simple(2, mdims, NULL);
+    if (fs < 0 || ms < 0 ||
+        H5Sselect_hyperslab(fs, H5S_SELECT_SET, start, NULL, count, NULL) < 0 ||
+        H5Sselect_hyperslab(ms, H5S_SELECT_SET, morigin, NULL, mcount, NULL) < 0 ||
+        H5Dread(d, f16 ? tr->f16 : H5T_NATIVE_FLOAT, ms, fs, H5P_DEFAULT,
+                f16 ? (void *)tr->scratch : (void *)out) < 0)
+        rc = trace__h5_fail(err, KV_EIO, "%s: reading steps %llu..%llu", tr->path,
+                            (unsigned long long)start[2],
+                            (unsigned long long)(start[2] + rows - 1));
+    close_id(ms, H5Sclose);
+    close_id(fs, H5Sclose);
+    for (size_t i = rc == KV_OK ? 0 : rows; i < rows; i++) {
+        if (f16)
+            fp16_to_f32_n(tr->scratch + i * cols, out + i * width, cols);
+        memset(out + i * width + cols, 0, (width - cols) * sizeof *out);
+    }
+    return rc;
+}
+
+int trace_read_rows(trace *tr, int li, int hi, int64_t t0, int n, float *out, size_t width,
+                    kv_err *err)
+{
+    int rc = check_block(tr, "reading rows", li, hi, tr->meta.header.n_heads_rec, t0, n, err);
+    if (rc < 0)
+        return rc;
+    if (width < (size_t)(t0 + n))
+        return kv_errorf(err, KV_ERANGE, "%s: reading rows %lld..%lld: width %zu is less "
+                         "than the %lld keys of the last row", tr->path, (long long)t0,
+                         (long long)t0 + n - 1, width, (long long)t0 + n);
+    size_t cols = width < (size_t)tr->meta.steps ? width : (size_t)tr->meta.steps;
+    hsize_t start[4] = {(hsize_t)li, (hsize_t)hi, (hsize_t)t0, 0};
+    hsize_t count[4] = {1, 1, (hsize_t)n, cols};
+    return slab_read(tr, tr->probs, start, count, out, width, err);
+}
+
+static int read_vectors(trace *tr, hid_t d, int li, int k, int64_t t0, int n, float *out,
+                        kv_err *err)
+{
+    const size_t D = (size_t)tr->meta.header.head_dim;
+    hsize_t start[4] = {(hsize_t)li, (hsize_t)k, (hsize_t)t0, 0};
+    hsize_t count[4] = {1, 1, (hsize_t)n, D};
+    return out ? slab_read(tr, d, start, count, out, D, err) : KV_OK;
+}
+
+int trace_read_kv(trace *tr, int li, int ki, int64_t t0, int n, float *keys, float *values,
+                  kv_err *err)
+{
+    int rc = check_block(tr, "reading keys/values", li, ki, tr->meta.n_kv_heads_rec, t0, n,
+                         err);
+    if (rc == KV_OK)
+        rc = read_vectors(tr, tr->keys, li, ki, t0, n, keys, err);
+    if (rc == KV_OK)
+        rc = read_vectors(tr, tr->values, li, ki, t0, n, values, err);
+    return rc;
+}
+
+int trace_read_queries(trace *tr, int li, int hi, int64_t t0, int n, float *out, kv_err *err)
+{
+    if (!tr->queries)
+        return kv_errorf(err, KV_ENOTFOUND, "%s: the trace has no queries (recorded without "
+                         "--record-queries)", tr->path);
+    int rc = check_block(tr, "reading queries", li, hi, tr->meta.header.n_heads_rec, t0, n,
+                         err);
+    return rc < 0 ? rc : read_vectors(tr, tr->queries, li, hi, t0, n, out, err);
+}
+
+/* ---------------------------------------------------------------- sizes ---------- */
+
+int trace_get_storage(const trace *tr, trace_storage *out, kv_err *err)
+{
+    const trace_meta *m = &tr->meta;
+    const uint64_t T = (uint64_t)m->steps, e = trace__dtype_size(m->options.dtype);
+    const uint64_t L = (uint64_t)m->header.n_layers_rec, H = (uint64_t)m->header.n_heads_rec;
+    const uint64_t K = (uint64_t)m->n_kv_heads_rec, D = (uint64_t)m->header.head_dim;
+    hsize_t size = 0;
+    memset(out, 0, sizeof *out);
+    if (H5Fget_filesize(tr->file, &size) < 0)
+        return trace__h5_fail(err, KV_EIO, "%s: cannot get the file size", tr->path);
+    out->file_bytes = size;
+    out->probs_stored = H5Dget_storage_size(tr->probs);
+    out->kv_stored = H5Dget_storage_size(tr->keys) + H5Dget_storage_size(tr->values) +
+                     (tr->queries ? H5Dget_storage_size(tr->queries) : 0);
+    out->probs_elements = L * H * T * (T + 1) / 2;
+    out->probs_raw = out->probs_elements * e;
+    out->kv_raw = (2 * K + (tr->queries ? H : 0)) * L * T * D * e;
+    return KV_OK;
+}
+
+size_t trace_reader_peak_bytes(const trace_meta *m)
+{
+    const size_t T = (size_t)m->steps, e = trace__dtype_size(m->options.dtype);
+    const size_t chunk = (size_t)TRACE_BATCH * TRACE_CHUNK_COLS * e;
+    const size_t cache_chunks = (T + TRACE_CHUNK_COLS - 1) / TRACE_CHUNK_COLS + 1;
+    const size_t cache = cache_chunks * chunk < (1u << 20) ? (1u << 20) : cache_chunks * chunk;
+    const size_t tokens = T * (4 + 4 + 1 + 1 + 4 + 4 + sizeof(char *) + 16);  /* + text */
+    const size_t scratch = m->options.dtype == TRACE_F16 ? (size_t)TRACE_BATCH * T * 2 : 0;
+    return tokens + cache + scratch;
+}
