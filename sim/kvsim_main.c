@@ -5,10 +5,11 @@
 #include "cli.h"
 #include "cmd_devices.h"
 #include "cmd_policies.h"
+#include "cmd_replay.h"
 
 static const cli_command commands[] = {
-    {"replay",   "TRACE --policy P --budget B [options]", "replay one policy, write metrics", NULL},
-    {"sweep",    "TRACE --policies A,B --budgets LIST",   "many configurations in one pass",  NULL},
+    {"replay",   "TRACE --policy P --budget B [options]", "replay one policy, write metrics", cmd_replay},
+    {"sweep",    "TRACE --policies A,B --budgets LIST",   "many configurations in one pass",  cmd_sweep},
     {"std",      "TRACE [-o std.csv]",                    "attention-std trajectories",       NULL},
     {"scope",    "TRACE --score S --budget B --sizes L",  "eviction-scope sensitivity",       NULL},
     {"plot",     "std|sweep|scope|heatmap ...",           "draw a figure with gnuplot",       NULL},

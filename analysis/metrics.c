@@ -1,0 +1,169 @@
+/*
+ * metrics.c — per-step metric functions; definitions in metrics.h and docs/METRICS.md.
+ *
+ * Accumulations over a row are in double: a row of 4096 fp16 probabilities summed in
+ * float loses the last bits that `full keeps mass 1` tests look at.
+ */
+#include "metrics.h"
+
+#include <math.h>
+#include <string.h>
+
+/* --- selection ------------------------------------------------------------------- */
+
+static void swap_f(float *a, float *b)
+{
+    float t = *a;
+    *a = *b;
+    *b = t;
+}
+
+/* Hoare-style quickselect for the k-th largest (0-based rank r = k - 1) with a
+ * median-of-three pivot; three-way partition so long runs of ties stay O(n). */
+static float select_rank(float *v, int n, int r)
+{
+    int lo = 0, hi = n - 1;
+    while (lo < hi) {
+        int mid = lo + (hi - lo) / 2;
+        if (v[mid] > v[lo]) swap_f(&v[mid], &v[lo]);
+        if (v[hi] > v[lo]) swap_f(&v[hi], &v[lo]);
+        if (v[mid] < v[hi]) swap_f(&v[mid], &v[hi]);
+        float pivot = v[hi];            /* median of the three */
+        int gt = lo, i = lo, lt = hi;   /* [lo,gt) > pivot, [gt,i) == pivot, (lt,hi] < */
+        while (i <= lt) {
+            if (v[i] > pivot)
+                swap_f(&v[gt++], &v[i++]);
+            else if (v[i] < pivot)
+                swap_f(&v[i], &v[lt--]);
+            else
+                i++;
+        }
+        if (r < gt)
+            hi = gt - 1;
+        else if (r > lt)
+            lo = lt + 1;
+        else
+            return pivot;
+    }
+    return v[lo];
+}
+
+float metrics_kth_largest(const float *v, int n, int k, float *scratch, int *n_above)
+{
+    memcpy(scratch, v, (size_t)n * sizeof *scratch);
+    float theta = select_rank(scratch, n, k - 1);
+    int above = 0;
+    for (int i = 0; i < n; i++)
+        above += v[i] > theta;
+    *n_above = above;
+    return theta;
+}
+
+/* --- mass and overlap ------------------------------------------------------------ */
+
+double metrics_gather(const float *p, const policy_entry *kept, int n, float *out)
+{
+    double m = 0;
+    for (int j = 0; j < n; j++) {
+        out[j] = p[kept[j].position];
+        m += out[j];
+    }
+    float scale = m > 0 ? (float)(1.0 / m) : 0.0f;
+    if (m > 0)
+        for (int j = 0; j < n; j++)
+            out[j] *= scale;
+    else
+        for (int j = 0; j < n; j++)
+            out[j] = 1.0f / (float)n;
+    return m;
+}
+
+double metrics_overlap(const float *p, const policy_entry *kept, int n, float theta,
+                       int n_above)
+{
+    int in = 0, ties_left = n - n_above;
+    for (int j = 0; j < n; j++) {
+        float v = p[kept[j].position];
+        if (v > theta)
+            in++;
+        else if (v == theta && ties_left > 0)
+            in++, ties_left--;
+    }
+    return (double)in / n;
+}
+
+/* --- output error ---------------------------------------------------------------- */
+
+void metrics_output_full(const float *p, int len, const float *values, int D, float *o)
+{
+    memset(o, 0, (size_t)D * sizeof *o);
+    for (int i = 0; i < len; i++) {
+        const float w = p[i], *v = values + (size_t)i * D;
+        for (int d = 0; d < D; d++)
+            o[d] += w * v[d];
+    }
+}
+
+void metrics_output_kept(const float *p, const policy_entry *kept, int n, double m,
+                         const float *values, int D, float *o)
+{
+    memset(o, 0, (size_t)D * sizeof *o);
+    for (int j = 0; j < n; j++) {
+        int i = kept[j].position;
+        const float w = p[i], *v = values + (size_t)i * D;
+        for (int d = 0; d < D; d++)
+            o[d] += w * v[d];
+    }
+    const float scale = m > 0 ? (float)(1.0 / m) : 0.0f;
+    for (int d = 0; d < D; d++)
+        o[d] *= scale;
+}
+
+double metrics_relative_error(const float *a, const float *b, int D)
+{
+    double diff = 0, ref = 0;
+    for (int d = 0; d < D; d++) {
+        double e = (double)a[d] - b[d];
+        diff += e * e;
+        ref += (double)b[d] * b[d];
+    }
+    if (ref == 0)
+        return diff == 0 ? 0 : INFINITY;
+    return sqrt(diff / ref);
+}
+
+/* --- score consistency ----------------------------------------------------------- */
+
+double metrics_consistency(const float *pol, const policy_entry *kept, int n,
+                           const float *full, int len, int B, float *scratch)
+{
+    if (B > n)
+        B = n;
+    if (B <= 0)
+        return 1;
+    int pol_above, full_above;
+    float pol_theta = metrics_kth_largest(pol, n, B, scratch, &pol_above);
+    float full_theta = metrics_kth_largest(full, len, B, scratch, &full_above);
+    int pol_ties = B - pol_above, full_ties = B - full_above, both = 0;
+    /* Newest first, so the policy side's ties go to the newer entries. */
+    for (int j = n - 1; j >= 0; j--) {
+        if (pol[j] < pol_theta || (pol[j] == pol_theta && pol_ties-- <= 0))
+            continue;
+        float f = full[kept[j].position];
+        if (f > full_theta || (f == full_theta && full_ties-- > 0))
+            both++;
+    }
+    return (double)both / B;
+}
+
+void metrics_full_score_aas(const double *S, int len, float *out)
+{
+    for (int i = 0; i < len; i++)
+        out[i] = (float)S[i];
+}
+
+void metrics_full_score_mas(const double *S, int len, float *out)
+{
+    for (int i = 0; i < len; i++)
+        out[i] = (float)(S[i] / (double)(len - i));
+}

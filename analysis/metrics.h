@@ -1,0 +1,67 @@
+/*
+ * metrics.h — the per-step metrics of docs/METRICS.md as small pure functions.
+ *
+ * Every function here looks at one query row and one cache at one step and returns
+ * a number; nothing allocates, nothing keeps state.  The replay engine (sim/replay.c)
+ * calls them per (configuration, head, step) and averages; a GPU kernel and live
+ * generation can call the same definitions.  Notation, as in DESIGN.md:
+ *
+ *   p       the full-cache row of query t: p[0..t], Σ p = 1           (len = t + 1)
+ *   C       the entries query t attended under the policy: `kept`, n of them, given
+ *           as policy entries whose `position` indexes p (slot order = position order)
+ *   m       mass kept, Σ_{i∈C} p(i)
+ *
+ * Ties.  "Top-k" of a vector with ties at the k-th value counts tied entries as
+ * interchangeable: an entry strictly above the threshold θ is in, an entry equal to θ
+ * is in while the k − (number strictly above θ) tied places last, in the order the
+ * caller visits them.  So a cache whose values equal the full cache's top-k values
+ * scores 1 whichever of the tied entries it holds (fp16 rows tie often).
+ */
+#ifndef METRICS_H
+#define METRICS_H
+
+#include <stddef.h>
+
+#include "policy.h"
+
+/* The k-th largest of v[0..n-1] (1 <= k <= n), with *n_above = how many are strictly
+ * larger.  `scratch` holds n floats and is overwritten.  O(n) expected. */
+float metrics_kth_largest(const float *v, int n, int k, float *scratch, int *n_above);
+
+/* Gather and renormalise in one pass: out[j] = p[kept[j].position] / m for the n
+ * kept entries.  Returns m, the mass kept (before renormalising).  A cache whose mass
+ * underflows to 0 gets a uniform row, so the policy always sees a distribution. */
+double metrics_gather(const float *p, const policy_entry *kept, int n, float *out);
+
+/* Top-B overlap: |C ∩ Top_n(p)| / n, where Top_n(p) is given by theta and n_above
+ * from metrics_kth_largest(p, len, n, ...). */
+double metrics_overlap(const float *p, const policy_entry *kept, int n, float theta,
+                       int n_above);
+
+/* o[0..D-1] = Σ_{i<len} p[i] v_i, with v the len x D row-major values: the full
+ * cache's output of one query. */
+void metrics_output_full(const float *p, int len, const float *values, int D, float *o);
+
+/* o[0..D-1] = Σ_{i∈C} p(i) v_i / m: the output of the query over the kept entries,
+ * renormalised (m = the mass kept). */
+void metrics_output_kept(const float *p, const policy_entry *kept, int n, double m,
+                         const float *values, int D, float *o);
+
+/* ‖a − b‖ / ‖b‖ over D elements; 0 when both are 0, and +inf when only b is. */
+double metrics_relative_error(const float *a, const float *b, int D);
+
+/* Score consistency: |TopB(policy score over C) ∩ TopB(full score over 0..t)| / B.
+ *   pol[j]   the policy's score of kept slot j (higher = kept longer), n entries
+ *   full[i]  the same score computed on full-cache rows, len = t + 1 entries
+ * B is clamped to n.  TopB of the policy side breaks ties toward the newer entry
+ * (the contract evicts the older one first).  `scratch` holds max(n, len) floats. */
+double metrics_consistency(const float *pol, const policy_entry *kept, int n,
+                           const float *full, int len, int B, float *scratch);
+
+/* The attention-based full-cache scores of DESIGN.md at step t, from the running
+ * column sums S[i] = Σ_{τ≤t} p_τ(i) (over len = t + 1 entries):
+ *   aas  S(i)               mas  S(i) / (t − i + 1)             ltas  p_t(i)  */
+void metrics_full_score_aas(const double *S, int len, float *out);
+void metrics_full_score_mas(const double *S, int len, float *out);
+
+#endif /* METRICS_H */

@@ -1,0 +1,98 @@
+/*
+ * replay.h — the replay engine: drive eviction policies over recorded attention rows
+ * and measure each step against the full cache.
+ *
+ * One call, replay_run(), replays any number of configurations in ONE pass over the
+ * rows: each row block is read once and fed to every configuration (that is all a
+ * sweep is; a replay is a sweep of one).  The metrics are docs/METRICS.md's, computed
+ * by analysis/metrics.h, accumulated per (configuration, layer, query head) over the
+ * steps t >= B (all steps when B >= T), in step order.
+ *
+ * Work is split by layer: a layer job reads its heads' row blocks (64 rows each) and
+ * keys/values, and steps every stream of every configuration of that layer.  Jobs run
+ * on OpenMP threads; each writes only its own accumulators, so the numbers do not
+ * depend on the thread count.  Peak memory: replay_peak_bytes() and docs/METRICS.md.
+ */
+#ifndef REPLAY_H
+#define REPLAY_H
+
+#include <stddef.h>
+
+#include "kv_err.h"
+#include "policy.h"
+#include "replay_source.h"
+
+#define REPLAY_BLOCK 64   /* rows per read: one trace chunk (TRACE_BATCH) */
+
+enum replay_metric {      /* plan.metrics: which metrics to compute */
+    REPLAY_MASS        = 1 << 0,   /* and mean_cache: always on */
+    REPLAY_OVERLAP     = 1 << 1,
+    REPLAY_CONSISTENCY = 1 << 2,
+    REPLAY_OUTPUT      = 1 << 3,
+    REPLAY_ALL         = 0xf,
+};
+
+typedef enum replay_scope_of {   /* how streams are built from a layer's query heads */
+    REPLAY_KV_HEAD,      /* one stream per KV head; its G query rows, reduced by gqa */
+    REPLAY_QUERY_HEAD,   /* one stream per query head */
+    REPLAY_LAYER,        /* one stream per layer, all its query heads */
+} replay_scope_of;
+
+typedef enum replay_score {      /* full-cache score for score consistency */
+    REPLAY_SCORE_NONE,   /* not attention-based: consistency undefined */
+    REPLAY_SCORE_AAS,
+    REPLAY_SCORE_MAS,
+    REPLAY_SCORE_LTAS,
+} replay_score;
+
+/* One configuration: a policy and how it is driven, plus the labels of its CSV lines. */
+typedef struct replay_config {
+    policy_config   policy;         /* name, resolved budget, stride, phase, gqa, seed, ... */
+    replay_scope_of scope_of;
+    replay_score    score;          /* for consistency; NONE where undefined */
+    const char     *score_name;     /* CSV `score` ("" for full) */
+    const char     *scope_name;     /* CSV `scope` */
+    char            budget_arg[32]; /* as the user wrote it */
+    int             oracle;         /* index of the oracle config at equal budget, -1 */
+} replay_config;
+
+typedef struct replay_plan {
+    const replay_config *configs;   /* (n_configs,) */
+    int                  n_configs;
+    const int           *layers;    /* (n_layers,) recorded layer indices, increasing */
+    int                  n_layers;
+    const int           *heads;     /* (n_heads,) recorded query head indices, increasing */
+    int                  n_heads;
+    unsigned             metrics;   /* REPLAY_* bits */
+} replay_plan;
+
+/* The sums behind one CSV line: one (configuration, layer, query head). */
+typedef struct replay_acc {
+    long   steps;             /* steps averaged */
+    double cache;             /* Σ |C_t| */
+    double mass, overlap;     /* Σ over the steps */
+    double consistency;       /* Σ over n_consistency steps */
+    double output_error;      /* Σ over n_output steps */
+    long   n_overlap, n_consistency, n_output;
+} replay_acc;
+
+/* The accumulator of (config c, plan layer l, plan head h) in an array laid out
+ * [n_configs][n_layers][n_heads]. */
+static inline replay_acc *replay_acc_at(replay_acc *acc, const replay_plan *plan, int c,
+                                        int l, int h)
+{
+    return acc + ((size_t)c * plan->n_layers + l) * plan->n_heads + h;
+}
+
+/* The first step averaged for budget B over T steps: B, or 0 when B >= T. */
+static inline int replay_first_step(int B, int T) { return B > 0 && B < T ? B : 0; }
+
+/* Replay every configuration of `plan` over `src` and fill acc (zeroed first;
+ * n_configs x n_layers x n_heads).  Uses the current OpenMP thread count.
+ * 0, or a KV_E* code with err (the error of the lowest failing layer). */
+int replay_run(replay_source *src, const replay_plan *plan, replay_acc *acc, kv_err *err);
+
+/* Peak bytes of replay_run beyond the source, for `threads` threads. */
+size_t replay_peak_bytes(const replay_source *src, const replay_plan *plan, int threads);
+
+#endif /* REPLAY_H */

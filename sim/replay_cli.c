@@ -1,0 +1,548 @@
+/*
+ * replay_cli.c — options, sources, selections and configuration lists shared by the
+ * replay subcommands; see replay_cli.h.
+ */
+#include "replay_cli.h"
+
+#include "results.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+/* --- options ---------------------------------------------------------------------- */
+
+/* Where each long option is stored; one table, so every subcommand spells it alike. */
+static const char **option_slot(replay_args *a, const char *name)
+{
+    static const struct { const char *name; size_t offset; } table[] = {
+        {"policy", offsetof(replay_args, policies)},   {"policies", offsetof(replay_args, policies)},
+        {"budget", offsetof(replay_args, budgets)},    {"budgets", offsetof(replay_args, budgets)},
+        {"stride", offsetof(replay_args, strides)},    {"strides", offsetof(replay_args, strides)},
+        {"window", offsetof(replay_args, windows)},    {"windows", offsetof(replay_args, windows)},
+        {"phase", offsetof(replay_args, phase)},       {"gqa", offsetof(replay_args, gqa)},
+        {"scope-of", offsetof(replay_args, scope_of)}, {"seed", offsetof(replay_args, seed)},
+        {"sinks", offsetof(replay_args, sinks)},       {"score", offsetof(replay_args, score)},
+        {"sizes", offsetof(replay_args, sizes)},       {"layers", offsetof(replay_args, layers)},
+        {"heads", offsetof(replay_args, heads)},       {"output", offsetof(replay_args, csv)},
+        {"json", offsetof(replay_args, json)},         {"threads", offsetof(replay_args, threads)},
+        {"metrics", offsetof(replay_args, metrics)},
+    };
+    for (size_t i = 0; i < sizeof table / sizeof *table; i++)
+        if (!strcmp(table[i].name, name))
+            return (const char **)((char *)a + table[i].offset);
+    return NULL;
+}
+
+static int allowed_option(const char *allowed, const char *name)
+{
+    size_t n = strlen(name);
+    for (const char *p = strstr(allowed, name); p; p = strstr(p + 1, name))
+        if ((p == allowed || p[-1] == ' ') && (p[n] == ' ' || p[n] == '\0'))
+            return 1;
+    return 0;
+}
+
+static void join_command(replay_args *a, int argc, char **argv)
+{
+    size_t used = (size_t)snprintf(a->command, sizeof a->command, "kvsim");
+    for (int i = 0; i < argc && used < sizeof a->command; i++)
+        used += (size_t)snprintf(a->command + used, sizeof a->command - used, " %s", argv[i]);
+}
+
+int replay_args_parse(int argc, char **argv, const char *allowed, const char *usage,
+                      replay_args *out, kv_err *err)
+{
+    memset(out, 0, sizeof *out);
+    join_command(out, argc, argv);
+    for (int i = 1; i < argc; i++) {
+        const char *arg = argv[i];
+        if (!strcmp(arg, "--help") || !strcmp(arg, "-h")) {
+            fputs(usage, stdout);
+            return 1;
+        }
+        if (!strcmp(arg, "--strict") && allowed_option(allowed, "strict")) {
+            out->strict = 1;
+            continue;
+        }
+        if (arg[0] != '-' || !arg[1]) {
+            if (out->trace)
+                return kv_errorf(err, KV_EUSAGE, "unexpected argument '%s' (TRACE is '%s')",
+                                 arg, out->trace);
+            out->trace = arg;
+            continue;
+        }
+        const char *name = !strcmp(arg, "-o") ? "output" : arg + 2;
+        const char **slot = arg[1] == '-' || !strcmp(arg, "-o") ? option_slot(out, name) : NULL;
+        if (!slot || !allowed_option(allowed, name))
+            return kv_errorf(err, KV_EUSAGE, "unknown option '%s'; see --help", arg);
+        if (i + 1 >= argc)
+            return kv_errorf(err, KV_EUSAGE, "option '%s' needs a value", arg);
+        *slot = argv[++i];
+    }
+    if (!out->trace)
+        return kv_errorf(err, KV_EUSAGE, "missing TRACE; see --help");
+    return KV_OK;
+}
+
+/* --- sources ---------------------------------------------------------------------- */
+
+static int synth_field(const char *spec, const char *key, long def, long *out)
+{
+    char pat[32];
+    snprintf(pat, sizeof pat, "%s=", key);
+    *out = def;
+    for (const char *p = strstr(spec, pat); p; p = strstr(p + 1, pat))
+        if (p[-1] == ':' || p[-1] == ',') {
+            char *end;
+            *out = strtol(p + strlen(pat), &end, 10);
+            return *end == ',' || *end == '\0' ? 0 : -1;
+        }
+    return 0;
+}
+
+replay_source *replay_open_source(const char *spec, kv_err *err)
+{
+    if (strncmp(spec, "synth:", 6) != 0)
+        return replay_source_open_trace(spec, err);
+    long T, L, H, K, D, seed, prompt;
+    if (synth_field(spec, "T", 256, &T) || synth_field(spec, "layers", 2, &L) ||
+        synth_field(spec, "heads", 6, &H) || synth_field(spec, "kv", 2, &K) ||
+        synth_field(spec, "dim", 16, &D) || synth_field(spec, "seed", 1, &seed) ||
+        synth_field(spec, "prompt", 0, &prompt) || T > (1 << 20) || L > 4096 || H > 4096) {
+        kv_errorf(err, KV_EUSAGE, "'%s': expected synth:T=N,layers=N,heads=N,kv=N,dim=N,"
+                  "seed=N,prompt=N (integers, T <= 2^20)", spec);
+        return NULL;
+    }
+    replay_synth_spec s = {(int)T, (int)L, (int)H, (int)K, (int)D, (int)prompt, 1,
+                           (unsigned long)seed};
+    return replay_source_synth(&s, err);
+}
+
+int replay_fail(const char *cmd, const kv_err *err)
+{
+    fprintf(stderr, "kvsim %s: %s\n", cmd, err->msg[0] ? err->msg : kv_err_text(err->code));
+    return kv_err_exit_status(err->code);
+}
+
+/* --- lists ------------------------------------------------------------------------ */
+
+/* Parse "0,4,8-11" into model numbers, map each to its recorded index, and fail on
+ * one the trace does not hold.  NULL text selects everything recorded. */
+static int select_indices(const char *text, const int *recorded, int n_recorded,
+                          const char *what, int **out, int *n_out, kv_err *err)
+{
+    int *sel = malloc((size_t)n_recorded * sizeof *sel);
+    if (!sel)
+        return kv_errorf(err, KV_ENOMEM, "out of memory");
+    unsigned char *on = calloc((size_t)n_recorded, 1);
+    if (!on)
+        return free(sel), kv_errorf(err, KV_ENOMEM, "out of memory");
+    for (const char *p = text; p && *p;) {
+        char *end;
+        long lo = strtol(p, &end, 10), hi = lo;
+        if (end == p || lo < 0)
+            goto malformed;
+        if (*end == '-') {
+            const char *q = end + 1;
+            hi = strtol(q, &end, 10);
+            if (end == q || hi < lo)
+                goto malformed;
+        }
+        if (*end && *end != ',')
+            goto malformed;
+        for (long v = lo; v <= hi; v++) {
+            int found = -1;
+            for (int i = 0; i < n_recorded; i++)
+                if (recorded[i] == v)
+                    found = i;
+            if (found < 0) {
+                free(sel), free(on);
+                return kv_errorf(err, KV_ERANGE, "--%s: %ld is not in the trace "
+                                 "(recorded: %d of them, %d..%d)", what, v, n_recorded,
+                                 recorded[0], recorded[n_recorded - 1]);
+            }
+            on[found] = 1;
+        }
+        p = *end ? end + 1 : end;
+    }
+    *n_out = 0;
+    for (int i = 0; i < n_recorded; i++)
+        if (!text || on[i])
+            sel[(*n_out)++] = i;
+    free(on);
+    *out = sel;
+    return KV_OK;
+malformed:
+    free(sel), free(on);
+    return kv_errorf(err, KV_EUSAGE, "--%s '%s': expected numbers and ranges like 0,4,8-11",
+                     what, text);
+}
+
+/* Split a comma list in place; returns the count, items in items[max]. */
+static int split(char *list, char **items, int max)
+{
+    int n = 0;
+    for (char *tok = strtok(list, ","); tok && n < max; tok = strtok(NULL, ","))
+        items[n++] = tok;
+    return n;
+}
+
+/* Format a budget as the user would have written it: fractions keep a point. */
+static void budget_text(double v, int fraction, char *buf, size_t len)
+{
+    if (!fraction) {
+        snprintf(buf, len, "%.0f", v);
+        return;
+    }
+    snprintf(buf, len, "%.6g", v);
+    if (!strpbrk(buf, ".e"))
+        strncat(buf, ".0", len - strlen(buf) - 1);
+}
+
+#define MAX_ITEMS 256
+
+/* Expand "a:b:step" (inclusive, to within step/1000) or "x,y,z" into budget texts. */
+static int expand_budgets(const char *text, char (*out)[32], int *n, kv_err *err)
+{
+    double a, b, step;
+    char tail;
+    *n = 0;
+    if (sscanf(text, "%lf:%lf:%lf%c", &a, &b, &step, &tail) == 3) {
+        if (!(step > 0) || b < a)
+            return kv_errorf(err, KV_EUSAGE, "--budgets '%s': expected FROM:TO:STEP with "
+                             "FROM <= TO and STEP > 0", text);
+        int fraction = strchr(text, '.') != NULL;
+        for (int i = 0; *n < MAX_ITEMS; i++) {
+            double v = a + i * step;
+            if (v > b + step * 1e-3)
+                break;
+            budget_text(v, fraction, out[(*n)++], 32);
+        }
+        return KV_OK;
+    }
+    char copy[1024], *items[MAX_ITEMS];
+    snprintf(copy, sizeof copy, "%s", text);
+    int count = split(copy, items, MAX_ITEMS);
+    for (int i = 0; i < count; i++)
+        if (strlen(items[i]) >= 32)
+            return kv_errorf(err, KV_EUSAGE, "--budgets: '%.40s' is too long", items[i]);
+        else
+            memcpy(out[(*n)++], items[i], strlen(items[i]) + 1);
+    if (!count)
+        return kv_errorf(err, KV_EUSAGE, "--budget: empty list");
+    return KV_OK;
+}
+
+/* --- configurations --------------------------------------------------------------- */
+
+/* Set one policy parameter from its text.  This is the single place that knows the
+ * policy options; its signature is the policy library's config setter's. */
+static int config_set(policy_config *cfg, const char *key, const char *value, char *err,
+                      size_t errlen)
+{
+    char *end;
+    if (!strcmp(key, "policy")) {
+        char names[512];
+        if (!policy_find(value)) {
+            snprintf(err, errlen, "unknown policy '%s'; valid policies: %s", value,
+                     policy_names(names, sizeof names));
+            return -1;
+        }
+        cfg->name = policy_find(value)->name;
+        return 0;
+    }
+    if (!strcmp(key, "phase") || !strcmp(key, "gqa")) {
+        static const char *const phases[] = {"stream", "oneshot", "decode"};
+        static const char *const gqas[] = {"mean", "max", "sum"};
+        const char *const *names = key[0] == 'p' ? phases : gqas;
+        for (int i = 0; i < 3; i++)
+            if (!strcmp(value, names[i])) {
+                if (key[0] == 'p')
+                    cfg->phase = (policy_phase)i;
+                else
+                    cfg->gqa = (policy_gqa)i;
+                return 0;
+            }
+        snprintf(err, errlen, "--%s '%s': expected %s, %s or %s", key, value, names[0],
+                 names[1], names[2]);
+        return -1;
+    }
+    long v = strtol(value, &end, 10);
+    if (end == value || *end || v < 0 || v > (1L << 30)) {
+        snprintf(err, errlen, "--%s '%s': expected a non-negative integer", key, value);
+        return -1;
+    }
+    if (!strcmp(key, "stride") && v >= 1)
+        cfg->stride = (int)v;
+    else if (!strcmp(key, "sinks"))
+        cfg->sinks = (int)v;
+    else if (!strcmp(key, "seed"))
+        cfg->seed = (uint64_t)v;
+    else if (!strcmp(key, "window"))
+        cfg->window = (int)v;
+    else {
+        snprintf(err, errlen, "--%s '%s': out of range", key, value);
+        return -1;
+    }
+    return 0;
+}
+
+static int set_or_fail(policy_config *cfg, const char *key, const char *value, kv_err *err)
+{
+    char why[KV_ERR_MSG_MAX];
+    if (!value || config_set(cfg, key, value, why, sizeof why) == 0)
+        return KV_OK;
+    return kv_errorf(err, KV_EUSAGE, "%s", why);
+}
+
+/* CSV labels and the consistency score of a preset. */
+static void label_config(replay_config *c)
+{
+    const char *name = c->policy.name;
+    c->score = REPLAY_SCORE_NONE;
+    c->score_name = !strcmp(name, "full") ? "" : name;
+    c->scope_name = !strcmp(name, "full") ? "" : "none";
+}
+
+static int parse_scope_of(const char *text, replay_scope_of *out, kv_err *err)
+{
+    static const char *const names[] = {"kv-head", "query-head", "layer"};
+    *out = REPLAY_KV_HEAD;
+    for (int i = 0; text && i < 3; i++)
+        if (!strcmp(text, names[i]))
+            return *out = (replay_scope_of)i, KV_OK;
+    return text ? kv_errorf(err, KV_EUSAGE, "--scope-of '%s': expected kv-head, query-head "
+                            "or layer", text)
+                : KV_OK;
+}
+
+/* One configuration from the shared options and one item of each list. */
+static int make_config(const replay_args *a, const replay_source *src, const char *name,
+                       const char *budget, const char *window, const char *stride,
+                       replay_config *c, kv_err *err)
+{
+    memset(c, 0, sizeof *c);
+    c->policy = policy_config_default();
+    c->oracle = -1;
+    int rc = set_or_fail(&c->policy, "policy", name, err);
+    if (rc == KV_OK) rc = set_or_fail(&c->policy, "stride", stride, err);
+    if (rc == KV_OK) rc = set_or_fail(&c->policy, "phase", a->phase, err);
+    if (rc == KV_OK) rc = set_or_fail(&c->policy, "gqa", a->gqa, err);
+    if (rc == KV_OK) rc = set_or_fail(&c->policy, "seed", a->seed, err);
+    if (rc == KV_OK) rc = set_or_fail(&c->policy, "sinks", a->sinks, err);
+    if (rc == KV_OK) rc = parse_scope_of(a->scope_of, &c->scope_of, err);
+    if (rc != KV_OK)
+        return rc;
+    policy_budget b;
+    char why[KV_ERR_MSG_MAX];
+    if (policy_budget_parse(budget, &b, why, sizeof why) != 0)
+        return kv_errorf(err, KV_EUSAGE, "--budget: %s", why);
+    if (strlen(budget) >= sizeof c->budget_arg)
+        return kv_errorf(err, KV_EUSAGE, "--budget '%.40s...': too long", budget);
+    memcpy(c->budget_arg, budget, strlen(budget) + 1);
+    c->policy.budget = policy_budget_resolve(&b, src->T);
+    if (window) {   /* a fraction of B, or an entry count */
+        char text[32];
+        double w = atof(window);
+        snprintf(text, sizeof text, "%ld",
+                 strchr(window, '.') ? lround(w * c->policy.budget) : atol(window));
+        if ((rc = set_or_fail(&c->policy, "window", text, err)) != KV_OK)
+            return rc;
+    }
+    label_config(c);
+    return KV_OK;
+}
+
+/* Two configurations the oracle gap compares: same budget, stride, phase, streams. */
+static int same_budget(const replay_config *x, const replay_config *y)
+{
+    return x->policy.budget == y->policy.budget && x->policy.stride == y->policy.stride &&
+           x->policy.phase == y->policy.phase && x->policy.gqa == y->policy.gqa &&
+           x->scope_of == y->scope_of;
+}
+
+/* Point each configuration at an oracle of equal budget, adding one where needed.
+ * configs has room for 2 * n.  Without an oracle policy, oracle_gap stays empty. */
+static int add_oracles(replay_config *configs, int n)
+{
+    if (!policy_find("oracle"))
+        return n;
+    int total = n;
+    for (int c = 0; c < n; c++) {
+        for (int o = 0; o < total && configs[c].oracle < 0; o++)
+            if (!strcmp(configs[o].policy.name, "oracle") && same_budget(&configs[c], &configs[o]))
+                configs[c].oracle = o;
+        if (configs[c].oracle < 0) {
+            replay_config *o = &configs[total];
+            *o = configs[c];
+            o->policy.name = policy_find("oracle")->name;
+            label_config(o);
+            o->oracle = total;
+            configs[c].oracle = total++;
+        }
+    }
+    return total;
+}
+
+static int build_configs(replay_setup *s, const replay_args *a, kv_err *err)
+{
+    if (!a->policies || !a->budgets)
+        return kv_errorf(err, KV_EUSAGE, "--policy and --budget are required; see --help");
+    char budgets[MAX_ITEMS][32];
+    char *policies[MAX_ITEMS], *windows[MAX_ITEMS], *strides[MAX_ITEMS];
+    int n_budgets, rc = expand_budgets(a->budgets, budgets, &n_budgets, err);
+    if (rc != KV_OK)
+        return rc;
+    size_t len = strlen(a->policies) + 1, wlen = a->windows ? strlen(a->windows) + 1 : 1;
+    size_t slen = a->strides ? strlen(a->strides) + 1 : 2;
+    if (!(s->strings = malloc(len + wlen + slen)))
+        return kv_errorf(err, KV_ENOMEM, "out of memory");
+    char *pw = s->strings + len, *ps = pw + wlen;
+    memcpy(s->strings, a->policies, len);
+    memcpy(pw, a->windows ? a->windows : "", wlen);
+    memcpy(ps, a->strides ? a->strides : "1", slen);
+    int n_pol = split(s->strings, policies, MAX_ITEMS);
+    int n_win = a->windows ? split(pw, windows, MAX_ITEMS) : 1;
+    int n_str = split(ps, strides, MAX_ITEMS);
+    if (!a->windows)
+        windows[0] = NULL;
+    const int n = n_pol * n_budgets * n_win * n_str;
+    if (!n || !(s->configs = calloc((size_t)2 * n, sizeof *s->configs)))
+        return kv_errorf(err, n ? KV_ENOMEM : KV_EUSAGE, "no configurations to run");
+    int c = 0;
+    for (int ip = 0; ip < n_pol; ip++)
+        for (int ib = 0; ib < n_budgets; ib++)
+            for (int iw = 0; iw < n_win; iw++)
+                for (int is = 0; is < n_str; is++)
+                    if ((rc = make_config(a, s->src, policies[ip], budgets[ib], windows[iw],
+                                          strides[is], &s->configs[c++], err)) != KV_OK)
+                        return rc;
+    s->n_requested = n;
+    s->n_configs = add_oracles(s->configs, n);
+    return KV_OK;
+}
+
+static unsigned parse_metrics(const char *text, kv_err *err)
+{
+    if (!text)
+        return REPLAY_ALL;
+    static const struct { const char *name; unsigned bit; } names[] = {
+        {"mass", REPLAY_MASS}, {"overlap", REPLAY_OVERLAP},
+        {"consistency", REPLAY_CONSISTENCY}, {"output_error", REPLAY_OUTPUT}};
+    char copy[256], *items[8];
+    snprintf(copy, sizeof copy, "%s", text);
+    unsigned bits = REPLAY_MASS;
+    for (int i = 0, n = split(copy, items, 8); i < n; i++) {
+        unsigned bit = 0;
+        for (size_t k = 0; k < sizeof names / sizeof *names; k++)
+            if (!strcmp(items[i], names[k].name))
+                bit = names[k].bit;
+        if (!bit)
+            return (unsigned)kv_errorf(err, KV_EUSAGE, "--metrics: unknown metric '%s'; valid: "
+                                       "mass, overlap, consistency, output_error", items[i]), 0;
+        bits |= bit;
+    }
+    return bits;
+}
+
+/* --- setup ------------------------------------------------------------------------ */
+
+static void print_notes(const replay_setup *s)
+{
+    const replay_source *src = s->src;
+    for (int c = 0; c < s->n_requested; c++)
+        if (s->configs[c].policy.budget >= src->T) {
+            fprintf(stderr, "note: budget %s resolves to %d >= T = %d: nothing is evicted, "
+                    "the policy equals full; all steps are averaged\n",
+                    s->configs[c].budget_arg, s->configs[c].policy.budget, src->T);
+            break;
+        }
+    if (!src->has_values && (s->plan.metrics & REPLAY_OUTPUT))
+        fprintf(stderr, "note: %s has no recorded values: output_error is left empty\n",
+                src->name);
+    if (s->n_configs > s->n_requested)
+        fprintf(stderr, "note: the oracle is replayed at each budget for oracle_gap; its "
+                "lines are written too\n");
+}
+
+int replay_setup_build(replay_setup *s, const replay_args *a, kv_err *err)
+{
+    memset(s, 0, sizeof *s);
+    if (!(s->src = replay_open_source(a->trace, err)))
+        return err ? err->code : KV_EIO;
+    if (!s->src->complete) {
+        if (a->strict)
+            return kv_errorf(err, KV_EFORMAT, "%s: the trace is incomplete (%d steps on disk) "
+                             "and --strict was given", a->trace, s->src->T);
+        fprintf(stderr, "warning: %s is incomplete: replaying its %d complete steps\n",
+                a->trace, s->src->T);
+    }
+    if (s->src->T < 1)
+        return kv_errorf(err, KV_EFORMAT, "%s: the trace has no complete step", a->trace);
+    int rc = select_indices(a->layers, s->src->layers, s->src->n_layers, "layers", &s->layers,
+                            &s->plan.n_layers, err);
+    if (rc == KV_OK)
+        rc = select_indices(a->heads, s->src->heads, s->src->n_heads, "heads", &s->heads,
+                            &s->plan.n_heads, err);
+    s->plan.metrics = parse_metrics(a->metrics, err);
+    if (rc == KV_OK && !s->plan.metrics)
+        rc = KV_EUSAGE;
+    if (rc == KV_OK && a->policies)
+        rc = build_configs(s, a, err);
+    s->plan.layers = s->layers;
+    s->plan.heads = s->heads;
+    s->plan.configs = s->configs;
+    s->plan.n_configs = s->n_configs;
+    return rc;
+}
+
+void replay_setup_free(replay_setup *s)
+{
+    replay_source_close(s->src);
+    free(s->configs);
+    free(s->layers);
+    free(s->heads);
+    free(s->strings);
+    memset(s, 0, sizeof *s);
+}
+
+static int set_threads(const char *text, kv_err *err)
+{
+    if (!text)
+        return KV_OK;
+    char *end;
+    long n = strtol(text, &end, 10);
+    if (end == text || *end || n < 1 || n > 1024)
+        return kv_errorf(err, KV_EUSAGE, "--threads '%s': expected 1..1024", text);
+#ifdef _OPENMP
+    omp_set_num_threads((int)n);
+#endif
+    return KV_OK;
+}
+
+int replay_setup_run(replay_setup *s, const replay_args *a, kv_err *err)
+{
+    int rc = set_threads(a->threads, err);
+    if (rc != KV_OK)
+        return rc;
+    print_notes(s);
+    replay_acc *acc = calloc((size_t)s->n_configs * s->plan.n_layers * s->plan.n_heads,
+                             sizeof *acc);
+    if (!acc)
+        return kv_errorf(err, KV_ENOMEM, "out of memory for %d configurations", s->n_configs);
+    rc = replay_run(s->src, &s->plan, acc, err);
+    if (rc == KV_OK) {
+        results_context ctx = {s->src, &s->plan, acc, a->command};
+        rc = results_write_files(&ctx, a->csv ? a->csv : "-", a->json, err);
+    }
+    free(acc);
+    return rc;
+}

@@ -1,0 +1,80 @@
+/*
+ * replay_source.h — where the replay engine gets its rows: a small interface with
+ * one backend per file.
+ *
+ *   sim/source_trace.c   an HDF5 trace written by `kvtrace record` (trace_file.h)
+ *   sim/source_synth.c   deterministic synthetic rows, for tests and benchmarks
+ *
+ * A source describes the recorded layers and heads, the GQA map, the tokens' policy
+ * metadata, and hands out blocks of consecutive full-cache rows of one (layer, query
+ * head) as float32, plus keys and values of one (layer, KV head).  Indices are into
+ * the RECORDED lists (li < n_layers, hi < n_heads, ki < n_kv); the model's own layer
+ * and head numbers are in layers[] and heads[].
+ *
+ * Invariants:
+ *   (1) Rows t < T exist and each sums to 1 within the recording dtype's tolerance.
+ *   (2) When serial_io is set, reads must not run concurrently: the engine reads
+ *       under one critical section (the HDF5 library is serialised anyway).
+ *   (3) Everything a source returns is borrowed until replay_source_close().
+ */
+#ifndef REPLAY_SOURCE_H
+#define REPLAY_SOURCE_H
+
+#include <stddef.h>
+
+#include "kv_err.h"
+#include "policy.h"
+
+typedef struct replay_source replay_source;
+
+typedef struct replay_source_ops {
+    /* Rows t0..t0+n-1 of (li, hi) into out, n x width row-major, width >= t0 + n;
+     * columns past each row's diagonal are zero.  0 or a KV_E* code. */
+    int  (*read_rows)(replay_source *s, int li, int hi, int t0, int n, float *out,
+                      size_t width, kv_err *err);
+    /* Keys and values of (li, ki), steps t0..t0+n-1, n x head_dim each; either
+     * pointer may be NULL.  Only called when head_dim > 0. */
+    int  (*read_kv)(replay_source *s, int li, int ki, int t0, int n, float *keys,
+                    float *values, kv_err *err);
+    void (*close)(replay_source *s);
+} replay_source_ops;
+
+struct replay_source {
+    const replay_source_ops *ops;
+    const char         *name;        /* for the CSV `trace` column (a basename) */
+    int                 T;           /* steps whose rows are all available */
+    int                 complete;    /* 0: the recording stopped early at T */
+    int                 n_layers;    /* L recorded */
+    int                 n_heads;     /* H recorded query heads */
+    int                 n_kv;        /* K recorded KV heads */
+    const int          *layers;      /* (L,) model layer numbers */
+    const int          *heads;       /* (H,) model query head numbers */
+    const int          *kv_of_head;  /* (H,) recorded KV index of each query head */
+    int                 model_layers;/* layers in the model, for per-layer schedules */
+    int                 head_dim;    /* D of keys and values; 0 = none recorded */
+    int                 has_values;  /* 1: read_kv delivers values (output error) */
+    int                 prompt_len;  /* tokens of phase prompt, a prefix of 0..T-1 */
+    const policy_entry *tokens;      /* (T,) position, token id, flags; key_norm NAN */
+    int                 serial_io;   /* (2) */
+    void               *impl;        /* the backend's state */
+};
+
+/* Open a trace file as a source.  NULL and err on failure (trace_open's messages). */
+replay_source *replay_source_open_trace(const char *path, kv_err *err);
+
+/* Synthetic rows: softmax of seeded pseudo-random logits with a few structures real
+ * attention has (a sink at position 0, a recency bias, heavy-hitter tokens), and
+ * seeded keys and values.  Same parameters, same numbers, on any machine. */
+typedef struct replay_synth_spec {
+    int           T, n_layers, n_heads, n_kv, head_dim;
+    int           prompt_len;    /* 0: all prompt */
+    int           complete;      /* 0: pretend the recording stopped at T */
+    unsigned long seed;
+} replay_synth_spec;
+
+replay_source *replay_source_synth(const replay_synth_spec *spec, kv_err *err);
+
+/* Close any source.  NULL does nothing. */
+void replay_source_close(replay_source *s);
+
+#endif /* REPLAY_SOURCE_H */

@@ -1,0 +1,48 @@
+/*
+ * results.h — the metrics CSV and JSON summary of docs/RESULTS.md, from replay sums.
+ *
+ * A line is the mean over its steps of each metric; aggregate lines (per layer:
+ * head = all; overall: layer = all, head = all) are the mean over their member heads
+ * of those per-head means, with `steps` the total of (head, step) pairs.  A metric no
+ * step defined stays empty in CSV and null in JSON.  Files are written to PATH.tmp
+ * and renamed, so a failed write never leaves a file that looks complete.
+ */
+#ifndef RESULTS_H
+#define RESULTS_H
+
+#include <stdio.h>
+
+#include "kv_err.h"
+#include "replay.h"
+
+typedef struct results_line {
+    long   steps;
+    double mean_cache, mass, overlap, consistency, output_error, oracle_gap;
+    int    has_overlap, has_consistency, has_output, has_gap;
+} results_line;
+
+/* The line of (config c, plan layer l, plan head h); l or h = -1 aggregates. */
+results_line results_line_of(const replay_plan *plan, const replay_acc *acc, int c, int l,
+                             int h);
+
+/* Where lines come from: the source's names, and the run's identity for JSON. */
+typedef struct results_context {
+    const replay_source *src;
+    const replay_plan   *plan;
+    const replay_acc    *acc;
+    const char          *command;   /* the command line, for JSON provenance */
+} results_context;
+
+void results_write_csv_header(FILE *f);
+/* Every line of configuration c: per head, per layer, overall. */
+void results_write_csv_config(FILE *f, const results_context *rc, int c);
+/* Write the whole CSV (all configurations) and/or JSON; NULL paths are skipped and
+ * "-" is stdout.  0 or KV_EIO naming the path. */
+int  results_write_files(const results_context *rc, const char *csv_path,
+                         const char *json_path, kv_err *err);
+
+/* Write `f` into path via path.tmp + rename ("-": stdout).  0 or KV_EIO. */
+int  results_write_atomic(const char *path, void (*write)(FILE *f, const void *ctx),
+                          const void *ctx, kv_err *err);
+
+#endif /* RESULTS_H */
