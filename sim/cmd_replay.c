@@ -42,9 +42,6 @@ static const char SWEEP_USAGE[] =
     "  --strides LIST      1,4,16\n"
     "  and every option of `kvsim replay --help` but --policy/--budget.\n";
 
-#define COMMON_OPTIONS "phase gqa scope-of seed sinks layers heads output json threads " \
-                       "metrics strict"
-
 static int run(const char *cmd, int argc, char **argv, const char *allowed, const char *usage)
 {
     replay_args args;
@@ -63,12 +60,12 @@ static int run(const char *cmd, int argc, char **argv, const char *allowed, cons
 
 int cmd_replay(int argc, char **argv)
 {
-    return run("replay", argc, argv, "policy budget stride window " COMMON_OPTIONS,
+    return run("replay", argc, argv, REPLAY_OPTIONS,
                REPLAY_USAGE);
 }
 
 int cmd_sweep(int argc, char **argv)
 {
-    return run("sweep", argc, argv, "policies budgets strides windows " COMMON_OPTIONS,
+    return run("sweep", argc, argv, SWEEP_OPTIONS,
                SWEEP_USAGE);
 }

@@ -112,16 +112,16 @@ replay_source *replay_open_source(const char *spec, kv_err *err)
 {
     if (strncmp(spec, "synth:", 6) != 0)
         return replay_source_open_trace(spec, err);
-    long T, L, H, K, D, seed, prompt;
+    long T, L, H, K, D, seed, prompt, complete;
     if (synth_field(spec, "T", 256, &T) || synth_field(spec, "layers", 2, &L) ||
         synth_field(spec, "heads", 6, &H) || synth_field(spec, "kv", 2, &K) ||
         synth_field(spec, "dim", 16, &D) || synth_field(spec, "seed", 1, &seed) ||
-        synth_field(spec, "prompt", 0, &prompt) || T > (1 << 20) || L > 4096 || H > 4096) {
+        synth_field(spec, "prompt", 0, &prompt) || synth_field(spec, "complete", 1, &complete) || T > (1 << 20) || L > 4096 || H > 4096) {
         kv_errorf(err, KV_EUSAGE, "'%s': expected synth:T=N,layers=N,heads=N,kv=N,dim=N,"
-                  "seed=N,prompt=N (integers, T <= 2^20)", spec);
+                  "seed=N,prompt=N,complete=0|1 (integers, T <= 2^20)", spec);
         return NULL;
     }
-    replay_synth_spec s = {(int)T, (int)L, (int)H, (int)K, (int)D, (int)prompt, 1,
+    replay_synth_spec s = {(int)T, (int)L, (int)H, (int)K, (int)D, (int)prompt, complete != 0,
                            (unsigned long)seed};
     return replay_source_synth(&s, err);
 }

@@ -7,7 +7,8 @@
  * `0.2,0.4,512`; `--strides 1,4`; `--windows 0.3,0.5` (a fraction of B) or `32`;
  * `--layers 0,4,8-11` and `--heads ...` are model numbers and must be in the trace.
  * TRACE is a trace file, or `synth:T=512,layers=2,heads=6,kv=2,dim=16,seed=1` for
- * deterministic synthetic rows (tests, benchmarks, trying the CLI without a model).
+ * deterministic synthetic rows (tests, benchmarks, trying the CLI without a model);
+ * `prompt=N` sets the prompt length, `complete=0` plays a truncated recording.
  */
 #ifndef REPLAY_CLI_H
 #define REPLAY_CLI_H
@@ -15,6 +16,12 @@
 #include "kv_err.h"
 #include "replay.h"
 #include "replay_source.h"
+
+/* The options each command accepts (replay_args_parse's `allowed`). */
+#define REPLAY_COMMON_OPTIONS "phase gqa scope-of seed sinks layers heads output json " \
+                              "threads metrics strict"
+#define REPLAY_OPTIONS "policy budget stride window " REPLAY_COMMON_OPTIONS
+#define SWEEP_OPTIONS  "policies budgets strides windows " REPLAY_COMMON_OPTIONS
 
 typedef struct replay_args {
     const char *trace;

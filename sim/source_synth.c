@@ -4,9 +4,10 @@
  * Row (l, h, t) is softmax(z) over keys 0..t with
  *     z(i) = 3·[i = 0]  +  2·[i is a heavy hitter]  +  1.5·exp(-(t − i)/8)  +  u(l,h,t,i)
  * where heavy hitters are every 7th token and u is uniform in [-2, 2) from a hash of
- * (seed, l, h, t, i).  Keys are uniform in [-1, 1), values in [-0.5, 1.5) (a common
- * direction, as real values have, so relative output errors stay below 1).  So policies that track accumulated attention beat recency, and
+ * (seed, l, h, t, i).  So policies that track accumulated attention beat recency, and
  * recency beats random: the orderings the property tests rely on hold by design.
+ * Keys are uniform in [-1, 1), values in [-0.5, 1.5): a common direction, as real
+ * values have, so relative output errors stay well below 1.
  */
 #include "replay_source.h"
 

@@ -1,0 +1,291 @@
+/*
+ * test_replay.c — the replay engine (sim/replay.c) and its commands on synthetic
+ * sources.  Each test names the invariant of sim/replay.c or the property of the
+ * issue it checks.
+ */
+#include <criterion/criterion.h>
+#include <math.h>
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "replay.h"
+#include "replay_cli.h"
+#include "results.h"
+
+#define SYNTH "synth:T=200,layers=2,heads=6,kv=2,dim=8,seed=3"
+
+/* A plan built from command-line words, and its sums.  The argv strings are copies
+ * because the parser keeps pointers into them. */
+typedef struct run {
+    char        *words[32];
+    replay_args  args;
+    replay_setup setup;
+    replay_acc  *acc;
+    kv_err       err;
+    int          rc;
+} run;
+
+static void run_words(run *r, const char *line)
+{
+    memset(r, 0, sizeof *r);
+    char *copy = strdup(line);
+    int argc = 0;
+    for (char *w = strtok(copy, " "); w && argc < 31; w = strtok(NULL, " "))
+        r->words[argc++] = strdup(w);
+    free(copy);
+    const char *allowed = !strcmp(r->words[0], "sweep") ? SWEEP_OPTIONS : REPLAY_OPTIONS;
+    r->rc = replay_args_parse(argc, r->words, allowed, "", &r->args, &r->err);
+    if (r->rc == KV_OK)
+        r->rc = replay_setup_build(&r->setup, &r->args, &r->err);
+    if (r->rc != KV_OK)
+        return;
+    const replay_plan *p = &r->setup.plan;
+    r->acc = calloc((size_t)p->n_configs * p->n_layers * p->n_heads, sizeof *r->acc);
+    r->rc = replay_run(r->setup.src, p, r->acc, &r->err);
+}
+
+static void run_free(run *r)
+{
+    replay_setup_free(&r->setup);
+    free(r->acc);
+    for (int i = 0; r->words[i]; i++)
+        free(r->words[i]);
+}
+
+static void run_ok(run *r, const char *line)
+{
+    run_words(r, line);
+    cr_assert_eq(r->rc, KV_OK, "%s: %s", line, r->err.msg);
+}
+
+static results_line overall(const run *r, int c)
+{
+    return results_line_of(&r->setup.plan, r->acc, c, -1, -1);
+}
+
+/* Find the configuration (policy, budget text, stride) in a run. */
+static int config_index(const run *r, const char *policy, const char *budget, int stride)
+{
+    for (int c = 0; c < r->setup.n_configs; c++) {
+        const replay_config *cfg = &r->setup.configs[c];
+        if (!strcmp(cfg->policy.name, policy) && !strcmp(cfg->budget_arg, budget) &&
+            cfg->policy.stride == stride)
+            return c;
+    }
+    cr_assert_fail("no configuration %s/%s/%d", policy, budget, stride);
+    return -1;
+}
+
+/* Two configurations of two runs gave bit-identical sums for every head. */
+static void assert_same_sums(const run *a, int ca, const run *b, int cb)
+{
+    const replay_plan *pa = &a->setup.plan, *pb = &b->setup.plan;
+    cr_assert_eq(pa->n_layers, pb->n_layers);
+    cr_assert_eq(pa->n_heads, pb->n_heads);
+    for (int l = 0; l < pa->n_layers; l++)
+        for (int h = 0; h < pa->n_heads; h++) {
+            const replay_acc *x = replay_acc_at(a->acc, pa, ca, l, h);
+            const replay_acc *y = replay_acc_at(b->acc, pb, cb, l, h);
+            cr_assert(memcmp(x, y, sizeof *x) == 0,
+                      "layer %d head %d: mass %.17g vs %.17g, overlap %.17g vs %.17g", l, h,
+                      x->mass, y->mass, x->overlap, y->overlap);
+        }
+}
+
+Test(replay, full_keeps_mass_1_and_overlap_1)
+{
+    run r;
+    run_ok(&r, "replay " SYNTH " --policy full --budget 0.3");
+    const replay_plan *p = &r.setup.plan;
+    for (int l = 0; l < p->n_layers; l++)
+        for (int h = 0; h < p->n_heads; h++) {
+            results_line x = results_line_of(p, r.acc, 0, l, h);
+            cr_assert_eq(x.steps, 200 - 60);
+            cr_assert_float_eq(x.mass, 1.0, 1e-6);
+            cr_assert_float_eq(x.overlap, 1.0, 1e-12);
+            cr_assert_float_eq(x.output_error, 0.0, 1e-6);
+        }
+    run_free(&r);
+}
+
+/* (1) recency attends to exactly the last B + 1 entries: its mass is the row's tail */
+Test(replay, recency_keeps_exactly_the_last_B)
+{
+    const int B = 37, T = 200;
+    run r;
+    run_ok(&r, "replay " SYNTH " --policy recency --budget 37 --layers 1 --heads 4");
+    float *row = malloc((size_t)T * sizeof *row);
+    double want = 0;
+    replay_source *src = r.setup.src;
+    for (int t = B; t < T; t++) {
+        kv_err err;
+        cr_assert_eq(src->ops->read_rows(src, 1, 4, t, 1, row, (size_t)t + 1, &err), KV_OK);
+        for (int i = t - B; i <= t; i++)
+            want += row[i];
+    }
+    results_line x = results_line_of(&r.setup.plan, r.acc, 0, 0, 0);
+    cr_assert_eq(x.steps, T - B);
+    cr_assert_float_eq(x.mean_cache, B + 1, 1e-12, "a query attends to B + 1 entries");
+    cr_assert_float_eq(x.mass, want / (T - B), 1e-9);
+    free(row);
+    run_free(&r);
+}
+
+/* (1) with stride s a query attends to B+1..B+s entries: the mean is B + (s+1)/2 */
+Test(replay, stride_s_attends_to_B_plus_1_through_B_plus_s)
+{
+    run r;
+    run_ok(&r, "replay synth:T=64,layers=1,heads=2,kv=1 --policy recency --budget 16 "
+               "--stride 4");
+    /* steps 16..63: sizes 17,18,19,20 repeating from t = 16 */
+    cr_assert_float_eq(overall(&r, 0).mean_cache, 16 + 2.5, 1e-12);
+    run_free(&r);
+}
+
+Test(replay, any_policy_with_budget_at_least_T_equals_full)
+{
+    run a, b;
+    run_ok(&a, "replay " SYNTH " --policy recency --budget 500");
+    run_ok(&b, "replay " SYNTH " --policy full --budget 500");
+    assert_same_sums(&a, 0, &b, 0);
+    cr_assert_eq(overall(&a, 0).steps, 200 * 12, "B >= T averages every step");
+    run_free(&a);
+    run_free(&b);
+}
+
+Test(replay, replay_and_sweep_give_identical_numbers)
+{
+    run one, many;
+    run_ok(&one, "replay " SYNTH " --policy recency --budget 0.25 --stride 2");
+    run_ok(&many, "sweep " SYNTH " --policies full,recency --budgets 0.1:0.5:0.05 "
+                  "--strides 1,2");
+    cr_assert_eq(many.setup.n_requested, 2 * 9 * 2);
+    assert_same_sums(&one, 0, &many, config_index(&many, "recency", "0.25", 2));
+    run_free(&one);
+    run_free(&many);
+}
+
+/* (3) results ignore the thread count */
+Test(replay, one_and_two_threads_give_identical_numbers)
+{
+    run a, b;
+    omp_set_num_threads(1);
+    run_ok(&a, "sweep " SYNTH " --policies recency,full --budgets 0.2,0.6");
+    omp_set_num_threads(2);
+    run_ok(&b, "sweep " SYNTH " --policies recency,full --budgets 0.2,0.6");
+    for (int c = 0; c < a.setup.n_configs; c++)
+        assert_same_sums(&a, c, &b, c);
+    run_free(&a);
+    run_free(&b);
+}
+
+Test(replay, query_head_and_layer_scopes_build_their_own_streams)
+{
+    run r;
+    run_ok(&r, "sweep " SYNTH " --policies recency --budgets 20 --scope-of query-head");
+    results_line q = overall(&r, 0);
+    run_free(&r);
+    run_ok(&r, "sweep " SYNTH " --policies recency --budgets 20 --scope-of layer");
+    results_line l = overall(&r, 0);
+    run_free(&r);
+    /* recency keeps the same entries whatever the stream: the scopes agree */
+    cr_assert_float_eq(q.mass, l.mass, 1e-12);
+    cr_assert_float_eq(q.mean_cache, 21, 1e-12);
+}
+
+Test(replay, a_trace_without_values_leaves_output_error_empty)
+{
+    run r;
+    run_ok(&r, "replay synth:T=50,layers=1,heads=2,kv=1,dim=0 --policy recency --budget 10");
+    results_line x = overall(&r, 0);
+    cr_assert(!x.has_output);
+    cr_assert(x.has_overlap);
+    run_free(&r);
+}
+
+Test(replay, errors_name_what_was_wrong)
+{
+    static const struct { const char *line, *needle; int code; } cases[] = {
+        {"replay " SYNTH " --policy h2oo --budget 0.4", "valid policies: full", KV_EUSAGE},
+        {"replay " SYNTH " --policy full --budget 0", "must be >= 1", KV_EUSAGE},
+        {"replay " SYNTH " --policy full --budget -0.2", "must be > 0", KV_EUSAGE},
+        {"replay " SYNTH " --policy full --budget 0.4x", "not a number", KV_EUSAGE},
+        {"replay " SYNTH " --policy full --budget 4 --layers 2", "--layers: 2 is not in", KV_ERANGE},
+        {"replay " SYNTH " --policy full --budget 4 --heads 1,9", "--heads: 9 is not in", KV_ERANGE},
+        {"replay " SYNTH " --policy full --budget 4 --heads 1-", "expected numbers", KV_EUSAGE},
+        {"replay " SYNTH " --policy full --budget 4 --phase later", "stream, oneshot", KV_EUSAGE},
+        {"replay " SYNTH " --policy full --budget 4 --frobnicate 1", "unknown option", KV_EUSAGE},
+        {"replay " SYNTH " --policy full --budget 4 --metrics mass,speed", "unknown metric", KV_EUSAGE},
+        {"replay " SYNTH " --policy full", "--policy and --budget are required", KV_EUSAGE},
+        {"replay missing.h5 --policy full --budget 4", "missing.h5", KV_EIO},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        run r;
+        run_words(&r, cases[i].line);
+        cr_assert_neq(r.rc, KV_OK, "%s: accepted", cases[i].line);
+        cr_assert(strstr(r.err.msg, cases[i].needle), "%s: message '%s' lacks '%s'",
+                  cases[i].line, r.err.msg, cases[i].needle);
+        if (cases[i].code != KV_EIO)
+            cr_assert_eq(r.rc, cases[i].code, "%s: code %d", cases[i].line, r.rc);
+        run_free(&r);
+    }
+}
+
+Test(replay, an_incomplete_trace_replays_its_steps_or_is_refused_with_strict)
+{
+    run r;
+    run_ok(&r, "replay synth:T=40,layers=1,heads=2,kv=1,complete=0 --policy recency --budget 8");
+    cr_assert_eq(overall(&r, 0).steps, 2 * (40 - 8));
+    run_free(&r);
+    run_words(&r, "replay synth:T=40,layers=1,heads=2,kv=1,complete=0 --policy recency "
+                  "--budget 8 --strict");
+    cr_assert_eq(r.rc, KV_EFORMAT);
+    cr_assert(strstr(r.err.msg, "incomplete"), "%s", r.err.msg);
+    run_free(&r);
+}
+
+Test(replay, the_csv_has_the_schema_columns_and_empty_undefined_fields)
+{
+    run r;
+    run_ok(&r, "replay synth:T=40,layers=1,heads=2,kv=1,dim=4 --policy recency --budget 8");
+    char path[] = "/tmp/kvsim_test_XXXXXX";
+    int fd = mkstemp(path);
+    cr_assert(fd >= 0);
+    close(fd);
+    results_context ctx = {r.setup.src, &r.setup.plan, r.acc, "kvsim replay"};
+    char json[64];
+    snprintf(json, sizeof json, "%s.json", path);
+    cr_assert_eq(results_write_files(&ctx, path, json, &r.err), KV_OK, "%s", r.err.msg);
+    FILE *f = fopen(path, "r");
+    char line[1024];
+    cr_assert(fgets(line, sizeof line, f));
+    cr_assert_str_eq(line, "trace,policy,score,scope,scope_of,gqa,budget_arg,budget,stride,"
+                           "phase,layer,head,steps,mean_cache,mass,overlap,consistency,"
+                           "output_error,oracle_gap\n");
+    int lines = 0, overall_seen = 0;
+    while (fgets(line, sizeof line, f)) {
+        lines++;
+        if (strstr(line, ",all,all,")) {
+            overall_seen = 1;
+            cr_assert(strstr(line, "synthetic,recency,recency,none,kv-head,mean,8,8,1,stream,"
+                                   "all,all,64,9,"), "%s", line);
+            cr_assert(strstr(line, ",,"), "consistency of recency must be empty: %s", line);
+        }
+    }
+    fclose(f);
+    cr_assert_eq(lines, 2 + 1 + 1, "two heads, one layer line, one overall line");
+    cr_assert(overall_seen);
+    f = fopen(json, "r");
+    char text[4096] = "";
+    size_t n = fread(text, 1, sizeof text - 1, f);
+    text[n] = '\0';
+    fclose(f);
+    cr_assert(strstr(text, "\"format\": \"kvsim-results\""));
+    cr_assert(strstr(text, "\"consistency\": null"));
+    remove(path);
+    remove(json);
+    run_free(&r);
+}
