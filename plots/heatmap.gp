@@ -47,6 +47,9 @@ set autoscale fix
 set yrange [*:*] reverse
 set grid noxtics noytics
 set key below center horizontal nobox noautotitle
+# Leave room under the axis label for the overlay's legend line.
+set bmargin 5.5
+set xlabel offset 0, 0.3
 set tics out
 
 # Cells are unit boxes centred on (key, t): unlike `with image`, boxes need no full

@@ -32,10 +32,13 @@ policies = ''
 csv_trace = ''
 full_n = 0
 full_sum = 0
-stats csv using (policies = add_unique(policies, strcol("policy")), \
-                 csv_trace = csv_trace eq '' ? strcol("trace") : csv_trace, \
-                 v = strcol("policy") eq 'full' ? overall(column(col)) : NaN, \
-                 full_n = full_n + (v == v), full_sum = full_sum + (v == v ? v : 0), \
+# A policy whose metric is undefined everywhere (consistency for recency) gets no line
+# and no empty legend entry.
+stats csv using (csv_trace = csv_trace eq '' ? strcol("trace") : csv_trace, \
+                 v = overall(column(col)), \
+                 policies = v == v ? add_unique(policies, strcol("policy")) : policies, \
+                 f = strcol("policy") eq 'full' && v == v, \
+                 full_n = full_n + f, full_sum = full_sum + (f ? v : 0), \
                  0) nooutput
 if (!exists("trace")) { trace = csv_trace }
 
@@ -54,6 +57,7 @@ set key outside right top vertical Left reverse title 'policy'
 set autoscale xfix
 set offsets graph 0.03, graph 0.03, graph 0.05, graph 0.05
 # Fractions cannot exceed 1: do not let autoscaling pad the axis past it.
+if (col eq 'output_error') { set yrange [0:*] }
 if (is_fraction(metric)) { set offsets graph 0.03, graph 0.03, 0, graph 0.05; set yrange [*:1.005] }
 set xtics out
 set ytics out
