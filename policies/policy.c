@@ -19,7 +19,7 @@
 #define POLICY_MAP(X)                                                                   \
     X(full,         policy_full_ops,    "",        "",          KV_HEAD, "",             \
       "keep every entry (the reference)", "full KV cache")                              \
-    X(scored,       policy_scored_ops,  "",        "none",      KV_HEAD, "score scope",  \
+    X(scored,       policy_scored_ops,  "",        "none",      KV_HEAD, "",             \
       "any score in any scope: score=S, scope=none|sinks+window|std...",                 \
       "EasyKV/RoCo's score × scope framing (arXiv 2402.06262)")                         \
     X(random,       policy_scored_ops,  "random",  "none",      KV_HEAD, "",             \
