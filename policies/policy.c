@@ -171,7 +171,8 @@ static int layer_budget(const policy_config *cfg)
 }
 
 /* Length-adaptive limits: nothing is evicted up to `soft` tokens seen; from `hard`
- * on, B holds; in between B_t falls (or rises) linearly from soft to B. */
+ * on, B holds; in between B_t = floor(soft + (B - soft)·(seen - soft)/(hard - soft)),
+ * linear from soft to B. */
 static int budget_now(const policy *p)
 {
     const policy_config *c = &p->cfg;
@@ -181,8 +182,8 @@ static int budget_now(const policy *p)
         return POLICY_BUDGET_UNLIMITED;
     if (p->seen >= c->hard_limit)
         return p->budget;
-    long long span = c->hard_limit - c->soft_limit, done = p->seen - c->soft_limit;
-    long long b = c->soft_limit + ((long long)p->budget - c->soft_limit) * done / span;
+    double done = (double)(p->seen - c->soft_limit) / (c->hard_limit - c->soft_limit);
+    double b = floor(c->soft_limit + (p->budget - c->soft_limit) * done);
     return b < 1 ? 1 : (int)b;
 }
 
