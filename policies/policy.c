@@ -218,6 +218,10 @@ static int reserve(policy *p, int capacity)
     if (!k)
         return -1;
     p->rank = k;
+    float *v = realloc(p->values, (size_t)cap * sizeof *v);
+    if (!v)
+        return -1;
+    p->values = v;
     if (p->ops->reserve && p->ops->reserve(p, cap) != 0)
         return -1;
     p->capacity = cap;
@@ -330,6 +334,7 @@ void policy_free(policy *p)
     free(p->entries);
     free(p->reduced);
     free(p->rank);
+    free(p->values);
     free(p);
 }
 
@@ -450,16 +455,15 @@ const char *policy_name(const policy *p) { return p->info->name; }
 
 void policy_compact(void *array, size_t elem_size, int n, const int *slots, int k)
 {
+    /* Move each run of survivors between two removed slots down in one memmove. */
     char *a = array;
-    int write = slots[0], next = 0;
-    for (int read = slots[0]; read < n; read++) {
-        if (next < k && read == slots[next]) {
-            next++;
-            continue;
-        }
-        if (write != read)
-            memcpy(a + (size_t)write * elem_size, a + (size_t)read * elem_size, elem_size);
-        write++;
+    int write = slots[0];
+    for (int j = 0; j < k; j++) {
+        int from = slots[j] + 1, to = j + 1 < k ? slots[j + 1] : n;
+        if (to > from)
+            memmove(a + (size_t)write * elem_size, a + (size_t)from * elem_size,
+                    (size_t)(to - from) * elem_size);
+        write += to - from;
     }
 }
 
@@ -529,9 +533,91 @@ void policy__select_lowest(policy_rank *items, int n, int k)
     qsort(items, (size_t)(k < n ? k : n), sizeof *items, rank_cmp);
 }
 
+/* The value at index k of v[0..n) if it were sorted (Hoare quickselect; v is
+ * reordered). */
+static float kth_smallest(float *v, int n, int k)
+{
+    int lo = 0, hi = n - 1;
+    while (lo < hi) {
+        float pivot = v[lo + (hi - lo) / 2];
+        int i = lo, j = hi;
+        while (i <= j) {
+            while (v[i] < pivot)
+                i++;
+            while (v[j] > pivot)
+                j--;
+            if (i <= j) {
+                float t = v[i];
+                v[i++] = v[j];
+                v[j--] = t;
+            }
+        }
+        if (k <= j)
+            hi = j;
+        else if (k >= i)
+            lo = i;
+        else
+            break;
+    }
+    return v[k];
+}
+
+void policy__protect_top(const policy *p, const float *value, unsigned char *cand, int want)
+{
+    int open = 0;
+    for (int i = p->n_pinned; i < p->n; i++)
+        if (cand[i])
+            p->values[open++] = value[i];
+    if (want <= 0 || open == 0)
+        return;
+    /* thr = the smallest protected value; ties at thr protect the newest first */
+    float thr = want >= open ? -INFINITY : kth_smallest(p->values, open, open - want);
+    int above = 0;
+    for (int i = p->n_pinned; i < p->n; i++)
+        above += cand[i] && value[i] > thr;
+    int ties = want - above;
+    for (int i = p->n - 1; i >= p->n_pinned; i--) {
+        if (!cand[i])
+            continue;
+        if (value[i] > thr)
+            cand[i] = 0;
+        else if (value[i] == thr && ties > 0)
+            cand[i] = 0, ties--;
+    }
+}
+
+/* The k <= PICK_SMALL lowest in one pass, kept sorted by insertion: the common case
+ * (token- and block-wise strides) without touching the rank scratch. */
+#define PICK_SMALL 16
+
+static int pick_small(const policy *p, const float *score, const unsigned char *evictable,
+                      int k, int *out)
+{
+    policy_rank best[PICK_SMALL];
+    int m = 0;
+    for (int i = p->n_pinned; i < p->n; i++) {
+        if ((evictable && !evictable[i]) || (m == k && score[i] > best[k - 1].score))
+            continue;
+        policy_rank r = {score[i], p->entries[i].position, 0, i};
+        if (m == k && !rank_before(&r, &best[k - 1]))
+            continue;
+        int j = m < k ? m++ : k - 1;
+        for (; j > 0 && rank_before(&r, &best[j - 1]); j--)
+            best[j] = best[j - 1];
+        best[j] = r;
+    }
+    for (int j = 0; j < m; j++)
+        out[j] = best[j].slot;
+    return m;
+}
+
 int policy_pick_lowest(const policy *p, const float *score, const unsigned char *evictable,
                        int k, int *out)
 {
+    if (k <= 0)
+        return 0;
+    if (k <= PICK_SMALL)
+        return pick_small(p, score, evictable, k, out);
     int m = 0;
     for (int i = p->n_pinned; i < p->n; i++)
         if (!evictable || evictable[i])

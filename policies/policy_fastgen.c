@@ -30,6 +30,7 @@ static const char *const profile_names[N_PROFILES] = {"special", "punct", "frequ
 typedef struct fastgen {
     double        *S;         /* (capacity,) accumulated attention */
     unsigned char *level;     /* (capacity,) scratch: the first profile keeping the slot */
+    float         *Sf;        /* (capacity,) scratch: S as float, for the frequent set */
     double         mass[N_PROFILES];  /* Σ over prompt rows of the recovered mass */
     int            rows;      /* prompt rows scored */
     int            profile;   /* chosen at the end of the prompt; -1 before */
@@ -58,7 +59,10 @@ static int fastgen_reserve(policy *p, int capacity)
     unsigned char *l = realloc(f->level, (size_t)capacity);
     if (l)
         f->level = l;
-    return S && l ? 0 : -1;
+    float *Sf = realloc(f->Sf, (size_t)capacity * sizeof *Sf);
+    if (Sf)
+        f->Sf = Sf;
+    return S && l && Sf ? 0 : -1;
 }
 
 static void fastgen_append(policy *p, int slot) { ((fastgen *)p->state)->S[slot] = 0; }
@@ -69,15 +73,14 @@ static void mark_levels(const policy *p)
     const fastgen *f = p->state;
     int n = p->n, len = p->seen, t = p->entries[n - 1].position;
     int n_freq = (int)floor(p->cfg.r_f * len);
-    /* frequent: the n_freq largest S (ties: the newer), by leaving the others open */
+    /* frequent: the n_freq largest S, ties to the newer */
+    for (int i = 0; i < n; i++) {
+        f->Sf[i] = (float)f->S[i];
+        f->level[i] = 1;   /* a candidate of protect_top */
+    }
+    policy__protect_top(p, f->Sf, f->level, n_freq);
     for (int i = 0; i < n; i++)
-        p->rank[i] = (policy_rank){(float)f->S[i], p->entries[i].position, 0, i};
-    int open = n > n_freq ? n - n_freq : 0;
-    policy__select_lowest(p->rank, n, open);
-    for (int i = 0; i < n; i++)
-        f->level[i] = PROFILE_FULL;
-    for (int j = open; j < n; j++)
-        f->level[p->rank[j].slot] = PROFILE_FREQUENT;
+        f->level[i] = f->level[i] ? PROFILE_FULL : PROFILE_FREQUENT;
     for (int i = 0; i < n; i++) {
         const policy_entry *e = &p->entries[i];
         unsigned char *lv = &f->level[i];
@@ -153,7 +156,7 @@ static void fastgen_destroy(policy *p)
     fastgen *f = p->state;
     if (!f)
         return;
-    free(f->S), free(f->level);
+    free(f->S), free(f->level), free(f->Sf);
     free(f);
 }
 

@@ -62,6 +62,7 @@ struct policy {
     policy_entry     *entries;    /* (capacity,) slot order */
     float            *reduced;    /* (capacity,) scratch: the group-reduced row */
     policy_rank      *rank;       /* (capacity,) scratch for policy_pick_lowest */
+    float            *values;     /* (capacity,) scratch for policy__protect_top */
     const float      *future;     /* (n,) set by policy_set_future, oracle only */
     uint64_t          rng;        /* splitmix64 state */
     void             *state;      /* the ops' statistics */
@@ -80,6 +81,11 @@ extern const policy_ops policy_fastgen_ops;
 /* The k lowest of items[0..n) by (score, position, member) move to items[0..k),
  * ordered best victim first.  Quickselect: O(n) expected, then O(k log k). */
 void policy__select_lowest(policy_rank *items, int n, int k);
+
+/* Among the slots with cand[i] set, clear the `want` largest by (value, then the
+ * newer): the protected set of a top-r rule, by the same total order as the tie rule.
+ * O(n) expected: a float quickselect finds the threshold. */
+void policy__protect_top(const policy *p, const float *value, unsigned char *cand, int want);
 
 /* The protected size r of the window and std scopes: cfg.window, or
  * floor(window_frac · B) with B the budget in force. */

@@ -32,6 +32,7 @@ typedef struct scored {
     float         *score;    /* (capacity,) scratch */
     unsigned char *mask;     /* (capacity,) scratch: 1 = candidate */
     int           *block;    /* (capacity,) scratch: pace's would-be victims */
+    float         *sigma;    /* (capacity,) scratch: σ of the std scope */
 } scored;
 
 /* --- lifecycle ------------------------------------------------------------------- */
@@ -87,7 +88,8 @@ int policy__scored_reserve(policy *p, int capacity)
     if (grow((void **)&s->S, n * sizeof *s->S) || grow((void **)&s->Q, n * sizeof *s->Q) ||
         grow((void **)&s->c, n * sizeof *s->c) || grow((void **)&s->last, n * sizeof *s->last) ||
         grow((void **)&s->key, n * sizeof *s->key) || grow((void **)&s->score, n * sizeof *s->score) ||
-        grow((void **)&s->mask, n * sizeof *s->mask) || grow((void **)&s->block, n * sizeof *s->block))
+        grow((void **)&s->mask, n * sizeof *s->mask) || grow((void **)&s->block, n * sizeof *s->block) ||
+        grow((void **)&s->sigma, n * sizeof *s->sigma))
         return -1;
     if (s->words && (grow((void **)&s->unimp, n * sizeof *s->unimp) ||
                      grow((void **)&s->bits, n * (size_t)s->words * sizeof *s->bits)))
@@ -101,7 +103,7 @@ void policy__scored_destroy(policy *p)
     if (!s)
         return;
     free(s->S), free(s->Q), free(s->c), free(s->last), free(s->key);
-    free(s->unimp), free(s->bits), free(s->score), free(s->mask), free(s->block);
+    free(s->unimp), free(s->bits), free(s->score), free(s->mask), free(s->block), free(s->sigma);
     free(s);
 }
 
@@ -207,8 +209,27 @@ static float score_of(const policy *p, int i)
 
 int policy__scored_scores(const policy *p, float *out)
 {
-    for (int i = 0; i < p->n; i++)
-        out[i] = score_of(p, i);
+    const scored *s = p->state;
+    int n = p->n;
+    switch (p->cfg.score) {   /* one loop per score: this runs at every eviction */
+    case POLICY_SCORE_AAS:
+        for (int i = 0; i < n; i++)
+            out[i] = (float)s->S[i];
+        break;
+    case POLICY_SCORE_MAS:
+        for (int i = 0; i < n; i++)
+            out[i] = s->c[i] ? (float)(s->S[i] / s->c[i]) : 0.0f;
+        break;
+    case POLICY_SCORE_LTAS:
+        memcpy(out, s->last, (size_t)n * sizeof *out);
+        break;
+    case POLICY_SCORE_RANDOM:
+        memcpy(out, s->key, (size_t)n * sizeof *out);
+        break;
+    default:
+        for (int i = 0; i < n; i++)
+            out[i] = score_of(p, i);
+    }
     return 0;
 }
 
@@ -224,21 +245,13 @@ static void protect_newest(const policy *p, unsigned char *cand, int want, int *
         }
 }
 
-/* The std scope's σ part: protect the `want` largest-σ candidates (ties: the newer),
- * by choosing the others, the lowest σ then oldest, as the ones left open. */
+/* The std scope's σ part: protect the `want` largest-σ candidates (ties: the newer). */
 static void protect_largest_sigma(const policy *p, unsigned char *cand, int want)
 {
-    int open = 0;
+    scored *s = p->state;
     for (int i = p->n_pinned; i < p->n; i++)
-        if (cand[i])
-            p->rank[open++] = (policy_rank){(float)policy__scored_sigma(p, i),
-                                            p->entries[i].position, 0, i};
-    if (want <= 0 || open == 0)
-        return;
-    int leave = open > want ? open - want : 0;
-    policy__select_lowest(p->rank, open, leave);
-    for (int j = leave; j < open; j++)
-        cand[p->rank[j].slot] = 0;
+        s->sigma[i] = cand[i] ? (float)policy__scored_sigma(p, i) : 0.0f;
+    policy__protect_top(p, s->sigma, cand, want);
 }
 
 void policy__scored_candidates(const policy *p, int k, float *score, unsigned char *cand)
@@ -246,10 +259,9 @@ void policy__scored_candidates(const policy *p, int k, float *score, unsigned ch
     const policy_config *c = &p->cfg;
     int room = p->n - p->n_pinned - k;   /* invariant 7: k candidates always remain */
     int r = policy__window_size(p);
-    for (int i = 0; i < p->n; i++) {
-        score[i] = score_of(p, i);
-        cand[i] = i >= p->n_pinned;
-    }
+    policy__scored_scores(p, score);
+    memset(cand, 0, (size_t)p->n_pinned);
+    memset(cand + p->n_pinned, 1, (size_t)(p->n - p->n_pinned));
     if (c->scope & POLICY_SCOPE_SINKS)
         for (int i = p->n_pinned; i < p->n && room > 0 && p->entries[i].position < c->sinks; i++)
             cand[i] = 0, room--;
