@@ -6,13 +6,17 @@
 #include "cmd_devices.h"
 #include "cmd_policies.h"
 #include "cmd_replay.h"
+#include "plot.h"
+
+/* Heatmaps come from CSV files until a trace reader is passed here (plot_heatmap.h). */
+static int cmd_plot_kvsim(int argc, char **argv) { return cmd_plot(argc, argv, NULL); }
 
 static const cli_command commands[] = {
     {"replay",   "TRACE --policy P --budget B [options]", "replay one policy, write metrics", cmd_replay},
     {"sweep",    "TRACE --policies A,B --budgets LIST",   "many configurations in one pass",  cmd_sweep},
     {"std",      "TRACE [-o std.csv]",                    "attention-std trajectories",       NULL},
     {"scope",    "TRACE --score S --budget B --sizes L",  "eviction-scope sensitivity",       NULL},
-    {"plot",     "std|sweep|scope|heatmap ...",           "draw a figure with gnuplot",       NULL},
+    {"plot",     "std|sweep|scope|heatmap ...",           "draw a figure with gnuplot",       cmd_plot_kvsim},
     {"confirm",  "EXPERIMENT MODEL [options]",            "confirm with real generation",     NULL},
     {"policies", "",                                      "list every policy and its defaults", cmd_policies},
     {"devices",  "",                                      "list CPU threads and CUDA devices", cmd_devices},

@@ -1,0 +1,154 @@
+/*
+ * test_policy_docs.c — docs/POLICIES.md's worked examples are run, not trusted.
+ *
+ * The doc holds one 6-token stream in a ```example-stream block and, in an
+ * ```example-results block, one line per policy: "name | params | evictions | kept".
+ * This test parses both blocks, drives each policy through the contract's step order
+ * on that stream, and requires the doc's evictions and kept set, character for
+ * character: the doc and the code cannot drift apart.
+ */
+#include "policy_drive.h"
+
+#include <stdlib.h>
+
+#define EX_T 6
+
+typedef struct example {
+    double w[EX_T][EX_T];      /* full-cache weights, renormalised over kept entries */
+    float  key_norm[EX_T];
+    uint32_t flags[EX_T];
+} example;
+
+static char *read_doc(void)
+{
+    const char *dir = getenv("KV_FIXTURES");
+    char path[1024];
+    snprintf(path, sizeof path, "%s/../../docs/POLICIES.md", dir ? dir : "tests/fixtures");
+    FILE *f = fopen(path, "rb");
+    cr_assert_not_null(f, "cannot open %s", path);
+    static char buf[1 << 17];
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    return buf;
+}
+
+/* The body of the fenced block ```tag, NUL-terminated in place. */
+static char *block(char *doc, const char *tag)
+{
+    char fence[64];
+    snprintf(fence, sizeof fence, "```%s\n", tag);
+    char *s = strstr(doc, fence);
+    cr_assert_not_null(s, "docs/POLICIES.md has no %s block", tag);
+    s += strlen(fence);
+    char *end = strstr(s, "```");
+    cr_assert_not_null(end);
+    *end = '\0';
+    return s;
+}
+
+static void parse_stream(char *text, example *ex)
+{
+    memset(ex, 0, sizeof *ex);
+    for (char *line = strtok(text, "\n"); line; line = strtok(NULL, "\n")) {
+        char *end;
+        if (!strncmp(line, "key_norm:", 9)) {
+            char *s = line + 9;
+            for (int i = 0; i < EX_T; i++, s = end)
+                ex->key_norm[i] = strtof(s, &end);
+        } else if (!strncmp(line, "special:", 8)) {
+            char *s = line + 8;
+            for (int i = 0; i < EX_T; i++, s = end)
+                ex->flags[i] |= strtol(s, &end, 10) ? POLICY_FLAG_SPECIAL : 0u;
+        } else if (line[0] >= '0' && line[0] <= '9') {
+            int t = (int)strtol(line, &end, 10);
+            cr_assert(t >= 0 && t < EX_T && *end == ':', "bad stream line '%s'", line);
+            char *s = end + 1;
+            for (int i = 0; i <= t; i++, s = end)
+                ex->w[t][i] = strtod(s, &end);
+        }
+    }
+}
+
+/* Drive one policy over the example; write "3:0 4:1 5:2 | 3 4 5" to out. */
+static void run(const example *ex, const char *name, const char *params, char *out, size_t len)
+{
+    policy_config cfg = policy_config_default();
+    cfg.name = name;
+    cfg.prompt_len = EX_T;
+    cfg.params = params[0] == '-' ? NULL : params;
+    char err[512];
+    policy *p = policy_new(&cfg, err, sizeof err);
+    cr_assert_not_null(p, "%s %s: %s", name, params, err);
+    size_t used = 0;
+    out[0] = '\0';
+    for (int t = 0; t < EX_T; t++) {
+        policy_entry e = {.position = t, .token = t, .flags = ex->flags[t],
+                          .key_norm = ex->key_norm[t]};
+        policy_append(p, &e);
+        float row[EX_T];
+        int n = policy_size(p);
+        double total = 0;
+        for (int i = 0; i < n; i++)
+            total += ex->w[t][policy_entries(p)[i].position];
+        for (int i = 0; i < n; i++)
+            row[i] = (float)(ex->w[t][policy_entries(p)[i].position] / total);
+        policy_observe(p, row, 1);
+        int before[EX_T], slots[EX_T];
+        for (int i = 0; i < n; i++)
+            before[i] = policy_entries(p)[i].position;
+        if (t == EX_T - 1)
+            policy_end_prompt(p);
+        int due = policy_due(p);
+        int k = due ? policy_evict(p, due, slots) : 0;
+        for (int j = 0; j < k; j++)
+            used += (size_t)snprintf(out + used, len - used, "%s%d:%d", used ? " " : "", t,
+                                     before[slots[j]]);
+    }
+    used += (size_t)snprintf(out + used, len - used, "%s|", used ? " " : "- ");
+    for (int i = 0; i < policy_size(p); i++)
+        used += (size_t)snprintf(out + used, len - used, " %d", policy_entries(p)[i].position);
+    policy_free(p);
+}
+
+/* Trim spaces at both ends, in place. */
+static char *trim(char *s)
+{
+    while (*s == ' ')
+        s++;
+    char *e = s + strlen(s);
+    while (e > s && e[-1] == ' ')
+        *--e = '\0';
+    return s;
+}
+
+Test(policy_docs, worked_examples_in_POLICIES_md_are_what_the_code_does)
+{
+    char *doc = read_doc();
+    example ex;
+    char *results = block(doc, "example-results");
+    parse_stream(block(doc, "example-stream"), &ex);
+    int rows = 0;
+    for (char *line = strtok(results, "\n"); line; line = strtok(NULL, "\n")) {
+        if (line[0] == '#' || !strchr(line, '|'))
+            continue;
+        char *f[4] = {0};
+        char *s = line;
+        for (int i = 0; i < 4; i++) {
+            f[i] = s;
+            s = strchr(s, '|');
+            if (s)
+                *s++ = '\0';
+            else
+                break;
+        }
+        cr_assert_not_null(f[3], "results line lacks 4 columns");
+        char want[256], got[256];
+        snprintf(want, sizeof want, "%s | %s", trim(f[2]), trim(f[3]));
+        run(&ex, trim(f[0]), trim(f[1]), got, sizeof got);
+        cr_expect_str_eq(got, want, "%s (%s): the code does '%s', the doc says '%s'",
+                         trim(f[0]), f[1], got, want);
+        rows++;
+    }
+    cr_assert_geq(rows, 15, "only %d example rows", rows);
+}
