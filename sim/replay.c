@@ -73,8 +73,10 @@ typedef struct layer_job {
     float             *full_score;   /* (T,) */
     float             *scratch;      /* (T,) selection */
     theta_memo        *memo;         /* (H,) */
-    stream            *streams;
+    stream            *streams;      /* every configuration's, configuration by configuration */
     int                n_streams;
+    int               *first;        /* (n_configs + 1,) config c owns streams first[c].. */
+    policy_group     **groups;       /* (n_configs,) adakv's shared budget; NULL otherwise */
 } layer_job;
 
 static void *alloc_zero(size_t n, size_t size, int *failed)
@@ -179,6 +181,8 @@ static int stream_init(layer_job *j, stream *s, int c, const int *members, int G
     const replay_config *cfg = &j->plan->configs[c];
     policy_config pc = cfg->policy;
     pc.stream_id = stream_id;
+    pc.group = j->groups[c];
+    pc.group_member = j->n_streams - j->first[c];
     pc.layer = j->src->layers[j->li];
     pc.n_layers = j->src->model_layers;
     pc.capacity_hint = pc.budget > 0 && pc.budget + pc.stride < j->T ? pc.budget + pc.stride
@@ -204,51 +208,85 @@ static int stream_init(layer_job *j, stream *s, int c, const int *members, int G
     return KV_OK;
 }
 
+/* Streams of one configuration in this layer: a KV head none of whose query heads
+ * was selected has none. */
+static int streams_of(const layer_job *j, policy_scope_of scope_of)
+{
+    if (scope_of == POLICY_SCOPE_OF_LAYER)
+        return 1;
+    if (scope_of == POLICY_SCOPE_OF_QUERY_HEAD)
+        return j->H;
+    int n = 0;
+    for (int k = 0; k < j->K; k++)
+        for (int h = 0; h < j->H; h++)
+            if (j->src->kv_of_head[j->plan->heads[h]] == k) {
+                n++;
+                break;
+            }
+    return n;
+}
+
+/* adakv shares one budget among the streams of a layer: policy.h (2). */
+static int needs_group(const replay_config *cfg) { return !strcmp(cfg->policy.name, "adakv"); }
+
+static int make_group(layer_job *j, int c, kv_err *err)
+{
+    char why[KV_ERR_MSG_MAX];
+    j->groups[c] = policy_group_new(streams_of(j, j->plan->configs[c].scope_of), why, sizeof why);
+    return j->groups[c] ? KV_OK : kv_errorf(err, KV_ENOMEM, "%s", why);
+}
+
 /* Build the streams of every configuration for this layer, in configuration order,
  * then in KV-head or query-head order: the order results are summed in. */
 static int build_streams(layer_job *j, kv_err *err)
 {
     const replay_plan *plan = j->plan;
-    int per_config = 0;
+    int total = 0;
     for (int c = 0; c < plan->n_configs; c++)
-        per_config += plan->configs[c].scope_of == REPLAY_LAYER       ? 1
-                      : plan->configs[c].scope_of == REPLAY_QUERY_HEAD ? j->H
-                                                                       : j->K;
-    j->streams = calloc((size_t)per_config, sizeof *j->streams);
+        total += streams_of(j, plan->configs[c].scope_of);
+    j->streams = calloc((size_t)total, sizeof *j->streams);
     if (!j->streams)
-        return kv_errorf(err, KV_ENOMEM, "out of memory for %d streams", per_config);
+        return kv_errorf(err, KV_ENOMEM, "out of memory for %d streams", total);
     int *members = malloc((size_t)j->H * sizeof *members);
     if (!members)
         return kv_errorf(err, KV_ENOMEM, "out of memory");
     const uint64_t lid = (uint64_t)j->src->layers[j->li] * 1000;
     int rc = KV_OK;
     for (int c = 0; rc == KV_OK && c < plan->n_configs; c++) {
+        j->first[c] = j->n_streams;
+        if (needs_group(&plan->configs[c]) && (rc = make_group(j, c, err)) != KV_OK)
+            break;
         switch (plan->configs[c].scope_of) {
-        case REPLAY_LAYER:
+        case POLICY_SCOPE_OF_PRESET:   /* resolved by the setup; never reaches here */
+        case POLICY_SCOPE_OF_LAYER:
             for (int h = 0; h < j->H; h++)
                 members[h] = h;
-            rc = stream_init(j, &j->streams[j->n_streams++], c, members, j->H, -1, lid, err);
+            rc = stream_init(j, &j->streams[j->n_streams], c, members, j->H, -1, lid, err);
+            j->n_streams++;
             break;
-        case REPLAY_QUERY_HEAD:
-            for (int h = 0; rc == KV_OK && h < j->H; h++)
-                rc = stream_init(j, &j->streams[j->n_streams++], c, &h, 1,
+        case POLICY_SCOPE_OF_QUERY_HEAD:
+            for (int h = 0; rc == KV_OK && h < j->H; h++, j->n_streams++)
+                rc = stream_init(j, &j->streams[j->n_streams], c, &h, 1,
                                  j->src->kv_of_head[plan->heads[h]],
                                  lid + (uint64_t)plan->heads[h], err);
             break;
-        case REPLAY_KV_HEAD:
+        case POLICY_SCOPE_OF_KV_HEAD:
             for (int k = 0; rc == KV_OK && k < j->K; k++) {
                 int G = 0;
                 for (int h = 0; h < j->H; h++)
                     if (j->src->kv_of_head[plan->heads[h]] == k)
                         members[G++] = h;
                 /* a KV head none of whose query heads was selected has no stream */
-                if (G)
-                    rc = stream_init(j, &j->streams[j->n_streams++], c, members, G, k,
+                if (G) {
+                    rc = stream_init(j, &j->streams[j->n_streams], c, members, G, k,
                                      lid + (uint64_t)k, err);
+                    j->n_streams++;
+                }
             }
             break;
         }
     }
+    j->first[plan->n_configs] = j->n_streams;
     free(members);
     return rc;
 }
@@ -286,24 +324,22 @@ static void top_n(layer_job *j, int h, const float *p, int len, int n, float *th
     }
 }
 
-static void full_score(const layer_job *j, replay_score score, int h, const float *p,
+/* Scores whose full-cache version the engine can compute: consistency is defined. */
+static int score_has_full_version(policy_score score)
+{
+    return score == POLICY_SCORE_AAS || score == POLICY_SCORE_MAS || score == POLICY_SCORE_LTAS;
+}
+
+static void full_score(const layer_job *j, policy_score score, int h, const float *p,
                        int len, float *out)
 {
     const double *S = j->sums + (size_t)h * j->T;
-    if (score == REPLAY_SCORE_AAS)
+    if (score == POLICY_SCORE_AAS)
         metrics_full_score_aas(S, len, out);
-    else if (score == REPLAY_SCORE_MAS)
+    else if (score == POLICY_SCORE_MAS)
         metrics_full_score_mas(S, len, out);
     else
         memcpy(out, p, (size_t)len * sizeof *out);
-}
-
-/* The policy's eviction scores of its kept slots into s->scores: 0, or -1 when the
- * contract gives no access to them (consistency is then left undefined). */
-static int stream_scores(stream *s)
-{
-    (void)s;
-    return -1;
 }
 
 /* Compare C_t with the full cache for each member head and add to its accumulator. */
@@ -313,8 +349,9 @@ static void measure(layer_job *j, stream *s, int t, replay_acc *acc)
     const replay_config *cfg = &plan->configs[s->cfg];
     const policy_entry *kept = policy_entries(s->p);
     const int n = policy_size(s->p), len = t + 1;
-    const int consistent = (plan->metrics & REPLAY_CONSISTENCY) && cfg->score != REPLAY_SCORE_NONE &&
-                           stream_scores(s) == 0;
+    const int consistent = (plan->metrics & REPLAY_CONSISTENCY) &&
+                           score_has_full_version(cfg->score) &&
+                           policy_scores(s->p, s->scores) == 0;
     for (int g = 0; g < s->n_members; g++) {
         const int h = s->members[g];
         const float *p = row_of(j, h, t);
@@ -360,8 +397,9 @@ static void fill_future(const layer_job *j, stream *s)
     }
 }
 
-/* The contract's step for one stream and token t (invariant 1). */
-static int replay_step(layer_job *j, stream *s, int t, replay_acc *acc)
+/* Token t joins the stream and query t attends: append, gather and renormalise each
+ * member's row over the kept entries, observe, and measure C_t. */
+static int attend(layer_job *j, stream *s, int t, replay_acc *acc)
 {
     policy_entry entry = j->src->tokens[t];
     entry.key_norm = key_norm(j, s, t);
@@ -379,15 +417,32 @@ static int replay_step(layer_job *j, stream *s, int t, replay_acc *acc)
 
     if (t >= s->first)
         measure(j, s, t, acc);
+    return KV_OK;
+}
 
+static void evict_when_due(const layer_job *j, stream *s)
+{
     int k = policy_due(s->p);
-    if (k > 0) {
-        if (policy_needs_future(s->p)) {
-            fill_future(j, s);
-            policy_set_future(s->p, s->future);
-        }
-        policy_evict(s->p, k, s->slots);
+    if (k <= 0)
+        return;
+    if (policy_needs_future(s->p)) {
+        fill_future(j, s);
+        policy_set_future(s->p, s->future);
     }
+    policy_evict(s->p, k, s->slots);
+}
+
+/* Step t of configuration c, in the contract's order (invariant 1): every stream
+ * attends and observes, adakv's group plans, then each stream evicts when due. */
+static int replay_step(layer_job *j, int c, int t, replay_acc *acc)
+{
+    for (int i = j->first[c]; i < j->first[c + 1]; i++)
+        if (attend(j, &j->streams[i], t, acc) != KV_OK)
+            return KV_ENOMEM;
+    if (j->groups[c])
+        policy_group_plan(j->groups[c]);
+    for (int i = j->first[c]; i < j->first[c + 1]; i++)
+        evict_when_due(j, &j->streams[i]);
     return KV_OK;
 }
 
@@ -415,7 +470,11 @@ static void job_free(layer_job *j)
 {
     for (int i = 0; i < j->n_streams; i++)
         stream_free(&j->streams[i]);
+    for (int c = 0; j->groups && c < j->plan->n_configs; c++)
+        policy_group_free(j->groups[c]);   /* after its members */
     free(j->streams);
+    free(j->first);
+    free(j->groups);
     free(j->block);
     free(j->keys);
     free(j->knorm);
@@ -444,7 +503,7 @@ static int plan_needs_future(const replay_plan *plan)
 static int plan_needs_consistency(const replay_plan *plan)
 {
     for (int c = 0; c < plan->n_configs; c++)
-        if (plan->configs[c].score != REPLAY_SCORE_NONE)
+        if (score_has_full_version(plan->configs[c].score))
             return (plan->metrics & REPLAY_CONSISTENCY) != 0;
     return 0;
 }
@@ -480,6 +539,8 @@ static int job_init(layer_job *j, replay_source *src, const replay_plan *plan, i
     j->full_score = alloc_zero(T, sizeof *j->full_score, &failed);
     j->scratch = alloc_zero(T, sizeof *j->scratch, &failed);
     j->memo = alloc_zero(H, sizeof *j->memo, &failed);
+    j->first = alloc_zero((size_t)plan->n_configs + 1, sizeof *j->first, &failed);
+    j->groups = alloc_zero((size_t)plan->n_configs, sizeof *j->groups, &failed);
     if (failed)
         return kv_errorf(err, KV_ENOMEM, "out of memory for a layer of %d heads x %d steps",
                          j->H, j->T);
@@ -498,8 +559,8 @@ static int replay_layer(replay_source *src, const replay_plan *plan, int l, repl
         rc = read_block(&j, t0, n, err);
         for (int t = t0; rc == KV_OK && t < t0 + n; t++) {
             step_shared(&j, t);
-            for (int i = 0; rc == KV_OK && i < j.n_streams; i++)
-                rc = replay_step(&j, &j.streams[i], t, acc);
+            for (int c = 0; rc == KV_OK && c < plan->n_configs; c++)
+                rc = replay_step(&j, c, t, acc);
         }
     }
     if (rc == KV_ENOMEM && err && !err->msg[0])
@@ -547,9 +608,9 @@ size_t replay_peak_bytes(const replay_source *src, const replay_plan *plan, int 
                  + H * T * 16                   /* column totals and running sums */
                  + 2 * T * 4;                   /* selection scratch, full score */
     for (int c = 0; c < plan->n_configs; c++) {
-        const size_t G = plan->configs[c].scope_of == REPLAY_LAYER ? H : 1;
-        const size_t streams = plan->configs[c].scope_of == REPLAY_LAYER       ? 1
-                               : plan->configs[c].scope_of == REPLAY_QUERY_HEAD ? H
+        const size_t G = plan->configs[c].scope_of == POLICY_SCOPE_OF_LAYER ? H : 1;
+        const size_t streams = plan->configs[c].scope_of == POLICY_SCOPE_OF_LAYER       ? 1
+                               : plan->configs[c].scope_of == POLICY_SCOPE_OF_QUERY_HEAD ? H
                                                                                 : K;
         /* per stream: gathered rows, future, scores, slots, and the policy's O(T)
          * state (entries of 16 bytes plus a few floats per entry) */

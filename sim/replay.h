@@ -32,26 +32,13 @@ enum replay_metric {      /* plan.metrics: which metrics to compute */
     REPLAY_ALL         = 0xf,
 };
 
-typedef enum replay_scope_of {   /* how streams are built from a layer's query heads */
-    REPLAY_KV_HEAD,      /* one stream per KV head; its G query rows, reduced by gqa */
-    REPLAY_QUERY_HEAD,   /* one stream per query head */
-    REPLAY_LAYER,        /* one stream per layer, all its query heads */
-} replay_scope_of;
-
-typedef enum replay_score {      /* full-cache score for score consistency */
-    REPLAY_SCORE_NONE,   /* not attention-based: consistency undefined */
-    REPLAY_SCORE_AAS,
-    REPLAY_SCORE_MAS,
-    REPLAY_SCORE_LTAS,
-} replay_score;
-
 /* One configuration: a policy and how it is driven, plus the labels of its CSV lines. */
 typedef struct replay_config {
-    policy_config   policy;         /* name, resolved budget, stride, phase, gqa, seed, ... */
-    replay_scope_of scope_of;
-    replay_score    score;          /* for consistency; NONE where undefined */
-    const char     *score_name;     /* CSV `score` ("" for full) */
-    const char     *scope_name;     /* CSV `scope` */
+    policy_config   policy;         /* budget resolved against T, prompt_len set */
+    policy_scope_of scope_of;       /* resolved: kv-head, query-head or layer */
+    policy_score    score;          /* resolved; consistency needs aas, mas or ltas */
+    char            score_name[16]; /* CSV `score` ("" for full) */
+    char            scope_name[32]; /* CSV `scope` ("window:12" in `kvsim scope`) */
     char            budget_arg[32]; /* as the user wrote it */
     int             oracle;         /* index of the oracle config at equal budget, -1 */
 } replay_config;

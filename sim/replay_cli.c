@@ -27,9 +27,7 @@ static const char **option_slot(replay_args *a, const char *name)
         {"budget", offsetof(replay_args, budgets)},    {"budgets", offsetof(replay_args, budgets)},
         {"stride", offsetof(replay_args, strides)},    {"strides", offsetof(replay_args, strides)},
         {"window", offsetof(replay_args, windows)},    {"windows", offsetof(replay_args, windows)},
-        {"phase", offsetof(replay_args, phase)},       {"gqa", offsetof(replay_args, gqa)},
-        {"scope-of", offsetof(replay_args, scope_of)}, {"seed", offsetof(replay_args, seed)},
-        {"sinks", offsetof(replay_args, sinks)},       {"score", offsetof(replay_args, score)},
+        {"score", offsetof(replay_args, score)},       {"scopes", offsetof(replay_args, scopes)},
         {"sizes", offsetof(replay_args, sizes)},       {"layers", offsetof(replay_args, layers)},
         {"heads", offsetof(replay_args, heads)},       {"output", offsetof(replay_args, csv)},
         {"json", offsetof(replay_args, json)},         {"threads", offsetof(replay_args, threads)},
@@ -81,11 +79,21 @@ int replay_args_parse(int argc, char **argv, const char *allowed, const char *us
         }
         const char *name = !strcmp(arg, "-o") ? "output" : arg + 2;
         const char **slot = arg[1] == '-' || !strcmp(arg, "-o") ? option_slot(out, name) : NULL;
-        if (!slot || !allowed_option(allowed, name))
+        if (slot && !allowed_option(allowed, name))
+            slot = NULL;
+        /* Any other parameter of the policy library goes to policy_config_set. */
+        const int param = !slot && arg[1] == '-' && allowed_option(allowed, "params") &&
+                          policy_param_find(name) && out->n_params < REPLAY_MAX_PARAMS;
+        if (!slot && !param)
             return kv_errorf(err, KV_EUSAGE, "unknown option '%s'; see --help", arg);
         if (i + 1 >= argc)
             return kv_errorf(err, KV_EUSAGE, "option '%s' needs a value", arg);
-        *slot = argv[++i];
+        if (slot) {
+            *slot = argv[++i];
+        } else {
+            out->param_key[out->n_params] = name;
+            out->param_value[out->n_params++] = argv[++i];
+        }
     }
     if (!out->trace)
         return kv_errorf(err, KV_EUSAGE, "missing TRACE; see --help");
@@ -243,88 +251,57 @@ static int expand_budgets(const char *text, char (*out)[32], int *n, kv_err *err
 
 /* --- configurations --------------------------------------------------------------- */
 
-/* Set one policy parameter from its text.  This is the single place that knows the
- * policy options; its signature is the policy library's config setter's. */
-static int config_set(policy_config *cfg, const char *key, const char *value, char *err,
-                      size_t errlen)
-{
-    char *end;
-    if (!strcmp(key, "policy")) {
-        char names[512];
-        if (!policy_find(value)) {
-            snprintf(err, errlen, "unknown policy '%s'; valid policies: %s", value,
-                     policy_names(names, sizeof names));
-            return -1;
-        }
-        cfg->name = policy_find(value)->name;
-        return 0;
-    }
-    if (!strcmp(key, "phase") || !strcmp(key, "gqa")) {
-        static const char *const phases[] = {"stream", "oneshot", "decode"};
-        static const char *const gqas[] = {"mean", "max", "sum"};
-        const char *const *names = key[0] == 'p' ? phases : gqas;
-        for (int i = 0; i < 3; i++)
-            if (!strcmp(value, names[i])) {
-                if (key[0] == 'p')
-                    cfg->phase = (policy_phase)i;
-                else
-                    cfg->gqa = (policy_gqa)i;
-                return 0;
-            }
-        snprintf(err, errlen, "--%s '%s': expected %s, %s or %s", key, value, names[0],
-                 names[1], names[2]);
-        return -1;
-    }
-    long v = strtol(value, &end, 10);
-    if (end == value || *end || v < 0 || v > (1L << 30)) {
-        snprintf(err, errlen, "--%s '%s': expected a non-negative integer", key, value);
-        return -1;
-    }
-    if (!strcmp(key, "stride") && v >= 1)
-        cfg->stride = (int)v;
-    else if (!strcmp(key, "sinks"))
-        cfg->sinks = (int)v;
-    else if (!strcmp(key, "seed"))
-        cfg->seed = (uint64_t)v;
-    else if (!strcmp(key, "window"))
-        cfg->window = (int)v;
-    else {
-        snprintf(err, errlen, "--%s '%s': out of range", key, value);
-        return -1;
-    }
-    return 0;
-}
-
-static int set_or_fail(policy_config *cfg, const char *key, const char *value, kv_err *err)
+static int set_param(policy_config *cfg, const char *key, const char *value, kv_err *err)
 {
     char why[KV_ERR_MSG_MAX];
-    if (!value || config_set(cfg, key, value, why, sizeof why) == 0)
+    if (!value || policy_config_set(cfg, key, value, why, sizeof why) == 0)
         return KV_OK;
     return kv_errorf(err, KV_EUSAGE, "%s", why);
 }
 
-/* CSV labels and the consistency score of a preset. */
-static void label_config(replay_config *c)
+static const char *param_of(const replay_args *a, const char *key)
 {
-    const char *name = c->policy.name;
-    c->score = REPLAY_SCORE_NONE;
-    c->score_name = !strcmp(name, "full") ? "" : name;
-    c->scope_name = !strcmp(name, "full") ? "" : "none";
+    const char *value = NULL;
+    for (int i = 0; i < a->n_params; i++)
+        if (!strcmp(a->param_key[i], key))
+            value = a->param_value[i];
+    return value;
 }
 
-static int parse_scope_of(const char *text, replay_scope_of *out, kv_err *err)
+/* Build the policy once to check the configuration and read what the preset
+ * resolved to (score, scope of aggregation). */
+static int resolve(replay_config *c, kv_err *err)
 {
-    static const char *const names[] = {"kv-head", "query-head", "layer"};
-    *out = REPLAY_KV_HEAD;
-    for (int i = 0; text && i < 3; i++)
-        if (!strcmp(text, names[i]))
-            return *out = (replay_scope_of)i, KV_OK;
-    return text ? kv_errorf(err, KV_EUSAGE, "--scope-of '%s': expected kv-head, query-head "
-                            "or layer", text)
-                : KV_OK;
+    char why[KV_ERR_MSG_MAX];
+    policy_group *group = NULL;
+    policy_config pc = c->policy;
+    if (!strcmp(pc.name, "adakv")) {   /* adakv needs a group to exist: policy.h (2) */
+        group = policy_group_new(1, why, sizeof why);
+        pc.group = group;
+        pc.group_member = 0;
+    }
+    policy *p = group || strcmp(pc.name, "adakv") ? policy_new(&pc, why, sizeof why) : NULL;
+    if (p) {
+        c->score = policy_config_of(p)->score;
+        c->scope_of = policy_config_scope_of(policy_config_of(p));
+    }
+    policy_free(p);
+    policy_group_free(group);
+    return p ? KV_OK : kv_errorf(err, KV_EUSAGE, "%s", why);
 }
 
-/* One configuration from the shared options and one item of each list. */
+/* CSV labels: the user's --score/--scope as written, else the preset's. */
+static void label_config(replay_config *c, const replay_args *a)
+{
+    const policy_info *info = policy_find(c->policy.name);
+    const char *score = a ? param_of(a, "score") : NULL;
+    const char *scope = a ? param_of(a, "scope") : NULL;
+    snprintf(c->score_name, sizeof c->score_name, "%s", score ? score : info->score);
+    snprintf(c->scope_name, sizeof c->scope_name, "%s", scope ? scope : info->scope);
+}
+
+/* One configuration: the policy, one item of each list, then every other parameter
+ * in command-line order, all through policy_config_set. */
 static int make_config(const replay_args *a, const replay_source *src, const char *name,
                        const char *budget, const char *window, const char *stride,
                        replay_config *c, kv_err *err)
@@ -332,33 +309,44 @@ static int make_config(const replay_args *a, const replay_source *src, const cha
     memset(c, 0, sizeof *c);
     c->policy = policy_config_default();
     c->oracle = -1;
-    int rc = set_or_fail(&c->policy, "policy", name, err);
-    if (rc == KV_OK) rc = set_or_fail(&c->policy, "stride", stride, err);
-    if (rc == KV_OK) rc = set_or_fail(&c->policy, "phase", a->phase, err);
-    if (rc == KV_OK) rc = set_or_fail(&c->policy, "gqa", a->gqa, err);
-    if (rc == KV_OK) rc = set_or_fail(&c->policy, "seed", a->seed, err);
-    if (rc == KV_OK) rc = set_or_fail(&c->policy, "sinks", a->sinks, err);
-    if (rc == KV_OK) rc = parse_scope_of(a->scope_of, &c->scope_of, err);
-    if (rc != KV_OK)
-        return rc;
-    policy_budget b;
-    char why[KV_ERR_MSG_MAX];
-    if (policy_budget_parse(budget, &b, why, sizeof why) != 0)
-        return kv_errorf(err, KV_EUSAGE, "--budget: %s", why);
     if (strlen(budget) >= sizeof c->budget_arg)
         return kv_errorf(err, KV_EUSAGE, "--budget '%.40s...': too long", budget);
     memcpy(c->budget_arg, budget, strlen(budget) + 1);
-    c->policy.budget = policy_budget_resolve(&b, src->T);
-    if (window) {   /* a fraction of B, or an entry count */
-        char text[32];
-        double w = atof(window);
-        snprintf(text, sizeof text, "%ld",
-                 strchr(window, '.') ? lround(w * c->policy.budget) : atol(window));
-        if ((rc = set_or_fail(&c->policy, "window", text, err)) != KV_OK)
-            return rc;
-    }
-    label_config(c);
-    return KV_OK;
+    int rc = set_param(&c->policy, "policy", name, err);
+    if (rc == KV_OK) rc = set_param(&c->policy, "budget", budget, err);
+    if (rc == KV_OK) rc = set_param(&c->policy, "stride", stride, err);
+    if (rc == KV_OK) rc = set_param(&c->policy, "window", window, err);
+    for (int i = 0; rc == KV_OK && i < a->n_params; i++)
+        rc = set_param(&c->policy, a->param_key[i], a->param_value[i], err);
+    if (rc != KV_OK)
+        return rc;
+    policy_config_resolve(&c->policy, src->T);
+    c->policy.prompt_len = src->prompt_len;
+    c->policy.n_layers = src->model_layers;
+    label_config(c, a);
+    return resolve(c, err);
+}
+
+/* The oracle at the budget of c: the driver's settings copied, nothing else. */
+static int make_oracle(const replay_config *c, replay_config *o, kv_err *err)
+{
+    memset(o, 0, sizeof *o);
+    o->policy = policy_config_default();
+    int rc = set_param(&o->policy, "policy", "oracle", err);
+    if (rc != KV_OK)
+        return rc;
+    o->policy.budget = c->policy.budget;
+    o->policy.budget_arg = c->policy.budget_arg;
+    o->policy.stride = c->policy.stride;
+    o->policy.phase = c->policy.phase;
+    o->policy.gqa = c->policy.gqa;
+    o->policy.scope_of = c->scope_of;
+    o->policy.seed = c->policy.seed;
+    o->policy.prompt_len = c->policy.prompt_len;
+    o->policy.n_layers = c->policy.n_layers;
+    memcpy(o->budget_arg, c->budget_arg, sizeof o->budget_arg);
+    label_config(o, NULL);
+    return resolve(o, err);
 }
 
 /* Two configurations the oracle gap compares: same budget, stride, phase, streams. */
@@ -370,22 +358,19 @@ static int same_budget(const replay_config *x, const replay_config *y)
 }
 
 /* Point each configuration at an oracle of equal budget, adding one where needed.
- * configs has room for 2 * n.  Without an oracle policy, oracle_gap stays empty. */
-static int add_oracles(replay_config *configs, int n)
+ * configs has room for 2 * n.  Returns the new count, or a negative KV_E* code. */
+static int add_oracles(replay_config *configs, int n, kv_err *err)
 {
-    if (!policy_find("oracle"))
-        return n;
     int total = n;
     for (int c = 0; c < n; c++) {
         for (int o = 0; o < total && configs[c].oracle < 0; o++)
             if (!strcmp(configs[o].policy.name, "oracle") && same_budget(&configs[c], &configs[o]))
                 configs[c].oracle = o;
         if (configs[c].oracle < 0) {
-            replay_config *o = &configs[total];
-            *o = configs[c];
-            o->policy.name = policy_find("oracle")->name;
-            label_config(o);
-            o->oracle = total;
+            int rc = make_oracle(&configs[c], &configs[total], err);
+            if (rc != KV_OK)
+                return rc;
+            configs[total].oracle = total;
             configs[c].oracle = total++;
         }
     }
@@ -408,12 +393,14 @@ static int build_configs(replay_setup *s, const replay_args *a, kv_err *err)
     char *pw = s->strings + len, *ps = pw + wlen;
     memcpy(s->strings, a->policies, len);
     memcpy(pw, a->windows ? a->windows : "", wlen);
-    memcpy(ps, a->strides ? a->strides : "1", slen);
+    memcpy(ps, a->strides ? a->strides : "", slen);
     int n_pol = split(s->strings, policies, MAX_ITEMS);
     int n_win = a->windows ? split(pw, windows, MAX_ITEMS) : 1;
-    int n_str = split(ps, strides, MAX_ITEMS);
+    int n_str = a->strides ? split(ps, strides, MAX_ITEMS) : 1;
     if (!a->windows)
         windows[0] = NULL;
+    if (!a->strides)
+        strides[0] = NULL;
     const int n = n_pol * n_budgets * n_win * n_str;
     if (!n || !(s->configs = calloc((size_t)2 * n, sizeof *s->configs)))
         return kv_errorf(err, n ? KV_ENOMEM : KV_EUSAGE, "no configurations to run");
@@ -426,8 +413,8 @@ static int build_configs(replay_setup *s, const replay_args *a, kv_err *err)
                                           strides[is], &s->configs[c++], err)) != KV_OK)
                         return rc;
     s->n_requested = n;
-    s->n_configs = add_oracles(s->configs, n);
-    return KV_OK;
+    s->n_configs = add_oracles(s->configs, n, err);
+    return s->n_configs < 0 ? s->n_configs : KV_OK;
 }
 
 static unsigned parse_metrics(const char *text, kv_err *err)

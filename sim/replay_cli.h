@@ -18,23 +18,28 @@
 #include "replay_source.h"
 
 /* The options each command accepts (replay_args_parse's `allowed`). */
-#define REPLAY_COMMON_OPTIONS "phase gqa scope-of seed sinks layers heads output json " \
-                              "threads metrics strict"
+#define REPLAY_COMMON_OPTIONS "layers heads output json threads metrics strict params"
 #define REPLAY_OPTIONS "policy budget stride window " REPLAY_COMMON_OPTIONS
 #define SWEEP_OPTIONS  "policies budgets strides windows " REPLAY_COMMON_OPTIONS
+
+#define REPLAY_MAX_PARAMS 32
 
 typedef struct replay_args {
     const char *trace;
     const char *policies, *budgets, *strides, *windows;   /* single values or lists */
-    const char *phase, *gqa, *scope_of, *seed, *sinks;
-    const char *score, *sizes;                            /* `kvsim scope` */
+    const char *score, *scopes, *sizes;                   /* `kvsim scope` */
     const char *layers, *heads, *csv, *json, *threads, *metrics;
     int         strict;
+    /* Every other --KEY VALUE that is a policy parameter (policy_param_find), in
+     * command-line order, for policy_config_set: --phase, --gqa, --sinks, --score ... */
+    const char *param_key[REPLAY_MAX_PARAMS], *param_value[REPLAY_MAX_PARAMS];
+    int         n_params;
     char        command[1024];                            /* argv joined, for JSON */
 } replay_args;
 
 /* Parse argv (argv[0] = the subcommand) against the options `allowed`, a string of
- * option names separated by spaces ("policy budget stride ...").  Returns 0, 1 when
+ * option names separated by spaces ("policy budget stride ..."; "params" admits every
+ * parameter of the policy library).  Returns 0, 1 when
  * --help was asked (usage printed), or KV_EUSAGE with err naming the option. */
 int replay_args_parse(int argc, char **argv, const char *allowed, const char *usage,
                       replay_args *out, kv_err *err);

@@ -9,7 +9,7 @@
 
 static const char *const PHASE_NAMES[] = {"stream", "oneshot", "decode"};
 static const char *const GQA_NAMES[] = {"mean", "max", "sum"};
-static const char *const SCOPE_OF_NAMES[] = {"kv-head", "query-head", "layer"};
+static const char *const SCOPE_OF_NAMES[] = {"preset", "kv-head", "query-head", "layer"};
 
 /* --- lines ------------------------------------------------------------------------ */
 
@@ -105,7 +105,7 @@ static void put_line(FILE *f, const results_context *rc, int c, int l, int h)
     const policy_config *pc = &cfg->policy;
     fprintf(f, "%s,%s,%s,%s,%s,%s,%s,%d,%d,%s,", rc->src->name, pc->name, cfg->score_name,
             cfg->scope_name, SCOPE_OF_NAMES[cfg->scope_of],
-            cfg->scope_of == REPLAY_KV_HEAD ? GQA_NAMES[pc->gqa] : "", cfg->budget_arg,
+            cfg->scope_of == POLICY_SCOPE_OF_KV_HEAD ? GQA_NAMES[pc->gqa] : "", cfg->budget_arg,
             pc->budget, pc->stride, PHASE_NAMES[pc->phase]);
     if (l >= 0)
         fprintf(f, "%d,", rc->src->layers[rc->plan->layers[l]]);
@@ -185,7 +185,7 @@ static void write_json(FILE *f, const void *ctx)
         json_string(f, pc->name);
         fprintf(f, ", \"score\": \"%s\", \"scope\": \"%s\", \"scope_of\": \"%s\", \"gqa\": ",
                 cfg->score_name, cfg->scope_name, SCOPE_OF_NAMES[cfg->scope_of]);
-        if (cfg->scope_of == REPLAY_KV_HEAD)
+        if (cfg->scope_of == POLICY_SCOPE_OF_KV_HEAD)
             fprintf(f, "\"%s\"", GQA_NAMES[pc->gqa]);
         else
             fputs("null", f);

@@ -216,7 +216,9 @@ Test(replay, errors_name_what_was_wrong)
         {"replay " SYNTH " --policy full --budget 4 --layers 2", "--layers: 2 is not in", KV_ERANGE},
         {"replay " SYNTH " --policy full --budget 4 --heads 1,9", "--heads: 9 is not in", KV_ERANGE},
         {"replay " SYNTH " --policy full --budget 4 --heads 1-", "expected numbers", KV_EUSAGE},
-        {"replay " SYNTH " --policy full --budget 4 --phase later", "stream, oneshot", KV_EUSAGE},
+        {"replay " SYNTH " --policy full --budget 4 --phase later", "stream", KV_EUSAGE},
+        {"replay " SYNTH " --policy h2o --budget 4 --recovery 0.9", "does not apply", KV_EUSAGE},
+        {"replay " SYNTH " --policy h2o --budget 4 --score loud", "aas", KV_EUSAGE},
         {"replay " SYNTH " --policy full --budget 4 --frobnicate 1", "unknown option", KV_EUSAGE},
         {"replay " SYNTH " --policy full --budget 4 --metrics mass,speed", "unknown metric", KV_EUSAGE},
         {"replay " SYNTH " --policy full", "--policy and --budget are required", KV_EUSAGE},
@@ -268,7 +270,7 @@ Test(replay, the_csv_has_the_schema_columns_and_empty_undefined_fields)
     int lines = 0, overall_seen = 0;
     while (fgets(line, sizeof line, f)) {
         lines++;
-        if (strstr(line, ",all,all,")) {
+        if (strstr(line, "recency,") && strstr(line, ",all,all,")) {
             overall_seen = 1;
             cr_assert(strstr(line, "synthetic,recency,recency,none,kv-head,mean,8,8,1,stream,"
                                    "all,all,64,9,"), "%s", line);
@@ -276,7 +278,8 @@ Test(replay, the_csv_has_the_schema_columns_and_empty_undefined_fields)
         }
     }
     fclose(f);
-    cr_assert_eq(lines, 2 + 1 + 1, "two heads, one layer line, one overall line");
+    cr_assert_eq(lines, 2 * (2 + 1 + 1), "recency and its oracle: two heads, one layer "
+                 "line, one overall line each");
     cr_assert(overall_seen);
     f = fopen(json, "r");
     char text[4096] = "";
@@ -287,5 +290,84 @@ Test(replay, the_csv_has_the_schema_columns_and_empty_undefined_fields)
     cr_assert(strstr(text, "\"consistency\": null"));
     remove(path);
     remove(json);
+    run_free(&r);
+}
+
+/* The presets of the policy library, driven through the engine. */
+Test(replay, oracle_beats_random_and_recency_on_mass_at_every_budget)
+{
+    run r;
+    run_ok(&r, "sweep " SYNTH " --policies oracle,random,recency --budgets 0.1:0.7:0.2");
+    for (int b = 0; b < 4; b++) {
+        char budget[8];
+        snprintf(budget, sizeof budget, "%.1f", 0.1 + 0.2 * b);
+        double oracle = overall(&r, config_index(&r, "oracle", budget, 1)).mass;
+        double random = overall(&r, config_index(&r, "random", budget, 1)).mass;
+        double recency = overall(&r, config_index(&r, "recency", budget, 1)).mass;
+        cr_assert_gt(oracle, random, "budget %s: oracle %g, random %g", budget, oracle, random);
+        cr_assert_gt(oracle, recency, "budget %s: oracle %g, recency %g", budget, oracle,
+                     recency);
+    }
+    run_free(&r);
+}
+
+Test(replay, every_line_has_an_oracle_gap_against_the_oracle_at_equal_budget)
+{
+    run r;
+    run_ok(&r, "sweep " SYNTH " --policies h2o,recency --budgets 0.2,0.5");
+    cr_assert_eq(r.setup.n_requested, 4);
+    cr_assert_eq(r.setup.n_configs, 4 + 2, "one oracle per budget, shared");
+    for (int c = 0; c < 4; c++) {
+        results_line x = overall(&r, c);
+        results_line o = overall(&r, r.setup.configs[c].oracle);
+        cr_assert(x.has_gap);
+        cr_assert_float_eq(x.oracle_gap, o.mass - x.mass, 1e-12);
+    }
+    run_free(&r);
+}
+
+Test(replay, consistency_is_defined_for_attention_scores_only)
+{
+    run r;
+    run_ok(&r, "sweep " SYNTH " --policies h2o,mas,tova,recency,knorm --budgets 0.3");
+    for (int c = 0; c < r.setup.n_requested; c++) {
+        const char *name = r.setup.configs[c].policy.name;
+        results_line x = overall(&r, c);
+        int attention = strcmp(name, "recency") && strcmp(name, "knorm");
+        cr_assert_eq(x.has_consistency, attention, "%s", name);
+        if (attention)
+            cr_assert(x.consistency > 0 && x.consistency <= 1, "%s: %g", name, x.consistency);
+    }
+    run_free(&r);
+}
+
+Test(replay, h2o_keeps_more_mass_than_recency_on_rows_with_heavy_hitters)
+{
+    run r;
+    run_ok(&r, "sweep " SYNTH " --policies h2o,recency --budgets 0.2");
+    cr_assert_gt(overall(&r, 0).mass, overall(&r, 1).mass);
+    run_free(&r);
+}
+
+Test(replay, every_preset_runs_and_keeps_its_budget)
+{
+    run r;
+    run_ok(&r, "sweep synth:T=120,layers=2,heads=6,kv=2,dim=8,prompt=80 --policies "
+               "full,random,recency,streaming,h2o,mas,roco,tova,scissorhands,knorm,oracle,"
+               "snapkv,pyramidkv,fastgen,adakv,pace --budgets 0.25");
+    for (int c = 0; c < r.setup.n_requested; c++) {
+        results_line x = overall(&r, c);
+        cr_assert_gt(x.steps, 0, "%s", r.setup.configs[c].policy.name);
+        cr_assert(x.mass > 0 && x.mass <= 1 + 1e-6, "%s: mass %g",
+                  r.setup.configs[c].policy.name, x.mass);
+    }
+    run_free(&r);
+}
+
+Test(replay, tova_replays_one_cache_per_layer)
+{
+    run r;
+    run_ok(&r, "replay " SYNTH " --policy tova --budget 0.3");
+    cr_assert_eq(r.setup.configs[0].scope_of, POLICY_SCOPE_OF_LAYER);
     run_free(&r);
 }
