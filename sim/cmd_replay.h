@@ -3,4 +3,5 @@
 #define CMD_REPLAY_H
 int cmd_replay(int argc, char **argv);
 int cmd_sweep(int argc, char **argv);
+int cmd_std(int argc, char **argv);
 #endif

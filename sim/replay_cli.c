@@ -387,7 +387,7 @@ static int build_configs(replay_setup *s, const replay_args *a, kv_err *err)
     if (rc != KV_OK)
         return rc;
     size_t len = strlen(a->policies) + 1, wlen = a->windows ? strlen(a->windows) + 1 : 1;
-    size_t slen = a->strides ? strlen(a->strides) + 1 : 2;
+    size_t slen = a->strides ? strlen(a->strides) + 1 : 1;
     if (!(s->strings = malloc(len + wlen + slen)))
         return kv_errorf(err, KV_ENOMEM, "out of memory");
     char *pw = s->strings + len, *ps = pw + wlen;
@@ -501,7 +501,7 @@ void replay_setup_free(replay_setup *s)
     memset(s, 0, sizeof *s);
 }
 
-static int set_threads(const char *text, kv_err *err)
+int replay_set_threads(const char *text, kv_err *err)
 {
     if (!text)
         return KV_OK;
@@ -517,7 +517,7 @@ static int set_threads(const char *text, kv_err *err)
 
 int replay_setup_run(replay_setup *s, const replay_args *a, kv_err *err)
 {
-    int rc = set_threads(a->threads, err);
+    int rc = replay_set_threads(a->threads, err);
     if (rc != KV_OK)
         return rc;
     print_notes(s);

@@ -64,6 +64,9 @@ void replay_setup_free(replay_setup *s);   /* a zeroed or half-built setup is fi
 /* Set --threads, run the plan, write the CSV and JSON.  0 or a KV_E* code. */
 int  replay_setup_run(replay_setup *s, const replay_args *a, kv_err *err);
 
+/* --threads: set the OpenMP thread count (NULL: leave it).  0 or KV_EUSAGE. */
+int  replay_set_threads(const char *text, kv_err *err);
+
 /* Open TRACE: a trace file or a `synth:` spec. */
 replay_source *replay_open_source(const char *spec, kv_err *err);
 

@@ -1,0 +1,210 @@
+/*
+ * cmd_std.c — `kvsim std`: attention-std trajectories per layer and head.
+ *
+ * One job per (layer, head), on OpenMP threads: it streams the head's full-cache rows
+ * in blocks of REPLAY_BLOCK, folds each into an std_tracker (analysis/stdtraj.h) and
+ * keeps the log-binned summary plus the trajectories of 8 sampled tokens.  Jobs own
+ * their outputs and lines are written in (layer, head) order, so the files do not
+ * depend on the thread count.  Peak memory: threads x (REPLAY_BLOCK + 1) x T x 4 bytes
+ * of rows and σ, + 16 T bytes of statistics, + L x H x age bins x STD_SIGMA_BINS x 8
+ * bytes of histograms.
+ */
+#include "cmd_replay.h"
+
+#include "replay.h"
+#include "replay_cli.h"
+#include "results.h"
+#include "stdtraj.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char STD_USAGE[] =
+    "usage: kvsim std TRACE [-o std.csv] [--layers L] [--heads H] [--threads N] [--strict]\n\n"
+    "Attention-std trajectories: sigma_i(t) = std{p_tau(i) : i <= tau <= t} from the\n"
+    "full-cache rows, against the age t - i.  Writes, per layer and head, the mean and the\n"
+    "10/50/90% quantiles of sigma over log-binned ages (bin b >= 1 holds ages\n"
+    "2^(b-1)..2^b - 1; quantiles within +-4.4%%, docs/METRICS.md), plus per-layer lines\n"
+    "(head = all), and the trajectories of 8 sampled tokens to <output stem>_tokens.csv.\n";
+
+#define STD_SAMPLES 8
+
+typedef struct std_sample { int position, age; float sigma; } std_sample;
+
+typedef struct std_job {
+    std_summary summary;
+    std_sample *samples;   /* sampled tokens' (position, age, σ) */
+    int         n_samples, cap_samples;
+    int         rc;
+    kv_err      err;
+} std_job;
+
+typedef struct std_run {
+    replay_source *src;
+    replay_setup  *setup;
+    std_job       *jobs;   /* (n_layers * n_heads,) plan order */
+} std_run;
+
+/* The k-th sampled token, k < STD_SAMPLES: evenly spaced from the first; -1 when
+ * it repeats the previous one (T < STD_SAMPLES). */
+static int sample_position(int k, int T)
+{
+    int i = (int)((long)k * T / STD_SAMPLES);
+    return k && i == (int)((long)(k - 1) * T / STD_SAMPLES) ? -1 : i;
+}
+
+static void keep_samples(std_job *job, const float *sigma, int t, int T)
+{
+    for (int k = 0; k < STD_SAMPLES; k++) {
+        int i = sample_position(k, T);
+        if (i >= 0 && i <= t && std_sample_age(t - i) && job->n_samples < job->cap_samples)
+            job->samples[job->n_samples++] = (std_sample){i, t - i, sigma[i]};
+    }
+}
+
+/* One (layer, head): every row, in blocks. */
+static int std_head(replay_source *src, int li, int hi, std_job *job)
+{
+    const int T = src->T;
+    std_tracker tr = {0};
+    float *block = malloc((size_t)REPLAY_BLOCK * T * sizeof *block);
+    float *sigma = malloc((size_t)T * sizeof *sigma);
+    job->cap_samples = STD_SAMPLES * (16 + 4 * std_age_bins(T));
+    job->samples = malloc((size_t)job->cap_samples * sizeof *job->samples);
+    int rc = block && sigma && job->samples && std_tracker_init(&tr, T) == 0 &&
+                     std_summary_init(&job->summary, T) == 0
+                 ? KV_OK
+                 : kv_errorf(&job->err, KV_ENOMEM, "out of memory for T = %d", T);
+    for (int t0 = 0; rc == KV_OK && t0 < T; t0 += REPLAY_BLOCK) {
+        const int n = T - t0 < REPLAY_BLOCK ? T - t0 : REPLAY_BLOCK;
+        if (src->serial_io) {
+#pragma omp critical(replay_io)
+            rc = src->ops->read_rows(src, li, hi, t0, n, block, (size_t)(t0 + n), &job->err);
+        } else {
+            rc = src->ops->read_rows(src, li, hi, t0, n, block, (size_t)(t0 + n), &job->err);
+        }
+        for (int r = 0; rc == KV_OK && r < n; r++) {
+            std_tracker_step(&tr, block + (size_t)r * (t0 + n), t0 + r, sigma, &job->summary);
+            keep_samples(job, sigma, t0 + r, T);
+        }
+    }
+    std_tracker_free(&tr);
+    free(block);
+    free(sigma);
+    return rc;
+}
+
+/* --- output ----------------------------------------------------------------------- */
+
+static void put_bins(FILE *f, const std_summary *s, int T, int layer, int head)
+{
+    for (int b = 0; b < s->n_bins; b++) {
+        if (!s->count[b])
+            continue;
+        int lo, hi;
+        std_age_range(b, &lo, &hi);
+        hi = hi < T - 1 ? hi : T - 1;   /* the last bin holds the ages there are */
+        if (head >= 0)
+            fprintf(f, "%d,%d,", layer, head);
+        else
+            fprintf(f, "%d,all,", layer);
+        fprintf(f, "%d,%d,%llu,%.9g,%.9g,%.9g,%.9g\n", lo, hi, (unsigned long long)s->count[b],
+                s->sum[b] / (double)s->count[b], std_summary_quantile(s, b, 0.1),
+                std_summary_quantile(s, b, 0.5), std_summary_quantile(s, b, 0.9));
+    }
+}
+
+static void write_bins(FILE *f, const void *ctx)
+{
+    const std_run *run = ctx;
+    const replay_plan *plan = &run->setup->plan;
+    fputs("layer,head,age_lo,age_hi,n,mean,p10,p50,p90\n", f);
+    for (int l = 0; l < plan->n_layers; l++) {
+        const int layer = run->src->layers[plan->layers[l]];
+        std_summary all = {0};
+        int ok = std_summary_init(&all, run->src->T) == 0;
+        for (int h = 0; h < plan->n_heads; h++) {
+            const std_summary *s = &run->jobs[l * plan->n_heads + h].summary;
+            put_bins(f, s, run->src->T, layer, run->src->heads[plan->heads[h]]);
+            if (ok)
+                std_summary_merge(&all, s);
+        }
+        if (ok)
+            put_bins(f, &all, run->src->T, layer, -1);
+        std_summary_free(&all);
+    }
+}
+
+static void write_tokens(FILE *f, const void *ctx)
+{
+    const std_run *run = ctx;
+    const replay_plan *plan = &run->setup->plan;
+    fputs("layer,head,position,age,sigma\n", f);
+    for (int l = 0; l < plan->n_layers; l++)
+        for (int h = 0; h < plan->n_heads; h++) {
+            const std_job *job = &run->jobs[l * plan->n_heads + h];
+            for (int k = 0; k < STD_SAMPLES; k++) {   /* token by token, ages increasing */
+                const int pos = sample_position(k, run->src->T);
+                for (int i = 0; pos >= 0 && i < job->n_samples; i++)
+                    if (job->samples[i].position == pos)
+                        fprintf(f, "%d,%d,%d,%d,%.9g\n", run->src->layers[plan->layers[l]],
+                                run->src->heads[plan->heads[h]], pos, job->samples[i].age,
+                                job->samples[i].sigma);
+            }
+        }
+}
+
+/* "std.csv" -> "std_tokens.csv"; "-" -> "std_tokens.csv". */
+static void tokens_path(const char *csv, char *out, size_t len)
+{
+    const char *base = strcmp(csv, "-") ? csv : "std.csv";
+    size_t n = strlen(base);
+    if (n > 4 && !strcmp(base + n - 4, ".csv"))
+        n -= 4;
+    snprintf(out, len, "%.*s_tokens.csv", (int)n, base);
+}
+
+int cmd_std(int argc, char **argv)
+{
+    replay_args args;
+    replay_setup setup = {0};
+    kv_err err = {0};
+    int rc = replay_args_parse(argc, argv, "layers heads output threads strict", STD_USAGE,
+                               &args, &err);
+    if (rc == 1)
+        return 0;
+    if (rc == KV_OK)
+        rc = replay_setup_build(&setup, &args, &err);
+    if (rc == KV_OK)
+        rc = replay_set_threads(args.threads, &err);
+    const int n_jobs = setup.plan.n_layers * setup.plan.n_heads;
+    std_job *jobs = rc == KV_OK ? calloc((size_t)(n_jobs ? n_jobs : 1), sizeof *jobs) : NULL;
+    if (rc == KV_OK && !jobs)
+        rc = kv_errorf(&err, KV_ENOMEM, "out of memory");
+    if (rc == KV_OK) {
+#pragma omp parallel for schedule(dynamic, 1)
+        for (int j = 0; j < n_jobs; j++)
+            jobs[j].rc = std_head(setup.src, setup.plan.layers[j / setup.plan.n_heads],
+                                  setup.plan.heads[j % setup.plan.n_heads], &jobs[j]);
+        for (int j = 0; j < n_jobs && rc == KV_OK; j++)
+            if ((rc = jobs[j].rc) != KV_OK)
+                err = jobs[j].err;
+    }
+    if (rc == KV_OK) {
+        std_run run = {setup.src, &setup, jobs};
+        const char *csv = args.csv ? args.csv : "std.csv";
+        char tokens[1024];
+        tokens_path(csv, tokens, sizeof tokens);
+        rc = results_write_atomic(csv, write_bins, &run, &err);
+        if (rc == KV_OK)
+            rc = results_write_atomic(tokens, write_tokens, &run, &err);
+    }
+    for (int j = 0; jobs && j < n_jobs; j++) {
+        std_summary_free(&jobs[j].summary);
+        free(jobs[j].samples);
+    }
+    free(jobs);
+    replay_setup_free(&setup);
+    return rc == KV_OK ? 0 : replay_fail("std", &err);
+}
