@@ -290,32 +290,37 @@ static int resolve(replay_config *c, kv_err *err)
     return p ? KV_OK : kv_errorf(err, KV_EUSAGE, "%s", why);
 }
 
-/* CSV labels: the user's --score/--scope as written, else the preset's. */
-static void label_config(replay_config *c, const replay_args *a)
+/* The axes of a configuration list, outermost first; a sweep runs their product. */
+enum { AXIS_POLICY, AXIS_SCORE, AXIS_SCOPE, AXIS_BUDGET, AXIS_WINDOW, AXIS_STRIDE, N_AXES };
+static const char *const AXIS_KEYS[N_AXES] = {"policy", "score", "scope", "budget", "window",
+                                              "stride"};
+
+/* CSV labels: the score and scope as written (on an axis or as --score/--scope),
+ * else the preset's. */
+static void label_config(replay_config *c, const replay_args *a, const char *const *item)
 {
     const policy_info *info = policy_find(c->policy.name);
-    const char *score = a ? param_of(a, "score") : NULL;
-    const char *scope = a ? param_of(a, "scope") : NULL;
+    const char *score = item && item[AXIS_SCORE] ? item[AXIS_SCORE] : a ? param_of(a, "score") : NULL;
+    const char *scope = item && item[AXIS_SCOPE] ? item[AXIS_SCOPE] : a ? param_of(a, "scope") : NULL;
     snprintf(c->score_name, sizeof c->score_name, "%s", score ? score : info->score);
     snprintf(c->scope_name, sizeof c->scope_name, "%s", scope ? scope : info->scope);
 }
 
-/* One configuration: the policy, one item of each list, then every other parameter
- * in command-line order, all through policy_config_set. */
-static int make_config(const replay_args *a, const replay_source *src, const char *name,
-                       const char *budget, const char *window, const char *stride,
-                       replay_config *c, kv_err *err)
+/* One configuration: one item of each axis (NULL: the default), then every other
+ * parameter in command-line order, all through policy_config_set. */
+static int make_config(const replay_args *a, const replay_source *src,
+                       const char *const item[N_AXES], replay_config *c, kv_err *err)
 {
+    const char *budget = item[AXIS_BUDGET];
     memset(c, 0, sizeof *c);
     c->policy = policy_config_default();
     c->oracle = -1;
     if (strlen(budget) >= sizeof c->budget_arg)
         return kv_errorf(err, KV_EUSAGE, "--budget '%.40s...': too long", budget);
     memcpy(c->budget_arg, budget, strlen(budget) + 1);
-    int rc = set_param(&c->policy, "policy", name, err);
-    if (rc == KV_OK) rc = set_param(&c->policy, "budget", budget, err);
-    if (rc == KV_OK) rc = set_param(&c->policy, "stride", stride, err);
-    if (rc == KV_OK) rc = set_param(&c->policy, "window", window, err);
+    int rc = KV_OK;
+    for (int x = 0; rc == KV_OK && x < N_AXES; x++)
+        rc = set_param(&c->policy, AXIS_KEYS[x], item[x], err);
     for (int i = 0; rc == KV_OK && i < a->n_params; i++)
         rc = set_param(&c->policy, a->param_key[i], a->param_value[i], err);
     if (rc != KV_OK)
@@ -323,7 +328,7 @@ static int make_config(const replay_args *a, const replay_source *src, const cha
     policy_config_resolve(&c->policy, src->T);
     c->policy.prompt_len = src->prompt_len;
     c->policy.n_layers = src->model_layers;
-    label_config(c, a);
+    label_config(c, a, item);
     return resolve(c, err);
 }
 
@@ -345,7 +350,7 @@ static int make_oracle(const replay_config *c, replay_config *o, kv_err *err)
     o->policy.prompt_len = c->policy.prompt_len;
     o->policy.n_layers = c->policy.n_layers;
     memcpy(o->budget_arg, c->budget_arg, sizeof o->budget_arg);
-    label_config(o, NULL);
+    label_config(o, NULL, NULL);
     return resolve(o, err);
 }
 
@@ -377,43 +382,69 @@ static int add_oracles(replay_config *configs, int n, kv_err *err)
     return total;
 }
 
+/* Split each axis's list into items (copies owned by s->strings); an absent list
+ * is one NULL item.  Budgets are expanded separately (ranges). */
+static int split_axes(replay_setup *s, const replay_args *a, char *budgets[MAX_ITEMS],
+                      int n_budgets, char *items[N_AXES][MAX_ITEMS], int count[N_AXES],
+                      kv_err *err)
+{
+    const char *lists[N_AXES] = {a->policies, a->score, a->scopes, NULL, a->windows, a->strides};
+    size_t total = N_AXES;
+    for (int x = 0; x < N_AXES; x++)
+        total += lists[x] ? strlen(lists[x]) : 0;
+    if (!(s->strings = malloc(total)))
+        return kv_errorf(err, KV_ENOMEM, "out of memory");
+    char *next = s->strings;
+    for (int x = 0; x < N_AXES; x++) {
+        if (x == AXIS_BUDGET) {
+            memcpy(items[x], budgets, (size_t)n_budgets * sizeof *budgets);
+            count[x] = n_budgets;
+        } else if (!lists[x]) {
+            items[x][0] = NULL;
+            count[x] = 1;
+        } else {
+            size_t len = strlen(lists[x]) + 1;
+            memcpy(next, lists[x], len);
+            count[x] = split(next, items[x], MAX_ITEMS);
+            next += len;
+            if (!count[x])
+                return kv_errorf(err, KV_EUSAGE, "--%s: empty list", AXIS_KEYS[x]);
+        }
+    }
+    return KV_OK;
+}
+
 static int build_configs(replay_setup *s, const replay_args *a, kv_err *err)
 {
     if (!a->policies || !a->budgets)
         return kv_errorf(err, KV_EUSAGE, "--policy and --budget are required; see --help");
-    char budgets[MAX_ITEMS][32];
-    char *policies[MAX_ITEMS], *windows[MAX_ITEMS], *strides[MAX_ITEMS];
-    int n_budgets, rc = expand_budgets(a->budgets, budgets, &n_budgets, err);
+    char budget_text[MAX_ITEMS][32], *budgets[MAX_ITEMS], *items[N_AXES][MAX_ITEMS];
+    int n_budgets, count[N_AXES], rc = expand_budgets(a->budgets, budget_text, &n_budgets, err);
+    for (int i = 0; i < n_budgets; i++)
+        budgets[i] = budget_text[i];
+    if (rc == KV_OK)
+        rc = split_axes(s, a, budgets, n_budgets, items, count, err);
     if (rc != KV_OK)
         return rc;
-    size_t len = strlen(a->policies) + 1, wlen = a->windows ? strlen(a->windows) + 1 : 1;
-    size_t slen = a->strides ? strlen(a->strides) + 1 : 1;
-    if (!(s->strings = malloc(len + wlen + slen)))
-        return kv_errorf(err, KV_ENOMEM, "out of memory");
-    char *pw = s->strings + len, *ps = pw + wlen;
-    memcpy(s->strings, a->policies, len);
-    memcpy(pw, a->windows ? a->windows : "", wlen);
-    memcpy(ps, a->strides ? a->strides : "", slen);
-    int n_pol = split(s->strings, policies, MAX_ITEMS);
-    int n_win = a->windows ? split(pw, windows, MAX_ITEMS) : 1;
-    int n_str = a->strides ? split(ps, strides, MAX_ITEMS) : 1;
-    if (!a->windows)
-        windows[0] = NULL;
-    if (!a->strides)
-        strides[0] = NULL;
-    const int n = n_pol * n_budgets * n_win * n_str;
-    if (!n || !(s->configs = calloc((size_t)2 * n, sizeof *s->configs)))
-        return kv_errorf(err, n ? KV_ENOMEM : KV_EUSAGE, "no configurations to run");
-    int c = 0;
-    for (int ip = 0; ip < n_pol; ip++)
-        for (int ib = 0; ib < n_budgets; ib++)
-            for (int iw = 0; iw < n_win; iw++)
-                for (int is = 0; is < n_str; is++)
-                    if ((rc = make_config(a, s->src, policies[ip], budgets[ib], windows[iw],
-                                          strides[is], &s->configs[c++], err)) != KV_OK)
-                        return rc;
-    s->n_requested = n;
-    s->n_configs = add_oracles(s->configs, n, err);
+    long n = 1;
+    for (int x = 0; x < N_AXES; x++)
+        n *= count[x];
+    if (n > 100000 || !(s->configs = calloc((size_t)2 * n, sizeof *s->configs)))
+        return kv_errorf(err, n > 100000 ? KV_EUSAGE : KV_ENOMEM, "%ld configurations: too "
+                         "many for one run", n);
+    /* The product, the last axis fastest: an odometer over the item indices. */
+    int at[N_AXES] = {0};
+    for (long c = 0; c < n; c++) {
+        const char *item[N_AXES];
+        for (int x = 0; x < N_AXES; x++)
+            item[x] = items[x][at[x]];
+        if ((rc = make_config(a, s->src, item, &s->configs[c], err)) != KV_OK)
+            return rc;
+        for (int x = N_AXES - 1; x >= 0 && ++at[x] == count[x]; x--)
+            at[x] = 0;
+    }
+    s->n_requested = (int)n;
+    s->n_configs = add_oracles(s->configs, (int)n, err);
     return s->n_configs < 0 ? s->n_configs : KV_OK;
 }
 
