@@ -8,7 +8,8 @@
  *   (2) Per age bin: the count, the exact mean, and a fixed histogram of σ with 8 bins
  *       per octave (bin edges at 2^(k/8)), read straight from the float's exponent and
  *       top 3 mantissa bits.  A quantile is the geometric middle of the histogram bin
- *       holding it: within a factor 2^(1/16) (±4.4%) of the exact value.  σ below 2^-24
+ *       holding it: the widest bins span a factor 9/8, so it is within a factor
+ *       sqrt(9/8) (±6.1%) of the exact value.  σ below 2^-24
  *       falls in one "zero" bin reported as 0.
  *   (3) σ is the population std (divide by the count), from Welford's update in
  *       double: σ_i(i) = 0 for every token.

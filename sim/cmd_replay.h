@@ -4,4 +4,5 @@
 int cmd_replay(int argc, char **argv);
 int cmd_sweep(int argc, char **argv);
 int cmd_std(int argc, char **argv);
+int cmd_scope(int argc, char **argv);
 #endif

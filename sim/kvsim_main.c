@@ -15,7 +15,7 @@ static const cli_command commands[] = {
     {"replay",   "TRACE --policy P --budget B [options]", "replay one policy, write metrics", cmd_replay},
     {"sweep",    "TRACE --policies A,B --budgets LIST",   "many configurations in one pass",  cmd_sweep},
     {"std",      "TRACE [-o std.csv]",                    "attention-std trajectories",       cmd_std},
-    {"scope",    "TRACE --score S --budget B --sizes L",  "eviction-scope sensitivity",       NULL},
+    {"scope",    "TRACE --score S --budget B --sizes L",  "eviction-scope sensitivity",       cmd_scope},
     {"plot",     "std|sweep|scope|heatmap ...",           "draw a figure with gnuplot",       cmd_plot_kvsim},
     {"confirm",  "EXPERIMENT MODEL [options]",            "confirm with real generation",     NULL},
     {"policies", "",                                      "list every policy and its defaults", cmd_policies},

@@ -99,14 +99,20 @@ static void put_metric(FILE *f, int has, double v)
         fputs(",", f);
 }
 
-static void put_line(FILE *f, const results_context *rc, int c, int l, int h)
+void results_write_csv_ids(FILE *f, const results_context *rc, int c, const char *policy,
+                           const char *scope)
 {
     const replay_config *cfg = &rc->plan->configs[c];
     const policy_config *pc = &cfg->policy;
-    fprintf(f, "%s,%s,%s,%s,%s,%s,%s,%d,%d,%s,", rc->src->name, pc->name, cfg->score_name,
-            cfg->scope_name, SCOPE_OF_NAMES[cfg->scope_of],
+    fprintf(f, "%s,%s,%s,%s,%s,%s,%s,%d,%d,%s,", rc->src->name, policy ? policy : pc->name,
+            cfg->score_name, scope ? scope : cfg->scope_name, SCOPE_OF_NAMES[cfg->scope_of],
             cfg->scope_of == POLICY_SCOPE_OF_KV_HEAD ? GQA_NAMES[pc->gqa] : "", cfg->budget_arg,
             pc->budget, pc->stride, PHASE_NAMES[pc->phase]);
+}
+
+static void put_line(FILE *f, const results_context *rc, int c, int l, int h)
+{
+    results_write_csv_ids(f, rc, c, NULL, NULL);
     if (l >= 0)
         fprintf(f, "%d,", rc->src->layers[rc->plan->layers[l]]);
     else

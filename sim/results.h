@@ -34,6 +34,10 @@ typedef struct results_context {
 } results_context;
 
 void results_write_csv_header(FILE *f);
+/* The identifying columns of configuration c, trace .. phase, and a trailing comma;
+ * policy and scope replace the configuration's labels when not NULL. */
+void results_write_csv_ids(FILE *f, const results_context *rc, int c, const char *policy,
+                           const char *scope);
 /* Every line of configuration c: per head, per layer, overall. */
 void results_write_csv_config(FILE *f, const results_context *rc, int c);
 /* Write the whole CSV (all configurations) and/or JSON; NULL paths are skipped and
