@@ -7,6 +7,7 @@
 #include "metrics.h"
 
 #include <math.h>
+#include <stdint.h>
 #include <string.h>
 
 /* --- selection ------------------------------------------------------------------- */
@@ -48,13 +49,36 @@ static float select_rank(float *v, int n, int r)
     return v[lo];
 }
 
+/* The selection key of a non-negative float: its bit pattern orders like the value;
+ * the top 11 bits (exponent and 3 mantissa bits) make 2048 buckets of 1/8 octave. */
+#define SELECT_BUCKETS 2048
+static inline uint32_t bucket_of(float x)
+{
+    uint32_t bits;
+    memcpy(&bits, &x, sizeof bits);
+    return (bits & 0x7fffffffu) >> 20;
+}
+
+/* A radix step, then quickselect inside one bucket: a histogram pass finds the
+ * bucket holding the k-th largest, a second pass copies that bucket's values out,
+ * and only those are partitioned.  Attention rows spread over many octaves, so the
+ * bucket is small and the cost is two streaming passes. */
 float metrics_kth_largest(const float *v, int n, int k, float *scratch, int *n_above)
 {
-    memcpy(scratch, v, (size_t)n * sizeof *scratch);
-    float theta = select_rank(scratch, n, k - 1);
-    int above = 0;
+    uint32_t count[SELECT_BUCKETS] = {0};
     for (int i = 0; i < n; i++)
-        above += v[i] > theta;
+        count[bucket_of(v[i])]++;
+    int b = SELECT_BUCKETS - 1, above = 0;
+    while (above + (int)count[b] < k)
+        above += (int)count[b--];
+    int m = 0;
+    for (int i = 0; i < n; i++)
+        if (bucket_of(v[i]) == (uint32_t)b)
+            scratch[m++] = v[i];
+    /* the (k - above)-th largest inside the bucket */
+    float theta = select_rank(scratch, m, k - above - 1);
+    for (int i = 0; i < m; i++)
+        above += scratch[i] > theta;
     *n_above = above;
     return theta;
 }
@@ -99,6 +123,7 @@ void metrics_output_full(const float *p, int len, const float *values, int D, fl
     memset(o, 0, (size_t)D * sizeof *o);
     for (int i = 0; i < len; i++) {
         const float w = p[i], *v = values + (size_t)i * D;
+#pragma omp simd
         for (int d = 0; d < D; d++)
             o[d] += w * v[d];
     }
@@ -111,6 +136,7 @@ void metrics_output_kept(const float *p, const policy_entry *kept, int n, double
     for (int j = 0; j < n; j++) {
         int i = kept[j].position;
         const float w = p[i], *v = values + (size_t)i * D;
+#pragma omp simd
         for (int d = 0; d < D; d++)
             o[d] += w * v[d];
     }

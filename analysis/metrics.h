@@ -24,8 +24,9 @@
 
 #include "policy.h"
 
-/* The k-th largest of v[0..n-1] (1 <= k <= n), with *n_above = how many are strictly
- * larger.  `scratch` holds n floats and is overwritten.  O(n) expected. */
+/* The k-th largest of v[0..n-1] (1 <= k <= n), non-negative values (attention rows,
+ * scores), with *n_above = how many are strictly larger.  `scratch` holds n floats and
+ * is overwritten.  O(n): two streaming passes and a select inside one bucket. */
 float metrics_kth_largest(const float *v, int n, int k, float *scratch, int *n_above);
 
 /* Gather and renormalise in one pass: out[j] = p[kept[j].position] / m for the n

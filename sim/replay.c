@@ -46,7 +46,7 @@ typedef struct stream {
 } stream;
 
 /* Per-step shared facts of one head: the top-n threshold for a few n at a time. */
-#define THETA_MEMO 8
+#define THETA_MEMO 32   /* distinct cache sizes per step: budgets x strides of a sweep */
 typedef struct theta_memo {
     int   count;
     int   n[THETA_MEMO], above[THETA_MEMO];
@@ -154,9 +154,12 @@ static int read_totals(layer_job *j, kv_err *err)
                 return rc;
             double *total = j->total + (size_t)h * j->T;
             const float *rows = j->block + (size_t)h * REPLAY_BLOCK * j->T;
-            for (int r = 0; r < n; r++)
+            for (int r = 0; r < n; r++) {
+                const float *row = rows + (size_t)r * (t0 + n);
+#pragma omp simd
                 for (int i = 0; i <= t0 + r; i++)
-                    total[i] += rows[(size_t)r * (t0 + n) + i];
+                    total[i] += row[i];
+            }
         }
     }
     return KV_OK;
@@ -453,6 +456,7 @@ static void step_shared(layer_job *j, int t)
         const float *p = row_of(j, h, t);
         if (j->need_sums) {
             double *S = j->sums + (size_t)h * j->T;
+#pragma omp simd
             for (int i = 0; i <= t; i++)
                 S[i] += p[i];
         }

@@ -29,7 +29,8 @@ enum replay_metric {      /* plan.metrics: which metrics to compute */
     REPLAY_OVERLAP     = 1 << 1,
     REPLAY_CONSISTENCY = 1 << 2,
     REPLAY_OUTPUT      = 1 << 3,
-    REPLAY_ALL         = 0xf,
+    REPLAY_ORACLE_GAP  = 1 << 4,   /* replays the oracle beside: a pre-pass, one config */
+    REPLAY_ALL         = 0x1f,
 };
 
 /* One configuration: a policy and how it is driven, plus the labels of its CSV lines. */

@@ -444,7 +444,8 @@ static int build_configs(replay_setup *s, const replay_args *a, kv_err *err)
             at[x] = 0;
     }
     s->n_requested = (int)n;
-    s->n_configs = add_oracles(s->configs, (int)n, err);
+    s->n_configs = s->plan.metrics & REPLAY_ORACLE_GAP ? add_oracles(s->configs, (int)n, err)
+                                                       : (int)n;
     return s->n_configs < 0 ? s->n_configs : KV_OK;
 }
 
@@ -454,7 +455,8 @@ static unsigned parse_metrics(const char *text, kv_err *err)
         return REPLAY_ALL;
     static const struct { const char *name; unsigned bit; } names[] = {
         {"mass", REPLAY_MASS}, {"overlap", REPLAY_OVERLAP},
-        {"consistency", REPLAY_CONSISTENCY}, {"output_error", REPLAY_OUTPUT}};
+        {"consistency", REPLAY_CONSISTENCY}, {"output_error", REPLAY_OUTPUT},
+        {"oracle_gap", REPLAY_ORACLE_GAP}};
     char copy[256], *items[8];
     snprintf(copy, sizeof copy, "%s", text);
     unsigned bits = REPLAY_MASS;
@@ -465,7 +467,7 @@ static unsigned parse_metrics(const char *text, kv_err *err)
                 bit = names[k].bit;
         if (!bit)
             return (unsigned)kv_errorf(err, KV_EUSAGE, "--metrics: unknown metric '%s'; valid: "
-                                       "mass, overlap, consistency, output_error", items[i]), 0;
+                                       "mass, overlap, consistency, output_error, oracle_gap", items[i]), 0;
         bits |= bit;
     }
     return bits;
