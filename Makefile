@@ -96,16 +96,25 @@ build/tests-asan: $(TEST_SRC:%.c=build/san/%.o) $(SAN_OBJ) $(GPU_SAN)
 # Criterion runs its tests in parallel (--jobs 2, one per core) with a per-test
 # timeout; the sanitizer build repeats the whole suite.  Tests find the model and
 # the binaries through these variables.
-TEST_ENV := KV_ROOT=$(CURDIR) KV_MODEL=$(CURDIR)/models/SmolLM2-135M-Instruct.Q4_1.gguf KV_BIN=$(CURDIR)/bin \
-            KV_FIXTURES=$(CURDIR)/tests/fixtures
+MODEL      := models/SmolLM2-135M-Instruct.Q4_1.gguf
+TEST_TRACE := build/test_trace.h5
+TEST_ENV := KV_ROOT=$(CURDIR) KV_MODEL=$(CURDIR)/$(MODEL) KV_BIN=$(CURDIR)/bin \
+            KV_FIXTURES=$(CURDIR)/tests/fixtures KV_TRACE=$(CURDIR)/$(TEST_TRACE)
 CRITERION_FLAGS ?= --jobs 2 --timeout 600
 
 test: all test-plain test-asan
 
-test-plain: build/tests
+# The one short real trace every test that needs one reads (about 110 steps, all
+# layers and heads, with queries), recorded once per build of kvtrace.
+$(TEST_TRACE): bin/kvtrace tests/fixtures/trace_prompt.txt
+	@echo "  RECORD  $@"
+	@./bin/kvtrace record $(MODEL) --prompt-file tests/fixtures/trace_prompt.txt \
+	    --max-new-tokens 24 --record-queries --force -o $@
+
+test-plain: build/tests $(TEST_TRACE)
 	$(TEST_ENV) ./build/tests $(CRITERION_FLAGS)
 
-test-asan: build/tests-asan
+test-asan: build/tests-asan $(TEST_TRACE)
 	$(TEST_ENV) ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
 	    ./build/tests-asan $(CRITERION_FLAGS)
 

@@ -17,4 +17,7 @@ void bench_gemm(int threads);
 void bench_memory(int threads);
 void bench_disk(int threads, const char *dir);
 
+/* the model runtime (bench_model.c): prefill, decode, peak RSS for the GGUF at path */
+void bench_model(int threads, const char *path);
+
 #endif

@@ -55,5 +55,7 @@ int main(int argc, char **argv)
         bench_memory(t);
         bench_disk(t, dir);
     }
+    for (int t = 1; t <= max_threads; t++)
+        bench_model(t, getenv("KV_MODEL") ? getenv("KV_MODEL") : "models/SmolLM2-135M-Instruct.Q4_1.gguf");
     return 0;
 }

@@ -4,15 +4,17 @@
  */
 #include "cli.h"
 #include "cmd_devices.h"
+#include "cmd_run.h"
 #include "cmd_info.h"
+#include "cmd_record.h"
 #include "cmd_tokenize.h"
 #include "cmd_verify.h"
 
 static const cli_command commands[] = {
     {"info",     "MODEL.gguf | TRACE.h5",          "describe a model or a trace",          cmd_info},
     {"tokenize", "MODEL TEXT [--chat] [--ids]",    "show token ids and pieces",            cmd_tokenize},
-    {"run",      "MODEL PROMPT [options]",         "generate text with the full cache",    NULL},
-    {"record",   "MODEL PROMPT -o TRACE.h5",       "record an attention trace",            NULL},
+    {"run",      "MODEL PROMPT [options]",         "generate text with the full cache",    cmd_run},
+    {"record",   "MODEL PROMPT -o TRACE.h5",       "record an attention trace",            cmd_record},
     {"verify",   "TRACE.h5",                       "check a trace's rows and shapes",      cmd_verify},
     {"generate", "MODEL PROMPT --policy P --budget B", "generate under live eviction",    NULL},
     {"devices",  "",                               "list CPU threads and CUDA devices",    cmd_devices},

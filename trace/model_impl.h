@@ -1,0 +1,87 @@
+/*
+ * model_impl.h — the inside of a model, shared by model.c (loading), forward.c (the
+ * forward pass) and model_kernels.c (weight blocks and the loops that read them).
+ * Not for other modules: they use model.h.
+ */
+#ifndef MODEL_IMPL_H
+#define MODEL_IMPL_H
+
+#include "model.h"
+
+#define QBLOCK         32      /* weights per block */
+#define MODEL_MAX_COLS 65536   /* widest weight row accepted (n_embd, n_ff) */
+
+/* 32 weights w[i] = d · q[i] + m.  Q4_0, Q4_1, Q5_0, Q5_1 and Q8_0 blocks convert to
+ * this exactly (their d and m are fp16, their q at most 8 bits). */
+typedef struct qblock {
+    float  d;              /* scale */
+    float  m;              /* offset: 0 for the symmetric types */
+    int8_t q[QBLOCK];
+} qblock;
+
+/* A weight matrix W (rows, cols), row-major, cols a multiple of QBLOCK: y = W·x. */
+typedef struct qmatrix {
+    qblock *blocks;        /* (rows, cols / QBLOCK) */
+    int     rows, cols;
+} qmatrix;
+
+typedef struct model_layer {
+    float  *attn_norm;     /* (d,) */
+    qmatrix wq;            /* (n_head · hd, d) */
+    qmatrix wk, wv;        /* (n_head_kv · hd, d) */
+    qmatrix wo;            /* (d, n_head · hd) */
+    float  *ffn_norm;      /* (d,) */
+    qmatrix w_gate, w_up;  /* (n_ff, d) */
+    qmatrix w_down;        /* (d, n_ff) */
+} model_layer;
+
+/* Activations of one forward call of up to `cap_tokens` tokens (llama2.c's RunState). */
+typedef struct model_scratch {
+    int    cap_tokens;     /* tokens the buffers below hold */
+    float *x;              /* (n, d) residual stream */
+    float *xb;             /* (n, d) normalised input / block output */
+    float *q;              /* (n, n_head · hd) post-RoPE queries */
+    float *k, *v;          /* (n, n_head_kv · hd) new keys (post-RoPE) and values */
+    float *att;            /* (n, n_head · hd) attention output, heads side by side */
+    float *hb, *hb2;       /* (n, n_ff) gate and up projections */
+    float *rope_cos;       /* (n, n_rot / 2) */
+    float *rope_sin;       /* (n, n_rot / 2) */
+    int   *pos;            /* (n,) positions of the call's tokens */
+    size_t cap_scores;     /* floats in `scores` */
+    float *scores;         /* (threads, ATT_ROWS, keys) attention blocks */
+    float *wbuf;           /* (WBUF_FLOATS,) dequantised weight rows for GEMM */
+    size_t bytes;          /* everything above */
+} model_scratch;
+
+struct model {
+    model_config  cfg;
+    qmatrix       tok_embd;     /* (n_vocab, d) */
+    qmatrix       output;       /* (n_vocab, d); shares tok_embd's blocks when tied */
+    float        *output_norm;  /* (d,) */
+    model_layer  *layers;       /* (n_layer,) */
+    size_t        weight_bytes; /* blocks and norms held */
+    model_scratch s;
+};
+
+/* ---- forward.c ------------------------------------------------------------------- */
+
+void model__scratch_free(model_scratch *s);   /* releases the buffers, leaves s empty */
+
+/* ---- model_kernels.c: weight blocks ------------------------------------------------ */
+
+/* Convert `rows` rows of a GGUF tensor of ggml type `type` into W; W->blocks must hold
+ * rows · cols / QBLOCK blocks.  KV_EUNSUPPORTED for a type dequant_row cannot read. */
+int  model__qmatrix_from_gguf(qmatrix *w, int type, const void *data, kv_err *err);
+
+/* out[r] = W[r] · x for every row (one token), rows spread over the OpenMP threads. */
+void model__matvec(float *out, const qmatrix *w, const float *x);
+
+/* W's rows r0 .. r0+n-1 as floats, dst (n, cols). */
+void model__dequant_rows(float *dst, const qmatrix *w, int r0, int n);
+
+/* One row of W as floats (the embedding lookup). */
+void model__qmatrix_row(float *dst, const qmatrix *w, int r);
+
+float model__dot(const float *a, const float *b, int n);
+
+#endif /* MODEL_IMPL_H */

@@ -1,0 +1,390 @@
+/*
+ * recorder.c — the engine behind `kvtrace record`; recorder.h states how it runs.
+ *
+ * The steps of one chunk live in `rows` until the chunk's forward pass returns:
+ * rows[(c · L·H + li · H + hi) · T_cap ...] is the row of recorded layer li and head hi
+ * for query t0 + c.  Keys and values are read back from the full KV cache, where slot
+ * t is position t.
+ */
+#include "recorder.h"
+
+#include "dequant.h"
+#include "index_list.h"
+#include "progress.h"
+#include "sha256.h"
+
+#include <ctype.h>
+#include <math.h>
+#include <omp.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct recorder {
+    session            *s;
+    const model_config *cfg;
+    const record_options *ro;
+    int    L, H, K, D;        /* recorded layers, query heads, KV heads; head_dim */
+    int    T_cap;             /* most steps this run can reach */
+    int   *layers, *heads, *kv_heads;   /* model indices, increasing */
+    int   *li_of_layer;       /* (n_layer,) recorded index or -1 */
+    int   *hi_of_head;        /* (n_head,) recorded index or -1 */
+    int    t0;                /* step of chunk slot 0 */
+    float *rows;              /* (RECORD_CHUNK, L·H, T_cap) */
+    float *queries;           /* (RECORD_CHUNK, L·H, D), or NULL */
+    float *logits;            /* (RECORD_CHUNK, n_vocab) */
+    const float **row_ptr, **key_ptr, **value_ptr, **query_ptr;   /* one step's views */
+    char  *text;              /* one token's sanitised text */
+    kv_cache     *cache;
+    trace_writer *writer;
+    progress      bar;
+    double        megabytes;  /* attention rows handed to the writer so far */
+} recorder;
+
+/* --- hooks: called by model_forward, possibly from several threads at once ---------- */
+
+static float *row_slot(recorder *r, int c, int li, int hi)
+{
+    return r->rows + ((size_t)c * r->L * r->H + (size_t)li * r->H + hi) * r->T_cap;
+}
+
+static void on_row(void *ctx, int layer, int q_head, int pos, const float *probs, int n)
+{
+    recorder *r = ctx;
+    int li = r->li_of_layer[layer], hi = r->hi_of_head[q_head];
+    if (li >= 0 && hi >= 0)   /* distinct heads write distinct slots: no lock needed */
+        memcpy(row_slot(r, pos - r->t0, li, hi), probs, (size_t)n * sizeof *probs);
+}
+
+static void on_query(void *ctx, int layer, int q_head, int pos, const float *q, int d)
+{
+    recorder *r = ctx;
+    int li = r->li_of_layer[layer], hi = r->hi_of_head[q_head];
+    if (li >= 0 && hi >= 0)
+        memcpy(r->queries + ((size_t)(pos - r->t0) * r->L * r->H + (size_t)li * r->H + hi) * r->D,
+               q, (size_t)d * sizeof *q);
+}
+
+/* --- token facts ------------------------------------------------------------------ */
+
+void record_next_token_stats(const float *logits, int n, int32_t next, float *logprob,
+                             float *entropy)
+{
+    float max = logits[0];
+    for (int i = 1; i < n; i++)
+        max = logits[i] > max ? logits[i] : max;
+    double sum = 0, weighted = 0;
+    for (int i = 0; i < n; i++) {
+        double e = exp((double)logits[i] - max);
+        sum += e;
+        weighted += e * ((double)logits[i] - max);
+    }
+    double lse = log(sum);   /* log Σ exp(l - max) */
+    *entropy = (float)(lse - weighted / sum);
+    *logprob = next >= 0 ? (float)((double)logits[next] - max - lse) : NAN;
+}
+
+uint8_t record_token_flags(int token_type, const char *piece, size_t len)
+{
+    uint8_t flags = 0;
+    if (token_type == TOKENIZER_TYPE_CONTROL || token_type == TOKENIZER_TYPE_USER_DEFINED)
+        flags |= TRACE_TOKEN_SPECIAL;
+    size_t spaces = 0, puncts = 0;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char ch = (unsigned char)piece[i];
+        spaces += ch < 0x80 && isspace(ch);
+        puncts += ch < 0x80 && ispunct(ch);
+    }
+    if (len > 0 && spaces == len)
+        flags |= TRACE_TOKEN_SPACE;
+    if (puncts > 0 && puncts + spaces == len)
+        flags |= TRACE_TOKEN_PUNCT;
+    return flags;
+}
+
+/* Copy a piece as valid UTF-8 (HDF5 strings are read back as UTF-8 by h5py): a byte
+ * that does not start a complete sequence becomes U+FFFD.  Token ids stay exact. */
+static const char *sanitise(char *out, const char *piece, size_t len)
+{
+    size_t o = 0;
+    for (size_t i = 0; i < len;) {
+        uint32_t cp;
+        size_t n = tokenizer_utf8_char(piece + i, len - i, &cp);
+        if (n == 0) {
+            memcpy(out + o, "\xef\xbf\xbd", 3);
+            o += 3, i += 1;
+        } else {
+            memcpy(out + o, piece + i, n);
+            o += n, i += n;
+        }
+    }
+    out[o] = '\0';
+    return out;
+}
+
+/* --- set-up ----------------------------------------------------------------------- */
+
+/* Resolve a selection into increasing indices and the reverse map. */
+static int select_indices(const char *text, int n, const char *what, int **list, int *count,
+                  int **index_of, kv_err *err)
+{
+    unsigned char *on = malloc((size_t)n);
+    *index_of = malloc((size_t)n * sizeof **index_of);
+    *list = malloc((size_t)n * sizeof **list);
+    if (!on || !*index_of || !*list) {
+        free(on);
+        return kv_errorf(err, KV_ENOMEM, "out of memory");
+    }
+    int rc = index_list_parse(text, n, on, what, err);
+    *count = 0;
+    for (int i = 0; rc >= 0 && i < n; i++) {
+        (*index_of)[i] = on[i] ? *count : -1;
+        if (on[i])
+            (*list)[(*count)++] = i;
+    }
+    free(on);
+    return rc < 0 ? rc : 0;
+}
+
+static int select_kv_heads(recorder *r, kv_err *err)
+{
+    int group = r->cfg->n_head / r->cfg->n_head_kv;
+    if (!(r->kv_heads = malloc((size_t)r->cfg->n_head_kv * sizeof *r->kv_heads)))
+        return kv_errorf(err, KV_ENOMEM, "out of memory");
+    r->K = 0;
+    for (int hi = 0; hi < r->H; hi++) {
+        int kv = r->heads[hi] / group;
+        if (r->K == 0 || r->kv_heads[r->K - 1] != kv)   /* heads increase, so kv does */
+            r->kv_heads[r->K++] = kv;
+    }
+    return 0;
+}
+
+static int allocate(recorder *r, kv_err *err)
+{
+    size_t lh = (size_t)r->L * r->H;
+    r->rows = calloc((size_t)RECORD_CHUNK * lh * r->T_cap, sizeof *r->rows);
+    r->logits = malloc((size_t)RECORD_CHUNK * r->cfg->n_vocab * sizeof *r->logits);
+    r->row_ptr = malloc(lh * sizeof *r->row_ptr);
+    r->query_ptr = malloc(lh * sizeof *r->query_ptr);
+    r->key_ptr = malloc((size_t)r->L * r->K * sizeof *r->key_ptr);
+    r->value_ptr = malloc((size_t)r->L * r->K * sizeof *r->value_ptr);
+    r->text = malloc(1024);
+    if (r->ro->trace.record_queries)
+        r->queries = malloc((size_t)RECORD_CHUNK * lh * r->D * sizeof *r->queries);
+    if (!r->rows || !r->logits || !r->row_ptr || !r->query_ptr || !r->key_ptr ||
+        !r->value_ptr || !r->text || (r->ro->trace.record_queries && !r->queries))
+        return kv_errorf(err, KV_ENOMEM, "out of memory for the recorder's buffers (%.0f MB "
+                         "of rows: 4 x %d x %zu x %d bytes)",
+                         4.0 * RECORD_CHUNK * lh * r->T_cap / 1e6, RECORD_CHUNK, lh, r->T_cap);
+    return 0;
+}
+
+static void release(recorder *r)
+{
+    free(r->layers), free(r->heads), free(r->kv_heads);
+    free(r->li_of_layer), free(r->hi_of_head);
+    free(r->rows), free(r->queries), free(r->logits), free(r->text);
+    free(r->row_ptr), free(r->query_ptr), free(r->key_ptr), free(r->value_ptr);
+    kv_cache_free(r->cache);
+}
+
+/* "Q4_1:210 F32:61 Q8_0:1": the tensor types of the model file, in first-seen order. */
+static void tensor_types(const gguf_file *f, char *out, size_t size)
+{
+    int seen[64], counts[64], n = 0;
+    for (int64_t i = 0; i < gguf_n_tensors(f); i++) {
+        int type = gguf_tensor_at(f, i)->type, j = 0;
+        while (j < n && seen[j] != type)
+            j++;
+        if (j == n && n < 64)
+            seen[n] = type, counts[n++] = 0;
+        if (j < n)
+            counts[j]++;
+    }
+    size_t used = 0;
+    out[0] = '\0';
+    for (int j = 0; j < n && used < size; j++)
+        used += (size_t)snprintf(out + used, size - used, "%s%s:%d", j ? " " : "",
+                                 ggml_type_name(seen[j]), counts[j]);
+}
+
+static int open_writer(recorder *r, const session_options *so, const char *path, kv_err *err)
+{
+    char sha[65], types[512];
+    int rc = sha256_file(so->model, sha, err);
+    if (rc)
+        return rc;
+    tensor_types(r->s->file, types, sizeof types);
+    const char *base = strrchr(so->model, '/');
+    const model_config *c = r->cfg;
+    trace_header h = {
+        .model_file = base ? base + 1 : so->model, .model_sha256 = sha,
+        .architecture = c->arch, .tensor_types = types,
+        .n_layer = c->n_layer, .n_embd = c->n_embd, .n_head = c->n_head,
+        .n_head_kv = c->n_head_kv, .head_dim = c->head_dim, .n_ctx = c->n_ctx,
+        .vocab_size = c->n_vocab, .rope_base = c->rope_base,
+        .prompt = r->s->prompt_text, .chat = so->chat, .max_new_tokens = so->max_new,
+        .top_k = so->sampling.top_k, .temperature = so->sampling.temperature,
+        .top_p = so->sampling.top_p, .seed = so->sampling.seed, .device = "cpu",
+        .threads = omp_get_max_threads(),
+        .n_layers_rec = r->L, .layers = r->layers, .n_heads_rec = r->H, .heads = r->heads,
+    };
+    r->writer = trace_writer_open(path, &h, &r->ro->trace, err);
+    return r->writer ? 0 : err->code;
+}
+
+static int recorder_open(recorder *r, session *s, const session_options *so, const char *path,
+                         const record_options *ro, kv_err *err)
+{
+    memset(r, 0, sizeof *r);
+    r->s = s, r->ro = ro, r->cfg = model_config_of(s->model);
+    r->D = r->cfg->head_dim;
+    r->T_cap = (int)s->prompt.n + so->max_new;
+    if (r->T_cap > r->cfg->n_ctx)
+        r->T_cap = r->cfg->n_ctx;
+    int rc = select_indices(ro->layers, r->cfg->n_layer, "layers", &r->layers, &r->L, &r->li_of_layer, err);
+    if (!rc)
+        rc = select_indices(ro->heads, r->cfg->n_head, "heads", &r->heads, &r->H, &r->hi_of_head, err);
+    if (!rc && (r->L == 0 || r->H == 0))
+        rc = kv_errorf(err, KV_EUSAGE, "nothing to record: --layers and --heads select no rows");
+    if (!rc)
+        rc = select_kv_heads(r, err);
+    if (!rc)
+        rc = allocate(r, err);
+    if (!rc && !(r->cache = model_cache_new(s->model, r->T_cap, err)))
+        rc = err->code;
+    if (!rc)
+        rc = open_writer(r, so, path, err);
+    return rc;
+}
+
+/* --- steps ------------------------------------------------------------------------ */
+
+/* Append step t0 + c (token `token`) from the chunk buffers and the cache. */
+static int append_step(recorder *r, int c, int32_t token, uint8_t phase, float logprob,
+                       float entropy, kv_err *err)
+{
+    int t = r->t0 + c;
+    for (int li = 0; li < r->L; li++) {
+        for (int hi = 0; hi < r->H; hi++) {
+            r->row_ptr[li * r->H + hi] = row_slot(r, c, li, hi);
+            if (r->queries)
+                r->query_ptr[li * r->H + hi] =
+                    r->queries + ((size_t)c * r->L * r->H + (size_t)li * r->H + hi) * r->D;
+        }
+        for (int ki = 0; ki < r->K; ki++) {
+            r->key_ptr[li * r->K + ki] =
+                kv_cache_keys(r->cache, r->layers[li], r->kv_heads[ki]) + (size_t)t * r->D;
+            r->value_ptr[li * r->K + ki] =
+                kv_cache_values(r->cache, r->layers[li], r->kv_heads[ki]) + (size_t)t * r->D;
+        }
+    }
+    size_t len;
+    const char *piece = tokenizer_piece(r->s->tok, token, &len);
+    if (len > 300)   /* the text buffer holds 3 bytes per input byte */
+        len = 300;
+    trace_step step = {
+        .token = token, .text = sanitise(r->text, piece, len),
+        .flags = record_token_flags(tokenizer_token_type(r->s->tok, token), piece, len),
+        .phase = phase, .position = t, .logprob_next = logprob, .entropy_next = entropy,
+        .rows = r->row_ptr, .keys = r->key_ptr, .values = r->value_ptr,
+        .queries = r->queries ? r->query_ptr : NULL,
+    };
+    r->megabytes += (double)(t + 1) * r->L * r->H *
+                    (r->ro->trace.dtype == TRACE_F32 ? 4 : 2) / 1e6;
+    return trace_writer_append_step(r->writer, &step, err);
+}
+
+static int check_stop(const recorder *r, kv_err *err)
+{
+    if (!r->ro->stop || !*r->ro->stop)
+        return 0;
+    return kv_errorf(err, KV_EINTERRUPTED, "interrupted after %lld steps",
+                     (long long)trace_writer_steps(r->writer));
+}
+
+/* (1)-(3) The prompt in chunks; `*next` receives the first generated token (or -1). */
+static int record_prompt(recorder *r, int max_new, int32_t *next, kv_err *err)
+{
+    const int32_t *ids = r->s->prompt.ids;
+    int n_prompt = (int)r->s->prompt.n, V = r->cfg->n_vocab;
+    model_hooks hooks = {on_row, r->queries ? on_query : NULL, r};
+    for (r->t0 = 0; r->t0 < n_prompt; r->t0 += RECORD_CHUNK) {
+        int n = n_prompt - r->t0 < RECORD_CHUNK ? n_prompt - r->t0 : RECORD_CHUNK;
+        int rc = model_forward(r->s->model, r->cache, ids + r->t0, n, MODEL_LOGITS_ALL,
+                               r->logits, &hooks, err);
+        if (rc)
+            return rc;
+        bool last_chunk = r->t0 + n == n_prompt;
+        *next = last_chunk && max_new > 0 && kv_cache_next_pos(r->cache) < r->cfg->n_ctx
+                    ? sampler_sample(r->s->sampler, r->logits + (size_t)(n - 1) * V) : -1;
+        for (int c = 0; c < n; c++) {
+            int t = r->t0 + c;
+            int32_t following = t + 1 < n_prompt ? ids[t + 1] : *next;
+            float logprob, entropy;
+            record_next_token_stats(r->logits + (size_t)c * V, V, following, &logprob, &entropy);
+            if ((rc = append_step(r, c, ids[t], TRACE_PHASE_PROMPT, logprob, entropy, err)))
+                return rc;
+        }
+        progress_update(&r->bar, r->t0 + n, r->megabytes);
+        if ((rc = check_stop(r, err)))
+            return rc;
+    }
+    return 0;
+}
+
+/* (1)-(3) Generated tokens, one forward each, until a stop token, max_new or n_ctx. */
+static int record_generation(recorder *r, int max_new, int32_t next, int *generated,
+                             kv_err *err)
+{
+    model_hooks hooks = {on_row, r->queries ? on_query : NULL, r};
+    int V = r->cfg->n_vocab, rc = 0;
+    for (*generated = 0; next >= 0 && !session_is_stop(r->s, next); (*generated)++) {
+        r->t0 = kv_cache_next_pos(r->cache);
+        if ((rc = model_forward(r->s->model, r->cache, &next, 1, MODEL_LOGITS_LAST, r->logits,
+                                &hooks, err)))
+            return rc;
+        bool more = *generated + 1 < max_new && kv_cache_next_pos(r->cache) < r->cfg->n_ctx;
+        int32_t following = more ? sampler_sample(r->s->sampler, r->logits) : -1;
+        float logprob, entropy;
+        record_next_token_stats(r->logits, V, following, &logprob, &entropy);
+        if ((rc = append_step(r, 0, next, TRACE_PHASE_GENERATED, logprob, entropy, err)))
+            return rc;
+        progress_update(&r->bar, r->t0 + 1, r->megabytes);
+        if ((rc = check_stop(r, err)))
+            return rc;
+        next = following;
+    }
+    return 0;
+}
+
+int record_trace(session *s, const session_options *so, const char *path,
+                 const record_options *ro, record_result *res, kv_err *err)
+{
+    recorder r;
+    memset(res, 0, sizeof *res);
+    int rc = recorder_open(&r, s, so, path, ro, err);
+    if (!rc) {
+        double start = progress_now();
+        if (ro->progress)
+            progress_start(&r.bar, "record", r.T_cap, "tokens");
+        int32_t next = -1;
+        rc = record_prompt(&r, so->max_new, &next, err);
+        if (!rc)
+            rc = record_generation(&r, so->max_new, next, &res->generated, err);
+        progress_finish(&r.bar);
+        res->steps = trace_writer_steps(r.writer);
+        if (rc) {
+            trace_writer_abort(r.writer);   /* (4) complete stays 0 */
+            kv_err_prefix(err, "%s: %lld steps kept, marked incomplete: ", path,
+                          (long long)res->steps);
+        } else {
+            rc = trace_writer_close(r.writer, err);
+        }
+        res->seconds = progress_now() - start;
+    }
+    res->prompt_tokens = (int)s->prompt.n;
+    res->buffer_bytes = (size_t)RECORD_CHUNK * r.L * r.H * r.T_cap * sizeof(float);
+    release(&r);
+    return rc;
+}
