@@ -61,32 +61,51 @@ static bool number(const char *opt, const char *v, double lo, double hi, double 
     return false;
 }
 
+/* The options that take a number, with their ranges. */
+typedef enum { OPT_MAX_NEW, OPT_TEMPERATURE, OPT_TOP_K, OPT_TOP_P, OPT_SEED, OPT_THREADS } opt_id;
+static const struct numeric_option {
+    const char *name;
+    opt_id      id;
+    double      lo, hi;
+} numeric_options[] = {
+    {"--max-new-tokens", OPT_MAX_NEW, 0, 1 << 30},  {"--temperature", OPT_TEMPERATURE, 0, 1e6},
+    {"--top-k", OPT_TOP_K, 0, 1 << 30},             {"--top-p", OPT_TOP_P, 1e-9, 1},
+    {"--seed", OPT_SEED, 0, 1.8e19},                {"--threads", OPT_THREADS, 1, 1024},
+};
+
+static void set_numeric(options *o, opt_id id, double x)
+{
+    switch (id) {
+    case OPT_MAX_NEW:     o->max_new = (int)x; break;
+    case OPT_TEMPERATURE: o->sampling.temperature = (float)x; break;
+    case OPT_TOP_K:       o->sampling.top_k = (int)x; break;
+    case OPT_TOP_P:       o->sampling.top_p = (float)x; break;
+    case OPT_SEED:        o->sampling.seed = (uint64_t)x; break;
+    case OPT_THREADS:     o->threads = (int)x; break;
+    }
+}
+
+/* Option `a` with its possible value `v`: 0 (and *used = values consumed) or 2. */
 static int parse_option(options *o, const char *a, const char *v, int *used)
 {
-    double x;
-    *used = 1;
+    *used = 0;
     if (!strcmp(a, "--chat")) {
         o->chat = true;
-        *used = 0;
-    } else if (!strcmp(a, "--max-new-tokens") && number(a, v, 0, 1 << 30, &x))
-        o->max_new = (int)x;
-    else if (!strcmp(a, "--temperature") && number(a, v, 0, 1e6, &x))
-        o->sampling.temperature = (float)x;
-    else if (!strcmp(a, "--top-k") && number(a, v, 0, 1 << 30, &x))
-        o->sampling.top_k = (int)x;
-    else if (!strcmp(a, "--top-p") && number(a, v, 1e-9, 1, &x))
-        o->sampling.top_p = (float)x;
-    else if (!strcmp(a, "--seed") && number(a, v, 0, 1.8e19, &x))
-        o->sampling.seed = (uint64_t)x;
-    else if (!strcmp(a, "--threads") && number(a, v, 1, 1024, &x))
-        o->threads = (int)x;
-    else {
-        if (strcmp(a, "--max-new-tokens") && strcmp(a, "--temperature") && strcmp(a, "--top-k") &&
-            strcmp(a, "--top-p") && strcmp(a, "--seed") && strcmp(a, "--threads"))
-            fprintf(stderr, "kvtrace run: unknown option '%s'\n%s", a, usage);
-        return 2;
+        return 0;
     }
-    return 0;
+    for (size_t i = 0; i < sizeof numeric_options / sizeof *numeric_options; i++) {
+        const struct numeric_option *n = &numeric_options[i];
+        double x;
+        if (strcmp(a, n->name))
+            continue;
+        if (!number(a, v, n->lo, n->hi, &x))
+            return 2;
+        set_numeric(o, n->id, x);
+        *used = 1;
+        return 0;
+    }
+    fprintf(stderr, "kvtrace run: unknown option '%s'\n%s", a, usage);
+    return 2;
 }
 
 /* 0: run; 2: usage error (reported); -1: help printed. */
