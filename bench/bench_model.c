@@ -14,7 +14,7 @@
 #include <cblas.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <sys/resource.h>
+#include <string.h>
 
 #define DECODE_STEPS 32
 
@@ -33,6 +33,30 @@ static double sgemm_peak(void)
     }
     free(a), free(b), free(c);
     return best;
+}
+
+/* The kernel's peak-RSS mark (VmHWM) is reset by writing 5 to clear_refs, so that the
+ * figure is this benchmark's own and not the machine benchmarks' 512 MiB arrays. */
+static void peak_rss_reset(void)
+{
+    FILE *f = fopen("/proc/self/clear_refs", "w");
+    if (f) {
+        fputs("5", f);
+        fclose(f);
+    }
+}
+
+static double peak_rss_mb(void)
+{
+    FILE *f = fopen("/proc/self/status", "r");
+    char line[256];
+    double kb = 0.0;
+    while (f && fgets(line, sizeof line, f))
+        if (!strncmp(line, "VmHWM:", 6))
+            kb = atof(line + 6);
+    if (f)
+        fclose(f);
+    return kb / 1024.0;
 }
 
 static double prefill_flops(const model_config *c, int T)
@@ -73,6 +97,7 @@ static double time_decode(model *m, kv_cache *cache, float *logits)
 void bench_model(int threads, const char *path)
 {
     kv_err err = {0};
+    peak_rss_reset();
     double t0 = bench_now();
     model *m = model_open(path, &err);
     if (!m) {
@@ -103,9 +128,7 @@ void bench_model(int threads, const char *path)
         }
         kv_cache_free(cache);
     }
-    struct rusage ru;
-    getrusage(RUSAGE_SELF, &ru);
-    bench_row("peak RSS", "process so far", threads, ru.ru_maxrss / 1024.0, "MB");
+    bench_row("peak RSS", "load + runs up to 2048 tokens", threads, peak_rss_mb(), "MB");
     free(logits);
     model_free(m);
 }

@@ -243,7 +243,9 @@ static void attention(model *m, const kv_cache *cache, int l, int n, const model
 {
     head_job job = {.c = &m->cfg, .s = &m->s, .cache = cache, .hooks = hooks, .layer = l, .n = n};
     size_t per_thread = m->s.cap_scores / (size_t)omp_get_max_threads();
-#pragma omp parallel for schedule(dynamic, 1)
+    /* static: a thread takes consecutive heads, so a GQA group's keys and values are
+     * read by one core while they are still in its cache */
+#pragma omp parallel for schedule(static)
     for (int h = 0; h < m->cfg.n_head; h++)
         attend_head(&job, h, m->s.scores + (size_t)omp_get_thread_num() * per_thread);
 }
