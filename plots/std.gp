@@ -11,6 +11,9 @@
 #   out      the figure: .png (pngcairo) or .svg                            (required)
 #   layers   layers to draw, e.g. '0 4 8'      (default: all, or 6 evenly spaced if more)
 #   head     'all' (the per-layer lines) or one query head's index        (default all)
+#   min_n    hide bins with fewer samples per age than this: only the first few tokens
+#            (the attention sinks) reach the oldest ages, and their std is no
+#            typical token's                                             (default 100)
 #   title    the title                          (default "Attention std vs token age")
 #   model    model name for the subtitle                                (default none)
 #   trace    trace name for the subtitle          (default: the CSV's file name)
@@ -23,6 +26,7 @@ if (!exists("common_loaded")) {
 }
 if (!exists("csv")) { print "std.gp: set csv='FILE.csv' with -e"; exit status 2 }
 if (!exists("head")) { head = 'all' }
+if (!exists("min_n")) { min_n = 100 }
 head = sprintf('%s', head.'')
 
 # The layers present, in order of first appearance, for the chosen head.
@@ -39,7 +43,7 @@ if (!exists("trace")) { trace = basename(csv) }
 
 # A bin [age_lo, age_hi) is drawn at its midpoint, which stays positive for the log axis.
 age_x(lo, hi) = (lo + hi) / 2.0
-pick(L, v) = strcol("head") eq head && strcol("layer") eq L ? v : NaN
+pick(L, v) = strcol("head") eq head && strcol("layer") eq L && column("n") / (column("age_hi") - column("age_lo") + 1.0) >= min_n ? v : NaN
 # Layers run along a sequential palette (dark = early, light = late), so depth reads
 # as a gradient; stop short of the palette's yellow end, which vanishes on white.
 set palette defined (0 '#440154', 1 '#3b528b', 2 '#21918c', 3 '#5ec962', 4 '#a8c81e')
