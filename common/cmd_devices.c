@@ -10,8 +10,7 @@
 int cmd_devices(int argc, char **argv)
 {
     if (argc > 1 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
-        printf("usage: %s devices\n\nList the CPU threads and CUDA devices this build can use.\n",
-               argv[0]);
+        printf("usage: devices\n\nList the CPU threads and CUDA devices this build can use.\n");
         return 0;
     }
     char desc[256];

@@ -39,7 +39,7 @@ int index_list_parse(const char *text, int n, unsigned char *on, const char *wha
             return kv_errorf(err, KV_EUSAGE, "--%s '%s': expected numbers and ranges like "
                              "0,4,8-11", what, text);
         if (hi >= n)
-            return kv_errorf(err, KV_ERANGE, "--%s: %ld is out of range 0..%d", what, hi, n - 1);
+            return kv_errorf(err, KV_EUSAGE, "--%s: %ld is out of range 0..%d", what, hi, n - 1);
         for (long v = lo; v <= hi; v++) {
             count += !on[v];
             on[v] = 1;

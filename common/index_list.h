@@ -8,7 +8,7 @@
 
 /* Parse `text` (numbers and inclusive ranges, comma-separated) into on[0..n):
  * on[i] = 1 for every i named, 0 otherwise; NULL text selects all n.  A number >= n
- * is KV_ERANGE ("--layers: 31 is out of range 0..29"), a malformed list KV_EUSAGE;
+ * and a malformed list are KV_EUSAGE ("--layers: 31 is out of range 0..29");
  * `what` names the option in messages.  Returns how many are selected, or the error. */
 int index_list_parse(const char *text, int n, unsigned char *on, const char *what,
                      kv_err *err);

@@ -130,12 +130,19 @@ int policy_budget_parse(const char *text, policy_budget *out, char *err, size_t 
         return policy__fail(err, errlen, "empty budget: expected a fraction like 0.4 or an entry count like 512");
     char *end = NULL;
     memset(out, 0, sizeof *out);
-    if (strchr(text, '.') || strchr(text, 'e') || strchr(text, 'E')) {
+    if (strpbrk(text, "eEiInN"))   /* 1e2, inf, nan: say which form is meant */
+        return policy__fail(err, errlen, "budget '%s': write a fraction with a decimal point "
+                            "(0.4) or a whole entry count (512), without exponents", text);
+    if (strchr(text, '.')) {
         double f = strtod(text, &end);
-        if (*end || !isfinite(f))
+        if (*end || end == text)
             return policy__fail(err, errlen, "budget '%s' is not a number", text);
         if (f <= 0)
             return policy__fail(err, errlen, "budget '%s' must be > 0", text);
+        if (f > 1)
+            return policy__fail(err, errlen, "budget '%s' is a fraction of the sequence (it "
+                                "has a decimal point) and must be in (0, 1]; write a whole "
+                                "number for an entry count", text);
         out->is_fraction = 1;
         out->fraction = f;
         return 0;

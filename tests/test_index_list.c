@@ -19,7 +19,7 @@ Test(index_list, errors_name_the_option_and_the_range)
 {
     unsigned char on[30];
     kv_err err = {0};
-    cr_assert_eq(index_list_parse("0,31", 30, on, "layers", &err), KV_ERANGE);
+    cr_assert_eq(index_list_parse("0,31", 30, on, "layers", &err), KV_EUSAGE);
     cr_assert_str_eq(err.msg, "--layers: 31 is out of range 0..29");
     const char *bad[] = {"", "a", "1,", "3-1", "-2", "1-", "1;2", "1,,2", "+1"};
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {

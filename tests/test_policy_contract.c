@@ -217,7 +217,8 @@ Test(policy_budget, fractions_have_a_point_and_counts_do_not)
 
 Test(policy_budget, zero_negative_and_malformed_are_errors)
 {
-    const char *bad[] = {"0", "0.0", "-3", "-0.5", "", "abc", "0.4x", "12k", "nan.", "1e400"};
+    const char *bad[] = {"0", "0.0", "-3", "-0.5", "", "abc", "0.4x", "12k", "nan.", "1e400",
+                         "1e2", "4.", "1.5", "inf", "."};
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
         policy_budget b;
         char err[256] = "";

@@ -273,11 +273,11 @@ Test(record_faults, a_selection_out_of_range_is_a_usage_error_naming_the_range)
     char cmd[1024], out[4096];
     snprintf(cmd, sizeof cmd, RECORD_CMD "--layers 0,30 -o /tmp/never.h5 2>&1", getenv("KV_BIN"),
              getenv("KV_MODEL"));
-    cr_assert_eq(sh(cmd, out, sizeof out), 1, "%s", out);
+    cr_assert_eq(sh(cmd, out, sizeof out), 2, "%s", out);
     cr_assert(strstr(out, "--layers: 30 is out of range 0..29"), "%s", out);
     snprintf(cmd, sizeof cmd, RECORD_CMD "--heads 9 -o /tmp/never.h5 2>&1", getenv("KV_BIN"),
              getenv("KV_MODEL"));
-    cr_assert_eq(sh(cmd, out, sizeof out), 1, "%s", out);
+    cr_assert_eq(sh(cmd, out, sizeof out), 2, "%s", out);
     cr_assert(strstr(out, "--heads: 9 is out of range 0..8"), "%s", out);
     cr_assert_eq(access("/tmp/never.h5", F_OK), -1, "no file is created for a bad selection");
     snprintf(cmd, sizeof cmd, RECORD_CMD "--dtype f8 -o /tmp/never.h5 2>&1", getenv("KV_BIN"),

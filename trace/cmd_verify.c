@@ -6,11 +6,11 @@
  *       zeros above the diagonal, and sums to 1 within row_sum_tolerance(t);
  *   (2) the token arrays are consistent: ids within the vocabulary, only the three
  *       flag bits, phase 0 then 1, positions increasing, log-probabilities <= 0,
- *       entropies >= 0, and a complete trace's last logprob_next is NaN;
+ *       entropies >= 0;
  *   (3) with queries recorded, every row equals softmax(attn_scale * q_t . k_j) over
  *       the keys it gives weight to, within recompute_tolerance.
- * Exit status: 0 all checks passed, 1 a check failed or the trace is unreadable,
- * 2 usage.  Memory: one row block (64 x T floats) plus one head's keys (T x D).
+ * Exit status: 0 all checks passed on a complete trace, 1 a check failed, the trace
+ * is incomplete (truncated) or unreadable, 2 usage.  Memory: one row block (64 x T floats) plus one head's keys (T x D).
  */
 #include "cmd_verify.h"
 
@@ -133,9 +133,6 @@ static void check_tokens(verify *v)
             fail(&v->tokens, "step %lld: logprob_next %g / entropy_next %g, expected <= 0 "
                  "/ >= 0 (or NaN)", (long long)t, tk->logprob_next[t], tk->entropy_next[t]);
     }
-    if (v->m->complete && v->T > 0 && !isnan(tk->logprob_next[v->T - 1]))
-        fail(&v->tokens, "step %lld: the last logprob_next is %g, expected NaN",
-             (long long)v->T - 1, tk->logprob_next[v->T - 1]);
 }
 
 /* ---------------------------------------------------------------- (3) recompute -- */
@@ -300,7 +297,10 @@ int cmd_verify(int argc, char **argv)
     else
         printf("  recompute  skipped: no queries recorded\n");
     long long failed = v.sums.failed + v.causal.failed + v.tokens.failed + v.recompute.failed;
-    printf("verify: %s\n", failed ? "FAILED" : "ok");
+    /* A truncated trace can pass every row check and still be no whole recording. */
+    printf("verify: %s\n", failed ? "FAILED" : v.m->complete ? "ok"
+                                              : "rows ok, but the trace is incomplete");
+    int complete = v.m->complete;
     verify_free(&v);
-    return failed ? 1 : 0;
+    return failed || !complete ? 1 : 0;
 }

@@ -375,8 +375,8 @@ int record_trace(session *s, const session_options *so, const char *path,
         progress_finish(&r.bar);
         res->steps = trace_writer_steps(r.writer);
         if (rc) {
-            trace_writer_abort(r.writer);   /* (4) complete stays 0 */
-            kv_err_prefix(err, "%s: %lld steps kept, marked incomplete: ", path,
+            res->steps = trace_writer_abort(r.writer);   /* (4) complete stays 0 */
+            kv_err_prefix(err, "%s: %lld steps on disk, marked incomplete: ", path,
                           (long long)res->steps);
         } else {
             rc = trace_writer_close(r.writer, err);

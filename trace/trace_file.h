@@ -20,7 +20,7 @@
  *   /tokens/flags        uint8   [T]    bit0 special, bit1 punct-only, bit2 space-only
  *   /tokens/phase        uint8   [T]    0 prompt, 1 generated
  *   /tokens/position     int32   [T]
- *   /tokens/logprob_next float32 [T]    log p(token t+1 | tokens <= t); NaN at the last
+ *   /tokens/logprob_next float32 [T]    log p(token t+1 | tokens <= t); NaN if none
  *   /tokens/entropy_next float32 [T]    entropy (nats) of the next-token distribution
  *   /kv/keys    DT       [L, K, T, D]   post-RoPE; chunk [1, 1, 64, D]
  *   /kv/values  DT       [L, K, T, D]
@@ -169,14 +169,15 @@ int trace_writer_set_next(trace_writer *w, int64_t t, float logprob_next,
 int64_t trace_writer_steps(const trace_writer *w);   /* steps appended so far */
 
 /* Write the last batch, mark the trace complete, close the file and free w, on every
- * path.  The last step's logprob_next is stored as NaN.  Returns the first error of
+ * path.  The last step's logprob_next is stored as given: NaN when no next token was
+ * produced, the stop token's log-probability when generation ended on one.  Returns the first error of
  * the whole write (KV_EIO), in which case the file stays complete = 0. */
 int trace_writer_close(trace_writer *w, kv_err *err);
 
 /* The Ctrl-C / error path: write the steps already appended, leave complete = 0, close
- * the file and free w.  NULL does nothing.  Never fails: a write error here only
- * means fewer steps on disk. */
-void trace_writer_abort(trace_writer *w);
+ * the file and free w.  Returns the steps the file now holds (its /status/steps; 0 for
+ * NULL).  Never fails: a write error here only means fewer steps on disk. */
+int64_t trace_writer_abort(trace_writer *w);
 
 /* Peak memory of a writer in bytes for T steps (both batch buffers, see the docs). */
 size_t trace_writer_peak_bytes(const trace_header *hdr, const trace_options *opt, int64_t T);

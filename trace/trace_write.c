@@ -83,6 +83,7 @@ struct trace_writer {
     hid_t       file, mtype;             /* mtype: the trace dtype as memory type */
     hid_t       probs, keys, values, queries, tok[N_TOK], steps_ds, complete_ds;
     uint64_t    cap, written;            /* KV_TEST_WRITE_CAP_BYTES and row bytes so far */
+    int64_t     on_disk;                 /* the last value written to /status/steps */
 };
 
 /* ---------------------------------------------------------------- file creation -- */
@@ -407,6 +408,7 @@ static int batch_write(trace_writer *w, const batch *b, kv_err *err)
         H5Fflush(w->file, H5F_SCOPE_LOCAL) < 0)
         return trace__h5_fail(err, KV_EIO, "%s: writing steps %lld..%lld", w->path,
                               (long long)b->t0, (long long)(E - 1));
+    w->on_disk = E;
     return KV_OK;
 }
 
@@ -751,7 +753,9 @@ int trace_writer_set_next(trace_writer *w, int64_t t, float logprob_next, float 
 int64_t trace_writer_steps(const trace_writer *w) { return w->steps; }
 
 /* Hand over the partial batch (if any), then stop the thread and free everything. */
-static int writer_finish(trace_writer *w, int how, kv_err *err)
+/* Stop the writer thread the `how` way and free w; *on_disk receives the steps the
+ * file's /status/steps records. */
+static int writer_finish(trace_writer *w, int how, int64_t *on_disk, kv_err *err)
 {
     if (w->buf[w->fill].n > 0 && w->buf[w->fill].t0 + w->buf[w->fill].n == w->steps)
         hand_over(w, NULL);
@@ -761,6 +765,7 @@ static int writer_finish(trace_writer *w, int how, kv_err *err)
     pthread_mutex_unlock(&w->mu);
     pthread_join(w->thread, NULL);
     int rc = w->failed ? kv_errorf(err, w->err.code, "%s", w->err.msg) : KV_OK;
+    *on_disk = w->on_disk;   /* the thread has been joined: no race */
     writer_free(w);
     return rc;
 }
@@ -769,16 +774,16 @@ int trace_writer_close(trace_writer *w, kv_err *err)
 {
     if (!w)
         return KV_OK;
-    batch *b = &w->buf[w->fill];
-    if (b->n > 0)
-        b->logprob[b->n - 1] = NAN;   /* the next token of the last step is not traced */
-    return writer_finish(w, CLOSE, err);
+    int64_t on_disk;
+    return writer_finish(w, CLOSE, &on_disk, err);
 }
 
-void trace_writer_abort(trace_writer *w)
+int64_t trace_writer_abort(trace_writer *w)
 {
+    int64_t on_disk = 0;
     if (w)
-        writer_finish(w, ABORT, NULL);
+        writer_finish(w, ABORT, &on_disk, NULL);
+    return on_disk;
 }
 
 size_t trace_writer_peak_bytes(const trace_header *hdr, const trace_options *opt, int64_t T)
