@@ -128,8 +128,16 @@ build/bench: $(wildcard bench/*.c) $(OBJ) $(GPU_OBJ)
 	@echo "  LD      $@"
 	@$(CC) $(CFLAGS) $^ -o $@ $(LDLIBS) $(GPU_LIBS)
 
-bench: all build/bench
-	./build/bench
+# The replay rows read a ~2048-token SmolLM2 trace, uncompressed and default-compressed,
+# recorded once into build/ (a few minutes; about 1.4 GB and 0.8 GB).
+BENCH_TRACES := build/bench_t2048.h5 build/bench_t2048z.h5
+build/bench_t2048.h5 build/bench_t2048z.h5: bench/bench_prompt.txt | bin/kvtrace
+	@echo "  RECORD  $@"
+	@./bin/kvtrace record $(MODEL) --prompt-file bench/bench_prompt.txt --max-new-tokens 0 \
+	    --compress $(if $(findstring z.h5,$@),deflate:1,none) --force -o $@
+
+bench: all build/bench $(BENCH_TRACES)
+	KV_BENCH_TRACE=build/bench_t2048.h5 KV_BENCH_TRACE_Z=build/bench_t2048z.h5 ./build/bench
 
 demo: deps model all
 	@sh scripts/demo.sh

@@ -20,4 +20,8 @@ void bench_disk(int threads, const char *dir);
 /* the model runtime (bench_model.c): prefill, decode, peak RSS for the GGUF at path */
 void bench_model(int threads, const char *path);
 
+/* the replay engine (bench_replay.c) on $KV_BENCH_TRACE / $KV_BENCH_TRACE_Z; quick:
+ * single replays only */
+void bench_replay(int quick);
+
 #endif

@@ -2,7 +2,8 @@
  * bench_main.c — `make bench`: the machine's physical figures on 1 and 2 threads.
  *
  * Later benchmarks (prefill, decode, record, replay) are reported beside these, as
- * ratios measured in the same run.  Usage: build/bench [--dir DIR] [--threads N].
+ * ratios measured in the same run.  Usage: build/bench [--dir DIR] [--threads N] [--quick]
+ * (--quick: the machine and single-replay rows only).
  */
 #include "bench.h"
 
@@ -30,14 +31,16 @@ void bench_row(const char *name, const char *config, int threads, double value, 
 int main(int argc, char **argv)
 {
     const char *dir = "build";
-    int max_threads = 2;
+    int max_threads = 2, quick = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--dir") && i + 1 < argc)
             dir = argv[++i];
         else if (!strcmp(argv[i], "--threads") && i + 1 < argc)
             max_threads = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--quick"))
+            quick = 1;
         else {
-            fprintf(stderr, "usage: %s [--dir DIR] [--threads N]\n", argv[0]);
+            fprintf(stderr, "usage: %s [--dir DIR] [--threads N] [--quick]\n", argv[0]);
             return 2;
         }
     }
@@ -55,7 +58,8 @@ int main(int argc, char **argv)
         bench_memory(t);
         bench_disk(t, dir);
     }
-    for (int t = 1; t <= max_threads; t++)
+    for (int t = 1; !quick && t <= max_threads; t++)
         bench_model(t, getenv("KV_MODEL") ? getenv("KV_MODEL") : "models/SmolLM2-135M-Instruct.Q4_1.gguf");
+    bench_replay(quick);
     return 0;
 }

@@ -123,7 +123,7 @@ int cmd_scope(int argc, char **argv)
     if (rc == KV_OK)
         rc = replay_run(setup.src, &setup.plan, acc, &err);
     if (rc == KV_OK) {
-        scope_output out = {{setup.src, &setup.plan, acc, args.command}, &setup};
+        scope_output out = {{setup.src, &setup.plan, acc, args.command, NULL}, &setup};
         rc = results_write_atomic(args.csv ? args.csv : "-", write_scope_csv, &out, &err);
         if (rc == KV_OK && args.json)
             rc = results_write_files(&out.ctx, NULL, args.json, &err);

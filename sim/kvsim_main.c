@@ -6,10 +6,14 @@
 #include "cmd_devices.h"
 #include "cmd_policies.h"
 #include "cmd_replay.h"
+#include "heatmap_trace.h"
 #include "plot.h"
 
-/* Heatmaps come from CSV files until a trace reader is passed here (plot_heatmap.h). */
-static int cmd_plot_kvsim(int argc, char **argv) { return cmd_plot(argc, argv, NULL); }
+/* Heatmaps read traces (and replay a policy for the overlay) through sim/. */
+static int cmd_plot_kvsim(int argc, char **argv)
+{
+    return cmd_plot(argc, argv, heatmap_from_trace);
+}
 
 static const cli_command commands[] = {
     {"replay",   "TRACE --policy P --budget B [options]", "replay one policy, write metrics", cmd_replay},

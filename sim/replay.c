@@ -400,6 +400,17 @@ static void fill_future(const layer_job *j, stream *s)
     }
 }
 
+static void tell_observer(const layer_job *j, const stream *s, int t,
+                          const policy_entry *kept, int n)
+{
+    for (int g = 0; g < s->n_members; g++) {
+        const int h = s->members[g];
+        replay_attended a = {s->cfg, j->src->layers[j->li], j->src->heads[j->plan->heads[h]],
+                             t, row_of(j, h, t), kept, n};
+        j->plan->observe(j->plan->observe_ctx, &a);
+    }
+}
+
 /* Token t joins the stream and query t attends: append, gather and renormalise each
  * member's row over the kept entries, observe, and measure C_t. */
 static int attend(layer_job *j, stream *s, int t, replay_acc *acc)
@@ -414,6 +425,8 @@ static int attend(layer_job *j, stream *s, int t, replay_acc *acc)
     for (int g = 0; g < s->n_members; g++)
         s->mass[g] = metrics_gather(row_of(j, s->members[g], t), kept, n,
                                     s->rows + (size_t)g * n);
+    if (j->plan->observe)
+        tell_observer(j, s, t, kept, n);
     policy_observe(s->p, s->rows, s->n_members);
     if (t == j->src->prompt_len - 1)
         policy_end_prompt(s->p);

@@ -44,6 +44,22 @@ typedef struct replay_config {
     int             oracle;         /* index of the oracle config at equal budget, -1 */
 } replay_config;
 
+/* What query t of one member head attended: C_t (before the step's eviction) and the
+ * full-cache row.  Everything is borrowed for the duration of the call. */
+typedef struct replay_attended {
+    int                 config;   /* configuration index */
+    int                 layer;    /* model layer */
+    int                 head;     /* model query head */
+    int                 t;        /* step */
+    const float        *p;        /* (t + 1,) the full-cache row p_t */
+    const policy_entry *kept;     /* (n,) C_t, slot order = position order */
+    int                 n;
+} replay_attended;
+
+/* Called for every (stream member, step), from the thread replaying that layer:
+ * calls for different layers may run concurrently, those of one layer in step order. */
+typedef void (*replay_observe_fn)(void *ctx, const replay_attended *a);
+
 typedef struct replay_plan {
     const replay_config *configs;   /* (n_configs,) */
     int                  n_configs;
@@ -52,6 +68,8 @@ typedef struct replay_plan {
     const int           *heads;     /* (n_heads,) recorded query head indices, increasing */
     int                  n_heads;
     unsigned             metrics;   /* REPLAY_* bits */
+    replay_observe_fn    observe;   /* optional: who wants each C_t (the heatmap) */
+    void                *observe_ctx;
 } replay_plan;
 
 /* The sums behind one CSV line: one (configuration, layer, query head). */

@@ -332,7 +332,10 @@ static int make_config(const replay_args *a, const replay_source *src,
     return resolve(c, err);
 }
 
-/* The oracle at the budget of c: the driver's settings copied, nothing else. */
+/* The oracle at the budget of c: the driver's settings copied, nothing else.  Its
+ * scope of aggregation is the one the user asked for (--scope-of, else kv-head), NOT
+ * the one c's preset resolved to: tova's own layer scope would otherwise bring a second
+ * `oracle` line at the same budget, and each policy's gap a different reference. */
 static int make_oracle(const replay_config *c, replay_config *o, kv_err *err)
 {
     memset(o, 0, sizeof *o);
@@ -345,36 +348,39 @@ static int make_oracle(const replay_config *c, replay_config *o, kv_err *err)
     o->policy.stride = c->policy.stride;
     o->policy.phase = c->policy.phase;
     o->policy.gqa = c->policy.gqa;
-    o->policy.scope_of = c->scope_of;
+    o->policy.scope_of = c->policy.scope_of;
     o->policy.seed = c->policy.seed;
     o->policy.prompt_len = c->policy.prompt_len;
     o->policy.n_layers = c->policy.n_layers;
+    o->oracle = -1;
     memcpy(o->budget_arg, c->budget_arg, sizeof o->budget_arg);
     label_config(o, NULL, NULL);
     return resolve(o, err);
 }
 
-/* Two configurations the oracle gap compares: same budget, stride, phase, streams. */
-static int same_budget(const replay_config *x, const replay_config *y)
+/* Two oracle configurations that would replay identically: one line, not two. */
+static int same_oracle(const replay_config *x, const replay_config *y)
 {
-    return x->policy.budget == y->policy.budget && x->policy.stride == y->policy.stride &&
+    return !strcmp(x->policy.name, "oracle") && !strcmp(y->policy.name, "oracle") &&
+           x->policy.budget == y->policy.budget && x->policy.stride == y->policy.stride &&
            x->policy.phase == y->policy.phase && x->policy.gqa == y->policy.gqa &&
            x->scope_of == y->scope_of;
 }
 
-/* Point each configuration at an oracle of equal budget, adding one where needed.
- * configs has room for 2 * n.  Returns the new count, or a negative KV_E* code. */
+/* Point each configuration at the oracle of its budget, reusing a requested or an
+ * earlier companion oracle when one replays identically (same_oracle), else adding
+ * one.  configs has room for 2 * n.  Returns the new count, or a negative KV_E* code. */
 static int add_oracles(replay_config *configs, int n, kv_err *err)
 {
     int total = n;
     for (int c = 0; c < n; c++) {
+        int rc = make_oracle(&configs[c], &configs[total], err);
+        if (rc != KV_OK)
+            return rc;
         for (int o = 0; o < total && configs[c].oracle < 0; o++)
-            if (!strcmp(configs[o].policy.name, "oracle") && same_budget(&configs[c], &configs[o]))
+            if (same_oracle(&configs[o], &configs[total]))
                 configs[c].oracle = o;
         if (configs[c].oracle < 0) {
-            int rc = make_oracle(&configs[c], &configs[total], err);
-            if (rc != KV_OK)
-                return rc;
             configs[total].oracle = total;
             configs[c].oracle = total++;
         }
@@ -560,7 +566,7 @@ int replay_setup_run(replay_setup *s, const replay_args *a, kv_err *err)
         return kv_errorf(err, KV_ENOMEM, "out of memory for %d configurations", s->n_configs);
     rc = replay_run(s->src, &s->plan, acc, err);
     if (rc == KV_OK) {
-        results_context ctx = {s->src, &s->plan, acc, a->command};
+        results_context ctx = {s->src, &s->plan, acc, a->command, NULL};
         rc = results_write_files(&ctx, a->csv ? a->csv : "-", a->json, err);
     }
     free(acc);

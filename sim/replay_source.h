@@ -42,6 +42,8 @@ typedef struct replay_source_ops {
 struct replay_source {
     const replay_source_ops *ops;
     const char         *name;        /* for the CSV `trace` column (a basename) */
+    const char         *path;        /* the file, for the JSON's trace_sha256; NULL
+                                        for sources that are not a file */
     int                 T;           /* steps whose rows are all available */
     int                 complete;    /* 0: the recording stopped early at T */
     int                 n_layers;    /* L recorded */

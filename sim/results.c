@@ -2,6 +2,7 @@
 #include "results.h"
 
 #include "cli.h"
+#include "sha256.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -180,7 +181,12 @@ static void write_json(FILE *f, const void *ctx)
     fprintf(f, "{\n  \"format\": \"kvsim-results\",\n  \"format_version\": 1,\n"
                "  \"tool_version\": \"%s\",\n  \"trace\": ", KV_VERSION);
     json_string(f, rc->src->name);
-    fputs(",\n  \"trace_sha256\": null,\n  \"command\": ", f);
+    fputs(",\n  \"trace_sha256\": ", f);
+    if (rc->sha256)
+        json_string(f, rc->sha256);
+    else
+        fputs("null", f);
+    fputs(",\n  \"command\": ", f);
     json_string(f, rc->command ? rc->command : "");
     fputs(",\n  \"results\": [", f);
     for (int c = 0; c < rc->plan->n_configs; c++) {
@@ -246,7 +252,16 @@ int results_write_files(const results_context *rc, const char *csv_path,
     int status = KV_OK;
     if (csv_path)
         status = results_write_atomic(csv_path, write_csv, rc, err);
-    if (status == KV_OK && json_path)
-        status = results_write_atomic(json_path, write_json, rc, err);
-    return status;
+    if (status != KV_OK || !json_path)
+        return status;
+    /* Provenance names the exact bytes replayed; hashing reads the file once more,
+     * so it is done only when a JSON summary is asked for. */
+    results_context with_sha = *rc;
+    char hex[65];
+    if (!with_sha.sha256 && rc->src->path) {
+        if ((status = sha256_file(rc->src->path, hex, err)) != KV_OK)
+            return status;
+        with_sha.sha256 = hex;
+    }
+    return results_write_atomic(json_path, write_json, &with_sha, err);
 }

@@ -31,6 +31,8 @@ typedef struct results_context {
     const replay_plan   *plan;
     const replay_acc    *acc;
     const char          *command;   /* the command line, for JSON provenance */
+    const char          *sha256;    /* the trace file's digest (hex); NULL: JSON null.
+                                       results_write_files fills it from src->path */
 } results_context;
 
 void results_write_csv_header(FILE *f);

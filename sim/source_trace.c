@@ -16,6 +16,7 @@
 typedef struct trace_source {
     replay_source src;
     trace        *tr;
+    char         *path;         /* owned copy: name and src.path point into it */
     int          *kv_of_head;   /* (H,) */
     policy_entry *tokens;       /* (T,) */
 } trace_source;
@@ -38,6 +39,7 @@ static void ts_close(replay_source *src)
 {
     trace_source *s = src->impl;
     trace_close(s->tr);
+    free(s->path);
     free(s->kv_of_head);
     free(s->tokens);
     free(s);
@@ -66,10 +68,11 @@ replay_source *replay_source_open_trace(const char *path, kv_err *err)
     if (s) {
         s->kv_of_head = malloc((size_t)(H > 0 ? H : 1) * sizeof *s->kv_of_head);
         s->tokens = malloc((size_t)(T > 0 ? T : 1) * sizeof *s->tokens);
+        s->path = strdup(path);
     }
-    if (!s || !s->kv_of_head || !s->tokens) {
+    if (!s || !s->kv_of_head || !s->tokens || !s->path) {
         if (s)
-            free(s->kv_of_head), free(s->tokens), free(s);
+            free(s->kv_of_head), free(s->tokens), free(s->path), free(s);
         trace_close(tr);
         kv_errorf(err, KV_ENOMEM, "%s: out of memory for %d tokens", path, T);
         return NULL;
@@ -82,9 +85,9 @@ replay_source *replay_source_open_trace(const char *path, kv_err *err)
             .position = t, .token = tok->id[t],
             .flags = tok->flags[t] | (tok->phase[t] == TRACE_PHASE_PROMPT ? POLICY_FLAG_PROMPT : 0),
             .key_norm = NAN};
-    const char *base = strrchr(path, '/');
+    const char *base = strrchr(s->path, '/');
     s->src = (replay_source){
-        .ops = &trace_source_ops, .name = base ? base + 1 : path, .T = T,
+        .ops = &trace_source_ops, .name = base ? base + 1 : s->path, .path = s->path, .T = T,
         .complete = m->complete, .n_layers = m->header.n_layers_rec, .n_heads = H,
         .n_kv = m->n_kv_heads_rec, .layers = m->header.layers, .heads = m->header.heads,
         .kv_of_head = s->kv_of_head, .model_layers = m->header.n_layer,

@@ -257,7 +257,7 @@ Test(replay, the_csv_has_the_schema_columns_and_empty_undefined_fields)
     int fd = mkstemp(path);
     cr_assert(fd >= 0);
     close(fd);
-    results_context ctx = {r.setup.src, &r.setup.plan, r.acc, "kvsim replay"};
+    results_context ctx = {r.setup.src, &r.setup.plan, r.acc, "kvsim replay", NULL};
     char json[64];
     snprintf(json, sizeof json, "%s.json", path);
     cr_assert_eq(results_write_files(&ctx, path, json, &r.err), KV_OK, "%s", r.err.msg);
@@ -288,6 +288,7 @@ Test(replay, the_csv_has_the_schema_columns_and_empty_undefined_fields)
     fclose(f);
     cr_assert(strstr(text, "\"format\": \"kvsim-results\""));
     cr_assert(strstr(text, "\"consistency\": null"));
+    cr_assert(strstr(text, "\"trace_sha256\": null"), "a synthetic source is no file");
     remove(path);
     remove(json);
     run_free(&r);
@@ -323,6 +324,37 @@ Test(replay, every_line_has_an_oracle_gap_against_the_oracle_at_equal_budget)
         cr_assert(x.has_gap);
         cr_assert_float_eq(x.oracle_gap, o.mass - x.mass, 1e-12);
     }
+    run_free(&r);
+}
+
+/* Regression: tova resolves to layer scope, and its oracle companion used to be a
+ * second, layer-scope oracle, so a sweep with `oracle` wrote two different oracle
+ * lines per budget.  One reference oracle per budget, shared by every policy. */
+Test(replay, one_oracle_line_per_budget_whatever_the_presets_scopes)
+{
+    run r;
+    run_ok(&r, "sweep " SYNTH " --policies h2o,tova,oracle --budgets 0.2,0.4");
+    cr_assert_eq(r.setup.n_configs, r.setup.n_requested, "the requested oracle is the "
+                 "reference: no companion is added");
+    int oracles = 0;
+    for (int c = 0; c < r.setup.n_configs; c++) {
+        const replay_config *cfg = &r.setup.configs[c];
+        const replay_config *o = &r.setup.configs[cfg->oracle];
+        oracles += !strcmp(cfg->policy.name, "oracle");
+        cr_assert_str_eq(o->policy.name, "oracle");
+        cr_assert_eq(o->scope_of, POLICY_SCOPE_OF_KV_HEAD, "%s", cfg->policy.name);
+        cr_assert_eq(o->policy.budget, cfg->policy.budget);
+    }
+    cr_assert_eq(oracles, 2, "one oracle configuration per budget");
+    run_free(&r);
+}
+
+Test(replay, an_explicit_scope_of_moves_the_reference_oracle_too)
+{
+    run r;
+    run_ok(&r, "sweep " SYNTH " --policies h2o,tova --budgets 0.3 --scope-of layer");
+    cr_assert_eq(r.setup.n_configs, 3, "h2o and tova share one layer-scope oracle");
+    cr_assert_eq(r.setup.configs[2].scope_of, POLICY_SCOPE_OF_LAYER);
     run_free(&r);
 }
 

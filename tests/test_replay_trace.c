@@ -15,6 +15,7 @@
 #include "replay.h"
 #include "replay_cli.h"
 #include "results.h"
+#include "sha256.h"
 #include "trace_file.h"
 
 enum { T = 150, L = 2, H = 6, K = 2, D = 8, PROMPT = 100 };
@@ -169,5 +170,26 @@ Test(replay_trace, an_incomplete_trace_replays_its_complete_steps_or_is_refused)
     run_words(&r, line);
     cr_assert_eq(r.rc, KV_EFORMAT);
     cr_assert(strstr(r.err.msg, "incomplete"), "%s", r.err.msg);
+    run_free(&r);
+}
+
+Test(replay_trace, the_json_summary_names_the_trace_by_its_sha256)
+{
+    write_trace(TRACE_F32, -1);
+    char line[512], json[96], hex[65], text[8192] = "", want[100];
+    run r;
+    snprintf(line, sizeof line, "sweep %s --policies h2o --budgets 0.3", path);
+    run_words(&r, line);
+    cr_assert_eq(r.rc, KV_OK, "%s", r.err.msg);
+    snprintf(json, sizeof json, "%s.json", path);
+    results_context ctx = {r.setup.src, &r.setup.plan, r.acc, "kvsim replay", NULL};
+    cr_assert_eq(results_write_files(&ctx, NULL, json, &r.err), KV_OK, "%s", r.err.msg);
+    cr_assert_eq(sha256_file(path, hex, &r.err), KV_OK);
+    FILE *f = fopen(json, "r");
+    text[fread(text, 1, sizeof text - 1, f)] = '\0';
+    fclose(f);
+    remove(json);
+    snprintf(want, sizeof want, "\"trace_sha256\": \"%s\"", hex);
+    cr_assert(strstr(text, want), "%s", text);
     run_free(&r);
 }

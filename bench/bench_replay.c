@@ -1,0 +1,172 @@
+/*
+ * bench_replay.c — the replay engine's rows of `make bench` (issue 7, Performance).
+ *
+ * On a SmolLM2 trace of about 2048 tokens (all 30 layers x 9 heads):
+ *   - single-policy replay (h2o, mas) in attention elements/s, beside the memory-copy
+ *     bandwidth measured now for the same bytes (the rows as stored), on the
+ *     uncompressed trace in page cache; mass only, then with overlap and output error;
+ *   - 1 -> 2 thread scaling of the same replay;
+ *   - a 50-configuration sweep against 50 x one single replay, on the default-compressed
+ *     trace (reading and decompressing are shared by the sweep);
+ *   - the peer: tests/fixtures/replay_reference.py (numpy, vectorised over streams) on
+ *     the same replay, when python3 with numpy and h5py is there.
+ * The traces are $KV_BENCH_TRACE (compression none) and $KV_BENCH_TRACE_Z (deflate:1),
+ * recorded by `make bench` into build/.  A missing trace skips its rows, with a note.
+ */
+#include "bench.h"
+
+#include "replay.h"
+#include "replay_cli.h"
+
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Seconds of one in-process `kvsim sweep TRACE OPTIONS`; elements = attention
+ * probabilities replayed (L x H x T(T+1)/2).  Negative on failure. */
+static double time_sweep(const char *trace, const char *options, double *elements)
+{
+    char line[1024], *words[32];
+    snprintf(line, sizeof line, "sweep %s %s", trace, options);
+    int argc = 0;
+    for (char *w = strtok(line, " "); w && argc < 31; w = strtok(NULL, " "))
+        words[argc++] = w;
+    replay_args args;
+    replay_setup setup;
+    kv_err err = {0};
+    int rc = replay_args_parse(argc, words, SWEEP_OPTIONS, "", &args, &err);
+    if (rc == KV_OK)
+        rc = replay_setup_build(&setup, &args, &err);
+    if (rc != KV_OK) {
+        fprintf(stderr, "bench replay: %s\n", err.msg);
+        return -1;
+    }
+    const replay_plan *p = &setup.plan;
+    replay_acc *acc = calloc((size_t)p->n_configs * p->n_layers * p->n_heads, sizeof *acc);
+    const double T = setup.src->T, start = bench_now();
+    rc = acc ? replay_run(setup.src, p, acc, &err) : KV_ENOMEM;
+    const double seconds = bench_now() - start;
+    *elements = (double)p->n_layers * p->n_heads * T * (T + 1) / 2;
+    free(acc);
+    replay_setup_free(&setup);
+    return rc == KV_OK ? seconds : -1;
+}
+
+/* GB/s of memcpy over a buffer larger than the caches. */
+static double copy_bandwidth(void)
+{
+    const size_t n = (size_t)256 << 20;
+    char *a = malloc(n), *b = malloc(n);
+    if (!a || !b)
+        return free(a), free(b), -1;
+    memset(a, 1, n);
+    memset(b, 2, n);
+    double best = 1e9;
+    for (int rep = 0; rep < 3; rep++) {
+        const double t0 = bench_now();
+        memcpy(b, a, n);
+        const double sec = bench_now() - t0;
+        best = sec < best ? sec : best;
+    }
+    volatile char sink = b[n / 2];
+    (void)sink;
+    free(a);
+    free(b);
+    return (double)n / best / 1e9;
+}
+
+/* Warm the page cache with the file's bytes, so the replay reads memory, not disk. */
+static void warm(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    static char buf[1 << 20];
+    while (f && fread(buf, 1, sizeof buf, f) == sizeof buf)
+        ;
+    if (f)
+        fclose(f);
+}
+
+static void single_replays(const char *trace, double copy_gbs)
+{
+    static const char *const policies[] = {"h2o", "mas"};
+    static const struct { const char *name, *metrics; } sets[] = {
+        {"mass", "mass"}, {"mass+overlap+output", "mass,overlap,output_error"}};
+    for (int s = 0; s < 2; s++)
+        for (int pi = 0; pi < 2; pi++) {
+            double t1 = 0;
+            for (int threads = 1; threads <= 2; threads++) {
+                char options[256], config[64];
+                snprintf(options, sizeof options, "--policies %s --budgets 0.2 --metrics %s",
+                         policies[pi], sets[s].metrics);
+                omp_set_num_threads(threads);
+                double elements, sec = time_sweep(trace, options, &elements);
+                if (sec <= 0)
+                    return;
+                snprintf(config, sizeof config, "%s B=0.2 %s", policies[pi], sets[s].name);
+                bench_row("replay Melem/s", config, threads, elements / sec / 1e6, "Melem/s");
+                /* f16 rows: 2 bytes per element, copied at copy_gbs */
+                bench_row("replay % of memcpy", config, threads,
+                          100 * (elements * 2 / (copy_gbs * 1e9)) / sec, "%");
+                if (threads == 1)
+                    t1 = sec;
+                else
+                    bench_row("replay 1->2 speedup", config, 2, t1 / sec, "x");
+            }
+        }
+}
+
+static void sweep_marginal(const char *trace)
+{
+    double elements;
+    omp_set_num_threads(2);
+    double one = time_sweep(trace, "--policies h2o --budgets 0.2 --metrics mass", &elements);
+    double fifty = time_sweep(trace, "--policies h2o,mas --budgets 0.02:0.5:0.02 --metrics mass",
+                              &elements);
+    if (one <= 0 || fifty <= 0)
+        return;
+    bench_row("sweep 50 configs", "h2o,mas x 25 budgets, deflate:1", 2, fifty, "s");
+    bench_row("sweep / 50 singles", "goal <= 0.20", 2, fifty / (50 * one), "ratio");
+    bench_row("sweep marginal config", "(t50 - t1) / 49", 2, (fifty - one) / 49, "s");
+}
+
+/* The numpy peer on the same replay (h2o at B = 0.2 T, mass, overlap, output error). */
+static void numpy_peer(const char *trace)
+{
+    char cmd[1024], out[64] = "";
+    double elements;
+    omp_set_num_threads(2);
+    double ours = time_sweep(trace, "--policies h2o --budgets 410 --metrics "
+                             "mass,overlap,output_error --scope-of kv-head", &elements);
+    snprintf(cmd, sizeof cmd, "python3 tests/fixtures/replay_reference.py '%s' --policies h2o "
+             "--budgets 410 --time 2>/dev/null", trace);
+    FILE *p = popen(cmd, "r");
+    if (!p || !fgets(out, sizeof out, p) || ours <= 0) {
+        if (p)
+            pclose(p);
+        fprintf(stderr, "note: numpy peer skipped (python3 with numpy and h5py needed)\n");
+        return;
+    }
+    pclose(p);
+    double theirs = atof(out);
+    bench_row("numpy peer", "h2o B=410, 3 metrics", 1, theirs, "s");
+    bench_row("kvsim vs numpy", "goal >= 20", 2, theirs / ours, "x");
+}
+
+void bench_replay(int quick)
+{
+    const char *plain = getenv("KV_BENCH_TRACE"), *packed = getenv("KV_BENCH_TRACE_Z");
+    if (!plain || !packed) {
+        fprintf(stderr, "note: replay rows skipped: set KV_BENCH_TRACE and KV_BENCH_TRACE_Z "
+                "(make bench records them)\n");
+        return;
+    }
+    double copy_gbs = copy_bandwidth();
+    bench_row("memcpy", "256 MiB", 1, copy_gbs, "GB/s");
+    warm(plain);
+    single_replays(plain, copy_gbs);
+    if (quick)
+        return;
+    sweep_marginal(packed);
+    numpy_peer(plain);
+}
