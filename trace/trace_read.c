@@ -338,15 +338,13 @@ static int read_status(trace *tr, kv_err *err)
     return KV_OK;
 }
 
-/* Enough chunk cache for one row block of one head at full width (invariant 3). */
+/* No chunk cache for the probabilities: replay reads each chunk exactly once (a row
+ * block of 64 rows covers whole chunks), so caching only costs HDF5's list walks. */
 static hid_t probs_dapl(const trace *tr, int64_t T)
 {
-    size_t chunk = (size_t)TRACE_BATCH * TRACE_CHUNK_COLS *
-                   trace__dtype_size(tr->meta.options.dtype);
-    size_t n = (size_t)(T + TRACE_CHUNK_COLS - 1) / TRACE_CHUNK_COLS + 1;
-    size_t bytes = n * chunk < (1u << 20) ? (1u << 20) : n * chunk;
+    (void)tr, (void)T;
     hid_t dapl = H5Pcreate(H5P_DATASET_ACCESS);
-    H5Pset_chunk_cache(dapl, 12421, bytes, 1.0);
+    H5Pset_chunk_cache(dapl, 0, 0, 1.0);
     return dapl;
 }
 
@@ -626,7 +624,9 @@ int trace_read_rows(trace *tr, int li, int hi, int64_t t0, int n, float *out, si
         return kv_errorf(err, KV_ERANGE, "%s: reading rows %lld..%lld: width %zu is less "
                          "than the %lld keys of the last row", tr->path, (long long)t0,
                          (long long)t0 + n - 1, width, (long long)t0 + n);
-    size_t cols = width < (size_t)tr->meta.steps ? width : (size_t)tr->meta.steps;
+    /* Rows t0..t0+n-1 have at most t0+n keys: the chunks right of that were never
+     * written, and reading them would only make HDF5 fill zeros we set ourselves. */
+    size_t cols = (size_t)(t0 + n);
     hsize_t start[4] = {(hsize_t)li, (hsize_t)hi, (hsize_t)t0, 0};
     hsize_t count[4] = {1, 1, (hsize_t)n, cols};
     return slab_read(tr, tr->probs, start, count, out, width, err);
@@ -687,10 +687,8 @@ int trace_get_storage(const trace *tr, trace_storage *out, kv_err *err)
 
 size_t trace_reader_peak_bytes(const trace_meta *m)
 {
-    const size_t T = (size_t)m->steps, e = trace__dtype_size(m->options.dtype);
-    const size_t chunk = (size_t)TRACE_BATCH * TRACE_CHUNK_COLS * e;
-    const size_t cache_chunks = (T + TRACE_CHUNK_COLS - 1) / TRACE_CHUNK_COLS + 1;
-    const size_t cache = cache_chunks * chunk < (1u << 20) ? (1u << 20) : cache_chunks * chunk;
+    const size_t T = (size_t)m->steps;
+    const size_t cache = 0;   /* probs_dapl(): no chunk cache for the rows */
     const size_t tokens = T * (4 + 4 + 1 + 1 + 4 + 4 + sizeof(char *) + 16);  /* + text */
     const size_t scratch = m->options.dtype == TRACE_F16 ? (size_t)TRACE_BATCH * T * 2 : 0;
     return tokens + cache + scratch;
