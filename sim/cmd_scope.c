@@ -22,7 +22,7 @@ static const char SCOPE_USAGE[] =
     "Eviction-scope sensitivity: the metrics at a fixed budget B across protected sizes\n"
     "r (--sizes 0.1,0.2,0.3 as fractions of B, or entry counts), for the window scope and\n"
     "the std scope (--scopes window,std), and the spread (max - min across r) per score\n"
-    "and scope.  Scores: aas, mas, ltas (and any other of kvsim policies).\n\n"
+    "and scope.  Scores: aas, mas, ltas (and any other score `kvsim policies` lists).\n\n"
     "  -o FILE, --json FILE, --layers, --heads, --threads, --metrics, --strict and the\n"
     "  policy parameters (--stride, --phase, --gqa, --recent, ...) as in kvsim replay.\n";
 

@@ -25,8 +25,9 @@ static const char STD_USAGE[] =
     "Attention-std trajectories: sigma_i(t) = std{p_tau(i) : i <= tau <= t} from the\n"
     "full-cache rows, against the age t - i.  Writes, per layer and head, the mean and the\n"
     "10/50/90% quantiles of sigma over log-binned ages (bin b >= 1 holds ages\n"
-    "2^(b-1)..2^b - 1; quantiles within +-6.1%%, docs/METRICS.md), plus per-layer lines\n"
-    "(head = all), and the trajectories of 8 sampled tokens to <output stem>_tokens.csv.\n";
+    "2^(b-1)..2^b - 1; quantiles within +-6.1%, docs/METRICS.md), plus per-layer lines\n"
+    "(head = all), and the trajectories of 8 sampled tokens to <output stem>_tokens.csv.\n"
+    "Without -o the files are ./std.csv and ./std_tokens.csv.\n";
 
 #define STD_SAMPLES 8
 

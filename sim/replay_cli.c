@@ -4,6 +4,8 @@
  */
 #include "replay_cli.h"
 
+#include "index_list.h"
+
 #include "results.h"
 
 #include <ctype.h>
@@ -142,56 +144,42 @@ int replay_fail(const char *cmd, const kv_err *err)
 
 /* --- lists ------------------------------------------------------------------------ */
 
-/* Parse "0,4,8-11" into model numbers, map each to its recorded index, and fail on
- * one the trace does not hold.  NULL text selects everything recorded. */
+/* Parse "0,4,8-11" (common/index_list.h) into model numbers, map each to its recorded
+ * index, and fail on one the trace does not hold.  NULL text selects everything
+ * recorded.  Every failure is a usage error. */
 static int select_indices(const char *text, const int *recorded, int n_recorded,
                           const char *what, int **out, int *n_out, kv_err *err)
 {
+    enum { MODEL_MAX = 1 << 16 };   /* more layers or heads than any model has */
+    unsigned char *on = malloc(MODEL_MAX);
     int *sel = malloc((size_t)n_recorded * sizeof *sel);
-    if (!sel)
-        return kv_errorf(err, KV_ENOMEM, "out of memory");
-    unsigned char *on = calloc((size_t)n_recorded, 1);
-    if (!on)
-        return free(sel), kv_errorf(err, KV_ENOMEM, "out of memory");
-    for (const char *p = text; p && *p;) {
-        char *end;
-        long lo = strtol(p, &end, 10), hi = lo;
-        if (end == p || lo < 0)
-            goto malformed;
-        if (*end == '-') {
-            const char *q = end + 1;
-            hi = strtol(q, &end, 10);
-            if (end == q || hi < lo)
-                goto malformed;
-        }
-        if (*end && *end != ',')
-            goto malformed;
-        for (long v = lo; v <= hi; v++) {
-            int found = -1;
-            for (int i = 0; i < n_recorded; i++)
-                if (recorded[i] == v)
-                    found = i;
-            if (found < 0) {
-                free(sel), free(on);
-                return kv_errorf(err, KV_ERANGE, "--%s: %ld is not in the trace "
-                                 "(recorded: %d of them, %d..%d)", what, v, n_recorded,
-                                 recorded[0], recorded[n_recorded - 1]);
-            }
-            on[found] = 1;
-        }
-        p = *end ? end + 1 : end;
-    }
+    int rc = on && sel ? index_list_parse(text, MODEL_MAX, on, what, err)
+                       : kv_errorf(err, KV_ENOMEM, "out of memory");
     *n_out = 0;
-    for (int i = 0; i < n_recorded; i++)
-        if (!text || on[i])
+    if (rc >= 0 && !text) {   /* everything recorded */
+        memset(on, 0, MODEL_MAX);
+        for (int i = 0; i < n_recorded; i++)
+            on[recorded[i]] = 1;
+    }
+    for (int v = 0, i = 0; rc >= 0 && v < MODEL_MAX; v++) {
+        if (!on[v])
+            continue;
+        while (i < n_recorded && recorded[i] < v)   /* both lists increase */
+            i++;
+        if (i == n_recorded || recorded[i] != v)
+            rc = kv_errorf(err, KV_EUSAGE, "--%s: %d is not in the trace (recorded: %d of "
+                           "them, %d..%d)", what, v, n_recorded, recorded[0],
+                           recorded[n_recorded - 1]);
+        else
             sel[(*n_out)++] = i;
+    }
     free(on);
+    if (rc < 0) {
+        free(sel);
+        return rc;
+    }
     *out = sel;
     return KV_OK;
-malformed:
-    free(sel), free(on);
-    return kv_errorf(err, KV_EUSAGE, "--%s '%s': expected numbers and ranges like 0,4,8-11",
-                     what, text);
 }
 
 /* Split a comma list in place; returns the count, items in items[max]. */
@@ -523,6 +511,8 @@ int replay_setup_build(replay_setup *s, const replay_args *a, kv_err *err)
         rc = KV_EUSAGE;
     if (rc == KV_OK && a->policies)
         rc = build_configs(s, a, err);
+    else if (rc == KV_OK && a->budgets)   /* a budget means a replay: it needs a policy */
+        rc = kv_errorf(err, KV_EUSAGE, "--policy and --budget are required; see --help");
     s->plan.layers = s->layers;
     s->plan.heads = s->heads;
     s->plan.configs = s->configs;

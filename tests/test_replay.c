@@ -213,8 +213,8 @@ Test(replay, errors_name_what_was_wrong)
         {"replay " SYNTH " --policy full --budget 0", "must be >= 1", KV_EUSAGE},
         {"replay " SYNTH " --policy full --budget -0.2", "must be > 0", KV_EUSAGE},
         {"replay " SYNTH " --policy full --budget 0.4x", "not a number", KV_EUSAGE},
-        {"replay " SYNTH " --policy full --budget 4 --layers 2", "--layers: 2 is not in", KV_ERANGE},
-        {"replay " SYNTH " --policy full --budget 4 --heads 1,9", "--heads: 9 is not in", KV_ERANGE},
+        {"replay " SYNTH " --policy full --budget 4 --layers 2", "--layers: 2 is not in", KV_EUSAGE},
+        {"replay " SYNTH " --policy full --budget 4 --heads 1,9", "--heads: 9 is not in", KV_EUSAGE},
         {"replay " SYNTH " --policy full --budget 4 --heads 1-", "expected numbers", KV_EUSAGE},
         {"replay " SYNTH " --policy full --budget 4 --phase later", "stream", KV_EUSAGE},
         {"replay " SYNTH " --policy h2o --budget 4 --recovery 0.9", "does not apply", KV_EUSAGE},
@@ -222,6 +222,7 @@ Test(replay, errors_name_what_was_wrong)
         {"replay " SYNTH " --policy full --budget 4 --frobnicate 1", "unknown option", KV_EUSAGE},
         {"replay " SYNTH " --policy full --budget 4 --metrics mass,speed", "unknown metric", KV_EUSAGE},
         {"replay " SYNTH " --policy full", "--policy and --budget are required", KV_EUSAGE},
+        {"replay " SYNTH " --budget 0.3", "--policy and --budget are required", KV_EUSAGE},
         {"replay missing.h5 --policy full --budget 4", "missing.h5", KV_EIO},
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
