@@ -269,9 +269,12 @@ static int resolve(replay_config *c, kv_err *err)
         pc.group_member = 0;
     }
     policy *p = group || strcmp(pc.name, "adakv") ? policy_new(&pc, why, sizeof why) : NULL;
-    if (p) {
-        c->score = policy_config_of(p)->score;
-        c->scope_of = policy_config_scope_of(policy_config_of(p));
+    if (p) {   /* what the preset made of the request is what the CSV must say */
+        const policy_config *in_force = policy_config_of(p);
+        c->score = in_force->score;
+        c->scope_of = policy_config_scope_of(in_force);
+        c->policy.phase = in_force->phase;     /* snapkv, pyramidkv: oneshot */
+        c->policy.stride = in_force->stride;   /* pace: its largest block */
     }
     policy_free(p);
     policy_group_free(group);
