@@ -79,12 +79,7 @@ static int std_head(replay_source *src, int li, int hi, std_job *job)
                  : kv_errorf(&job->err, KV_ENOMEM, "out of memory for T = %d", T);
     for (int t0 = 0; rc == KV_OK && t0 < T; t0 += REPLAY_BLOCK) {
         const int n = T - t0 < REPLAY_BLOCK ? T - t0 : REPLAY_BLOCK;
-        if (src->serial_io) {
-#pragma omp critical(replay_io)
-            rc = src->ops->read_rows(src, li, hi, t0, n, block, (size_t)(t0 + n), &job->err);
-        } else {
-            rc = src->ops->read_rows(src, li, hi, t0, n, block, (size_t)(t0 + n), &job->err);
-        }
+        rc = replay_source_read_rows(src, li, hi, t0, n, block, (size_t)(t0 + n), &job->err);
         for (int r = 0; rc == KV_OK && r < n; r++) {
             std_tracker_step(&tr, block + (size_t)r * (t0 + n), t0 + r, sigma, &job->summary);
             keep_samples(job, sigma, t0 + r, T);

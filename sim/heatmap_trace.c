@@ -73,7 +73,7 @@ static int write_rows(heatmap_job *job, replay_source *src, int li, int hi, kv_e
     int rc = KV_OK;
     for (int t0 = t_lo; rc == KV_OK && t0 < job->t_hi; t0 += REPLAY_BLOCK) {
         const int n = job->t_hi - t0 < REPLAY_BLOCK ? job->t_hi - t0 : REPLAY_BLOCK;
-        rc = src->ops->read_rows(src, li, hi, t0, n, block, (size_t)width, err);
+        rc = replay_source_read_rows(src, li, hi, t0, n, block, (size_t)width, err);
         for (int r = 0; rc == KV_OK && r < n; r++)
             rc = plot_heatmap_row(job->w, t0 + r, t0 + r + 1, job->keys,
                                   block + (size_t)r * width, NULL, err);

@@ -93,29 +93,15 @@ static int read_rows(layer_job *j, int h, int t0, int n, kv_err *err)
 {
     replay_source *src = j->src;
     float *out = j->block + (size_t)h * REPLAY_BLOCK * j->T;
-    int rc;
-    if (src->serial_io) {
-#pragma omp critical(replay_io)
-        rc = src->ops->read_rows(src, j->li, j->plan->heads[h], t0, n, out,
-                                 (size_t)(t0 + n), err);
-    } else {
-        rc = src->ops->read_rows(src, j->li, j->plan->heads[h], t0, n, out,
-                                 (size_t)(t0 + n), err);
-    }
-    return rc;
+    return replay_source_read_rows(src, j->li, j->plan->heads[h], t0, n, out,
+                                   (size_t)(t0 + n), err);
 }
 
 static int read_kv(layer_job *j, int k, int t0, int n, kv_err *err)
 {
     replay_source *src = j->src;
     float *values = j->need_values ? j->values + ((size_t)k * j->T + t0) * j->D : NULL;
-    int rc;
-    if (src->serial_io) {
-#pragma omp critical(replay_io)
-        rc = src->ops->read_kv(src, j->li, k, t0, n, j->keys, values, err);
-    } else {
-        rc = src->ops->read_kv(src, j->li, k, t0, n, j->keys, values, err);
-    }
+    int rc = replay_source_read_kv(src, j->li, k, t0, n, j->keys, values, err);
     for (int r = 0; rc == KV_OK && r < n; r++) {
         double s = 0;
         for (int d = 0; d < j->D; d++)

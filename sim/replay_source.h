@@ -79,4 +79,11 @@ replay_source *replay_source_synth(const replay_synth_spec *spec, kv_err *err);
 /* Close any source.  NULL does nothing. */
 void replay_source_close(replay_source *s);
 
+/* s->ops->read_rows / read_kv, serialised across threads when s->serial_io (2):
+ * callers use these, never the ops directly. */
+int replay_source_read_rows(replay_source *s, int li, int hi, int t0, int n, float *out,
+                            size_t width, kv_err *err);
+int replay_source_read_kv(replay_source *s, int li, int ki, int t0, int n, float *keys,
+                          float *values, kv_err *err);
+
 #endif /* REPLAY_SOURCE_H */

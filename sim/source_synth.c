@@ -146,8 +146,3 @@ replay_source *replay_source_synth(const replay_synth_spec *spec, kv_err *err)
     return &s->src;
 }
 
-void replay_source_close(replay_source *s)
-{
-    if (s)
-        s->ops->close(s);
-}
