@@ -20,6 +20,10 @@ void bench_disk(int threads, const char *dir);
 /* the model runtime (bench_model.c): prefill, decode, peak RSS for the GGUF at path */
 void bench_model(int threads, const char *path);
 
+/* the recorder (bench_record.c): record time vs a plain run, bytes per element and
+ * write MB/s for each compression, at 512 and 2048 tokens */
+void bench_record(int threads, const char *model);
+
 /* the replay engine (bench_replay.c) on $KV_BENCH_TRACE / $KV_BENCH_TRACE_Z; quick:
  * single replays only */
 void bench_replay(int quick);

@@ -60,6 +60,9 @@ int main(int argc, char **argv)
     }
     for (int t = 1; !quick && t <= max_threads; t++)
         bench_model(t, getenv("KV_MODEL") ? getenv("KV_MODEL") : "models/SmolLM2-135M-Instruct.Q4_1.gguf");
+    if (!quick)
+        bench_record(max_threads, getenv("KV_MODEL") ? getenv("KV_MODEL")
+                                                     : "models/SmolLM2-135M-Instruct.Q4_1.gguf");
     bench_replay(quick);
     return 0;
 }
