@@ -1,12 +1,14 @@
 /*
  * cmd_confirm.c — `kvsim confirm EXPERIMENT MODEL [INPUT] [options]`: the policies of
  * policies/ inside real generation on a truly compressed cache (trace/live.h), one
- * subcommand per experiment, each writing the tidy CSV + JSON of confirm_cli.h.
+ * subcommand per experiment (confirm_experiments.h), each writing the tidy CSV + JSON
+ * of confirm_cli.h.  This file holds the dispatch and `ppl`.
  * What each measures and how: docs/CONFIRM.md.
  */
 #include "cmd_confirm.h"
 
 #include "confirm_cli.h"
+#include "confirm_experiments.h"
 #include "perplexity.h"
 #include "session.h"
 
@@ -104,7 +106,7 @@ static int ppl_run(session *s, const confirm_args *a, int n, int prompt, kv_err 
     return rc;
 }
 
-static int confirm_ppl(int argc, char **argv)
+int confirm_ppl(int argc, char **argv)
 {
     confirm_args a;
     kv_err err = {0};
@@ -135,7 +137,9 @@ static const struct {
     int (*run)(int argc, char **argv);
     const char *summary;
 } EXPERIMENTS[] = {
-    {"ppl", confirm_ppl, "teacher-forced perplexity and accuracy under a fixed cache"},
+    {"ppl",      confirm_ppl,      "teacher-forced perplexity and accuracy under a fixed cache"},
+    {"passkey",  confirm_passkey,  "passkey retrieval over lengths, depths, seeds; calibrated"},
+    {"fidelity", confirm_fidelity, "answers against the full cache's; speed and KV memory"},
 };
 #define N_EXPERIMENTS ((int)(sizeof EXPERIMENTS / sizeof *EXPERIMENTS))
 

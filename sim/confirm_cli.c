@@ -11,6 +11,18 @@
 #include <string.h>
 
 
+#define MAX_ITEMS 64
+
+/* Split a copy of a comma list; items point into buf. */
+static int split(const char *list, char *buf, size_t len, char **items)
+{
+    int n = 0;
+    snprintf(buf, len, "%s", list);
+    for (char *t = strtok(buf, ","); t && n < MAX_ITEMS; t = strtok(NULL, ","))
+        items[n++] = t;
+    return n;
+}
+
 /* --- options (1) ------------------------------------------------------------------- */
 
 static int listed(const char *list, const char *name)
@@ -114,6 +126,33 @@ int confirm_int_list(const char *text, const char *name, int lo, int hi, int *ou
     return n ? n : kv_errorf(err, KV_EUSAGE, "--%s: empty list", name);
 }
 
+int confirm_double_list(const char *text, const char *name, double lo, double hi, double *out,
+                        int max, kv_err *err)
+{
+    int n = 0;
+    for (const char *p = text; p && *p;) {
+        char *end;
+        double v = strtod(p, &end);
+        if (end == p || (*end && *end != ',') || !(v >= lo && v <= hi) || n >= max)
+            return kv_errorf(err, KV_EUSAGE, "--%s '%s': expected up to %d numbers in "
+                             "[%g, %g], comma-separated", name, text, max, lo, hi);
+        out[n++] = v;
+        p = *end ? end + 1 : end;
+    }
+    return n ? n : kv_errorf(err, KV_EUSAGE, "--%s: empty list", name);
+}
+
+const char *confirm_with_full(const confirm_args *a, char *buf, size_t len)
+{
+    char copy[1024], *items[MAX_ITEMS];
+    int n = split(a->policies ? a->policies : "", copy, sizeof copy, items);
+    size_t used = (size_t)snprintf(buf, len, "full");
+    for (int i = 0; i < n && used < len; i++)
+        if (strcmp(items[i], "full"))
+            used += (size_t)snprintf(buf + used, len - used, ",%s", items[i]);
+    return buf;
+}
+
 int confirm_opt_int(const confirm_args *a, const char *name, int def, int lo, int hi,
                     int *out, kv_err *err)
 {
@@ -123,18 +162,6 @@ int confirm_opt_int(const confirm_args *a, const char *name, int def, int lo, in
 }
 
 /* --- configurations (2) ------------------------------------------------------------ */
-
-#define MAX_ITEMS 64
-
-/* Split a copy of a comma list; items point into buf. */
-static int split(const char *list, char *buf, size_t len, char **items)
-{
-    int n = 0;
-    snprintf(buf, len, "%s", list);
-    for (char *t = strtok(buf, ","); t && n < MAX_ITEMS; t = strtok(NULL, ","))
-        items[n++] = t;
-    return n;
-}
 
 static int set(policy_config *cfg, const char *key, const char *value, kv_err *err)
 {
@@ -313,6 +340,35 @@ int confirm_table_write(const confirm_table *t, const char *csv, const char *jso
     int rc = results_write_atomic(csv ? csv : "-", write_csv, t, err);
     if (rc == KV_OK && json)
         rc = results_write_atomic(json, write_json, t, err);
+    return rc;
+}
+
+/* --- running ----------------------------------------------------------------------- */
+
+int confirm_open_model(session *s, const confirm_args *a, kv_err *err)
+{
+    memset(s, 0, sizeof *s);
+    if (a->n_threads)
+        model_set_threads(a->n_threads);
+    sampler_config greedy = sampler_config_default();
+    if (!(s->file = gguf_open(a->model, err)) || !(s->tok = tokenizer_from_gguf(s->file, err)) ||
+        !(s->model = model_open(a->model, err)))
+        return err->code ? err->code : KV_EIO;
+    s->sampler = sampler_new(&greedy, model_config_of(s->model)->n_vocab, err);
+    return s->sampler ? KV_OK : err->code;
+}
+
+int confirm_generate(session *s, const int32_t *prompt, int n, int max_new,
+                     policy_config cfg, live_output *out, kv_err *err)
+{
+    memset(out, 0, sizeof *out);
+    const int n_ctx = model_config_of(s->model)->n_ctx;
+    cfg.prompt_len = n;
+    live *lv = live_new(s->model, s->tok, &cfg, n + max_new < n_ctx ? n + max_new : n_ctx, err);
+    if (!lv)
+        return err->code;
+    int rc = live_generate(lv, s->sampler, prompt, n, max_new, NULL, NULL, out, err);
+    live_free(lv);
     return rc;
 }
 

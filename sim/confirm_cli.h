@@ -19,7 +19,9 @@
 #define CONFIRM_CLI_H
 
 #include "kv_err.h"
+#include "live.h"
 #include "replay.h"
+#include "session.h"
 
 #define CONFIRM_MAX_OPTS 64
 
@@ -50,6 +52,13 @@ const char *confirm_opt(const confirm_args *a, const char *name, const char *def
 int confirm_int_list(const char *text, const char *name, int lo, int hi, int *out, int max,
                      kv_err *err);
 
+/* The same for numbers in [lo, hi] ("0.1,0.5,0.9"). */
+int confirm_double_list(const char *text, const char *name, double lo, double hi, double *out,
+                        int max, kv_err *err);
+/* --policies with `full` first (added when absent, moved when elsewhere): the
+ * reference of every experiment that compares with the full cache.  Into buf[len]. */
+const char *confirm_with_full(const confirm_args *a, char *buf, size_t len);
+
 /* (2) The configurations for sequence length T and prompt length prompt_len of a
  * model of n_layers; *out is malloc'd (free()).  0 or KV_EUSAGE naming what is wrong
  * (an unknown policy lists the valid ones). */
@@ -70,6 +79,15 @@ typedef struct confirm_table {
 } confirm_table;
 
 int confirm_table_write(const confirm_table *t, const char *csv, const char *json, kv_err *err);
+
+/* MODEL's file, tokenizer, model and a greedy sampler into s (no prompt), with
+ * --threads applied; session_close() releases them, also after a failure. */
+int confirm_open_model(session *s, const confirm_args *a, kv_err *err);
+
+/* Generate greedily from prompt[n] under cfg (prompt_len set here to n): live_new +
+ * live_generate.  out->tokens is the caller's (live_output_free) in every case. */
+int confirm_generate(session *s, const int32_t *prompt, int n, int max_new,
+                     policy_config cfg, live_output *out, kv_err *err);
 
 /* Print "kvsim confirm EXP: message" and return the exit status for err. */
 int confirm_fail(const char *experiment, const kv_err *err);

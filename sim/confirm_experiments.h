@@ -1,0 +1,10 @@
+/* confirm_experiments.h — the `kvsim confirm` experiments, one file each; argv[0] is
+ * the experiment's name, the return value the exit status (docs/CONFIRM.md). */
+#ifndef CONFIRM_EXPERIMENTS_H
+#define CONFIRM_EXPERIMENTS_H
+
+int confirm_ppl(int argc, char **argv);        /* sim/cmd_confirm.c */
+int confirm_passkey(int argc, char **argv);    /* sim/confirm_passkey.c */
+int confirm_fidelity(int argc, char **argv);   /* sim/confirm_fidelity.c */
+
+#endif /* CONFIRM_EXPERIMENTS_H */
