@@ -67,7 +67,7 @@ static int filler_count(const tokenizer *tok, int tokens, int key, kv_err *err)
     if (fixed < 0 || five <= 0)
         return fixed < 0 ? fixed : kv_errorf(err, KV_ENOMEM, "out of memory");
     if (tokens < fixed)
-        return kv_errorf(err, KV_ERANGE, "passkey: %d tokens cannot hold the %d tokens of "
+        return kv_errorf(err, KV_ERANGE, "%d tokens cannot hold the %d tokens of "
                          "instructions, key and question", tokens, fixed);
     return (int)lround((double)(tokens - fixed) * N_FILLER / five);
 }
@@ -77,7 +77,7 @@ int passkey_make(const tokenizer *tok, int tokens, double depth, uint64_t seed,
 {
     memset(out, 0, sizeof *out);
     if (!(depth >= 0 && depth <= 1))
-        return kv_errorf(err, KV_ERANGE, "passkey: depth %g, expected 0 .. 1", depth);
+        return kv_errorf(err, KV_ERANGE, "depth %g, expected 0 .. 1", depth);
     out->key = passkey_key(seed);
     int k = filler_count(tok, tokens, out->key, err);
     if (k < 0)

@@ -97,11 +97,12 @@ static int run_config(session *s, const plan *p, const replay_config *c, int len
         v[C_DEPTH] = p->depths[d];
         for (int seed = 1; rc == KV_OK && seed <= p->seeds; seed++)
             rc = trial(s, p, c, length, p->depths[d], seed, v, err);
-        for (int k = C_ACC; k <= C_BYTES; k++)
+        for (int k = C_ACC; rc == KV_OK && k <= C_BYTES; k++)
             v[k] /= v[C_TRIALS];
-        fprintf(stderr, "passkey: %-10s B=%-5d stride %-3d length %d depth %.2f: %.0f%%\n",
-                c->policy.name, c->policy.budget, c->policy.stride, length, p->depths[d],
-                100 * v[C_ACC]);
+        if (rc == KV_OK)
+                fprintf(stderr, "passkey: %-10s B=%-5d stride %-3d length %d depth %.2f: %.0f%%\n",
+                    c->policy.name, c->policy.budget, c->policy.stride, length, p->depths[d],
+                    100 * v[C_ACC]);
     }
     return rc;
 }

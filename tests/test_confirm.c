@@ -93,7 +93,9 @@ Test(confirm, ppl_rejects_bad_input)
 {
     char cmd[4096], out[4096];
     const char *bin = getenv("KV_BIN"), *model = getenv("KV_MODEL"), *root = getenv("KV_ROOT");
-    snprintf(cmd, sizeof cmd, "%s/kvsim confirm ppl %s /dev/null --budgets 8 2>&1", bin, model);
+    snprintf(cmd, sizeof cmd, "printf '  \\n' > /tmp/kv_empty_%d.txt && %s/kvsim confirm ppl %s "
+             "/tmp/kv_empty_%d.txt --budgets 8 2>&1; status=$?; rm -f /tmp/kv_empty_%d.txt; "
+             "exit $status", (int)getpid(), bin, model, (int)getpid(), (int)getpid());
     cr_assert_eq(sh(cmd, out, sizeof out), 1, "%s", out);
     cr_assert(strstr(out, "empty text file"), "%s", out);
     snprintf(cmd, sizeof cmd, "%s/kvsim confirm ppl %s %s/data/lighthouses.txt --policies "
@@ -107,4 +109,41 @@ Test(confirm, ppl_rejects_bad_input)
     snprintf(cmd, sizeof cmd, "%s/kvsim confirm nosuch 2>&1", bin);
     cr_assert_eq(sh(cmd, out, sizeof out), 2, "%s", out);
     cr_assert(strstr(out, "ppl"), "%s", out);
+}
+
+/* passkey end to end: the full cache runs first and calibrates the length */
+Test(confirm, passkey_cli_calibrates_with_the_full_cache)
+{
+    char cmd[4096], out[8192];
+    const char *bin = getenv("KV_BIN"), *model = getenv("KV_MODEL");
+    snprintf(cmd, sizeof cmd, "%s/kvsim confirm passkey %s --policies streaming --budgets 32 "
+             "--lengths 96 --depths 0.5 --seeds 1 --max-new-tokens 4 --threads 1 -o /tmp/kv_pk_%d.csv "
+             "2>&1 | grep calibration; rm -f /tmp/kv_pk_%d.csv", bin, model, (int)getpid(),
+             (int)getpid());
+    cr_assert_eq(sh(cmd, out, sizeof out), 0, "%s", out);
+    cr_assert(strstr(out, "full cache at length 96"), "%s", out);
+    snprintf(cmd, sizeof cmd, "%s/kvsim confirm passkey %s --policies streaming --budgets 32 "
+             "--lengths 96 --depths 0.5 --seeds 1 --max-new-tokens 4 --threads 1 2>/dev/null",
+             bin, model);
+    cr_assert_eq(sh(cmd, out, sizeof out), 0, "%s", out);
+    cr_assert(strstr(out, ",length,depth,trials,accuracy,"), "%s", out);
+    cr_assert(strstr(out, "\npasskey,full,") && strstr(out, "\npasskey,streaming,"), "%s", out);
+    cr_assert_eq(count(out, "\n"), 3, "%s", out);
+}
+
+/* fidelity end to end: full against itself is perfect, a tiny budget is not */
+Test(confirm, fidelity_cli_scores_full_as_perfect)
+{
+    char cmd[4096], out[8192];
+    const char *bin = getenv("KV_BIN"), *model = getenv("KV_MODEL");
+    snprintf(cmd, sizeof cmd, "printf 'Name three colours.\\n' > /tmp/kv_fid_%d.txt && "
+             "%s/kvsim confirm fidelity %s /tmp/kv_fid_%d.txt --policies streaming --budgets 12 "
+             "--max-new-tokens 8 --threads 1 2>/dev/null; rm -f /tmp/kv_fid_%d.txt", (int)getpid(),
+             bin, model, (int)getpid(), (int)getpid());
+    cr_assert_eq(sh(cmd, out, sizeof out), 0, "%s", out);
+    cr_assert(strstr(out, ",prompts,rouge_l,bleu,bleu_corpus,meteor,token_agreement,"), "%s", out);
+    const char *full = strstr(out, ",full,");
+    cr_assert_not_null(full, "%s", out);
+    cr_assert(strstr(full, ",stream,1,1,100,100,"), "full: ROUGE-L 1, BLEU 100: %s", out);
+    cr_assert_eq(count(out, "\n"), 3, "%s", out);
 }
