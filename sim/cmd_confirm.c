@@ -140,6 +140,7 @@ static const struct {
     {"ppl",      confirm_ppl,      "teacher-forced perplexity and accuracy under a fixed cache"},
     {"passkey",  confirm_passkey,  "passkey retrieval over lengths, depths, seeds; calibrated"},
     {"fidelity", confirm_fidelity, "answers against the full cache's; speed and KV memory"},
+    {"predict",  confirm_predict,  "Spearman rho, per budget, of replayed vs real metrics"},
 };
 #define N_EXPERIMENTS ((int)(sizeof EXPERIMENTS / sizeof *EXPERIMENTS))
 
