@@ -145,7 +145,8 @@ static int run_length(session *s, const confirm_args *a, const plan *p, int leng
                                                    p->n_depths);
     if (!rc)
         fprintf(stderr, "passkey calibration: full cache at length %d: %.0f%% (%s)\n", length,
-                100 * full_acc, full_acc >= 0.9 ? "calibrated" : "below 90%: too long for the model");
+                100 * full_acc,
+                full_acc >= 0.9 ? "calibrated" : "below 90%: too long for the model");
     for (int c = 0; rc == KV_OK && c < n; c++)
         if (c != full)
             rc = run_config(s, p, &cfgs[c], length, rows + (size_t)c * p->n_depths * N_COLS, err);
@@ -185,7 +186,8 @@ static int run(session *s, const confirm_args *a, const plan *p, kv_err *err)
     t.configs = calloc((size_t)p->n_lengths * per_length, sizeof *t.configs);
     t.row_config = calloc((size_t)p->n_lengths * per_length * p->n_depths, sizeof *t.row_config);
     t.values = calloc((size_t)p->n_lengths * per_length * p->n_depths * N_COLS, sizeof *t.values);
-    int rc = t.configs && t.row_config && t.values ? KV_OK : kv_errorf(err, KV_ENOMEM, "out of memory");
+    int rc = t.configs && t.row_config && t.values ? KV_OK
+                                                   : kv_errorf(err, KV_ENOMEM, "out of memory");
     for (int l = 0; rc == KV_OK && l < p->n_lengths; l++)
         rc = run_length(s, a, p, p->lengths[l], &t, err);
     confirm_table table = {.input = "passkey", .command = a->command, .configs = t.configs,

@@ -196,7 +196,8 @@ Test(live, generate_rejects_bad_input)
     snprintf(cmd, sizeof cmd, "%s/kvtrace generate %s hi --policy h2o --budget 0 2>&1", bin, model);
     cr_assert_eq(sh(cmd, out, sizeof out), 2, "%s", out);
     cr_assert(strstr(out, "budget"), "%s", out);
-    snprintf(cmd, sizeof cmd, "%s/kvtrace generate %s hi --policy nosuch --budget 8 2>&1", bin, model);
+    snprintf(cmd, sizeof cmd, "%s/kvtrace generate %s hi --policy nosuch --budget 8 2>&1", bin,
+             model);
     cr_assert_eq(sh(cmd, out, sizeof out), 2, "%s", out);
     cr_assert(strstr(out, "nosuch") && strstr(out, "roco"), "%s", out);
     snprintf(cmd, sizeof cmd, "%s/kvtrace generate %s hi --policy h2o --budget 99999 2>&1", bin,

@@ -98,7 +98,8 @@ static void print_stats(const policy_config *cfg, int n_prompt, const live_outpu
     fprintf(stderr, "policy %s: budget %d, stride %d, %d streams\n", cfg->name ? cfg->name : "full",
             cfg->budget, cfg->stride, streams);
     fprintf(stderr, "prompt: %d tokens, TTFT %.3f s; generated: %d tokens, %.1f tokens/s\n",
-            n_prompt, out->ttft_s, out->n, out->n && out->decode_s > 0 ? out->n / out->decode_s : 0.0);
+            n_prompt, out->ttft_s, out->n,
+            out->n && out->decode_s > 0 ? out->n / out->decode_s : 0.0);
     fprintf(stderr, "kept entries per stream: mean attended %.1f over %ld steps, final %.1f; "
             "evicted %ld\n", s->steps ? s->attended_sum / s->steps : 0.0, s->steps,
             s->kept_final, s->evicted);
