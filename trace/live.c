@@ -183,8 +183,6 @@ static int may_evict_within(const live *lv, const policy *p, int c)
     const int in_prompt = lv->t < pc->prompt_len;
     if (in_prompt && pc->phase != POLICY_PHASE_STREAM)
         return 0;   /* oneshot and decode evict nothing before the prompt ends */
-    if (pc->phase == POLICY_PHASE_ONESHOT)
-        return 0;   /* compressed once at the prompt's end; later tokens are kept */
     if (policy_profile(p))
         return 1;   /* fastgen applies its profile at every step */
     int B = policy_budget_of(p);
