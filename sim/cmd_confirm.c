@@ -58,19 +58,6 @@ static void ppl_row(const perplexity_result *r, double *v)
     v[8] = r->seconds > 0 ? s->steps / r->seconds : NAN;
 }
 
-/* Open MODEL with INPUT as the text (session.h reads and encodes it). */
-static int open_text(session *s, const confirm_args *a, kv_err *err)
-{
-    session_options so = session_options_default();
-    so.model = a->model;
-    so.prompt_file = a->input;
-    so.threads = a->n_threads;
-    int rc = session_open(s, &so, err);
-    if (s->prompt_text && !s->prompt_text[strspn(s->prompt_text, " \t\r\n")])
-        rc = kv_errorf(err, KV_ERANGE, "%s: empty text file", a->input);
-    return rc;
-}
-
 static int ppl_run(session *s, const confirm_args *a, int n, int prompt, kv_err *err)
 {
     replay_config *configs = NULL;
@@ -120,7 +107,7 @@ int confirm_ppl(int argc, char **argv)
         rc = confirm_opt_int(&a, "prompt-tokens", 1, 1, 1 << 30, &prompt, &err);
     session s = {0};
     if (!rc)
-        rc = open_text(&s, &a, &err);
+        rc = confirm_open_text(&s, &a, &err);
     if (!rc) {
         int n = (int)s.prompt.n < max_tokens ? (int)s.prompt.n : max_tokens;
         rc = n < 2 ? kv_errorf(&err, KV_ERANGE, "%s: %d tokens, expected at least 2", a.input, n)
@@ -137,10 +124,11 @@ static const struct {
     int (*run)(int argc, char **argv);
     const char *summary;
 } EXPERIMENTS[] = {
-    {"ppl",      confirm_ppl,      "teacher-forced perplexity and accuracy under a fixed cache"},
-    {"passkey",  confirm_passkey,  "passkey retrieval over lengths, depths, seeds; calibrated"},
-    {"fidelity", confirm_fidelity, "answers against the full cache's; speed and KV memory"},
-    {"predict",  confirm_predict,  "Spearman rho, per budget, of replayed vs real metrics"},
+    {"ppl",         confirm_ppl,         "teacher-forced perplexity and accuracy, fixed cache"},
+    {"passkey",     confirm_passkey,     "passkey retrieval over lengths, depths, seeds"},
+    {"fidelity",    confirm_fidelity,    "answers against the full cache's; speed and memory"},
+    {"reconstruct", confirm_reconstruct, "repeat a passage just read: BLEU, ROUGE-L"},
+    {"predict",     confirm_predict,     "Spearman rho per budget, replayed vs real metrics"},
 };
 #define N_EXPERIMENTS ((int)(sizeof EXPERIMENTS / sizeof *EXPERIMENTS))
 
@@ -150,7 +138,7 @@ static void print_help(FILE *f)
           "Confirm with real generation: the eviction policies run inside live inference on\n"
           "a truly compressed KV cache.  Experiments (each has --help):\n", f);
     for (int i = 0; i < N_EXPERIMENTS; i++)
-        fprintf(f, "  %-10s %s\n", EXPERIMENTS[i].name, EXPERIMENTS[i].summary);
+        fprintf(f, "  %-12s %s\n", EXPERIMENTS[i].name, EXPERIMENTS[i].summary);
     fputs("docs: docs/CONFIRM.md\n", f);
 }
 

@@ -358,6 +358,18 @@ int confirm_open_model(session *s, const confirm_args *a, kv_err *err)
     return s->sampler ? KV_OK : err->code;
 }
 
+int confirm_open_text(session *s, const confirm_args *a, kv_err *err)
+{
+    session_options so = session_options_default();
+    so.model = a->model;
+    so.prompt_file = a->input;
+    so.threads = a->n_threads;
+    int rc = session_open(s, &so, err);
+    if (s->prompt_text && !s->prompt_text[strspn(s->prompt_text, " \t\r\n")])
+        rc = kv_errorf(err, KV_ERANGE, "%s: empty text file", a->input);
+    return rc;
+}
+
 int confirm_generate(session *s, const int32_t *prompt, int n, int max_new,
                      policy_config cfg, live_output *out, kv_err *err)
 {

@@ -84,6 +84,10 @@ int confirm_table_write(const confirm_table *t, const char *csv, const char *jso
  * --threads applied; session_close() releases them, also after a failure. */
 int confirm_open_model(session *s, const confirm_args *a, kv_err *err);
 
+/* MODEL with INPUT as a text (read and encoded by session_open, no chat template);
+ * a blank file is KV_ERANGE "empty text file". */
+int confirm_open_text(session *s, const confirm_args *a, kv_err *err);
+
 /* Generate greedily from prompt[n] under cfg (prompt_len set here to n): live_new +
  * live_generate.  out->tokens is the caller's (live_output_free) in every case. */
 int confirm_generate(session *s, const int32_t *prompt, int n, int max_new,

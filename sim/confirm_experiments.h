@@ -7,5 +7,6 @@ int confirm_ppl(int argc, char **argv);        /* sim/cmd_confirm.c */
 int confirm_passkey(int argc, char **argv);    /* sim/confirm_passkey.c */
 int confirm_fidelity(int argc, char **argv);   /* sim/confirm_fidelity.c */
 int confirm_predict(int argc, char **argv);    /* sim/confirm_predict.c */
+int confirm_reconstruct(int argc, char **argv); /* sim/confirm_reconstruct.c */
 
 #endif /* CONFIRM_EXPERIMENTS_H */

@@ -147,3 +147,17 @@ Test(confirm, fidelity_cli_scores_full_as_perfect)
     cr_assert(strstr(full, ",stream,1,1,100,100,"), "full: ROUGE-L 1, BLEU 100: %s", out);
     cr_assert_eq(count(out, "\n"), 3, "%s", out);
 }
+
+/* reconstruct end to end: a passage repeated with the full cache and a small one */
+Test(confirm, reconstruct_cli_scores_against_the_passage)
+{
+    char cmd[4096], out[8192];
+    const char *bin = getenv("KV_BIN"), *model = getenv("KV_MODEL"), *root = getenv("KV_ROOT");
+    snprintf(cmd, sizeof cmd, "%s/kvsim confirm reconstruct %s %s/data/lighthouses.txt "
+             "--policies streaming --budgets 24 --passage-tokens 16 --passages 1 --threads 1 "
+             "2>/dev/null", bin, model, root);
+    cr_assert_eq(sh(cmd, out, sizeof out), 0, "%s", out);
+    cr_assert(strstr(out, ",passages,rouge_l,bleu,bleu_corpus,generated,"), "%s", out);
+    cr_assert(strstr(out, "\nlighthouses.txt,full,") &&
+              strstr(out, "\nlighthouses.txt,streaming,"), "%s", out);
+}
