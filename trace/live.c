@@ -96,19 +96,35 @@ static int make_streams(live *lv, kv_err *err)
     return rc;
 }
 
+/* The largest budget in force over the streams (per-layer schedules differ); 0 when
+ * one of them is unlimited. */
+static int largest_budget(const live *lv)
+{
+    int max = 0;
+    for (int i = 0; i < lv->L * lv->per_layer; i++) {
+        int B = policy_budget_of(lv->streams[i]);
+        if (B <= 0)
+            return 0;
+        max = B > max ? B : max;
+    }
+    return max;
+}
+
 /* (6) Entries a stream may hold at once: B + s (pace's largest block when larger), or
  * the whole sequence when the policy keeps what it likes. */
 static int reserve_of(const live *lv, int seq_len)
 {
+    if (lv->full)
+        return seq_len;
     /* the configuration in force: presets set their own phase (snapkv: oneshot) */
-    const policy_config *cfg = lv->full ? &lv->cfg : policy_config_of(lv->streams[0]);
+    const policy_config *cfg = policy_config_of(lv->streams[0]);
+    const int B = largest_budget(lv);
     int block = cfg->stride;
     if (!strcmp(cfg->name, "pace") && cfg->stride_max > block)
         block = cfg->stride_max;   /* the adaptive stride may wait up to stride-max */
-    if (lv->full || cfg->budget <= 0 || cfg->phase != POLICY_PHASE_STREAM ||
-        !strcmp(cfg->name, "fastgen"))
+    if (B <= 0 || cfg->phase != POLICY_PHASE_STREAM || !strcmp(cfg->name, "fastgen"))
         return seq_len;
-    return cfg->budget + block < seq_len ? cfg->budget + block : seq_len;
+    return B + block < seq_len ? B + block : seq_len;
 }
 
 static int check_sizes(const live *lv, int seq_len, kv_err *err)
