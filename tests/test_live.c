@@ -209,3 +209,37 @@ Test(live, generate_rejects_bad_input)
     cr_assert_eq(sh(cmd, out, sizeof out), 1, "%s", out);
     cr_assert(strstr(out, "context"), "%s", out);
 }
+
+/* (2) After every kind of eviction (scores, std scope, layer scope, a shared budget,
+ * blocks, an adaptive stride) each cache stream holds exactly the policy's entries. */
+Test(live, cache_slots_stay_aligned_with_the_policy, .timeout = 900)
+{
+    session s = open_session();
+    const model_config *c = model_config_of(s.model);
+    const int n = (int)s.prompt.n;
+    const char *params[] = {"policy=h2o,budget=6,stride=2", "policy=roco,budget=7",
+                            "policy=tova,budget=6", "policy=adakv,budget=6",
+                            "policy=pace,budget=6", "policy=snapkv,budget=4,obs-window=2"};
+    for (size_t i = 0; i < sizeof params / sizeof *params; i++) {
+        kv_err err = {0};
+        policy_config cfg = config(params[i], n, n + MAX_NEW);
+        live *lv = live_new(s.model, s.tok, &cfg, n + MAX_NEW, &err);
+        cr_assert_not_null(lv, "%s: %s", params[i], err.msg);
+        live_output out;
+        cr_assert_eq(live_generate(lv, s.sampler, s.prompt.ids, n, MAX_NEW, NULL, NULL, &out,
+                                   &err), 0, "%s: %s", params[i], err.msg);
+        cr_assert_gt(out.stats.evicted, 0, "%s evicts", params[i]);
+        for (int l = 0; l < c->n_layer; l++)
+            for (int k = 0; k < c->n_head_kv; k++) {
+                const policy *p = live_policy(lv, l, k);
+                const int32_t *pos = kv_cache_positions(live_cache(lv), l, k);
+                cr_assert_eq(kv_cache_size(live_cache(lv), l, k), policy_size(p), "%s", params[i]);
+                for (int j = 0; j < policy_size(p); j++)
+                    cr_assert_eq(pos[j], policy_entries(p)[j].position, "%s layer %d head %d",
+                                 params[i], l, k);
+            }
+        live_output_free(&out);
+        live_free(lv);
+    }
+    session_close(&s);
+}

@@ -381,6 +381,11 @@ void live_get_stats(const live *lv, live_stats *out) { *out = lv->stats; }
 const kv_cache *live_cache(const live *lv) { return lv->cache; }
 int live_streams(const live *lv) { return lv->full ? 0 : lv->L * lv->per_layer; }
 
+const policy *live_policy(const live *lv, int layer, int kv_head)
+{
+    return lv->full ? NULL : lv->streams[layer * lv->per_layer + (lv->per_layer > 1 ? kv_head : 0)];
+}
+
 /* --- generation -------------------------------------------------------------------- */
 
 static int is_stop(const live *lv, int32_t id)
