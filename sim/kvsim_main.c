@@ -3,6 +3,7 @@
  * Each subcommand lives in its own file; this is the table.
  */
 #include "cli.h"
+#include "cmd_confirm.h"
 #include "cmd_devices.h"
 #include "cmd_policies.h"
 #include "cmd_replay.h"
@@ -21,7 +22,7 @@ static const cli_command commands[] = {
     {"std",      "TRACE [-o std.csv]",                    "attention-std trajectories",       cmd_std},
     {"scope",    "TRACE --score S --budget B --sizes L",  "eviction-scope sensitivity",       cmd_scope},
     {"plot",     "std|sweep|scope|heatmap ...",           "draw a figure with gnuplot",       cmd_plot_kvsim},
-    {"confirm",  "EXPERIMENT MODEL [options]",            "confirm with real generation",     NULL},
+    {"confirm",  "EXPERIMENT MODEL [options]",            "confirm with real generation",     cmd_confirm},
     {"policies", "",                                      "list every policy and its defaults", cmd_policies},
     {"devices",  "",                                      "list CPU threads and CUDA devices", cmd_devices},
 };

@@ -49,13 +49,10 @@ static kv_stream *stream_at(const kv_cache *c, int layer, int kv_head)
 
 static size_t row_bytes(const kv_cache *c) { return (size_t)c->head_dim * sizeof(float); }
 
-/* Grow s to hold at least `need` entries; each array is reallocated on its own so a
- * failure leaves a consistent (if partly larger) stream behind. */
-static int stream_reserve(kv_cache *c, kv_stream *s, int need)
+/* Grow s to exactly `cap` entries; each array is reallocated on its own so a failure
+ * leaves a consistent (if partly larger) stream behind. */
+static int stream_grow(kv_cache *c, kv_stream *s, int cap)
 {
-    if (need <= s->cap)
-        return 0;
-    int cap = s->cap + KV_CACHE_CHUNK > need ? s->cap + KV_CACHE_CHUNK : need;
     size_t rb = row_bytes(c), old = (size_t)s->cap, new = (size_t)cap;
     float *k = kv_realloc(c, s->keys, old * rb, new * rb);
     if (!k)
@@ -76,6 +73,14 @@ static int stream_reserve(kv_cache *c, kv_stream *s, int need)
     s->pos = p;
     s->cap = cap;
     return 0;
+}
+
+/* Grow s to hold at least `need` entries, by a chunk at a time (4). */
+static int stream_reserve(kv_cache *c, kv_stream *s, int need)
+{
+    if (need <= s->cap)
+        return 0;
+    return stream_grow(c, s, s->cap + KV_CACHE_CHUNK > need ? s->cap + KV_CACHE_CHUNK : need);
 }
 
 static void stream_release(kv_cache *c, kv_stream *s)
@@ -106,8 +111,9 @@ kv_cache *kv_cache_new(int n_layer, int n_kv_head, int head_dim, int reserve, kv
     if (!c->streams)
         goto oom;
     memset(c->streams, 0, n * sizeof *c->streams);
+    /* exactly the reserve: live eviction sizes it to B + s, and its bytes are the point */
     for (size_t i = 0; i < n && reserve > 0; i++)
-        if (stream_reserve(c, &c->streams[i], reserve))
+        if (stream_grow(c, &c->streams[i], reserve))
             goto oom;
     return c;
 oom:

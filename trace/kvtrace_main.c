@@ -4,6 +4,7 @@
  */
 #include "cli.h"
 #include "cmd_devices.h"
+#include "cmd_generate.h"
 #include "cmd_run.h"
 #include "cmd_info.h"
 #include "cmd_record.h"
@@ -16,7 +17,7 @@ static const cli_command commands[] = {
     {"run",      "MODEL PROMPT [options]",         "generate text with the full cache",    cmd_run},
     {"record",   "MODEL PROMPT -o TRACE.h5",       "record an attention trace",            cmd_record},
     {"verify",   "TRACE.h5",                       "check a trace's rows and shapes",      cmd_verify},
-    {"generate", "MODEL PROMPT --policy P --budget B", "generate under live eviction",    NULL},
+    {"generate", "MODEL PROMPT --policy P --budget B", "generate under live eviction",    cmd_generate},
     {"devices",  "",                               "list CPU threads and CUDA devices",    cmd_devices},
 };
 

@@ -1,0 +1,245 @@
+/*
+ * confirm_fidelity.c — `kvsim confirm fidelity MODEL PROMPTS`: how far generation
+ * under each (policy, budget, stride) drifts from the full cache's, prompt by prompt,
+ * and what it costs: the generation-fidelity experiment and the speed/memory table.
+ *
+ * Every prompt (one per line of PROMPTS, as a chat message unless --chat 0) is first
+ * answered greedily with the full cache; each configuration's greedy answer is then
+ * compared with it: ROUGE-L, BLEU (sentence, and corpus over the prompts), METEOR
+ * (exact), token agreement and first divergence (analysis/text_metrics.h).  A line
+ * per configuration holds the means over the prompts; `full` is always run and
+ * written first.  Budget fractions resolve per prompt (prompt + max new tokens):
+ * `budget` is the first prompt's, `budget_mean` the mean.
+ */
+#include "confirm_experiments.h"
+
+#include "confirm_cli.h"
+#include "text_metrics.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char USAGE[] =
+    "usage: kvsim confirm fidelity MODEL.gguf PROMPTS --policies A,B --budgets LIST [options]\n\n"
+    "Greedy answers to each line of PROMPTS under each configuration, against the full\n"
+    "cache's answers: ROUGE-L, BLEU, METEOR (exact), token agreement, first divergence;\n"
+    "with TTFT, decode tokens/s and KV bytes (the speed/memory table).\n\n"
+    "  --policies LIST     presets (full is added)      --budgets LIST   64,128 or 0.5\n"
+    "  --strides LIST      entries evicted at once (default 1)\n"
+    "  --max-new-tokens N  answer length (default 48)\n"
+    "  --chat 0|1          wrap each prompt as a chat message (default 1)\n"
+    "  --PARAM V           any policy parameter     -o FILE, --json FILE, --threads N\n\n"
+    "columns after the identifying ones: prompts rouge_l bleu bleu_corpus meteor\n"
+    "token_agreement first_divergence generated mean_cache kv_bytes_peak ttft_s\n"
+    "tokens_per_s budget_mean\n"
+    "example: kvsim confirm fidelity models/SmolLM2-135M-Instruct.Q4_1.gguf \\\n"
+    "           data/fidelity_prompts.txt --policies streaming,h2o,roco --budgets 32,64\n";
+
+static const char *const COLS[] = {"prompts", "rouge_l", "bleu", "bleu_corpus", "meteor",
+                                   "token_agreement", "first_divergence", "generated",
+                                   "mean_cache", "kv_bytes_peak", "ttft_s", "tokens_per_s",
+                                   "budget_mean"};
+enum { C_PROMPTS, C_ROUGE, C_BLEU, C_CORPUS, C_METEOR, C_AGREE, C_DIVERGE, C_GENERATED,
+       C_CACHE, C_BYTES, C_TTFT, C_TPS, C_BUDGET, N_COLS };
+
+#define MAX_PROMPTS 256
+
+/* One prompt: its ids, and the full cache's answer. */
+typedef struct prompt {
+    tokenizer_ids ids;
+    live_output   full;
+    char         *full_text;
+} prompt;
+
+typedef struct run_state {
+    session            *s;
+    const confirm_args *a;
+    prompt              p[MAX_PROMPTS];
+    int                 n, max_new;
+    const char         *hyps[MAX_PROMPTS];   /* one configuration's answers, for corpus BLEU */
+    const char         *refs[MAX_PROMPTS];
+} run_state;
+
+/* --- prompts ------------------------------------------------------------------------- */
+
+static int encode(run_state *r, const char *line, int chat, kv_err *err)
+{
+    prompt *p = &r->p[r->n++];
+    if (chat) {
+        tokenizer_message msg = {"user", line};
+        return tokenizer_chat_encode(r->s->tok, &msg, 1, true, &p->ids, err);
+    }
+    return tokenizer_encode(r->s->tok, line, strlen(line),
+                            TOKENIZER_ADD_SPECIAL | TOKENIZER_PARSE_SPECIAL, &p->ids, err);
+}
+
+static int read_prompts(run_state *r, int chat, kv_err *err)
+{
+    FILE *f = fopen(r->a->input, "r");
+    if (!f)
+        return kv_errorf(err, KV_EIO, "%s: cannot open the prompts", r->a->input);
+    char line[8192];
+    int rc = KV_OK;
+    while (rc == KV_OK && fgets(line, sizeof line, f)) {
+        line[strcspn(line, "\r\n")] = '\0';
+        if (!line[strspn(line, " \t")])
+            continue;
+        rc = r->n < MAX_PROMPTS ? encode(r, line, chat, err)
+                                : kv_errorf(err, KV_ERANGE, "%s: more than %d prompts",
+                                            r->a->input, MAX_PROMPTS);
+    }
+    fclose(f);
+    if (rc == KV_OK && r->n == 0)
+        rc = kv_errorf(err, KV_ERANGE, "%s: no prompts (one per line expected)", r->a->input);
+    return rc;
+}
+
+static void release(run_state *r)
+{
+    for (int i = 0; i < r->n; i++) {
+        tokenizer_ids_free(&r->p[i].ids);
+        live_output_free(&r->p[i].full);
+        free(r->p[i].full_text);
+    }
+}
+
+/* --- one configuration ------------------------------------------------------------ */
+
+/* Configuration c as it resolves for prompt i (fractions of its own length). */
+static int config_for(const run_state *r, const confirm_args *a, int i, int c,
+                      replay_config *out, kv_err *err)
+{
+    replay_config *cfgs = NULL;
+    int n = 0, rc = confirm_configs(a, (int)r->p[i].ids.n + r->max_new, 0,
+                                    model_config_of(r->s->model)->n_layer, &cfgs, &n, err);
+    if (!rc)
+        *out = cfgs[c];
+    free(cfgs);
+    return rc;
+}
+
+/* Compare one answer with the full cache's and add it to row v. */
+static int score(run_state *r, int i, const live_output *out, double *v, char **text,
+                 kv_err *err)
+{
+    const prompt *p = &r->p[i];
+    int rc = tokenizer_decode(r->s->tok, out->tokens, (size_t)out->n, text, NULL, err);
+    if (rc)
+        return rc;
+    v[C_ROUGE] += text_rouge_l(*text, p->full_text);
+    v[C_BLEU] += text_bleu_sentence(*text, p->full_text);
+    v[C_METEOR] += text_meteor_exact(*text, p->full_text);
+    v[C_AGREE] += text_token_agreement(out->tokens, out->n, p->full.tokens, p->full.n);
+    v[C_DIVERGE] += text_first_divergence(out->tokens, out->n, p->full.tokens, p->full.n);
+    v[C_GENERATED] += out->n;
+    v[C_CACHE] += out->stats.steps ? out->stats.attended_sum / out->stats.steps : 0;
+    v[C_BYTES] += (double)out->stats.kv_bytes_peak;
+    v[C_TTFT] += out->ttft_s;
+    v[C_TPS] += out->n && out->decode_s > 0 ? out->n / out->decode_s : 0;
+    return KV_OK;
+}
+
+/* Run configuration c over every prompt; its means go to row v. */
+static int run_config(run_state *r, const confirm_args *a, int c, double *v, kv_err *err)
+{
+    char *texts[MAX_PROMPTS] = {0};
+    int rc = KV_OK;
+    for (int i = 0; rc == KV_OK && i < r->n; i++) {
+        replay_config cfg;
+        live_output out = {0};
+        rc = config_for(r, a, i, c, &cfg, err);
+        if (!rc)
+            rc = confirm_generate(r->s, r->p[i].ids.ids, (int)r->p[i].ids.n, r->max_new,
+                                  cfg.policy, &out, err);
+        if (!rc)
+            rc = score(r, i, &out, v, &texts[i], err);
+        v[C_BUDGET] += cfg.policy.budget;
+        r->hyps[i] = texts[i] ? texts[i] : "";
+        r->refs[i] = r->p[i].full_text;
+        live_output_free(&out);
+    }
+    v[C_PROMPTS] = r->n;
+    for (int k = C_ROUGE; k < N_COLS; k++)
+        if (k != C_CORPUS)
+            v[k] /= r->n;
+    if (rc == KV_OK)
+        v[C_CORPUS] = text_bleu_corpus(r->hyps, r->refs, r->n);
+    for (int i = 0; i < r->n; i++)
+        free(texts[i]);
+    return rc;
+}
+
+/* The full cache's answers: the references. */
+static int run_references(run_state *r, kv_err *err)
+{
+    policy_config full = policy_config_default();
+    int rc = KV_OK;
+    for (int i = 0; rc == KV_OK && i < r->n; i++) {
+        prompt *p = &r->p[i];
+        rc = confirm_generate(r->s, p->ids.ids, (int)p->ids.n, r->max_new, full, &p->full, err);
+        if (!rc)
+            rc = tokenizer_decode(r->s->tok, p->full.tokens, (size_t)p->full.n, &p->full_text,
+                                  NULL, err);
+    }
+    return rc;
+}
+
+static int run(run_state *r, const confirm_args *a, kv_err *err)
+{
+    replay_config *cfgs = NULL;
+    int n = 0, rc = run_references(r, err);
+    if (!rc)
+        rc = confirm_configs(a, (int)r->p[0].ids.n + r->max_new, 0,
+                             model_config_of(r->s->model)->n_layer, &cfgs, &n, err);
+    double *values = rc ? NULL : calloc((size_t)n * N_COLS, sizeof *values);
+    int *rows = rc ? NULL : calloc((size_t)n, sizeof *rows);
+    if (!rc && (!values || !rows))
+        rc = kv_errorf(err, KV_ENOMEM, "out of memory");
+    for (int c = 0; rc == KV_OK && c < n; c++) {
+        double *v = values + (size_t)c * N_COLS;
+        rows[c] = c;
+        rc = run_config(r, a, c, v, err);
+        fprintf(stderr, "fidelity: %-10s B=%-5d stride %-3d ROUGE-L %.3f BLEU %.1f agreement "
+                "%.3f, %.1f tokens/s\n", cfgs[c].policy.name, cfgs[c].policy.budget,
+                cfgs[c].policy.stride, v[C_ROUGE], v[C_BLEU], v[C_AGREE], v[C_TPS]);
+    }
+    confirm_table t = {.input = a->input, .command = a->command, .configs = cfgs,
+                       .n_configs = n, .cols = COLS, .n_cols = N_COLS, .row_config = rows,
+                       .values = values, .n_rows = n};
+    if (rc == KV_OK)
+        rc = confirm_table_write(&t, a->csv, a->json, err);
+    free(values);
+    free(rows);
+    free(cfgs);
+    return rc;
+}
+
+int confirm_fidelity(int argc, char **argv)
+{
+    confirm_args a;
+    kv_err err = {0};
+    int rc = confirm_args_parse(argc, argv, "max-new-tokens chat", 1, USAGE, &a, &err);
+    if (rc == 1)
+        return 0;
+    char policies[1100];
+    a.policies = rc ? NULL : confirm_with_full(&a, policies, sizeof policies);
+    int chat = 1;
+    static run_state r;   /* large (prompt arrays): not on the stack */
+    memset(&r, 0, sizeof r);
+    session s = {0};
+    r.s = &s, r.a = &a;
+    if (!rc)
+        rc = confirm_opt_int(&a, "chat", 1, 0, 1, &chat, &err);
+    if (!rc)
+        rc = confirm_opt_int(&a, "max-new-tokens", 48, 1, 4096, &r.max_new, &err);
+    if (!rc)
+        rc = confirm_open_model(&s, &a, &err);
+    if (!rc)
+        rc = read_prompts(&r, chat, &err);
+    if (!rc)
+        rc = run(&r, &a, &err);
+    release(&r);
+    session_close(&s);
+    return rc ? confirm_fail("fidelity", &err) : 0;
+}

@@ -1,0 +1,238 @@
+/*
+ * confirm_predict.c — `kvsim confirm predict SIM.csv REAL.csv`: how well the
+ * simulator's ranking of policies predicted the real one.
+ *
+ * SIM.csv is a replay or sweep of traces of the same inputs (its overall lines,
+ * layer = head = all, are used); REAL.csv a `kvsim confirm` result.  Lines are joined
+ * on (policy, budget_arg, stride, phase); within each budget_arg, Spearman's ρ across
+ * the policies between the simulated metric and the real one, with a bootstrap
+ * interval (analysis/rank_corr.h) — within a budget, so that budget size alone cannot
+ * inflate it.  Output: one line per budget (CSV and JSON).
+ */
+#include "confirm_experiments.h"
+
+#include "confirm_cli.h"
+#include "rank_corr.h"
+#include "results.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char USAGE[] =
+    "usage: kvsim confirm predict SIM.csv REAL.csv --sim-metric M --real-metric M [options]\n\n"
+    "Spearman's rho across policies, per budget, between a replayed metric (SIM.csv from\n"
+    "kvsim replay/sweep: mass, overlap, output_error, ...) and a real one (REAL.csv from\n"
+    "kvsim confirm: ppl, accuracy, rouge_l, ...), with a bootstrap interval over the\n"
+    "policies.  Lines join on policy, budget_arg, stride, phase.\n\n"
+    "  --sim-metric M      column of SIM.csv (default mass)\n"
+    "  --real-metric M     column of REAL.csv (default ppl)\n"
+    "  --rounds N          bootstrap resamples (default 2000)\n"
+    "  --seed S            bootstrap seed (default 1)\n"
+    "  -o FILE             CSV (default stdout)      --json FILE\n\n"
+    "columns: sim_metric real_metric budget_arg policies spearman ci_low ci_high\n";
+
+#define MAX_LINES 4096
+#define KEY_LEN 160
+
+/* The lines of one CSV that count: join key and the metric's value. */
+typedef struct metric_lines {
+    char   key[MAX_LINES][KEY_LEN];      /* "policy,budget_arg,stride,phase" */
+    char   budget[MAX_LINES][32];
+    double value[MAX_LINES];
+    int    n;
+} metric_lines;
+
+/* The index of `name` in the comma-separated header, or -1. */
+static int column(char *const *fields, int n, const char *name)
+{
+    for (int i = 0; i < n; i++)
+        if (!strcmp(fields[i], name))
+            return i;
+    return -1;
+}
+
+static int split_line(char *line, char **fields, int max)
+{
+    int n = 0;
+    line[strcspn(line, "\r\n")] = '\0';
+    for (char *p = line; n < max;) {
+        fields[n++] = p;
+        p = strchr(p, ',');
+        if (!p)
+            break;
+        *p++ = '\0';
+    }
+    return n;
+}
+
+enum { K_POLICY, K_BUDGET, K_STRIDE, K_PHASE, K_METRIC, K_LAYER, K_HEAD, N_KEYS };
+
+static int read_header(FILE *f, const char *path, const char *metric, int col[N_KEYS],
+                       kv_err *err)
+{
+    static const char *const names[N_KEYS] = {"policy", "budget_arg", "stride", "phase", "",
+                                              "layer", "head"};
+    char line[4096], *fields[128];
+    if (!fgets(line, sizeof line, f))
+        return kv_errorf(err, KV_EFORMAT, "%s: empty file, expected a CSV header", path);
+    int n = split_line(line, fields, 128);
+    for (int k = 0; k < N_KEYS; k++) {
+        col[k] = column(fields, n, k == K_METRIC ? metric : names[k]);
+        if (col[k] < 0 && k < K_LAYER)
+            return kv_errorf(err, KV_EFORMAT, "%s: no column '%s' in the header",
+                             path, k == K_METRIC ? metric : names[k]);
+    }
+    return KV_OK;
+}
+
+/* Read the lines of path whose metric is defined (overall lines only, where the
+ * file has layer/head columns). */
+static int read_lines(const char *path, const char *metric, metric_lines *out, kv_err *err)
+{
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return kv_errorf(err, KV_EIO, "%s: cannot open", path);
+    int col[N_KEYS], rc = read_header(f, path, metric, col, err);
+    char line[4096], *fields[128];
+    out->n = 0;
+    while (rc == KV_OK && fgets(line, sizeof line, f)) {
+        int n = split_line(line, fields, 128);
+        int max = 0;
+        for (int k = 0; k < N_KEYS; k++)
+            max = col[k] > max ? col[k] : max;
+        if (n <= max || !*fields[col[K_METRIC]])
+            continue;
+        if ((col[K_LAYER] >= 0 && strcmp(fields[col[K_LAYER]], "all")) ||
+            (col[K_HEAD] >= 0 && strcmp(fields[col[K_HEAD]], "all")))
+            continue;
+        if (out->n == MAX_LINES) {
+            rc = kv_errorf(err, KV_ERANGE, "%s: more than %d lines", path, MAX_LINES);
+            break;
+        }
+        snprintf(out->key[out->n], KEY_LEN, "%s,%s,%s,%s", fields[col[K_POLICY]],
+                 fields[col[K_BUDGET]], fields[col[K_STRIDE]], fields[col[K_PHASE]]);
+        snprintf(out->budget[out->n], 32, "%s", fields[col[K_BUDGET]]);
+        out->value[out->n++] = strtod(fields[col[K_METRIC]], NULL);
+    }
+    fclose(f);
+    return rc;
+}
+
+/* One output line per budget_arg. */
+typedef struct predict_line {
+    char   budget[32];
+    int    n;
+    double rho, lo, hi;
+} predict_line;
+
+typedef struct predict_out {
+    const char   *sim_metric, *real_metric, *command;
+    predict_line  line[MAX_LINES];
+    int           n;
+} predict_out;
+
+/* The pairs of one budget: the simulated and real values of each policy in both. */
+static int pairs_of(const metric_lines *sim, const metric_lines *real, const char *budget,
+                    double *x, double *y)
+{
+    int n = 0;
+    for (int i = 0; i < real->n; i++) {
+        if (strcmp(real->budget[i], budget))
+            continue;
+        for (int j = 0; j < sim->n; j++)
+            if (!strcmp(sim->key[j], real->key[i])) {
+                x[n] = sim->value[j], y[n++] = real->value[i];
+                break;
+            }
+    }
+    return n;
+}
+
+static int seen_budget(const predict_out *o, const char *budget)
+{
+    for (int i = 0; i < o->n; i++)
+        if (!strcmp(o->line[i].budget, budget))
+            return 1;
+    return 0;
+}
+
+static void correlate(const metric_lines *sim, const metric_lines *real, int rounds,
+                      uint64_t seed, predict_out *o, double *x, double *y)
+{
+    for (int i = 0; i < real->n; i++) {
+        if (!*real->budget[i] || seen_budget(o, real->budget[i]))
+            continue;   /* `full` has no budget: it is no point of any ranking */
+        predict_line *l = &o->line[o->n++];
+        snprintf(l->budget, sizeof l->budget, "%s", real->budget[i]);
+        l->n = pairs_of(sim, real, l->budget, x, y);
+        l->rho = rank_spearman(x, y, l->n);
+        rank_spearman_ci(x, y, l->n, rounds, 0.05, seed, &l->lo, &l->hi);
+    }
+}
+
+static void put(FILE *f, double v) { isfinite(v) ? fprintf(f, ",%.6g", v) : fputs(",", f); }
+
+static void write_csv(FILE *f, const void *ctx)
+{
+    const predict_out *o = ctx;
+    fputs("sim_metric,real_metric,budget_arg,policies,spearman,ci_low,ci_high\n", f);
+    for (int i = 0; i < o->n; i++) {
+        fprintf(f, "%s,%s,%s,%d", o->sim_metric, o->real_metric, o->line[i].budget, o->line[i].n);
+        put(f, o->line[i].rho), put(f, o->line[i].lo), put(f, o->line[i].hi);
+        fputc('\n', f);
+    }
+}
+
+static void json_num(FILE *f, const char *key, double v)
+{
+    isfinite(v) ? fprintf(f, ", \"%s\": %.6g", key, v) : fprintf(f, ", \"%s\": null", key);
+}
+
+static void write_json(FILE *f, const void *ctx)
+{
+    const predict_out *o = ctx;
+    fprintf(f, "{\n  \"format\": \"kvsim-confirm-predict\",\n  \"format_version\": 1,\n"
+               "  \"sim_metric\": \"%s\",\n  \"real_metric\": \"%s\",\n  \"results\": [",
+            o->sim_metric, o->real_metric);
+    for (int i = 0; i < o->n; i++) {
+        fprintf(f, "%s\n    {\"budget_arg\": \"%s\", \"policies\": %d", i ? "," : "",
+                o->line[i].budget, o->line[i].n);
+        json_num(f, "spearman", o->line[i].rho);
+        json_num(f, "ci_low", o->line[i].lo);
+        json_num(f, "ci_high", o->line[i].hi);
+        fputc('}', f);
+    }
+    fputs("\n  ]\n}\n", f);
+}
+
+int confirm_predict(int argc, char **argv)
+{
+    confirm_args a;
+    kv_err err = {0};
+    static metric_lines sim, real;   /* large: not on the stack */
+    static predict_out out;
+    static double x[MAX_LINES], y[MAX_LINES];
+    int rc = confirm_args_parse(argc, argv, "sim-metric real-metric rounds", 1, USAGE, &a, &err);
+    if (rc == 1)
+        return 0;
+    int rounds = 2000, seed = 1;
+    out = (predict_out){.sim_metric = confirm_opt(&a, "sim-metric", "mass"),
+                        .real_metric = confirm_opt(&a, "real-metric", "ppl")};
+    if (!rc)
+        rc = confirm_opt_int(&a, "rounds", 2000, 1, 1000000, &rounds, &err);
+    if (!rc)
+        rc = confirm_opt_int(&a, "seed", 1, 0, 1 << 30, &seed, &err);
+    if (!rc)
+        rc = read_lines(a.model, out.sim_metric, &sim, &err);
+    if (!rc)
+        rc = read_lines(a.input, out.real_metric, &real, &err);
+    if (!rc)
+        correlate(&sim, &real, rounds, (uint64_t)seed, &out, x, y);
+    if (!rc)
+        rc = results_write_atomic(a.csv ? a.csv : "-", write_csv, &out, &err);
+    if (!rc && a.json)
+        rc = results_write_atomic(a.json, write_json, &out, &err);
+    return rc ? confirm_fail("predict", &err) : 0;
+}

@@ -1,0 +1,109 @@
+/*
+ * live.h — live eviction: the policies of policies/ drive a real, shrinking KV cache
+ * inside model_forward(), seeing the real attention rows over the kept entries.
+ *
+ * The driver mirrors sim/replay.c so that replayed and live runs are comparable
+ * (docs/CONFIRM.md).  Invariants (tests/test_live.c names each one it checks):
+ *
+ *  (1) Streams.  One policy per (layer, KV head) at `kv-head` scope, one per layer at
+ *      `layer` scope (its kept slots are removed from every KV head of the layer).
+ *      `query-head` scope would need a cache per query head and is refused, as is the
+ *      oracle score (it needs the future).  Stream ids, layers and the adakv group are
+ *      set exactly as replay sets them.
+ *  (2) Step order, per token t and stream, as policy.h (2): append t → observe the G
+ *      (or H) real rows of query t over the kept slots, own entry last → end of prompt
+ *      after the last prompt token → [adakv group plan] → due → evict: policy_evict's
+ *      slots are removed from the cache by kv_cache_remove(), which compacts like
+ *      policy_compact(), so policy slots and cache slots stay aligned.
+ *  (3) Rows.  The attn_row hook copies each (token, layer, query head) row into a
+ *      buffer (distinct heads write distinct places: no lock); the policies see them
+ *      once model_forward() returns.  Evicting after the whole forward of token t
+ *      equals evicting layer by layer inside it: layer l's stream is read only by
+ *      layer l, and token t + 1 has not started.
+ *  (4) Chunks.  A forward carries several tokens only while no stream can evict
+ *      within them (live_chunk()): the prompt of the oneshot and decode phases,
+ *      streams still within their budget, and `full`.  Otherwise tokens go one at a
+ *      time, so query t attends to exactly the B + 1 .. B + s entries of the step
+ *      order.  `full` runs without hooks: the same forward calls as `kvtrace run`.
+ *  (5) Positions.  Keys keep the RoPE rotation of their original position
+ *      (kv_cache.h (3)); token t takes position t whatever was evicted.
+ *  (6) Accounting.  KV bytes are kv_cache_bytes(), the allocator's own count; the
+ *      cache is reserved for B + s entries per stream (the whole sequence when the
+ *      policy may hold it), so the bytes follow the budget.
+ *
+ * Memory on top of the model and cache: the row buffer, 4 · chunk · L · H · n_max
+ * bytes (n_max: the largest stream during a chunk), and O(n) per stream in policies.
+ */
+#ifndef LIVE_H
+#define LIVE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "kv_err.h"
+#include "model.h"
+#include "policy.h"
+#include "sampler.h"
+#include "tokenizer.h"
+
+#define LIVE_CHUNK 64   /* most tokens per forward when no stream can evict */
+
+typedef struct live live;   /* opaque */
+
+/* What a run kept and spent, sampled at every step after eviction. */
+typedef struct live_stats {
+    long   steps;           /* tokens fed */
+    double attended_sum;    /* Σ_t mean over streams of the entries query t attended */
+    double kept_final;      /* mean entries per stream now */
+    long   evicted;         /* entries evicted, summed over streams */
+    size_t kv_bytes;        /* kv_cache_bytes() now */
+    size_t kv_bytes_peak;   /* its largest value after any step */
+    size_t row_bytes;       /* the row buffer's size */
+} live_stats;
+
+/* A driver for model m under cfg.  cfg's budget must be resolved (a fraction against
+ * prompt + max new tokens: policy_config_resolve) and cfg->prompt_len set; seq_len is
+ * the longest sequence the run will feed (for the cache reserve and the budget
+ * check).  `tok` (may be NULL) gives the token flags policies read.  NULL and err:
+ * KV_EUSAGE for a refused policy or scope (1), KV_ERANGE for a budget above the
+ * model's context or a sequence longer than it, KV_ENOMEM. */
+live *live_new(model *m, const tokenizer *tok, const policy_config *cfg, int seq_len,
+               kv_err *err);
+void  live_free(live *lv);   /* NULL does nothing */
+
+/* (4) How many of the next `want` tokens may go in one live_feed() call (>= 1). */
+int   live_chunk(const live *lv, int want);
+
+/* Feed n tokens (n <= live_chunk(lv, n)) at the next positions: forward, observe,
+ * end the prompt when its last token passes, evict when due.  `which`/`logits` as
+ * model_forward().  0 or a KV_E* code with err. */
+int   live_feed(live *lv, const int32_t *tokens, int n, model_logits which, float *logits,
+                kv_err *err);
+
+void              live_get_stats(const live *lv, live_stats *out);
+const kv_cache   *live_cache(const live *lv);    /* borrowed */
+int               live_streams(const live *lv);  /* policies driven */
+/* The policy of (layer, KV head) (KV head ignored at layer scope); NULL for `full`. */
+const policy     *live_policy(const live *lv, int layer, int kv_head);
+
+/* ---- generation ------------------------------------------------------------------ */
+
+typedef void (*live_token_fn)(void *ctx, int32_t id);
+
+typedef struct live_output {
+    int32_t   *tokens;        /* (n,) generated ids, stop token excluded; malloc'd */
+    int        n;
+    double     ttft_s;        /* prompt fed to first-token logits */
+    double     decode_s;      /* the decode loop */
+    live_stats stats;
+} live_output;
+
+/* Feed the prompt (cfg.prompt_len tokens given to live_new), then sample up to max_new
+ * tokens, stopping at the model's end-of-sequence or end-of-turn token or the end of
+ * the context.  on_token (may be NULL) sees each token as it comes.  0 or a KV_E*
+ * code; out->tokens is owned by the caller (live_output_free) in both cases. */
+int  live_generate(live *lv, sampler *smp, const int32_t *prompt, int n_prompt, int max_new,
+                   live_token_fn on_token, void *ctx, live_output *out, kv_err *err);
+void live_output_free(live_output *out);   /* frees tokens; NULL does nothing */
+
+#endif /* LIVE_H */
