@@ -14,16 +14,7 @@
 
 #include "perplexity.h"
 #include "trace_file.h"
-
-static int sh(const char *cmd, char *out, size_t len)
-{
-    FILE *p = popen(cmd, "r");
-    cr_assert_not_null(p);
-    size_t n = fread(out, 1, len - 1, p);
-    out[n] = '\0';
-    int status = pclose(p);
-    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-}
+#include "test_shell.h"
 
 static int count(const char *text, const char *what)
 {
@@ -68,7 +59,7 @@ Test(confirm, ppl_cli_writes_matching_csv_and_json)
     snprintf(cmd, sizeof cmd, "%s/kvsim confirm ppl %s %s/data/lighthouses.txt --policies "
              "full,streaming --budgets 40,8 --max-tokens 40 --threads 1 --sinks 2 "
              "--json /tmp/kv_confirm_%d.json 2>/dev/null", bin, model, root, (int)getpid());
-    cr_assert_eq(sh(cmd, out, sizeof out), 0, "%s", out);
+    cr_assert_eq(test_shell(cmd, out, sizeof out), 0, "%s", out);
     cr_assert(!strncmp(out, "trace,policy,score,scope,scope_of,gqa,budget_arg,budget,stride,"
                             "phase,tokens,ppl,accuracy", 60), "%s", out);
     cr_assert_eq(count(out, "\n"), 4, "header + full + 2 budgets:\n%s", out);
@@ -84,7 +75,7 @@ Test(confirm, ppl_cli_writes_matching_csv_and_json)
     cr_assert_neq(ppl[2], ppl[0], "B = 8 evicts");
     snprintf(cmd, sizeof cmd, "cat /tmp/kv_confirm_%d.json; rm -f /tmp/kv_confirm_%d.json",
              (int)getpid(), (int)getpid());
-    cr_assert_eq(sh(cmd, json, sizeof json), 0);
+    cr_assert_eq(test_shell(cmd, json, sizeof json), 0);
     cr_assert_eq(count(json, "\"policy\": "), 3, "%s", json);
     cr_assert(strstr(json, "\"budget_arg\": \"8\", \"budget\": 8"), "%s", json);
 }
@@ -96,18 +87,18 @@ Test(confirm, ppl_rejects_bad_input)
     snprintf(cmd, sizeof cmd, "printf '  \\n' > /tmp/kv_empty_%d.txt && %s/kvsim confirm ppl %s "
              "/tmp/kv_empty_%d.txt --budgets 8 2>&1; status=$?; rm -f /tmp/kv_empty_%d.txt; "
              "exit $status", (int)getpid(), bin, model, (int)getpid(), (int)getpid());
-    cr_assert_eq(sh(cmd, out, sizeof out), 1, "%s", out);
+    cr_assert_eq(test_shell(cmd, out, sizeof out), 1, "%s", out);
     cr_assert(strstr(out, "empty text file"), "%s", out);
     snprintf(cmd, sizeof cmd, "%s/kvsim confirm ppl %s %s/data/lighthouses.txt --policies "
              "nosuch --budgets 8 2>&1", bin, model, root);
-    cr_assert_eq(sh(cmd, out, sizeof out), 2, "%s", out);
+    cr_assert_eq(test_shell(cmd, out, sizeof out), 2, "%s", out);
     cr_assert(strstr(out, "nosuch") && strstr(out, "streaming"), "%s", out);
     snprintf(cmd, sizeof cmd, "%s/kvsim confirm ppl %s %s/data/lighthouses.txt --policies "
              "h2o 2>&1", bin, model, root);
-    cr_assert_eq(sh(cmd, out, sizeof out), 2, "%s", out);
+    cr_assert_eq(test_shell(cmd, out, sizeof out), 2, "%s", out);
     cr_assert(strstr(out, "--budgets"), "%s", out);
     snprintf(cmd, sizeof cmd, "%s/kvsim confirm nosuch 2>&1", bin);
-    cr_assert_eq(sh(cmd, out, sizeof out), 2, "%s", out);
+    cr_assert_eq(test_shell(cmd, out, sizeof out), 2, "%s", out);
     cr_assert(strstr(out, "ppl"), "%s", out);
 }
 
@@ -120,12 +111,12 @@ Test(confirm, passkey_cli_calibrates_with_the_full_cache)
              "--lengths 96 --depths 0.5 --seeds 1 --max-new-tokens 4 --threads 1 "
              "-o /tmp/kv_pk_%d.csv 2>&1 | grep calibration; rm -f /tmp/kv_pk_%d.csv", bin, model,
              (int)getpid(), (int)getpid());
-    cr_assert_eq(sh(cmd, out, sizeof out), 0, "%s", out);
+    cr_assert_eq(test_shell(cmd, out, sizeof out), 0, "%s", out);
     cr_assert(strstr(out, "full cache at length 96"), "%s", out);
     snprintf(cmd, sizeof cmd, "%s/kvsim confirm passkey %s --policies streaming --budgets 32 "
              "--lengths 96 --depths 0.5 --seeds 1 --max-new-tokens 4 --threads 1 2>/dev/null",
              bin, model);
-    cr_assert_eq(sh(cmd, out, sizeof out), 0, "%s", out);
+    cr_assert_eq(test_shell(cmd, out, sizeof out), 0, "%s", out);
     cr_assert(strstr(out, ",length,depth,trials,accuracy,"), "%s", out);
     cr_assert(strstr(out, "\npasskey,full,") && strstr(out, "\npasskey,streaming,"), "%s", out);
     cr_assert_eq(count(out, "\n"), 3, "%s", out);
@@ -140,7 +131,7 @@ Test(confirm, fidelity_cli_scores_full_as_perfect)
              "%s/kvsim confirm fidelity %s /tmp/kv_fid_%d.txt --policies streaming --budgets 12 "
              "--max-new-tokens 8 --threads 1 2>/dev/null; rm -f /tmp/kv_fid_%d.txt", (int)getpid(),
              bin, model, (int)getpid(), (int)getpid());
-    cr_assert_eq(sh(cmd, out, sizeof out), 0, "%s", out);
+    cr_assert_eq(test_shell(cmd, out, sizeof out), 0, "%s", out);
     cr_assert(strstr(out, ",prompts,rouge_l,bleu,bleu_corpus,meteor,token_agreement,"), "%s", out);
     const char *full = strstr(out, ",full,");
     cr_assert_not_null(full, "%s", out);
@@ -156,7 +147,7 @@ Test(confirm, reconstruct_cli_scores_against_the_passage)
     snprintf(cmd, sizeof cmd, "%s/kvsim confirm reconstruct %s %s/data/lighthouses.txt "
              "--policies streaming --budgets 24 --passage-tokens 16 --passages 1 --threads 1 "
              "2>/dev/null", bin, model, root);
-    cr_assert_eq(sh(cmd, out, sizeof out), 0, "%s", out);
+    cr_assert_eq(test_shell(cmd, out, sizeof out), 0, "%s", out);
     cr_assert(strstr(out, ",passages,rouge_l,bleu,bleu_corpus,generated,"), "%s", out);
     cr_assert(strstr(out, "\nlighthouses.txt,full,") &&
               strstr(out, "\nlighthouses.txt,streaming,"), "%s", out);

@@ -12,6 +12,7 @@
 
 #include "live.h"
 #include "session.h"
+#include "test_shell.h"
 
 #define PROMPT "The capital of France is"
 #define MAX_NEW 12
@@ -63,16 +64,6 @@ static live_output generate(session *s, const char *params, live_stats *stats)
     return out;
 }
 
-static int sh(const char *cmd, char *out, size_t len)
-{
-    FILE *p = popen(cmd, "r");
-    cr_assert_not_null(p);
-    size_t n = fread(out, 1, len - 1, p);
-    out[n] = '\0';
-    int status = pclose(p);
-    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-}
-
 /* (4) `full` runs the same forward calls as `kvtrace run`: the same text. */
 Test(live, full_generate_is_kvtrace_run)
 {
@@ -80,10 +71,10 @@ Test(live, full_generate_is_kvtrace_run)
     const char *bin = getenv("KV_BIN"), *model = getenv("KV_MODEL");
     snprintf(cmd, sizeof cmd, "%s/kvtrace run %s '%s' --max-new-tokens 24 --threads 1 "
              "2>/dev/null", bin, model, PROMPT);
-    cr_assert_eq(sh(cmd, run, sizeof run), 0);
+    cr_assert_eq(test_shell(cmd, run, sizeof run), 0);
     snprintf(cmd, sizeof cmd, "%s/kvtrace generate %s '%s' --max-new-tokens 24 --policy full "
              "--threads 1 2>/dev/null", bin, model, PROMPT);
-    cr_assert_eq(sh(cmd, gen, sizeof gen), 0);
+    cr_assert_eq(test_shell(cmd, gen, sizeof gen), 0);
     cr_assert_gt(strlen(run), 5);
     cr_assert_str_eq(gen, run);
 }
@@ -194,19 +185,19 @@ Test(live, generate_rejects_bad_input)
     char cmd[4096], out[4096];
     const char *bin = getenv("KV_BIN"), *model = getenv("KV_MODEL");
     snprintf(cmd, sizeof cmd, "%s/kvtrace generate %s hi --policy h2o --budget 0 2>&1", bin, model);
-    cr_assert_eq(sh(cmd, out, sizeof out), 2, "%s", out);
+    cr_assert_eq(test_shell(cmd, out, sizeof out), 2, "%s", out);
     cr_assert(strstr(out, "budget"), "%s", out);
     snprintf(cmd, sizeof cmd, "%s/kvtrace generate %s hi --policy nosuch --budget 8 2>&1", bin,
              model);
-    cr_assert_eq(sh(cmd, out, sizeof out), 2, "%s", out);
+    cr_assert_eq(test_shell(cmd, out, sizeof out), 2, "%s", out);
     cr_assert(strstr(out, "nosuch") && strstr(out, "roco"), "%s", out);
     snprintf(cmd, sizeof cmd, "%s/kvtrace generate %s hi --policy h2o --budget 99999 2>&1", bin,
              model);
-    cr_assert_eq(sh(cmd, out, sizeof out), 1, "%s", out);
+    cr_assert_eq(test_shell(cmd, out, sizeof out), 1, "%s", out);
     cr_assert(strstr(out, "context"), "%s", out);
     snprintf(cmd, sizeof cmd, "yes 'word ' | head -c 60000 | %s/kvtrace generate %s - --policy "
              "h2o --budget 8 2>&1", bin, model);
-    cr_assert_eq(sh(cmd, out, sizeof out), 1, "%s", out);
+    cr_assert_eq(test_shell(cmd, out, sizeof out), 1, "%s", out);
     cr_assert(strstr(out, "context"), "%s", out);
 }
 

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "rank_corr.h"
+#include "test_shell.h"
 
 /* (1) monotone is ±1; ties take mid-ranks: x ranks 1 2.5 2.5 4, y 1 3 2 4 give
  * 4.5 / sqrt(4.5 · 5) */
@@ -43,16 +44,6 @@ Test(rank_corr, bootstrap_interval)
     cr_assert(lo1 <= rank_spearman(a, noisy, 6) && rank_spearman(a, noisy, 6) <= hi1);
 }
 
-static int sh(const char *cmd, char *out, size_t len)
-{
-    FILE *p = popen(cmd, "r");
-    cr_assert_not_null(p);
-    size_t n = fread(out, 1, len - 1, p);
-    out[n] = '\0';
-    int status = pclose(p);
-    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-}
-
 /* predict: overall replay lines join confirm lines per budget; full is no point */
 Test(rank_corr, predict_joins_replay_and_confirm_lines_per_budget)
 {
@@ -76,7 +67,7 @@ Test(rank_corr, predict_joins_replay_and_confirm_lines_per_budget)
     fclose(f);
     snprintf(cmd, sizeof cmd, "%s/kvsim confirm predict %s %s --sim-metric mass --real-metric "
              "ppl --rounds 200", getenv("KV_BIN"), sim, real);
-    cr_assert_eq(sh(cmd, out, sizeof out), 0, "%s", out);
+    cr_assert_eq(test_shell(cmd, out, sizeof out), 0, "%s", out);
     remove(sim);
     remove(real);
     cr_assert_str_eq(strchr(out, '\n') + 1, "mass,ppl,8,3,-1,-1,-1\n",

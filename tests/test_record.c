@@ -17,6 +17,7 @@
 #include "fp16.h"
 #include "recorder.h"
 #include "trace_file.h"
+#include "test_shell.h"
 
 static trace *open_shared(void)
 {
@@ -24,17 +25,6 @@ static trace *open_shared(void)
     trace *tr = trace_open(getenv("KV_TRACE"), &err);
     cr_assert_not_null(tr, "the shared trace (make test records it): %s", err.msg);
     return tr;
-}
-
-/* Run a shell command; its exit status (or -1), with stderr captured into err[]. */
-static int sh(const char *cmd, char *out, size_t len)
-{
-    FILE *p = popen(cmd, "r");
-    cr_assert_not_null(p);
-    size_t n = fread(out, 1, len - 1, p);
-    out[n] = '\0';
-    int status = pclose(p);
-    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 
 Test(record, the_shared_trace_is_complete_causal_and_normalised)
@@ -259,11 +249,11 @@ Test(record_faults, refuses_to_clobber_without_force_and_an_unwritable_path)
     close(mkstemps(path, 3));
     snprintf(cmd, sizeof cmd, RECORD_CMD "--max-new-tokens 0 -o '%s' 2>&1", getenv("KV_BIN"),
              getenv("KV_MODEL"), path);
-    cr_assert_eq(sh(cmd, out, sizeof out), 1, "%s", out);
+    cr_assert_eq(test_shell(cmd, out, sizeof out), 1, "%s", out);
     cr_assert(strstr(out, "--force"), "the message suggests --force: %s", out);
     snprintf(cmd, sizeof cmd, RECORD_CMD "--max-new-tokens 0 -o /nonexistent/dir/t.h5 2>&1",
              getenv("KV_BIN"), getenv("KV_MODEL"));
-    cr_assert_eq(sh(cmd, out, sizeof out), 1, "%s", out);
+    cr_assert_eq(test_shell(cmd, out, sizeof out), 1, "%s", out);
     cr_assert(strstr(out, "/nonexistent/dir/t.h5"), "%s", out);
     unlink(path);
 }
@@ -273,16 +263,16 @@ Test(record_faults, a_selection_out_of_range_is_a_usage_error_naming_the_range)
     char cmd[1024], out[4096];
     snprintf(cmd, sizeof cmd, RECORD_CMD "--layers 0,30 -o /tmp/never.h5 2>&1", getenv("KV_BIN"),
              getenv("KV_MODEL"));
-    cr_assert_eq(sh(cmd, out, sizeof out), 2, "%s", out);
+    cr_assert_eq(test_shell(cmd, out, sizeof out), 2, "%s", out);
     cr_assert(strstr(out, "--layers: 30 is out of range 0..29"), "%s", out);
     snprintf(cmd, sizeof cmd, RECORD_CMD "--heads 9 -o /tmp/never.h5 2>&1", getenv("KV_BIN"),
              getenv("KV_MODEL"));
-    cr_assert_eq(sh(cmd, out, sizeof out), 2, "%s", out);
+    cr_assert_eq(test_shell(cmd, out, sizeof out), 2, "%s", out);
     cr_assert(strstr(out, "--heads: 9 is out of range 0..8"), "%s", out);
     cr_assert_eq(access("/tmp/never.h5", F_OK), -1, "no file is created for a bad selection");
     snprintf(cmd, sizeof cmd, RECORD_CMD "--dtype f8 -o /tmp/never.h5 2>&1", getenv("KV_BIN"),
              getenv("KV_MODEL"));
-    cr_assert_eq(sh(cmd, out, sizeof out), 2, "%s", out);
+    cr_assert_eq(test_shell(cmd, out, sizeof out), 2, "%s", out);
 }
 
 /* (4) a full disk (simulated by the writer's test-only cap) leaves an incomplete file */
@@ -293,11 +283,11 @@ Test(record_faults, a_full_disk_leaves_a_file_marked_incomplete, .timeout = 120)
     snprintf(cmd, sizeof cmd, "KV_TEST_WRITE_CAP_BYTES=200000 " RECORD_CMD
              "--max-new-tokens 100 --force --compress none -o '%s' 2>&1",
              getenv("KV_BIN"), getenv("KV_MODEL"), path);
-    cr_assert_eq(sh(cmd, out, sizeof out), 1, "%s", out);
+    cr_assert_eq(test_shell(cmd, out, sizeof out), 1, "%s", out);
     cr_assert(strstr(out, "no space left on device"), "%s", out);
     cr_assert(strstr(out, "marked incomplete"), "%s", out);
     snprintf(cmd, sizeof cmd, "'%s/kvtrace' info '%s' 2>&1", getenv("KV_BIN"), path);
-    cr_assert_eq(sh(cmd, out, sizeof out), 0, "%s", out);
+    cr_assert_eq(test_shell(cmd, out, sizeof out), 0, "%s", out);
     cr_assert(strstr(out, "truncated at step"), "kvtrace info: %s", out);
     unlink(path);
 }
@@ -313,7 +303,7 @@ Test(record_faults, sigint_leaves_a_truncated_trace, .timeout = 300)
              "pid=$!; for i in $(seq 600); do sleep 0.1; [ -s '%s' ] && break; done; "
              "sleep 1; kill -INT $pid; wait $pid; echo $?",
              getenv("KV_BIN"), getenv("KV_MODEL"), path, log, path);
-    cr_assert_eq(sh(cmd, out, sizeof out), 0);
+    cr_assert_eq(test_shell(cmd, out, sizeof out), 0);
     cr_assert_eq(atoi(out), 1, "exit status after SIGINT: %s", out);
     FILE *f = fopen(log, "r");
     size_t n = fread(out, 1, sizeof out - 1, f);
@@ -321,7 +311,7 @@ Test(record_faults, sigint_leaves_a_truncated_trace, .timeout = 300)
     fclose(f);
     cr_assert(strstr(out, "interrupted"), "stderr: %s", out);
     snprintf(cmd, sizeof cmd, "'%s/kvtrace' info '%s' 2>&1", getenv("KV_BIN"), path);
-    cr_assert_eq(sh(cmd, out, sizeof out), 0, "%s", out);
+    cr_assert_eq(test_shell(cmd, out, sizeof out), 0, "%s", out);
     cr_assert(strstr(out, "truncated at step"), "kvtrace info: %s", out);
     unlink(path);
     unlink(log);
