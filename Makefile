@@ -106,7 +106,10 @@ test: all test-plain test-asan
 
 # The one short real trace every test that needs one reads (about 110 steps, all
 # layers and heads, with queries), recorded once per build of kvtrace.
-$(TEST_TRACE): bin/kvtrace tests/fixtures/trace_prompt.txt
+$(MODEL):
+	@sh scripts/fetch_model.sh
+
+$(TEST_TRACE): bin/kvtrace tests/fixtures/trace_prompt.txt $(MODEL)
 	@echo "  RECORD  $@"
 	@./bin/kvtrace record $(MODEL) --prompt-file tests/fixtures/trace_prompt.txt \
 	    --max-new-tokens 24 --record-queries --force -o $@
