@@ -14,46 +14,10 @@
 #include "replay.h"
 #include "replay_cli.h"
 #include "results.h"
+#include "replay_run.h"
 
 #define SYNTH "synth:T=200,layers=2,heads=6,kv=2,dim=8,seed=3"
 
-/* A plan built from command-line words, and its sums.  The argv strings are copies
- * because the parser keeps pointers into them. */
-typedef struct run {
-    char        *words[32];
-    replay_args  args;
-    replay_setup setup;
-    replay_acc  *acc;
-    kv_err       err;
-    int          rc;
-} run;
-
-static void run_words(run *r, const char *line)
-{
-    memset(r, 0, sizeof *r);
-    char *copy = strdup(line);
-    int argc = 0;
-    for (char *w = strtok(copy, " "); w && argc < 31; w = strtok(NULL, " "))
-        r->words[argc++] = strdup(w);
-    free(copy);
-    const char *allowed = !strcmp(r->words[0], "sweep") ? SWEEP_OPTIONS : REPLAY_OPTIONS;
-    r->rc = replay_args_parse(argc, r->words, allowed, "", &r->args, &r->err);
-    if (r->rc == KV_OK)
-        r->rc = replay_setup_build(&r->setup, &r->args, &r->err);
-    if (r->rc != KV_OK)
-        return;
-    const replay_plan *p = &r->setup.plan;
-    r->acc = calloc((size_t)p->n_configs * p->n_layers * p->n_heads, sizeof *r->acc);
-    r->rc = replay_run(r->setup.src, p, r->acc, &r->err);
-}
-
-static void run_free(run *r)
-{
-    replay_setup_free(&r->setup);
-    free(r->acc);
-    for (int i = 0; r->words[i]; i++)
-        free(r->words[i]);
-}
 
 static void run_ok(run *r, const char *line)
 {

@@ -17,6 +17,7 @@
 #include "results.h"
 #include "sha256.h"
 #include "trace_file.h"
+#include "replay_run.h"
 
 enum { T = 150, L = 2, H = 6, K = 2, D = 8, PROMPT = 100 };
 #define SYNTH_SPEC "synth:T=150,layers=2,heads=6,kv=2,dim=8,seed=5,prompt=100"
@@ -83,40 +84,6 @@ static void write_trace(trace_dtype dtype, int stop_at)
     replay_source_close(src);
 }
 
-typedef struct run {
-    char        *words[32];
-    replay_args  args;
-    replay_setup setup;
-    replay_acc  *acc;
-    kv_err       err;
-    int          rc;
-} run;
-
-static void run_words(run *r, const char *line)
-{
-    memset(r, 0, sizeof *r);
-    char *copy = strdup(line);
-    int argc = 0;
-    for (char *w = strtok(copy, " "); w && argc < 31; w = strtok(NULL, " "))
-        r->words[argc++] = strdup(w);
-    free(copy);
-    r->rc = replay_args_parse(argc, r->words, SWEEP_OPTIONS, "", &r->args, &r->err);
-    if (r->rc == KV_OK)
-        r->rc = replay_setup_build(&r->setup, &r->args, &r->err);
-    if (r->rc != KV_OK)
-        return;
-    const replay_plan *p = &r->setup.plan;
-    r->acc = calloc((size_t)p->n_configs * p->n_layers * p->n_heads, sizeof *r->acc);
-    r->rc = replay_run(r->setup.src, p, r->acc, &r->err);
-}
-
-static void run_free(run *r)
-{
-    replay_setup_free(&r->setup);
-    free(r->acc);
-    for (int i = 0; r->words[i]; i++)
-        free(r->words[i]);
-}
 
 #define POLICIES " --policies full,h2o,mas,roco,tova,streaming,snapkv --budgets 0.2,0.5 --strides 1,4"
 
