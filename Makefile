@@ -17,7 +17,7 @@ NVCC     ?= nvcc
 CUDA_ARCH ?= sm_90
 PYTHON   ?= python3
 
-PKGS     := hdf5-serial libpcre2-8
+PKGS     := hdf5-serial libpcre2-8 zlib liblz4
 OPT      ?= -O2 -march=native
 CFLAGS   ?= $(OPT) -g
 CFLAGS   += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -fopenmp -pthread \

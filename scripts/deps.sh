@@ -3,7 +3,7 @@
 # Idempotent: quiet when everything is present.  Needs root (or sudo).
 set -eu
 
-PACKAGES="build-essential pkg-config libhdf5-dev hdf5-tools hdf5-filter-plugin libcriterion-dev gnuplot-nox
+PACKAGES="build-essential pkg-config libhdf5-dev hdf5-tools hdf5-filter-plugin zlib1g-dev liblz4-dev libcriterion-dev gnuplot-nox
 libopenblas-openmp-dev libpcre2-dev python3-pip unzip"
 
 missing=""

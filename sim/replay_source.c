@@ -1,5 +1,4 @@
-/* replay_source.c — what every row source shares: closing, and reads that honour
- * serial_io (replay_source.h invariant 2) so no caller writes the lock itself. */
+/* replay_source.c — what every row source shares: closing and the read calls. */
 #include "replay_source.h"
 
 void replay_source_close(replay_source *s)
@@ -11,25 +10,11 @@ void replay_source_close(replay_source *s)
 int replay_source_read_rows(replay_source *s, int li, int hi, int t0, int n, float *out,
                             size_t width, kv_err *err)
 {
-    int rc;
-    if (s->serial_io) {
-#pragma omp critical(replay_io)
-        rc = s->ops->read_rows(s, li, hi, t0, n, out, width, err);
-    } else {
-        rc = s->ops->read_rows(s, li, hi, t0, n, out, width, err);
-    }
-    return rc;
+    return s->ops->read_rows(s, li, hi, t0, n, out, width, err);
 }
 
 int replay_source_read_kv(replay_source *s, int li, int ki, int t0, int n, float *keys,
                           float *values, kv_err *err)
 {
-    int rc;
-    if (s->serial_io) {
-#pragma omp critical(replay_io)
-        rc = s->ops->read_kv(s, li, ki, t0, n, keys, values, err);
-    } else {
-        rc = s->ops->read_kv(s, li, ki, t0, n, keys, values, err);
-    }
-    return rc;
+    return s->ops->read_kv(s, li, ki, t0, n, keys, values, err);
 }

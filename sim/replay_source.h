@@ -13,8 +13,9 @@
  *
  * Invariants:
  *   (1) Rows t < T exist and each sums to 1 within the recording dtype's tolerance.
- *   (2) When serial_io is set, reads must not run concurrently: the engine reads
- *       under one critical section (the HDF5 library is serialised anyway).
+ *   (2) Reads may run concurrently from several OpenMP threads: a backend whose
+ *       library is not thread-safe serialises its own calls (source_trace.c holds a
+ *       lock only to fetch stored bytes, and decodes outside it).
  *   (3) Everything a source returns is borrowed until replay_source_close().
  */
 #ifndef REPLAY_SOURCE_H
@@ -57,7 +58,6 @@ struct replay_source {
     int                 has_values;  /* 1: read_kv delivers values (output error) */
     int                 prompt_len;  /* tokens of phase prompt, a prefix of 0..T-1 */
     const policy_entry *tokens;      /* (T,) position, token id, flags; key_norm NAN */
-    int                 serial_io;   /* (2) */
     void               *impl;        /* the backend's state */
 };
 
@@ -79,8 +79,7 @@ replay_source *replay_source_synth(const replay_synth_spec *spec, kv_err *err);
 /* Close any source.  NULL does nothing. */
 void replay_source_close(replay_source *s);
 
-/* s->ops->read_rows / read_kv, serialised across threads when s->serial_io (2):
- * callers use these, never the ops directly. */
+/* s->ops->read_rows / read_kv: callers use these, never the ops directly. */
 int replay_source_read_rows(replay_source *s, int li, int hi, int t0, int n, float *out,
                             size_t width, kv_err *err);
 int replay_source_read_kv(replay_source *s, int li, int ki, int t0, int n, float *keys,

@@ -142,7 +142,7 @@ replay_source *replay_source_synth(const replay_synth_spec *spec, kv_err *err)
         .layers = s->layers, .heads = s->heads, .kv_of_head = s->kv_of_head,
         .model_layers = spec->n_layers, .head_dim = spec->head_dim,
         .has_values = spec->head_dim > 0, .prompt_len = prompt, .tokens = s->tokens,
-        .serial_io = 0, .impl = s};
+        .impl = s};
     return &s->src;
 }
 

@@ -1,9 +1,10 @@
 /*
  * source_trace.c — a replay source backed by an HDF5 trace (trace/trace_file.h).
  *
- * The reader converts fp16 to float32 itself and reads whole 64-row chunks of one
- * head when asked for t0 a multiple of TRACE_BATCH (the engine's block size).  It is
- * not thread-safe, so the source sets serial_io and the engine reads under one lock.
+ * The reader is not thread-safe (nor is the HDF5 library), so every call into it
+ * holds one lock — but only to fetch a row block's stored chunks: decompressing and
+ * converting them (trace_decode_rows) runs outside it, in a chunk buffer owned by the
+ * calling OpenMP thread, so threads decode concurrently.
  */
 #include "replay_source.h"
 
@@ -13,32 +14,62 @@
 #include <stdlib.h>
 #include <string.h>
 
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
 typedef struct trace_source {
     replay_source src;
     trace        *tr;
     char         *path;         /* owned copy: name and src.path point into it */
     int          *kv_of_head;   /* (H,) */
     policy_entry *tokens;       /* (T,) */
+    int               n_bufs;   /* one chunk buffer per OpenMP thread */
+    trace_chunk_buf **bufs;
 } trace_source;
+
+static int thread_index(void)
+{
+#ifdef _OPENMP
+    return omp_get_thread_num();
+#else
+    return 0;
+#endif
+}
 
 static int ts_read_rows(replay_source *src, int li, int hi, int t0, int n, float *out,
                         size_t width, kv_err *err)
 {
     trace_source *s = src->impl;
-    return trace_read_rows(s->tr, li, hi, t0, n, out, width, err);
+    const int me = thread_index();
+    int rc;
+    if (me >= s->n_bufs) {   /* a thread beyond the pool the source was opened for */
+#pragma omp critical(trace_source_io)
+        rc = trace_read_rows(s->tr, li, hi, t0, n, out, width, err);
+        return rc;
+    }
+#pragma omp critical(trace_source_io)
+    rc = trace_fetch_rows(s->tr, li, hi, t0, n, s->bufs[me], err);
+    return rc < 0 ? rc : trace_decode_rows(s->bufs[me], out, width, err);
 }
 
 static int ts_read_kv(replay_source *src, int li, int ki, int t0, int n, float *keys,
                       float *values, kv_err *err)
 {
     trace_source *s = src->impl;
-    return trace_read_kv(s->tr, li, ki, t0, n, keys, values, err);
+    int rc;
+#pragma omp critical(trace_source_io)
+    rc = trace_read_kv(s->tr, li, ki, t0, n, keys, values, err);
+    return rc;
 }
 
 static void ts_close(replay_source *src)
 {
     trace_source *s = src->impl;
     trace_close(s->tr);
+    for (int i = 0; i < s->n_bufs; i++)
+        trace_chunk_buf_free(s->bufs[i]);
+    free(s->bufs);
     free(s->path);
     free(s->kv_of_head);
     free(s->tokens);
@@ -46,6 +77,22 @@ static void ts_close(replay_source *src)
 }
 
 static const replay_source_ops trace_source_ops = {ts_read_rows, ts_read_kv, ts_close};
+
+/* A chunk buffer for each thread replay may run on. */
+static int make_buffers(trace_source *s)
+{
+#ifdef _OPENMP
+    const int n = omp_get_max_threads();
+#else
+    const int n = 1;
+#endif
+    if (!(s->bufs = calloc((size_t)n, sizeof *s->bufs)))
+        return KV_ENOMEM;
+    for (s->n_bufs = 0; s->n_bufs < n; s->n_bufs++)
+        if (!(s->bufs[s->n_bufs] = trace_chunk_buf_new()))
+            return KV_ENOMEM;
+    return KV_OK;
+}
 
 /* The prompt is the leading run of phase-0 tokens. */
 static int prompt_length(const trace_tokens *tok, int T)
@@ -66,18 +113,19 @@ replay_source *replay_source_open_trace(const char *path, kv_err *err)
     const int T = (int)m->steps, H = m->header.n_heads_rec;
     trace_source *s = calloc(1, sizeof *s);
     if (s) {
+        s->tr = tr;
         s->kv_of_head = malloc((size_t)(H > 0 ? H : 1) * sizeof *s->kv_of_head);
         s->tokens = malloc((size_t)(T > 0 ? T : 1) * sizeof *s->tokens);
         s->path = strdup(path);
     }
-    if (!s || !s->kv_of_head || !s->tokens || !s->path) {
+    if (!s || !s->kv_of_head || !s->tokens || !s->path || make_buffers(s) != KV_OK) {
         if (s)
-            free(s->kv_of_head), free(s->tokens), free(s->path), free(s);
-        trace_close(tr);
+            ts_close(&(replay_source){.impl = s});
+        else
+            trace_close(tr);
         kv_errorf(err, KV_ENOMEM, "%s: out of memory for %d tokens", path, T);
         return NULL;
     }
-    s->tr = tr;
     for (int h = 0; h < H; h++)
         s->kv_of_head[h] = trace_kv_index_of_head(tr, h);
     for (int t = 0; t < T; t++)
@@ -92,6 +140,6 @@ replay_source *replay_source_open_trace(const char *path, kv_err *err)
         .n_kv = m->n_kv_heads_rec, .layers = m->header.layers, .heads = m->header.heads,
         .kv_of_head = s->kv_of_head, .model_layers = m->header.n_layer,
         .head_dim = m->header.head_dim, .has_values = 1,
-        .prompt_len = prompt_length(tok, T), .tokens = s->tokens, .serial_io = 1, .impl = s};
+        .prompt_len = prompt_length(tok, T), .tokens = s->tokens, .impl = s};
     return &s->src;
 }

@@ -210,6 +210,48 @@ static long check_contents(trace *tr, int T, trace_dtype dtype)
     return n_cmp;
 }
 
+/* All T rows in one call (several chunk rows) equal the rows read block by block. */
+static long check_whole_reads(trace *tr, int T)
+{
+    static float all[200 * 200], block[TRACE_BATCH * 200];
+    kv_err err = {0};
+    cr_assert_leq(T, 200);
+    cr_assert_eq(trace_read_rows(tr, 1, 2, 0, T, all, (size_t)T, &err), 0, "%s", err.msg);
+    for (int t0 = 0; t0 < T; t0 += TRACE_BATCH) {
+        int n = T - t0 < TRACE_BATCH ? T - t0 : TRACE_BATCH;
+        cr_assert_eq(trace_read_rows(tr, 1, 2, t0, n, block, (size_t)T, &err), 0, "%s", err.msg);
+        cr_assert_arr_eq(block, all + (size_t)t0 * T, (size_t)n * T * sizeof *block);
+    }
+    return (long)T * T;
+}
+
+/* The split read (fetch under the lock, decode anywhere) gives trace_read_rows' bytes
+ * for chunk-aligned blocks, and HDF5's path serves unaligned ones through the same
+ * calls; returns the number of values compared. */
+static long check_split_reads(trace *tr, int T)
+{
+    static float a[TRACE_BATCH * 512], b[TRACE_BATCH * 512];
+    trace_chunk_buf *buf = trace_chunk_buf_new();
+    long n_cmp = 0;
+    kv_err err = {0};
+    for (int li = 0; li < L; li++)
+        for (int hi = 0; hi < H; hi++)
+            for (int t0 = 0; t0 < T; t0 += TRACE_BATCH - 1) {   /* aligned, then not */
+                int n = T - t0 < TRACE_BATCH ? T - t0 : TRACE_BATCH;
+                size_t width = (size_t)(t0 + n) + 5;   /* room right of the diagonal */
+                memset(b, 0x7f, sizeof b);
+                cr_assert_eq(trace_read_rows(tr, li, hi, t0, n, a, width, &err), 0, "%s",
+                             err.msg);
+                cr_assert_eq(trace_fetch_rows(tr, li, hi, t0, n, buf, &err), 0, "%s", err.msg);
+                cr_assert_eq(trace_decode_rows(buf, b, width, &err), 0, "%s", err.msg);
+                for (size_t i = 0; i < (size_t)n * width; i++, n_cmp++)
+                    cr_assert_eq(a[i], b[i], "l%d h%d t0 %d: element %zu: %g != %g", li, hi,
+                                 t0, i, a[i], b[i]);
+            }
+    trace_chunk_buf_free(buf);
+    return n_cmp + check_whole_reads(tr, T);
+}
+
 static void check_tokens(trace *tr, int T)
 {
     const trace_tokens *tk = trace_get_tokens(tr);
@@ -246,6 +288,7 @@ static void round_trip(trace_dtype dtype, const char *compression, int T)
     cr_assert_eq(m->options.compression.level, o.compression.level);
     cr_assert_eq(m->options.record_queries, 1);
     cr_assert(check_contents(tr, T, dtype) > 0);
+    cr_assert(check_split_reads(tr, T) > 0);
     check_tokens(tr, T);
     trace_close(tr);
 }
@@ -536,6 +579,39 @@ Test(trace_file, read_rows_rejects_indices_outside_the_trace)
     for (int i = 0; i < 36; i++)
         for (int j = 100; j < 128; j++)
             cr_assert_eq(out[i * 128 + j], 0.0f);
+    trace_close(tr);
+}
+
+/* Overwrite the middle of the stored chunk of rows 64.. of (layer 0, head 0). */
+static void damage_chunk(const char *p)
+{
+    hid_t f = H5Fopen(p, H5F_ACC_RDONLY, H5P_DEFAULT), d = H5Dopen2(f, "attn/probs", H5P_DEFAULT);
+    hsize_t at[4] = {0, 0, 64, 0}, size = 0;
+    haddr_t addr = 0;
+    unsigned mask = 0;
+    cr_assert_geq(H5Dget_chunk_info_by_coord(d, at, &mask, &addr, &size), 0);
+    H5Dclose(d);
+    H5Fclose(f);
+    FILE *fp = fopen(p, "r+b");
+    char junk[64];
+    memset(junk, 0xa5, sizeof junk);
+    cr_assert_eq(fseek(fp, (long)(addr + size / 2), SEEK_SET), 0);
+    cr_assert_eq(fwrite(junk, 1, sizeof junk, fp), sizeof junk);
+    fclose(fp);
+}
+
+Test(trace_file, a_damaged_compressed_chunk_is_an_error_not_garbage)
+{
+    const char *p = path_in("bad.h5");
+    trace_options o = opts(TRACE_F16, "deflate:1");
+    kv_err err = {0};
+    cr_assert_eq(write_fake(p, 100, &o, -1, NULL, &err), 0, "%s", err.msg);
+    damage_chunk(p);
+    trace *tr = open_ok(p);
+    float out[TRACE_BATCH * 100];
+    cr_assert_eq(trace_read_rows(tr, 0, 0, 0, 64, out, 64, &err), 0, "%s", err.msg);
+    cr_assert_eq(trace_read_rows(tr, 0, 0, 64, 36, out, 100, &err), KV_EFORMAT);
+    cr_assert(strstr(err.msg, "damaged chunk of steps 64"), "%s", err.msg);
     trace_close(tr);
 }
 

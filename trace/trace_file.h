@@ -236,6 +236,20 @@ int trace_kv_index_of_head(const trace *tr, int hi);
 int trace_read_rows(trace *tr, int li, int hi, int64_t t0, int n, float *out,
                     size_t width, kv_err *err);
 
+/* The same row block in two halves, so that only the first needs the HDF5 library
+ * (serialised) and the second runs on any thread: trace_fetch_rows copies the stored
+ * chunks into b (not thread-safe, like every reader call), trace_decode_rows
+ * decompresses and converts them into out exactly as trace_read_rows would (touching
+ * only b and out).  Blocks that do not start on a chunk (t0 % TRACE_BATCH != 0), and
+ * filter pipelines other than the writer's, are read by trace_read_rows inside the
+ * fetch.  One buffer per decoding thread; it grows to one block and is reused. */
+typedef struct trace_chunk_buf trace_chunk_buf;   /* opaque */
+trace_chunk_buf *trace_chunk_buf_new(void);       /* NULL when out of memory */
+void             trace_chunk_buf_free(trace_chunk_buf *b);
+int trace_fetch_rows(trace *tr, int li, int hi, int64_t t0, int n, trace_chunk_buf *b,
+                     kv_err *err);
+int trace_decode_rows(trace_chunk_buf *b, float *out, size_t width, kv_err *err);
+
 /* Keys and values of (layer index li, KV head index ki), steps t0 .. t0+n-1, as
  * float32 (n x D each).  keys or values may be NULL to skip one. */
 int trace_read_kv(trace *tr, int li, int ki, int64_t t0, int n, float *keys,

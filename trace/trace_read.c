@@ -7,6 +7,7 @@
  * is checked against the header before anything is allocated from it.  Memory is
  * O(T) for the token arrays plus one row block of one head (trace_reader_peak_bytes).
  */
+#include "trace_chunks.h"
 #include "trace_h5.h"
 
 #include "fp16.h"
@@ -36,6 +37,8 @@ struct trace {
     char       **text;                           /* (steps,) owned strings */
     uint16_t    *scratch;                        /* one f16 row block */
     size_t       scratch_cap;                    /* elements */
+    trace_chunk_layout probs_layout;             /* how /attn/probs chunks decode */
+    trace_chunk_buf   *own;                      /* trace_read_rows' chunk buffer */
 };
 
 /* ---------------------------------------------------------------- close ---------- */
@@ -71,6 +74,7 @@ void trace_close(trace *tr)
     free(tr->logprob);
     free(tr->entropy);
     free(tr->scratch);
+    trace_chunk_buf_free(tr->own);
     free(tr->path);
     free(tr);
 }
@@ -397,6 +401,8 @@ static int open_tensors(trace *tr, kv_err *err)
         (rc = open_tensor(tr, &tr->keys, TRACE_DS_KEYS, K, D, err)) < 0 ||
         (rc = open_tensor(tr, &tr->values, TRACE_DS_VALUES, K, D, err)) < 0)
         return rc;
+    tr->probs_layout = trace__chunk_layout_of(tr->probs,
+                                              trace__dtype_size(tr->meta.options.dtype));
     tr->meta.options.record_queries = H5Lexists(tr->file, TRACE_DS_QUERIES, H5P_DEFAULT) > 0;
     if (tr->meta.options.record_queries &&
         (rc = open_tensor(tr, &tr->queries, TRACE_DS_QUERIES, H, D, err)) < 0)
@@ -614,22 +620,65 @@ static int slab_read(trace *tr, hid_t d, const hsize_t *start, const hsize_t *co
     return rc;
 }
 
-int trace_read_rows(trace *tr, int li, int hi, int64_t t0, int n, float *out, size_t width,
-                    kv_err *err)
+/* HDF5's own path: a hyperslab read, converted by us.  Any t0. */
+static int read_rows_hdf5(trace *tr, int li, int hi, int64_t t0, int n, float *out,
+                          size_t width, kv_err *err)
 {
-    int rc = check_block(tr, "reading rows", li, hi, tr->meta.header.n_heads_rec, t0, n, err);
-    if (rc < 0)
-        return rc;
-    if (width < (size_t)(t0 + n))
-        return kv_errorf(err, KV_ERANGE, "%s: reading rows %lld..%lld: width %zu is less "
-                         "than the %lld keys of the last row", tr->path, (long long)t0,
-                         (long long)t0 + n - 1, width, (long long)t0 + n);
     /* Rows t0..t0+n-1 have at most t0+n keys: the chunks right of that were never
      * written, and reading them would only make HDF5 fill zeros we set ourselves. */
     size_t cols = (size_t)(t0 + n);
     hsize_t start[4] = {(hsize_t)li, (hsize_t)hi, (hsize_t)t0, 0};
     hsize_t count[4] = {1, 1, (hsize_t)n, cols};
     return slab_read(tr, tr->probs, start, count, out, width, err);
+}
+
+/* Rows of one chunk row block, starting on it: what the direct path decodes. */
+static int chunk_aligned(const trace *tr, int64_t t0, int n)
+{
+    return tr->probs_layout.direct && t0 % TRACE_BATCH == 0 && n <= TRACE_BATCH;
+}
+
+static int check_rows(const trace *tr, int li, int hi, int64_t t0, int n, kv_err *err)
+{
+    return check_block(tr, "reading rows", li, hi, tr->meta.header.n_heads_rec, t0, n, err);
+}
+
+int trace_fetch_rows(trace *tr, int li, int hi, int64_t t0, int n, trace_chunk_buf *b,
+                     kv_err *err)
+{
+    int rc = check_rows(tr, li, hi, t0, n, err);
+    if (rc < 0)
+        return rc;
+    const size_t cols = (size_t)(t0 + n);
+    if (chunk_aligned(tr, t0, n))
+        return trace__chunks_fetch(b, tr->probs, &tr->probs_layout, tr->path, li, hi, t0, n,
+                                   cols, err);
+    float *rows = trace__chunks_fallback(b, tr->path, n, cols, err);
+    return rows ? read_rows_hdf5(tr, li, hi, t0, n, rows, cols, err) : KV_ENOMEM;
+}
+
+int trace_read_rows(trace *tr, int li, int hi, int64_t t0, int n, float *out, size_t width,
+                    kv_err *err)
+{
+    int rc = check_rows(tr, li, hi, t0, n, err);
+    if (rc < 0)
+        return rc;
+    if (width < (size_t)(t0 + n))
+        return kv_errorf(err, KV_ERANGE, "%s: reading rows %lld..%lld: width %zu is less "
+                         "than the %lld keys of the last row", tr->path, (long long)t0,
+                         (long long)t0 + n - 1, width, (long long)t0 + n);
+    if (!chunk_aligned(tr, t0, n < TRACE_BATCH ? n : TRACE_BATCH))
+        return read_rows_hdf5(tr, li, hi, t0, n, out, width, err);
+    if (!tr->own && !(tr->own = trace_chunk_buf_new()))
+        return kv_errorf(err, KV_ENOMEM, "%s: no memory for a chunk buffer", tr->path);
+    for (int r = 0; rc == KV_OK && r < n; r += TRACE_BATCH) {   /* one chunk row at a time */
+        const int rows = n - r < TRACE_BATCH ? n - r : TRACE_BATCH;
+        rc = trace__chunks_fetch(tr->own, tr->probs, &tr->probs_layout, tr->path, li, hi,
+                                 t0 + r, rows, (size_t)(t0 + r + rows), err);
+        if (rc == KV_OK)
+            rc = trace_decode_rows(tr->own, out + (size_t)r * width, width, err);
+    }
+    return rc;
 }
 
 static int read_vectors(trace *tr, hid_t d, int li, int k, int64_t t0, int n, float *out,

@@ -1,0 +1,344 @@
+/*
+ * trace_chunks.c — row blocks fetched as stored chunks and decoded by us
+ * (trace_chunks.h says why).  The fetch half holds HDF5; the decode half touches only
+ * the caller's buffer, so threads decode concurrently.
+ */
+#include "trace_chunks.h"
+
+#include "fp16.h"
+#include "trace_h5.h"
+
+#include <lz4.h>
+#include <stdlib.h>
+#include <string.h>
+#include <zlib.h>
+
+#define CHUNK_ELEMENTS ((size_t)TRACE_BATCH * TRACE_CHUNK_COLS)
+
+struct trace_chunk_buf {
+    /* what was fetched */
+    const char    *path;
+    trace_chunk_layout layout;
+    int64_t        t0;
+    int            n;            /* rows wanted (<= TRACE_BATCH) */
+    size_t         cols;         /* columns wanted: t0 + n */
+    int            count;        /* chunks fetched: ceil(cols / TRACE_CHUNK_COLS) */
+    size_t        *offset;       /* (count,) where chunk c starts in bytes */
+    size_t        *size;         /* (count,) its stored size; 0 = never written */
+    uint32_t      *mask;         /* (count,) HDF5's filter mask: bit i = filter i skipped */
+    int            slots;        /* capacity of offset/size/mask */
+    unsigned char *bytes;        /* the stored chunks, back to back */
+    size_t         bytes_cap;
+    /* decode scratch: one chunk, decompressed then unshuffled */
+    unsigned char *inflated, *plain;
+    /* the fallback (trace_read_rows' result), n x cols floats */
+    float         *rows;
+    size_t         rows_cap;
+    int            fallback;
+};
+
+trace_chunk_buf *trace_chunk_buf_new(void) { return calloc(1, sizeof(trace_chunk_buf)); }
+
+void trace_chunk_buf_free(trace_chunk_buf *b)
+{
+    if (!b)
+        return;
+    free(b->offset);
+    free(b->size);
+    free(b->mask);
+    free(b->bytes);
+    free(b->inflated);
+    free(b->plain);
+    free(b->rows);
+    free(b);
+}
+
+/* ---------------------------------------------------------------- layout --------- */
+
+/* The filter ids of d's pipeline, in order; -1 when it cannot be read. */
+static int filters_of(hid_t dcpl, H5Z_filter_t *ids, int max)
+{
+    int n = H5Pget_nfilters(dcpl);
+    if (n < 0 || n > max)
+        return -1;
+    for (int i = 0; i < n; i++) {
+        unsigned flags, cd[8];
+        size_t ncd = 8;
+        char name[64];
+        ids[i] = H5Pget_filter2(dcpl, (unsigned)i, &flags, &ncd, cd, sizeof name, name, NULL);
+        if (ids[i] < 0)
+            return -1;
+    }
+    return n;
+}
+
+static int chunk_shape_is_ours(hid_t dcpl)
+{
+    hsize_t dims[4];
+    return H5Pget_layout(dcpl) == H5D_CHUNKED && H5Pget_chunk(dcpl, 4, dims) == 4 &&
+           dims[0] == 1 && dims[1] == 1 && dims[2] == TRACE_BATCH &&
+           dims[3] == TRACE_CHUNK_COLS;
+}
+
+static int little_endian_host(void)
+{
+    const uint16_t one = 1;
+    return *(const unsigned char *)&one == 1;
+}
+
+trace_chunk_layout trace__chunk_layout_of(hid_t d, size_t esize)
+{
+    trace_chunk_layout lay = {0, TRACE_CODEC_NONE, esize};
+    hid_t dcpl = H5Dget_create_plist(d), type = H5Dget_type(d);
+    H5Z_filter_t ids[4];
+    int n = dcpl >= 0 ? filters_of(dcpl, ids, 4) : -1;
+    int le = type >= 0 && H5Tget_order(type) == H5T_ORDER_LE && little_endian_host();
+    if (n >= 0 && le && chunk_shape_is_ours(dcpl)) {
+        if (n == 0)
+            lay.direct = 1;
+        else if (n == 2 && ids[0] == H5Z_FILTER_SHUFFLE && ids[1] == H5Z_FILTER_DEFLATE)
+            lay.direct = 1, lay.codec = TRACE_CODEC_DEFLATE;
+        else if (n == 2 && ids[0] == H5Z_FILTER_SHUFFLE && ids[1] == TRACE_LZ4_FILTER)
+            lay.direct = 1, lay.codec = TRACE_CODEC_LZ4;
+    }
+    if (dcpl >= 0)
+        H5Pclose(dcpl);
+    if (type >= 0)
+        H5Tclose(type);
+    H5Eclear2(H5E_DEFAULT);
+    return lay;
+}
+
+/* ---------------------------------------------------------------- fetch ---------- */
+
+static int reserve(void **p, size_t *cap, size_t want)
+{
+    if (want <= *cap)
+        return 0;
+    void *q = realloc(*p, want);
+    if (!q)
+        return -1;
+    *p = q;
+    *cap = want;
+    return 0;
+}
+
+static int reserve_slots(trace_chunk_buf *b, int count)
+{
+    if (count <= b->slots)
+        return 0;
+    size_t *o = realloc(b->offset, (size_t)count * sizeof *o);
+    if (o)
+        b->offset = o;
+    size_t *s = realloc(b->size, (size_t)count * sizeof *s);
+    if (s)
+        b->size = s;
+    uint32_t *m = realloc(b->mask, (size_t)count * sizeof *m);
+    if (m)
+        b->mask = m;
+    if (!o || !s || !m)
+        return -1;
+    b->slots = count;
+    return 0;
+}
+
+/* Stored size of every chunk, and room for them all. */
+static int size_chunks(trace_chunk_buf *b, hid_t d, int li, int hi, kv_err *err)
+{
+    size_t total = 0;
+    for (int c = 0; c < b->count; c++) {
+        hsize_t at[4] = {(hsize_t)li, (hsize_t)hi, (hsize_t)b->t0,
+                         (hsize_t)c * TRACE_CHUNK_COLS}, size = 0;
+        /* an unallocated chunk (never written: all zeros) reports an error or 0 */
+        if (H5Dget_chunk_storage_size(d, at, &size) < 0)
+            size = 0;
+        b->offset[c] = total;
+        b->size[c] = (size_t)size;
+        total += (size_t)size;
+    }
+    H5Eclear2(H5E_DEFAULT);
+    if (reserve((void **)&b->bytes, &b->bytes_cap, total ? total : 1) < 0)
+        return kv_errorf(err, KV_ENOMEM, "%s: no memory for %zu bytes of chunks", b->path,
+                         total);
+    return KV_OK;
+}
+
+int trace__chunks_fetch(trace_chunk_buf *b, hid_t d, const trace_chunk_layout *lay,
+                        const char *path, int li, int hi, int64_t t0, int n, size_t cols,
+                        kv_err *err)
+{
+    b->path = path;
+    b->layout = *lay;
+    b->t0 = t0;
+    b->n = n;
+    b->cols = cols;
+    b->fallback = 0;
+    b->count = (int)((cols + TRACE_CHUNK_COLS - 1) / TRACE_CHUNK_COLS);
+    if (reserve_slots(b, b->count) < 0)
+        return kv_errorf(err, KV_ENOMEM, "%s: no memory for a chunk list", path);
+    int rc = size_chunks(b, d, li, hi, err);
+    for (int c = 0; rc == KV_OK && c < b->count; c++) {
+        hsize_t at[4] = {(hsize_t)li, (hsize_t)hi, (hsize_t)t0, (hsize_t)c * TRACE_CHUNK_COLS};
+        b->mask[c] = 0;
+        if (b->size[c] &&
+            H5Dread_chunk(d, H5P_DEFAULT, at, &b->mask[c], b->bytes + b->offset[c]) < 0)
+            rc = trace__h5_fail(err, KV_EIO, "%s: reading the stored chunk of steps "
+                                "%lld.. at column %d", path, (long long)t0,
+                                c * TRACE_CHUNK_COLS);
+    }
+    return rc;
+}
+
+/* The fallback of a fetch: rows already converted by HDF5's path, to be copied out. */
+float *trace__chunks_fallback(trace_chunk_buf *b, const char *path, int n, size_t cols,
+                              kv_err *err)
+{
+    b->path = path;
+    b->n = n;
+    b->cols = cols;
+    b->fallback = 1;
+    if (reserve((void **)&b->rows, &b->rows_cap, (size_t)n * cols * sizeof *b->rows) < 0) {
+        kv_errorf(err, KV_ENOMEM, "%s: no memory for a row block", path);
+        return NULL;
+    }
+    return b->rows;
+}
+
+/* ---------------------------------------------------------------- decode --------- */
+
+static uint64_t be64(const unsigned char *p)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++)
+        v = v << 8 | p[i];
+    return v;
+}
+
+static uint32_t be32(const unsigned char *p)
+{
+    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+/* The LZ4 filter's frame: u64 BE original size, u32 BE block size, then per block a
+ * u32 BE compressed size and the block (stored raw when that equals the block size). */
+static int unlz4(const unsigned char *in, size_t len, unsigned char *out, size_t want)
+{
+    if (len < 12 || be64(in) != want)
+        return -1;
+    size_t block = be32(in + 8), done = 0, pos = 12;
+    if (block == 0)
+        return -1;
+    while (done < want) {
+        size_t this_block = want - done < block ? want - done : block;
+        if (pos + 4 > len)
+            return -1;
+        size_t stored = be32(in + pos);
+        pos += 4;
+        if (stored > len - pos)
+            return -1;
+        if (stored == this_block)
+            memcpy(out + done, in + pos, stored);
+        else if (LZ4_decompress_safe((const char *)in + pos, (char *)out + done, (int)stored,
+                                     (int)this_block) != (int)this_block)
+            return -1;
+        pos += stored;
+        done += this_block;
+    }
+    return 0;
+}
+
+static int uncompress_chunk(const trace_chunk_buf *b, const unsigned char *in, size_t len,
+                            unsigned char *out, size_t want)
+{
+    if (b->layout.codec == TRACE_CODEC_LZ4)
+        return unlz4(in, len, out, want);
+    uLongf got = (uLongf)want;
+    return uncompress(out, &got, in, (uLong)len) == Z_OK && got == want ? 0 : -1;
+}
+
+/* HDF5's shuffle stores byte k of every element together: undo it. */
+static void unshuffle(const unsigned char *in, unsigned char *out, size_t elements,
+                      size_t esize)
+{
+    for (size_t k = 0; k < esize; k++) {
+        const unsigned char *plane = in + k * elements;
+        for (size_t i = 0; i < elements; i++)
+            out[i * esize + k] = plane[i];
+    }
+}
+
+/* Chunk c's plain bytes (CHUNK_ELEMENTS elements), undoing the filters HDF5 applied
+ * (its mask says which it skipped); NULL when the chunk is damaged. */
+static const unsigned char *plain_chunk(trace_chunk_buf *b, int c)
+{
+    const size_t bytes = CHUNK_ELEMENTS * b->layout.esize;
+    const unsigned char *data = b->bytes + b->offset[c];
+    size_t len = b->size[c];
+    if (b->layout.codec != TRACE_CODEC_NONE && !(b->mask[c] & 2u)) {
+        if (uncompress_chunk(b, data, len, b->inflated, bytes) < 0)
+            return NULL;
+        data = b->inflated;
+        len = bytes;
+    }
+    if (len != bytes)
+        return NULL;
+    if (b->layout.codec != TRACE_CODEC_NONE && !(b->mask[c] & 1u)) {
+        unshuffle(data, b->plain, CHUNK_ELEMENTS, b->layout.esize);
+        data = b->plain;
+    }
+    return data;
+}
+
+/* Columns [c0, c1) of the block's rows from chunk data (NULL: a zero chunk). */
+static void place_chunk(const trace_chunk_buf *b, const unsigned char *data, size_t c0,
+                        size_t c1, float *out, size_t width)
+{
+    for (int r = 0; r < b->n; r++) {
+        float *dst = out + (size_t)r * width + c0;
+        const size_t at = (size_t)r * TRACE_CHUNK_COLS;
+        if (!data)
+            memset(dst, 0, (c1 - c0) * sizeof *dst);
+        else if (b->layout.esize == 2)
+            fp16_to_f32_n((const uint16_t *)data + at, dst, c1 - c0);
+        else
+            memcpy(dst, (const float *)data + at, (c1 - c0) * sizeof *dst);
+    }
+}
+
+static int decode_chunks(trace_chunk_buf *b, float *out, size_t width, kv_err *err)
+{
+    const size_t bytes = CHUNK_ELEMENTS * b->layout.esize;
+    const size_t most = CHUNK_ELEMENTS * sizeof(float);   /* the buffer may meet f32 later */
+    if (b->layout.codec != TRACE_CODEC_NONE &&
+        ((!b->inflated && !(b->inflated = malloc(most))) ||
+         (!b->plain && !(b->plain = malloc(most)))))
+        return kv_errorf(err, KV_ENOMEM, "%s: no memory to decode a chunk", b->path);
+    for (int c = 0; c < b->count; c++) {
+        const size_t c0 = (size_t)c * TRACE_CHUNK_COLS;
+        const size_t c1 = c0 + TRACE_CHUNK_COLS < b->cols ? c0 + TRACE_CHUNK_COLS : b->cols;
+        const unsigned char *data = b->size[c] ? plain_chunk(b, c) : NULL;
+        if (b->size[c] && !data)
+            return kv_errorf(err, KV_EFORMAT, "%s: damaged chunk of steps %lld.. at column "
+                             "%zu (it does not decode to %zu bytes)", b->path,
+                             (long long)b->t0, c0, bytes);
+        place_chunk(b, data, c0, c1, out, width);
+    }
+    return KV_OK;
+}
+
+int trace_decode_rows(trace_chunk_buf *b, float *out, size_t width, kv_err *err)
+{
+    if (width < b->cols)
+        return kv_errorf(err, KV_ERANGE, "%s: decoding rows: width %zu is less than the "
+                         "%zu keys of the last row", b->path, width, b->cols);
+    int rc = KV_OK;
+    if (b->fallback)
+        for (int r = 0; r < b->n; r++)
+            memcpy(out + (size_t)r * width, b->rows + (size_t)r * b->cols,
+                   b->cols * sizeof *out);
+    else
+        rc = decode_chunks(b, out, width, err);
+    for (int r = 0; rc == KV_OK && r < b->n && width > b->cols; r++)
+        memset(out + (size_t)r * width + b->cols, 0, (width - b->cols) * sizeof *out);
+    return rc;
+}

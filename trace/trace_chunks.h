@@ -1,0 +1,45 @@
+/*
+ * trace_chunks.h — direct chunk access to /attn/probs (internal to trace/).
+ *
+ * HDF5 reads a hyperslab of an unfiltered chunked dataset one chunk row at a time
+ * (one pread per 512 bytes here) and inflates filtered chunks under its global lock.
+ * Row blocks are whole chunks of one head (trace_file.h invariant 3), so the reader
+ * instead fetches the stored chunk bytes with H5Dread_chunk — one read per chunk, the
+ * only part that needs HDF5 — and undoes the filters itself (deflate or LZ4, then
+ * shuffle) in a buffer the calling thread owns, so decoding runs on every thread.
+ *
+ * Only pipelines the writer produces are decoded here: none, shuffle + deflate,
+ * shuffle + LZ4 (filter 32004), little-endian, chunks [1, 1, TRACE_BATCH,
+ * TRACE_CHUNK_COLS].  Anything else keeps HDF5's own path (trace_read_rows).
+ */
+#ifndef TRACE_CHUNKS_H
+#define TRACE_CHUNKS_H
+
+#include <hdf5.h>
+
+#include "trace_file.h"
+
+/* How the chunks of one dataset are stored. */
+typedef struct trace_chunk_layout {
+    int         direct;     /* 1: chunks are decoded here; 0: use HDF5's path */
+    trace_codec codec;      /* the compressor after the shuffle, or NONE */
+    size_t      esize;      /* bytes per element: 2 (f16) or 4 (f32) */
+} trace_chunk_layout;
+
+/* Inspect d's creation properties and type.  Never fails: a pipeline we do not know
+ * gives direct = 0. */
+trace_chunk_layout trace__chunk_layout_of(hid_t d, size_t esize);
+
+/* Fetch the stored chunks of rows t0..t0+n-1 (t0 a multiple of TRACE_BATCH) of
+ * (li, hi) into b, for `cols` columns.  Calls HDF5: not thread-safe.  `path` names
+ * the file in errors and must outlive b's next decode. */
+int trace__chunks_fetch(trace_chunk_buf *b, hid_t d, const trace_chunk_layout *lay,
+                        const char *path, int li, int hi, int64_t t0, int n, size_t cols,
+                        kv_err *err);
+
+/* Prepare b for a block that HDF5's path reads instead: the n x cols floats to fill,
+ * which trace_decode_rows then copies out.  NULL and err when out of memory. */
+float *trace__chunks_fallback(trace_chunk_buf *b, const char *path, int n, size_t cols,
+                              kv_err *err);
+
+#endif /* TRACE_CHUNKS_H */
