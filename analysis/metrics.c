@@ -132,37 +132,49 @@ double metrics_overlap(const float *p, const policy_entry *kept, int n, float th
 
 /* --- output error ---------------------------------------------------------------- */
 
-/* Outputs are summed in a tile of OUT_TILE dimensions kept in registers across the
- * keys: the plain loop reloaded and stored o[] for every key, and output error was
- * most of a replay's time.  Each o[d] is still summed over the keys in order, so the
- * numbers are those of the plain loop, which handles what is left of D. */
+/* Outputs are summed in a tile of OUT_TILE dimensions held in four vector registers
+ * across the keys: the plain loop loaded and stored o[] for every key, and output
+ * error was most of a replay's time.  Each o[d] is still w·v summed over the keys in
+ * order, without contraction (-std=c11), so the numbers are those of the plain loop,
+ * which handles what is left of D. */
 #define OUT_TILE 64
+typedef float f32x16 __attribute__((vector_size(64)));
+
+static inline f32x16 load16(const float *p)
+{
+    f32x16 x;
+    memcpy(&x, p, sizeof x);
+    return x;
+}
+
+typedef struct out_tile { f32x16 a[4]; } out_tile;
+
+static inline void tile_add(out_tile *t, float w, const float *v)
+{
+    t->a[0] += w * load16(v);
+    t->a[1] += w * load16(v + 16);
+    t->a[2] += w * load16(v + 32);
+    t->a[3] += w * load16(v + 48);
+}
 
 static void output_full_tile(const float *p, int len, const float *values, int D, int d0,
                              float *o)
 {
-    float acc[OUT_TILE] = {0};
-    for (int i = 0; i < len; i++) {
-        const float w = p[i], *v = values + (size_t)i * D + d0;
-#pragma omp simd
-        for (int d = 0; d < OUT_TILE; d++)
-            acc[d] += w * v[d];
-    }
-    memcpy(o + d0, acc, sizeof acc);
+    out_tile t = {{{0}}};
+    for (int i = 0; i < len; i++)
+        tile_add(&t, p[i], values + (size_t)i * D + d0);
+    memcpy(o + d0, &t, sizeof t);
 }
 
 static void output_kept_tile(const float *p, const policy_entry *kept, int n,
                              const float *values, int D, int d0, float *o)
 {
-    float acc[OUT_TILE] = {0};
+    out_tile t = {{{0}}};
     for (int j = 0; j < n; j++) {
         const int i = kept[j].position;
-        const float w = p[i], *v = values + (size_t)i * D + d0;
-#pragma omp simd
-        for (int d = 0; d < OUT_TILE; d++)
-            acc[d] += w * v[d];
+        tile_add(&t, p[i], values + (size_t)i * D + d0);
     }
-    memcpy(o + d0, acc, sizeof acc);
+    memcpy(o + d0, &t, sizeof t);
 }
 
 void metrics_output_full(const float *p, int len, const float *values, int D, float *o)

@@ -247,6 +247,12 @@ static int in_list(const char *list, const char *key)
     return 0;
 }
 
+static int reads_param(const policy_ops *ops, const policy_info *info,
+                       const policy_config *cfg, const char *key)
+{
+    return ops->uses ? ops->uses(cfg, key) : in_list(info->params, key);
+}
+
 /* Parameters set explicitly must be read by the policy: `--recovery 0.9` on h2o is an
  * error, not a silent no-op. */
 static int check_uses(const policy *p, char *err, size_t errlen)
@@ -255,7 +261,7 @@ static int check_uses(const policy *p, char *err, size_t errlen)
         if (!(p->cfg.set & (1ull << i)) || policy__param_is_common(i))
             continue;
         const char *key = policy_param_list()[i].key;
-        int used = p->ops->uses ? p->ops->uses(&p->cfg, key) : in_list(p->info->params, key);
+        int used = reads_param(p->ops, p->info, &p->cfg, key);
         if (!used)
             return policy__fail(err, errlen, "parameter '%s' does not apply to policy '%s'; "
                                 "its parameters: %s (and budget stride phase gqa scope-of "
@@ -275,6 +281,29 @@ static int apply_preset(policy_config *cfg, const policy_info *info, char *err, 
             return -1;
     cfg->scope_of = policy_config_scope_of(cfg);
     return 0;
+}
+
+int policy_config_drop_unused(policy_config *cfg, char *dropped, size_t len)
+{
+    const policy_info *info = policy_find(cfg->name);
+    policy_config c = *cfg;
+    char why[256];
+    int n = 0;
+    if (dropped && len)
+        dropped[0] = '\0';
+    if (!info || apply_preset(&c, info, why, sizeof why) != 0)
+        return 0;
+    for (int i = 0; i < policy_param_count(); i++) {
+        const char *key = policy_param_list()[i].key;
+        if (!(cfg->set & (1ull << i)) || policy__param_is_common(i) ||
+            reads_param(policy_ops_table[info - policy_info_table], info, &c, key))
+            continue;
+        cfg->set &= ~(1ull << i);
+        if (dropped && strlen(dropped) + strlen(key) + 2 <= len)
+            strcat(strcat(dropped, n ? " " : ""), key);
+        n++;
+    }
+    return n;
 }
 
 static int check_config(const policy_config *c, char *err, size_t errlen)

@@ -206,6 +206,13 @@ policy_config policy_config_default(void);
 int policy_config_set(policy_config *cfg, const char *key, const char *value, char *err,
                       size_t errlen);
 
+/* Forget the parameters set explicitly on cfg that policy cfg->name does not read
+ * (with cfg's score and scope, presets applied), so that one parameter list can serve
+ * several policies (a sweep of h2o and tova with --windows).  Their keys, space-
+ * separated, go to dropped[len] (may be NULL).  Returns how many were dropped; an
+ * unknown policy drops nothing (policy_new reports it). */
+int policy_config_drop_unused(policy_config *cfg, char *dropped, size_t len);
+
 /* Resolve a fractional budget against the sequence length T (replay: the trace
  * length; live generation: prompt + max new tokens). */
 void policy_config_resolve(policy_config *cfg, int T);

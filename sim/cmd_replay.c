@@ -41,7 +41,10 @@ static const char SWEEP_USAGE[] =
     "  --budgets LIST      0.1:0.9:0.1 (inclusive range) or 0.2,0.4,512\n"
     "  --windows LIST      0.3,0.5 (fractions of B) or entry counts\n"
     "  --strides LIST      1,4,16\n"
-    "  and every option of `kvsim replay --help` but --policy/--budget.\n";
+    "  and every option of `kvsim replay --help` but --policy/--budget.\n\n"
+    "Each policy gets the parameters it reads: with --policies h2o,tova --windows 8,16,\n"
+    "h2o runs twice (scope window:8, window:16) and tova once.  A parameter none of the\n"
+    "policies reads is an error.  At most 256 items per list.\n";
 
 static int run(const char *cmd, int argc, char **argv, const char *allowed, const char *usage)
 {

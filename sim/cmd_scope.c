@@ -26,19 +26,6 @@ static const char SCOPE_USAGE[] =
     "  -o FILE, --json FILE, --layers, --heads, --threads, --metrics, --strict and the\n"
     "  policy parameters (--stride, --phase, --gqa, --recent, ...) as in kvsim replay.\n";
 
-/* `window:r` with r resolved as the policy library does: floor(fraction · B). */
-static void label_sizes(replay_setup *s)
-{
-    for (int c = 0; c < s->n_requested; c++) {
-        replay_config *cfg = &s->configs[c];
-        const policy_config *p = &cfg->policy;
-        int r = p->window >= 0 ? p->window : (int)floor(p->window_frac * p->budget);
-        char scope[sizeof cfg->scope_name];
-        snprintf(scope, sizeof scope, "%s", cfg->scope_name);
-        snprintf(cfg->scope_name, sizeof cfg->scope_name, "%.20s:%d", scope, r);
-    }
-}
-
 typedef struct scope_output {
     results_context ctx;
     const replay_setup *setup;
@@ -111,10 +98,6 @@ int cmd_scope(int argc, char **argv)
         args.scopes = args.scopes ? args.scopes : "window,std";
         args.windows = args.sizes;
         rc = replay_setup_build(&setup, &args, &err);
-    }
-    if (rc == KV_OK) {
-        label_sizes(&setup);
-        rc = replay_set_threads(args.threads, &err);
     }
     replay_acc *acc = NULL;
     if (rc == KV_OK && !(acc = calloc((size_t)setup.n_configs * setup.plan.n_layers *

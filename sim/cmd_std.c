@@ -172,8 +172,6 @@ int cmd_std(int argc, char **argv)
         return 0;
     if (rc == KV_OK)
         rc = replay_setup_build(&setup, &args, &err);
-    if (rc == KV_OK)
-        rc = replay_set_threads(args.threads, &err);
     const int n_jobs = setup.plan.n_layers * setup.plan.n_heads;
     std_job *jobs = rc == KV_OK ? calloc((size_t)(n_jobs ? n_jobs : 1), sizeof *jobs) : NULL;
     if (rc == KV_OK && !jobs)

@@ -42,6 +42,7 @@ typedef struct replay_config {
     char            scope_name[32]; /* CSV `scope` ("window:12" in `kvsim scope`) */
     char            budget_arg[32]; /* as the user wrote it */
     int             oracle;         /* index of the oracle config at equal budget, -1 */
+    int             window_used;    /* the policy reads its window (scope_name shows it) */
 } replay_config;
 
 /* What query t of one member head attended: C_t (before the step's eviction) and the

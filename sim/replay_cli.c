@@ -182,12 +182,16 @@ static int select_indices(const char *text, const int *recorded, int n_recorded,
     return KV_OK;
 }
 
-/* Split a comma list in place; returns the count, items in items[max]. */
+/* Split a comma list in place; returns the count, items in items[max], or -1 when
+ * there are more than max. */
 static int split(char *list, char **items, int max)
 {
     int n = 0;
-    for (char *tok = strtok(list, ","); tok && n < max; tok = strtok(NULL, ","))
-        items[n++] = tok;
+    for (char *tok = strtok(list, ","); tok; tok = strtok(NULL, ","))
+        if (n == max)
+            return -1;
+        else
+            items[n++] = tok;
     return n;
 }
 
@@ -205,6 +209,11 @@ static void budget_text(double v, int fraction, char *buf, size_t len)
 
 #define MAX_ITEMS 256
 
+static int too_many(const char *option, int max, kv_err *err)
+{
+    return kv_errorf(err, KV_EUSAGE, "--%s: more than %d items", option, max);
+}
+
 /* Expand "a:b:step" (inclusive, to within step/1000) or "x,y,z" into budget texts. */
 static int expand_budgets(const char *text, char (*out)[32], int *n, kv_err *err)
 {
@@ -216,17 +225,24 @@ static int expand_budgets(const char *text, char (*out)[32], int *n, kv_err *err
             return kv_errorf(err, KV_EUSAGE, "--budgets '%s': expected FROM:TO:STEP with "
                              "FROM <= TO and STEP > 0", text);
         int fraction = strchr(text, '.') != NULL;
-        for (int i = 0; *n < MAX_ITEMS; i++) {
+        for (int i = 0;; i++) {
             double v = a + i * step;
             if (v > b + step * 1e-3)
                 break;
+            if (*n == MAX_ITEMS)
+                return too_many("budgets", MAX_ITEMS, err);
             budget_text(v, fraction, out[(*n)++], 32);
         }
         return KV_OK;
     }
-    char copy[1024], *items[MAX_ITEMS];
+    char copy[4096], *items[MAX_ITEMS];
+    if (strlen(text) >= sizeof copy)
+        return kv_errorf(err, KV_EUSAGE, "--budgets: the list is longer than %zu characters",
+                         sizeof copy - 1);
     snprintf(copy, sizeof copy, "%s", text);
     int count = split(copy, items, MAX_ITEMS);
+    if (count < 0)
+        return too_many("budgets", MAX_ITEMS, err);
     for (int i = 0; i < count; i++)
         if (strlen(items[i]) >= 32)
             return kv_errorf(err, KV_EUSAGE, "--budgets: '%.40s' is too long", items[i]);
@@ -293,14 +309,36 @@ static void label_config(replay_config *c, const replay_args *a, const char *con
     const policy_info *info = policy_find(c->policy.name);
     const char *score = item && item[AXIS_SCORE] ? item[AXIS_SCORE] : a ? param_of(a, "score") : NULL;
     const char *scope = item && item[AXIS_SCOPE] ? item[AXIS_SCOPE] : a ? param_of(a, "scope") : NULL;
+    const char *window = item && item[AXIS_WINDOW] ? item[AXIS_WINDOW] : a ? param_of(a, "window") : NULL;
     snprintf(c->score_name, sizeof c->score_name, "%s", score ? score : info->score);
     snprintf(c->scope_name, sizeof c->scope_name, "%s", scope ? scope : info->scope);
+    /* a window the policy reads is part of its scope, `window:r` with r resolved as
+     * the policy library does (floor(fraction · B)): without it, the lines of a
+     * --windows sweep could not be told apart */
+    const policy_config *p = &c->policy;
+    if (window && c->window_used)
+        snprintf(c->scope_name + strlen(c->scope_name),
+                 sizeof c->scope_name - strlen(c->scope_name), ":%d",
+                 p->window >= 0 ? p->window : (int)floor(p->window_frac * p->budget));
+}
+
+/* 1 if `word` is one of the space-separated words of `list`. */
+static int has_word(const char *list, const char *word)
+{
+    const size_t n = strlen(word);
+    for (const char *p = strstr(list, word); p; p = strstr(p + 1, word))
+        if ((p == list || p[-1] == ' ') && (p[n] == ' ' || p[n] == '\0'))
+            return 1;
+    return 0;
 }
 
 /* One configuration: one item of each axis (NULL: the default), then every other
- * parameter in command-line order, all through policy_config_set. */
+ * parameter in command-line order, all through policy_config_set.  With several
+ * policies (`shared`), parameters this policy does not read are dropped, their keys
+ * in dropped[]; a single policy refuses them (policy_new says which it reads). */
 static int make_config(const replay_args *a, const replay_source *src,
-                       const char *const item[N_AXES], replay_config *c, kv_err *err)
+                       const char *const item[N_AXES], int shared, replay_config *c,
+                       char dropped[128], kv_err *err)
 {
     const char *budget = item[AXIS_BUDGET];
     memset(c, 0, sizeof *c);
@@ -316,6 +354,10 @@ static int make_config(const replay_args *a, const replay_source *src,
         rc = set_param(&c->policy, a->param_key[i], a->param_value[i], err);
     if (rc != KV_OK)
         return rc;
+    dropped[0] = '\0';
+    if (shared)
+        policy_config_drop_unused(&c->policy, dropped, 128);
+    c->window_used = !has_word(dropped, "window");
     policy_config_resolve(&c->policy, src->T);
     c->policy.prompt_len = src->prompt_len;
     c->policy.n_layers = src->model_layers;
@@ -404,10 +446,55 @@ static int split_axes(replay_setup *s, const replay_args *a, char *budgets[MAX_I
             memcpy(next, lists[x], len);
             count[x] = split(next, items[x], MAX_ITEMS);
             next += len;
+            if (count[x] < 0)
+                return too_many(AXIS_KEYS[x], MAX_ITEMS, err);
             if (!count[x])
                 return kv_errorf(err, KV_EUSAGE, "--%s: empty list", AXIS_KEYS[x]);
         }
     }
+    return KV_OK;
+}
+
+/* A configuration whose policy does not read an axis it has a later item of repeats
+ * the one with the axis's first item: h2o and tova over --windows 8,16 make one tova. */
+static int repeats_first_item(const char *dropped, const int at[N_AXES])
+{
+    for (int x = 0; x < N_AXES; x++)
+        if (at[x] > 0 && has_word(dropped, AXIS_KEYS[x]))
+            return 1;
+    return 0;
+}
+
+/* How many configurations dropped each parameter. */
+typedef struct dropped_keys {
+    int  n;
+    char key[REPLAY_MAX_PARAMS + N_AXES][24];
+    long times[REPLAY_MAX_PARAMS + N_AXES];
+} dropped_keys;
+
+static void count_dropped(dropped_keys *d, const char *dropped)
+{
+    char copy[128], *save = NULL;
+    snprintf(copy, sizeof copy, "%s", dropped);
+    for (char *w = strtok_r(copy, " ", &save); w; w = strtok_r(NULL, " ", &save)) {
+        int i = 0;
+        while (i < d->n && strcmp(d->key[i], w))
+            i++;
+        if (i == d->n && d->n < REPLAY_MAX_PARAMS + N_AXES)
+            snprintf(d->key[d->n++], sizeof d->key[0], "%s", w);
+        if (i < d->n)
+            d->times[i]++;
+    }
+}
+
+/* A parameter no listed policy reads is a mistake, not something to drop silently. */
+static int check_some_policy_reads(const dropped_keys *d, long n_configs,
+                                   const char *policies, kv_err *err)
+{
+    for (int i = 0; i < d->n; i++)
+        if (d->times[i] == n_configs)
+            return kv_errorf(err, KV_EUSAGE, "parameter '%s' applies to none of the policies "
+                             "%s (kvsim policies lists what each reads)", d->key[i], policies);
     return KV_OK;
 }
 
@@ -430,19 +517,26 @@ static int build_configs(replay_setup *s, const replay_args *a, kv_err *err)
         return kv_errorf(err, n > 100000 ? KV_EUSAGE : KV_ENOMEM, "%ld configurations: too "
                          "many for one run", n);
     /* The product, the last axis fastest: an odometer over the item indices. */
-    int at[N_AXES] = {0};
+    int at[N_AXES] = {0}, kept = 0;
+    dropped_keys unused = {0};
     for (long c = 0; c < n; c++) {
         const char *item[N_AXES];
+        char dropped[128];
         for (int x = 0; x < N_AXES; x++)
             item[x] = items[x][at[x]];
-        if ((rc = make_config(a, s->src, item, &s->configs[c], err)) != KV_OK)
+        if ((rc = make_config(a, s->src, item, count[AXIS_POLICY] > 1, &s->configs[kept],
+                              dropped, err)) != KV_OK)
             return rc;
+        count_dropped(&unused, dropped);
+        kept += !repeats_first_item(dropped, at);
         for (int x = N_AXES - 1; x >= 0 && ++at[x] == count[x]; x--)
             at[x] = 0;
     }
-    s->n_requested = (int)n;
-    s->n_configs = s->plan.metrics & REPLAY_ORACLE_GAP ? add_oracles(s->configs, (int)n, err)
-                                                       : (int)n;
+    if ((rc = check_some_policy_reads(&unused, n, a->policies, err)) != KV_OK)
+        return rc;
+    s->n_requested = kept;
+    s->n_configs = s->plan.metrics & REPLAY_ORACLE_GAP ? add_oracles(s->configs, kept, err)
+                                                       : kept;
     return s->n_configs < 0 ? s->n_configs : KV_OK;
 }
 
@@ -457,7 +551,10 @@ static unsigned parse_metrics(const char *text, kv_err *err)
     char copy[256], *items[8];
     snprintf(copy, sizeof copy, "%s", text);
     unsigned bits = REPLAY_MASS;
-    for (int i = 0, n = split(copy, items, 8); i < n; i++) {
+    const int n = split(copy, items, 8);
+    if (n < 0)
+        return (unsigned)too_many("metrics", 8, err), 0;
+    for (int i = 0; i < n; i++) {
         unsigned bit = 0;
         for (size_t k = 0; k < sizeof names / sizeof *names; k++)
             if (!strcmp(items[i], names[k].name))
@@ -493,6 +590,10 @@ static void print_notes(const replay_setup *s)
 int replay_setup_build(replay_setup *s, const replay_args *a, kv_err *err)
 {
     memset(s, 0, sizeof *s);
+    /* threads first: the source keeps a decode buffer per thread it may run on */
+    int rc = replay_set_threads(a->threads, err);
+    if (rc != KV_OK)
+        return rc;
     if (!(s->src = replay_open_source(a->trace, err)))
         return err ? err->code : KV_EIO;
     if (!s->src->complete) {
@@ -504,7 +605,7 @@ int replay_setup_build(replay_setup *s, const replay_args *a, kv_err *err)
     }
     if (s->src->T < 1)
         return kv_errorf(err, KV_EFORMAT, "%s: the trace has no complete step", a->trace);
-    int rc = select_indices(a->layers, s->src->layers, s->src->n_layers, "layers", &s->layers,
+    rc = select_indices(a->layers, s->src->layers, s->src->n_layers, "layers", &s->layers,
                             &s->plan.n_layers, err);
     if (rc == KV_OK)
         rc = select_indices(a->heads, s->src->heads, s->src->n_heads, "heads", &s->heads,
@@ -549,15 +650,12 @@ int replay_set_threads(const char *text, kv_err *err)
 
 int replay_setup_run(replay_setup *s, const replay_args *a, kv_err *err)
 {
-    int rc = replay_set_threads(a->threads, err);
-    if (rc != KV_OK)
-        return rc;
     print_notes(s);
     replay_acc *acc = calloc((size_t)s->n_configs * s->plan.n_layers * s->plan.n_heads,
                              sizeof *acc);
     if (!acc)
         return kv_errorf(err, KV_ENOMEM, "out of memory for %d configurations", s->n_configs);
-    rc = replay_run(s->src, &s->plan, acc, err);
+    int rc = replay_run(s->src, &s->plan, acc, err);
     if (rc == KV_OK) {
         results_context ctx = {s->src, &s->plan, acc, a->command, NULL};
         rc = results_write_files(&ctx, a->csv ? a->csv : "-", a->json, err);

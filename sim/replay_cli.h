@@ -55,16 +55,21 @@ typedef struct replay_setup {
     char          *strings;      /* owned copies behind configs' names */
 } replay_setup;
 
-/* Open the source (warning on an incomplete trace, KV_EFORMAT with --strict), select
- * layers and heads, expand the lists into configurations (policy x budget x window x
- * stride) and add an oracle at each distinct budget when the oracle policy exists. */
+/* Set --threads, open the source (warning on an incomplete trace, KV_EFORMAT with
+ * --strict), select layers and heads, expand the lists into configurations (policy x
+ * score x scope x budget x window x stride) and add an oracle at each distinct budget
+ * for oracle_gap.  With several policies, each gets only the parameters it reads (a
+ * --windows axis makes one line for a policy without a window); a parameter that no
+ * listed policy reads is KV_EUSAGE.  A window in force shows in the scope label as
+ * `window:r`. */
 int  replay_setup_build(replay_setup *s, const replay_args *a, kv_err *err);
 void replay_setup_free(replay_setup *s);   /* a zeroed or half-built setup is fine */
 
-/* Set --threads, run the plan, write the CSV and JSON.  0 or a KV_E* code. */
+/* Run the plan, write the CSV and JSON.  0 or a KV_E* code. */
 int  replay_setup_run(replay_setup *s, const replay_args *a, kv_err *err);
 
-/* --threads: set the OpenMP thread count (NULL: leave it).  0 or KV_EUSAGE. */
+/* --threads: set the OpenMP thread count (NULL: leave it).  0 or KV_EUSAGE.
+ * replay_setup_build calls it before opening the source. */
 int  replay_set_threads(const char *text, kv_err *err);
 
 /* Open TRACE: a trace file or a `synth:` spec. */

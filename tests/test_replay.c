@@ -188,6 +188,11 @@ Test(replay, errors_name_what_was_wrong)
         {"replay " SYNTH " --policy full", "--policy and --budget are required", KV_EUSAGE},
         {"replay " SYNTH " --budget 0.3", "--policy and --budget are required", KV_EUSAGE},
         {"replay missing.h5 --policy full --budget 4", "missing.h5", KV_EIO},
+        {"sweep " SYNTH " --policies tova,streaming --budgets 4 --windows 2,3",
+         "'window' applies to none of the policies tova,streaming", KV_EUSAGE},
+        {"sweep " SYNTH " --policies h2o --budgets 1:300:1", "more than 256 items", KV_EUSAGE},
+        {"sweep " SYNTH " --policies h2o --budgets 4 --metrics mass,mass,mass,mass,mass,mass,"
+         "mass,mass,mass", "more than 8 items", KV_EUSAGE},
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
         run r;
@@ -367,4 +372,26 @@ Test(replay, tova_replays_one_cache_per_layer)
     run_ok(&r, "replay " SYNTH " --policy tova --budget 0.3");
     cr_assert_eq(r.setup.configs[0].scope_of, POLICY_SCOPE_OF_LAYER);
     run_free(&r);
+}
+
+/* The issue's own example: one --windows list for policies with and without a window.
+ * Each policy gets the parameters it reads; a policy without a window makes one line,
+ * not one per window, and the window in force shows in the scope label. */
+Test(replay, a_sweep_hands_each_policy_only_the_parameters_it_reads)
+{
+    run r, h2o;
+    run_ok(&r, "sweep " SYNTH " --policies h2o,tova,streaming --budgets 20 --windows 4,8 "
+           "--metrics mass");
+    run_ok(&h2o, "replay " SYNTH " --policy h2o --budget 20 --window 8 --metrics mass");
+    static const char *const want[][2] = {
+        {"h2o", "window:4"}, {"h2o", "window:8"}, {"tova", "none"}, {"streaming", "sinks"}};
+    cr_assert_eq(r.setup.n_configs, 4);
+    for (int c = 0; c < 4; c++) {
+        cr_assert_str_eq(r.setup.configs[c].policy.name, want[c][0]);
+        cr_assert_str_eq(r.setup.configs[c].scope_name, want[c][1]);
+    }
+    cr_assert_str_eq(h2o.setup.configs[0].scope_name, "window:8");
+    assert_same_sums(&r, 1, &h2o, 0);
+    run_free(&r);
+    run_free(&h2o);
 }
