@@ -590,8 +590,13 @@ static void print_notes(const replay_setup *s)
 int replay_setup_build(replay_setup *s, const replay_args *a, kv_err *err)
 {
     memset(s, 0, sizeof *s);
-    /* threads first: the source keeps a decode buffer per thread it may run on */
-    int rc = replay_set_threads(a->threads, err);
+    /* outputs first: a long run must not end on a typo in -o; then threads: the
+     * source keeps a decode buffer per thread it may run on */
+    int rc = results_check_writable(a->csv, err);
+    if (rc == KV_OK)
+        rc = results_check_writable(a->json, err);
+    if (rc == KV_OK)
+        rc = replay_set_threads(a->threads, err);
     if (rc != KV_OK)
         return rc;
     if (!(s->src = replay_open_source(a->trace, err)))

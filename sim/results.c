@@ -217,6 +217,25 @@ static void write_json(FILE *f, const void *ctx)
 
 /* --- files ------------------------------------------------------------------------ */
 
+int results_check_writable(const char *path, kv_err *err)
+{
+    if (!path || !strcmp(path, "-"))
+        return KV_OK;
+    size_t len = strlen(path) + 5;
+    char *tmp = malloc(len);
+    if (!tmp)
+        return kv_errorf(err, KV_ENOMEM, "out of memory");
+    snprintf(tmp, len, "%s.tmp", path);
+    FILE *f = fopen(tmp, "w");
+    int rc = f ? KV_OK : kv_errorf(err, KV_EIO, "%s: cannot create: %s", tmp, strerror(errno));
+    if (f) {
+        fclose(f);
+        remove(tmp);
+    }
+    free(tmp);
+    return rc;
+}
+
 int results_write_atomic(const char *path, void (*write)(FILE *f, const void *ctx),
                          const void *ctx, kv_err *err)
 {

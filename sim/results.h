@@ -42,6 +42,9 @@ void results_write_csv_ids(FILE *f, const results_context *rc, int c, const char
                            const char *scope);
 /* Every line of configuration c: per head, per layer, overall. */
 void results_write_csv_config(FILE *f, const results_context *rc, int c);
+/* Before a long run: can `path` be written (its temporary file created)?  NULL and
+ * "-" are fine.  0 or KV_EIO naming the path, so a typo costs nothing. */
+int  results_check_writable(const char *path, kv_err *err);
 /* Write the whole CSV (all configurations) and/or JSON; NULL paths are skipped and
  * "-" is stdout.  0 or KV_EIO naming the path. */
 int  results_write_files(const results_context *rc, const char *csv_path,
