@@ -65,16 +65,34 @@ static inline uint32_t bucket_of(float x)
  * bucket is small and the cost is two streaming passes. */
 float metrics_kth_largest(const float *v, int n, int k, float *scratch, int *n_above)
 {
-    uint32_t count[SELECT_BUCKETS] = {0};
-    for (int i = 0; i < n; i++)
-        count[bucket_of(v[i])]++;
-    int b = SELECT_BUCKETS - 1, above = 0;
-    while (above + (int)count[b] < k)
-        above += (int)count[b--];
+    /* two histograms, even and odd elements: runs of equal buckets (fp16 rows are
+     * full of them) would otherwise chain every increment through one counter */
+    uint32_t count[2][SELECT_BUCKETS];
+    memset(count, 0, sizeof count);
+    uint32_t top = 0;   /* the scan starts at the largest bucket, not at the last */
+    int i = 0;
+    for (; i + 2 <= n; i += 2) {
+        const uint32_t b0 = bucket_of(v[i]), b1 = bucket_of(v[i + 1]);
+        count[0][b0]++;
+        count[1][b1]++;
+        top = b0 > top ? b0 : top;
+        top = b1 > top ? b1 : top;
+    }
+    for (; i < n; i++) {
+        const uint32_t b0 = bucket_of(v[i]);
+        count[0][b0]++;
+        top = b0 > top ? b0 : top;
+    }
+    int b = (int)top, above = 0;
+    while (above + (int)(count[0][b] + count[1][b]) < k) {
+        above += (int)(count[0][b] + count[1][b]);
+        b--;
+    }
     int m = 0;
-    for (int i = 0; i < n; i++)
-        if (bucket_of(v[i]) == (uint32_t)b)
-            scratch[m++] = v[i];
+    for (i = 0; i < n; i++) {   /* branch-free: the bucket's values, in order */
+        scratch[m] = v[i];
+        m += bucket_of(v[i]) == (uint32_t)b;
+    }
     /* the (k - above)-th largest inside the bucket */
     float theta = select_rank(scratch, m, k - above - 1);
     for (int i = 0; i < m; i++)
@@ -119,15 +137,16 @@ double metrics_gather(const float *p, const policy_entry *kept, int n, float *ou
 double metrics_overlap(const float *p, const policy_entry *kept, int n, float theta,
                        int n_above)
 {
-    int in = 0, ties_left = n - n_above;
+    /* tied entries fill the n - n_above places left in slot order: however many of
+     * them are kept, min(tied, places) count, so the loop needs no branch */
+    int above = 0, tied = 0;
     for (int j = 0; j < n; j++) {
-        float v = p[kept[j].position];
-        if (v > theta)
-            in++;
-        else if (v == theta && ties_left > 0)
-            in++, ties_left--;
+        const float v = p[kept[j].position];
+        above += v > theta;
+        tied += v == theta;
     }
-    return (double)in / n;
+    const int places = n - n_above;
+    return (double)(above + (tied < places ? tied : places)) / n;
 }
 
 /* --- output error ---------------------------------------------------------------- */

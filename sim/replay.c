@@ -611,7 +611,9 @@ size_t replay_peak_bytes(const replay_source *src, const replay_plan *plan, int 
                  + H * T * 16                   /* column totals and running sums */
                  + 2 * T * 4;                   /* selection scratch, full score */
     for (int c = 0; c < plan->n_configs; c++) {
-        const size_t G = plan->configs[c].scope_of == POLICY_SCOPE_OF_LAYER ? H : 1;
+        const policy_scope_of of = plan->configs[c].scope_of;
+        const size_t G = of == POLICY_SCOPE_OF_LAYER     ? H                    /* rows seen */
+                         : of == POLICY_SCOPE_OF_KV_HEAD ? (H + K - 1) / K : 1;
         const size_t streams = plan->configs[c].scope_of == POLICY_SCOPE_OF_LAYER       ? 1
                                : plan->configs[c].scope_of == POLICY_SCOPE_OF_QUERY_HEAD ? H
                                                                                 : K;

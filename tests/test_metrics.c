@@ -131,6 +131,42 @@ Test(metrics, kth_largest_agrees_with_sorting_on_rows_with_many_ties)
     }
 }
 
+static int cmp_desc(const void *a, const void *b)
+{
+    float x = *(const float *)a, y = *(const float *)b;
+    return (x < y) - (x > y);
+}
+
+/* Long rows of every shape (spread, attention-like, few values, mostly zeros): the
+ * k-th largest is exact, ties included, against a full sort. */
+Test(metrics, kth_largest_is_exact_on_long_rows_of_every_shape)
+{
+    enum { N = 3000 };
+    static float v[N], sorted[N], scratch[N];
+    unsigned x = 12345;
+    for (int shape = 0; shape < 4; shape++) {
+        for (int i = 0; i < N; i++) {
+            x = x * 1103515245u + 12345u;
+            const float u = (float)(x >> 8) / (float)(1u << 24);
+            v[i] = shape == 0 ? u                                    /* uniform */
+                 : shape == 1 ? expf(-20.0f * u)                     /* attention-like */
+                 : shape == 2 ? (float)((x >> 20) % 5)               /* few values, ties */
+                 : (i % 3 ? 0.0f : u);                               /* mostly zeros */
+        }
+        memcpy(sorted, v, sizeof v);
+        qsort(sorted, N, sizeof *sorted, cmp_desc);
+        for (int k = 1; k <= N; k += 37) {
+            int above, want_above = 0;
+            float theta = metrics_kth_largest(v, N, k, scratch, &above);
+            for (int i = 0; i < N; i++)
+                want_above += v[i] > theta;
+            cr_assert_eq(theta, sorted[k - 1], "shape %d k=%d: %g != %g", shape, k, theta,
+                         sorted[k - 1]);
+            cr_assert_eq(above, want_above, "shape %d k=%d", shape, k);
+        }
+    }
+}
+
 Test(metrics, an_underflowed_cache_gets_a_uniform_row)
 {
     const float zero[3] = {0, 0, 0};
