@@ -100,12 +100,30 @@ static void put_metric(FILE *f, int has, double v)
         fputs(",", f);
 }
 
+/* A text field as RFC 4180 wants it: quoted, quotes doubled, when it holds a comma,
+ * a quote or a line break (a trace file may be called anything). */
+static void put_text(FILE *f, const char *s)
+{
+    if (!strpbrk(s, ",\"\r\n")) {
+        fputs(s, f);
+        return;
+    }
+    fputc('"', f);
+    for (; *s; s++) {
+        if (*s == '"')
+            fputc('"', f);
+        fputc(*s, f);
+    }
+    fputc('"', f);
+}
+
 void results_write_csv_ids(FILE *f, const results_context *rc, int c, const char *policy,
                            const char *scope)
 {
     const replay_config *cfg = &rc->plan->configs[c];
     const policy_config *pc = &cfg->policy;
-    fprintf(f, "%s,%s,%s,%s,%s,%s,%s,%d,%d,%s,", rc->src->name, policy ? policy : pc->name,
+    put_text(f, rc->src->name);
+    fprintf(f, ",%s,%s,%s,%s,%s,%s,%d,%d,%s,", policy ? policy : pc->name,
             cfg->score_name, scope ? scope : cfg->scope_name, SCOPE_OF_NAMES[cfg->scope_of],
             cfg->scope_of == POLICY_SCOPE_OF_KV_HEAD ? GQA_NAMES[pc->gqa] : "", cfg->budget_arg,
             pc->budget, pc->stride, PHASE_NAMES[pc->phase]);

@@ -160,3 +160,29 @@ Test(replay_trace, the_json_summary_names_the_trace_by_its_sha256)
     cr_assert(strstr(text, want), "%s", text);
     run_free(&r);
 }
+
+/* A trace may be called anything: its name is a quoted CSV field when it needs one. */
+Test(replay_trace, an_odd_trace_name_is_quoted_in_the_csv)
+{
+    write_trace(TRACE_F32, -1);
+    char odd[128], line[256], csv[160], text[256] = "";
+    snprintf(odd, sizeof odd, "%s-a,\"b\".h5", path);
+    cr_assert_eq(rename(path, odd), 0);
+    run r;
+    snprintf(line, sizeof line, "replay %s --policy h2o --budget 0.3 --metrics mass", odd);
+    run_words(&r, line);
+    cr_assert_eq(r.rc, KV_OK, "%s", r.err.msg);
+    snprintf(csv, sizeof csv, "%s.csv", path);
+    results_context ctx = {r.setup.src, &r.setup.plan, r.acc, "kvsim replay", NULL};
+    cr_assert_eq(results_write_files(&ctx, csv, NULL, &r.err), KV_OK, "%s", r.err.msg);
+    FILE *f = fopen(csv, "r");
+    cr_assert(fgets(text, sizeof text, f) && fgets(text, sizeof text, f));   /* header, line 1 */
+    fclose(f);
+    char want[160];
+    snprintf(want, sizeof want, "\"%s-a,\"\"b\"\".h5\",h2o,", strrchr(path, '/') + 1);
+    cr_assert(!strncmp(text, want, strlen(want)), "line '%s' does not start with '%s'", text,
+              want);
+    remove(csv);
+    run_free(&r);
+    remove(odd);
+}
