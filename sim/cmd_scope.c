@@ -103,8 +103,10 @@ int cmd_scope(int argc, char **argv)
     if (rc == KV_OK && !(acc = calloc((size_t)setup.n_configs * setup.plan.n_layers *
                                           setup.plan.n_heads, sizeof *acc)))
         rc = kv_errorf(&err, KV_ENOMEM, "out of memory");
-    if (rc == KV_OK)
+    if (rc == KV_OK) {
+        setup.plan.progress = 1;
         rc = replay_run(setup.src, &setup.plan, acc, &err);
+    }
     if (rc == KV_OK) {
         scope_output out = {{setup.src, &setup.plan, acc, args.command, NULL}, &setup};
         rc = results_write_atomic(args.csv ? args.csv : "-", write_scope_csv, &out, &err);

@@ -11,6 +11,7 @@
  */
 #include "cmd_replay.h"
 
+#include "progress.h"
 #include "replay.h"
 #include "replay_cli.h"
 #include "results.h"
@@ -177,10 +178,17 @@ int cmd_std(int argc, char **argv)
     if (rc == KV_OK && !jobs)
         rc = kv_errorf(&err, KV_ENOMEM, "out of memory");
     if (rc == KV_OK) {
+        progress bar;
+        int done = 0;
+        progress_start(&bar, "std", n_jobs, "heads");
 #pragma omp parallel for schedule(dynamic, 1)
-        for (int j = 0; j < n_jobs; j++)
+        for (int j = 0; j < n_jobs; j++) {
             jobs[j].rc = std_head(setup.src, setup.plan.layers[j / setup.plan.n_heads],
                                   setup.plan.heads[j % setup.plan.n_heads], &jobs[j]);
+#pragma omp critical(std_progress)
+            progress_update(&bar, ++done, -1);
+        }
+        progress_finish(&bar);
         for (int j = 0; j < n_jobs && rc == KV_OK; j++)
             if ((rc = jobs[j].rc) != KV_OK)
                 err = jobs[j].err;

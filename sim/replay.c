@@ -20,6 +20,7 @@
 #include "replay.h"
 
 #include "metrics.h"
+#include "progress.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -587,9 +588,20 @@ int replay_run(replay_source *src, const replay_plan *plan, replay_acc *acc, kv_
         free(errs);
         return kv_errorf(err, KV_ENOMEM, "out of memory");
     }
+    progress bar = {0};
+    int done = 0;
+    if (plan->progress)
+        progress_start(&bar, "replay", L, "layers");
 #pragma omp parallel for schedule(dynamic, 1)
-    for (int l = 0; l < L; l++)
+    for (int l = 0; l < L; l++) {
         rc[l] = replay_layer(src, plan, l, acc, &errs[l]);
+        if (plan->progress) {
+#pragma omp critical(replay_progress)
+            progress_update(&bar, ++done, -1);
+        }
+    }
+    if (plan->progress)
+        progress_finish(&bar);
     int status = KV_OK;
     for (int l = 0; l < L && status == KV_OK; l++)
         if (rc[l] != KV_OK) {

@@ -71,6 +71,7 @@ typedef struct replay_plan {
     unsigned             metrics;   /* REPLAY_* bits */
     replay_observe_fn    observe;   /* optional: who wants each C_t (the heatmap) */
     void                *observe_ctx;
+    int                  progress;  /* 1: layers done on stderr (a terminal only) */
 } replay_plan;
 
 /* The sums behind one CSV line: one (configuration, layer, query head). */

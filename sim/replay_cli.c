@@ -660,6 +660,7 @@ int replay_setup_run(replay_setup *s, const replay_args *a, kv_err *err)
                              sizeof *acc);
     if (!acc)
         return kv_errorf(err, KV_ENOMEM, "out of memory for %d configurations", s->n_configs);
+    s->plan.progress = 1;
     int rc = replay_run(s->src, &s->plan, acc, err);
     if (rc == KV_OK) {
         results_context ctx = {s->src, &s->plan, acc, a->command, NULL};
