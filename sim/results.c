@@ -235,17 +235,27 @@ static void write_json(FILE *f, const void *ctx)
 
 /* --- files ------------------------------------------------------------------------ */
 
+/* Create path's temporary sibling "<path>.tmp" as *f; *tmp is malloc'ed (the caller
+ * frees it; NULL when that failed).  0 or a KV_E* code with err. */
+static int open_temporary(const char *path, char **tmp, FILE **f, kv_err *err)
+{
+    size_t len = strlen(path) + 5;
+    *f = NULL;
+    if (!(*tmp = malloc(len)))
+        return kv_errorf(err, KV_ENOMEM, "out of memory");
+    snprintf(*tmp, len, "%s.tmp", path);
+    if (!(*f = fopen(*tmp, "w")))
+        return kv_errorf(err, KV_EIO, "%s: cannot create: %s", *tmp, strerror(errno));
+    return KV_OK;
+}
+
 int results_check_writable(const char *path, kv_err *err)
 {
     if (!path || !strcmp(path, "-"))
         return KV_OK;
-    size_t len = strlen(path) + 5;
-    char *tmp = malloc(len);
-    if (!tmp)
-        return kv_errorf(err, KV_ENOMEM, "out of memory");
-    snprintf(tmp, len, "%s.tmp", path);
-    FILE *f = fopen(tmp, "w");
-    int rc = f ? KV_OK : kv_errorf(err, KV_EIO, "%s: cannot create: %s", tmp, strerror(errno));
+    char *tmp;
+    FILE *f;
+    int rc = open_temporary(path, &tmp, &f, err);
     if (f) {
         fclose(f);
         remove(tmp);
@@ -262,16 +272,10 @@ int results_write_atomic(const char *path, void (*write)(FILE *f, const void *ct
         return fflush(stdout) == 0 ? KV_OK
                                    : kv_errorf(err, KV_EIO, "stdout: %s", strerror(errno));
     }
-    size_t len = strlen(path) + 5;
-    char *tmp = malloc(len);
-    if (!tmp)
-        return kv_errorf(err, KV_ENOMEM, "out of memory");
-    snprintf(tmp, len, "%s.tmp", path);
-    FILE *f = fopen(tmp, "w");
-    int rc = KV_OK;
-    if (!f) {
-        rc = kv_errorf(err, KV_EIO, "%s: cannot create: %s", tmp, strerror(errno));
-    } else {
+    char *tmp;
+    FILE *f;
+    int rc = open_temporary(path, &tmp, &f, err);
+    if (f) {
         write(f, ctx);
         int bad = ferror(f);
         if (fclose(f) != 0 || bad || rename(tmp, path) != 0) {
