@@ -1,5 +1,7 @@
-/* gpu_none.c — the stand-in for builds without nvcc: no device, and it says why. */
+/* gpu_none.c — the stand-in for builds without nvcc: no device, and it says why
+ * (gpu.h and gpu_replay.h). */
 #include "gpu.h"
+#include "gpu_replay.h"
 
 #include <stdio.h>
 
@@ -10,3 +12,32 @@ int gpu_device_count(char *desc, size_t len)
     snprintf(desc, len, "built without CUDA (nvcc was not found at build time)");
     return 0;
 }
+
+gpu_replay *gpu_replay_new(const gpu_stream_desc *streams, int n_streams, int T,
+                           int n_layers, int n_heads, int n_acc, int overlap, char *why,
+                           size_t len)
+{
+    (void)streams, (void)n_streams, (void)T, (void)n_layers, (void)n_heads, (void)n_acc;
+    (void)overlap;
+    snprintf(why, len, "this kvsim was built without CUDA (nvcc was not found at build time)");
+    return NULL;
+}
+
+/* Unreachable: gpu_replay_new never returns a replay here. */
+float *gpu_replay_rows(gpu_replay *g) { (void)g; return NULL; }
+
+int gpu_replay_block(gpu_replay *g, int t0, int n, int width, char *why, size_t len)
+{
+    (void)g, (void)t0, (void)n, (void)width;
+    snprintf(why, len, "built without CUDA");
+    return -1;
+}
+
+int gpu_replay_results(gpu_replay *g, gpu_acc *out, char *why, size_t len)
+{
+    (void)g, (void)out;
+    snprintf(why, len, "built without CUDA");
+    return -1;
+}
+
+void gpu_replay_free(gpu_replay *g) { (void)g; }

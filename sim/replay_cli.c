@@ -6,6 +6,7 @@
 
 #include "index_list.h"
 
+#include "replay_gpu.h"
 #include "results.h"
 
 #include <ctype.h>
@@ -33,7 +34,7 @@ static const char **option_slot(replay_args *a, const char *name)
         {"sizes", offsetof(replay_args, sizes)},       {"layers", offsetof(replay_args, layers)},
         {"heads", offsetof(replay_args, heads)},       {"output", offsetof(replay_args, csv)},
         {"json", offsetof(replay_args, json)},         {"threads", offsetof(replay_args, threads)},
-        {"metrics", offsetof(replay_args, metrics)},
+        {"metrics", offsetof(replay_args, metrics)},   {"device", offsetof(replay_args, device)},
     };
     for (size_t i = 0; i < sizeof table / sizeof *table; i++)
         if (!strcmp(table[i].name, name))
@@ -611,11 +612,16 @@ int replay_setup_build(replay_setup *s, const replay_args *a, kv_err *err)
     if (s->src->T < 1)
         return kv_errorf(err, KV_EFORMAT, "%s: the trace has no complete step", a->trace);
     rc = select_indices(a->layers, s->src->layers, s->src->n_layers, "layers", &s->layers,
-                            &s->plan.n_layers, err);
+                        &s->plan.n_layers, err);
     if (rc == KV_OK)
         rc = select_indices(a->heads, s->src->heads, s->src->n_heads, "heads", &s->heads,
                             &s->plan.n_heads, err);
-    s->plan.metrics = parse_metrics(a->metrics, err);
+    if (rc == KV_OK && a->device && strcmp(a->device, "cpu") && strcmp(a->device, "cuda"))
+        rc = kv_errorf(err, KV_EUSAGE, "--device '%s': expected cpu or cuda", a->device);
+    s->cuda = a->device && !strcmp(a->device, "cuda");
+    /* the GPU computes mass and overlap: its default, where the CPU's is every metric */
+    s->plan.metrics = parse_metrics(a->metrics ? a->metrics : s->cuda ? "mass,overlap" : NULL,
+                                    err);
     if (rc == KV_OK && !s->plan.metrics)
         rc = KV_EUSAGE;
     if (rc == KV_OK && a->policies)
@@ -653,6 +659,12 @@ int replay_set_threads(const char *text, kv_err *err)
     return KV_OK;
 }
 
+int replay_setup_compute(replay_setup *s, replay_acc *acc, kv_err *err)
+{
+    return s->cuda ? replay_run_gpu(s->src, &s->plan, acc, err)
+                   : replay_run(s->src, &s->plan, acc, err);
+}
+
 int replay_setup_run(replay_setup *s, const replay_args *a, kv_err *err)
 {
     print_notes(s);
@@ -661,7 +673,7 @@ int replay_setup_run(replay_setup *s, const replay_args *a, kv_err *err)
     if (!acc)
         return kv_errorf(err, KV_ENOMEM, "out of memory for %d configurations", s->n_configs);
     s->plan.progress = 1;
-    int rc = replay_run(s->src, &s->plan, acc, err);
+    int rc = replay_setup_compute(s, acc, err);
     if (rc == KV_OK) {
         results_context ctx = {s->src, &s->plan, acc, a->command, NULL};
         rc = results_write_files(&ctx, a->csv ? a->csv : "-", a->json, err);

@@ -19,8 +19,8 @@
 
 /* The options each command accepts (replay_args_parse's `allowed`). */
 #define REPLAY_COMMON_OPTIONS "layers heads output json threads metrics strict params"
-#define REPLAY_OPTIONS "policy budget stride window " REPLAY_COMMON_OPTIONS
-#define SWEEP_OPTIONS  "policies budgets strides windows " REPLAY_COMMON_OPTIONS
+#define REPLAY_OPTIONS "policy budget stride window device " REPLAY_COMMON_OPTIONS
+#define SWEEP_OPTIONS  "policies budgets strides windows device " REPLAY_COMMON_OPTIONS
 
 #define REPLAY_MAX_PARAMS 32
 
@@ -29,6 +29,7 @@ typedef struct replay_args {
     const char *policies, *budgets, *strides, *windows;   /* single values or lists */
     const char *score, *scopes, *sizes;                   /* `kvsim scope` */
     const char *layers, *heads, *csv, *json, *threads, *metrics;
+    const char *device;                                   /* "cpu" (NULL) or "cuda" */
     int         strict;
     /* Every other --KEY VALUE that is a policy parameter (policy_param_find), in
      * command-line order, for policy_config_set: --phase, --gqa, --sinks, --score ... */
@@ -47,6 +48,7 @@ int replay_args_parse(int argc, char **argv, const char *allowed, const char *us
 /* Everything a run needs, built from the arguments; owned here. */
 typedef struct replay_setup {
     replay_source *src;
+    int            cuda;         /* --device cuda: replay_run_gpu */
     replay_config *configs;      /* (n_configs,) requested, then oracle companions */
     int            n_configs;
     int            n_requested;  /* configurations asked for (before companions) */
@@ -64,6 +66,9 @@ typedef struct replay_setup {
  * `window:r`. */
 int  replay_setup_build(replay_setup *s, const replay_args *a, kv_err *err);
 void replay_setup_free(replay_setup *s);   /* a zeroed or half-built setup is fine */
+
+/* Run the plan on the device asked for (replay_run or replay_run_gpu) into acc. */
+int  replay_setup_compute(replay_setup *s, replay_acc *acc, kv_err *err);
 
 /* Run the plan, write the CSV and JSON.  0 or a KV_E* code. */
 int  replay_setup_run(replay_setup *s, const replay_args *a, kv_err *err);

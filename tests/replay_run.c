@@ -20,7 +20,7 @@ void run_words(run *r, const char *line)
         return;
     const replay_plan *p = &r->setup.plan;
     r->acc = calloc((size_t)p->n_configs * p->n_layers * p->n_heads, sizeof *r->acc);
-    r->rc = replay_run(r->setup.src, p, r->acc, &r->err);
+    r->rc = replay_setup_compute(&r->setup, r->acc, &r->err);
 }
 
 void run_free(run *r)

@@ -1,0 +1,76 @@
+/*
+ * gpu_replay.h — the replay engine's CUDA path (`kvsim replay --device cuda`): the
+ * scored policies stepped on the GPU, one CUDA block per stream, over row blocks the
+ * host reads and uploads (sim/replay_gpu.c drives it).
+ *
+ * What runs there is the CPU engine's step order (sim/replay.c invariant 1) for the
+ * score x scope family with scores aas, mas, ltas, recency and scopes none, sinks,
+ * window (h2o, mas, tova, streaming, recency, scored), phase `stream`, any stride,
+ * GQA reduction and scope of aggregation; metrics mass (with mean_cache) and overlap.
+ * Every floating-point operation is the CPU's, in the CPU's order (gather sums in four
+ * interleaved partial sums, renormalisation, reduction, double score sums, the top-n
+ * threshold by exact radix selection), so the numbers are the CPU engine's, bit for
+ * bit; gpu/replay_rules.h holds the per-entry rules both sides share.
+ */
+#ifndef GPU_REPLAY_H
+#define GPU_REPLAY_H
+
+#include <stddef.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define GPU_REPLAY_MAX_MEMBERS 64   /* query heads one stream observes */
+#define GPU_REPLAY_BLOCK       64   /* rows per upload: one trace chunk (TRACE_BATCH) */
+#define GPU_REPLAY_MAX_STRIDE  64   /* entries evicted at once */
+
+/* One stream: a policy instance over the rows of its member heads of one layer. */
+typedef struct gpu_stream_desc {
+    int layer;          /* plan layer index: which rows of the uploaded block */
+    int n_members;      /* G */
+    int members[GPU_REPLAY_MAX_MEMBERS];   /* plan head indices */
+    int acc[GPU_REPLAY_MAX_MEMBERS];       /* accumulator index of each member */
+    int score;          /* GPU_SCORE_* (replay_rules.h) */
+    int gqa;            /* GPU_GQA_* */
+    int budget;         /* B in force for this stream (layer schedules applied);
+                           INT_MAX / 2 when unlimited */
+    int stride;         /* s */
+    int window;         /* protected newest entries, r */
+    int sinks;          /* protected positions < sinks; 0 = none */
+    int first;          /* first step measured */
+} gpu_stream_desc;
+
+/* Per member head: what sim/replay.h's replay_acc holds for mass and overlap. */
+typedef struct gpu_acc {
+    long   steps, n_overlap;
+    double cache, mass, overlap;
+} gpu_acc;
+
+typedef struct gpu_replay gpu_replay;   /* opaque */
+
+/* Allocate the device state for `n_streams` streams over T steps, rows of n_layers x
+ * n_heads plan heads, and `n_acc` accumulators (zeroed); overlap = 1 computes it.
+ * NULL with why[len] on failure (no device, out of memory, built without CUDA). */
+gpu_replay *gpu_replay_new(const gpu_stream_desc *streams, int n_streams, int T,
+                           int n_layers, int n_heads, int n_acc, int overlap, char *why,
+                           size_t len);
+
+/* The host buffer to fill before each gpu_replay_block: (n_layers, n_heads, 64, width)
+ * float32 for width up to T, page-locked so the upload is one DMA.  Owned by g. */
+float *gpu_replay_rows(gpu_replay *g);
+
+/* Step every stream through rows t0..t0+n-1 (n <= 64) laid out in gpu_replay_rows()
+ * with row stride `width` (= t0 + n).  0, or -1 with why. */
+int gpu_replay_block(gpu_replay *g, int t0, int n, int width, char *why, size_t len);
+
+/* Copy the accumulators back: out holds n_acc. */
+int gpu_replay_results(gpu_replay *g, gpu_acc *out, char *why, size_t len);
+
+void gpu_replay_free(gpu_replay *g);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* GPU_REPLAY_H */

@@ -1,0 +1,199 @@
+/*
+ * test_gpu_rules.c — the CUDA replay's per-entry rules (gpu/replay_rules.h), run on the
+ * CPU against the code they must reproduce bit for bit: metrics_gather, metrics_overlap,
+ * metrics_kth_largest, the scored policies' scores and candidates.  Then the whole
+ * GPU replay against the CPU engine, when this machine has a device (skipped
+ * otherwise: CI has none).
+ */
+#include <criterion/criterion.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "metrics.h"
+#include "policy.h"
+#include "replay_gpu.h"
+#include "replay_rules.h"
+#include "replay_run.h"
+
+/* Attention-like values: a few large, many small, some exact ties. */
+static void fill_row(float *v, int n, unsigned seed)
+{
+    for (int i = 0; i < n; i++) {
+        seed = seed * 1103515245u + 12345u;
+        const float u = (float)(seed >> 8) / (float)(1u << 24);
+        v[i] = i % 7 == 3 ? v[i / 2] : expf(-12.0f * u) / (float)n;
+    }
+}
+
+static void kept_every_other(policy_entry *kept, int n)
+{
+    for (int j = 0; j < n; j++)
+        kept[j] = (policy_entry){.position = 2 * j};
+}
+
+Test(gpu_rules, mass_and_renormalisation_are_metrics_gathers)
+{
+    static float p[1200], out[600], gathered[600];
+    static policy_entry kept[600];
+    for (int n = 1; n <= 600; n += 37) {
+        fill_row(p, 2 * n, (unsigned)n);
+        kept_every_other(kept, n);
+        const double m = metrics_gather(p, kept, n, out);
+        for (int j = 0; j < n; j++)
+            gathered[j] = p[kept[j].position];
+        cr_assert_eq(rules_mass(gathered, n), m, "n=%d: mass differs", n);
+        for (int j = 0; j < n; j++)
+            cr_assert_eq(rules_renorm(gathered[j], m, rules_scale(m), n), out[j], "n=%d j=%d",
+                         n, j);
+    }
+    const float zero[3] = {0, 0, 0};
+    cr_assert_eq(rules_renorm(0, rules_mass(zero, 3), rules_scale(0), 3), 1.0f / 3);
+}
+
+Test(gpu_rules, overlap_and_threshold_are_the_metrics)
+{
+    static float p[900], scratch[900];
+    static policy_entry kept[450];
+    for (int n = 1; n <= 450; n += 29) {
+        fill_row(p, 2 * n, 7u * (unsigned)n);
+        kept_every_other(kept, n);
+        int n_above, above = 0, tied = 0;
+        const float theta = metrics_kth_largest(p, 2 * n, n, scratch, &n_above);
+        for (int j = 0; j < n; j++) {
+            above += p[kept[j].position] > theta;
+            tied += p[kept[j].position] == theta;
+        }
+        cr_assert_eq(rules_overlap(above, tied, n, n_above),
+                     metrics_overlap(p, kept, n, theta, n_above), "n=%d", n);
+        cr_assert_eq(rules_unkey(rules_key(theta)), theta);
+    }
+}
+
+Test(gpu_rules, keys_order_like_the_values)
+{
+    const float v[] = {0.0f, -0.0f, 1e-30f, 1e-7f, 0.25f, 0.5f, 1.0f};
+    for (size_t i = 0; i < sizeof v / sizeof *v; i++)
+        for (size_t j = 0; j < sizeof v / sizeof *v; j++)
+            cr_assert_eq(v[i] < v[j], rules_key(v[i]) < rules_key(v[j]), "%g vs %g", v[i], v[j]);
+}
+
+/* Drive a scored policy by hand and recompute S, c and the reduced row as the
+ * kernel does: its scores must be the policy's. */
+static void check_scores(const char *score, int gpu_score, int gqa, const char *gqa_name)
+{
+    enum { T = 40, G = 3 };
+    policy_config cfg = policy_config_default();
+    char why[256];
+    cr_assert_eq(policy_config_set(&cfg, "policy", "scored", why, sizeof why), 0, "%s", why);
+    cr_assert_eq(policy_config_set(&cfg, "score", score, why, sizeof why), 0, "%s", why);
+    cr_assert_eq(policy_config_set(&cfg, "gqa", gqa_name, why, sizeof why), 0, "%s", why);
+    cr_assert_eq(policy_config_set(&cfg, "budget", "1000", why, sizeof why), 0, "%s", why);
+    policy *p = policy_new(&cfg, why, sizeof why);
+    cr_assert_not_null(p, "%s", why);
+    static double S[T];
+    static int c[T];
+    static float last[T], rows[G * T], got[T];
+    for (int t = 0; t < T; t++) {
+        cr_assert_eq(policy_append(p, &(policy_entry){.position = t}), 0);
+        const int n = t + 1;
+        for (int g = 0; g < G; g++) {
+            fill_row(rows + g * n, n, (unsigned)(t * G + g + 1));
+            const double m = rules_mass(rows + g * n, n);
+            for (int j = 0; j < n; j++)
+                rows[g * n + j] = rules_renorm(rows[g * n + j], m, rules_scale(m), n);
+        }
+        for (int j = 0; j < n; j++) {
+            float a = rows[j];
+            for (int g = 1; g < G; g++)
+                a = rules_fold(gqa, a, rows[g * n + j]);
+            a = rules_finish(gqa, a, G);
+            S[j] += a;
+            c[j]++;
+            last[j] = a;
+        }
+        policy_observe(p, rows, G);
+        cr_assert_eq(policy_scores(p, got), 0);
+        for (int j = 0; j < n; j++)
+            cr_assert_eq(rules_score(gpu_score, S[j], c[j], last[j], j), got[j],
+                         "%s/%s t=%d j=%d", score, gqa_name, t, j);
+    }
+    policy_free(p);
+    memset(S, 0, sizeof S);
+    memset(c, 0, sizeof c);
+}
+
+Test(gpu_rules, scores_are_the_scored_policys)
+{
+    check_scores("aas", GPU_SCORE_AAS, GPU_GQA_MEAN, "mean");
+    check_scores("mas", GPU_SCORE_MAS, GPU_GQA_SUM, "sum");
+    check_scores("ltas", GPU_SCORE_LTAS, GPU_GQA_MAX, "max");
+    check_scores("ltas", GPU_SCORE_LTAS, GPU_GQA_MEAN, "mean");
+    check_scores("recency", GPU_SCORE_RECENCY, GPU_GQA_MEAN, "mean");
+}
+
+Test(gpu_rules, rank_is_lower_score_then_older)
+{
+    cr_assert(rules_before(0.1f, 9, 0.2f, 1));
+    cr_assert(rules_before(0.2f, 1, 0.2f, 9));
+    cr_assert(!rules_before(0.2f, 9, 0.2f, 1));
+}
+
+/* Sinks from the oldest, the newest window, each within the room that leaves k. */
+Test(gpu_rules, candidates_leave_k_between_the_sinks_and_the_window)
+{
+    const int pos[10] = {0, 1, 2, 3, 10, 11, 12, 13, 14, 15};
+    int lo, hi;
+    rules_candidates(pos, 10, 1, 4, 3, &lo, &hi);   /* streaming-like: 4 sinks, r = 3 */
+    cr_assert_eq(lo, 4);
+    cr_assert_eq(hi, 7);
+    rules_candidates(pos, 10, 5, 4, 3, &lo, &hi);   /* room 5: all sinks and 1 of r */
+    cr_assert_eq(lo, 4);
+    cr_assert_eq(hi, 9);
+    rules_candidates(pos, 10, 8, 4, 3, &lo, &hi);   /* room 2: two sinks, no window */
+    cr_assert_eq(lo, 2);
+    cr_assert_eq(hi, 10);
+    rules_candidates(pos, 10, 2, 0, 0, &lo, &hi);   /* no scope */
+    cr_assert_eq(lo, 0);
+    cr_assert_eq(hi, 10);
+}
+
+/* The whole GPU replay against the CPU engine, bit for bit, when there is a device. */
+Test(gpu_rules, the_gpu_replay_is_the_cpu_replay)
+{
+    static const char *const configs[] = {
+        "--policies h2o,mas,tova,streaming,recency,full --budgets 0.2,0.5 --strides 1,3",
+        "--policies h2o,mas --budgets 40 --gqa max --scope-of query-head",
+        "--policies scored --score ltas --scope sinks+window --sinks 2 --window 5 "
+        "--budgets 30 --gqa sum",
+    };
+    for (size_t i = 0; i < sizeof configs / sizeof *configs; i++) {
+        char line[512];
+        snprintf(line, sizeof line, "sweep synth:T=300,layers=3,heads=6,kv=2,dim=8,seed=9 %s "
+                 "--metrics mass,overlap", configs[i]);
+        run cpu, gpu;
+        run_words(&cpu, line);
+        cr_assert_eq(cpu.rc, KV_OK, "%s: %s", line, cpu.err.msg);
+        strncat(line, " --device cuda", sizeof line - strlen(line) - 1);
+        run_words(&gpu, line);
+        if (gpu.rc == KV_EUNSUPPORTED && (strstr(gpu.err.msg, "no device") ||
+                                          strstr(gpu.err.msg, "without CUDA"))) {
+            run_free(&cpu);
+            run_free(&gpu);
+            cr_skip_test("no CUDA device here: %s", gpu.err.msg);
+        }
+        cr_assert_eq(gpu.rc, KV_OK, "%s: %s", line, gpu.err.msg);
+        const replay_plan *p = &cpu.setup.plan;
+        const size_t n = (size_t)p->n_configs * p->n_layers * p->n_heads;
+        for (size_t a = 0; a < n; a++) {
+            const replay_acc *x = &cpu.acc[a], *y = &gpu.acc[a];
+            cr_assert(x->steps == y->steps && x->cache == y->cache && x->mass == y->mass &&
+                      x->overlap == y->overlap && x->n_overlap == y->n_overlap,
+                      "%s: accumulator %zu: cpu mass %.17g overlap %.17g, gpu %.17g %.17g",
+                      line, a, x->mass, x->overlap, y->mass, y->overlap);
+        }
+        run_free(&cpu);
+        run_free(&gpu);
+    }
+}
