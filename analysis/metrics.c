@@ -151,29 +151,34 @@ double metrics_overlap(const float *p, const policy_entry *kept, int n, float th
 
 /* --- output error ---------------------------------------------------------------- */
 
-/* Outputs are summed in a tile of OUT_TILE dimensions held in four vector registers
+/* Outputs are summed in a tile of OUT_TILE dimensions held in eight vector registers
  * across the keys: the plain loop loaded and stored o[] for every key, and output
  * error was most of a replay's time.  Each o[d] is still w·v summed over the keys in
  * order, without contraction (-std=c11), so the numbers are those of the plain loop,
- * which handles what is left of D. */
+ * which handles what is left of D.  8-float vectors: AVX2 and AVX-512 alike. */
 #define OUT_TILE 64
-typedef float f32x16 __attribute__((vector_size(64)));
+typedef float f32x8 __attribute__((vector_size(32)));
 
-static inline f32x16 load16(const float *p)
+static inline f32x8 load8(const float *p)
 {
-    f32x16 x;
+    f32x8 x;
     memcpy(&x, p, sizeof x);
     return x;
 }
 
-typedef struct out_tile { f32x16 a[4]; } out_tile;
+typedef struct out_tile { f32x8 a[8]; } out_tile;
 
 static inline void tile_add(out_tile *t, float w, const float *v)
 {
-    t->a[0] += w * load16(v);
-    t->a[1] += w * load16(v + 16);
-    t->a[2] += w * load16(v + 32);
-    t->a[3] += w * load16(v + 48);
+    /* written out: a loop over the eight kept the tile in memory */
+    t->a[0] += w * load8(v);
+    t->a[1] += w * load8(v + 8);
+    t->a[2] += w * load8(v + 16);
+    t->a[3] += w * load8(v + 24);
+    t->a[4] += w * load8(v + 32);
+    t->a[5] += w * load8(v + 40);
+    t->a[6] += w * load8(v + 48);
+    t->a[7] += w * load8(v + 56);
 }
 
 static void output_full_tile(const float *p, int len, const float *values, int D, int d0,
