@@ -433,6 +433,8 @@ extern "C" int gpu_replay_block(gpu_replay *g, int t0, int n, int width, char *w
                                 cudaMemcpyHostToDevice);
     if (rc != cudaSuccess)
         return fail(why, len, "uploading rows", rc);
+    if (g->n_streams == 0)
+        return 0;
     step_block<<<g->n_streams, THREADS>>>(g->d_desc, g->st, g->d_rows, g->H, width, t0, n,
                                           g->overlap, g->d_acc);
     rc = cudaGetLastError();
