@@ -14,10 +14,12 @@
 #include "replay_gpu.h"
 
 #include "gpu_replay.h"
+#include "progress.h"
 #include "replay_rules.h"
 
 #include <limits.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -209,12 +211,20 @@ int replay_run_gpu(replay_source *src, const replay_plan *plan, replay_acc *acc,
                                             (plan->metrics & REPLAY_OVERLAP) != 0, why,
                                             sizeof why)))
         rc = kv_errorf(err, KV_EUNSUPPORTED, "--device cuda: %s", why);
+    double reading = 0, stepping = 0;   /* seconds: host reads, uploads and kernels */
     for (int t0 = 0; rc == KV_OK && t0 < src->T; t0 += GPU_REPLAY_BLOCK) {
         const int n = src->T - t0 < GPU_REPLAY_BLOCK ? src->T - t0 : GPU_REPLAY_BLOCK;
+        const double start = progress_now();
         rc = read_block(src, plan, t0, n, gpu_replay_rows(g), err);
+        const double read = progress_now();
         if (rc == KV_OK && gpu_replay_block(g, t0, n, t0 + n, why, sizeof why) != 0)
             rc = kv_errorf(err, KV_EIO, "%s", why);
+        reading += read - start;
+        stepping += progress_now() - read;
     }
+    if (rc == KV_OK)
+        fprintf(stderr, "note: --device cuda: %d streams; reading rows %.2f s, upload and "
+                "steps on the device %.2f s\n", b.n, reading, stepping);
     if (rc == KV_OK && gpu_replay_results(g, out, why, sizeof why) != 0)
         rc = kv_errorf(err, KV_EIO, "%s", why);
     if (rc == KV_OK)
