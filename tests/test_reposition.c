@@ -1,9 +1,8 @@
 /*
- * test_reposition.c — StreamingLLM positions for live eviction (live.h (5),
- * kv_cache.h (3)): RoPE shifts compose and agree with the forward pass's own RoPE,
- * --reposition changes nothing while nothing is evicted, and under eviction it keeps
- * every stream at positions 0..n-1 and still generates text.  On the real model;
- * generations stay short (the sanitizer build runs them ten times slower).
+ * test_reposition.c — StreamingLLM positions (live.h (5), kv_cache.h (3)): RoPE
+ * shifts compose and agree with the forward pass's own RoPE, the cache numbers its
+ * entries compactly only when asked before the first one, and the command lines take
+ * --reposition.  The live driver's side is in tests/test_live.c.  On the real model.
  */
 #include <criterion/criterion.h>
 #include <math.h>
@@ -11,25 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "live.h"
-#include "session.h"
+#include "model.h"
 #include "test_shell.h"
-
-#define PROMPT "The capital of France is"
-#define MAX_NEW 12
-
-static session open_session(void)
-{
-    session_options o = session_options_default();
-    o.model = getenv("KV_MODEL");
-    o.prompt = PROMPT;
-    o.max_new = MAX_NEW;
-    o.threads = 1;
-    session s;
-    kv_err err = {0};
-    cr_assert_eq(session_open(&s, &o, &err), 0, "%s", err.msg);
-    return s;
-}
 
 /* The relative distance |a − b| / |b| of two head vectors. */
 static double distance(const float *a, const float *b, int n)
@@ -105,83 +87,6 @@ Test(reposition, compact_positions_are_chosen_before_the_first_entry)
     cr_assert_eq(kv_cache_rope_pos(c, 1, 0), 0, "another stream, still empty");
     cr_assert_eq(kv_cache_set_compact_positions(c, 0), KV_EUSAGE);
     kv_cache_free(c);
-}
-
-/* Generate under `params`, with or without --reposition; the tokens are the caller's. */
-static live_output generate(session *s, const char *params, int reposition, live **keep)
-{
-    const int n = (int)s->prompt.n;
-    policy_config cfg = policy_config_default();
-    char copy[256], why[KV_ERR_MSG_MAX];
-    snprintf(copy, sizeof copy, "%s", params);
-    for (char *kv = strtok(copy, ","); kv; kv = strtok(NULL, ",")) {
-        char *eq = strchr(kv, '=');
-        *eq = '\0';
-        cr_assert_eq(policy_config_set(&cfg, kv, eq + 1, why, sizeof why), 0, "%s", why);
-    }
-    policy_config_resolve(&cfg, n + MAX_NEW);
-    cfg.prompt_len = n;
-    kv_err err = {0};
-    live *lv = live_new(s->model, s->tok, &cfg, n + MAX_NEW, &err);
-    cr_assert_not_null(lv, "%s: %s", params, err.msg);
-    cr_assert_eq(live_set_reposition(lv, reposition, &err), 0, "%s", err.msg);
-    live_output out;
-    cr_assert_eq(live_generate(lv, s->sampler, s->prompt.ids, n, MAX_NEW, NULL, NULL, &out, &err),
-                 0, "%s: %s", params, err.msg);
-    if (keep)
-        *keep = lv;
-    else
-        live_free(lv);
-    return out;
-}
-
-/* (5) With B >= the sequence nothing is evicted, so no key moves and every token
- * takes its original position: the same tokens as without --reposition. */
-Test(reposition, changes_nothing_while_nothing_is_evicted, .timeout = 900)
-{
-    session s = open_session();
-    const char *policies[] = {"streaming", "h2o", "adakv"};
-    for (size_t i = 0; i < sizeof policies / sizeof *policies; i++) {
-        char params[128];
-        snprintf(params, sizeof params, "policy=%s,budget=%d", policies[i],
-                 (int)s.prompt.n + MAX_NEW);
-        live_output plain = generate(&s, params, 0, NULL);
-        live_output moved = generate(&s, params, 1, NULL);
-        cr_assert_gt(plain.n, 0, "%s", policies[i]);
-        cr_assert_eq(moved.n, plain.n, "%s", policies[i]);
-        cr_assert_arr_eq(moved.tokens, plain.tokens, (size_t)plain.n * sizeof *plain.tokens,
-                         "%s", policies[i]);
-        live_output_free(&plain);
-        live_output_free(&moved);
-    }
-    session_close(&s);
-}
-
-/* (5) Under eviction every stream sits at 0..n-1, per KV head when adakv's heads hold
- * different counts, and the run still generates. */
-Test(reposition, evicting_streams_sit_at_contiguous_positions, .timeout = 900)
-{
-    session s = open_session();
-    const char *params[] = {"policy=streaming,budget=8,sinks=2", "policy=adakv,budget=8"};
-    for (size_t i = 0; i < sizeof params / sizeof *params; i++) {
-        live *lv;
-        live_output out = generate(&s, params[i], 1, &lv);
-        cr_assert_gt(out.n, 0, "%s", params[i]);
-        cr_assert_gt(out.stats.evicted, 0, "%s", params[i]);
-        const kv_cache *c = live_cache(lv);
-        const model_config *mc = model_config_of(s.model);
-        for (int l = 0; l < mc->n_layer; l++)
-            for (int k = 0; k < mc->n_head_kv; k++) {
-                const int32_t *pos = kv_cache_positions(c, l, k);
-                for (int j = 0; j < kv_cache_size(c, l, k); j++)
-                    cr_assert_eq(pos[j], j, "%s: layer %d head %d slot %d at %d", params[i],
-                                 l, k, j, pos[j]);
-                cr_assert_eq(kv_cache_rope_pos(c, l, k), kv_cache_size(c, l, k));
-            }
-        live_output_free(&out);
-        live_free(lv);
-    }
-    session_close(&s);
 }
 
 /* The command lines: kvtrace generate --reposition prints text from a chat prompt
