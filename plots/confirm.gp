@@ -41,7 +41,7 @@ budget_pt(b) = word(budget_pts, (_bidx(b, 1) - 1) % words(budget_pts) + 1) + 0
 
 # rho [low, high] of each budget from the predict CSV; an undefined rho (fewer than two
 # policies) reads as NaN and is said so.
-rho_text(r, lo, hi) = r == r ? sprintf('ρ = %.2f [%.2f, %.2f]', r, lo, hi) : 'ρ undefined'
+rho_text(r, lo, hi) = r == r ? sprintf('%.2f [%.2f, %.2f]', r, lo, hi) : 'undefined'
 array rho_of[words(budgets) > 0 ? words(budgets) : 1]
 rho_all = ''
 do for [i = 1:words(budgets)] {
@@ -53,21 +53,27 @@ do for [i = 1:words(budgets)] {
                              (found = rho_text(column("spearman"), column("ci_low"), \
                                                column("ci_high")), 0) : 0) nooutput
         if (found ne '') {
-            rho_of[i] = rho_of[i].': '.found
-            rho_all = rho_all.(rho_all eq '' ? '' : ';  ').rho_of[i]
+            rho_of[i] = rho_of[i].': ρ = '.found
+            rho_all = rho_all.(rho_all eq '' ? '' : ';  ').'B = '.b.': '.found
         }
     }
 }
 
 if (!exists("title")) { title = 'Simulated '.sim_metric.' vs real '.real_metric.', one point per (policy, budget)' }
-sub = rho_all eq '' ? model : (model eq '' ? 'Spearman '.rho_all : model.'  ·  Spearman '.rho_all)
+sub = rho_all eq '' ? model : (model eq '' ? 'Spearman ρ '.rho_all : model.'  ·  Spearman ρ '.rho_all)
 eval title_block(title, sub)
 set xlabel 'simulated (replay): '.metric_label(sim_metric)
 set ylabel 'real (live generation): '.real_metric
-set key outside right top vertical Left reverse
+# Below the plot, so that the graph and the subtitle's correlations get the full width;
+# the bottom margin makes room for the tics, the axis label and three rows of key.
+set key outside bottom center horizontal Left reverse maxrows 3 width 2
+set bmargin 9
 set offsets graph 0.05, graph 0.05, graph 0.05, graph 0.05
-# Fractions cannot exceed 1: do not let the offsets pad the axis past it.
+# Fractions cannot exceed 1: do not let the offsets pad an axis past it.
+real_fraction(m) = m eq 'accuracy' || m eq 'accuracy_tail' || m eq 'rouge_l' || \
+                   m eq 'meteor' || m eq 'token_agreement'
 if (is_fraction(sim_metric)) { set xrange [*:1.005] }
+if (real_fraction(real_metric)) { set yrange [*:1.005] }
 set xtics out
 set ytics out
 
