@@ -2,8 +2,8 @@
 # against the real one (live generation), one point per (policy, budget): the colour is
 # the policy's, the point shape the budget's.  Reads the points CSV of
 # `kvsim confirm predict ... --points FILE` (docs/CONFIRM.md); with `predict` set, the
-# predict CSV's Spearman rho and bootstrap interval of each budget go into the budget's
-# legend entry and the subtitle.
+# predict CSV's Spearman rho and bootstrap interval of each budget go into the
+# subtitle.  Perplexity is drawn on a log scale.
 #
 #   gnuplot -e "csv='points.csv'; out='confirm.png'; predict='predict.csv'" plots/confirm.gp
 #
@@ -42,21 +42,13 @@ budget_pt(b) = word(budget_pts, (_bidx(b, 1) - 1) % words(budget_pts) + 1) + 0
 # rho [low, high] of each budget from the predict CSV; an undefined rho (fewer than two
 # policies) reads as NaN and is said so.
 rho_text(r, lo, hi) = r == r ? sprintf('%.2f [%.2f, %.2f]', r, lo, hi) : 'undefined'
-array rho_of[words(budgets) > 0 ? words(budgets) : 1]
 rho_all = ''
-do for [i = 1:words(budgets)] {
-    b = word(budgets, i)
-    rho_of[i] = 'B = '.b
-    if (exists("predict")) {
-        found = ''
-        stats predict using (strcol("budget_arg") eq b ? \
-                             (found = rho_text(column("spearman"), column("ci_low"), \
-                                               column("ci_high")), 0) : 0) nooutput
-        if (found ne '') {
-            rho_of[i] = rho_of[i].': ρ = '.found
-            rho_all = rho_all.(rho_all eq '' ? '' : ';  ').'B = '.b.': '.found
-        }
-    }
+do for [b in exists("predict") ? budgets : ''] {
+    found = ''
+    stats predict using (strcol("budget_arg") eq b ? \
+                         (found = rho_text(column("spearman"), column("ci_low"), \
+                                           column("ci_high")), 0) : 0) nooutput
+    if (found ne '') { rho_all = rho_all.(rho_all eq '' ? '' : ';  ').'B = '.b.': '.found }
 }
 
 if (!exists("title")) { title = 'Simulated '.sim_metric.' vs real '.real_metric.', one point per (policy, budget)' }
@@ -64,25 +56,31 @@ sub = rho_all eq '' ? model : (model eq '' ? 'Spearman ρ '.rho_all : model.'  �
 eval title_block(title, sub)
 set xlabel 'simulated (replay): '.metric_label(sim_metric)
 set ylabel 'real (live generation): '.real_metric
-# Below the plot, so that the graph and the subtitle's correlations get the full width;
-# the bottom margin makes room for the tics, the axis label and three rows of key.
-set key outside bottom center horizontal Left reverse maxrows 3 width 2
-set bmargin 9
+# Below the plot, so that the graph and the subtitle's correlations get the full width.
+# gnuplot's own margin for such a key leaves the axis label half a line short: room
+# for the tics, the label and a key of up to three rows (five columns fit the width).
+set key outside bottom center horizontal Left reverse width 1
+set bmargin 4 + 1.2 * ceil((words(policies) + words(budgets)) / 5.0)
 set offsets graph 0.05, graph 0.05, graph 0.05, graph 0.05
 # Fractions cannot exceed 1: do not let the offsets pad an axis past it.
 real_fraction(m) = m eq 'accuracy' || m eq 'accuracy_tail' || m eq 'rouge_l' || \
                    m eq 'meteor' || m eq 'token_agreement'
 if (is_fraction(sim_metric)) { set xrange [*:1.005] }
 if (real_fraction(real_metric)) { set yrange [*:1.005] }
+# A bad policy's perplexity is many times a good one's: only a log scale shows both.
+if (real_metric eq 'ppl' || real_metric eq 'ppl_tail') {
+    set logscale y
+    set offsets graph 0.05, graph 0.05, 0, 0
+}
 set xtics out
 set ytics out
 
 # The points, then legend-only entries (NaN draws nothing): a colour swatch per
-# policy, the budgets' shapes in grey with their rho.
+# policy, the budgets' shapes in grey.
 plot for [p in policies] csv \
         using (strcol("policy") eq p ? column("sim") : NaN):(column("real")): \
               (budget_pt(strcol("budget_arg"))) \
         with points pt variable ps 2 lw 2 lc rgb policy_color(p) notitle, \
      for [p in policies] NaN with lines lw 8 lc rgb policy_color(p) title p, \
      for [i = 1:words(budgets)] NaN with points pt budget_pt(word(budgets, i)) ps 2 \
-        lc rgb '#555555' title rho_of[i]
+        lc rgb '#555555' title 'B = '.word(budgets, i)

@@ -35,7 +35,7 @@ static const char usage_text[] =
     "  --policy P           heatmap: the policy whose kept set is overlaid (its name,\n"
     "                       with a CSV; replayed at --budget, with a trace)\n"
     "  --predict FILE       confirm: the kvsim confirm predict CSV; each budget's\n"
-    "                       Spearman rho and interval go into the key and the subtitle\n"
+    "                       Spearman rho and interval go into the subtitle\n"
     "  --gnuplot PATH       the gnuplot program (default: gnuplot on PATH)\n"
     "  --script-only        print the complete gnuplot script instead of running it\n"
     "\n"

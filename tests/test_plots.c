@@ -271,7 +271,7 @@ Test(plots, confirm_script_reads_rho_per_budget_and_labels_both_axes)
     assert_has(s, "'simulated (replay): '.metric_label(sim_metric)");
     assert_has(s, "'real (live generation): '.real_metric");
     assert_has(s, "sprintf('%.2f [%.2f, %.2f]', r, lo, hi)");
-    assert_has(s, "': ρ = '.found");
+    assert_has(s, "'Spearman ρ '.rho_all");
     assert_has(s, "pt variable");
     free(s);
 }
