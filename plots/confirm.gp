@@ -58,7 +58,7 @@ set xlabel 'simulated (replay): '.metric_label(sim_metric)
 set ylabel 'real (live generation): '.real_metric
 # Below the plot, so that the graph and the subtitle's correlations get the full width.
 # gnuplot's own margin for such a key leaves the axis label half a line short: room
-# for the tics, the label and a key of up to three rows (five columns fit the width).
+# for the tics and the label, then a line per row of key (five entries fit a row).
 set key outside bottom center horizontal Left reverse width 1
 set bmargin 4 + 1.2 * ceil((words(policies) + words(budgets)) / 5.0)
 set offsets graph 0.05, graph 0.05, graph 0.05, graph 0.05
