@@ -6,6 +6,7 @@
 #   make test     the Criterion suite, plain and under AddressSanitizer + UBSan
 #   make bench    the benchmark table (bench/)
 #   make demo     deps, model, build, then the demo run
+#   make predict  does replay predict real generation? rho per budget (PREDICT_DIR)
 #   make fixtures regenerate tests/fixtures/ with the independent Python packages
 #   make fuzz     fuzz the GGUF reader with libFuzzer (clang) for FUZZ_RUNS inputs
 #
@@ -49,11 +50,11 @@ SAN_OBJ  := $(LIB_SRC:%.c=build/san/%.o)
 GPU_OBJ  := $(patsubst %.cu,build/obj/%.o,$(patsubst %.c,build/obj/%.o,$(GPU_SRC)))
 GPU_SAN  := $(patsubst %.cu,build/obj/%.o,$(patsubst %.c,build/san/%.o,$(GPU_SRC)))
 
-.PHONY: all deps model test test-plain test-asan bench demo fixtures fuzz clean check-nvcc help
+.PHONY: all deps model test test-plain test-asan bench demo predict fixtures fuzz clean check-nvcc help
 all: check-nvcc bin/kvtrace bin/kvsim
 
 help:
-	@sed -n '3,12p' Makefile | sed 's/^# \{0,1\}//'
+	@sed -n '3,13p' Makefile | sed 's/^# \{0,1\}//'
 
 check-nvcc:
 ifneq ($(HAVE_NVCC),1)
@@ -144,6 +145,12 @@ bench: all build/bench $(BENCH_TRACES)
 
 demo: deps model all
 	@sh scripts/demo.sh
+
+# Replayed vs real metrics for a small configuration (~10 minutes on 2 cores):
+# docs/CONFIRM.md, "Prediction quality".
+PREDICT_DIR ?= out/predict
+predict: all $(MODEL)
+	@bash scripts/predict.sh $(PREDICT_DIR)
 
 fixtures:
 	@sh tests/fixtures/make_fixtures.sh

@@ -30,7 +30,8 @@ static void score_chunk(perplexity_result *r, const float *logits, int V, const 
 }
 
 int perplexity_run(model *m, const tokenizer *tok, const int32_t *ids, int n,
-                   const policy_config *cfg, perplexity_result *out, kv_err *err)
+                   const policy_config *cfg, int reposition, perplexity_result *out,
+                   kv_err *err)
 {
     memset(out, 0, sizeof *out);
     if (n < 2)
@@ -43,7 +44,7 @@ int perplexity_run(model *m, const tokenizer *tok, const int32_t *ids, int n,
         return logits ? err->code : kv_errorf(err, KV_ENOMEM, "out of memory for the logits");
     }
     double start = omp_get_wtime();
-    int rc = KV_OK;
+    int rc = live_set_reposition(lv, reposition, err);
     for (int t = 0; rc == KV_OK && t < n;) {
         int c = live_chunk(lv, n - t < PERPLEXITY_CHUNK ? n - t : PERPLEXITY_CHUNK);
         rc = live_feed(lv, ids + t, c, MODEL_LOGITS_ALL, logits, err);

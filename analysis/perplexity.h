@@ -32,9 +32,10 @@ typedef struct perplexity_result {
 } perplexity_result;
 
 /* Score ids[0..n-1] (n >= 2) under cfg (budget resolved, prompt_len set; the first
- * prompt_len tokens are the prompt).  0, or a KV_E* code with err (live_new's
- * refusals included). */
+ * prompt_len tokens are the prompt), with live_set_reposition(reposition).  0, or a
+ * KV_E* code with err (live_new's refusals included). */
 int perplexity_run(model *m, const tokenizer *tok, const int32_t *ids, int n,
-                   const policy_config *cfg, perplexity_result *out, kv_err *err);
+                   const policy_config *cfg, int reposition, perplexity_result *out,
+                   kv_err *err);
 
 #endif /* PERPLEXITY_H */

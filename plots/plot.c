@@ -35,6 +35,7 @@ static const plot_figure figures[] = {
     [PLOT_SWEEP]   = {"sweep", "trace,policy,layer,head,budget", 1},
     [PLOT_SCOPE]   = {"scope", "trace,policy,score,scope,layer,head,budget", 1},
     [PLOT_HEATMAP] = {"heatmap", "t,key,prob", 0},
+    [PLOT_CONFIRM] = {"confirm", "sim_metric,real_metric,policy,budget_arg,sim,real", 0},
 };
 
 const char *plot_kind_name(plot_kind kind) { return figures[kind].name; }
@@ -228,6 +229,7 @@ static void put_variables(const plot_request *req, const char *draw_to, const pl
     put_var(f, "trace", trace);
     put_var(f, "head", req->head);
     put_var(f, "policy", req->policy);
+    put_var(f, "predict", req->predict);
     if (req->layers) {
         /* The CLI takes 0,4,8; the script iterates over words. */
         char words[256];
@@ -237,6 +239,15 @@ static void put_variables(const plot_request *req, const char *draw_to, const pl
                 *c = ' ';
         put_var(f, "layers", words);
     }
+}
+
+/* The rho of `kvsim confirm predict` that the confirm figure quotes per budget. */
+static int check_predict(const char *path, kv_err *err)
+{
+    plot_csv_head p;
+    int rc = read_csv_head(path, &p, err);
+    return rc ? rc : require_columns(&p, path, "confirm (--predict)",
+                                     "budget_arg,spearman,ci_low,ci_high", err);
 }
 
 static int check_request(const plot_request *req, plot_csv_head *h, kv_err *err)
@@ -252,6 +263,8 @@ static int check_request(const plot_request *req, plot_csv_head *h, kv_err *err)
                          "output-error or oracle-gap", metric);
     if ((rc = read_csv_head(req->csv, h, err)) || (rc = require_columns(h, req->csv, fig->name,
                                                                         fig->columns, err)))
+        return rc;
+    if (req->predict && (rc = check_predict(req->predict, err)))
         return rc;
     return fig->metric ? require_columns(h, req->csv, fig->name, column, err) : 0;
 }

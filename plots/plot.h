@@ -1,7 +1,8 @@
 /*
  * plot.h — figures from kvsim's CSVs, drawn by gnuplot.
  *
- * The figures themselves are the readable scripts plots/{std,sweep,scope,heatmap}.gp,
+ * The figures themselves are the readable scripts plots/{std,sweep,scope,heatmap,
+ * confirm}.gp,
  * which a user can rerun by hand on a CSV; plots/common.gp holds what they share (the
  * terminal, the one colour per policy, metric labels).  This module only
  *
@@ -22,12 +23,13 @@
 #include "kv_err.h"
 #include "plot_heatmap.h"
 
-typedef enum plot_kind { PLOT_STD, PLOT_SWEEP, PLOT_SCOPE, PLOT_HEATMAP } plot_kind;
+typedef enum plot_kind { PLOT_STD, PLOT_SWEEP, PLOT_SCOPE, PLOT_HEATMAP, PLOT_CONFIRM } plot_kind;
 
 /* One figure to draw.  Strings are borrowed; NULL means "the script's default". */
 typedef struct plot_request {
     plot_kind   kind;
-    const char *csv;      /* input: a CSV of docs/RESULTS.md, or a heatmap CSV */
+    const char *csv;      /* input: a CSV of docs/RESULTS.md, a heatmap CSV, or the
+                             points of `kvsim confirm predict --points` */
     const char *out;      /* the figure: *.png (pngcairo) or *.svg */
     const char *metric;   /* sweep, scope: mass|overlap|consistency|output-error|oracle-gap */
     const char *title;    /* replaces the figure's default title */
@@ -36,11 +38,12 @@ typedef struct plot_request {
     const char *layers;   /* std: "0,4,8"; NULL: all, or six evenly spaced */
     const char *head;     /* std: a query head index, or "all" (NULL) */
     const char *policy;   /* heatmap: the policy whose kept set is overlaid */
+    const char *predict;  /* confirm: the `kvsim confirm predict` CSV (rho per budget) */
     const char *gnuplot;  /* the gnuplot program; NULL: `gnuplot` found on PATH */
     const char *plotdir;  /* where the .gp files live; NULL: plot_find_dir() */
 } plot_request;
 
-/* "std", "sweep", "scope", "heatmap"; plot_kind_parse returns -1 for anything else. */
+/* "std", "sweep", "scope", "heatmap", "confirm"; plot_kind_parse returns -1 for anything else. */
 const char *plot_kind_name(plot_kind kind);
 int         plot_kind_parse(const char *name);
 

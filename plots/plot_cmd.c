@@ -20,6 +20,8 @@ static const char usage_text[] =
     "  scope    SCOPE.csv    a metric vs protected size r, window vs std scope (kvsim scope)\n"
     "  heatmap  HEAT.csv     one head's attention matrix, t,key,prob[,kept] per line\n"
     "           TRACE --layer L --head H [--range a:b] [--policy P --budget B]\n"
+    "  confirm  POINTS.csv   simulated vs real metric, one point per (policy, budget), from\n"
+    "                        kvsim confirm predict --points [--predict PREDICT.csv: rho]\n"
     "\n"
     "options:\n"
     "  -o, --output FILE    the figure; .png (pngcairo) or .svg by the extension\n"
@@ -32,6 +34,8 @@ static const char usage_text[] =
     "                       heatmap from a trace: the query head\n"
     "  --policy P           heatmap: the policy whose kept set is overlaid (its name,\n"
     "                       with a CSV; replayed at --budget, with a trace)\n"
+    "  --predict FILE       confirm: the kvsim confirm predict CSV; each budget's\n"
+    "                       Spearman rho and interval go into the subtitle\n"
     "  --gnuplot PATH       the gnuplot program (default: gnuplot on PATH)\n"
     "  --script-only        print the complete gnuplot script instead of running it\n"
     "\n"
@@ -70,7 +74,7 @@ static int parse_int(const char *s, int *v)
 static int parse_options(int argc, char **argv, plot_args *a)
 {
     enum { O_METRIC = 256, O_TITLE, O_SUBTITLE, O_LAYERS, O_HEAD, O_LAYER, O_RANGE, O_POLICY,
-           O_BUDGET, O_GNUPLOT, O_SCRIPT };
+           O_BUDGET, O_GNUPLOT, O_SCRIPT, O_PREDICT };
     static const struct option longopts[] = {
         {"output", required_argument, 0, 'o'},    {"metric", required_argument, 0, O_METRIC},
         {"title", required_argument, 0, O_TITLE}, {"subtitle", required_argument, 0, O_SUBTITLE},
@@ -78,6 +82,7 @@ static int parse_options(int argc, char **argv, plot_args *a)
         {"layer", required_argument, 0, O_LAYER}, {"range", required_argument, 0, O_RANGE},
         {"policy", required_argument, 0, O_POLICY}, {"budget", required_argument, 0, O_BUDGET},
         {"gnuplot", required_argument, 0, O_GNUPLOT}, {"script-only", no_argument, 0, O_SCRIPT},
+        {"predict", required_argument, 0, O_PREDICT},
         {"help", no_argument, 0, 'h'},            {0, 0, 0, 0},
     };
     optind = 0; /* GNU: start afresh, so the command can run twice in one process */
@@ -95,6 +100,7 @@ static int parse_options(int argc, char **argv, plot_args *a)
         case O_BUDGET: a->heat.budget = optarg; break;
         case O_GNUPLOT: a->req.gnuplot = optarg; break;
         case O_SCRIPT: a->script_only = 1; break;
+        case O_PREDICT: a->req.predict = optarg; break;
         case O_LAYER:
             if (parse_int(optarg, &a->heat.layer))
                 return usage_error("--layer %s: expected a layer index", optarg);
@@ -115,7 +121,7 @@ static int check_args(int argc, char **argv, plot_args *a)
                                                 : "expected exactly one INPUT after KIND");
     int kind = plot_kind_parse(argv[optind]);
     if (kind < 0)
-        return usage_error("unknown plot '%s'; expected std, sweep, scope or heatmap",
+        return usage_error("unknown plot '%s'; expected std, sweep, scope, heatmap or confirm",
                            argv[optind]);
     a->req.kind = (plot_kind)kind;
     a->req.csv = argv[optind + 1];
@@ -126,6 +132,8 @@ static int check_args(int argc, char **argv, plot_args *a)
         return usage_error("%s", err.msg);
     if (kind == PLOT_STD)
         a->req.head = a->head;
+    if (a->req.predict && kind != PLOT_CONFIRM)
+        return usage_error("%s", "--predict belongs to the confirm plot");
     return -1;
 }
 

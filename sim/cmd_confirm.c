@@ -30,6 +30,8 @@ static const char PPL_USAGE[] =
     "  --max-tokens N      score the first N tokens of TEXT (default 1024)\n"
     "  --prompt-tokens P   the first P tokens are the prompt (default 1): oneshot and\n"
     "                      decode phases act at its end\n"
+    "  --reposition        re-rotate kept keys to positions 0..n-1 after each eviction,\n"
+    "                      the next token at position n (StreamingLLM)\n"
     "  --PARAM V           any policy parameter (--sinks 4, --phase stream, ...)\n"
     "  -o FILE             CSV (default stdout)      --json FILE   the same rows\n"
     "  --threads N         CPU threads\n\n"
@@ -70,7 +72,8 @@ static int ppl_run(session *s, const confirm_args *a, int n, int prompt, kv_err 
         rc = kv_errorf(err, KV_ENOMEM, "out of memory");
     for (int c = 0; rc == KV_OK && c < n_configs; c++) {
         perplexity_result r;
-        rc = perplexity_run(s->model, s->tok, s->prompt.ids, n, &configs[c].policy, &r, err);
+        rc = perplexity_run(s->model, s->tok, s->prompt.ids, n, &configs[c].policy,
+                            a->reposition, &r, err);
         if (rc == KV_OK) {
             ppl_row(&r, values + (size_t)c * PPL_N_COLS);
             rows[c] = c;

@@ -81,6 +81,10 @@ int confirm_args_parse(int argc, char **argv, const char *extra, int inputs,
             continue;
         }
         const char *name = !strcmp(arg, "-o") ? "output" : arg[1] == '-' ? arg + 2 : "";
+        if (!strcmp(name, "reposition")) {   /* the one flag: it takes no value */
+            a->reposition = 1;
+            continue;
+        }
         const char **slot = slot_of(a, name);
         const int own = listed(extra, name) || (policy_param_find(name) && !slot);
         if ((!slot && !own) || a->n_opts >= CONFIRM_MAX_OPTS)
@@ -371,7 +375,7 @@ int confirm_open_text(session *s, const confirm_args *a, kv_err *err)
 }
 
 int confirm_generate(session *s, const int32_t *prompt, int n, int max_new,
-                     policy_config cfg, live_output *out, kv_err *err)
+                     policy_config cfg, int reposition, live_output *out, kv_err *err)
 {
     memset(out, 0, sizeof *out);
     const int n_ctx = model_config_of(s->model)->n_ctx;
@@ -379,7 +383,9 @@ int confirm_generate(session *s, const int32_t *prompt, int n, int max_new,
     live *lv = live_new(s->model, s->tok, &cfg, n + max_new < n_ctx ? n + max_new : n_ctx, err);
     if (!lv)
         return err->code;
-    int rc = live_generate(lv, s->sampler, prompt, n, max_new, NULL, NULL, out, err);
+    int rc = live_set_reposition(lv, reposition, err);
+    if (rc == KV_OK)
+        rc = live_generate(lv, s->sampler, prompt, n, max_new, NULL, NULL, out, err);
     live_free(lv);
     return rc;
 }

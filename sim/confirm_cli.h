@@ -3,7 +3,8 @@
  * list of configurations they run, and the tidy CSV + JSON they write.
  *
  *  (1) Options: MODEL and INPUT positionals; --policies, --budgets, --strides lists;
- *      -o CSV (default stdout), --json FILE, --threads N; each experiment's own
+ *      -o CSV (default stdout), --json FILE, --threads N; the flag --reposition
+ *      (live.h (5), for every experiment that generates); each experiment's own
  *      options (named in `extra`); and every policy parameter (--sinks, --phase, ...),
  *      applied through policy_config_set() in command-line order.
  *  (2) Configurations: policies × budgets × strides, the last fastest; `full` takes
@@ -30,6 +31,7 @@ typedef struct confirm_args {
     const char *policies, *budgets, *strides;
     const char *csv, *json, *threads;
     int         n_threads;                  /* --threads; 0: OpenMP's default */
+    int         reposition;                 /* --reposition: live_set_reposition() */
     const char *key[CONFIRM_MAX_OPTS];      /* experiment options and policy parameters */
     const char *value[CONFIRM_MAX_OPTS];
     int         n_opts;
@@ -89,9 +91,10 @@ int confirm_open_model(session *s, const confirm_args *a, kv_err *err);
 int confirm_open_text(session *s, const confirm_args *a, kv_err *err);
 
 /* Generate greedily from prompt[n] under cfg (prompt_len set here to n): live_new +
- * live_generate.  out->tokens is the caller's (live_output_free) in every case. */
+ * live_set_reposition + live_generate.  out->tokens is the caller's (live_output_free)
+ * in every case. */
 int confirm_generate(session *s, const int32_t *prompt, int n, int max_new,
-                     policy_config cfg, live_output *out, kv_err *err);
+                     policy_config cfg, int reposition, live_output *out, kv_err *err);
 
 /* Print "kvsim confirm EXP: message" and return the exit status for err. */
 int confirm_fail(const char *experiment, const kv_err *err);

@@ -29,6 +29,7 @@ static const char USAGE[] =
     "  --strides LIST      entries evicted at once (default 1)\n"
     "  --max-new-tokens N  answer length (default 48)\n"
     "  --chat 0|1          wrap each prompt as a chat message (default 1)\n"
+    "  --reposition        re-rotate kept keys to positions 0..n-1 after each eviction\n"
     "  --PARAM V           any policy parameter     -o FILE, --json FILE, --threads N\n\n"
     "columns after the identifying ones: prompts rouge_l bleu bleu_corpus meteor\n"
     "token_agreement first_divergence generated mean_cache kv_bytes_peak ttft_s\n"
@@ -151,7 +152,7 @@ static int run_config(run_state *r, const confirm_args *a, int c, double *v, kv_
         rc = config_for(r, a, i, c, &cfg, err);
         if (!rc)
             rc = confirm_generate(r->s, r->p[i].ids.ids, (int)r->p[i].ids.n, r->max_new,
-                                  cfg.policy, &out, err);
+                                  cfg.policy, a->reposition, &out, err);
         if (!rc)
             rc = score(r, i, &out, v, &texts[i], err);
         v[C_BUDGET] += cfg.policy.budget;
@@ -177,7 +178,8 @@ static int run_references(run_state *r, kv_err *err)
     int rc = KV_OK;
     for (int i = 0; rc == KV_OK && i < r->n; i++) {
         prompt *p = &r->p[i];
-        rc = confirm_generate(r->s, p->ids.ids, (int)p->ids.n, r->max_new, full, &p->full, err);
+        rc = confirm_generate(r->s, p->ids.ids, (int)p->ids.n, r->max_new, full, 0, &p->full,
+                              err);   /* nothing is evicted: positions are the same */
         if (!rc)
             rc = tokenizer_decode(r->s->tok, p->full.tokens, (size_t)p->full.n, &p->full_text,
                                   NULL, err);

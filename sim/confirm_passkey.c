@@ -30,6 +30,7 @@ static const char USAGE[] =
     "  --depths LIST       key depths in [0, 1] (default 0.1,0.5,0.9)\n"
     "  --seeds N           keys per (length, depth): seeds 1..N (default 3)\n"
     "  --max-new-tokens N  answer length (default 8)\n"
+    "  --reposition        re-rotate kept keys to positions 0..n-1 after each eviction\n"
     "  --PARAM V           any policy parameter     -o FILE, --json FILE, --threads N\n\n"
     "columns after the identifying ones: length depth trials accuracy context_tokens\n"
     "mean_cache kv_bytes_peak full_accuracy calibrated\n";
@@ -45,6 +46,7 @@ typedef struct plan {
     int    lengths[MAX_LIST], n_lengths;
     double depths[MAX_LIST];
     int    n_depths, seeds, max_new;
+    int    reposition;   /* --reposition */
 } plan;
 
 static int parse_plan(const confirm_args *a, plan *p, kv_err *err)
@@ -57,6 +59,7 @@ static int parse_plan(const confirm_args *a, plan *p, kv_err *err)
                                       p->depths, MAX_LIST, err);
     if (p->n_depths < 0)
         return KV_EUSAGE;
+    p->reposition = a->reposition;
     int rc = confirm_opt_int(a, "seeds", 3, 1, 100000, &p->seeds, err);
     return rc ? rc : confirm_opt_int(a, "max-new-tokens", 8, 1, 4096, &p->max_new, err);
 }
@@ -70,7 +73,8 @@ static int trial(session *s, const plan *p, const replay_config *c, int length, 
     live_output out = {0};
     char *answer = NULL;
     if (!rc)
-        rc = confirm_generate(s, smp.ids.ids, smp.n_tokens, p->max_new, c->policy, &out, err);
+        rc = confirm_generate(s, smp.ids.ids, smp.n_tokens, p->max_new, c->policy,
+                              p->reposition, &out, err);
     if (!rc)
         rc = tokenizer_decode(s->tok, out.tokens, (size_t)out.n, &answer, NULL, err);
     if (!rc) {

@@ -7,7 +7,9 @@
  * on (policy, budget_arg, stride, phase); within each budget_arg, Spearman's ρ across
  * the policies between the simulated metric and the real one, with a bootstrap
  * interval (analysis/rank_corr.h) — within a budget, so that budget size alone cannot
- * inflate it.  Output: one line per budget (CSV and JSON).
+ * inflate it.  Output: one line per budget (CSV and JSON), and with --points the
+ * joined pairs themselves, one line per (policy, budget), which `kvsim plot confirm`
+ * draws (plots/confirm.gp).
  */
 #include "confirm_experiments.h"
 
@@ -30,7 +32,9 @@ static const char USAGE[] =
     "  --real-metric M     column of REAL.csv (default ppl)\n"
     "  --rounds N          bootstrap resamples (default 2000)\n"
     "  --seed S            bootstrap seed (default 1)\n"
-    "  -o FILE             CSV (default stdout)      --json FILE\n\n"
+    "  -o FILE             CSV (default stdout)      --json FILE\n"
+    "  --points FILE       also the joined pairs, for kvsim plot confirm; columns:\n"
+    "                      sim_metric real_metric policy budget_arg stride phase sim real\n\n"
     "columns: sim_metric real_metric budget_arg policies spearman ci_low ci_high\n";
 
 #define MAX_LINES 4096
@@ -172,6 +176,18 @@ static void correlate(const metric_lines *sim, const metric_lines *real, int rou
     }
 }
 
+/* Two CSVs of different inputs or configurations join nowhere: say so rather than
+ * write a table of empty correlations. */
+static int check_joined(const predict_out *o, const char *sim, const char *real, kv_err *err)
+{
+    for (int i = 0; i < o->n; i++)
+        if (o->line[i].n > 0)
+            return KV_OK;
+    return kv_errorf(err, KV_EFORMAT, "%s and %s: no line joins on policy, budget_arg, stride, "
+                     "phase (a replay/sweep of the same policies and budgets as the confirm run "
+                     "is expected)", sim, real);
+}
+
 static void put(FILE *f, double v) { isfinite(v) ? fprintf(f, ",%.6g", v) : fputs(",", f); }
 
 static void write_csv(FILE *f, const void *ctx)
@@ -182,6 +198,29 @@ static void write_csv(FILE *f, const void *ctx)
         fprintf(f, "%s,%s,%s,%d", o->sim_metric, o->real_metric, o->line[i].budget, o->line[i].n);
         put(f, o->line[i].rho), put(f, o->line[i].lo), put(f, o->line[i].hi);
         fputc('\n', f);
+    }
+}
+
+/* The joined pairs: the key is already "policy,budget_arg,stride,phase". */
+typedef struct predict_points {
+    const predict_out  *o;
+    const metric_lines *sim, *real;
+} predict_points;
+
+static void write_points(FILE *f, const void *ctx)
+{
+    const predict_points *p = ctx;
+    fputs("sim_metric,real_metric,policy,budget_arg,stride,phase,sim,real\n", f);
+    for (int i = 0; i < p->real->n; i++) {
+        if (!*p->real->budget[i])
+            continue;   /* as in correlate(): `full` is no point */
+        for (int j = 0; j < p->sim->n; j++)
+            if (!strcmp(p->sim->key[j], p->real->key[i])) {
+                fprintf(f, "%s,%s,%s", p->o->sim_metric, p->o->real_metric, p->real->key[i]);
+                put(f, p->sim->value[j]), put(f, p->real->value[i]);
+                fputc('\n', f);
+                break;
+            }
     }
 }
 
@@ -214,7 +253,8 @@ int confirm_predict(int argc, char **argv)
     static metric_lines sim, real;   /* large: not on the stack */
     static predict_out out;
     static double x[MAX_LINES], y[MAX_LINES];
-    int rc = confirm_args_parse(argc, argv, "sim-metric real-metric rounds", 1, USAGE, &a, &err);
+    int rc = confirm_args_parse(argc, argv, "sim-metric real-metric rounds points", 1, USAGE,
+                                &a, &err);
     if (rc == 1)
         return 0;
     int rounds = 2000, seed = 1;
@@ -228,11 +268,16 @@ int confirm_predict(int argc, char **argv)
         rc = read_lines(a.model, out.sim_metric, &sim, &err);
     if (!rc)
         rc = read_lines(a.input, out.real_metric, &real, &err);
-    if (!rc)
+    if (!rc) {
         correlate(&sim, &real, rounds, (uint64_t)seed, &out, x, y);
+        rc = check_joined(&out, a.model, a.input, &err);
+    }
     if (!rc)
         rc = results_write_atomic(a.csv ? a.csv : "-", write_csv, &out, &err);
     if (!rc && a.json)
         rc = results_write_atomic(a.json, write_json, &out, &err);
+    predict_points points = {&out, &sim, &real};
+    if (!rc && confirm_opt(&a, "points", NULL))
+        rc = results_write_atomic(confirm_opt(&a, "points", NULL), write_points, &points, &err);
     return rc ? confirm_fail("predict", &err) : 0;
 }

@@ -27,6 +27,7 @@ static const char USAGE[] =
     "  --strides LIST      entries evicted at once (default 1)\n"
     "  --passage-tokens N  tokens per passage (default 96)\n"
     "  --passages N        passages, consecutive from the start of TEXT (default 3)\n"
+    "  --reposition        re-rotate kept keys to positions 0..n-1 after each eviction\n"
     "  --PARAM V           any policy parameter     -o FILE, --json FILE, --threads N\n\n"
     "columns after the identifying ones: passages rouge_l bleu bleu_corpus generated\n"
     "mean_cache kv_bytes_peak\n";
@@ -80,8 +81,8 @@ static int make_passages(session *s, int count, passages *p, kv_err *err)
 }
 
 /* Configuration c over every passage; its means go to row v. */
-static int run_config(session *s, const passages *p, const replay_config *c, double *v,
-                      kv_err *err)
+static int run_config(session *s, const passages *p, const replay_config *c, int reposition,
+                      double *v, kv_err *err)
 {
     char *answers[MAX_PASSAGES] = {0};
     const int max_new = p->tokens + 16;
@@ -89,7 +90,7 @@ static int run_config(session *s, const passages *p, const replay_config *c, dou
     for (int i = 0; rc == KV_OK && i < p->n; i++) {
         live_output out = {0};
         rc = confirm_generate(s, p->prompt[i].ids, (int)p->prompt[i].n, max_new, c->policy,
-                              &out, err);
+                              reposition, &out, err);
         if (rc == KV_OK)
             rc = tokenizer_decode(s->tok, out.tokens, (size_t)out.n, &answers[i], NULL, err);
         if (rc == KV_OK) {
@@ -124,7 +125,7 @@ static int run(session *s, const confirm_args *a, const passages *p, kv_err *err
     for (int c = 0; rc == KV_OK && c < n; c++) {
         double *v = values + (size_t)c * N_COLS;
         rows[c] = c;
-        rc = run_config(s, p, &cfgs[c], v, err);
+        rc = run_config(s, p, &cfgs[c], a->reposition, v, err);
         if (rc == KV_OK)
             fprintf(stderr, "reconstruct: %-10s B=%-5d stride %-3d ROUGE-L %.3f BLEU %.1f\n",
                     cfgs[c].policy.name, cfgs[c].policy.budget, cfgs[c].policy.stride,

@@ -21,7 +21,7 @@ static const cli_command commands[] = {
     {"sweep",    "TRACE --policies A,B --budgets LIST",   "many configurations in one pass",  cmd_sweep},
     {"std",      "TRACE [-o std.csv]",                    "attention-std trajectories",       cmd_std},
     {"scope",    "TRACE --score S --budget B --sizes L",  "eviction-scope sensitivity",       cmd_scope},
-    {"plot",     "std|sweep|scope|heatmap ...",           "draw a figure with gnuplot",       cmd_plot_kvsim},
+    {"plot",     "std|sweep|scope|heatmap|confirm ...",   "draw a figure with gnuplot",       cmd_plot_kvsim},
     {"confirm",  "EXPERIMENT MODEL [options]",            "confirm with real generation",     cmd_confirm},
     {"policies", "",                                      "list every policy and its defaults", cmd_policies},
     {"devices",  "",                                      "list CPU threads and CUDA devices", cmd_devices},

@@ -42,7 +42,7 @@ Test(confirm, full_perplexity_matches_the_recorded_logprobs)
     policy_config cfg = policy_config_default();
     cfg.prompt_len = 1;
     perplexity_result r;
-    cr_assert_eq(perplexity_run(m, NULL, tok->id, T, &cfg, &r, &err), 0, "%s", err.msg);
+    cr_assert_eq(perplexity_run(m, NULL, tok->id, T, &cfg, 0, &r, &err), 0, "%s", err.msg);
     cr_assert_eq(r.tokens, T - 1);
     cr_assert_float_eq(r.nll, nll, 1e-3 * nll, "%f vs the trace's %f", r.nll, nll);
     cr_assert_eq(r.tail_tokens, r.tokens, "no budget: every prediction is in the tail");

@@ -1,7 +1,7 @@
 /*
  * test_live.c — live eviction on the real model (trace/live.h): `full` is `kvtrace
- * run`, a budget covering the sequence changes nothing, the cache really shrinks, and
- * bad input is refused.  Numbered items refer to live.h.  Generations stay short (the
+ * run`, a budget covering the sequence changes nothing, the cache really shrinks,
+ * --reposition keeps streams at contiguous positions, and bad input is refused.  Numbered items refer to live.h.  Generations stay short (the
  * sanitizer build runs them ten times slower).
  */
 #include <criterion/criterion.h>
@@ -47,20 +47,26 @@ static policy_config config(const char *params, int n_prompt, int T)
     return cfg;
 }
 
-/* Generate greedily under `params`; the output's tokens are the caller's. */
-static live_output generate(session *s, const char *params, live_stats *stats)
+/* Generate greedily under `params`, with --reposition or without (5); the output's
+ * tokens are the caller's, and so is the driver when `keep` is given. */
+static live_output generate(session *s, const char *params, int reposition, live_stats *stats,
+                            live **keep)
 {
     const int n = (int)s->prompt.n;
     policy_config cfg = config(params, n, n + MAX_NEW);
     kv_err err = {0};
     live *lv = live_new(s->model, s->tok, &cfg, n + MAX_NEW, &err);
     cr_assert_not_null(lv, "%s: %s", params, err.msg);
+    cr_assert_eq(live_set_reposition(lv, reposition, &err), 0, "%s", err.msg);
     live_output out;
     cr_assert_eq(live_generate(lv, s->sampler, s->prompt.ids, n, MAX_NEW, NULL, NULL, &out, &err),
                  0, "%s: %s", params, err.msg);
     if (stats)
         *stats = out.stats;
-    live_free(lv);
+    if (keep)
+        *keep = lv;
+    else
+        live_free(lv);
     return out;
 }
 
@@ -83,7 +89,7 @@ Test(live, full_generate_is_kvtrace_run)
 Test(live, a_budget_covering_the_sequence_changes_nothing, .timeout = 900)
 {
     session s = open_session();
-    live_output full = generate(&s, "policy=full", NULL);
+    live_output full = generate(&s, "policy=full", 0, NULL, NULL);
     cr_assert_gt(full.n, 0);
     const char *policies[] = {"streaming", "h2o", "roco", "tova", "knorm", "snapkv", "adakv",
                               "pace"};
@@ -92,7 +98,7 @@ Test(live, a_budget_covering_the_sequence_changes_nothing, .timeout = 900)
         snprintf(params, sizeof params, "policy=%s,budget=%d", policies[i],
                  (int)s.prompt.n + MAX_NEW);
         live_stats st;
-        live_output out = generate(&s, params, &st);
+        live_output out = generate(&s, params, 0, &st, NULL);
         cr_assert_eq(st.evicted, 0, "%s evicted %ld", policies[i], st.evicted);
         cr_assert_eq(out.n, full.n, "%s", policies[i]);
         cr_assert_arr_eq(out.tokens, full.tokens, (size_t)full.n * sizeof *full.tokens, "%s",
@@ -229,6 +235,57 @@ Test(live, cache_slots_stay_aligned_with_the_policy, .timeout = 900)
                     cr_assert_eq(pos[j], policy_entries(p)[j].position, "%s layer %d head %d",
                                  params[i], l, k);
             }
+        live_output_free(&out);
+        live_free(lv);
+    }
+    session_close(&s);
+}
+
+/* (5) With B >= the sequence nothing is evicted, so no key moves and every token
+ * takes its original position: the same tokens as without --reposition. */
+Test(live, reposition_changes_nothing_while_nothing_is_evicted, .timeout = 900)
+{
+    session s = open_session();
+    const char *policies[] = {"streaming", "h2o", "adakv"};
+    for (size_t i = 0; i < sizeof policies / sizeof *policies; i++) {
+        char params[128];
+        snprintf(params, sizeof params, "policy=%s,budget=%d", policies[i],
+                 (int)s.prompt.n + MAX_NEW);
+        live_output plain = generate(&s, params, 0, NULL, NULL);
+        live_output moved = generate(&s, params, 1, NULL, NULL);
+        cr_assert_gt(plain.n, 0, "%s", policies[i]);
+        cr_assert_eq(moved.n, plain.n, "%s", policies[i]);
+        cr_assert_arr_eq(moved.tokens, plain.tokens, (size_t)plain.n * sizeof *plain.tokens,
+                         "%s", policies[i]);
+        live_output_free(&plain);
+        live_output_free(&moved);
+    }
+    session_close(&s);
+}
+
+/* (5) Under eviction every stream sits at 0..n-1, per KV head when adakv's heads hold
+ * different counts, and the run still generates; the choice comes before any token. */
+Test(live, reposition_keeps_evicting_streams_at_contiguous_positions, .timeout = 900)
+{
+    session s = open_session();
+    const model_config *c = model_config_of(s.model);
+    const char *params[] = {"policy=streaming,budget=8,sinks=2", "policy=adakv,budget=8"};
+    for (size_t i = 0; i < sizeof params / sizeof *params; i++) {
+        live *lv;
+        live_output out = generate(&s, params[i], 1, NULL, &lv);
+        cr_assert_gt(out.n, 0, "%s", params[i]);
+        cr_assert_gt(out.stats.evicted, 0, "%s", params[i]);
+        const kv_cache *cache = live_cache(lv);
+        for (int l = 0; l < c->n_layer; l++)
+            for (int k = 0; k < c->n_head_kv; k++) {
+                const int32_t *pos = kv_cache_positions(cache, l, k);
+                for (int j = 0; j < kv_cache_size(cache, l, k); j++)
+                    cr_assert_eq(pos[j], j, "%s: layer %d head %d slot %d at %d", params[i],
+                                 l, k, j, pos[j]);
+                cr_assert_eq(kv_cache_rope_pos(cache, l, k), kv_cache_size(cache, l, k));
+            }
+        kv_err err = {0};
+        cr_assert_eq(live_set_reposition(lv, 0, &err), KV_EUSAGE, "too late after a token");
         live_output_free(&out);
         live_free(lv);
     }

@@ -195,6 +195,23 @@ Test(plots, heatmap_renders_with_and_without_overlay)
     free(s);
 }
 
+/* The confirm figure from the points of `kvsim confirm predict --points`, with the
+ * rho of each budget from its predict CSV, and without.  Skipped, not failed, on a
+ * machine without gnuplot: the script itself is checked below either way. */
+Test(plots, confirm_renders_points_with_and_without_rho)
+{
+    if (system("command -v gnuplot >/dev/null 2>&1") != 0)
+        cr_skip_test("gnuplot is not on PATH");
+    plot_request req = request(PLOT_CONFIRM, "confirm_points.csv", "confirm.png");
+    req.predict = fixture("confirm_predict.csv");
+    render(&req);
+    assert_png(req.out);
+    req.predict = NULL;
+    req.out = out_path("confirm.svg");
+    render(&req);
+    assert_svg(req.out);
+}
+
 /* ---- the scripts carry what a reader needs ---------------------------------- */
 
 Test(plots, sweep_script_names_policies_axes_and_subtitle)
@@ -240,6 +257,22 @@ Test(plots, std_scope_heatmap_scripts_carry_their_labels)
     assert_has(s, "set logscale cb");
     assert_has(s, "'query step t (token index)'");
     assert_has(s, "'veiled: evicted by '.policy");
+    free(s);
+}
+
+Test(plots, confirm_script_reads_rho_per_budget_and_labels_both_axes)
+{
+    plot_request req = request(PLOT_CONFIRM, "confirm_points.csv", "c.png");
+    req.predict = fixture("confirm_predict.csv");
+    char *s = script_of(&req);
+    assert_has(s, "predict = '");
+    assert_has(s, "confirm_predict.csv'");
+    assert_has(s, "# ---- confirm.gp");
+    assert_has(s, "'simulated (replay): '.metric_label(sim_metric)");
+    assert_has(s, "'real (live generation): '.real_metric");
+    assert_has(s, "sprintf('%.2f [%.2f, %.2f]', r, lo, hi)");
+    assert_has(s, "'Spearman ρ '.rho_all");
+    assert_has(s, "pt variable");
     free(s);
 }
 
@@ -305,6 +338,28 @@ Test(plots, foreign_csv_exits_1_naming_the_column)
     snprintf(args, sizeof args, "sweep '%s' -o '%s'", fixture("std.csv"), out_path("b.png"));
     cr_assert_eq(kvsim(args, out, sizeof out), 1, "%s", out);
     cr_assert_not_null(strstr(out, "no column 'trace'"), "%s", out);
+    assert_dir_empty();
+}
+
+/* The confirm plot wants the points CSV, and --predict a predict CSV: each swapped
+ * for another of kvsim's CSVs is refused with the column named, before gnuplot. */
+Test(plots, confirm_refuses_foreign_csvs_and_predict_elsewhere)
+{
+    char args[4096], out[4096];
+    snprintf(args, sizeof args, "confirm '%s' -o '%s'", fixture("sweep.csv"), out_path("c.png"));
+    cr_assert_eq(kvsim(args, out, sizeof out), 1, "%s", out);
+    cr_assert_not_null(strstr(out, "no column 'sim_metric'"), "%s", out);
+    snprintf(args, sizeof args, "confirm '%s' --predict '%s' -o '%s'",
+             fixture("confirm_points.csv"), fixture("sweep.csv"), out_path("c.png"));
+    cr_assert_eq(kvsim(args, out, sizeof out), 1, "%s", out);
+    cr_assert_not_null(strstr(out, "no column 'spearman'"), "%s", out);
+    snprintf(args, sizeof args, "confirm '%s/none.csv' -o '%s'", dir, out_path("c.png"));
+    cr_assert_eq(kvsim(args, out, sizeof out), 1, "%s", out);
+    cr_assert_not_null(strstr(out, "none.csv: cannot open"), "%s", out);
+    snprintf(args, sizeof args, "sweep '%s' --predict '%s' -o '%s'", fixture("sweep.csv"),
+             fixture("confirm_predict.csv"), out_path("c.png"));
+    cr_assert_eq(kvsim(args, out, sizeof out), 2, "%s", out);
+    cr_assert_not_null(strstr(out, "--predict"), "%s", out);
     assert_dir_empty();
 }
 

@@ -44,27 +44,36 @@ Test(rank_corr, bootstrap_interval)
     cr_assert(lo1 <= rank_spearman(a, noisy, 6) && rank_spearman(a, noisy, 6) <= hi1);
 }
 
+/* A replay CSV at B = 8: a per-layer line (not joined) and three overall ones. */
+static const char SIM_B8[] =
+    "trace,policy,score,scope,scope_of,gqa,budget_arg,budget,stride,phase,layer,head,"
+    "steps,mean_cache,mass\n"
+    "t,h2o,aas,window,kv-head,mean,8,8,1,stream,0,0,5,8,0.1\n"
+    "t,h2o,aas,window,kv-head,mean,8,8,1,stream,all,all,5,8,0.9\n"
+    "t,recency,recency,none,kv-head,mean,8,8,1,stream,all,all,5,8,0.5\n"
+    "t,roco,mas,std+sinks,kv-head,mean,8,8,1,stream,all,all,5,8,0.95\n";
+
+static void write_file(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "w");
+    cr_assert_not_null(f, "%s", path);
+    fputs(text, f);
+    fclose(f);
+}
+
 /* predict: overall replay lines join confirm lines per budget; full is no point */
 Test(rank_corr, predict_joins_replay_and_confirm_lines_per_budget)
 {
     char sim[64], real[64], cmd[1024], out[4096];
     snprintf(sim, sizeof sim, "/tmp/kv_sim_%d.csv", (int)getpid());
     snprintf(real, sizeof real, "/tmp/kv_real_%d.csv", (int)getpid());
-    FILE *f = fopen(sim, "w");
-    fputs("trace,policy,score,scope,scope_of,gqa,budget_arg,budget,stride,phase,layer,head,"
-          "steps,mean_cache,mass\n"
-          "t,h2o,aas,window,kv-head,mean,8,8,1,stream,0,0,5,8,0.1\n"
-          "t,h2o,aas,window,kv-head,mean,8,8,1,stream,all,all,5,8,0.9\n"
-          "t,recency,recency,none,kv-head,mean,8,8,1,stream,all,all,5,8,0.5\n"
-          "t,roco,mas,std+sinks,kv-head,mean,8,8,1,stream,all,all,5,8,0.95\n", f);
-    fclose(f);
-    f = fopen(real, "w");
-    fputs("trace,policy,score,scope,scope_of,gqa,budget_arg,budget,stride,phase,tokens,ppl\n"
-          "x,full,,,kv-head,mean,,0,1,stream,9,10\n"
-          "x,h2o,aas,window,kv-head,mean,8,8,1,stream,9,12\n"
-          "x,recency,recency,none,kv-head,mean,8,8,1,stream,9,30\n"
-          "x,roco,mas,std+sinks,kv-head,mean,8,8,1,stream,9,11\n", f);
-    fclose(f);
+    write_file(sim, SIM_B8);
+    write_file(real,
+               "trace,policy,score,scope,scope_of,gqa,budget_arg,budget,stride,phase,tokens,ppl\n"
+               "x,full,,,kv-head,mean,,0,1,stream,9,10\n"
+               "x,h2o,aas,window,kv-head,mean,8,8,1,stream,9,12\n"
+               "x,recency,recency,none,kv-head,mean,8,8,1,stream,9,30\n"
+               "x,roco,mas,std+sinks,kv-head,mean,8,8,1,stream,9,11\n");
     snprintf(cmd, sizeof cmd, "%s/kvsim confirm predict %s %s --sim-metric mass --real-metric "
              "ppl --rounds 200", getenv("KV_BIN"), sim, real);
     cr_assert_eq(test_shell(cmd, out, sizeof out), 0, "%s", out);
@@ -72,4 +81,44 @@ Test(rank_corr, predict_joins_replay_and_confirm_lines_per_budget)
     remove(real);
     cr_assert_str_eq(strchr(out, '\n') + 1, "mass,ppl,8,3,-1,-1,-1\n",
                      "more mass, lower perplexity: rho = -1 over three policies:\n%s", out);
+}
+
+/* --points: one line per (policy, budget) in both files, the sim and real values side
+ * by side; full (no budget) and per-layer lines are no points.  Two CSVs that join
+ * nowhere are an error, not a table of empty correlations. */
+Test(rank_corr, predict_points_are_the_joined_pairs)
+{
+    char sim[64], real[64], points[64], cmd[1024], out[4096];
+    snprintf(sim, sizeof sim, "/tmp/kv_psim_%d.csv", (int)getpid());
+    snprintf(real, sizeof real, "/tmp/kv_preal_%d.csv", (int)getpid());
+    snprintf(points, sizeof points, "/tmp/kv_points_%d.csv", (int)getpid());
+    char sim_text[2048];
+    snprintf(sim_text, sizeof sim_text, "%s%s", SIM_B8,
+             "t,h2o,aas,window,kv-head,mean,16,16,1,stream,all,all,5,16,0.97\n"
+             "t,tova,ltas,none,layer,mean,16,16,1,stream,all,all,5,16,0.96\n");
+    write_file(sim, sim_text);
+    write_file(real,
+               "trace,policy,score,scope,scope_of,gqa,budget_arg,budget,stride,phase,tokens,ppl\n"
+               "x,full,,,kv-head,mean,,0,1,stream,9,10\n"
+               "x,h2o,aas,window,kv-head,mean,8,8,1,stream,9,12\n"
+               "x,h2o,aas,window,kv-head,mean,16,16,1,stream,9,10.5\n"
+               "x,recency,recency,none,kv-head,mean,8,8,1,stream,9,30\n"
+               "x,scissorhands,aqas,window,kv-head,mean,8,8,1,stream,9,11\n");
+    snprintf(cmd, sizeof cmd, "%s/kvsim confirm predict %s %s --rounds 50 --points %s "
+             ">/dev/null && cat %s", getenv("KV_BIN"), sim, real, points, points);
+    cr_assert_eq(test_shell(cmd, out, sizeof out), 0, "%s", out);
+    cr_assert_str_eq(out, "sim_metric,real_metric,policy,budget_arg,stride,phase,sim,real\n"
+                          "mass,ppl,h2o,8,1,stream,0.9,12\n"
+                          "mass,ppl,h2o,16,1,stream,0.97,10.5\n"
+                          "mass,ppl,recency,8,1,stream,0.5,30\n",
+                     "scissorhands has no sim line, roco and tova no real one, full no "
+                     "budget:\n%s", out);
+    write_file(real, "trace,policy,score,scope,scope_of,gqa,budget_arg,budget,stride,phase,"
+                     "tokens,ppl\nx,h2o,aas,window,kv-head,mean,32,32,1,stream,9,12\n");
+    snprintf(cmd, sizeof cmd, "%s/kvsim confirm predict %s %s 2>&1", getenv("KV_BIN"), sim, real);
+    cr_assert_eq(test_shell(cmd, out, sizeof out), 1, "%s", out);
+    cr_assert(strstr(out, "no line joins"), "%s", out);
+    remove(sim);
+    remove(real);
+    remove(points);
 }

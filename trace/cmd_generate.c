@@ -7,7 +7,8 @@
  * Options are the session's (session.h) plus every policy parameter, each handed to
  * policy_config_set() as written (--policy, --budget, --stride, --phase, --sinks ...).
  * --seed seeds both the sampler and the policy.  A budget fraction resolves against
- * prompt + --max-new-tokens.
+ * prompt + --max-new-tokens.  --reposition re-rotates the kept keys to contiguous
+ * positions after every eviction (live.h (5)).
  */
 #include "cmd_generate.h"
 
@@ -19,7 +20,8 @@
 
 static const char usage[] =
     "usage: kvtrace generate MODEL.gguf PROMPT --policy P --budget B [--stride S]\n"
-    "                        [--phase stream|oneshot|decode] [policy options] [session options]\n";
+    "                        [--phase stream|oneshot|decode] [--reposition] [policy options]\n"
+    "                        [session options]\n";
 
 static void print_help(void)
 {
@@ -31,6 +33,8 @@ static void print_help(void)
            "  --budget B          0.4 = a fraction of prompt + max new tokens; 512 = entries\n"
            "  --stride S          evict S entries at once when the cache holds B + S\n"
            "  --phase PH          stream (default), oneshot, decode\n"
+           "  --reposition        after each eviction, re-rotate the kept keys to positions\n"
+           "                      0..n-1 and give the next token position n (StreamingLLM)\n"
            "session options:\n", usage);
     session_print_options(stdout);
     printf("  -h, --help          this help\n\n"
@@ -54,10 +58,12 @@ static int set_param(policy_config *cfg, const char *key, const char *value)
 }
 
 /* 0: run; 2: usage error (reported); -1: help printed. */
-static int parse_args(int argc, char **argv, session_options *o, policy_config *cfg)
+static int parse_args(int argc, char **argv, session_options *o, policy_config *cfg,
+                      int *reposition)
 {
     *o = session_options_default();
     *cfg = policy_config_default();
+    *reposition = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         int used = 0, rc;
@@ -68,6 +74,10 @@ static int parse_args(int argc, char **argv, session_options *o, policy_config *
         if (a[0] != '-' || !a[1]) {
             if (session_positional(o, "kvtrace generate", a))
                 return 2;
+            continue;
+        }
+        if (!strcmp(a, "--reposition")) {
+            *reposition = 1;
             continue;
         }
         rc = session_parse_option(o, "kvtrace generate", a, v, &used);
@@ -106,7 +116,8 @@ static void print_stats(const policy_config *cfg, int n_prompt, const live_outpu
     fprintf(stderr, "KV bytes (allocator): %zu final, %zu peak\n", s->kv_bytes, s->kv_bytes_peak);
 }
 
-static int generate(session *s, const session_options *o, policy_config *cfg, kv_err *err)
+static int generate(session *s, const session_options *o, policy_config *cfg, int reposition,
+                    kv_err *err)
 {
     const int n_prompt = (int)s->prompt.n, n_ctx = model_config_of(s->model)->n_ctx;
     const int T = n_prompt + o->max_new < n_ctx ? n_prompt + o->max_new : n_ctx;
@@ -115,8 +126,10 @@ static int generate(session *s, const session_options *o, policy_config *cfg, kv
     live *lv = live_new(s->model, s->tok, cfg, T, err);
     if (!lv)
         return err->code;
-    live_output out;
-    int rc = live_generate(lv, s->sampler, s->prompt.ids, n_prompt, o->max_new, print_token,
+    live_output out = {0};
+    int rc = live_set_reposition(lv, reposition, err);
+    if (rc == KV_OK)
+        rc = live_generate(lv, s->sampler, s->prompt.ids, n_prompt, o->max_new, print_token,
                            s->tok, &out, err);
     printf("\n");
     fflush(stdout);
@@ -131,14 +144,15 @@ int cmd_generate(int argc, char **argv)
 {
     session_options o;
     policy_config cfg;
-    int rc = parse_args(argc, argv, &o, &cfg);
+    int reposition;
+    int rc = parse_args(argc, argv, &o, &cfg, &reposition);
     if (rc)
         return rc < 0 ? 0 : rc;
     kv_err err = {0};
     session s;
     rc = session_open(&s, &o, &err);
     if (!rc)
-        rc = generate(&s, &o, &cfg, &err);
+        rc = generate(&s, &o, &cfg, reposition, &err);
     if (rc)
         fprintf(stderr, "kvtrace generate: %s\n", err.msg);
     session_close(&s);

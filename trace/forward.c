@@ -3,7 +3,8 @@
  * number of new tokens.
  *
  * Read model_forward() first: it is the block of model.h step by step.  Everything
- * above it is a building block: RMSNorm, RoPE, matmul (8-bit dot products for one
+ * above it is a building block: RMSNorm, RoPE (and the re-rotation of kept keys that
+ * live eviction's --reposition uses), matmul (8-bit dot products for one
  * token, dequantise-then-sgemm for a batch), SwiGLU, and attention, which is computed
  * per query head in blocks of ATT_ROWS query rows so that no T×T matrix is ever held
  * for all heads at once, and which shows each probability row to the hook.
@@ -60,12 +61,14 @@ static int scratch_reserve(model *m, int n, int max_keys, kv_err *err)
     s->rope_cos = alloc_counted(t * half * f, &s->bytes);
     s->rope_sin = alloc_counted(t * half * f, &s->bytes);
     s->pos = alloc_counted(t * sizeof *s->pos, &s->bytes);
+    s->rope_pos = alloc_counted(t * sizeof *s->rope_pos, &s->bytes);
     s->scores = alloc_counted(need * f, &s->bytes);
     s->wbuf = cap >= GEMM_MIN_TOKENS ? alloc_counted(WBUF_FLOATS * f, &s->bytes) : NULL;
     s->cap_tokens = cap;
     s->cap_scores = need;
     if (!s->x || !s->xb || !s->q || !s->att || !s->k || !s->v || !s->hb || !s->hb2 ||
-        !s->rope_cos || !s->rope_sin || !s->pos || !s->scores || (cap >= GEMM_MIN_TOKENS && !s->wbuf)) {
+        !s->rope_cos || !s->rope_sin || !s->pos || !s->rope_pos || !s->scores ||
+        (cap >= GEMM_MIN_TOKENS && !s->wbuf)) {
         model__scratch_free(s);
         return kv_errorf(err, KV_ENOMEM, "out of memory for the activations of %d tokens", n);
     }
@@ -75,7 +78,7 @@ static int scratch_reserve(model *m, int n, int max_keys, kv_err *err)
 void model__scratch_free(model_scratch *s)
 {
     void *bufs[] = {s->x, s->xb, s->q, s->att, s->k, s->v, s->hb, s->hb2,
-                    s->rope_cos, s->rope_sin, s->pos, s->scores, s->wbuf};
+                    s->rope_cos, s->rope_sin, s->pos, s->rope_pos, s->scores, s->wbuf};
     for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++)
         free(bufs[i]);
     *s = (model_scratch){0};
@@ -117,37 +120,83 @@ static void matmul(model *m, float *out, const float *x, const qmatrix *w, int n
     }
 }
 
-/* cos and sin of every (token, frequency) of this call: θ_i = pos · base^(−2i/n_rot),
- * in float32 as HF transformers computes them. */
-static void rope_tables(model_scratch *s, const model_config *c, int n)
+/* θ_i = base^(−2i/n_rot), in float32 as HF transformers computes it: the one place
+ * the frequencies come from, for the forward pass and for re-rotation alike. */
+static float rope_inv_freq(const model_config *c, int i)
+{
+    return 1.0f / powf(c->rope_base, (float)(2 * i) / (float)c->n_rot);
+}
+
+/* cos and sin of angle p · θ_i for p = pos0 .. pos0 + n - 1: the positions the call's
+ * tokens take in the stream at hand. */
+static void rope_tables(model_scratch *s, const model_config *c, int pos0, int n)
 {
     int half = c->n_rot / 2;
-    for (int t = 0; t < n; t++)
+    for (int t = 0; t < n; t++) {
+        s->rope_pos[t] = pos0 + t;
         for (int i = 0; i < half; i++) {
-            float inv_freq = 1.0f / powf(c->rope_base, (float)(2 * i) / (float)c->n_rot);
-            float angle = (float)s->pos[t] * inv_freq;
+            float angle = (float)(pos0 + t) * rope_inv_freq(c, i);
             s->rope_cos[(size_t)t * half + i] = cosf(angle);
             s->rope_sin[(size_t)t * half + i] = sinf(angle);
         }
+    }
+    s->rope_pos0 = pos0;
 }
 
-/* Rotate each head of n rows of n_heads · head_dim: NORMAL pairs (2i, 2i+1), NEOX pairs
- * (i, i + n_rot/2); dimensions past n_rot are left as they are. */
-static void rope(float *v, int n, int n_heads, const model_scratch *s, const model_config *c)
+/* Rotate pair i of one head vector by the angle whose cos and sin are cs, sn: NORMAL
+ * pairs (2i, 2i+1), NEOX pairs (i, i + n_rot/2). */
+static inline void rope_pair(float *x, int i, float cs, float sn, const model_config *c)
+{
+    const int normal = c->rope == MODEL_ROPE_NORMAL;
+    const int stride = normal ? 2 : 1, partner = normal ? 1 : c->n_rot / 2;
+    float a = x[i * stride], b = x[i * stride + partner];
+    x[i * stride] = a * cs - b * sn;
+    x[i * stride + partner] = a * sn + b * cs;
+}
+
+/* Every pair of one head vector; dimensions past n_rot are left as they are. */
+static void rope_head(float *x, const float *cs, const float *sn, const model_config *c)
+{
+    for (int i = 0; i < c->n_rot / 2; i++)
+        rope_pair(x, i, cs[i], sn[i], c);
+}
+
+/* Rotate heads h0 .. h1-1 of n rows of n_heads · head_dim by the current tables. */
+static void rope(float *v, int n, int n_heads, int h0, int h1, const model_scratch *s,
+                 const model_config *c)
 {
     int half = c->n_rot / 2, hd = c->head_dim;
-    int stride = c->rope == MODEL_ROPE_NORMAL ? 2 : 1, partner = c->rope == MODEL_ROPE_NORMAL ? 1 : half;
 #pragma omp parallel for schedule(static) if (n > 1)
-    for (int t = 0; t < n; t++) {
-        const float *cs = s->rope_cos + (size_t)t * half, *sn = s->rope_sin + (size_t)t * half;
-        for (int h = 0; h < n_heads; h++) {
-            float *x = v + ((size_t)t * n_heads + h) * hd;
-            for (int i = 0; i < half; i++) {
-                float a = x[i * stride], b = x[i * stride + partner];
-                x[i * stride] = a * cs[i] - b * sn[i];
-                x[i * stride + partner] = a * sn[i] + b * cs[i];
-            }
-        }
+    for (int t = 0; t < n; t++)
+        for (int h = h0; h < h1; h++)
+            rope_head(v + ((size_t)t * n_heads + h) * hd, s->rope_cos + (size_t)t * half,
+                      s->rope_sin + (size_t)t * half, c);
+}
+
+void model_rope_shift(const model *m, float *x, int n, int delta)
+{
+    const model_config *c = &m->cfg;
+    /* frequency-major: one cos and sin per frequency, no table to hold */
+    for (int i = 0; i < c->n_rot / 2; i++) {
+        float angle = (float)delta * rope_inv_freq(c, i), cs = cosf(angle), sn = sinf(angle);
+        for (int j = 0; j < n; j++)
+            rope_pair(x + (size_t)j * c->head_dim, i, cs, sn, c);
+    }
+}
+
+void model_cache_reposition(const model *m, kv_cache *cache, int layer, int kv_head)
+{
+    float *keys = kv_cache__keys_rw(cache, layer, kv_head);
+    int32_t *pos = kv_cache__positions_rw(cache, layer, kv_head);
+    const int n = kv_cache_size(cache, layer, kv_head), hd = m->cfg.head_dim;
+    /* Removal shifts whole runs of slots by the same amount: one shift per run. */
+    for (int i = 0, run; i < n; i += run) {
+        const int delta = i - pos[i];
+        for (run = 1; i + run < n && i + run - pos[i + run] == delta; run++)
+            pos[i + run] = i + run;
+        pos[i] = i;
+        if (delta)
+            model_rope_shift(m, keys + (size_t)i * hd, run, delta);
     }
 }
 
@@ -250,15 +299,25 @@ static void attention(model *m, const kv_cache *cache, int l, int n, const model
         attend_head(&job, h, m->s.scores + (size_t)omp_get_thread_num() * per_thread);
 }
 
-/* The new keys (post-RoPE) and values join every stream of layer l; the streams were
- * reserved for them, so this cannot fail. */
-static void cache_append(model *m, kv_cache *cache, int l, int n)
+/* RoPE, then the new keys and values join every stream of layer l.  One KV head (and
+ * its group of query heads) at a time, at the positions its stream gives the new
+ * tokens (kv_cache_rope_pos: the token's index, or the stream's size under compact
+ * positions); the tables are recomputed only when those change, so a plain cache
+ * computes them once per call.  The streams were reserved, so appending cannot fail. */
+static void rope_append(model *m, kv_cache *cache, int l, int n)
 {
     const model_config *c = &m->cfg;
+    model_scratch *s = &m->s;
+    const int G = c->n_head / c->n_head_kv;
     size_t kvd = (size_t)c->n_head_kv * c->head_dim;
     for (int h = 0; h < c->n_head_kv; h++) {
+        int pos0 = kv_cache_rope_pos(cache, l, h);
+        if (pos0 != s->rope_pos0)
+            rope_tables(s, c, pos0, n);
+        rope(s->q, n, c->n_head, h * G, (h + 1) * G, s, c);
+        rope(s->k, n, c->n_head_kv, h, h + 1, s, c);
         size_t off = (size_t)h * c->head_dim;
-        kv_cache_append(cache, l, h, m->s.k + off, m->s.v + off, kvd, m->s.pos, n, NULL);
+        kv_cache_append(cache, l, h, s->k + off, s->v + off, kvd, s->rope_pos, n, NULL);
     }
 }
 
@@ -307,12 +366,12 @@ int model_forward(model *m, kv_cache *cache, const int32_t *tokens, int n,
     int d = c->n_embd;
     size_t nd = (size_t)n * d;
 
-    /* token embeddings, positions and their RoPE angles */
+    /* token embeddings and positions; the RoPE tables follow per stream (rope_append) */
     for (int t = 0; t < n; t++) {
         model__qmatrix_row(s->x + (size_t)t * d, &m->tok_embd, tokens[t]);
         s->pos[t] = kv_cache_next_pos(cache) + t;
     }
-    rope_tables(s, c, n);
+    s->rope_pos0 = -1;   /* no tables for this call's n yet */
 
     for (int l = 0; l < c->n_layer; l++) {
         const model_layer *w = &m->layers[l];
@@ -322,9 +381,7 @@ int model_forward(model *m, kv_cache *cache, const int32_t *tokens, int n,
         matmul(m, s->q, s->xb, &w->wq, n);
         matmul(m, s->k, s->xb, &w->wk, n);
         matmul(m, s->v, s->xb, &w->wv, n);
-        rope(s->q, n, c->n_head, s, c);
-        rope(s->k, n, c->n_head_kv, s, c);
-        cache_append(m, cache, l, n);
+        rope_append(m, cache, l, n);
         attention(m, cache, l, n, hooks);
         matmul(m, s->xb, s->att, &w->wo, n);
         residual(s->x, s->xb, nd);

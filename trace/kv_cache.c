@@ -11,7 +11,7 @@
 typedef struct kv_stream {
     float   *keys;      /* (cap, head_dim) post-RoPE, slots 0..n-1 valid */
     float   *values;    /* (cap, head_dim) */
-    int32_t *pos;       /* (cap,) original positions, increasing */
+    int32_t *pos;       /* (cap,) the positions keys are rotated for, increasing */
     int      n;         /* entries held */
     int      cap;       /* entries allocated */
 } kv_stream;
@@ -19,6 +19,7 @@ typedef struct kv_stream {
 struct kv_cache {
     int        n_layer, n_kv_head, head_dim;
     int        next_pos;   /* tokens ever appended (kv_cache_advance) */
+    int        compact;    /* (3) entries at positions 0..n-1 of their stream */
     size_t     bytes;      /* (5) everything allocated through kv_realloc */
     kv_stream *streams;    /* (n_layer * n_kv_head,) */
 };
@@ -220,8 +221,34 @@ const int32_t *kv_cache_positions(const kv_cache *c, int layer, int kv_head)
 }
 
 int    kv_cache_next_pos(const kv_cache *c) { return c->next_pos; }
+int    kv_cache_compact_positions(const kv_cache *c) { return c->compact; }
 void   kv_cache_advance(kv_cache *c, int n) { c->next_pos += n; }
 size_t kv_cache_bytes(const kv_cache *c) { return c ? c->bytes : 0; }
+
+int kv_cache_set_compact_positions(kv_cache *c, int on)
+{
+    size_t n = (size_t)c->n_layer * c->n_kv_head;
+    for (size_t i = 0; i < n; i++)
+        if (c->streams[i].n > 0)
+            return KV_EUSAGE;   /* its keys are rotated for the other numbering */
+    c->compact = on != 0;
+    return 0;
+}
+
+int kv_cache_rope_pos(const kv_cache *c, int layer, int kv_head)
+{
+    return c->compact ? stream_at(c, layer, kv_head)->n : c->next_pos;
+}
+
+float *kv_cache__keys_rw(kv_cache *c, int layer, int kv_head)
+{
+    return stream_at(c, layer, kv_head)->keys;
+}
+
+int32_t *kv_cache__positions_rw(kv_cache *c, int layer, int kv_head)
+{
+    return stream_at(c, layer, kv_head)->pos;
+}
 int    kv_cache_n_layer(const kv_cache *c) { return c->n_layer; }
 int    kv_cache_n_kv_head(const kv_cache *c) { return c->n_kv_head; }
 int    kv_cache_head_dim(const kv_cache *c) { return c->head_dim; }

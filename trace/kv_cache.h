@@ -10,8 +10,12 @@
  *      reordering the rest — exactly policy_compact() of policies/policy.h — so a
  *      policy's slots and the cache's slots stay aligned.  It moves only the entries
  *      after the first removed slot: O(entries moved), no allocation.
- *  (3) Keys keep the RoPE rotation of their original position; removal never
- *      re-rotates them.
+ *  (3) Keys keep the RoPE rotation of the position kv_cache_positions() gives them:
+ *      their original position, so removal never re-rotates them.  With compact
+ *      positions (kv_cache_set_compact_positions: live eviction's --reposition) a
+ *      stream's entries sit at 0..n-1 in slot order instead; removal still moves
+ *      no rotation, and the model re-rotates the kept keys afterwards
+ *      (model_cache_reposition), so that the positions read 0..n-1 again.
  *  (4) Streams grow one at a time, by chunks (KV_CACHE_CHUNK entries, or the reserve
  *      given to kv_cache_new); the cache as a whole is never reallocated.  Removal
  *      keeps the stream's capacity: a stream evicted back to B + s never reallocates.
@@ -66,12 +70,28 @@ void kv_cache_clear(kv_cache *c);
 int            kv_cache_size(const kv_cache *c, int layer, int kv_head);   /* entries n */
 const float   *kv_cache_keys(const kv_cache *c, int layer, int kv_head);   /* (n, head_dim) */
 const float   *kv_cache_values(const kv_cache *c, int layer, int kv_head); /* (n, head_dim) */
-const int32_t *kv_cache_positions(const kv_cache *c, int layer, int kv_head); /* (n,) */
+/* (n,) the position each key is rotated for (3) */
+const int32_t *kv_cache_positions(const kv_cache *c, int layer, int kv_head);
 
 /* The position the next token takes: tokens ever appended through the model
  * (kv_cache_advance), whatever was evicted since. */
 int  kv_cache_next_pos(const kv_cache *c);
 void kv_cache_advance(kv_cache *c, int n);          /* n tokens have joined every stream */
+
+/* (3) Compact positions on (1) or off (0, the default); only on an empty cache, whose
+ * every stream then numbers its entries 0..n-1.  Returns 0, or KV_EUSAGE when the
+ * cache already holds entries. */
+int  kv_cache_set_compact_positions(kv_cache *c, int on);
+int  kv_cache_compact_positions(const kv_cache *c);
+
+/* The position the next token takes in stream (layer, kv_head), for its RoPE:
+ * kv_cache_next_pos(), or the stream's size n with compact positions. */
+int  kv_cache_rope_pos(const kv_cache *c, int layer, int kv_head);
+
+/* Writable keys and positions of one stream, for the model's re-rotation only
+ * (model_cache_reposition); borrowed like kv_cache_keys(). */
+float   *kv_cache__keys_rw(kv_cache *c, int layer, int kv_head);
+int32_t *kv_cache__positions_rw(kv_cache *c, int layer, int kv_head);
 
 /* (5) Bytes currently allocated by the cache (streams and bookkeeping). */
 size_t kv_cache_bytes(const kv_cache *c);

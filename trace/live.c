@@ -25,6 +25,7 @@ struct live {
     int                 L, H, K, G;  /* layers, query heads, KV heads, heads per KV head */
     int                 per_layer;   /* streams per layer: K, or 1 at layer scope */
     int                 full;        /* `full`: no streams, no hooks (4) */
+    int                 reposition;  /* (5) keys re-rotated to 0..n-1 after evictions */
     policy            **streams;     /* (L · per_layer,) */
     policy_group      **groups;      /* (L,) adakv's shared budgets, else NULL */
     int                 t;           /* tokens fed: the next position */
@@ -189,6 +190,14 @@ void live_free(live *lv)
     free(lv);
 }
 
+int live_set_reposition(live *lv, int on, kv_err *err)
+{
+    if (lv->t > 0 || kv_cache_set_compact_positions(lv->cache, on))
+        return kv_errorf(err, KV_EUSAGE, "--reposition must be chosen before the first token");
+    lv->reposition = on != 0;
+    return KV_OK;
+}
+
 /* --- chunks (4) ----------------------------------------------------------------- */
 
 /* Could stream p evict before the last of the next c steps?  Conservative: only
@@ -324,8 +333,11 @@ static void evict_when_due(live *lv, int l, int k)
     if (due <= 0)
         return;
     int got = policy_evict(p, due, lv->slots);
-    for (int kv = lv->per_layer > 1 ? k : 0; kv < (lv->per_layer > 1 ? k + 1 : lv->K); kv++)
+    for (int kv = lv->per_layer > 1 ? k : 0; kv < (lv->per_layer > 1 ? k + 1 : lv->K); kv++) {
         kv_cache_remove(lv->cache, l, kv, lv->slots, got);
+        if (lv->reposition && got > 0)
+            model_cache_reposition(lv->m, lv->cache, l, kv);   /* (5) */
+    }
     lv->stats.evicted += got;
 }
 

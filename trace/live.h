@@ -25,8 +25,14 @@
  *      streams still within their budget, and `full`.  Otherwise tokens go one at a
  *      time, so query t attends to exactly the B + 1 .. B + s entries of the step
  *      order.  `full` runs without hooks: the same forward calls as `kvtrace run`.
- *  (5) Positions.  Keys keep the RoPE rotation of their original position
- *      (kv_cache.h (3)); token t takes position t whatever was evicted.
+ *  (5) Positions.  By default keys keep the RoPE rotation of their original position
+ *      (kv_cache.h (3)) and token t takes position t whatever was evicted.  With
+ *      live_set_reposition() (StreamingLLM): after every eviction the kept keys of the
+ *      stream are re-rotated to positions 0..n-1 in slot order
+ *      (model_cache_reposition), and a new token's key and query take position n, the
+ *      entries its stream held before it joined.  Positions are per stream, so the KV
+ *      heads of a layer may differ (adakv).  Policies still see original positions
+ *      (recency, ties, sinks), and with no eviction both modes give the same tokens.
  *  (6) Accounting.  KV bytes are kv_cache_bytes(), the allocator's own count; the
  *      cache is reserved for B + s entries per stream (the whole sequence when the
  *      policy may hold it), so the bytes follow the budget.
@@ -70,6 +76,11 @@ typedef struct live_stats {
 live *live_new(model *m, const tokenizer *tok, const policy_config *cfg, int seq_len,
                kv_err *err);
 void  live_free(live *lv);   /* NULL does nothing */
+
+/* (5) Re-rotate kept keys to contiguous positions after every eviction (on = 1), or
+ * keep original positions (0, the default).  Before the first live_feed(); KV_EUSAGE
+ * after it. */
+int   live_set_reposition(live *lv, int on, kv_err *err);
 
 /* (4) How many of the next `want` tokens may go in one live_feed() call (>= 1). */
 int   live_chunk(const live *lv, int want);

@@ -123,7 +123,9 @@ size_t model_scratch_bytes(const model *m);  /* bytes of activation scratch held
 
 /* ---- running --------------------------------------------------------------------- */
 
-/* Run n tokens through the model at positions kv_cache_next_pos(cache) .. + n - 1:
+/* Run n tokens through the model at positions kv_cache_next_pos(cache) .. + n - 1
+ * (with compact positions, kv_cache_rope_pos() of each stream .. + n - 1 for RoPE;
+ * hooks still see the tokens' indices in the sequence):
  * their keys and values join every stream of `cache` (at the end, in order), each
  * query attends to its stream's slots up to and including its own entry, and the
  * cache's next position advances by n.  A call with n > 1 (prefill, or a chunk of it)
@@ -135,5 +137,19 @@ size_t model_scratch_bytes(const model *m);  /* bytes of activation scratch held
  * fails. */
 int model_forward(model *m, kv_cache *cache, const int32_t *tokens, int n,
                   model_logits which, float *logits, const model_hooks *hooks, kv_err *err);
+
+/* ---- positions ------------------------------------------------------------------ */
+
+/* Rotate n post-RoPE head vectors (head_dim floats each, one after the other) by
+ * `delta` positions, with the model's own frequencies and pairing: a vector rotated for
+ * position p comes out rotated for p + delta, up to float rounding (RoPE rotations
+ * compose; a vector rotated for position 0 is the un-rotated one). */
+void model_rope_shift(const model *m, float *x, int n, int delta);
+
+/* Compact positions (kv_cache.h (3)): after a removal from stream (layer, kv_head),
+ * rotate each kept key from the position it was rotated for to its slot index, so the
+ * stream's positions read 0..n-1 again.  Slots before the first removed one do not
+ * move.  Each call adds one rotation's rounding to the keys it moves. */
+void model_cache_reposition(const model *m, kv_cache *cache, int layer, int kv_head);
 
 #endif /* MODEL_H */

@@ -46,7 +46,9 @@ typedef struct model_scratch {
     float *hb, *hb2;       /* (n, n_ff) gate and up projections */
     float *rope_cos;       /* (n, n_rot / 2) */
     float *rope_sin;       /* (n, n_rot / 2) */
-    int   *pos;            /* (n,) positions of the call's tokens */
+    int   *pos;            /* (n,) the call's tokens' indices in the sequence (hooks) */
+    int32_t *rope_pos;     /* (n,) their RoPE positions in the stream at hand */
+    int    rope_pos0;      /* rope_cos/sin hold positions rope_pos0 + 0..n-1 */
     size_t cap_scores;     /* floats in `scores` */
     float *scores;         /* (threads, ATT_ROWS, keys) attention blocks */
     float *wbuf;           /* (WBUF_FLOATS,) dequantised weight rows for GEMM */
