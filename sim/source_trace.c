@@ -28,10 +28,12 @@ typedef struct trace_source {
     trace_chunk_buf **bufs;
 } trace_source;
 
+/* The calling thread's buffer index; -1 inside nested parallelism, where thread
+ * numbers repeat across teams and a buffer could be shared. */
 static int thread_index(void)
 {
 #ifdef _OPENMP
-    return omp_get_thread_num();
+    return omp_get_level() > 1 ? -1 : omp_get_thread_num();
 #else
     return 0;
 #endif
@@ -43,7 +45,7 @@ static int ts_read_rows(replay_source *src, int li, int hi, int t0, int n, float
     trace_source *s = src->impl;
     const int me = thread_index();
     int rc;
-    if (me >= s->n_bufs) {   /* a thread beyond the pool the source was opened for */
+    if (me < 0 || me >= s->n_bufs) {   /* nested, or beyond the pool opened for */
 #pragma omp critical(trace_source_io)
         rc = trace_read_rows(s->tr, li, hi, t0, n, out, width, err);
         return rc;
