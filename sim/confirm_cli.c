@@ -102,7 +102,9 @@ int confirm_args_parse(int argc, char **argv, const char *extra, int inputs,
         return kv_errorf(err, KV_EUSAGE, "missing %s; see --help", a->model ? "INPUT" : "MODEL");
     if (a->threads && confirm_int_list(a->threads, "threads", 1, 1024, &a->n_threads, 1, err) != 1)
         return KV_EUSAGE;
-    return KV_OK;
+    /* experiments run for minutes: a typo in -o must not cost them */
+    int rc = results_check_writable(a->csv, err);
+    return rc == KV_OK ? results_check_writable(a->json, err) : rc;
 }
 
 const char *confirm_opt(const confirm_args *a, const char *name, const char *def)
