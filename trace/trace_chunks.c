@@ -15,6 +15,13 @@
 
 #define CHUNK_ELEMENTS ((size_t)TRACE_BATCH * TRACE_CHUNK_COLS)
 
+/* Where one fetched chunk sits in `bytes`, and how HDF5 stored it. */
+typedef struct stored_chunk {
+    size_t   offset;   /* where it starts in bytes */
+    size_t   size;     /* its stored size; 0 = never written (all zeros) */
+    uint32_t mask;     /* HDF5's filter mask: bit i = filter i skipped */
+} stored_chunk;
+
 struct trace_chunk_buf {
     /* what was fetched */
     const char    *path;
@@ -23,10 +30,8 @@ struct trace_chunk_buf {
     int            n;            /* rows wanted (<= TRACE_BATCH) */
     size_t         cols;         /* columns wanted: t0 + n */
     int            count;        /* chunks fetched: ceil(cols / TRACE_CHUNK_COLS) */
-    size_t        *offset;       /* (count,) where chunk c starts in bytes */
-    size_t        *size;         /* (count,) its stored size; 0 = never written */
-    uint32_t      *mask;         /* (count,) HDF5's filter mask: bit i = filter i skipped */
-    int            slots;        /* capacity of offset/size/mask */
+    stored_chunk  *chunk;        /* (count,) */
+    size_t         chunk_cap;    /* bytes allocated for chunk[] */
     unsigned char *bytes;        /* the stored chunks, back to back */
     size_t         bytes_cap;
     /* decode scratch: one chunk, decompressed then unshuffled */
@@ -43,9 +48,7 @@ void trace_chunk_buf_free(trace_chunk_buf *b)
 {
     if (!b)
         return;
-    free(b->offset);
-    free(b->size);
-    free(b->mask);
+    free(b->chunk);
     free(b->bytes);
     free(b->inflated);
     free(b->plain);
@@ -123,25 +126,6 @@ static int reserve(void **p, size_t *cap, size_t want)
     return 0;
 }
 
-static int reserve_slots(trace_chunk_buf *b, int count)
-{
-    if (count <= b->slots)
-        return 0;
-    size_t *o = realloc(b->offset, (size_t)count * sizeof *o);
-    if (o)
-        b->offset = o;
-    size_t *s = realloc(b->size, (size_t)count * sizeof *s);
-    if (s)
-        b->size = s;
-    uint32_t *m = realloc(b->mask, (size_t)count * sizeof *m);
-    if (m)
-        b->mask = m;
-    if (!o || !s || !m)
-        return -1;
-    b->slots = count;
-    return 0;
-}
-
 /* Stored size of every chunk, and room for them all. */
 static int size_chunks(trace_chunk_buf *b, hid_t d, int li, int hi, kv_err *err)
 {
@@ -152,8 +136,8 @@ static int size_chunks(trace_chunk_buf *b, hid_t d, int li, int hi, kv_err *err)
         /* an unallocated chunk (never written: all zeros) reports an error or 0 */
         if (H5Dget_chunk_storage_size(d, at, &size) < 0)
             size = 0;
-        b->offset[c] = total;
-        b->size[c] = (size_t)size;
+        b->chunk[c].offset = total;
+        b->chunk[c].size = (size_t)size;
         total += (size_t)size;
     }
     H5Eclear2(H5E_DEFAULT);
@@ -174,14 +158,14 @@ int trace__chunks_fetch(trace_chunk_buf *b, hid_t d, const trace_chunk_layout *l
     b->cols = cols;
     b->fallback = 0;
     b->count = (int)((cols + TRACE_CHUNK_COLS - 1) / TRACE_CHUNK_COLS);
-    if (reserve_slots(b, b->count) < 0)
+    if (reserve((void **)&b->chunk, &b->chunk_cap, (size_t)b->count * sizeof *b->chunk) < 0)
         return kv_errorf(err, KV_ENOMEM, "%s: no memory for a chunk list", path);
     int rc = size_chunks(b, d, li, hi, err);
     for (int c = 0; rc == KV_OK && c < b->count; c++) {
         hsize_t at[4] = {(hsize_t)li, (hsize_t)hi, (hsize_t)t0, (hsize_t)c * TRACE_CHUNK_COLS};
-        b->mask[c] = 0;
-        if (b->size[c] &&
-            H5Dread_chunk(d, H5P_DEFAULT, at, &b->mask[c], b->bytes + b->offset[c]) < 0)
+        stored_chunk *k = &b->chunk[c];
+        k->mask = 0;
+        if (k->size && H5Dread_chunk(d, H5P_DEFAULT, at, &k->mask, b->bytes + k->offset) < 0)
             rc = trace__h5_fail(err, KV_EIO, "%s: reading the stored chunk of steps "
                                 "%lld.. at column %d", path, (long long)t0,
                                 c * TRACE_CHUNK_COLS);
@@ -272,9 +256,9 @@ static void unshuffle(const unsigned char *in, unsigned char *out, size_t elemen
 static const unsigned char *plain_chunk(trace_chunk_buf *b, int c)
 {
     const size_t bytes = CHUNK_ELEMENTS * b->layout.esize;
-    const unsigned char *data = b->bytes + b->offset[c];
-    size_t len = b->size[c];
-    if (b->layout.codec != TRACE_CODEC_NONE && !(b->mask[c] & 2u)) {
+    const unsigned char *data = b->bytes + b->chunk[c].offset;
+    size_t len = b->chunk[c].size;
+    if (b->layout.codec != TRACE_CODEC_NONE && !(b->chunk[c].mask & 2u)) {
         if (uncompress_chunk(b, data, len, b->inflated, bytes) < 0)
             return NULL;
         data = b->inflated;
@@ -282,7 +266,7 @@ static const unsigned char *plain_chunk(trace_chunk_buf *b, int c)
     }
     if (len != bytes)
         return NULL;
-    if (b->layout.codec != TRACE_CODEC_NONE && !(b->mask[c] & 1u)) {
+    if (b->layout.codec != TRACE_CODEC_NONE && !(b->chunk[c].mask & 1u)) {
         unshuffle(data, b->plain, CHUNK_ELEMENTS, b->layout.esize);
         data = b->plain;
     }
@@ -316,8 +300,8 @@ static int decode_chunks(trace_chunk_buf *b, float *out, size_t width, kv_err *e
     for (int c = 0; c < b->count; c++) {
         const size_t c0 = (size_t)c * TRACE_CHUNK_COLS;
         const size_t c1 = c0 + TRACE_CHUNK_COLS < b->cols ? c0 + TRACE_CHUNK_COLS : b->cols;
-        const unsigned char *data = b->size[c] ? plain_chunk(b, c) : NULL;
-        if (b->size[c] && !data)
+        const unsigned char *data = b->chunk[c].size ? plain_chunk(b, c) : NULL;
+        if (b->chunk[c].size && !data)
             return kv_errorf(err, KV_EFORMAT, "%s: damaged chunk of steps %lld.. at column "
                              "%zu (it does not decode to %zu bytes)", b->path,
                              (long long)b->t0, c0, bytes);
