@@ -106,6 +106,31 @@ __device__ static victim block_best(victim v, victim *cell)
     return best;
 }
 
+/* Warp 0: the digit holding the rest-th largest, scanning from digit 255 down, and
+ * how many lie above it.  Lane i sums digits 255-8i .. 248-8i, a prefix sum over the
+ * lanes finds the lane whose digits hold it, and that lane walks its eight. */
+__device__ static void pick_digit(const unsigned *hist, int rest, int *pick)
+{
+    const int lane = threadIdx.x, top = 255 - 8 * lane;
+    int count = 0;
+    for (int i = 0; i < 8; i++)
+        count += (int)hist[top - i];
+    int upto = count;   /* inclusive prefix over lanes 0..lane */
+    for (int o = 1; o < 32; o <<= 1) {
+        const int y = __shfl_up_sync(0xffffffffu, upto, o);
+        if (lane >= o)
+            upto += y;
+    }
+    int before = upto - count;
+    if (before < rest && rest <= upto) {
+        int d = top;
+        while (before + (int)hist[d] < rest)
+            before += (int)hist[d--];
+        pick[0] = d;
+        pick[1] = before;
+    }
+}
+
 /* The k-th largest of v[0..len-1] (1 <= k <= len) by radix selection on the keys, 8
  * bits at a time, and how many are strictly larger: metrics_kth_largest's answer. */
 __device__ static float kth_largest(const float *v, int len, int k, unsigned *hist, int *pick,
@@ -123,13 +148,8 @@ __device__ static float kth_largest(const float *v, int len, int k, unsigned *hi
                 atomicAdd(&hist[(key >> shift) & 255u], 1u);
         }
         __syncthreads();
-        if (threadIdx.x == 0) {   /* from the largest digit down to the one holding k */
-            int d = 255, before = 0;
-            while (before + (int)hist[d] < rest)
-                before += (int)hist[d--];
-            pick[0] = d;
-            pick[1] = before;
-        }
+        if (threadIdx.x < 32)
+            pick_digit(hist, rest, pick);
         __syncthreads();
         above += pick[1];
         rest -= pick[1];
