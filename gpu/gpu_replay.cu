@@ -5,7 +5,7 @@
  * engine's order (sim/replay.c invariant 1):
  *
  *   append t → gather each member's row at the kept slots and sum its mass as the
- *   CPU does → renormalise, reduce, observe (S += a, c++, last = a)
+ *   CPU does → renormalise, reduce, observe (S += a, Q += a², c++, last = a)
  *   → measure (mass, cache; overlap from the exact top-n threshold, radix-selected)
  *   → when due, evict the k lowest (score, position) candidates and compact in order.
  *
@@ -30,10 +30,12 @@
 /* Every stream's arrays: [copy][stream][slot] with `T` slots, and the gathered rows. */
 struct state {
     int    *pos;        /* position of the entry in each slot (slot order = position) */
-    double *S;          /* Σ a, as policy_scored.c */
+    double *S, *Q;      /* Σ a and Σ a², as policy_scored.c */
     int    *cnt;        /* queries that attended the entry */
     float  *last;       /* the latest reduced value */
     float  *gathered;   /* per stream at gathered_off[s]: (G, T) the members' raw p */
+    float  *sigma;      /* [stream][slot] the std scope's σ */
+    unsigned char *prot;/* [stream][slot] 1: protected by σ */
     size_t *gathered_off;
     int    *n, *flip;   /* (streams,) kept entries and current copy */
     int     streams, T;
@@ -179,8 +181,9 @@ struct step {
     const float           *rows;   /* this layer's rows: (H, 64, width) */
     int                    width, r, t, n;
     int                   *pos, *cnt;
-    double                *S;
-    float                 *last, *gathered;
+    double                *S, *Q;
+    float                 *last, *gathered, *sigma;
+    unsigned char         *prot;
     int                    T;
 };
 
@@ -217,7 +220,7 @@ __device__ static void observe(const step &k, const shared_cells &sh)
             a = rules_fold(k.d->gqa, a,
                            rules_renorm(k.gathered[(size_t)g * k.T + j], sh.mass[g], sh.scale[g], k.n));
         a = rules_finish(k.d->gqa, a, G);
-        k.S[j] += (double)a;
+        rules_observe(&k.S[j], &k.Q[j], a);
         k.cnt[j]++;
         k.last[j] = a;
     }
@@ -263,6 +266,8 @@ __device__ static void choose(const step &k, shared_cells &sh, int evict, int lo
     for (int round = 0; round < evict; round++) {
         victim mine = {0, 0, -1};
         for (int j = lo + (int)threadIdx.x; j < hi; j += blockDim.x) {
+            if (k.d->std_scope && k.prot[j])
+                continue;
             victim v = {rules_score(k.d->score, k.S[j], k.cnt[j], k.last[j], k.pos[j]), k.pos[j], j};
             if (prev.slot < 0 || rules_before(prev.score, prev.pos, v.score, v.pos))
                 mine = better(mine, v);
@@ -282,21 +287,51 @@ __device__ static void choose(const step &k, shared_cells &sh, int evict, int lo
     __syncthreads();
 }
 
-/* The candidate slots [lo, hi) of this eviction (rules_candidates). */
+/* The std scope within the candidates [lo, *hi): the `recent` newest leave the range,
+ * then the `want` largest σ are marked protected, ties to the newest
+ * (policy__protect_top), the threshold found by the same radix selection. */
+__device__ static void std_scope(const step &k, shared_cells &sh, int evict, int lo, int *hi)
+{
+    int mid, want;
+    rules_std_scope(k.n, evict, lo, k.d->window, k.d->recent, &mid, &want);
+    *hi = mid;
+    for (int j = lo + (int)threadIdx.x; j < mid; j += blockDim.x) {
+        k.sigma[j] = rules_sigma(k.S[j], k.Q[j], k.cnt[j]);
+        k.prot[j] = 0;
+    }
+    __syncthreads();
+    if (want <= 0)
+        return;
+    int n_above;
+    const float thr = kth_largest(k.sigma + lo, mid - lo, want, sh.hist, sh.pick, &n_above);
+    for (int j = lo + (int)threadIdx.x; j < mid; j += blockDim.x)
+        k.prot[j] = k.sigma[j] > thr;
+    __syncthreads();
+    if (threadIdx.x == 0)
+        for (int j = mid - 1, ties = want - n_above; j >= lo && ties > 0; j--)
+            if (k.sigma[j] == thr)
+                k.prot[j] = 1, ties--;
+    __syncthreads();
+}
+
+/* The candidate slots [lo, hi) of this eviction (rules_candidates, then the std
+ * scope's protections), k.prot marking the protected ones inside under the std scope. */
 __device__ static void candidates(const step &k, shared_cells &sh, int evict, int *lo, int *hi)
 {
     if (threadIdx.x == 0)
-        rules_candidates(k.pos, k.n, evict, k.d->sinks, k.d->window, &sh.range[0],
-                         &sh.range[1]);
+        rules_candidates(k.pos, k.n, evict, k.d->sinks, k.d->std_scope ? 0 : k.d->window,
+                         &sh.range[0], &sh.range[1]);
     __syncthreads();
     *lo = sh.range[0];
     *hi = sh.range[1];
     __syncthreads();
+    if (k.d->std_scope)
+        std_scope(k, sh, evict, *lo, hi);
 }
 
 /* Drop the chosen slots, writing the kept entries in order into the other copy. */
 __device__ static void compact(const step &k, const shared_cells &sh, int evict, int *pos2,
-                               double *S2, int *cnt2, float *last2)
+                               double *S2, double *Q2, int *cnt2, float *last2)
 {
     for (int j = threadIdx.x; j < k.n; j += blockDim.x) {
         int shift = 0, gone = 0;
@@ -308,6 +343,7 @@ __device__ static void compact(const step &k, const shared_cells &sh, int evict,
             continue;
         pos2[j - shift] = k.pos[j];
         S2[j - shift] = k.S[j];
+        Q2[j - shift] = k.Q[j];
         cnt2[j - shift] = k.cnt[j];
         last2[j - shift] = k.last[j];
     }
@@ -325,8 +361,9 @@ __global__ static void step_block(const gpu_stream_desc *desc, state st, const f
     for (int r = 0; r < n_rows; r++) {
         const size_t cur = at(st, flip, s), other = at(st, flip ^ 1, s);
         step k = {d, rows + (size_t)d->layer * H * BLOCK_ROWS * width, width, r, t0 + r, n,
-                  st.pos + cur, st.cnt + cur, st.S + cur, st.last + cur,
-                  st.gathered + st.gathered_off[s], st.T};
+                  st.pos + cur, st.cnt + cur, st.S + cur, st.Q + cur, st.last + cur,
+                  st.gathered + st.gathered_off[s], st.sigma + at(st, 0, s),
+                  st.prot + at(st, 0, s), st.T};
         if (threadIdx.x == 0) {   /* token t joins */
             k.pos[n] = k.t;
             k.S[n] = 0;
@@ -344,7 +381,8 @@ __global__ static void step_block(const gpu_stream_desc *desc, state st, const f
             int lo, hi;
             candidates(k, sh, evict, &lo, &hi);
             choose(k, sh, evict, lo, hi);
-            compact(k, sh, evict, st.pos + other, st.S + other, st.cnt + other, st.last + other);
+            compact(k, sh, evict, st.pos + other, st.S + other, st.Q + other, st.cnt + other,
+                    st.last + other);
             flip ^= 1;
             n -= evict;
         }
@@ -397,6 +435,9 @@ static cudaError_t alloc_state(gpu_replay *g, const gpu_stream_desc *streams)
     cudaError_t rc = cudaSuccess;
     rc = zalloc((void **)&st.pos, slots * sizeof(int), rc);
     rc = zalloc((void **)&st.S, slots * sizeof(double), rc);
+    rc = zalloc((void **)&st.Q, slots * sizeof(double), rc);
+    rc = zalloc((void **)&st.sigma, S * g->T * sizeof(float), rc);
+    rc = zalloc((void **)&st.prot, S * g->T, rc);
     rc = zalloc((void **)&st.cnt, slots * sizeof(int), rc);
     rc = zalloc((void **)&st.last, slots * sizeof(float), rc);
     rc = zalloc((void **)&st.gathered, total * sizeof(float), rc);
@@ -474,8 +515,9 @@ extern "C" void gpu_replay_free(gpu_replay *g)
 {
     if (!g)
         return;
-    void *device[] = {g->d_desc, g->d_acc, g->d_rows, g->st.pos, g->st.S, g->st.cnt,
-                      g->st.last, g->st.gathered, g->st.gathered_off, g->st.n, g->st.flip};
+    void *device[] = {g->d_desc, g->d_acc, g->d_rows, g->st.pos, g->st.S, g->st.Q,
+                      g->st.cnt, g->st.last, g->st.gathered, g->st.sigma, g->st.prot,
+                      g->st.gathered_off, g->st.n, g->st.flip};
     for (void *p : device)
         if (p)
             cudaFree(p);

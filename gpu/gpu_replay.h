@@ -5,8 +5,9 @@
  *
  * What runs there is the CPU engine's step order (sim/replay.c invariant 1) for the
  * score x scope family with scores aas, mas, ltas, recency and scopes none, sinks,
- * window (h2o, mas, tova, streaming, recency, scored), phase `stream`, any stride,
- * GQA reduction and scope of aggregation; metrics mass (with mean_cache) and overlap.
+ * window, std (h2o, mas, roco, tova, streaming, recency, scored), phase `stream`, any
+ * stride up to 64, GQA reduction and scope of aggregation; metrics mass (with
+ * mean_cache) and overlap.
  * Every floating-point operation is the CPU's, in the CPU's order (gather sums in four
  * interleaved partial sums, renormalisation, reduction, double score sums, the top-n
  * threshold by exact radix selection), so the numbers are the CPU engine's, bit for
@@ -36,8 +37,10 @@ typedef struct gpu_stream_desc {
     int budget;         /* B in force for this stream (layer schedules applied);
                            INT_MAX / 2 when unlimited */
     int stride;         /* s */
-    int window;         /* protected newest entries, r */
+    int window;         /* r: protected newest entries, or the std scope's size */
     int sinks;          /* protected positions < sinks; 0 = none */
+    int std_scope;      /* 1: the std scope (roco): `recent` newest + largest σ, r */
+    int recent;         /* the std scope's forced newest */
     int first;          /* first step measured */
 } gpu_stream_desc;
 

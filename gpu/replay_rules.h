@@ -11,6 +11,7 @@
 #ifndef REPLAY_RULES_H
 #define REPLAY_RULES_H
 
+#include <math.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -21,11 +22,15 @@
 #endif
 
 #ifdef __CUDA_ARCH__
-#define RULES_MUL(a, b) __fmul_rn((a), (b))
-#define RULES_ADD(a, b) __fadd_rn((a), (b))
+#define RULES_MUL(a, b)  __fmul_rn((a), (b))
+#define RULES_ADD(a, b)  __fadd_rn((a), (b))
+#define RULES_DMUL(a, b) __dmul_rn((a), (b))
+#define RULES_DADD(a, b) __dadd_rn((a), (b))
 #else
-#define RULES_MUL(a, b) ((a) * (b))
-#define RULES_ADD(a, b) ((a) + (b))
+#define RULES_MUL(a, b)  ((a) * (b))
+#define RULES_ADD(a, b)  ((a) + (b))
+#define RULES_DMUL(a, b) ((a) * (b))
+#define RULES_DADD(a, b) ((a) + (b))
 #endif
 
 /* Scores the kernel computes (policies/policy.h's POLICY_SCORE_* map onto these). */
@@ -43,6 +48,23 @@ RULES_FN float rules_score(int score, double S, int c, float last, int position)
     case GPU_SCORE_LTAS: return last;
     default:             return (float)position;
     }
+}
+
+/* One observation of an entry: S += a, Q += a², as policy_scored.c's observe. */
+RULES_FN void rules_observe(double *S, double *Q, float a)
+{
+    const double x = a;
+    *S += x;
+    *Q = RULES_DADD(*Q, RULES_DMUL(x, x));
+}
+
+/* σ of the attention an entry received, as policy__scored_sigma: sqrt(Q/c − (S/c)²). */
+RULES_FN float rules_sigma(double S, double Q, int c)
+{
+    if (c == 0)
+        return 0;
+    const double mean = S / c, var = RULES_DADD(Q / c, -RULES_DMUL(mean, mean));
+    return var > 0 ? (float)sqrt(var) : 0.0f;
 }
 
 /* Is (score a, position pa) a better victim than (b, pb)?  Lower score, then older:
@@ -78,6 +100,18 @@ RULES_FN void rules_candidates(const int *pos, int n, int k, int sinks, int wind
         s++, room--;
     *lo = s;
     *hi = n - (window < room ? window : room);
+}
+
+/* The std scope (roco) after the sinks: of the room left, std_r = min(r, room) entries
+ * are protected, the `recent` newest first (slots [*mid, n)), then the *want largest
+ * σ among the candidates [lo, *mid): policy__scored_candidates' POLICY_SCOPE_STD. */
+RULES_FN void rules_std_scope(int n, int k, int lo, int window, int recent, int *mid,
+                              int *want)
+{
+    const int room = n - k - lo, std_r = window < room ? window : room;
+    const int newest = recent < std_r ? recent : std_r;
+    *mid = n - newest;
+    *want = std_r - newest;
 }
 
 /* metrics_gather's scale: 1/m rounded to float, 0 when the mass underflowed. */

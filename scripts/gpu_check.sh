@@ -57,7 +57,7 @@ run() {
     ./build/tests --filter 'gpu_rules/*' --verbose 2>&1 | grep -E 'gpu_rules|Synthesis|Assert'
     echo "== real trace: CPU vs GPU"
     local K=./bin/kvsim T=build/test_trace.h5 c=$box/csv
-    local A="--policies h2o,mas,tova,streaming,recency,full --budgets 0.2,0.5,16 --strides 1,4"
+    local A="--policies h2o,mas,roco,tova,streaming,recency,full --budgets 0.2,0.5,16 --strides 1,4"
     $K sweep $T $A --metrics mass,overlap -o "$out/cpu.csv" &&
         $K sweep $T $A --metrics mass,overlap --device cuda -o "$out/gpu.csv" &&
         cmp "$out/cpu.csv" "$out/gpu.csv" && echo "REAL TRACE: IDENTICAL"
@@ -71,7 +71,7 @@ run() {
     timed $K replay $S --policy h2o --budget 0.2 --metrics mass,overlap --threads 16 -o $c/one.csv
     timed $K replay $S --policy h2o --budget 0.2 --metrics mass,overlap --device cuda -o $c/oneg.csv
     cmp $c/one.csv $c/oneg.csv && echo "SYNTH ONE: IDENTICAL"
-    local W="--policies h2o,mas,tova,streaming --budgets 0.01:0.5:0.01 --metrics mass,overlap"
+    local W="--policies h2o,mas,roco,tova --budgets 0.01:0.5:0.01 --metrics mass,overlap"
     timed $K sweep $S $W --threads 16 -o $c/sweep.csv
     timed $K sweep $S $W --device cuda -o $c/sweepg.csv
     cmp $c/sweep.csv $c/sweepg.csv && echo "SWEEP 200: IDENTICAL"

@@ -26,7 +26,7 @@
 /* The presets whose rules the kernel has: the score x scope family (scored.c). */
 static int family_on_gpu(const char *name)
 {
-    static const char *const names[] = {"scored", "h2o", "mas", "tova", "streaming",
+    static const char *const names[] = {"scored", "h2o", "mas", "roco", "tova", "streaming",
                                         "recency", "full"};
     for (size_t i = 0; i < sizeof names / sizeof *names; i++)
         if (!strcmp(name, names[i]))
@@ -50,7 +50,7 @@ static const char *unsupported(const replay_config *cfg)
 {
     const policy_config *pc = &cfg->policy;
     if (!family_on_gpu(pc->name))
-        return "the GPU runs full, scored, h2o, mas, tova, streaming and recency";
+        return "the GPU runs full, scored, h2o, mas, roco, tova, streaming and recency";
     if (!strcmp(pc->name, "full"))
         return NULL;
     if (gpu_score(cfg->score) < 0)
@@ -61,6 +61,16 @@ static const char *unsupported(const replay_config *cfg)
         return "the GPU evicts at most 64 entries at once (--stride <= 64)";
     if (pc->hard_limit || pc->soft_limit)
         return "the GPU has no length-adaptive limits (soft-limit, hard-limit)";
+    return NULL;
+}
+
+/* The scope in force, once the preset is applied: what the kernel's rules cover. */
+static const char *unsupported_scope(int scope)
+{
+    if (scope & ~(POLICY_SCOPE_SINKS | POLICY_SCOPE_WINDOW | POLICY_SCOPE_STD))
+        return "the GPU scopes are sinks, window and std";
+    if ((scope & POLICY_SCOPE_WINDOW) && (scope & POLICY_SCOPE_STD))
+        return "the GPU does not combine the window and std scopes";
     return NULL;
 }
 
@@ -88,6 +98,12 @@ static int add_stream(builder *b, int c, int l, const int *members, int G, uint6
         return kv_errorf(err, KV_EUSAGE, "%s", why);
     const policy_config *in = policy_config_of(p);
     const int B = policy_budget_of(p), full = !strcmp(pc.name, "full");
+    const char *scope_why = full ? NULL : unsupported_scope(in->scope);
+    if (scope_why) {
+        policy_free(p);
+        return kv_errorf(err, KV_EUNSUPPORTED, "--device cuda: policy '%s': %s; run it on the "
+                         "CPU", pc.name, scope_why);
+    }
     gpu_stream_desc *d = &b->desc[b->n++];
     memset(d, 0, sizeof *d);
     d->layer = l;
@@ -102,7 +118,9 @@ static int add_stream(builder *b, int c, int l, const int *members, int G, uint6
     d->budget = full || B == POLICY_BUDGET_UNLIMITED ? INT_MAX / 2 : B;
     d->stride = in->stride;
     d->sinks = in->scope & POLICY_SCOPE_SINKS ? in->sinks : 0;
-    if (in->scope & POLICY_SCOPE_WINDOW)
+    d->std_scope = (in->scope & POLICY_SCOPE_STD) != 0;
+    d->recent = in->recent;
+    if (in->scope & (POLICY_SCOPE_WINDOW | POLICY_SCOPE_STD))   /* policy__window_size */
         d->window = in->window >= 0 ? in->window : B > 0 ? (int)floor(in->window_frac * B) : 0;
     d->first = replay_first_step(cfg->policy.budget, b->src->T);
     policy_free(p);

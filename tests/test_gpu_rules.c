@@ -1,7 +1,7 @@
 /*
  * test_gpu_rules.c — the CUDA replay's per-entry rules (gpu/replay_rules.h), run on the
  * CPU against the code they must reproduce bit for bit: metrics_gather, metrics_overlap,
- * metrics_kth_largest, the scored policies' scores and candidates.  Then the whole
+ * metrics_kth_largest, the scored policies' scores, σ and candidates.  Then the whole
  * GPU replay against the CPU engine, when this machine has a device (skipped
  * otherwise: CI has none).
  */
@@ -13,6 +13,7 @@
 
 #include "metrics.h"
 #include "policy.h"
+#include "policy_impl.h"
 #include "replay_gpu.h"
 #include "replay_rules.h"
 #include "replay_run.h"
@@ -92,7 +93,7 @@ static void check_scores(const char *score, int gpu_score, int gqa, const char *
     cr_assert_eq(policy_config_set(&cfg, "budget", "1000", why, sizeof why), 0, "%s", why);
     policy *p = policy_new(&cfg, why, sizeof why);
     cr_assert_not_null(p, "%s", why);
-    static double S[T];
+    static double S[T], Q[T];
     static int c[T];
     static float last[T], rows[G * T], got[T];
     for (int t = 0; t < T; t++) {
@@ -109,18 +110,22 @@ static void check_scores(const char *score, int gpu_score, int gqa, const char *
             for (int g = 1; g < G; g++)
                 a = rules_fold(gqa, a, rows[g * n + j]);
             a = rules_finish(gqa, a, G);
-            S[j] += a;
+            rules_observe(&S[j], &Q[j], a);
             c[j]++;
             last[j] = a;
         }
         policy_observe(p, rows, G);
         cr_assert_eq(policy_scores(p, got), 0);
-        for (int j = 0; j < n; j++)
+        for (int j = 0; j < n; j++) {
             cr_assert_eq(rules_score(gpu_score, S[j], c[j], last[j], j), got[j],
                          "%s/%s t=%d j=%d", score, gqa_name, t, j);
+            cr_assert_eq(rules_sigma(S[j], Q[j], c[j]), (float)policy__scored_sigma(p, j),
+                         "σ: %s/%s t=%d j=%d", score, gqa_name, t, j);
+        }
     }
     policy_free(p);
     memset(S, 0, sizeof S);
+    memset(Q, 0, sizeof Q);
     memset(c, 0, sizeof c);
 }
 
@@ -159,6 +164,21 @@ Test(gpu_rules, candidates_leave_k_between_the_sinks_and_the_window)
     cr_assert_eq(hi, 10);
 }
 
+/* The std scope (roco): r = 8 protected of the room, the 3 newest first, then 5 by σ. */
+Test(gpu_rules, the_std_scope_protects_the_newest_then_the_largest_sigma)
+{
+    int mid, want;
+    rules_std_scope(20, 1, 4, 8, 3, &mid, &want);   /* room 15: all of r */
+    cr_assert_eq(mid, 17);
+    cr_assert_eq(want, 5);
+    rules_std_scope(20, 1, 4, 30, 3, &mid, &want);  /* r beyond the room: the room */
+    cr_assert_eq(mid, 17);
+    cr_assert_eq(want, 12);
+    rules_std_scope(10, 8, 0, 8, 3, &mid, &want);   /* room 2: 2 newest, none by σ */
+    cr_assert_eq(mid, 8);
+    cr_assert_eq(want, 0);
+}
+
 /* The whole GPU replay against the CPU engine, bit for bit, when there is a device. */
 Test(gpu_rules, the_gpu_replay_is_the_cpu_replay)
 {
@@ -167,6 +187,8 @@ Test(gpu_rules, the_gpu_replay_is_the_cpu_replay)
         "--policies h2o,mas --budgets 40 --gqa max --scope-of query-head",
         "--policies scored --score ltas --scope sinks+window --sinks 2 --window 5 "
         "--budgets 30 --gqa sum",
+        "--policies roco --budgets 0.2,40 --strides 1,5",
+        "--policies scored --score aas --scope std --window 0.5 --recent 2 --budgets 25",
     };
     for (size_t i = 0; i < sizeof configs / sizeof *configs; i++) {
         char line[512];

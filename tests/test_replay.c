@@ -192,7 +192,7 @@ Test(replay, errors_name_what_was_wrong)
          "/nonexistent/dir/r.csv.tmp: cannot create", KV_EIO},
         {"replay " SYNTH " --policy h2o --budget 4 --device tpu", "expected cpu or cuda",
          KV_EUSAGE},
-        {"replay " SYNTH " --policy roco --budget 4 --device cuda", "run it on the CPU",
+        {"replay " SYNTH " --policy snapkv --budget 4 --device cuda", "run it on the CPU",
          KV_EUNSUPPORTED},
         {"replay " SYNTH " --policy h2o --budget 4 --device cuda --metrics output_error",
          "computes mass", KV_EUNSUPPORTED},
