@@ -367,6 +367,7 @@ __global__ static void step_block(const gpu_stream_desc *desc, state st, const f
         if (threadIdx.x == 0) {   /* token t joins */
             k.pos[n] = k.t;
             k.S[n] = 0;
+            k.Q[n] = 0;
             k.cnt[n] = 0;
             k.last[n] = 0;
         }
