@@ -9,12 +9,15 @@
  *   - a 50-configuration sweep against 50 x one single replay, on the default-compressed
  *     trace (reading and decompressing are shared by the sweep);
  *   - the peer: tests/fixtures/replay_reference.py (numpy, vectorised over streams) on
- *     the same replay, when python3 with numpy and h5py is there.
+ *     the same replay, when python3 with numpy and h5py is there;
+ *   - the same replay and a 50-configuration sweep with --device cuda, when there is a
+ *     CUDA device.
  * The traces are $KV_BENCH_TRACE (compression none) and $KV_BENCH_TRACE_Z (deflate:1),
  * recorded by `make bench` into build/.  A missing trace skips its rows, with a note.
  */
 #include "bench.h"
 
+#include "gpu.h"
 #include "replay.h"
 #include "replay_cli.h"
 
@@ -45,7 +48,7 @@ static double time_sweep(const char *trace, const char *options, double *element
     const replay_plan *p = &setup.plan;
     replay_acc *acc = calloc((size_t)p->n_configs * p->n_layers * p->n_heads, sizeof *acc);
     const double T = setup.src->T, start = bench_now();
-    rc = acc ? replay_run(setup.src, p, acc, &err) : KV_ENOMEM;
+    rc = acc ? replay_setup_compute(&setup, acc, &err) : KV_ENOMEM;
     const double seconds = bench_now() - start;
     *elements = (double)p->n_layers * p->n_heads * T * (T + 1) / 2;
     free(acc);
@@ -153,6 +156,33 @@ static void numpy_peer(const char *trace)
     bench_row("kvsim vs numpy", "goal >= 20", 2, theirs / ours, "x");
 }
 
+/* The same single replay and 50-configuration sweep with --device cuda, beside the
+ * CPU's, when this machine has a CUDA device (a note otherwise). */
+static void gpu_rows(const char *trace)
+{
+    char desc[256];
+    if (gpu_device_count(desc, sizeof desc) < 1) {
+        fprintf(stderr, "note: GPU replay rows skipped: %s\n", desc);
+        return;
+    }
+    static const struct { const char *name, *options; } runs[] = {
+        {"h2o B=0.2 mass+overlap", "--policies h2o --budgets 0.2 --metrics mass,overlap"},
+        {"h2o,mas x 25 budgets", "--policies h2o,mas --budgets 0.02:0.5:0.02 --metrics mass"},
+    };
+    omp_set_num_threads(2);
+    for (size_t i = 0; i < sizeof runs / sizeof *runs; i++) {
+        char gpu[256];
+        double elements;
+        snprintf(gpu, sizeof gpu, "%s --device cuda", runs[i].options);
+        const double cpu_s = time_sweep(trace, runs[i].options, &elements);
+        const double gpu_s = time_sweep(trace, gpu, &elements);
+        if (cpu_s <= 0 || gpu_s <= 0)
+            return;
+        bench_row("replay on the GPU", runs[i].name, 2, gpu_s, "s");
+        bench_row("GPU vs CPU replay", runs[i].name, 2, cpu_s / gpu_s, "x");
+    }
+}
+
 void bench_replay(int quick)
 {
     const char *plain = getenv("KV_BENCH_TRACE"), *packed = getenv("KV_BENCH_TRACE_Z");
@@ -169,4 +199,5 @@ void bench_replay(int quick)
         return;
     sweep_marginal(packed);
     numpy_peer(plain);
+    gpu_rows(plain);
 }
