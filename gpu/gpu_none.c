@@ -14,17 +14,18 @@ int gpu_device_count(char *desc, size_t len)
 }
 
 gpu_replay *gpu_replay_new(const gpu_stream_desc *streams, int n_streams, int T,
-                           int n_layers, int n_heads, int n_acc, int overlap, char *why,
-                           size_t len)
+                           int n_layers, int n_heads, int n_acc, const gpu_metrics *m,
+                           char *why, size_t len)
 {
     (void)streams, (void)n_streams, (void)T, (void)n_layers, (void)n_heads, (void)n_acc;
-    (void)overlap;
+    (void)m;
     snprintf(why, len, "this kvsim was built without CUDA (nvcc was not found at build time)");
     return NULL;
 }
 
 /* Unreachable: gpu_replay_new never returns a replay here. */
 float *gpu_replay_rows(gpu_replay *g) { (void)g; return NULL; }
+float *gpu_replay_values(gpu_replay *g) { (void)g; return NULL; }
 
 int gpu_replay_block(gpu_replay *g, int t0, int n, int width, char *why, size_t len)
 {

@@ -6,7 +6,8 @@
  *
  *   append t → gather each member's row at the kept slots and sum its mass as the
  *   CPU does → renormalise, reduce, observe (S += a, Q += a², c++, last = a)
- *   → measure (mass, cache; overlap from the exact top-n threshold, radix-selected)
+ *   → measure (mass, cache; overlap from the exact top-n threshold, radix-selected;
+ *   output error summed per dimension in key order)
  *   → when due, evict the k lowest (score, position) candidates and compact in order.
  *
  * A stream's arrays live in global memory between launches, in two copies: a
@@ -173,6 +174,7 @@ struct shared_cells {
     int      chosen[MAX_EVICT];
     victim   best[WARPS + 1];
     int      range[2];
+    float    o_full[GPU_REPLAY_MAX_DIM], o_kept[GPU_REPLAY_MAX_DIM];
 };
 
 /* One stream's view of the current step. */
@@ -185,6 +187,8 @@ struct step {
     float                 *last, *gathered, *sigma;
     unsigned char         *prot;
     int                    T;
+    const float           *values;  /* this layer's values: (n_kv, T, dim), or NULL */
+    int                    dim;
 };
 
 __device__ static const float *member_row(const step &k, int g)
@@ -227,7 +231,33 @@ __device__ static void observe(const step &k, const shared_cells &sh)
     __syncthreads();
 }
 
-/* Mass, cache and overlap of each member, into its accumulator, in step order. */
+/* Output error of member g: the full cache's output and the kept entries', one
+ * dimension per thread, each summed over the keys in order (metrics_output_full and
+ * _kept), then their relative error in double by one thread. */
+__device__ static void output_error(const step &k, shared_cells &sh, int g, gpu_acc *a)
+{
+    const float *p = member_row(k, g), *v = k.values + (size_t)k.d->kv[g] * k.T * k.dim;
+    const int d = threadIdx.x;
+    if (d < k.dim) {
+        float full = 0, kept = 0;
+        for (int i = 0; i <= k.t; i++)
+            full = rules_output_add(full, p[i], v[(size_t)i * k.dim + d]);
+        for (int j = 0; j < k.n; j++)
+            kept = rules_output_add(kept, k.gathered[(size_t)g * k.T + j],
+                                    v[(size_t)k.pos[j] * k.dim + d]);
+        sh.o_full[d] = full;
+        sh.o_kept[d] = RULES_MUL(kept, sh.scale[g]);
+    }
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        a->output_error += rules_relative_error(sh.o_kept, sh.o_full, k.dim);
+        a->n_output++;
+    }
+    __syncthreads();
+}
+
+/* Mass, cache, overlap and output error of each member, into its accumulator, in step
+ * order. */
 __device__ static void measure(const step &k, shared_cells &sh, gpu_acc *acc, int overlap)
 {
     const int G = k.d->n_members;
@@ -255,6 +285,8 @@ __device__ static void measure(const step &k, shared_cells &sh, gpu_acc *acc, in
             a->n_overlap++;
         }
     }
+    for (int g = 0; k.values && g < G; g++)
+        output_error(k, sh, g, &acc[k.d->acc[g]]);
     __syncthreads();
 }
 
@@ -351,8 +383,8 @@ __device__ static void compact(const step &k, const shared_cells &sh, int evict,
 }
 
 __global__ static void step_block(const gpu_stream_desc *desc, state st, const float *rows,
-                                  int H, int width, int t0, int n_rows, int overlap,
-                                  gpu_acc *acc)
+                                  const float *values, int H, int width, int t0, int n_rows,
+                                  gpu_metrics m, gpu_acc *acc)
 {
     __shared__ shared_cells sh;
     const int s = blockIdx.x;
@@ -363,7 +395,8 @@ __global__ static void step_block(const gpu_stream_desc *desc, state st, const f
         step k = {d, rows + (size_t)d->layer * H * BLOCK_ROWS * width, width, r, t0 + r, n,
                   st.pos + cur, st.cnt + cur, st.S + cur, st.Q + cur, st.last + cur,
                   st.gathered + st.gathered_off[s], st.sigma + at(st, 0, s),
-                  st.prot + at(st, 0, s), st.T};
+                  st.prot + at(st, 0, s), st.T,
+                  values ? values + (size_t)d->layer * m.n_kv * st.T * m.dim : NULL, m.dim};
         if (threadIdx.x == 0) {   /* token t joins */
             k.pos[n] = k.t;
             k.S[n] = 0;
@@ -376,7 +409,7 @@ __global__ static void step_block(const gpu_stream_desc *desc, state st, const f
         gather(k, sh);
         observe(k, sh);
         if (k.t >= d->first)
-            measure(k, sh, acc, overlap);
+            measure(k, sh, acc, m.overlap);
         const int evict = n - d->budget >= d->stride ? n - d->budget : 0;
         if (evict > 0) {
             int lo, hi;
@@ -397,12 +430,14 @@ __global__ static void step_block(const gpu_stream_desc *desc, state st, const f
 /* ------------------------------------------------------------ host side --------- */
 
 struct gpu_replay {
-    int              n_streams, T, L, H, n_acc, overlap;
+    int              n_streams, T, L, H, n_acc;
+    gpu_metrics      m;
     gpu_stream_desc *d_desc;
     gpu_acc         *d_acc;
     state            st;
     float           *h_rows, *d_rows;
     size_t           rows_floats;
+    float           *h_values, *d_values;   /* block (L, K, 64, D) / all (L, K, T, D) */
 };
 
 static int fail(char *why, size_t len, const char *what, cudaError_t rc)
@@ -451,9 +486,21 @@ static cudaError_t alloc_state(gpu_replay *g, const gpu_stream_desc *streams)
     return rc;
 }
 
+/* The values: all steps on the device, one block's on the host. */
+static cudaError_t alloc_values(gpu_replay *g)
+{
+    const size_t per_step = (size_t)g->L * g->m.n_kv * g->m.dim;
+    if (per_step == 0)
+        return cudaSuccess;
+    cudaError_t rc = zalloc((void **)&g->d_values, per_step * g->T * sizeof(float), cudaSuccess);
+    if (rc == cudaSuccess)
+        rc = cudaMallocHost((void **)&g->h_values, per_step * BLOCK_ROWS * sizeof(float));
+    return rc;
+}
+
 extern "C" gpu_replay *gpu_replay_new(const gpu_stream_desc *streams, int n_streams, int T,
-                                      int n_layers, int n_heads, int n_acc, int overlap,
-                                      char *why, size_t len)
+                                      int n_layers, int n_heads, int n_acc,
+                                      const gpu_metrics *m, char *why, size_t len)
 {
     int devices = 0;
     cudaError_t rc = cudaGetDeviceCount(&devices);
@@ -466,7 +513,13 @@ extern "C" gpu_replay *gpu_replay_new(const gpu_stream_desc *streams, int n_stre
         std::snprintf(why, len, "out of host memory");
         return NULL;
     }
-    *g = gpu_replay{n_streams, T, n_layers, n_heads, n_acc, overlap};
+    *g = gpu_replay{n_streams, T, n_layers, n_heads, n_acc, *m};
+    if (m->dim > GPU_REPLAY_MAX_DIM) {
+        std::snprintf(why, len, "head_dim %d: output error on the GPU takes at most %d",
+                      m->dim, GPU_REPLAY_MAX_DIM);
+        std::free(g);
+        return NULL;
+    }
     g->rows_floats = (size_t)n_layers * n_heads * BLOCK_ROWS * T;
     rc = zalloc((void **)&g->d_desc, (size_t)n_streams * sizeof *streams, cudaSuccess);
     rc = zalloc((void **)&g->d_acc, (size_t)n_acc * sizeof(gpu_acc), rc);
@@ -478,6 +531,8 @@ extern "C" gpu_replay *gpu_replay_new(const gpu_stream_desc *streams, int n_stre
                         cudaMemcpyHostToDevice);
     if (rc == cudaSuccess)
         rc = alloc_state(g, streams);
+    if (rc == cudaSuccess)
+        rc = alloc_values(g);
     if (rc != cudaSuccess) {
         fail(why, len, "allocating the replay state", rc);
         gpu_replay_free(g);
@@ -487,18 +542,35 @@ extern "C" gpu_replay *gpu_replay_new(const gpu_stream_desc *streams, int n_stre
 }
 
 extern "C" float *gpu_replay_rows(gpu_replay *g) { return g->h_rows; }
+extern "C" float *gpu_replay_values(gpu_replay *g) { return g->h_values; }
+
+/* The block's values into place: host (L, K, 64, D) to device (L, K, T, D) at t0. */
+static cudaError_t upload_values(gpu_replay *g, int t0, int n)
+{
+    const size_t D = (size_t)g->m.dim, rows = (size_t)n * D * sizeof(float);
+    for (int lk = 0; lk < g->L * g->m.n_kv; lk++) {
+        cudaError_t rc = cudaMemcpy(g->d_values + ((size_t)lk * g->T + t0) * D,
+                                    g->h_values + (size_t)lk * BLOCK_ROWS * D, rows,
+                                    cudaMemcpyHostToDevice);
+        if (rc != cudaSuccess)
+            return rc;
+    }
+    return cudaSuccess;
+}
 
 extern "C" int gpu_replay_block(gpu_replay *g, int t0, int n, int width, char *why, size_t len)
 {
     const size_t floats = (size_t)g->L * g->H * BLOCK_ROWS * width;
     cudaError_t rc = cudaMemcpy(g->d_rows, g->h_rows, floats * sizeof(float),
                                 cudaMemcpyHostToDevice);
+    if (rc == cudaSuccess && g->d_values)
+        rc = upload_values(g, t0, n);
     if (rc != cudaSuccess)
         return fail(why, len, "uploading rows", rc);
     if (g->n_streams == 0)
         return 0;
-    step_block<<<g->n_streams, THREADS>>>(g->d_desc, g->st, g->d_rows, g->H, width, t0, n,
-                                          g->overlap, g->d_acc);
+    step_block<<<g->n_streams, THREADS>>>(g->d_desc, g->st, g->d_rows, g->d_values, g->H,
+                                          width, t0, n, g->m, g->d_acc);
     rc = cudaGetLastError();
     if (rc == cudaSuccess)
         rc = cudaDeviceSynchronize();
@@ -516,7 +588,7 @@ extern "C" void gpu_replay_free(gpu_replay *g)
 {
     if (!g)
         return;
-    void *device[] = {g->d_desc, g->d_acc, g->d_rows, g->st.pos, g->st.S, g->st.Q,
+    void *device[] = {g->d_desc, g->d_acc, g->d_rows, g->d_values, g->st.pos, g->st.S, g->st.Q,
                       g->st.cnt, g->st.last, g->st.gathered, g->st.sigma, g->st.prot,
                       g->st.gathered_off, g->st.n, g->st.flip};
     for (void *p : device)
@@ -524,5 +596,7 @@ extern "C" void gpu_replay_free(gpu_replay *g)
             cudaFree(p);
     if (g->h_rows)
         cudaFreeHost(g->h_rows);
+    if (g->h_values)
+        cudaFreeHost(g->h_values);
     std::free(g);
 }

@@ -102,6 +102,27 @@ RULES_FN void rules_candidates(const int *pos, int n, int k, int sinks, int wind
     *hi = n - (window < room ? window : room);
 }
 
+/* One term of a query's output o[d] = Σ w·v[d], summed in key order from 0: the
+ * product rounded, then the sum, as metrics_output_full and _kept do. */
+RULES_FN float rules_output_add(float acc, float w, float v)
+{
+    return RULES_ADD(acc, RULES_MUL(w, v));
+}
+
+/* ‖a − b‖ / ‖b‖ in double, summed over d in order: metrics_relative_error. */
+RULES_FN double rules_relative_error(const float *a, const float *b, int D)
+{
+    double diff = 0, ref = 0;
+    for (int d = 0; d < D; d++) {
+        const double e = RULES_DADD((double)a[d], -(double)b[d]);
+        diff = RULES_DADD(diff, RULES_DMUL(e, e));
+        ref = RULES_DADD(ref, RULES_DMUL((double)b[d], (double)b[d]));
+    }
+    if (ref == 0)
+        return diff == 0 ? 0 : INFINITY;
+    return sqrt(diff / ref);
+}
+
 /* The std scope (roco) after the sinks: of the room left, std_r = min(r, room) entries
  * are protected, the `recent` newest first (slots [*mid, n)), then the *want largest
  * σ among the candidates [lo, *mid): policy__scored_candidates' POLICY_SCOPE_STD. */

@@ -58,8 +58,8 @@ run() {
     echo "== real trace: CPU vs GPU"
     local K=./bin/kvsim T=build/test_trace.h5 c=$box/csv
     local A="--policies h2o,mas,roco,tova,streaming,recency,full --budgets 0.2,0.5,16 --strides 1,4"
-    $K sweep $T $A --metrics mass,overlap -o "$out/cpu.csv" &&
-        $K sweep $T $A --metrics mass,overlap --device cuda -o "$out/gpu.csv" &&
+    $K sweep $T $A --metrics mass,overlap,output_error -o "$out/cpu.csv" &&
+        $K sweep $T $A --metrics mass,overlap,output_error --device cuda -o "$out/gpu.csv" &&
         cmp "$out/cpu.csv" "$out/gpu.csv" && echo "REAL TRACE: IDENTICAL"
     A="--policies scored --score mas --scope sinks+window --sinks 2 --window 0.3 --gqa max"
     $K sweep $T $A --budgets 20,50 --strides 1,8 --metrics mass,overlap -o $c/cpu2.csv &&
@@ -67,9 +67,10 @@ run() {
             -o $c/gpu2.csv && cmp $c/cpu2.csv $c/gpu2.csv && echo "REAL TRACE 2: IDENTICAL"
     echo "== timing: synthetic 2048 steps x 30 layers x 9 heads"
     local S=synth:T=2048,layers=30,heads=9,kv=3,dim=64,seed=1
-    timed $K replay $S --policy h2o --budget 0.2 --metrics mass,overlap --threads 1 -o $c/one1.csv
-    timed $K replay $S --policy h2o --budget 0.2 --metrics mass,overlap --threads 16 -o $c/one.csv
-    timed $K replay $S --policy h2o --budget 0.2 --metrics mass,overlap --device cuda -o $c/oneg.csv
+    local M="--metrics mass,overlap,output_error"
+    timed $K replay $S --policy h2o --budget 0.2 $M --threads 1 -o $c/one1.csv
+    timed $K replay $S --policy h2o --budget 0.2 $M --threads 16 -o $c/one.csv
+    timed $K replay $S --policy h2o --budget 0.2 $M --device cuda -o $c/oneg.csv
     cmp $c/one.csv $c/oneg.csv && echo "SYNTH ONE: IDENTICAL"
     local W="--policies h2o,mas,roco,tova --budgets 0.01:0.5:0.01 --metrics mass,overlap"
     timed $K sweep $S $W --threads 16 -o $c/sweep.csv

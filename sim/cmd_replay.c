@@ -32,8 +32,8 @@ static const char REPLAY_USAGE[] =
     "  --device cpu|cuda   where policies step (default cpu); cuda runs full and the\n"
     "                      score x scope family (h2o, mas, roco, tova, streaming,\n"
     "                      recency, scored: scores aas/mas/ltas/recency, scopes\n"
-    "                      sinks/window/std, stream phase) for mass and overlap,\n"
-    "                      with the CPU's numbers bit for bit\n"
+    "                      sinks/window/std, stream phase) for mass, overlap and\n"
+    "                      output_error, with the CPU's numbers bit for bit\n"
     "  --strict            refuse an incomplete trace instead of replaying its steps\n\n"
     "TRACE may be synth:T=512,layers=2,heads=6,kv=2,dim=16,seed=1 (synthetic rows).\n";
 

@@ -619,9 +619,11 @@ int replay_setup_build(replay_setup *s, const replay_args *a, kv_err *err)
     if (rc == KV_OK && a->device && strcmp(a->device, "cpu") && strcmp(a->device, "cuda"))
         rc = kv_errorf(err, KV_EUSAGE, "--device '%s': expected cpu or cuda", a->device);
     s->cuda = a->device && !strcmp(a->device, "cuda");
-    /* the GPU computes mass and overlap: its default, where the CPU's is every metric */
-    s->plan.metrics = parse_metrics(a->metrics ? a->metrics : s->cuda ? "mass,overlap" : NULL,
-                                    err);
+    /* the GPU computes mass, overlap and output error: its default, where the CPU's is
+     * every metric */
+    s->plan.metrics = parse_metrics(a->metrics ? a->metrics
+                                    : s->cuda  ? "mass,overlap,output_error"
+                                               : NULL, err);
     if (rc == KV_OK && !s->plan.metrics)
         rc = KV_EUSAGE;
     if (rc == KV_OK && a->policies)

@@ -8,8 +8,9 @@
  * accumulators come back into replay_acc, so results.c writes the same CSV.
  *
  * Peak memory: host and device hold one row block of every selected head,
- * L·H·64·T·4 bytes (page-locked on the host), plus 40·T bytes per stream and
- * 4·G·T per stream for its gathered rows.
+ * L·H·64·T·4 bytes (page-locked on the host), plus 45·T bytes per stream and
+ * 4·G·T per stream for its gathered rows; with output error the device holds every
+ * value, L·K·T·D·4 bytes, the host one block of them.
  */
 #include "replay_gpu.h"
 
@@ -110,6 +111,7 @@ static int add_stream(builder *b, int c, int l, const int *members, int G, uint6
     d->n_members = G;
     for (int g = 0; g < G; g++) {
         d->members[g] = members[g];
+        d->kv[g] = b->src->kv_of_head[b->plan->heads[members[g]]];
         d->acc[g] = (int)(((size_t)c * b->plan->n_layers + l) * b->plan->n_heads + members[g]);
     }
     d->score = full ? GPU_SCORE_RECENCY : gpu_score(in->score);
@@ -205,19 +207,46 @@ static int read_block(replay_source *src, const replay_plan *plan, int t0, int n
     return rc;
 }
 
+/* Values of steps t0..t0+n-1 of every selected layer's KV heads, (L, K, 64, D). */
+static int read_values(replay_source *src, const replay_plan *plan, int t0, int n,
+                       float *values, kv_err *err)
+{
+    const int L = plan->n_layers, K = src->n_kv, D = src->head_dim;
+    int rc = KV_OK;
+#pragma omp parallel for schedule(dynamic, 1)
+    for (int i = 0; i < L * K; i++) {
+        kv_err mine = {0};
+        int r = replay_source_read_kv(src, plan->layers[i / K], i % K, t0, n, NULL,
+                                      values + (size_t)i * GPU_REPLAY_BLOCK * D, &mine);
+        if (r != KV_OK) {
+#pragma omp critical(replay_gpu_error)
+            if (rc == KV_OK) {
+                rc = r;
+                if (err)
+                    *err = mine;
+            }
+        }
+    }
+    return rc;
+}
+
 static void copy_results(const gpu_acc *g, int n, replay_acc *acc)
 {
     for (int i = 0; i < n; i++)
         acc[i] = (replay_acc){.steps = g[i].steps, .cache = g[i].cache, .mass = g[i].mass,
-                              .overlap = g[i].overlap, .n_overlap = g[i].n_overlap};
+                              .overlap = g[i].overlap, .n_overlap = g[i].n_overlap,
+                              .output_error = g[i].output_error, .n_output = g[i].n_output};
 }
 
 int replay_run_gpu(replay_source *src, const replay_plan *plan, replay_acc *acc, kv_err *err)
 {
-    const unsigned allowed = REPLAY_MASS | REPLAY_OVERLAP;
+    const unsigned allowed = REPLAY_MASS | REPLAY_OVERLAP | REPLAY_OUTPUT;
     if ((plan->metrics & ~allowed) || plan->observe)
-        return kv_errorf(err, KV_EUNSUPPORTED, "--device cuda computes mass (and mean_cache) "
-                         "and overlap; ask for those with --metrics mass,overlap");
+        return kv_errorf(err, KV_EUNSUPPORTED, "--device cuda computes mass (and mean_cache), "
+                         "overlap and output_error; ask for those with --metrics");
+    const int output = (plan->metrics & REPLAY_OUTPUT) && src->has_values && src->head_dim > 0;
+    const gpu_metrics m = {(plan->metrics & REPLAY_OVERLAP) != 0, output ? src->head_dim : 0,
+                           src->n_kv};
     builder b = {src, plan, NULL, 0, 0};
     const int n_acc = plan->n_configs * plan->n_layers * plan->n_heads;
     gpu_acc *out = calloc((size_t)(n_acc ? n_acc : 1), sizeof *out);
@@ -225,15 +254,15 @@ int replay_run_gpu(replay_source *src, const replay_plan *plan, replay_acc *acc,
     int rc = out ? describe(&b, err) : kv_errorf(err, KV_ENOMEM, "out of memory");
     gpu_replay *g = NULL;
     if (rc == KV_OK && !(g = gpu_replay_new(b.desc, b.n, src->T, plan->n_layers,
-                                            plan->n_heads, n_acc,
-                                            (plan->metrics & REPLAY_OVERLAP) != 0, why,
-                                            sizeof why)))
+                                            plan->n_heads, n_acc, &m, why, sizeof why)))
         rc = kv_errorf(err, KV_EUNSUPPORTED, "--device cuda: %s", why);
     double reading = 0, stepping = 0;   /* seconds: host reads, uploads and kernels */
     for (int t0 = 0; rc == KV_OK && t0 < src->T; t0 += GPU_REPLAY_BLOCK) {
         const int n = src->T - t0 < GPU_REPLAY_BLOCK ? src->T - t0 : GPU_REPLAY_BLOCK;
         const double start = progress_now();
         rc = read_block(src, plan, t0, n, gpu_replay_rows(g), err);
+        if (rc == KV_OK && output)
+            rc = read_values(src, plan, t0, n, gpu_replay_values(g), err);
         const double read = progress_now();
         if (rc == KV_OK && gpu_replay_block(g, t0, n, t0 + n, why, sizeof why) != 0)
             rc = kv_errorf(err, KV_EIO, "%s", why);

@@ -8,7 +8,8 @@
 
 /* replay_run's contract on the GPU, for the configurations the kernel has rules for
  * (full and the score x scope family with scores aas, mas, ltas, recency and scopes
- * sinks, window and std, phase stream, stride <= 64) and the metrics mass and overlap:
+ * sinks, window and std, phase stream, stride <= 64) and the metrics mass, overlap and
+ * output error:
  * the same numbers, bit for bit.  KV_EUNSUPPORTED naming what to change otherwise,
  * and when there is no device or no CUDA in this build. */
 int replay_run_gpu(replay_source *src, const replay_plan *plan, replay_acc *acc, kv_err *err);

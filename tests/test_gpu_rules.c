@@ -72,6 +72,35 @@ Test(gpu_rules, overlap_and_threshold_are_the_metrics)
     }
 }
 
+/* Outputs summed term by term in key order, and their relative error: metrics.c's
+ * output_full, output_kept and relative_error, bit for bit. */
+Test(gpu_rules, outputs_and_their_error_are_the_metrics)
+{
+    enum { N = 300, D = 72 };   /* a tile of 64 and a tail of 8 on the CPU side */
+    static float p[N], v[N * D], full[D], kept[D], mine_full[D], mine_kept[D];
+    static policy_entry C[N / 2];
+    fill_row(p, N, 5);
+    fill_row(v, N * D, 6);
+    kept_every_other(C, N / 2);
+    static float out[N / 2];
+    const double m = metrics_gather(p, C, N / 2, out);
+    metrics_output_full(p, N, v, D, full);
+    metrics_output_kept(p, C, N / 2, m, v, D, kept);
+    for (int d = 0; d < D; d++) {
+        float f = 0, k = 0;
+        for (int i = 0; i < N; i++)
+            f = rules_output_add(f, p[i], v[i * D + d]);
+        for (int j = 0; j < N / 2; j++)
+            k = rules_output_add(k, p[C[j].position], v[C[j].position * D + d]);
+        mine_full[d] = f;
+        mine_kept[d] = k * rules_scale(m);
+        cr_assert_eq(mine_full[d], full[d], "full d=%d", d);
+        cr_assert_eq(mine_kept[d], kept[d], "kept d=%d", d);
+    }
+    cr_assert_eq(rules_relative_error(mine_kept, mine_full, D),
+                 metrics_relative_error(kept, full, D));
+}
+
 Test(gpu_rules, keys_order_like_the_values)
 {
     const float v[] = {0.0f, -0.0f, 1e-30f, 1e-7f, 0.25f, 0.5f, 1.0f};
@@ -193,7 +222,7 @@ Test(gpu_rules, the_gpu_replay_is_the_cpu_replay)
     for (size_t i = 0; i < sizeof configs / sizeof *configs; i++) {
         char line[512];
         snprintf(line, sizeof line, "sweep synth:T=300,layers=3,heads=6,kv=2,dim=8,seed=9 %s "
-                 "--metrics mass,overlap", configs[i]);
+                 "--metrics mass,overlap,output_error", configs[i]);
         run cpu, gpu;
         run_words(&cpu, line);
         cr_assert_eq(cpu.rc, KV_OK, "%s: %s", line, cpu.err.msg);
@@ -211,9 +240,11 @@ Test(gpu_rules, the_gpu_replay_is_the_cpu_replay)
         for (size_t a = 0; a < n; a++) {
             const replay_acc *x = &cpu.acc[a], *y = &gpu.acc[a];
             cr_assert(x->steps == y->steps && x->cache == y->cache && x->mass == y->mass &&
-                      x->overlap == y->overlap && x->n_overlap == y->n_overlap,
-                      "%s: accumulator %zu: cpu mass %.17g overlap %.17g, gpu %.17g %.17g",
-                      line, a, x->mass, x->overlap, y->mass, y->overlap);
+                      x->overlap == y->overlap && x->n_overlap == y->n_overlap &&
+                      x->output_error == y->output_error && x->n_output == y->n_output,
+                      "%s: accumulator %zu: cpu mass %.17g overlap %.17g output %.17g, "
+                      "gpu %.17g %.17g %.17g", line, a, x->mass, x->overlap, x->output_error,
+                      y->mass, y->overlap, y->output_error);
         }
         run_free(&cpu);
         run_free(&gpu);

@@ -194,7 +194,7 @@ Test(replay, errors_name_what_was_wrong)
          KV_EUSAGE},
         {"replay " SYNTH " --policy snapkv --budget 4 --device cuda", "run it on the CPU",
          KV_EUNSUPPORTED},
-        {"replay " SYNTH " --policy h2o --budget 4 --device cuda --metrics output_error",
+        {"replay " SYNTH " --policy h2o --budget 4 --device cuda --metrics consistency",
          "computes mass", KV_EUNSUPPORTED},
         {"sweep " SYNTH " --policies tova,streaming --budgets 4 --windows 2,3",
          "'window' applies to none of the policies tova,streaming", KV_EUSAGE},
