@@ -16,7 +16,6 @@
 #include "gpu_replay.h"
 #include "replay_rules.h"
 
-#include <climits>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -26,7 +25,6 @@
 #define WARPS      (THREADS / 32)
 #define BLOCK_ROWS GPU_REPLAY_BLOCK
 #define MAX_EVICT  GPU_REPLAY_MAX_STRIDE
-#define NO_BUDGET  (INT_MAX / 2)
 
 /* Every stream's arrays: [copy][stream][slot] with `T` slots, and the gathered rows. */
 struct state {
