@@ -183,33 +183,41 @@ static int describe(builder *b, kv_err *err)
 
 /* --- the run ------------------------------------------------------------------------ */
 
-/* Job i of a block's reads: the rows of (layer, head) i, or past L·H the values of
- * (layer, KV head) i − L·H. */
-static int read_job(replay_source *src, const replay_plan *plan, int t0, int n, int i,
-                    float *rows, float *values, kv_err *err)
-{
-    const int LH = plan->n_layers * plan->n_heads, H = plan->n_heads, K = src->n_kv;
-    if (i < LH)
-        return replay_source_read_rows(src, plan->layers[i / H], plan->heads[i % H], t0, n,
-                                       rows + (size_t)i * GPU_REPLAY_BLOCK * (t0 + n),
-                                       (size_t)(t0 + n), err);
-    i -= LH;
-    return replay_source_read_kv(src, plan->layers[i / K], i % K, t0, n, NULL,
-                                 values + (size_t)i * GPU_REPLAY_BLOCK * src->head_dim, err);
-}
-
-/* Rows t0..t0+n-1 of every selected (layer, head), (L, H, 64, t0 + n), and when values
- * is not NULL those steps' values of every KV head, (L, K, 64, D): one parallel loop;
- * the first error (in job order of discovery) is reported. */
+/* Rows t0..t0+n-1 of every selected (layer, head), row stride t0 + n, into rows. */
 static int read_block(replay_source *src, const replay_plan *plan, int t0, int n,
-                      float *rows, float *values, kv_err *err)
+                      float *rows, kv_err *err)
 {
-    const int jobs = plan->n_layers * (plan->n_heads + (values ? src->n_kv : 0));
+    const int L = plan->n_layers, H = plan->n_heads, width = t0 + n;
     int rc = KV_OK;
 #pragma omp parallel for schedule(dynamic, 1)
-    for (int i = 0; i < jobs; i++) {
+    for (int i = 0; i < L * H; i++) {
         kv_err mine = {0};
-        int r = read_job(src, plan, t0, n, i, rows, values, &mine);
+        float *out = rows + (size_t)i * GPU_REPLAY_BLOCK * width;
+        int r = replay_source_read_rows(src, plan->layers[i / H], plan->heads[i % H], t0, n,
+                                        out, (size_t)width, &mine);
+        if (r != KV_OK) {
+#pragma omp critical(replay_gpu_error)
+            if (rc == KV_OK) {
+                rc = r;
+                if (err)
+                    *err = mine;
+            }
+        }
+    }
+    return rc;
+}
+
+/* Values of steps t0..t0+n-1 of every selected layer's KV heads, (L, K, 64, D). */
+static int read_values(replay_source *src, const replay_plan *plan, int t0, int n,
+                       float *values, kv_err *err)
+{
+    const int L = plan->n_layers, K = src->n_kv, D = src->head_dim;
+    int rc = KV_OK;
+#pragma omp parallel for schedule(dynamic, 1)
+    for (int i = 0; i < L * K; i++) {
+        kv_err mine = {0};
+        int r = replay_source_read_kv(src, plan->layers[i / K], i % K, t0, n, NULL,
+                                      values + (size_t)i * GPU_REPLAY_BLOCK * D, &mine);
         if (r != KV_OK) {
 #pragma omp critical(replay_gpu_error)
             if (rc == KV_OK) {
@@ -252,8 +260,9 @@ int replay_run_gpu(replay_source *src, const replay_plan *plan, replay_acc *acc,
     for (int t0 = 0; rc == KV_OK && t0 < src->T; t0 += GPU_REPLAY_BLOCK) {
         const int n = src->T - t0 < GPU_REPLAY_BLOCK ? src->T - t0 : GPU_REPLAY_BLOCK;
         const double start = progress_now();
-        rc = read_block(src, plan, t0, n, gpu_replay_rows(g),
-                        output ? gpu_replay_values(g) : NULL, err);
+        rc = read_block(src, plan, t0, n, gpu_replay_rows(g), err);
+        if (rc == KV_OK && output)
+            rc = read_values(src, plan, t0, n, gpu_replay_values(g), err);
         const double read = progress_now();
         if (rc == KV_OK && gpu_replay_block(g, t0, n, t0 + n, why, sizeof why) != 0)
             rc = kv_errorf(err, KV_EIO, "%s", why);
