@@ -258,16 +258,23 @@ static const unsigned char *plain_chunk(trace_chunk_buf *b, int c)
     const size_t bytes = CHUNK_ELEMENTS * b->layout.esize;
     const unsigned char *data = b->bytes + b->chunk[c].offset;
     size_t len = b->chunk[c].size;
+    int in_place = 1;   /* data still points into b->bytes */
     if (b->layout.codec != TRACE_CODEC_NONE && !(b->chunk[c].mask & 2u)) {
         if (uncompress_chunk(b, data, len, b->inflated, bytes) < 0)
             return NULL;
         data = b->inflated;
         len = bytes;
+        in_place = 0;
     }
     if (len != bytes)
         return NULL;
     if (b->layout.codec != TRACE_CODEC_NONE && !(b->chunk[c].mask & 1u)) {
         unshuffle(data, b->plain, CHUNK_ELEMENTS, b->layout.esize);
+        data = b->plain;
+    } else if (in_place && b->chunk[c].offset % b->layout.esize) {
+        /* both filters skipped: the raw bytes sit after odd-sized compressed chunks,
+         * and elements are read in place only when aligned */
+        memcpy(b->plain, data, bytes);
         data = b->plain;
     }
     return data;
