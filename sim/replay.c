@@ -198,21 +198,57 @@ static int stream_init(layer_job *j, stream *s, int c, const int *members, int G
     return KV_OK;
 }
 
-/* Streams of one configuration in this layer: a KV head none of whose query heads
- * was selected has none. */
-static int streams_of(const layer_job *j, policy_scope_of scope_of)
+/* --- the streams of a configuration ------------------------------------------------ */
+
+int replay_streams_of(const replay_source *src, const replay_plan *plan, int c, int l,
+                      replay_stream_fn fn, void *ctx, kv_err *err)
 {
-    if (scope_of == POLICY_SCOPE_OF_LAYER)
-        return 1;
-    if (scope_of == POLICY_SCOPE_OF_QUERY_HEAD)
-        return j->H;
+    const int H = plan->n_heads;
+    int *members = malloc((size_t)(H > 0 ? H : 1) * sizeof *members);
+    if (!members)
+        return kv_errorf(err, KV_ENOMEM, "out of memory");
+    const uint64_t lid = (uint64_t)src->layers[plan->layers[l]] * 1000;
+    int rc = KV_OK;
+    switch (plan->configs[c].scope_of) {
+    case POLICY_SCOPE_OF_PRESET:   /* resolved by the setup; never reaches here */
+    case POLICY_SCOPE_OF_LAYER:
+        for (int h = 0; h < H; h++)
+            members[h] = h;
+        rc = fn(ctx, members, H, -1, lid, err);
+        break;
+    case POLICY_SCOPE_OF_QUERY_HEAD:
+        for (int h = 0; rc == KV_OK && h < H; h++)
+            rc = fn(ctx, &h, 1, src->kv_of_head[plan->heads[h]], lid + (uint64_t)plan->heads[h],
+                    err);
+        break;
+    case POLICY_SCOPE_OF_KV_HEAD:
+        for (int k = 0; rc == KV_OK && k < src->n_kv; k++) {
+            int G = 0;
+            for (int h = 0; h < H; h++)
+                if (src->kv_of_head[plan->heads[h]] == k)
+                    members[G++] = h;
+            if (G)   /* a KV head none of whose query heads was selected has no stream */
+                rc = fn(ctx, members, G, k, lid + (uint64_t)k, err);
+        }
+        break;
+    }
+    free(members);
+    return rc;
+}
+
+static int count_stream(void *ctx, const int *members, int G, int kv, uint64_t id,
+                        kv_err *err)
+{
+    (void)members, (void)G, (void)kv, (void)id, (void)err;
+    ++*(int *)ctx;
+    return KV_OK;
+}
+
+/* Streams of configuration c in this layer. */
+static int streams_of(const layer_job *j, int c)
+{
     int n = 0;
-    for (int k = 0; k < j->K; k++)
-        for (int h = 0; h < j->H; h++)
-            if (j->src->kv_of_head[j->plan->heads[h]] == k) {
-                n++;
-                break;
-            }
+    replay_streams_of(j->src, j->plan, c, j->l, count_stream, &n, NULL);
     return n;
 }
 
@@ -222,62 +258,44 @@ static int needs_group(const replay_config *cfg) { return !strcmp(cfg->policy.na
 static int make_group(layer_job *j, int c, kv_err *err)
 {
     char why[KV_ERR_MSG_MAX];
-    j->groups[c] = policy_group_new(streams_of(j, j->plan->configs[c].scope_of), why, sizeof why);
+    j->groups[c] = policy_group_new(streams_of(j, c), why, sizeof why);
     return j->groups[c] ? KV_OK : kv_errorf(err, KV_ENOMEM, "%s", why);
 }
 
+typedef struct stream_builder {
+    layer_job *j;
+    int        c;
+} stream_builder;
+
+static int add_stream(void *ctx, const int *members, int G, int kv, uint64_t id, kv_err *err)
+{
+    const stream_builder *b = ctx;
+    layer_job *j = b->j;
+    int rc = stream_init(j, &j->streams[j->n_streams], b->c, members, G, kv, id, err);
+    j->n_streams++;   /* counted even when it failed: job_free frees what was half built */
+    return rc;
+}
+
 /* Build the streams of every configuration for this layer, in configuration order,
- * then in KV-head or query-head order: the order results are summed in. */
+ * then in replay_streams_of's order: the order results are summed in. */
 static int build_streams(layer_job *j, kv_err *err)
 {
     const replay_plan *plan = j->plan;
     int total = 0;
     for (int c = 0; c < plan->n_configs; c++)
-        total += streams_of(j, plan->configs[c].scope_of);
-    j->streams = calloc((size_t)total, sizeof *j->streams);
+        total += streams_of(j, c);
+    j->streams = calloc((size_t)(total ? total : 1), sizeof *j->streams);
     if (!j->streams)
         return kv_errorf(err, KV_ENOMEM, "out of memory for %d streams", total);
-    int *members = malloc((size_t)j->H * sizeof *members);
-    if (!members)
-        return kv_errorf(err, KV_ENOMEM, "out of memory");
-    const uint64_t lid = (uint64_t)j->src->layers[j->li] * 1000;
     int rc = KV_OK;
     for (int c = 0; rc == KV_OK && c < plan->n_configs; c++) {
         j->first[c] = j->n_streams;
+        stream_builder b = {j, c};
         if (needs_group(&plan->configs[c]) && (rc = make_group(j, c, err)) != KV_OK)
             break;
-        switch (plan->configs[c].scope_of) {
-        case POLICY_SCOPE_OF_PRESET:   /* resolved by the setup; never reaches here */
-        case POLICY_SCOPE_OF_LAYER:
-            for (int h = 0; h < j->H; h++)
-                members[h] = h;
-            rc = stream_init(j, &j->streams[j->n_streams], c, members, j->H, -1, lid, err);
-            j->n_streams++;
-            break;
-        case POLICY_SCOPE_OF_QUERY_HEAD:
-            for (int h = 0; rc == KV_OK && h < j->H; h++, j->n_streams++)
-                rc = stream_init(j, &j->streams[j->n_streams], c, &h, 1,
-                                 j->src->kv_of_head[plan->heads[h]],
-                                 lid + (uint64_t)plan->heads[h], err);
-            break;
-        case POLICY_SCOPE_OF_KV_HEAD:
-            for (int k = 0; rc == KV_OK && k < j->K; k++) {
-                int G = 0;
-                for (int h = 0; h < j->H; h++)
-                    if (j->src->kv_of_head[plan->heads[h]] == k)
-                        members[G++] = h;
-                /* a KV head none of whose query heads was selected has no stream */
-                if (G) {
-                    rc = stream_init(j, &j->streams[j->n_streams], c, members, G, k,
-                                     lid + (uint64_t)k, err);
-                    j->n_streams++;
-                }
-            }
-            break;
-        }
+        rc = replay_streams_of(j->src, plan, c, j->l, add_stream, &b, err);
     }
     j->first[plan->n_configs] = j->n_streams;
-    free(members);
     return rc;
 }
 

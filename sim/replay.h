@@ -17,6 +17,7 @@
 #define REPLAY_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "kv_err.h"
 #include "policy.h"
@@ -91,6 +92,17 @@ static inline replay_acc *replay_acc_at(replay_acc *acc, const replay_plan *plan
 {
     return acc + ((size_t)c * plan->n_layers + l) * plan->n_heads + h;
 }
+
+/* The streams of configuration c in plan layer l, in the order the engine builds and
+ * sums them: one per layer (all plan heads, kv -1), one per plan query head, or one per
+ * KV head that has a selected query head, as configs[c].scope_of says.  fn gets each
+ * one's member plan heads, its recorded KV head and its stream id (model layer · 1000
+ * + head or KV head); the first error it returns stops the walk.  The CPU engine and
+ * the GPU path (sim/replay_gpu.c) both build their streams from it. */
+typedef int (*replay_stream_fn)(void *ctx, const int *members, int G, int kv, uint64_t id,
+                                kv_err *err);
+int replay_streams_of(const replay_source *src, const replay_plan *plan, int c, int l,
+                      replay_stream_fn fn, void *ctx, kv_err *err);
 
 /* The first step averaged for budget B over T steps: B, or 0 when B >= T. */
 static inline int replay_first_step(int B, int T) { return B > 0 && B < T ? B : 0; }
