@@ -146,7 +146,7 @@ bench: all build/bench $(BENCH_TRACES)
 demo: deps model all
 	@sh scripts/demo.sh
 
-# Replayed vs real metrics for a small configuration (~10 minutes on 2 cores):
+# Replayed vs real metrics for a small configuration (about 4 minutes on 2 cores):
 # docs/CONFIRM.md, "Prediction quality".
 PREDICT_DIR ?= out/predict
 predict: all $(MODEL)

@@ -503,12 +503,14 @@ void policy_compact(void *array, size_t elem_size, int n, const int *slots, int 
     }
 }
 
-int policy__window_size(const policy *p)
+int policy_window_entries(const policy_config *cfg, int budget)
 {
-    if (p->cfg.window >= 0)
-        return p->cfg.window;
-    return p->budget > 0 ? (int)floor(p->cfg.window_frac * p->budget) : 0;
+    if (cfg->window >= 0)
+        return cfg->window;
+    return budget > 0 ? (int)floor(cfg->window_frac * budget) : 0;
 }
+
+int policy__window_size(const policy *p) { return policy_window_entries(&p->cfg, p->budget); }
 
 /* Is a a better eviction victim than b?  Lower score, then older, then lower member. */
 static int rank_before(const policy_rank *a, const policy_rank *b)

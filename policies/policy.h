@@ -213,6 +213,10 @@ int policy_config_set(policy_config *cfg, const char *key, const char *value, ch
  * unknown policy drops nothing (policy_new reports it). */
 int policy_config_drop_unused(policy_config *cfg, char *dropped, size_t len);
 
+/* The protected window r in entries under budget B: `window` as entries, or
+ * floor(fraction · B) when it was written as a fraction (0 without a budget). */
+int policy_window_entries(const policy_config *cfg, int budget);
+
 /* Resolve a fractional budget against the sequence length T (replay: the trace
  * length; live generation: prompt + max new tokens). */
 void policy_config_resolve(policy_config *cfg, int T);

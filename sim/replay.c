@@ -644,9 +644,8 @@ size_t replay_peak_bytes(const replay_source *src, const replay_plan *plan, int 
         const policy_scope_of of = plan->configs[c].scope_of;
         const size_t G = of == POLICY_SCOPE_OF_LAYER     ? H                    /* rows seen */
                          : of == POLICY_SCOPE_OF_KV_HEAD ? (H + K - 1) / K : 1;
-        const size_t streams = plan->configs[c].scope_of == POLICY_SCOPE_OF_LAYER       ? 1
-                               : plan->configs[c].scope_of == POLICY_SCOPE_OF_QUERY_HEAD ? H
-                                                                                : K;
+        const size_t streams = of == POLICY_SCOPE_OF_LAYER        ? 1
+                               : of == POLICY_SCOPE_OF_QUERY_HEAD ? H : K;
         /* per stream: gathered rows, future, scores, slots, and the policy's O(T)
          * state (entries of 16 bytes plus a few floats per entry) */
         job += streams * (G * T * 4 + 3 * T * 4 + T * 32);

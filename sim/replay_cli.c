@@ -42,11 +42,12 @@ static const char **option_slot(replay_args *a, const char *name)
     return NULL;
 }
 
-static int allowed_option(const char *allowed, const char *name)
+/* 1 if `word` is one of the space-separated words of `list`. */
+static int has_word(const char *list, const char *word)
 {
-    size_t n = strlen(name);
-    for (const char *p = strstr(allowed, name); p; p = strstr(p + 1, name))
-        if ((p == allowed || p[-1] == ' ') && (p[n] == ' ' || p[n] == '\0'))
+    const size_t n = strlen(word);
+    for (const char *p = strstr(list, word); p; p = strstr(p + 1, word))
+        if ((p == list || p[-1] == ' ') && (p[n] == ' ' || p[n] == '\0'))
             return 1;
     return 0;
 }
@@ -69,7 +70,7 @@ int replay_args_parse(int argc, char **argv, const char *allowed, const char *us
             fputs(usage, stdout);
             return 1;
         }
-        if (!strcmp(arg, "--strict") && allowed_option(allowed, "strict")) {
+        if (!strcmp(arg, "--strict") && has_word(allowed, "strict")) {
             out->strict = 1;
             continue;
         }
@@ -82,10 +83,10 @@ int replay_args_parse(int argc, char **argv, const char *allowed, const char *us
         }
         const char *name = !strcmp(arg, "-o") ? "output" : arg + 2;
         const char **slot = arg[1] == '-' || !strcmp(arg, "-o") ? option_slot(out, name) : NULL;
-        if (slot && !allowed_option(allowed, name))
+        if (slot && !has_word(allowed, name))
             slot = NULL;
         /* Any other parameter of the policy library goes to policy_config_set. */
-        const int param = !slot && arg[1] == '-' && allowed_option(allowed, "params") &&
+        const int param = !slot && arg[1] == '-' && has_word(allowed, "params") &&
                           policy_param_find(name) && out->n_params < REPLAY_MAX_PARAMS;
         if (!slot && !param)
             return kv_errorf(err, KV_EUSAGE, "unknown option '%s'; see --help", arg);
@@ -313,24 +314,12 @@ static void label_config(replay_config *c, const replay_args *a, const char *con
     const char *window = item && item[AXIS_WINDOW] ? item[AXIS_WINDOW] : a ? param_of(a, "window") : NULL;
     snprintf(c->score_name, sizeof c->score_name, "%s", score ? score : info->score);
     snprintf(c->scope_name, sizeof c->scope_name, "%s", scope ? scope : info->scope);
-    /* a window the policy reads is part of its scope, `window:r` with r resolved as
-     * the policy library does (floor(fraction · B)): without it, the lines of a
-     * --windows sweep could not be told apart */
-    const policy_config *p = &c->policy;
+    /* a window the policy reads is part of its scope, `window:r` with r in entries:
+     * without it, the lines of a --windows sweep could not be told apart */
     if (window && c->window_used)
         snprintf(c->scope_name + strlen(c->scope_name),
                  sizeof c->scope_name - strlen(c->scope_name), ":%d",
-                 p->window >= 0 ? p->window : (int)floor(p->window_frac * p->budget));
-}
-
-/* 1 if `word` is one of the space-separated words of `list`. */
-static int has_word(const char *list, const char *word)
-{
-    const size_t n = strlen(word);
-    for (const char *p = strstr(list, word); p; p = strstr(p + 1, word))
-        if ((p == list || p[-1] == ' ') && (p[n] == ' ' || p[n] == '\0'))
-            return 1;
-    return 0;
+                 policy_window_entries(&c->policy, c->policy.budget));
 }
 
 /* One configuration: one item of each axis (NULL: the default), then every other

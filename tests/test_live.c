@@ -1,8 +1,9 @@
 /*
  * test_live.c — live eviction on the real model (trace/live.h): `full` is `kvtrace
  * run`, a budget covering the sequence changes nothing, the cache really shrinks,
- * --reposition keeps streams at contiguous positions, and bad input is refused.  Numbered items refer to live.h.  Generations stay short (the
- * sanitizer build runs them ten times slower).
+ * --reposition keeps streams at contiguous positions, and bad input is refused.
+ * Numbered items refer to live.h.  Generations stay short (the sanitizer build runs
+ * them ten times slower).
  */
 #include <criterion/criterion.h>
 #include <stdio.h>

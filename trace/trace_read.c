@@ -634,10 +634,10 @@ static int read_rows_hdf5(trace *tr, int li, int hi, int64_t t0, int n, float *o
     return slab_read(tr, tr->probs, start, count, out, width, err);
 }
 
-/* Rows of one chunk row block, starting on it: what the direct path decodes. */
-static int chunk_aligned(const trace *tr, int64_t t0, int n)
+/* Rows starting on a chunk row of a layout we decode: the direct path. */
+static int chunk_aligned(const trace *tr, int64_t t0)
 {
-    return tr->probs_layout.direct && t0 % TRACE_BATCH == 0 && n <= TRACE_BATCH;
+    return tr->probs_layout.direct && t0 % TRACE_BATCH == 0;
 }
 
 static int check_rows(const trace *tr, int li, int hi, int64_t t0, int n, kv_err *err)
@@ -652,7 +652,7 @@ int trace_fetch_rows(trace *tr, int li, int hi, int64_t t0, int n, trace_chunk_b
     if (rc < 0)
         return rc;
     const size_t cols = (size_t)(t0 + n);
-    if (chunk_aligned(tr, t0, n))
+    if (chunk_aligned(tr, t0) && n <= TRACE_BATCH)
         return trace__chunks_fetch(b, tr->probs, &tr->probs_layout, tr->path, li, hi, t0, n,
                                    cols, err);
     float *rows = trace__chunks_fallback(b, tr->path, n, cols, err);
@@ -669,14 +669,13 @@ int trace_read_rows(trace *tr, int li, int hi, int64_t t0, int n, float *out, si
         return kv_errorf(err, KV_ERANGE, "%s: reading rows %lld..%lld: width %zu is less "
                          "than the %lld keys of the last row", tr->path, (long long)t0,
                          (long long)t0 + n - 1, width, (long long)t0 + n);
-    if (!chunk_aligned(tr, t0, n < TRACE_BATCH ? n : TRACE_BATCH))
+    if (!chunk_aligned(tr, t0))
         return read_rows_hdf5(tr, li, hi, t0, n, out, width, err);
     if (!tr->own && !(tr->own = trace_chunk_buf_new()))
         return kv_errorf(err, KV_ENOMEM, "%s: no memory for a chunk buffer", tr->path);
     for (int r = 0; rc == KV_OK && r < n; r += TRACE_BATCH) {   /* one chunk row at a time */
-        const int rows = n - r < TRACE_BATCH ? n - r : TRACE_BATCH;
-        rc = trace__chunks_fetch(tr->own, tr->probs, &tr->probs_layout, tr->path, li, hi,
-                                 t0 + r, rows, (size_t)(t0 + r + rows), err);
+        rc = trace_fetch_rows(tr, li, hi, t0 + r, n - r < TRACE_BATCH ? n - r : TRACE_BATCH,
+                              tr->own, err);
         if (rc == KV_OK)
             rc = trace_decode_rows(tr->own, out + (size_t)r * width, width, err);
     }
