@@ -19,7 +19,6 @@
 #include "replay_rules.h"
 
 #include <limits.h>
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -82,12 +81,14 @@ typedef struct builder {
     const replay_plan   *plan;
     gpu_stream_desc     *desc;
     int                  n, cap;
+    int                  c, l;   /* the configuration and layer being walked */
 } builder;
 
-/* Describe one stream of configuration c in plan layer l observing `members`. */
-static int add_stream(builder *b, int c, int l, const int *members, int G, uint64_t id,
-                      kv_err *err)
+/* Describe one stream of configuration b->c in plan layer b->l (replay_stream_fn). */
+static int add_stream(void *ctx, const int *members, int G, int kv, uint64_t id, kv_err *err)
 {
+    builder *b = ctx;
+    const int c = b->c, l = b->l;
     const replay_config *cfg = &b->plan->configs[c];
     policy_config pc = cfg->policy;
     pc.stream_id = id;
@@ -109,6 +110,7 @@ static int add_stream(builder *b, int c, int l, const int *members, int G, uint6
     memset(d, 0, sizeof *d);
     d->layer = l;
     d->n_members = G;
+    (void)kv;   /* the members' own KV heads below: a layer stream spans them all */
     for (int g = 0; g < G; g++) {
         d->members[g] = members[g];
         d->kv[g] = b->src->kv_of_head[b->plan->heads[members[g]]];
@@ -122,8 +124,8 @@ static int add_stream(builder *b, int c, int l, const int *members, int G, uint6
     d->sinks = in->scope & POLICY_SCOPE_SINKS ? in->sinks : 0;
     d->std_scope = (in->scope & POLICY_SCOPE_STD) != 0;
     d->recent = in->recent;
-    if (in->scope & (POLICY_SCOPE_WINDOW | POLICY_SCOPE_STD))   /* policy__window_size */
-        d->window = in->window >= 0 ? in->window : B > 0 ? (int)floor(in->window_frac * B) : 0;
+    if (in->scope & (POLICY_SCOPE_WINDOW | POLICY_SCOPE_STD))
+        d->window = policy_window_entries(in, B);
     d->first = replay_first_step(cfg->policy.budget, b->src->T);
     policy_free(p);
     return KV_OK;
@@ -131,34 +133,10 @@ static int add_stream(builder *b, int c, int l, const int *members, int G, uint6
 
 static int add_config(builder *b, int c, kv_err *err)
 {
-    const replay_plan *plan = b->plan;
-    const int H = plan->n_heads;
-    int members[GPU_REPLAY_MAX_MEMBERS], rc = KV_OK;
-    for (int l = 0; rc == KV_OK && l < plan->n_layers; l++) {
-        const uint64_t lid = (uint64_t)b->src->layers[plan->layers[l]] * 1000;
-        switch (plan->configs[c].scope_of) {
-        case POLICY_SCOPE_OF_PRESET:
-        case POLICY_SCOPE_OF_LAYER:
-            for (int h = 0; h < H; h++)
-                members[h] = h;
-            rc = add_stream(b, c, l, members, H, lid, err);
-            break;
-        case POLICY_SCOPE_OF_QUERY_HEAD:
-            for (int h = 0; rc == KV_OK && h < H; h++)
-                rc = add_stream(b, c, l, &h, 1, lid + (uint64_t)b->src->heads[plan->heads[h]], err);
-            break;
-        case POLICY_SCOPE_OF_KV_HEAD:
-            for (int k = 0; rc == KV_OK && k < b->src->n_kv; k++) {
-                int G = 0;
-                for (int h = 0; h < H; h++)
-                    if (b->src->kv_of_head[plan->heads[h]] == k)
-                        members[G++] = h;
-                if (G)
-                    rc = add_stream(b, c, l, members, G, lid + (uint64_t)k, err);
-            }
-            break;
-        }
-    }
+    int rc = KV_OK;
+    b->c = c;
+    for (b->l = 0; rc == KV_OK && b->l < b->plan->n_layers; b->l++)
+        rc = replay_streams_of(b->src, b->plan, c, b->l, add_stream, b, err);
     return rc;
 }
 
@@ -181,7 +159,33 @@ static int describe(builder *b, kv_err *err)
     return rc;
 }
 
+int replay_gpu_streams(const replay_source *src, const replay_plan *plan,
+                       gpu_stream_desc **out, int *n, kv_err *err)
+{
+    builder b = {src, plan, NULL, 0, 0, 0, 0};
+    int rc = describe(&b, err);
+    if (rc != KV_OK) {
+        free(b.desc);
+        b.desc = NULL;
+        b.n = 0;
+    }
+    *out = b.desc;
+    *n = b.n;
+    return rc;
+}
+
 /* --- the run ------------------------------------------------------------------------ */
+
+/* A parallel loop's first failure (r, its message in mine) into *rc and err. */
+static void keep_first_error(int r, const kv_err *mine, int *rc, kv_err *err)
+{
+#pragma omp critical(replay_gpu_error)
+    if (*rc == KV_OK) {
+        *rc = r;
+        if (err)
+            *err = *mine;
+    }
+}
 
 /* Rows t0..t0+n-1 of every selected (layer, head), row stride t0 + n, into rows. */
 static int read_block(replay_source *src, const replay_plan *plan, int t0, int n,
@@ -195,14 +199,8 @@ static int read_block(replay_source *src, const replay_plan *plan, int t0, int n
         float *out = rows + (size_t)i * GPU_REPLAY_BLOCK * width;
         int r = replay_source_read_rows(src, plan->layers[i / H], plan->heads[i % H], t0, n,
                                         out, (size_t)width, &mine);
-        if (r != KV_OK) {
-#pragma omp critical(replay_gpu_error)
-            if (rc == KV_OK) {
-                rc = r;
-                if (err)
-                    *err = mine;
-            }
-        }
+        if (r != KV_OK)
+            keep_first_error(r, &mine, &rc, err);
     }
     return rc;
 }
@@ -218,14 +216,8 @@ static int read_values(replay_source *src, const replay_plan *plan, int t0, int 
         kv_err mine = {0};
         int r = replay_source_read_kv(src, plan->layers[i / K], i % K, t0, n, NULL,
                                       values + (size_t)i * GPU_REPLAY_BLOCK * D, &mine);
-        if (r != KV_OK) {
-#pragma omp critical(replay_gpu_error)
-            if (rc == KV_OK) {
-                rc = r;
-                if (err)
-                    *err = mine;
-            }
-        }
+        if (r != KV_OK)
+            keep_first_error(r, &mine, &rc, err);
     }
     return rc;
 }
@@ -247,13 +239,15 @@ int replay_run_gpu(replay_source *src, const replay_plan *plan, replay_acc *acc,
     const int output = (plan->metrics & REPLAY_OUTPUT) && src->has_values && src->head_dim > 0;
     const gpu_metrics m = {(plan->metrics & REPLAY_OVERLAP) != 0, output ? src->head_dim : 0,
                            src->n_kv};
-    builder b = {src, plan, NULL, 0, 0};
+    gpu_stream_desc *desc = NULL;
+    int n_streams = 0;
     const int n_acc = plan->n_configs * plan->n_layers * plan->n_heads;
     gpu_acc *out = calloc((size_t)(n_acc ? n_acc : 1), sizeof *out);
     char why[KV_ERR_MSG_MAX];
-    int rc = out ? describe(&b, err) : kv_errorf(err, KV_ENOMEM, "out of memory");
+    int rc = out ? replay_gpu_streams(src, plan, &desc, &n_streams, err)
+                 : kv_errorf(err, KV_ENOMEM, "out of memory");
     gpu_replay *g = NULL;
-    if (rc == KV_OK && !(g = gpu_replay_new(b.desc, b.n, src->T, plan->n_layers,
+    if (rc == KV_OK && !(g = gpu_replay_new(desc, n_streams, src->T, plan->n_layers,
                                             plan->n_heads, n_acc, &m, why, sizeof why)))
         rc = kv_errorf(err, KV_EUNSUPPORTED, "--device cuda: %s", why);
     double reading = 0, stepping = 0;   /* seconds: host reads, uploads and kernels */
@@ -271,13 +265,13 @@ int replay_run_gpu(replay_source *src, const replay_plan *plan, replay_acc *acc,
     }
     if (rc == KV_OK)
         fprintf(stderr, "note: --device cuda: %d streams; reading rows %.2f s, upload and "
-                "steps on the device %.2f s\n", b.n, reading, stepping);
+                "steps on the device %.2f s\n", n_streams, reading, stepping);
     if (rc == KV_OK && gpu_replay_results(g, out, why, sizeof why) != 0)
         rc = kv_errorf(err, KV_EIO, "%s", why);
     if (rc == KV_OK)
         copy_results(out, n_acc, acc);
     gpu_replay_free(g);
-    free(b.desc);
+    free(desc);
     free(out);
     return rc;
 }

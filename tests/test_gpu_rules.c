@@ -250,3 +250,74 @@ Test(gpu_rules, the_gpu_replay_is_the_cpu_replay)
         run_free(&gpu);
     }
 }
+
+static int count_streams(void *ctx, const int *members, int G, int kv, uint64_t id,
+                         kv_err *err)
+{
+    (void)members, (void)G, (void)kv, (void)id, (void)err;
+    ++*(int *)ctx;
+    return KV_OK;
+}
+
+/* What the host hands the kernel, checked without a device: the CPU engine's streams
+ * (replay_streams_of), each member's accumulator and KV head, and each preset's budget,
+ * window, sinks and std scope as the policy library resolves them. */
+Test(gpu_rules, the_kernel_gets_the_cpu_engines_streams_and_settings)
+{
+    run r;
+    run_words(&r, "sweep synth:T=200,layers=3,heads=6,kv=2,dim=8,seed=9 --policies "
+                  "h2o,roco,streaming,tova --budgets 40 --metrics mass");
+    cr_assert_eq(r.rc, KV_OK, "%s", r.err.msg);
+    const replay_plan *p = &r.setup.plan;
+    gpu_stream_desc *d;
+    int n;
+    kv_err err = {0};
+    cr_assert_eq(replay_gpu_streams(r.setup.src, p, &d, &n, &err), KV_OK, "%s", err.msg);
+    cr_assert_eq(n, 3 * (2 + 2 + 2 + 1));   /* layers x (kv-head streams; tova per layer) */
+    static const struct { int members, window, sinks, std_scope, score; } expect[] = {
+        {3, 12, 0, 0, GPU_SCORE_AAS},       /* h2o: window 0.3 B */
+        {3, 12, 4, 1, GPU_SCORE_MAS},       /* roco: std + sinks, r = 0.3 B */
+        {3, 0, 4, 0, GPU_SCORE_RECENCY},    /* streaming: 4 sinks */
+        {6, 0, 0, 0, GPU_SCORE_LTAS},       /* tova: one cache per layer */
+    };
+    int i = 0;   /* the descriptors follow configuration, layer, then the engine's walk */
+    for (int c = 0; c < p->n_configs; c++)
+        for (int l = 0; l < p->n_layers; l++) {
+            int k = 0;
+            replay_streams_of(r.setup.src, p, c, l, count_streams, &k, NULL);
+            for (int end = i + k; i < end; i++) {
+                cr_assert_eq(d[i].layer, l, "stream %d", i);
+                cr_assert_eq(d[i].n_members, expect[c].members, "stream %d", i);
+                cr_assert_eq(d[i].window, expect[c].window, "stream %d", i);
+                cr_assert_eq(d[i].sinks, expect[c].sinks, "stream %d", i);
+                cr_assert_eq(d[i].std_scope, expect[c].std_scope, "stream %d", i);
+                cr_assert_eq(d[i].score, expect[c].score, "stream %d", i);
+                cr_assert_eq(d[i].budget, 40, "stream %d", i);
+                cr_assert_eq(d[i].first, 40, "stream %d", i);
+                for (int g = 0; g < d[i].n_members; g++) {
+                    const int h = d[i].members[g];
+                    cr_assert_eq(d[i].acc[g], (c * p->n_layers + l) * p->n_heads + h);
+                    cr_assert_eq(d[i].kv[g], r.setup.src->kv_of_head[p->heads[h]]);
+                }
+            }
+        }
+    cr_assert_eq(i, n);
+    free(d);
+    run_free(&r);
+}
+
+Test(gpu_rules, what_the_kernel_has_no_rules_for_is_refused_before_any_device)
+{
+    run r;
+    run_words(&r, "replay synth:T=100,layers=1,heads=4,kv=2,dim=8 --policy snapkv "
+                  "--budget 20 --metrics mass");
+    cr_assert_eq(r.rc, KV_OK, "%s", r.err.msg);
+    gpu_stream_desc *d;
+    int n;
+    kv_err err = {0};
+    cr_assert_eq(replay_gpu_streams(r.setup.src, &r.setup.plan, &d, &n, &err),
+                 KV_EUNSUPPORTED);
+    cr_assert(strstr(err.msg, "snapkv") && strstr(err.msg, "run it on the CPU"), "%s", err.msg);
+    cr_assert_null(d);
+    run_free(&r);
+}
