@@ -23,15 +23,27 @@ OPT      ?= -O2 -march=native
 CFLAGS   ?= $(OPT) -g
 CFLAGS   += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -fopenmp -pthread \
             $(shell pkg-config --cflags $(PKGS) 2>/dev/null) \
-            -I/usr/include/x86_64-linux-gnu/openblas-openmp \
-            -Icommon -Ipolicies -Itrace -Isim -Ianalysis -Igpu -Iplots
-LDLIBS   += $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lopenblas -lm
+            -I/usr/include/x86_64-linux-gnu/openblas-openmp
+LDLIBS   += $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lopenblas -ldl -lm
 SAN      := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 
-MODULES  := common policies trace sim analysis plots
-MAINS    := trace/kvtrace_main.c sim/kvsim_main.c
-LIB_SRC  := $(filter-out $(MAINS),$(foreach m,$(MODULES),$(wildcard $(m)/*.c)))
+# The layers, bottom first.  A file may include headers of its own folder and of the
+# folders before it, never after: each folder is compiled with only those on -I, and
+# `make check-layers` names any include that points up.  Each folder is one static
+# library, linked top first.  README.md, "Layout", draws the arrows.
+.DEFAULT_GOAL := all
+.SECONDARY:
+
+LAYERS   := common policies gpu plots model analysis trace sim confirm apps
+MAINS    := apps/kvtrace_main.c apps/kvsim_main.c
 TEST_SRC := $(wildcard tests/*.c)
+
+comma    := ,
+reverse   = $(if $1,$(call reverse,$(wordlist 2,$(words $1),$1)) $(firstword $1))
+# The layers a file in folder $1 may include: $1 and those below it.
+upto      = $(firstword $2)$(if $(filter $1,$(firstword $2)),, $(call upto,$1,$(wordlist 2,$(words $2),$2)))
+folder    = $(firstword $(subst /, ,$1))
+includes  = $(addprefix -I,$(if $(filter $(call folder,$1),$(LAYERS)),$(call upto,$(call folder,$1),$(LAYERS)),$(LAYERS) tests bench))
 
 # CUDA: compiled and linked when nvcc is present (one architecture), otherwise the
 # CPU-only stand-in gpu/gpu_none.c answers "no GPU support in this build".
@@ -45,16 +57,33 @@ GPU_SRC   := gpu/gpu_none.c
 GPU_LIBS  :=
 endif
 
-OBJ      := $(LIB_SRC:%.c=build/obj/%.o)
-SAN_OBJ  := $(LIB_SRC:%.c=build/san/%.o)
-GPU_OBJ  := $(patsubst %.cu,build/obj/%.o,$(patsubst %.c,build/obj/%.o,$(GPU_SRC)))
-GPU_SAN  := $(patsubst %.cu,build/obj/%.o,$(patsubst %.c,build/san/%.o,$(GPU_SRC)))
+# Sources of each layer's library (gpu/: the CUDA files or the stand-in; apps/: the
+# subcommands, without the two mains).
+layer_src = $(if $(filter gpu,$1),$(GPU_SRC),$(filter-out $(MAINS),$(wildcard $1/*.c)))
+obj_of    = $(patsubst %.cu,build/obj/%.o,$(patsubst %.c,build/$2/%.o,$1))
+# Every library, top first; the whole policy library goes in, so that a policy loaded
+# with --policy-lib finds every helper of policies/policy.h (exported by -rdynamic).
+libs_in   = $(foreach l,$(call reverse,$(LAYERS)),$(if $(filter policies,$l),-Wl$(comma)--whole-archive $1/libpolicies.a -Wl$(comma)--no-whole-archive,$1/lib$l.a))
+LIBS      := $(foreach l,$(LAYERS),build/lib/lib$l.a)
+SAN_LIBS  := $(foreach l,$(LAYERS),build/san-lib/lib$l.a)
 
-.PHONY: all deps model test test-plain test-asan bench demo predict fixtures fuzz clean check-nvcc help
+define layer_rules
+build/lib/lib$1.a: $(call obj_of,$(call layer_src,$1),obj)
+	@mkdir -p $$(dir $$@)
+	@echo "  AR      $$@"
+	@rm -f $$@ && ar rcs $$@ $$^
+build/san-lib/lib$1.a: $(call obj_of,$(call layer_src,$1),san)
+	@mkdir -p $$(dir $$@)
+	@echo "  AR asan $$@"
+	@rm -f $$@ && ar rcs $$@ $$^
+endef
+$(foreach l,$(LAYERS),$(eval $(call layer_rules,$l)))
+
+.PHONY: all deps model test test-fast test-plain test-asan check-layers bench demo predict fixtures fuzz clean check-nvcc help
 all: check-nvcc bin/kvtrace bin/kvsim
 
 help:
-	@sed -n '3,13p' Makefile | sed 's/^# \{0,1\}//'
+	@sed -n '3,15p' Makefile | sed 's/^# \{0,1\}//'
 
 check-nvcc:
 ifneq ($(HAVE_NVCC),1)
@@ -64,35 +93,33 @@ endif
 build/obj/%.o: %.c
 	@mkdir -p $(dir $@)
 	@echo "  CC      $<"
-	@$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
+	@$(CC) $(CFLAGS) $(call includes,$<) -MMD -MP -c $< -o $@
 
 build/san/%.o: %.c
 	@mkdir -p $(dir $@)
 	@echo "  CC asan $<"
-	@$(CC) $(CFLAGS) $(SAN) -MMD -MP -c $< -o $@
+	@$(CC) $(CFLAGS) $(call includes,$<) $(SAN) -MMD -MP -c $< -o $@
 
 build/obj/%.o: %.cu
 	@mkdir -p $(dir $@)
 	@echo "  NVCC    $< ($(CUDA_ARCH))"
 	@$(NVCC) -O2 -arch=$(CUDA_ARCH) -Igpu -Icommon -c $< -o $@
 
-bin/kvtrace: build/obj/trace/kvtrace_main.o $(OBJ) $(GPU_OBJ)
+bin/%: build/obj/apps/%_main.o $(LIBS)
 	@mkdir -p bin
 	@echo "  LD      $@"
-	@$(CC) $(CFLAGS) $^ -o $@ $(LDLIBS) $(GPU_LIBS)
+	@$(CC) $(CFLAGS) -rdynamic $< $(call libs_in,build/lib) -o $@ $(LDLIBS) $(GPU_LIBS)
 
-bin/kvsim: build/obj/sim/kvsim_main.o $(OBJ) $(GPU_OBJ)
-	@mkdir -p bin
+build/tests: $(TEST_SRC:%.c=build/obj/%.o) $(LIBS)
 	@echo "  LD      $@"
-	@$(CC) $(CFLAGS) $^ -o $@ $(LDLIBS) $(GPU_LIBS)
+	@$(CC) $(CFLAGS) -rdynamic $(filter %.o,$^) $(call libs_in,build/lib) -o $@ $(LDLIBS) -lcriterion $(GPU_LIBS)
 
-build/tests: $(TEST_SRC:%.c=build/obj/%.o) $(OBJ) $(GPU_OBJ)
+build/tests-asan: $(TEST_SRC:%.c=build/san/%.o) $(SAN_LIBS)
 	@echo "  LD      $@"
-	@$(CC) $(CFLAGS) $^ -o $@ $(LDLIBS) -lcriterion $(GPU_LIBS)
+	@$(CC) $(CFLAGS) $(SAN) -rdynamic $(filter %.o,$^) $(call libs_in,build/san-lib) -o $@ $(LDLIBS) -lcriterion $(GPU_LIBS)
 
-build/tests-asan: $(TEST_SRC:%.c=build/san/%.o) $(SAN_OBJ) $(GPU_SAN)
-	@echo "  LD      $@"
-	@$(CC) $(CFLAGS) $(SAN) $^ -o $@ $(LDLIBS) -lcriterion $(GPU_LIBS)
+check-layers:
+	@sh scripts/check_layers.sh . $(LAYERS)
 
 # Criterion runs its tests in parallel (--jobs 2, one per core) with a per-test
 # timeout; the sanitizer build repeats the whole suite.  Tests find the model and
@@ -103,7 +130,7 @@ TEST_ENV := KV_ROOT=$(CURDIR) KV_MODEL=$(CURDIR)/$(MODEL) KV_BIN=$(CURDIR)/bin \
             KV_FIXTURES=$(CURDIR)/tests/fixtures KV_TRACE=$(CURDIR)/$(TEST_TRACE)
 CRITERION_FLAGS ?= --jobs 2 --timeout 600
 
-test: all test-plain test-asan
+test: all check-layers test-plain test-asan
 
 # The one short real trace every test that needs one reads (about 110 steps, all
 # layers and heads, with queries), recorded once per build of kvtrace.
@@ -128,9 +155,9 @@ deps:
 model:
 	@sh scripts/fetch_model.sh
 
-build/bench: $(wildcard bench/*.c) $(OBJ) $(GPU_OBJ)
+build/bench: $(patsubst %.c,build/obj/%.o,$(wildcard bench/*.c)) $(LIBS)
 	@echo "  LD      $@"
-	@$(CC) $(CFLAGS) $^ -o $@ $(LDLIBS) $(GPU_LIBS)
+	@$(CC) $(CFLAGS) $(filter %.o,$^) $(call libs_in,build/lib) -o $@ $(LDLIBS) $(GPU_LIBS)
 
 # The replay rows read a ~2048-token SmolLM2 trace, uncompressed and default-compressed,
 # recorded once into build/ (a few minutes; about 1.4 GB and 0.8 GB).
@@ -161,10 +188,10 @@ fixtures:
 FUZZ_CC    ?= clang
 FUZZ_RUNS  ?= 200000
 FUZZ_FLAGS := -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined \
-              -fno-sanitize-recover=undefined -Icommon -Itrace -Itests
+              -fno-sanitize-recover=undefined -Icommon -Imodel -Itests
 FUZZ_MODEL := models/SmolLM2-135M-Instruct.Q4_1.gguf
 
-build/fuzz/fuzz_gguf: tests/fuzz/fuzz_gguf.c trace/gguf.c trace/dequant.c common/kv_err.c common/fp16.c
+build/fuzz/fuzz_gguf: tests/fuzz/fuzz_gguf.c model/gguf.c model/dequant.c common/kv_err.c common/fp16.c
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(FUZZ_FLAGS) $^ -o $@
 

@@ -1,9 +1,9 @@
 /*
- * test_dequant.c — trace/dequant.c against gguf-py (gguf.quants.dequantize).
+ * test_dequant.c — model/dequant.c against gguf-py (gguf.quants.dequantize).
  *
  * Fixtures (tests/fixtures/make_dequant_fixtures.py, which records the package versions
  * in them): random blocks of all twelve supported types, and sampled rows of every
- * tensor type in the SmolLM2 model, read here through trace/gguf.c.
+ * tensor type in the SmolLM2 model, read here through model/gguf.c.
  *
  * Tolerance: none — outputs must be bit-identical.  gguf-py computes in float32 with
  * the operations and order of ggml's reference dequantizers (d*q; (d*q)+m;

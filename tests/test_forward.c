@@ -1,5 +1,5 @@
 /*
- * test_forward.c — the forward pass of trace/model.h on SmolLM2 ($KV_MODEL), against
+ * test_forward.c — the forward pass of model/model.h on SmolLM2 ($KV_MODEL), against
  * HF transformers running the same GGUF file (tests/fixtures/forward_hf.bin, made by
  * make_forward_fixtures.py), and the properties that need no fixture: RoPE pairing,
  * GQA head mapping, batching, thread count, context limit and loader errors.

@@ -1,5 +1,5 @@
 /*
- * test_gguf.c — the GGUF reader of trace/gguf.h: a tiny file with every value type,
+ * test_gguf.c — the GGUF reader of model/gguf.h: a tiny file with every value type,
  * the SmolLM2 model, and one test per kind of damage.  Every damaged file must give
  * NULL and a message naming the file, the offset and the field — never a crash (the
  * suite also runs under AddressSanitizer, which would catch any stray read).

@@ -1,5 +1,5 @@
 /*
- * test_kv_cache.c — the invariants of trace/kv_cache.h, each test naming the one it
+ * test_kv_cache.c — the invariants of model/kv_cache.h, each test naming the one it
  * checks, on small synthetic streams.
  */
 #include <criterion/criterion.h>

@@ -1,5 +1,5 @@
 /*
- * test_live.c — live eviction on the real model (trace/live.h): `full` is `kvtrace
+ * test_live.c — live eviction on the real model (confirm/live.h): `full` is `kvtrace
  * run`, a budget covering the sequence changes nothing, the cache really shrinks,
  * --reposition keeps streams at contiguous positions, and bad input is refused.
  * Numbered items refer to live.h.  Generations stay short (the sanitizer build runs

@@ -1,5 +1,5 @@
 /*
- * test_passkey.c — the passkey generator (analysis/passkey.h) with the model's
+ * test_passkey.c — the passkey generator (confirm/passkey.h) with the model's
  * tokenizer: keys from seeds, the key's place at a depth, the prompt's length, the
  * answer check.  Numbered items refer to passkey.h.
  */

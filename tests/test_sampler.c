@@ -1,5 +1,5 @@
 /*
- * test_sampler.c — trace/sampler.h: greedy is the argmax, a seed repeats a run, and
+ * test_sampler.c — model/sampler.h: greedy is the argmax, a seed repeats a run, and
  * the filters keep only what they promise.
  */
 #include <criterion/criterion.h>

@@ -1,5 +1,5 @@
 /*
- * test_tokenizer.c — trace/tokenizer.h on the real SmolLM2 tokenizer ($KV_MODEL) against
+ * test_tokenizer.c — model/tokenizer.h on the real SmolLM2 tokenizer ($KV_MODEL) against
  * the test vectors of reference/inference.md §2a and against HF `tokenizers`
  * (tests/fixtures/tokenizer_cases.tsv, written by make_tokenizer_fixtures.py), plus the
  * errors a bad spec must give and the exit statuses of `kvtrace tokenize`.

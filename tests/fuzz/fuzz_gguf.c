@@ -1,6 +1,6 @@
 /*
- * fuzz_gguf.c — libFuzzer target for the GGUF reader (trace/gguf.c) and the row
- * dequantisers (trace/dequant.c).  Built and run by `make fuzz`, never in CI.
+ * fuzz_gguf.c — libFuzzer target for the GGUF reader (model/gguf.c) and the row
+ * dequantisers (model/dequant.c).  Built and run by `make fuzz`, never in CI.
  *
  * Each input is opened as an in-memory file.  A refused input must come with a
  * message naming an offset; an accepted one is walked through every getter, nested

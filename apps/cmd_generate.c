@@ -1,6 +1,6 @@
 /*
  * cmd_generate.c — `kvtrace generate MODEL PROMPT --policy P --budget B [options]`:
- * `kvtrace run` with a truly compressed KV cache (trace/live.h).  The text streams to
+ * `kvtrace run` with a truly compressed KV cache (confirm/live.h).  The text streams to
  * stdout; the stats go to stderr: kept entries, KV bytes (the cache allocator's own
  * count), time to first token and decode speed.
  *

@@ -34,7 +34,7 @@
 #include "kv_err.h"
 
 typedef struct tokenizer tokenizer;      /* opaque; tokenizer_new / tokenizer_free */
-typedef struct gguf_file gguf_file;      /* trace/gguf.h */
+typedef struct gguf_file gguf_file;      /* model/gguf.h */
 
 /* tokenizer.ggml.token_type values */
 typedef enum tokenizer_type {
@@ -101,7 +101,7 @@ typedef struct tokenizer_message {
  * result are not tokens, a token type or special id out of range. */
 tokenizer *tokenizer_new(const tokenizer_spec *spec, kv_err *err);
 
-/* Build from an open GGUF file's tokenizer.* keys (trace/tokenizer_gguf.c); nothing
+/* Build from an open GGUF file's tokenizer.* keys (model/tokenizer_gguf.c); nothing
  * is borrowed from f afterwards. */
 tokenizer *tokenizer_from_gguf(const gguf_file *f, kv_err *err);
 

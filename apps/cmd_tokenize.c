@@ -1,6 +1,6 @@
 /*
  * cmd_tokenize.c — `kvtrace tokenize MODEL TEXT [--chat] [--ids]`: the model's own
- * tokenizer (trace/tokenizer.h) applied to a text, for users checking a prompt and
+ * tokenizer (model/tokenizer.h) applied to a text, for users checking a prompt and
  * for tests.  One line per token, "id<TAB>piece", the piece's exact bytes quoted and
  * escaped so that spaces, newlines and partial UTF-8 stay visible.
  */

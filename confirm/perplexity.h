@@ -1,6 +1,6 @@
 /*
  * perplexity.h — teacher-forced perplexity and next-token accuracy of a text under a
- * live, truly compressed KV cache (trace/live.h): the StreamingLLM experiment.
+ * live, truly compressed KV cache (confirm/live.h): the StreamingLLM experiment.
  *
  * Token t of the text is fed, the cache evicts as the policy says, and the logits
  * after token t score token t + 1: nll = −log p(ids[t+1] | kept cache), correct when

@@ -1,6 +1,6 @@
 /*
  * cmd_confirm.c — `kvsim confirm EXPERIMENT MODEL [INPUT] [options]`: the policies of
- * policies/ inside real generation on a truly compressed cache (trace/live.h), one
+ * policies/ inside real generation on a truly compressed cache (confirm/live.h), one
  * subcommand per experiment (confirm_experiments.h), each writing the tidy CSV + JSON
  * of confirm_cli.h.  This file holds the dispatch and `ppl`.
  * What each measures and how: docs/CONFIRM.md.

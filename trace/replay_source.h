@@ -2,8 +2,8 @@
  * replay_source.h — where the replay engine gets its rows: a small interface with
  * one backend per file.
  *
- *   sim/source_trace.c   an HDF5 trace written by `kvtrace record` (trace_file.h)
- *   sim/source_synth.c   deterministic synthetic rows, for tests and benchmarks
+ *   trace/source_trace.c   an HDF5 trace written by `kvtrace record` (trace_file.h)
+ *   trace/source_synth.c   deterministic synthetic rows, for tests and benchmarks
  *
  * A source describes the recorded layers and heads, the GQA map, the tokens' policy
  * metadata, and hands out blocks of consecutive full-cache rows of one (layer, query
