@@ -64,8 +64,7 @@ static int ppl_run(session *s, const confirm_args *a, int n, int prompt, kv_err 
 {
     replay_config *configs = NULL;
     int n_configs = 0;
-    int rc = confirm_configs(a, n, prompt, model_config_of(s->model)->n_layer, &configs,
-                             &n_configs, err);
+    int rc = confirm_configs(a, n, prompt, &configs, &n_configs, err);
     double *values = rc ? NULL : calloc((size_t)n_configs * PPL_N_COLS, sizeof *values);
     int *rows = rc ? NULL : calloc((size_t)n_configs, sizeof *rows);
     if (!rc && (!values || !rows))

@@ -46,14 +46,14 @@ static void print_help(void)
 
 static int set_param(policy_config *cfg, const char *key, const char *value)
 {
-    char why[KV_ERR_MSG_MAX];
+    kv_err err = {0};
     if (!value) {
         fprintf(stderr, "kvtrace generate: --%s needs a value\n", key);
         return 2;
     }
-    if (policy_config_set(cfg, key, value, why, sizeof why) == 0)
+    if (policy_config_set(cfg, key, value, &err) == KV_OK)
         return 0;
-    fprintf(stderr, "kvtrace generate: %s\n", why);
+    fprintf(stderr, "kvtrace generate: %s\n", err.msg);
     return 2;
 }
 

@@ -1,5 +1,5 @@
 /* cmd_policies.c — `kvsim policies`: every policy with its rule, parameters and source,
- * and every parameter with its default, all read from the registry (policies/). */
+ * and every parameter with its default, all read from the policies' own tables. */
 #include "cmd_policies.h"
 
 #include "policy.h"
@@ -7,49 +7,52 @@
 #include <stdio.h>
 #include <string.h>
 
-/* "window=0.3 history=400": a preset's keys with their defaults. */
-static void print_keys(const char *keys)
+/* "score=aas,scope=window" as "score=aas scope=window". */
+static void print_defaults(const char *defaults)
 {
-    char key[64];
-    for (const char *s = keys; *s;) {
-        size_t n = strcspn(s, " ");
-        snprintf(key, sizeof key, "%.*s", (int)n, s);
-        const policy_param_info *pi = policy_param_find(key);
-        printf(" %s=%s", key, pi && pi->def[0] ? pi->def : "(required)");
-        s += n + (s[n] == ' ');
-    }
+    for (const char *s = defaults; s && *s; s++)
+        putchar(*s == ',' ? ' ' : *s);
 }
 
 static void print_policies(void)
 {
-    const policy_info *info = policy_list();
+    char params[1024];
     for (int i = 0; i < policy_count(); i++) {
-        printf("%-12s %s\n", info[i].name, info[i].summary);
-        if (info[i].score[0] || info[i].scope[0])
-            printf("%-12s   score=%s scope=%s\n", "", info[i].score[0] ? info[i].score : "(required)",
-                   info[i].scope);
-        if (info[i].params[0]) {
-            printf("%-12s   parameters:", "");
-            print_keys(info[i].params);
+        const policy_def *def = policy_def_at(i);
+        printf("%-12s %s\n", def->name, def->summary);
+        if (def->defaults && def->defaults[0]) {
+            printf("%-12s   ", "");
+            print_defaults(def->defaults);
             printf("\n");
         }
-        printf("%-12s   provenance: %s\n", "", info[i].provenance);
+        if (policy_params_of(def, NULL, params, sizeof params)[0])
+            printf("%-12s   parameters: %s\n", "", params);
+        printf("%-12s   provenance: %s\n", "", def->provenance);
     }
+}
+
+static void print_param(const policy_param *pm)
+{
+    printf("  %-12s [%s] %s\n", pm->key, pm->def[0] ? pm->def : "-", pm->help);
 }
 
 static void print_params(void)
 {
-    const policy_param_info *pi = policy_param_list();
-    printf("\nparameters (--key value, or key=value in a params list; default in brackets):\n");
-    for (int i = 0; i < policy_param_count(); i++)
-        printf("  %-12s [%s] %s\n", pi[i].key, pi[i].def[0] ? pi[i].def : "-", pi[i].help);
+    printf("\ncommon parameters (--key value; default in brackets):\n");
+    for (int i = 0; i < policy_common_count(); i++)
+        print_param(policy_common_at(i));
+    printf("\npolicy parameters (each read by the policies listing it above):\n");
+    for (int i = 0; i < policy_count(); i++)
+        for (const policy_param *pm = policy_def_at(i)->params; pm && pm->key; pm++)
+            if (policy_param_find(pm->key) == pm)   /* a key shared by policies, once */
+                print_param(pm);
 }
 
 int cmd_policies(int argc, char **argv)
 {
     if (argc > 1 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
-        printf("usage: kvsim policies\n\nList every eviction policy: its rule, score and scope, "
-               "parameters with defaults, and provenance; then every parameter.\n"
+        printf("usage: kvsim policies\n\nList every eviction policy: its rule, preset score "
+               "and scope, parameters with defaults, and provenance; then every parameter.\n"
                "Definitions and worked examples: docs/POLICIES.md.\n");
         return 0;
     }

@@ -171,16 +171,12 @@ int confirm_opt_int(const confirm_args *a, const char *name, int def, int lo, in
 
 static int set(policy_config *cfg, const char *key, const char *value, kv_err *err)
 {
-    char why[KV_ERR_MSG_MAX];
-    if (!value || policy_config_set(cfg, key, value, why, sizeof why) == 0)
-        return KV_OK;
-    return kv_errorf(err, KV_EUSAGE, "%s", why);
+    return value ? policy_config_set(cfg, key, value, err) : KV_OK;
 }
 
 /* One configuration: policy, budget, stride, then every parameter in order. */
 static int make(const confirm_args *a, const char *policy, const char *budget,
-                const char *stride, int T, int prompt_len, int n_layers, replay_config *c,
-                kv_err *err)
+                const char *stride, int T, int prompt_len, replay_config *c, kv_err *err)
 {
     memset(c, 0, sizeof *c);
     c->policy = policy_config_default();
@@ -197,18 +193,12 @@ static int make(const confirm_args *a, const char *policy, const char *budget,
         return rc;
     policy_config_resolve(&c->policy, T);
     c->policy.prompt_len = prompt_len;
-    c->policy.n_layers = n_layers;
-    c->scope_of = policy_config_scope_of(&c->policy);
-    c->score = c->policy.score;
-    const policy_info *info = policy_find(c->policy.name);
-    snprintf(c->score_name, sizeof c->score_name, "%s", confirm_opt(a, "score", info->score));
-    snprintf(c->scope_name, sizeof c->scope_name, "%s", confirm_opt(a, "scope", info->scope));
     snprintf(c->budget_arg, sizeof c->budget_arg, "%s", budget ? budget : "");
-    return KV_OK;
+    return replay_config_finish(c, err);
 }
 
-int confirm_configs(const confirm_args *a, int T, int prompt_len, int n_layers,
-                    replay_config **out, int *n, kv_err *err)
+int confirm_configs(const confirm_args *a, int T, int prompt_len, replay_config **out,
+                    int *n, kv_err *err)
 {
     char pb[1024], bb[1024], sb[256], *pol[MAX_ITEMS], *bud[MAX_ITEMS], *str[MAX_ITEMS];
     int np = split(a->policies ? a->policies : "full", pb, sizeof pb, pol);
@@ -224,7 +214,7 @@ int confirm_configs(const confirm_args *a, int T, int prompt_len, int n_layers,
         for (int b = 0; b < (is_full ? 1 : nb); b++)
             for (int s = 0; s < (is_full ? 1 : ns); s++) {
                 int rc = make(a, pol[p], is_full ? NULL : bud[b], is_full ? NULL : str[s], T,
-                              prompt_len, n_layers, &(*out)[*n], err);
+                              prompt_len, &(*out)[*n], err);
                 if (rc)
                     return rc;
                 (*n)++;

@@ -61,11 +61,11 @@ int confirm_double_list(const char *text, const char *name, double lo, double hi
  * reference of every experiment that compares with the full cache.  Into buf[len]. */
 const char *confirm_with_full(const confirm_args *a, char *buf, size_t len);
 
-/* (2) The configurations for sequence length T and prompt length prompt_len of a
- * model of n_layers; *out is malloc'd (free()).  0 or KV_EUSAGE naming what is wrong
+/* (2) The configurations for sequence length T and prompt length prompt_len (0 when
+ * each run sets its own); *out is malloc'd (free()).  0 or KV_EUSAGE naming what is wrong
  * (an unknown policy lists the valid ones). */
-int confirm_configs(const confirm_args *a, int T, int prompt_len, int n_layers,
-                    replay_config **out, int *n, kv_err *err);
+int confirm_configs(const confirm_args *a, int T, int prompt_len, replay_config **out,
+                    int *n, kv_err *err);
 
 /* (3) A table of measurements: row r belongs to configs[row_config[r]]. */
 typedef struct confirm_table {

@@ -112,8 +112,7 @@ static int config_for(const run_state *r, const confirm_args *a, int i, int c,
                       replay_config *out, kv_err *err)
 {
     replay_config *cfgs = NULL;
-    int n = 0, rc = confirm_configs(a, (int)r->p[i].ids.n + r->max_new, 0,
-                                    model_config_of(r->s->model)->n_layer, &cfgs, &n, err);
+    int n = 0, rc = confirm_configs(a, (int)r->p[i].ids.n + r->max_new, 0, &cfgs, &n, err);
     if (!rc)
         *out = cfgs[c];
     free(cfgs);
@@ -192,8 +191,7 @@ static int run(run_state *r, const confirm_args *a, kv_err *err)
     replay_config *cfgs = NULL;
     int n = 0, rc = run_references(r, err);
     if (!rc)
-        rc = confirm_configs(a, (int)r->p[0].ids.n + r->max_new, 0,
-                             model_config_of(r->s->model)->n_layer, &cfgs, &n, err);
+        rc = confirm_configs(a, (int)r->p[0].ids.n + r->max_new, 0, &cfgs, &n, err);
     double *values = rc ? NULL : calloc((size_t)n * N_COLS, sizeof *values);
     int *rows = rc ? NULL : calloc((size_t)n, sizeof *rows);
     if (!rc && (!values || !rows))

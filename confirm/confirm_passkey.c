@@ -135,8 +135,7 @@ static int run_length(session *s, const confirm_args *a, const plan *p, int leng
     confirm_args with_full = *a;
     with_full.policies = confirm_with_full(a, policies, sizeof policies);
     replay_config *cfgs = NULL;
-    int n = 0, rc = confirm_configs(&with_full, length + p->max_new, 0,
-                                    model_config_of(s->model)->n_layer, &cfgs, &n, err);
+    int n = 0, rc = confirm_configs(&with_full, length + p->max_new, 0, &cfgs, &n, err);
     int full = 0;
     while (rc == KV_OK && full < n && strcmp(cfgs[full].policy.name, "full"))
         full++;
@@ -169,21 +168,20 @@ static int run_length(session *s, const confirm_args *a, const plan *p, int leng
 }
 
 /* Configurations per length: the same list at every length (budgets resolve apart). */
-static int count_configs(const session *s, const confirm_args *a, const plan *p, kv_err *err)
+static int count_configs(const confirm_args *a, const plan *p, kv_err *err)
 {
     char policies[1100];
     confirm_args with_full = *a;
     with_full.policies = confirm_with_full(a, policies, sizeof policies);
     replay_config *cfgs = NULL;
-    int n = 0, rc = confirm_configs(&with_full, p->lengths[0] + p->max_new, 0,
-                                    model_config_of(s->model)->n_layer, &cfgs, &n, err);
+    int n = 0, rc = confirm_configs(&with_full, p->lengths[0] + p->max_new, 0, &cfgs, &n, err);
     free(cfgs);
     return rc ? rc : n;
 }
 
 static int run(session *s, const confirm_args *a, const plan *p, kv_err *err)
 {
-    const int per_length = count_configs(s, a, p, err);
+    const int per_length = count_configs(a, p, err);
     if (per_length < 0)
         return per_length;
     table_build t = {0};

@@ -116,8 +116,7 @@ static int run_config(session *s, const passages *p, const replay_config *c, int
 static int run(session *s, const confirm_args *a, const passages *p, kv_err *err)
 {
     replay_config *cfgs = NULL;
-    int n = 0, rc = confirm_configs(a, (int)p->prompt[0].n + p->tokens + 16, 0,
-                                    model_config_of(s->model)->n_layer, &cfgs, &n, err);
+    int n = 0, rc = confirm_configs(a, (int)p->prompt[0].n + p->tokens + 16, 0, &cfgs, &n, err);
     double *values = rc ? NULL : calloc((size_t)n * N_COLS, sizeof *values);
     int *rows = rc ? NULL : calloc((size_t)n, sizeof *rows);
     if (!rc && (!values || !rows))

@@ -1,15 +1,14 @@
 /*
  * live.c — the live-eviction driver; live.h states its invariants.
  *
- * Streams are stored layer-major: streams[l * per_layer + k] is KV head k of layer l
- * (kv-head scope) or the layer's one stream (layer scope, per_layer = 1).  The rows of
- * the chunk being fed live in `rows` until model_forward() returns:
+ * Each layer's streams are a policy_layer (policies/policy.h), which owns the step
+ * order; this file hands it the rows, the keys and values of the joining token, and
+ * removes from the cache what it evicts.  The rows of the chunk being fed live in
+ * `rows` until model_forward() returns:
  * rows[((i · L + l) · H + h) · width ...] is query head h of layer l for the chunk's
  * token i, its first n_keys floats written by the hook.
  */
 #include "live.h"
-
-#include "recorder.h"
 
 #include <math.h>
 #include <omp.h>
@@ -21,20 +20,19 @@ struct live {
     const model_config *c;
     const tokenizer    *tok;         /* may be NULL: no token flags */
     kv_cache           *cache;
-    policy_config       cfg;         /* as given; stream fields set per stream */
+    policy_config       cfg;         /* as given */
     int                 L, H, K, G;  /* layers, query heads, KV heads, heads per KV head */
-    int                 per_layer;   /* streams per layer: K, or 1 at layer scope */
     int                 full;        /* `full`: no streams, no hooks (4) */
     int                 reposition;  /* (5) keys re-rotated to 0..n-1 after evictions */
-    policy            **streams;     /* (L · per_layer,) */
-    policy_group      **groups;      /* (L,) adakv's shared budgets, else NULL */
+    int                 vectors;     /* a policy reads key or value vectors */
+    policy_layer      **layers;      /* (L,) each layer's streams */
+    int                *head_id;     /* (H,) 0..H-1, the shape of every layer */
+    int                *kv_of;       /* (H,) each query head's KV head */
     int                 t;           /* tokens fed: the next position */
-    int                 t0, width;   /* the chunk's first position and row stride */
+    int                 t0, n, width;/* the chunk's first position, length, row stride */
     float              *rows;        /* (chunk, L, H, width) */
     size_t              rows_cap;    /* floats allocated */
-    float              *obs;         /* (H, obs_cap) one stream's rows, packed */
-    int                *slots;       /* (obs_cap,) evicted slots */
-    int                 obs_cap;     /* entries obs and slots hold per row */
+    float              *vec;         /* (2, K, D) the joining token's keys and values */
     live_stats          stats;
 };
 
@@ -49,83 +47,41 @@ static void on_row(void *ctx, int layer, int q_head, int pos, const float *probs
 
 /* --- set-up ------------------------------------------------------------------------ */
 
-static int refuse(const policy_config *cfg, policy_scope_of scope_of, kv_err *err)
+static int make_layers(live *lv, int seq_len, kv_err *err)
 {
-    if (scope_of == POLICY_SCOPE_OF_QUERY_HEAD)
-        return kv_errorf(err, KV_EUSAGE, "policy %s: scope-of query-head needs a KV cache per "
-                         "query head; live eviction supports kv-head and layer", cfg->name);
-    return KV_OK;
-}
-
-static int make_stream(live *lv, int l, int k, kv_err *err)
-{
-    char why[KV_ERR_MSG_MAX];
-    policy_config pc = lv->cfg;
-    pc.stream_id = (uint64_t)l * 1000 + (lv->per_layer > 1 ? (uint64_t)k : 0);  /* as replay */
-    pc.layer = l;
-    pc.n_layers = lv->L;
-    pc.group = lv->groups ? lv->groups[l] : NULL;
-    pc.group_member = k;
-    policy *p = policy_new(&pc, why, sizeof why);
-    if (!p)
-        return kv_errorf(err, KV_EUSAGE, "%s", why);
-    lv->streams[l * lv->per_layer + k] = p;
-    if (policy_needs_future(p))
+    lv->layers = calloc((size_t)lv->L, sizeof *lv->layers);
+    lv->head_id = calloc((size_t)lv->H, sizeof *lv->head_id);
+    lv->kv_of = calloc((size_t)lv->H, sizeof *lv->kv_of);
+    lv->vec = calloc((size_t)2 * lv->K * lv->c->head_dim, sizeof *lv->vec);
+    if (!lv->layers || !lv->head_id || !lv->kv_of || !lv->vec)
+        return kv_errorf(err, KV_ENOMEM, "out of memory for %d layers of streams", lv->L);
+    for (int h = 0; h < lv->H; h++)
+        lv->head_id[h] = h, lv->kv_of[h] = h / lv->G;
+    for (int l = 0; l < lv->L; l++) {
+        const policy_shape shape = {l, lv->L, lv->H, lv->head_id, lv->kv_of, lv->K, seq_len};
+        if (!(lv->layers[l] = policy_layer_new(&lv->cfg, &shape, err)))
+            return err && err->code ? err->code : KV_EUSAGE;
+    }
+    const unsigned flags = policy_flags(policy_layer_stream(lv->layers[0], 0));
+    if (flags & POLICY_NEEDS_FUTURE)
         return kv_errorf(err, KV_EUSAGE, "policy %s needs future attention: it runs in "
-                         "replay only (kvsim replay)", pc.name);
+                         "replay only (kvsim replay)", lv->cfg.name);
+    lv->vectors = (flags & (POLICY_READS_KEYS | POLICY_READS_VALUES)) != 0;
     return KV_OK;
 }
 
-static int make_streams(live *lv, kv_err *err)
-{
-    int n = lv->L * lv->per_layer;
-    lv->streams = calloc((size_t)n, sizeof *lv->streams);
-    if (!lv->streams)
-        return kv_errorf(err, KV_ENOMEM, "out of memory for %d streams", n);
-    if (!strcmp(lv->cfg.name, "adakv")) {   /* one shared budget per layer: policy.h (2) */
-        char why[KV_ERR_MSG_MAX];
-        if (!(lv->groups = calloc((size_t)lv->L, sizeof *lv->groups)))
-            return kv_errorf(err, KV_ENOMEM, "out of memory");
-        for (int l = 0; l < lv->L; l++)
-            if (!(lv->groups[l] = policy_group_new(lv->per_layer, why, sizeof why)))
-                return kv_errorf(err, KV_ENOMEM, "%s", why);
-    }
-    int rc = KV_OK;
-    for (int l = 0; rc == KV_OK && l < lv->L; l++)
-        for (int k = 0; rc == KV_OK && k < lv->per_layer; k++)
-            rc = make_stream(lv, l, k, err);
-    return rc;
-}
-
-/* The largest budget in force over the streams (per-layer schedules differ); 0 when
- * one of them is unlimited. */
-static int largest_budget(const live *lv)
-{
-    int max = 0;
-    for (int i = 0; i < lv->L * lv->per_layer; i++) {
-        int B = policy_budget_of(lv->streams[i]);
-        if (B <= 0)
-            return 0;
-        max = B > max ? B : max;
-    }
-    return max;
-}
-
-/* (6) Entries a stream may hold at once: B + s (pace's largest block when larger), or
- * the whole sequence when the policy keeps what it likes. */
+/* (6) Entries a stream may hold at once: policy_layer_capacity (B + s, pace's largest
+ * block), or the whole sequence when a policy may keep it. */
 static int reserve_of(const live *lv, int seq_len)
 {
-    if (lv->full)
-        return seq_len;
-    /* the configuration in force: presets set their own phase (snapkv: oneshot) */
-    const policy_config *cfg = policy_config_of(lv->streams[0]);
-    const int B = largest_budget(lv);
-    int block = cfg->stride;
-    if (!strcmp(cfg->name, "pace") && cfg->stride_max > block)
-        block = cfg->stride_max;   /* the adaptive stride may wait up to stride-max */
-    if (B <= 0 || cfg->phase != POLICY_PHASE_STREAM || !strcmp(cfg->name, "fastgen"))
-        return seq_len;
-    return B + block < seq_len ? B + block : seq_len;
+    int most = 0;
+    for (int l = 0; !lv->full && l < lv->L; l++) {
+        int cap = policy_layer_capacity(lv->layers[l]);
+        if (cap == 0)
+            return seq_len;
+        most = cap > most ? cap : most;
+    }
+    return lv->full || most >= seq_len ? seq_len : most;
 }
 
 static int check_sizes(const live *lv, int seq_len, kv_err *err)
@@ -157,13 +113,12 @@ live *live_new(model *m, const tokenizer *tok, const policy_config *cfg, int seq
     lv->L = lv->c->n_layer, lv->H = lv->c->n_head, lv->K = lv->c->n_head_kv;
     lv->G = lv->H / lv->K;
     lv->full = !cfg->name || !strcmp(cfg->name, "full");
-    policy_scope_of scope_of = policy_config_scope_of(cfg);
-    lv->per_layer = scope_of == POLICY_SCOPE_OF_LAYER ? 1 : lv->K;
     int rc = check_sizes(lv, seq_len, err);
-    if (!rc)
-        rc = refuse(cfg, scope_of, err);
+    if (!rc && policy_config_scope_of(cfg) == POLICY_SCOPE_OF_QUERY_HEAD)
+        rc = kv_errorf(err, KV_EUSAGE, "policy %s: scope-of query-head needs a KV cache per "
+                       "query head; live eviction supports kv-head and layer", cfg->name);
     if (!rc && !lv->full)
-        rc = make_streams(lv, err);
+        rc = make_layers(lv, seq_len, err);
     if (!rc && !(lv->cache = model_cache_new(m, reserve_of(lv, seq_len), err)))
         rc = err && err->code ? err->code : KV_ENOMEM;
     if (rc) {
@@ -177,15 +132,13 @@ void live_free(live *lv)
 {
     if (!lv)
         return;
-    for (int i = 0; lv->streams && i < lv->L * lv->per_layer; i++)
-        policy_free(lv->streams[i]);
-    for (int l = 0; lv->groups && l < lv->L; l++)
-        policy_group_free(lv->groups[l]);   /* after its members */
-    free(lv->streams);
-    free(lv->groups);
+    for (int l = 0; lv->layers && l < lv->L; l++)
+        policy_layer_free(lv->layers[l]);
+    free(lv->layers);
+    free(lv->head_id);
+    free(lv->kv_of);
     free(lv->rows);
-    free(lv->obs);
-    free(lv->slots);
+    free(lv->vec);
     kv_cache_free(lv->cache);
     free(lv);
 }
@@ -200,25 +153,6 @@ int live_set_reposition(live *lv, int on, kv_err *err)
 
 /* --- chunks (4) ----------------------------------------------------------------- */
 
-/* Could stream p evict before the last of the next c steps?  Conservative: only
- * budgets a policy cannot exceed without evicting are trusted. */
-static int may_evict_within(const live *lv, const policy *p, int c)
-{
-    const policy_config *pc = policy_config_of(p);
-    const int in_prompt = lv->t < pc->prompt_len;
-    if (in_prompt && pc->phase != POLICY_PHASE_STREAM)
-        return 0;   /* oneshot and decode evict nothing before the prompt ends */
-    if (policy_profile(p))
-        return 1;   /* fastgen applies its profile at every step */
-    int B = policy_budget_of(p);
-    if (B <= 0)
-        return 0;   /* unlimited (knorm's skipped layers) */
-    if (pc->hard_limit > 0 && pc->soft_limit < B)
-        B = pc->soft_limit > 0 ? pc->soft_limit : 1;   /* B_t may dip below B */
-    int counted = policy_size(p) - (pc->phase == POLICY_PHASE_DECODE ? pc->prompt_len : 0);
-    return counted + c - 1 > B;
-}
-
 int live_chunk(const live *lv, int want)
 {
     int c = want;
@@ -227,9 +161,10 @@ int live_chunk(const live *lv, int want)
     if (lv->full)
         return c < 1 ? 1 : c;
     c = c > LIVE_CHUNK ? LIVE_CHUNK : c;
-    for (int i = 0; c > 1 && i < lv->L * lv->per_layer; i++)
-        while (c > 1 && may_evict_within(lv, lv->streams[i], c))
-            c--;
+    for (int l = 0; l < lv->L; l++) {   /* only the chunk's last token may evict */
+        int quiet = policy_layer_quiet(lv->layers[l]);
+        c = quiet < c - 1 ? quiet + 1 : c;
+    }
     return c < 1 ? 1 : c;
 }
 
@@ -266,79 +201,60 @@ static int rows_reserve(live *lv, int n, kv_err *err)
         lv->rows_cap = need;
         lv->stats.row_bytes = need * sizeof *lv->rows;
     }
-    if (lv->width > lv->obs_cap) {
-        if (grow(&lv->obs, (size_t)lv->H * lv->width, sizeof *lv->obs) ||
-            grow(&lv->slots, (size_t)lv->width, sizeof *lv->slots))
-            return kv_errorf(err, KV_ENOMEM, "out of memory for rows of %d floats", lv->width);
-        lv->obs_cap = lv->width;
-    }
     return KV_OK;
 }
 
-static uint32_t token_flags(const live *lv, int32_t id, int t)
-{
-    uint32_t flags = t < lv->cfg.prompt_len ? POLICY_FLAG_PROMPT : 0;
-    if (lv->tok) {
-        size_t len;
-        const char *piece = tokenizer_piece(lv->tok, id, &len);
-        flags |= record_token_flags(tokenizer_token_type(lv->tok, id), piece, len);
-    }
-    return flags;
-}
+/* The step's side of the policy_io callbacks: which layer and chunk token. */
+typedef struct step_ctx {
+    live *lv;
+    int   l, i;
+} step_ctx;
 
-/* The L2 norm of slot i's key in KV head k of layer l; every KV head's mean at layer
- * scope (as replay). */
-static float key_norm(const live *lv, int l, int k, int slot)
+/* (2), (3) Stream s's member heads' real rows of chunk token i over its kept slots. */
+static int copy_rows(void *ctx, int s, const policy *p, float *rows, kv_err *err)
 {
-    const int D = lv->c->head_dim, k0 = lv->per_layer > 1 ? k : 0;
-    const int k1 = lv->per_layer > 1 ? k + 1 : lv->K;
-    double sum = 0;
-    for (int kv = k0; kv < k1; kv++) {
-        const float *key = kv_cache_keys(lv->cache, l, kv) + (size_t)slot * D;
-        double s = 0;
-        for (int d = 0; d < D; d++)
-            s += (double)key[d] * key[d];
-        sum += sqrt(s);
-    }
-    return (float)(sum / (k1 - k0));
-}
-
-/* (2) Stream (l, k) takes chunk token i: append, observe its heads' rows, end the
- * prompt after the prompt's last token. */
-static int attend(live *lv, int l, int k, int i, int32_t id)
-{
-    policy *p = lv->streams[l * lv->per_layer + k];
-    const int t = lv->t0 + i;
-    policy_entry e = {.position = t, .token = id, .flags = token_flags(lv, id, t)};
-    e.key_norm = key_norm(lv, l, k, policy_size(p));
-    if (policy_append(p, &e) != 0)
-        return KV_ENOMEM;
-    const int n = policy_size(p), h0 = lv->per_layer > 1 ? k * lv->G : 0;
-    const int G = lv->per_layer > 1 ? lv->G : lv->H;
+    (void)err;
+    const step_ctx *x = ctx;
+    const live *lv = x->lv;
+    const int *heads;
+    const int G = policy_layer_members(lv->layers[x->l], s, &heads), n = policy_size(p);
     for (int g = 0; g < G; g++)
-        memcpy(lv->obs + (size_t)g * n,
-               lv->rows + (((size_t)i * lv->L + l) * lv->H + h0 + g) * lv->width,
-               (size_t)n * sizeof *lv->obs);
-    policy_observe(p, lv->obs, G);
-    if (t == lv->cfg.prompt_len - 1)
-        policy_end_prompt(p);
+        memcpy(rows + (size_t)g * n,
+               lv->rows + (((size_t)x->i * lv->L + x->l) * lv->H + heads[g]) * lv->width,
+               (size_t)n * sizeof *rows);
     return KV_OK;
 }
 
-/* (2) Evict what stream (l, k) says is due, from the policy and the cache alike. */
-static void evict_when_due(live *lv, int l, int k)
+/* (2), (5) Drop what stream s evicted from the cache of its KV head(s). */
+static void drop_slots(void *ctx, int s, const int *slots, int k)
 {
-    policy *p = lv->streams[l * lv->per_layer + k];
-    int due = policy_due(p);
-    if (due <= 0)
-        return;
-    int got = policy_evict(p, due, lv->slots);
-    for (int kv = lv->per_layer > 1 ? k : 0; kv < (lv->per_layer > 1 ? k + 1 : lv->K); kv++) {
-        kv_cache_remove(lv->cache, l, kv, lv->slots, got);
-        if (lv->reposition && got > 0)
-            model_cache_reposition(lv->m, lv->cache, l, kv);   /* (5) */
+    const step_ctx *x = ctx;
+    live *lv = x->lv;
+    const int kv = policy_layer_kv(lv->layers[x->l], s);
+    for (int h = kv >= 0 ? kv : 0; h < (kv >= 0 ? kv + 1 : lv->K); h++) {
+        kv_cache_remove(lv->cache, x->l, h, slots, k);
+        if (lv->reposition)
+            model_cache_reposition(lv->m, lv->cache, x->l, h);
     }
-    lv->stats.evicted += got;
+    lv->stats.evicted += k;
+}
+
+/* Chunk token i's keys and values in layer l, every KV head, from the cache: evictions
+ * happen only at a chunk's last token (4), so it sits n - 1 - i slots from the end. */
+static void token_vectors(live *lv, int l, int i, policy_token *tok)
+{
+    const int D = lv->c->head_dim;
+    for (int k = 0; k < lv->K; k++) {
+        const size_t slot = (size_t)kv_cache_size(lv->cache, l, k) - (size_t)(lv->n - i);
+        memcpy(lv->vec + (size_t)k * D, kv_cache_keys(lv->cache, l, k) + slot * D,
+               (size_t)D * sizeof *lv->vec);
+        memcpy(lv->vec + ((size_t)lv->K + k) * D, kv_cache_values(lv->cache, l, k) + slot * D,
+               (size_t)D * sizeof *lv->vec);
+    }
+    tok->keys = lv->vec;
+    tok->values = lv->vec + (size_t)lv->K * D;
+    tok->dim = D;
+    tok->stride = (size_t)D;
 }
 
 static double mean_cache_size(const live *lv)
@@ -350,22 +266,25 @@ static double mean_cache_size(const live *lv)
     return sum / ((double)lv->L * lv->K);
 }
 
-/* Chunk token i through every stream in the contract's order; the last token of the
- * chunk is the only one at which eviction can be due (4). */
-static int step(live *lv, int i, int n, int32_t id)
+/* Chunk token i through every layer's streams (policies/policy_layer.c keeps the
+ * order); the last token of the chunk is the only one at which eviction can be due (4). */
+static int step(live *lv, int i, int32_t id, kv_err *err)
 {
-    lv->stats.attended_sum += mean_cache_size(lv) - (n - 1 - i);
-    for (int l = 0; !lv->full && l < lv->L; l++) {
-        for (int k = 0; k < lv->per_layer; k++)
-            if (attend(lv, l, k, i, id) != KV_OK)
-                return KV_ENOMEM;
-        if (lv->groups)
-            policy_group_plan(lv->groups[l]);
-        for (int k = 0; k < lv->per_layer; k++)
-            evict_when_due(lv, l, k);
+    static const policy_io io = {copy_rows, NULL, NULL, drop_slots};
+    const int t = lv->t0 + i;
+    lv->stats.attended_sum += mean_cache_size(lv) - (lv->n - 1 - i);
+    policy_token tok = {.position = t, .token = id,
+                        .flags = (t < lv->cfg.prompt_len ? POLICY_FLAG_PROMPT : 0) |
+                                 (lv->tok ? tokenizer_token_flags(lv->tok, id) : 0)};
+    int rc = KV_OK;
+    for (int l = 0; rc == KV_OK && !lv->full && l < lv->L; l++) {
+        step_ctx x = {lv, l, i};
+        if (lv->vectors)
+            token_vectors(lv, l, i, &tok);
+        rc = policy_layer_step(lv->layers[l], &tok, &io, &x, err);
     }
     lv->stats.steps++;
-    return KV_OK;
+    return rc;
 }
 
 int live_feed(live *lv, const int32_t *tokens, int n, model_logits which, float *logits,
@@ -376,10 +295,10 @@ int live_feed(live *lv, const int32_t *tokens, int n, model_logits which, float 
         return rc;
     model_hooks hooks = {on_row, NULL, lv};
     lv->t0 = lv->t;
+    lv->n = n;
     rc = model_forward(lv->m, lv->cache, tokens, n, which, logits, lv->full ? NULL : &hooks, err);
     for (int i = 0; rc == KV_OK && i < n; i++)
-        if ((rc = step(lv, i, n, tokens[i])) != KV_OK)
-            kv_errorf(err, rc, "out of memory in a policy at position %d", lv->t0 + i);
+        rc = step(lv, i, tokens[i], err);
     if (rc == KV_OK)
         lv->t += n;
     size_t bytes = kv_cache_bytes(lv->cache);
@@ -391,11 +310,17 @@ int live_feed(live *lv, const int32_t *tokens, int n, model_logits which, float 
 
 void live_get_stats(const live *lv, live_stats *out) { *out = lv->stats; }
 const kv_cache *live_cache(const live *lv) { return lv->cache; }
-int live_streams(const live *lv) { return lv->full ? 0 : lv->L * lv->per_layer; }
-
-const policy *live_policy(const live *lv, int layer, int kv_head)
+int live_streams(const live *lv)
 {
-    return lv->full ? NULL : lv->streams[layer * lv->per_layer + (lv->per_layer > 1 ? kv_head : 0)];
+    int n = 0;
+    for (int l = 0; !lv->full && l < lv->L; l++)
+        n += policy_layer_streams(lv->layers[l]);
+    return n;
+}
+
+const policy *live_policy(const live *lv, int layer, int stream)
+{
+    return lv->full ? NULL : policy_layer_stream(lv->layers[layer], stream);
 }
 
 /* --- generation -------------------------------------------------------------------- */

@@ -2,18 +2,18 @@
  * live.h — live eviction: the policies of policies/ drive a real, shrinking KV cache
  * inside model_forward(), seeing the real attention rows over the kept entries.
  *
- * The driver mirrors sim/replay.c so that replayed and live runs are comparable
+ * Like the replay engine (sim/replay.c), it drives each layer's streams with
+ * policy_layer_step (policies/policy.h), so replayed and live runs step alike
  * (docs/CONFIRM.md).  Invariants (tests/test_live.c names each one it checks):
  *
- *  (1) Streams.  One policy per (layer, KV head) at `kv-head` scope, one per layer at
- *      `layer` scope (its kept slots are removed from every KV head of the layer).
- *      `query-head` scope would need a cache per query head and is refused, as is the
- *      oracle score (it needs the future).  Stream ids, layers and the adakv group are
- *      set exactly as replay sets them.
- *  (2) Step order, per token t and stream, as policy.h (2): append t → observe the G
- *      (or H) real rows of query t over the kept slots, own entry last → end of prompt
- *      after the last prompt token → [adakv group plan] → due → evict: policy_evict's
- *      slots are removed from the cache by kv_cache_remove(), which compacts like
+ *  (1) Streams.  policy_layer_new's: one per (layer, KV head) at `kv-head` scope, one
+ *      per layer at `layer` scope (its kept slots are removed from every KV head of
+ *      the layer), with the ids replay gives them.  `query-head` scope would need a
+ *      cache per query head and is refused, as is a policy that needs the future.
+ *  (2) Step order: policy.h (2), written once in policies/policy_layer.c.  The driver
+ *      gives the G (or H) real rows of query t over the kept slots, own entry last,
+ *      and the token's keys and values when a policy reads them; the slots a stream
+ *      evicts are removed from the cache by kv_cache_remove(), which compacts like
  *      policy_compact(), so policy slots and cache slots stay aligned.
  *  (3) Rows.  The attn_row hook copies each (token, layer, query head) row into a
  *      buffer (distinct heads write distinct places: no lock); the policies see them
@@ -21,8 +21,8 @@
  *      equals evicting layer by layer inside it: layer l's stream is read only by
  *      layer l, and token t + 1 has not started.
  *  (4) Chunks.  A forward carries several tokens only while no stream can evict
- *      within them (live_chunk()): the prompt of the oneshot and decode phases,
- *      streams still within their budget, and `full`.  Otherwise tokens go one at a
+ *      within them (live_chunk(), from policy_layer_quiet()): the prompt of the
+ *      oneshot and decode phases, streams still within their budget, and `full`.  Otherwise tokens go one at a
  *      time, so query t attends to exactly the B + 1 .. B + s entries of the step
  *      order.  `full` runs without hooks: the same forward calls as `kvtrace run`.
  *  (5) Positions.  By default keys keep the RoPE rotation of their original position
@@ -94,8 +94,9 @@ int   live_feed(live *lv, const int32_t *tokens, int n, model_logits which, floa
 void              live_get_stats(const live *lv, live_stats *out);
 const kv_cache   *live_cache(const live *lv);    /* borrowed */
 int               live_streams(const live *lv);  /* policies driven */
-/* The policy of (layer, KV head) (KV head ignored at layer scope); NULL for `full`. */
-const policy     *live_policy(const live *lv, int layer, int kv_head);
+/* Stream s of a layer (its KV head at kv-head scope, 0 at layer scope); NULL for
+ * `full`. */
+const policy     *live_policy(const live *lv, int layer, int stream);
 
 /* ---- generation ------------------------------------------------------------------ */
 

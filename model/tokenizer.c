@@ -10,6 +10,7 @@
  */
 #include "tokenizer_impl.h"
 
+#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -415,6 +416,31 @@ const char *tokenizer_piece(const tokenizer *t, int32_t id, size_t *len)
 int tokenizer_token_type(const tokenizer *t, int32_t id)
 {
     return id < 0 || id >= t->info.n_vocab ? 0 : t->tokens[id].type;
+}
+
+unsigned tokenizer_flags_of(int token_type, const char *piece, size_t len)
+{
+    unsigned flags = 0;
+    if (token_type == TOKENIZER_TYPE_CONTROL || token_type == TOKENIZER_TYPE_USER_DEFINED)
+        flags |= TOKENIZER_FLAG_SPECIAL;
+    size_t spaces = 0, puncts = 0;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char ch = (unsigned char)piece[i];
+        spaces += ch < 0x80 && isspace(ch);
+        puncts += ch < 0x80 && ispunct(ch);
+    }
+    if (len > 0 && spaces == len)
+        flags |= TOKENIZER_FLAG_SPACE;
+    if (puncts > 0 && puncts + spaces == len)
+        flags |= TOKENIZER_FLAG_PUNCT;
+    return flags;
+}
+
+unsigned tokenizer_token_flags(const tokenizer *t, int32_t id)
+{
+    size_t len = 0;
+    const char *piece = tokenizer_piece(t, id, &len);
+    return piece ? tokenizer_flags_of(tokenizer_token_type(t, id), piece, len) : 0;
 }
 
 int tokenizer__ids_push(tokenizer_ids *v, int32_t id)

@@ -131,6 +131,19 @@ const char *tokenizer_piece(const tokenizer *t, int32_t id, size_t *len);
 /* A token's type (tokenizer_type), or 0 for an id out of range. */
 int tokenizer_token_type(const tokenizer *t, int32_t id);
 
+/* What eviction policies may know of a token from its text (the trace's /tokens/flags
+ * and policies/policy.h's POLICY_FLAG_* use the same bits). */
+enum tokenizer_flag {
+    TOKENIZER_FLAG_SPECIAL = 1u << 0,   /* a control or user-defined token */
+    TOKENIZER_FLAG_PUNCT   = 1u << 1,   /* its text is punctuation (and spaces) only */
+    TOKENIZER_FLAG_SPACE   = 1u << 2,   /* its text is whitespace only */
+};
+
+/* The flags of a token of `token_type` whose bytes are piece[len]. */
+unsigned tokenizer_flags_of(int token_type, const char *piece, size_t len);
+/* The flags of token `id` (0 for an id out of range). */
+unsigned tokenizer_token_flags(const tokenizer *t, int32_t id);
+
 /* The length of the valid UTF-8 character at s (at most n bytes), with its code point
  * in *cp; 0 if the bytes there are not one (overlong, surrogate, truncated...). */
 size_t tokenizer_utf8_char(const char *s, size_t n, uint32_t *cp);

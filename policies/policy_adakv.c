@@ -1,211 +1,158 @@
 /*
- * policy_adakv.c — `adakv`: the heads of one layer share one budget (AdaKV, as
- * kvpress's AdaKVPress wraps a scorer), and the policy_group that makes it possible.
+ * policy_adakv.c — `adakv`: the streams of one layer share one budget (AdaKV, as
+ * kvpress's AdaKVPress wraps a scorer).
  *
- * Each head keeps its own cache and statistics (mas+window by default: mean
+ * Each stream keeps its own cache and statistics (mas+window by default: mean
  * attention is comparable across heads, a sum would favour busy heads).  Once per
- * step, after every head has appended and observed, policy_group_plan() looks at the
- * whole layer: with H heads of budget B and stride s, when the heads together hold
- * H·B + H·s unpinned entries, the layer evicts back to H·B, choosing among all heads
- * at once:
+ * step, after every stream has appended and observed, the plan looks at the whole
+ * layer: with H streams of budget B and stride s, when they together hold H·B + H·s
+ * unpinned entries, the layer evicts back to H·B, choosing among all streams at once:
  *
- *   1. per head, the scope protects its sinks/window/std set (uncapped);
- *   2. per head, the floor protects its ceil(floor·B) best-scored entries, so no head
- *      starves;
+ *   1. per stream, the scope protects its sinks/window/std set (uncapped);
+ *   2. per stream, the floor protects its ceil(floor·B) best-scored entries, so no
+ *      stream starves;
  *   3. of what is left, the lowest scores across the layer go, ties to the oldest
- *      position, then the lowest head index (invariant 4).
+ *      position, then the lowest stream (invariant 4).
  *
- * Heads therefore end up with different cache sizes; the layer's total is exact.
+ * Streams therefore end up with different cache sizes; the layer's total is exact.
  */
-#include "policy_impl.h"
+#include "policy_scored.h"
 
 #include <math.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
-struct policy_group {
-    int            n;          /* members (KV heads of the layer) */
-    policy       **member;     /* (n,) borrowed; NULL until a member joins */
-    int           *due;        /* (n,) planned evictions of the current step */
-    int           *stamp;      /* (n,) member's `seen` when planned: stale plans are 0 */
-    policy_rank   *items;      /* (cap,) candidates of the layer; chosen ones first */
-    int            cap;
-    int            chosen;     /* items[0..chosen) are this step's victims */
-    float         *score;      /* (cap,) scratch per member */
-    unsigned char *mask;       /* (cap,) scratch per member */
+typedef struct adakv {
+    scored       base;       /* the family's parameters and statistics */
+    double       floor;      /* each stream keeps its top ceil(floor · B) */
+    int          due;        /* evictions planned for this stream ... */
+    int          stamp;      /* ... when it had seen this many entries */
+    int         *victims;    /* (slot, scratch) the planned slots */
+    policy_rank *items;      /* the layer's candidates (the first stream's only) */
+    int          cap;
+} adakv;
+
+static const policy_param adakv_params[] = {
+    {"floor", POLICY_PARAM_REAL, offsetof(adakv, floor), "0.2", 0, 1, NULL,
+     "adakv: each head keeps its top floor·B"},
+    {0},
 };
 
-policy_group *policy_group_new(int n_members, char *err, size_t errlen)
+static int adakv_uses(const policy *p, const char *key)
 {
-    if (n_members < 1) {
-        policy__fail(err, errlen, "policy group: %d members, expected >= 1", n_members);
-        return NULL;
-    }
-    policy_group *g = calloc(1, sizeof *g);
-    if (g) {
-        g->n = n_members;
-        g->member = calloc((size_t)n_members, sizeof *g->member);
-        g->due = calloc((size_t)n_members, sizeof *g->due);
-        g->stamp = calloc((size_t)n_members, sizeof *g->stamp);
-    }
-    if (!g || !g->member || !g->due || !g->stamp) {
-        policy_group_free(g);
-        policy__fail(err, errlen, "out of memory");
-        return NULL;
-    }
-    return g;
+    return scored_uses(p, key) || !strcmp(key, "floor");
 }
 
-void policy_group_free(policy_group *g)
+static const policy_column adakv_columns[] = {POLICY_SCRATCH(adakv, victims), {0}};
+
+static int adakv_init(policy *p, kv_err *err)
 {
-    if (!g)
-        return;
-    free(g->member), free(g->due), free(g->stamp);
-    free(g->items), free(g->score), free(g->mask);
-    free(g);
+    if (policy_config_of(p)->phase == POLICY_PHASE_ONESHOT)
+        return kv_errorf(err, KV_EUSAGE, "adakv: phase oneshot is not supported (stream or "
+                         "decode)");
+    return scored_init(p, err);
 }
 
-int policy__group_join(policy_group *g, int member, policy *p, char *err, size_t errlen)
+/* Does the budget govern stream p yet (a decode-phase stream waits for its prompt)? */
+static int gated(const policy *p)
 {
-    if (member < 0 || member >= g->n)
-        return policy__fail(err, errlen, "adakv: group member %d outside 0..%d", member, g->n - 1);
-    if (g->member[member])
-        return policy__fail(err, errlen, "adakv: group member %d joined twice", member);
-    g->member[member] = p;
-    return 0;
+    return policy_config_of(p)->phase == POLICY_PHASE_STREAM || policy_prompt_ended(p);
 }
 
-void policy__group_leave(policy_group *g, int member) { g->member[member] = NULL; }
-
-/* Grow the scratch to the layer's total size; only when the caches grow. */
-static int group_reserve(policy_group *g, int total)
+/* Append stream h's candidates after the scope and the floor to items[*count..). */
+static void gather(policy *p, int h, policy_rank *items, int *count)
 {
-    if (total <= g->cap)
-        return 0;
-    int cap = total * 2;
-    policy_rank *it = realloc(g->items, (size_t)cap * sizeof *it);
-    if (it)
-        g->items = it;
-    float *s = realloc(g->score, (size_t)cap * sizeof *s);
-    if (s)
-        g->score = s;
-    unsigned char *m = realloc(g->mask, (size_t)cap);
-    if (m)
-        g->mask = m;
-    if (!it || !s || !m)
-        return -1;
-    g->cap = cap;
-    return 0;
-}
-
-/* Append member h's candidates after the scope and the floor to items[*count..). */
-static void gather(policy_group *g, int h, int *count)
-{
-    policy *p = g->member[h];
-    policy__scored_candidates(p, 0, g->score, g->mask);
-    int floor_n = (int)ceil(p->cfg.floor * p->budget), open = 0;
-    policy_rank *mine = g->items + *count;
-    for (int i = p->n_pinned; i < p->n; i++)
-        if (g->mask[i])
-            mine[open++] = (policy_rank){g->score[i], p->entries[i].position, h, i};
+    scored *s = policy_state(p);
+    const adakv *a = policy_state(p);
+    const policy_entry *e = policy_entries(p);
+    scored_candidates(p, 0, s->sc, s->mask);
+    int floor_n = (int)ceil(a->floor * policy_budget_of(p)), open = 0;
+    policy_rank *mine = items + *count;
+    for (int i = policy_pinned(p); i < policy_size(p); i++)
+        if (s->mask[i])
+            mine[open++] = (policy_rank){s->sc[i], e[i].position, h, i};
     int leave = open > floor_n ? open - floor_n : 0;   /* the floor keeps the best */
-    policy__select_lowest(mine, open, leave);
+    policy_select_lowest(mine, open, leave);
     *count += leave;
 }
 
-static int member_gated(const policy *p)
+/* Room for `total` candidates in the first stream's state. */
+static int reserve(adakv *lead, int total)
 {
-    return p->cfg.phase == POLICY_PHASE_STREAM || p->prompt_ended;
+    if (total <= lead->cap)
+        return 0;
+    policy_rank *it = realloc(lead->items, (size_t)total * 2 * sizeof *it);
+    if (!it)
+        return -1;
+    lead->items = it;
+    lead->cap = total * 2;
+    return 0;
 }
 
-void policy_group_plan(policy_group *g)
+static void adakv_plan(policy *const *streams, int n)
 {
     int counted = 0, budget = 0, stride = 0, total = 0;
-    g->chosen = 0;
-    for (int h = 0; h < g->n; h++) {
-        policy *p = g->member[h];
-        g->due[h] = 0;
-        if (!p || !member_gated(p) || p->budget == POLICY_BUDGET_UNLIMITED)
+    for (int h = 0; h < n; h++) {
+        adakv *a = policy_state(streams[h]);
+        a->due = 0;
+        if (!gated(streams[h]) || policy_budget_of(streams[h]) == POLICY_BUDGET_UNLIMITED)
             continue;
-        counted += p->n - p->n_pinned;
-        budget += p->budget;
-        stride += p->cfg.stride;
-        total += p->n;
+        counted += policy_size(streams[h]) - policy_pinned(streams[h]);
+        budget += policy_budget_of(streams[h]);
+        stride += policy_config_of(streams[h])->stride;
+        total += policy_size(streams[h]);
     }
-    int over = counted - budget;
-    if (over <= 0 || over < stride || group_reserve(g, total) != 0)
+    adakv *lead = policy_state(streams[0]);
+    const int over = counted - budget;
+    if (over <= 0 || over < stride || reserve(lead, total) != 0)
         return;
     int count = 0;
-    for (int h = 0; h < g->n; h++)
-        if (g->member[h] && member_gated(g->member[h]))
-            gather(g, h, &count);
-    g->chosen = over < count ? over : count;
-    policy__select_lowest(g->items, count, g->chosen);
-    for (int j = 0; j < g->chosen; j++)
-        g->due[g->items[j].member]++;
-    for (int h = 0; h < g->n; h++)
-        if (g->member[h])
-            g->stamp[h] = g->member[h]->seen;
-}
-
-/* --- the member policy ----------------------------------------------------------- */
-
-static int adakv_uses(const policy_config *cfg, const char *key)
-{
-    return policy__scored_uses(cfg, key) || !strcmp(key, "floor");
-}
-
-static int adakv_init(policy *p, char *err, size_t errlen)
-{
-    if (!p->cfg.group)
-        return policy__fail(err, errlen, "adakv shares a budget across the heads of a layer: "
-                            "the driver must create a policy_group per layer and set "
-                            "cfg.group and cfg.group_member");
-    if (p->cfg.phase == POLICY_PHASE_ONESHOT)
-        return policy__fail(err, errlen, "adakv: phase oneshot is not supported (stream or decode)");
-    if (policy__scored_init(p, err, errlen) != 0)
-        return -1;
-    return policy__group_join(p->cfg.group, p->cfg.group_member, p, err, errlen);
+    for (int h = 0; h < n; h++)
+        if (gated(streams[h]))
+            gather(streams[h], h, lead->items, &count);
+    const int chosen = over < count ? over : count;
+    policy_select_lowest(lead->items, count, chosen);
+    for (int j = 0; j < chosen; j++) {
+        adakv *a = policy_state(streams[lead->items[j].member]);
+        a->victims[a->due++] = lead->items[j].slot;
+    }
+    for (int h = 0; h < n; h++)
+        ((adakv *)policy_state(streams[h]))->stamp = policy_seen(streams[h]);
 }
 
 static int adakv_due(const policy *p, int counted, int budget)
 {
     (void)counted, (void)budget;
-    const policy_group *g = p->cfg.group;
-    int h = p->cfg.group_member;
-    return g->stamp[h] == p->seen ? g->due[h] : 0;
+    const adakv *a = policy_state(p);
+    return a->stamp == policy_seen(p) ? a->due : 0;
 }
 
 static int adakv_choose(policy *p, int k, int *out)
 {
-    const policy_group *g = p->cfg.group;
-    int h = p->cfg.group_member, m = 0;
-    for (int j = 0; j < g->chosen && m < k; j++)
-        if (g->items[j].member == h)
-            out[m++] = g->items[j].slot;
+    const adakv *a = policy_state(p);
+    int m = k < a->due ? k : a->due;
+    memcpy(out, a->victims, (size_t)m * sizeof *out);
     return m;
 }
 
 static void adakv_destroy(policy *p)
 {
-    if (p->cfg.group && p->state) {
-        policy_group *g = p->cfg.group;
-        if (g->member[p->cfg.group_member] == p)
-            policy__group_leave(g, p->cfg.group_member);
-    }
-    policy__scored_destroy(p);
+    free(((adakv *)policy_state(p))->items);
 }
 
-const policy_ops policy_adakv_ops = {
+const policy_def policy_adakv = {
     .name = "adakv",
-    .init = adakv_init,
-    .uses = adakv_uses,
-    .reserve = policy__scored_reserve,
-    .append = policy__scored_append,
-    .observe = policy__scored_observe,
-    .due = adakv_due,
-    .choose = adakv_choose,
-    .remove = policy__scored_remove,
-    .scores = policy__scored_scores,
-    .destroy = adakv_destroy,
+    .summary = "mas+window with the budget shared by the heads of a layer, floor per head",
+    .provenance = "AdaKV (kvpress AdaKVPress)",
+    .base = &policy_scored,
+    .params = adakv_params,
+    .columns = adakv_columns,
+    .defaults = "score=mas,scope=window",
+    .scope_of = POLICY_SCOPE_OF_KV_HEAD,
+    .state_size = sizeof(adakv),
+    .ops = {.init = adakv_init, .uses = adakv_uses, .append = scored_append,
+            .observe = scored_observe, .due = adakv_due, .choose = adakv_choose,
+            .plan = adakv_plan, .scores = scored_scores, .rules = scored_rules,
+            .destroy = adakv_destroy},
 };

@@ -1,143 +1,71 @@
 /*
  * policy_config.c — the one parser of policy configuration.
  *
- * Every CLI option and every "key=value" pair of cfg.params goes through
- * policy_config_set(), which reads POLICY_PARAM_MAP: each parameter's key, kind,
- * field, range, default and help line.  The defaults of policy_config_default() are
- * the same table's texts run through the same parser, so a documented default and
- * the value in force cannot differ.  Which parameters a policy reads is decided in
- * policy.c (the registry) and by the family's `uses` op.
+ * Every command-line option that configures a policy goes through policy_config_set().
+ * The common parameters (COMMON_MAP) are fields of policy_config; every other key is a
+ * row of some policy's parameter table, kept as written in cfg.own and parsed into the
+ * policy's state by policy__fill_params() when the policy is created, so a documented
+ * default and the value in force cannot differ: both are the table's text through the
+ * same parser.
  */
-#include "policy_impl.h"
+#include "policy_internal.h"
 
 #include <ctype.h>
 #include <math.h>
-#include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-enum param_kind {
-    K_POLICY, K_SCORE, K_SCOPE, K_SCOPE_OF, K_GQA, K_PHASE, K_POOL, /* names */
-    K_BUDGET, K_WINDOW, K_INT, K_REAL, K_U64,                        /* numbers */
-};
+/* --- the common parameters ------------------------------------------------------- */
+
+enum common_kind { C_POLICY, C_BUDGET, C_INT, C_REAL, C_CHOICE, C_U64 };
 
 #define F(field) offsetof(policy_config, field)
 
-/*  key            kind        field        common  lo    hi     default  help */
-#define POLICY_PARAM_MAP(X)                                                              \
-    X("policy",      K_POLICY,   F(name),       1, 0, 0,     "full",                      \
-      "preset: see the list above")                                                      \
-    X("score",       K_SCORE,    F(score),      0, 0, 0,     "",                          \
-      "importance score, overrides the preset's: aas mas ltas aqas knorm recency random oracle") \
-    X("scope",       K_SCOPE,    F(scope),      0, 0, 0,     "",                          \
-      "protected entries, overrides the preset's: none | sinks, window, std joined by +") \
-    X("scope-of",    K_SCOPE_OF, F(scope_of),   1, 0, 0,     "",                          \
-      "streams: kv-head (default) | query-head | layer (tova's default)")                \
-    X("gqa",         K_GQA,      F(gqa),        1, 0, 0,     "mean",                      \
-      "reduction of a group's rows: mean | max | sum")                                   \
-    X("budget",      K_BUDGET,   F(budget),     1, 0, 0,     "",                          \
-      "B: 0.4 = fraction of the sequence, 512 = entries")                                \
-    X("stride",      K_INT,      F(stride),     1, 1, 1e6,   "1",                         \
-      "entries evicted at once, when the cache holds B + stride")                        \
-    X("phase",       K_PHASE,    F(phase),      1, 0, 0,     "stream",                    \
-      "stream | oneshot (compress the prompt once) | decode (prompt pinned)")            \
-    X("layer-decay", K_REAL,     F(layer_decay),1, 1e-3, 1e3, "1",                        \
-      "geometric per-layer budget B_l = B·L·d^l / Σ_j d^j")                               \
-    X("soft-limit",  K_INT,      F(soft_limit), 1, 0, 1e9,   "0",                         \
-      "length below which nothing is evicted (0 = off)")                                 \
-    X("hard-limit",  K_INT,      F(hard_limit), 1, 0, 1e9,   "0",                         \
-      "length from which B holds; linear between soft and hard")                         \
-    X("sinks",       K_INT,      F(sinks),      0, 0, 1e9,   "4",                         \
-      "protected first positions (scope sinks)")                                         \
-    X("window",      K_WINDOW,   F(window),     0, 0, 0,     "0.3",                       \
-      "protected size r of window/std: 0.3 = fraction of B, 12 = entries")               \
-    X("recent",      K_INT,      F(recent),     0, 0, 1e9,   "10",                        \
-      "newest entries the std scope always protects (EasyKV: 10)")                       \
-    X("seed",        K_U64,      F(seed),       1, 0, 0,     "0",                         \
-      "random seed (random score, nothing else)")                                        \
-    X("history",     K_INT,      F(history),    0, 1, 65536, "400",                       \
-      "aqas: steps of history counted (Scissorhands window)")                            \
-    X("skip-layers", K_INT,      F(skip_layers),0, 0, 1e6,   "2",                         \
-      "knorm: layers below this keep everything")                                        \
-    X("obs-window",  K_INT,      F(obs_window), 0, 1, 1e6,   "32",                        \
-      "snapkv: observation window w, the last w prompt queries")                         \
-    X("kernel",      K_INT,      F(kernel),     0, 1, 999,   "7",                         \
-      "snapkv: pooling width (odd)")                                                     \
-    X("pool",        K_POOL,     F(pool),       0, 0, 0,     "max",                       \
-      "snapkv: pooling, max | avg")                                                      \
-    X("beta",        K_INT,      F(beta),       0, 1, 1e6,   "20",                        \
-      "pyramidkv: bottom/top budget ratio")                                              \
-    X("recovery",    K_REAL,     F(recovery),   0, 0, 1,     "0.95",                      \
-      "fastgen: attention mass T a profile must recover")                                \
-    X("r-f",         K_REAL,     F(r_f),        0, 0, 1,     "0.3",                       \
-      "fastgen: frequent tokens kept, fraction of the length")                           \
-    X("r-l",         K_REAL,     F(r_l),        0, 0, 1,     "0.3",                       \
-      "fastgen: local window, fraction of the length")                                   \
-    X("floor",       K_REAL,     F(floor),      0, 0, 1,     "0.2",                       \
-      "adakv: each head keeps its top floor·B")                                          \
-    X("stride-min",  K_INT,      F(stride_min), 0, 1, 1e6,   "1",                         \
-      "pace: smallest block evicted")                                                    \
-    X("stride-max",  K_INT,      F(stride_max), 0, 1, 1e6,   "8",                         \
-      "pace: largest block evicted")                                                     \
-    X("settle",      K_REAL,     F(settle),     0, 0, 1e6,   "1",                         \
-      "pace: a block is settled below settle × the uniform weight 1/n")
+/*  key            kind      field           lo    hi    default   choices  help */
+#define COMMON_MAP(X)                                                                   \
+    X("policy",      C_POLICY, F(name),        0,    0,    "full",   NULL,                \
+      "the policy: kvsim policies lists them")                                          \
+    X("budget",      C_BUDGET, F(budget),      0,    0,    "",       NULL,                \
+      "B: 0.4 = fraction of the sequence, 512 = entries")                               \
+    X("stride",      C_INT,    F(stride),      1,    1e6,  "1",      NULL,                \
+      "entries evicted at once, when the cache holds B + stride")                       \
+    X("phase",       C_CHOICE, F(phase),       0,    0,    "stream", "stream oneshot decode", \
+      "stream | oneshot (compress the prompt once) | decode (prompt pinned)")           \
+    X("gqa",         C_CHOICE, F(gqa),         0,    0,    "mean",   "mean max sum",      \
+      "reduction of a group's rows: mean | max | sum")                                  \
+    X("scope-of",    C_CHOICE, F(scope_of),    0,    0,    "",       "preset kv-head query-head layer", \
+      "streams: kv-head (default) | query-head | layer (tova's default)")               \
+    X("layer-decay", C_REAL,   F(layer_decay), 1e-3, 1e3,  "1",      NULL,                \
+      "geometric per-layer budget B_l = B·L·d^l / Σ_j d^j")                              \
+    X("soft-limit",  C_INT,    F(soft_limit),  0,    1e9,  "0",      NULL,                \
+      "length below which nothing is evicted (0 = off)")                                \
+    X("hard-limit",  C_INT,    F(hard_limit),  0,    1e9,  "0",      NULL,                \
+      "length from which B holds; linear between soft and hard")                        \
+    X("seed",        C_U64,    F(seed),        0,    0,    "0",      NULL,                \
+      "random seed (random score, nothing else)")
 
-typedef struct param {
-    const char     *key;
-    enum param_kind kind;
-    size_t          offset;
-    int             common;   /* applies to every policy */
-    double          lo, hi;   /* range of K_INT and K_REAL */
-    const char     *def;
-    const char     *help;
-} param;
+typedef struct common_param {
+    policy_param     info;   /* key, default and help, as every table's rows */
+    enum common_kind kind;
+} common_param;
 
-static const param params[] = {
-#define PARAM_ROW(key, kind, off, common, lo, hi, def, help) {key, kind, off, common, lo, hi, def, help},
-    POLICY_PARAM_MAP(PARAM_ROW)
-#undef PARAM_ROW
+static const common_param commons[] = {
+#define COMMON_ROW(key, kind, off, lo, hi, def, choices, help) \
+    {{key, POLICY_PARAM_INT, off, def, lo, hi, choices, help}, kind},
+    COMMON_MAP(COMMON_ROW)
+#undef COMMON_ROW
 };
-#define N_PARAMS ((int)(sizeof params / sizeof params[0]))
-_Static_assert(sizeof params / sizeof params[0] <= 64, "policy_config.set is a 64-bit mask");
+#define N_COMMON ((int)(sizeof commons / sizeof commons[0]))
+_Static_assert(sizeof commons / sizeof commons[0] <= 32, "policy_config.set is 32 bits");
 
-static const policy_param_info param_infos[] = {
-#define PARAM_INFO(key, kind, off, common, lo, hi, def, help) {key, def, help},
-    POLICY_PARAM_MAP(PARAM_INFO)
-#undef PARAM_INFO
-};
+int policy_common_count(void) { return N_COMMON; }
+const policy_param *policy_common_at(int i) { return &commons[i].info; }
 
-static const char *const score_names[] = {
-    [POLICY_SCORE_PRESET] = "preset", [POLICY_SCORE_AAS] = "aas",
-    [POLICY_SCORE_MAS] = "mas",       [POLICY_SCORE_LTAS] = "ltas",
-    [POLICY_SCORE_AQAS] = "aqas",     [POLICY_SCORE_KNORM] = "knorm",
-    [POLICY_SCORE_RECENCY] = "recency", [POLICY_SCORE_RANDOM] = "random",
-    [POLICY_SCORE_ORACLE] = "oracle",
-};
-#define N_SCORES ((int)(sizeof score_names / sizeof score_names[0]))
+/* --- names ------------------------------------------------------------------------- */
 
-static const char *const scope_names[] = {"sinks", "window", "std"}; /* bit order */
-static const char *const scope_of_names[] = {"preset", "kv-head", "query-head", "layer"};
-static const char *const gqa_names[] = {"mean", "max", "sum"};
-static const char *const phase_names[] = {"stream", "oneshot", "decode"};
-static const char *const pool_names[] = {"max", "avg"};
-
-int policy__fail(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (err && errlen) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err, errlen, fmt, ap);
-        va_end(ap);
-    }
-    return -1;
-}
-
-/* --- lookups ---------------------------------------------------------------------- */
-
-/* Keys compare with '_' read as '-', so "r_f" and "r-f" are one key. */
-static int key_equal(const char *a, const char *b)
+int policy__key_equal(const char *a, const char *b)
 {
     for (; *a && *b; a++, b++) {
         char x = *a == '_' ? '-' : *a, y = *b == '_' ? '-' : *b;
@@ -147,259 +75,192 @@ static int key_equal(const char *a, const char *b)
     return *a == *b;
 }
 
-int policy__param_index(const char *key)
+static int common_index(const char *key)
 {
-    for (int i = 0; key && i < N_PARAMS; i++)
-        if (key_equal(params[i].key, key))
+    for (int i = 0; key && i < N_COMMON; i++)
+        if (policy__key_equal(commons[i].info.key, key))
             return i;
     return -1;
 }
 
-int policy__param_is_common(int index) { return params[index].common; }
-int policy_param_count(void) { return N_PARAMS; }
-const policy_param_info *policy_param_list(void) { return param_infos; }
+int policy__is_common(const char *key) { return common_index(key) >= 0; }
 
-const policy_param_info *policy_param_find(const char *key)
+/* The index of `word` among the space-separated `names`, or -1. */
+static int choice_index(const char *names, const char *word, size_t len)
 {
-    int i = policy__param_index(key);
-    return i < 0 ? NULL : &param_infos[i];
-}
-
-static int name_index(const char *const *names, int n, const char *text)
-{
-    for (int i = 0; i < n; i++)
-        if (strcmp(names[i], text) == 0)
+    int i = 0;
+    for (const char *s = names; *s; i++) {
+        size_t n = strcspn(s, " ");
+        if (n == len && strncmp(s, word, len) == 0)
             return i;
-    return -1;
-}
-
-/* "a, b, c" from the first..n-1 names, for error messages. */
-static const char *join(const char *const *names, int first, int n, char *buf, size_t len)
-{
-    size_t used = 0;
-    buf[0] = '\0';
-    for (int i = first; i < n && used < len; i++)
-        used += (size_t)snprintf(buf + used, len - used, "%s%s", i > first ? ", " : "",
-                                 names[i]);
-    return buf;
-}
-
-const char *policy__score_name(policy_score score)
-{
-    return (int)score >= 0 && (int)score < N_SCORES ? score_names[score] : "?";
-}
-
-policy_score policy__score_from_name(const char *name)
-{
-    int i = name ? name_index(score_names, N_SCORES, name) : -1;
-    return i > 0 ? (policy_score)i : POLICY_SCORE_PRESET;
-}
-
-int policy__scope_parse(const char *text, int *out, char *err, size_t errlen)
-{
-    char names[128];
-    *out = 0;
-    if (strcmp(text, "none") == 0)
-        return 0;
-    for (const char *s = text; *s;) {
-        size_t len = strcspn(s, "+");
-        int bit = -1;
-        for (int i = 0; i < 3; i++)
-            if (strlen(scope_names[i]) == len && strncmp(scope_names[i], s, len) == 0)
-                bit = i;
-        if (bit < 0)
-            return policy__fail(err, errlen, "unknown scope '%.*s' in '%s'; valid scopes: "
-                                "none, or %s joined by '+'", (int)len, s, text,
-                                join(scope_names, 0, 3, names, sizeof names));
-        *out |= 1 << bit;
-        s += len + (s[len] == '+');
+        s += n + (s[n] == ' ');
     }
-    return 0;
+    return -1;
 }
 
-const char *policy__scope_name(int scope, char *buf, size_t len)
+/* "a, b, c" from space-separated names, skipping the first `skip`. */
+static const char *choices_text(const char *names, int skip, char *buf, size_t len)
 {
     size_t used = 0;
     buf[0] = '\0';
-    if (scope == 0)
-        snprintf(buf, len, "none");
-    for (int i = 0; i < 3 && used < len; i++)
-        if (scope & (1 << i))
-            used += (size_t)snprintf(buf + used, len - used, "%s%s", used ? "+" : "",
-                                     scope_names[i]);
+    int i = 0;
+    for (const char *s = names; *s && used < len; i++) {
+        size_t n = strcspn(s, " ");
+        if (i >= skip)
+            used += (size_t)snprintf(buf + used, len - used, "%s%.*s", used ? ", " : "",
+                                     (int)n, s);
+        s += n + (s[n] == ' ');
+    }
     return buf;
 }
 
-/* --- values ----------------------------------------------------------------------- */
+/* --- values ------------------------------------------------------------------------ */
 
-static int parse_real(const param *pm, const char *value, double *out, char *err, size_t errlen)
+static int parse_real(const char *key, const char *value, double lo, double hi, double *out,
+                      kv_err *err)
 {
     char *end = NULL;
     double v = strtod(value, &end);
     if (!*value || *end || !isfinite(v))
-        return policy__fail(err, errlen, "%s: '%s' is not a number", pm->key, value);
-    if (v < pm->lo || v > pm->hi)
-        return policy__fail(err, errlen, "%s: %s is out of range [%g, %g]", pm->key, value,
-                            pm->lo, pm->hi);
+        return kv_errorf(err, KV_EUSAGE, "%s: '%s' is not a number", key, value);
+    if (v < lo || v > hi)
+        return kv_errorf(err, KV_EUSAGE, "%s: %s is out of range [%g, %g]", key, value, lo, hi);
     *out = v;
-    return 0;
+    return KV_OK;
 }
 
-static int parse_int(const param *pm, const char *value, int *out, char *err, size_t errlen)
+static int parse_int(const char *key, const char *value, double lo, double hi, int *out,
+                     kv_err *err)
 {
     char *end = NULL;
     long v = strtol(value, &end, 10);
     if (!*value || *end)
-        return policy__fail(err, errlen, "%s: '%s' is not an integer", pm->key, value);
-    if (v < pm->lo || v > pm->hi)
-        return policy__fail(err, errlen, "%s: %s is out of range [%g, %g]", pm->key, value,
-                            pm->lo, pm->hi);
+        return kv_errorf(err, KV_EUSAGE, "%s: '%s' is not an integer", key, value);
+    if (v < lo || v > hi)
+        return kv_errorf(err, KV_EUSAGE, "%s: %s is out of range [%g, %g]", key, value, lo, hi);
     *out = (int)v;
-    return 0;
+    return KV_OK;
 }
 
-static int parse_named(const param *pm, const char *const *names, int first, int n,
-                       const char *value, int *out, char *err, size_t errlen)
+static int parse_choice(const char *key, const char *names, int skip, const char *value,
+                        int *out, kv_err *err)
 {
     char list[256];
-    int i = name_index(names, n, value);
-    if (i < first)
-        return policy__fail(err, errlen, "unknown %s '%s'; valid: %s", pm->key, value,
-                            join(names, first, n, list, sizeof list));
+    int i = choice_index(names, value, strlen(value));
+    if (i < skip)
+        return kv_errorf(err, KV_EUSAGE, "unknown %s '%s'; valid: %s", key, value,
+                         choices_text(names, skip, list, sizeof list));
     *out = i;
-    return 0;
+    return KV_OK;
+}
+
+/* "none", or names of `choices` joined by '+', into a set of bits. */
+static int parse_set(const char *key, const char *names, const char *value, int *out,
+                     kv_err *err)
+{
+    char list[256];
+    *out = 0;
+    if (!strcmp(value, "none"))
+        return KV_OK;
+    for (const char *s = value; *s;) {
+        size_t len = strcspn(s, "+");
+        int bit = len ? choice_index(names, s, len) : -1;
+        if (bit < 0)
+            return kv_errorf(err, KV_EUSAGE, "unknown %s '%.*s' in '%s'; valid: none, or %s "
+                             "joined by '+'", key, (int)len, s, value,
+                             choices_text(names, 0, list, sizeof list));
+        *out |= 1 << bit;
+        s += len + (s[len] == '+');
+    }
+    return KV_OK;
 }
 
 /* "0.3" is a fraction of B in [0, 1]; "12" is an entry count >= 0. */
-static int parse_window(policy_config *cfg, const char *value, char *err, size_t errlen)
+static int parse_size(const char *key, const char *value, policy_span *out, kv_err *err)
 {
-    static const param frac = {"window", K_REAL, 0, 0, 0, 1, "", ""};
-    static const param count = {"window", K_INT, 0, 0, 0, 1e9, "", ""};
+    memset(out, 0, sizeof *out);
     if (strchr(value, '.')) {
-        cfg->window = -1;
-        return parse_real(&frac, value, &cfg->window_frac, err, errlen);
+        out->is_fraction = 1;
+        return parse_real(key, value, 0, 1, &out->fraction, err);
     }
-    return parse_int(&count, value, &cfg->window, err, errlen);
+    return parse_int(key, value, 0, 1e9, &out->entries, err);
 }
 
-static int parse_budget(policy_config *cfg, const char *value, char *err, size_t errlen)
+int policy__parse_value(const policy_param *pm, const char *value, void *out, kv_err *err)
 {
-    if (!*value) {   /* the default: no budget, never evict */
-        memset(&cfg->budget_arg, 0, sizeof cfg->budget_arg);
-        cfg->budget = POLICY_BUDGET_UNLIMITED;
-        return 0;
-    }
-    if (policy_budget_parse(value, &cfg->budget_arg, err, errlen) != 0)
-        return -1;
-    cfg->budget = cfg->budget_arg.is_fraction ? POLICY_BUDGET_UNRESOLVED
-                                              : (int)(cfg->budget_arg.entries > 1000000000
-                                                          ? 1000000000 : cfg->budget_arg.entries);
-    return 0;
-}
-
-static int parse_policy(policy_config *cfg, const char *value, char *err, size_t errlen)
-{
-    char names[512];
-    const policy_info *info = policy_find(value);
-    if (!info)
-        return policy__fail(err, errlen, "unknown policy '%s'; valid policies: %s", value,
-                            policy_names(names, sizeof names));
-    cfg->name = info->name;
-    return 0;
-}
-
-static int set_value(policy_config *cfg, const param *pm, const char *v, char *err, size_t errlen)
-{
-    void *field = (char *)cfg + pm->offset;
-    int tmp = 0, rc = 0;
     switch (pm->kind) {
-    case K_POLICY: return parse_policy(cfg, v, err, errlen);
-    case K_BUDGET: return parse_budget(cfg, v, err, errlen);
-    case K_WINDOW: return parse_window(cfg, v, err, errlen);
-    case K_INT:    return parse_int(pm, v, field, err, errlen);
-    case K_REAL:   return parse_real(pm, v, field, err, errlen);
-    case K_SCOPE:
-        if (!*v) {
-            cfg->scope = POLICY_SCOPE_PRESET;
-            return 0;
+    case POLICY_PARAM_INT:
+        return parse_int(pm->key, value, pm->lo, pm->hi, out, err);
+    case POLICY_PARAM_REAL:
+        return parse_real(pm->key, value, pm->lo, pm->hi, out, err);
+    case POLICY_PARAM_CHOICE:
+        if (!*value) {   /* a required choice not given yet */
+            *(int *)out = -1;
+            return KV_OK;
         }
-        return policy__scope_parse(v, &cfg->scope, err, errlen);
-    case K_U64: {
-        char *end = NULL;
-        unsigned long long x = strtoull(v, &end, 0);
-        if (!*v || *end || *v == '-')
-            return policy__fail(err, errlen, "seed: '%s' is not a non-negative integer", v);
-        cfg->seed = x;
-        return 0;
+        return parse_choice(pm->key, pm->choices, 0, value, out, err);
+    case POLICY_PARAM_SET:
+        return parse_set(pm->key, pm->choices, value, out, err);
+    case POLICY_PARAM_SPAN:
+        return parse_size(pm->key, value, out, err);
     }
-    case K_SCORE:
-        if (!*v) {
-            cfg->score = POLICY_SCORE_PRESET;
-            return 0;
-        }
-        rc = parse_named(pm, score_names, 1, N_SCORES, v, &tmp, err, errlen);
-        cfg->score = (policy_score)tmp;
-        return rc;
-    case K_SCOPE_OF:
-        if (!*v) {
-            cfg->scope_of = POLICY_SCOPE_OF_PRESET;
-            return 0;
-        }
-        rc = parse_named(pm, scope_of_names, 1, 4, v, &tmp, err, errlen);
-        cfg->scope_of = (policy_scope_of)tmp;
-        return rc;
-    case K_GQA:
-        rc = parse_named(pm, gqa_names, 0, 3, v, &tmp, err, errlen);
-        cfg->gqa = (policy_gqa)tmp;
-        return rc;
-    case K_PHASE:
-        rc = parse_named(pm, phase_names, 0, 3, v, &tmp, err, errlen);
-        cfg->phase = (policy_phase)tmp;
-        return rc;
-    case K_POOL:
-        rc = parse_named(pm, pool_names, 0, 2, v, &tmp, err, errlen);
-        cfg->pool = (policy_pool)tmp;
-        return rc;
-    }
-    return -1;
+    return kv_errorf(err, KV_EUSAGE, "%s: parameter kind %d unknown", pm->key, (int)pm->kind);
 }
 
-/* --- the public entry points ----------------------------------------------------- */
-
-int policy_config_set(policy_config *cfg, const char *key, const char *value, char *err,
-                      size_t errlen)
+int policy_span_entries(const policy_span *s, int budget)
 {
-    char keys[1024];
-    int i = policy__param_index(key);
-    if (i < 0) {
-        size_t used = 0;
-        keys[0] = '\0';
-        for (int j = 0; j < N_PARAMS && used < sizeof keys; j++)
-            used += (size_t)snprintf(keys + used, sizeof keys - used, "%s%s", j ? ", " : "",
-                                     params[j].key);
-        return policy__fail(err, errlen, "unknown parameter '%s'; valid parameters: %s",
-                            key ? key : "(null)", keys);
-    }
-    if (!value)
-        return policy__fail(err, errlen, "%s: missing value", params[i].key);
-    if (set_value(cfg, &params[i], value, err, errlen) != 0)
-        return -1;
-    cfg->set |= 1ull << i;
-    /* A score or scope alone composes a policy: select the `scored` preset. */
-    int is_compose = params[i].kind == K_SCORE || params[i].kind == K_SCOPE;
-    if (is_compose && !(cfg->set & (1ull << policy__param_index("policy"))))
-        cfg->name = "scored";
-    return 0;
+    if (!s->is_fraction)
+        return s->entries;
+    return budget > 0 ? (int)floor(s->fraction * budget) : 0;
 }
 
-policy_config policy_config_default(void)
+int policy_span_parse(const char *text, policy_span *out, kv_err *err)
 {
-    policy_config c;
-    memset(&c, 0, sizeof c);
-    for (int i = 0; i < N_PARAMS; i++)
-        set_value(&c, &params[i], params[i].def, NULL, 0);
-    c.set = 0;
-    return c;
+    return parse_size("size", text, out, err);
+}
+
+/* --- budgets ----------------------------------------------------------------------- */
+
+int policy_budget_parse(const char *text, policy_budget *out, kv_err *err)
+{
+    if (!text || !*text)
+        return kv_errorf(err, KV_EUSAGE, "empty budget: expected a fraction like 0.4 or an "
+                         "entry count like 512");
+    char *end = NULL;
+    memset(out, 0, sizeof *out);
+    if (strpbrk(text, "eEiInN"))   /* 1e2, inf, nan: say which form is meant */
+        return kv_errorf(err, KV_EUSAGE, "budget '%s': write a fraction with a decimal point "
+                         "(0.4) or a whole entry count (512), without exponents", text);
+    if (strchr(text, '.')) {
+        double f = strtod(text, &end);
+        if (*end || end == text)
+            return kv_errorf(err, KV_EUSAGE, "budget '%s' is not a number", text);
+        if (f <= 0)
+            return kv_errorf(err, KV_EUSAGE, "budget '%s' must be > 0", text);
+        if (f > 1)
+            return kv_errorf(err, KV_EUSAGE, "budget '%s' is a fraction of the sequence (it "
+                             "has a decimal point) and must be in (0, 1]; write a whole "
+                             "number for an entry count", text);
+        out->is_fraction = 1;
+        out->fraction = f;
+        return KV_OK;
+    }
+    long v = strtol(text, &end, 10);
+    if (*end || end == text)
+        return kv_errorf(err, KV_EUSAGE, "budget '%s' is not a number: expected 0.4 "
+                         "(fraction) or 512 (entries)", text);
+    if (v <= 0)
+        return kv_errorf(err, KV_EUSAGE, "budget '%s' must be >= 1 entry", text);
+    out->entries = v;
+    return KV_OK;
+}
+
+int policy_budget_resolve(const policy_budget *b, int T)
+{
+    double v = b->is_fraction ? floor(b->fraction * T) : (double)b->entries;
+    if (v < 1)
+        v = 1;
+    return v > T ? T : (int)v;
 }
 
 void policy_config_resolve(policy_config *cfg, int T)
@@ -408,25 +269,359 @@ void policy_config_resolve(policy_config *cfg, int T)
         cfg->budget = policy_budget_resolve(&cfg->budget_arg, T);
 }
 
-/* Apply cfg->params ("k=v,k=v") through policy_config_set. */
-int policy__config_apply_params(policy_config *cfg, char *err, size_t errlen)
+/* --- the common fields ------------------------------------------------------------- */
+
+static int set_budget(policy_config *cfg, const char *value, kv_err *err)
+{
+    if (!*value) {   /* the default: no budget, never evict */
+        memset(&cfg->budget_arg, 0, sizeof cfg->budget_arg);
+        cfg->budget = POLICY_BUDGET_UNLIMITED;
+        return KV_OK;
+    }
+    if (policy_budget_parse(value, &cfg->budget_arg, err) != KV_OK)
+        return KV_EUSAGE;
+    cfg->budget = cfg->budget_arg.is_fraction ? POLICY_BUDGET_UNRESOLVED
+                  : cfg->budget_arg.entries > 1000000000 ? 1000000000
+                                                         : (int)cfg->budget_arg.entries;
+    return KV_OK;
+}
+
+static int set_common(policy_config *cfg, const common_param *c, const char *v, kv_err *err)
+{
+    void *field = (char *)cfg + c->info.offset;
+    char names[512];
+    switch (c->kind) {
+    case C_POLICY: {
+        const policy_def *def = policy_find(v);
+        if (!def)
+            return kv_errorf(err, KV_EUSAGE, "unknown policy '%s'; valid policies: %s", v,
+                             policy_names(names, sizeof names));
+        cfg->name = def->name;
+        return KV_OK;
+    }
+    case C_BUDGET:
+        return set_budget(cfg, v, err);
+    case C_INT:
+        return parse_int(c->info.key, v, c->info.lo, c->info.hi, field, err);
+    case C_REAL:
+        return parse_real(c->info.key, v, c->info.lo, c->info.hi, field, err);
+    case C_CHOICE: {
+        int i = 0, skip = !strcmp(c->info.key, "scope-of");   /* "preset" is no value */
+        if (!*v && skip) {
+            cfg->scope_of = POLICY_SCOPE_OF_PRESET;
+            return KV_OK;
+        }
+        if (parse_choice(c->info.key, c->info.choices, skip, v, &i, err) != KV_OK)
+            return KV_EUSAGE;
+        *(int *)field = i;   /* the enums follow their choices' order */
+        return KV_OK;
+    }
+    case C_U64: {
+        char *end = NULL;
+        unsigned long long x = strtoull(v, &end, 0);
+        if (!*v || *end || *v == '-')
+            return kv_errorf(err, KV_EUSAGE, "seed: '%s' is not a non-negative integer", v);
+        cfg->seed = x;
+        return KV_OK;
+    }
+    }
+    return KV_EUSAGE;
+}
+
+/* --- the public entry points ------------------------------------------------------- */
+
+policy_config policy_config_default(void)
+{
+    policy_config c;
+    memset(&c, 0, sizeof c);
+    for (int i = 0; i < N_COMMON; i++)
+        set_common(&c, &commons[i], commons[i].info.def, NULL);
+    c.set = 0;
+    return c;
+}
+
+static int unknown_key(const char *key, kv_err *err)
+{
+    char keys[1536];
+    size_t used = 0;
+    keys[0] = '\0';
+    for (int j = 0; j < N_COMMON; j++)
+        used += (size_t)snprintf(keys + used, sizeof keys - used, "%s%s", j ? ", " : "",
+                                 commons[j].info.key);
+    for (int d = 0; d < policy_count() && used < sizeof keys; d++)
+        for (const policy_param *pm = policy_def_at(d)->params; pm && pm->key; pm++)
+            if (policy_param_find(pm->key) == pm && used < sizeof keys)
+                used += (size_t)snprintf(keys + used, sizeof keys - used, ", %s", pm->key);
+    return kv_errorf(err, KV_EUSAGE, "unknown parameter '%s'; valid parameters: %s",
+                     key ? key : "(null)", keys);
+}
+
+/* Keep `value` for the own parameter of row pm, replacing an earlier one. */
+static int set_own(policy_config *cfg, const policy_param *pm, const char *value, kv_err *err)
+{
+    union { int i; double d; policy_span s; } scratch;
+    if (policy__parse_value(pm, value, &scratch, err) != KV_OK)
+        return KV_EUSAGE;
+    if (strlen(value) >= POLICY_VALUE_MAX)
+        return kv_errorf(err, KV_EUSAGE, "%s: '%.40s...' is longer than %d characters",
+                         pm->key, value, POLICY_VALUE_MAX - 1);
+    int i = 0;
+    while (i < cfg->n_own && strcmp(cfg->own[i].key, pm->key))
+        i++;
+    if (i == POLICY_OWN_MAX)
+        return kv_errorf(err, KV_EUSAGE, "more than %d policy parameters", POLICY_OWN_MAX);
+    snprintf(cfg->own[i].key, sizeof cfg->own[i].key, "%s", pm->key);
+    snprintf(cfg->own[i].value, sizeof cfg->own[i].value, "%s", value);
+    cfg->n_own += i == cfg->n_own;
+    return KV_OK;
+}
+
+int policy_config_set(policy_config *cfg, const char *key, const char *value, kv_err *err)
+{
+    int i = common_index(key);
+    const policy_param *own = i < 0 ? policy_param_find(key) : NULL;
+    if (i < 0 && !own)
+        return unknown_key(key, err);
+    if (!value)
+        return kv_errorf(err, KV_EUSAGE, "%s: missing value", key);
+    if (own) {
+        if (set_own(cfg, own, value, err) != KV_OK)
+            return KV_EUSAGE;
+        /* A score or scope alone composes a policy: the score x scope family's `scored`. */
+        const int compose = !strcmp(own->key, "score") || !strcmp(own->key, "scope");
+        if (compose && !(cfg->set & (1u << common_index("policy"))))
+            cfg->name = "scored";
+        return KV_OK;
+    }
+    if (set_common(cfg, &commons[i], value, err) != KV_OK)
+        return KV_EUSAGE;
+    cfg->set |= 1u << i;
+    return KV_OK;
+}
+
+int policy_config_set_list(policy_config *cfg, const char *pairs, kv_err *err)
 {
     char pair[256];
-    for (const char *s = cfg->params; s && *s;) {
+    for (const char *s = pairs; s && *s;) {
         size_t len = strcspn(s, ",");
         if (len >= sizeof pair)
-            return policy__fail(err, errlen, "params: '%.*s' is too long", (int)len, s);
+            return kv_errorf(err, KV_EUSAGE, "'%.*s' is too long", (int)len, s);
         memcpy(pair, s, len);
         pair[len] = '\0';
         s += len + (s[len] == ',');
         char *eq = strchr(pair, '=');
         if (!eq)
-            return policy__fail(err, errlen, "params: '%s' is not key=value", pair);
+            return kv_errorf(err, KV_EUSAGE, "'%s' is not key=value", pair);
         *eq = '\0';
-        if (policy__param_index(pair) == policy__param_index("policy"))
-            return policy__fail(err, errlen, "params: 'policy' cannot be set inside params");
-        if (policy_config_set(cfg, pair, eq + 1, err, errlen) != 0)
-            return -1;
+        if (policy_config_set(cfg, pair, eq + 1, err) != KV_OK)
+            return KV_EUSAGE;
     }
+    return KV_OK;
+}
+
+int policy_config_is_set(const policy_config *cfg, const char *key)
+{
+    int i = common_index(key);
+    if (i >= 0)
+        return (cfg->set & (1u << i)) != 0;
+    for (int j = 0; j < cfg->n_own; j++)
+        if (policy__key_equal(cfg->own[j].key, key))
+            return 1;
     return 0;
+}
+
+policy_scope_of policy_config_scope_of(const policy_config *cfg)
+{
+    if (cfg->scope_of != POLICY_SCOPE_OF_PRESET)
+        return cfg->scope_of;
+    const policy_def *def = policy_find(cfg->name);
+    return def && def->scope_of != POLICY_SCOPE_OF_PRESET ? def->scope_of
+                                                          : POLICY_SCOPE_OF_KV_HEAD;
+}
+
+/* --- a policy's own parameters -------------------------------------------------------- */
+
+const policy_param *policy__def_param(const policy_def *def, const char *key)
+{
+    for (; def; def = def->base)
+        for (const policy_param *pm = def->params; pm && pm->key; pm++)
+            if (policy__key_equal(pm->key, key))
+                return pm;
+    return NULL;
+}
+
+int policy__chain(const policy_def *def, const policy_def **chain)
+{
+    int n = 0;
+    for (const policy_def *d = def; d && n < POLICY_BASES_MAX; d = d->base)
+        n++;
+    int i = n;
+    for (const policy_def *d = def; d && i > 0; d = d->base)
+        chain[--i] = d;
+    return n;
+}
+
+/* The value of `key` in a "k=v,k=v" list, into buf; NULL when absent. */
+static const char *pair_value(const char *pairs, const char *key, char *buf, size_t len)
+{
+    for (const char *s = pairs; s && *s;) {
+        size_t n = strcspn(s, ","), k = strcspn(s, "=");
+        if (k < n && k == strlen(key) && !strncmp(s, key, k)) {
+            snprintf(buf, len, "%.*s", (int)(n - k - 1), s + k + 1);
+            return buf;
+        }
+        s += n + (s[n] == ',');
+    }
+    return NULL;
+}
+
+/* The default of `key` for def: the nearest preset's, else the table's. */
+static const char *default_value(const policy_def *def, const policy_param *pm, char *buf,
+                                 size_t len)
+{
+    for (const policy_def *d = def; d; d = d->base)
+        if (pair_value(d->defaults, pm->key, buf, len))
+            return buf;
+    return pm->def;
+}
+
+const char *policy_config_value(const policy_config *cfg, const char *key, char *buf,
+                                size_t len)
+{
+    const policy_def *def = policy_find(cfg->name);
+    const policy_param *pm = def ? policy__def_param(def, key) : NULL;
+    if (!pm)
+        return NULL;
+    for (int i = 0; i < cfg->n_own; i++)
+        if (!strcmp(cfg->own[i].key, pm->key)) {
+            snprintf(buf, len, "%s", cfg->own[i].value);
+            return buf;
+        }
+    const char *v = default_value(def, pm, buf, len);
+    if (v != buf)
+        snprintf(buf, len, "%s", v);
+    return buf;
+}
+
+/* Parse every row of def's chain into state: defaults, then cfg's values.  strict:
+ * a value no row takes is an error; otherwise it is skipped (policy__reads's bare
+ * objects of policy_config_drop_unused). */
+static int fill(const policy_def *def, const policy_config *cfg, void *state, int strict,
+                kv_err *err)
+{
+    char buf[POLICY_VALUE_MAX];
+    for (const policy_def *d = def; d; d = d->base)
+        for (const policy_param *pm = d->params; pm && pm->key; pm++)
+            if (policy__parse_value(pm, default_value(def, pm, buf, sizeof buf),
+                                    (char *)state + pm->offset, err) != KV_OK) {
+                kv_err_prefix(err, "policy '%s', its default: ", def->name);
+                return KV_EUSAGE;
+            }
+    for (int i = 0; i < cfg->n_own; i++) {
+        const policy_param *pm = policy__def_param(def, cfg->own[i].key);
+        if (!pm && !strict)
+            continue;
+        if (!pm) {
+            char list[512];
+            return kv_errorf(err, KV_EUSAGE, "parameter '%s' does not apply to policy '%s'; "
+                             "its parameters: %s (and the common ones: kvsim policies)",
+                             cfg->own[i].key, def->name,
+                             policy_params_of(def, cfg, list, sizeof list)[0] ? list : "none");
+        }
+        if (policy__parse_value(pm, cfg->own[i].value, (char *)state + pm->offset, err))
+            return KV_EUSAGE;
+    }
+    return KV_OK;
+}
+
+int policy__fill_params(const policy_def *def, const policy_config *cfg, void *state,
+                        kv_err *err)
+{
+    return fill(def, cfg, state, 1, err);
+}
+
+int policy__reads(const policy_def *def, const policy *bare, const char *key)
+{
+    if (!policy__def_param(def, key))
+        return 0;
+    for (const policy_def *d = def; d; d = d->base)
+        if (d->ops.uses)
+            return d->ops.uses(bare, key);
+    return 1;
+}
+
+/* A policy object with its parameters filled and nothing else, for questions about
+ * what it reads; free with free_bare. */
+static policy *bare_policy(const policy_def *def, const policy_config *cfg)
+{
+    policy *p = calloc(1, sizeof *p);
+    if (!p || !(p->state = calloc(1, def->state_size ? def->state_size : 1))) {
+        free(p);
+        return NULL;
+    }
+    p->def = def;
+    p->cfg = *cfg;
+    p->cfg.name = def->name;
+    if (fill(def, cfg, p->state, 0, NULL) != KV_OK) {
+        free(p->state);
+        free(p);
+        return NULL;
+    }
+    return p;
+}
+
+static void free_bare(policy *p)
+{
+    if (p)
+        free(p->state);
+    free(p);
+}
+
+int policy_config_drop_unused(policy_config *cfg, char *dropped, size_t len)
+{
+    const policy_def *def = policy_find(cfg->name);
+    policy *bare = def ? bare_policy(def, cfg) : NULL;
+    int n = 0, kept = 0;
+    if (dropped && len)
+        dropped[0] = '\0';
+    if (!bare)
+        return 0;
+    for (int i = 0; i < cfg->n_own; i++) {
+        if (policy__reads(def, bare, cfg->own[i].key)) {
+            cfg->own[kept++] = cfg->own[i];
+            continue;
+        }
+        if (dropped && strlen(dropped) + strlen(cfg->own[i].key) + 2 <= len)
+            strcat(strcat(dropped, n ? " " : ""), cfg->own[i].key);
+        n++;
+    }
+    cfg->n_own = kept;
+    free_bare(bare);
+    return n;
+}
+
+/* "key=value" for each parameter policy `def` reads under cfg, leaving out those its
+ * preset sets (they show as its defaults). */
+const char *policy_params_of(const policy_def *def, const policy_config *cfg, char *buf,
+                             size_t len)
+{
+    policy_config c = cfg ? *cfg : policy_config_default();
+    c.name = def->name;
+    policy *bare = bare_policy(def, &c);
+    char value[POLICY_VALUE_MAX], scratch[POLICY_VALUE_MAX];
+    const policy_def *chain[POLICY_BASES_MAX];
+    int n = policy__chain(def, chain);
+    size_t used = 0;
+    buf[0] = '\0';
+    for (int i = 0; bare && i < n; i++)
+        for (const policy_param *pm = chain[i]->params; pm && pm->key && used < len; pm++) {
+            if (!policy__reads(def, bare, pm->key) ||
+                pair_value(def->defaults, pm->key, scratch, sizeof scratch))
+                continue;
+            const char *v = policy_config_value(&c, pm->key, value, sizeof value);
+            used += (size_t)snprintf(buf + used, len - used, "%s%s=%s", used ? " " : "",
+                                     pm->key, v && *v ? v : "(required)");
+        }
+    free_bare(bare);
+    return buf;
 }

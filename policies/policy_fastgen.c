@@ -16,11 +16,11 @@
  * does not keep, and applies the same profile at every later step.  The budget B is
  * not used: fastgen sizes its own cache, and the driver reports its mean size.
  */
-#include "policy_impl.h"
+#include "policy.h"
 
 #include <math.h>
-#include <stdlib.h>
-#include <string.h>
+#include <stddef.h>
+#include <stdio.h>
 
 enum { PROFILE_SPECIAL, PROFILE_PUNCT, PROFILE_FREQUENT, PROFILE_LOCAL, PROFILE_FULL,
        N_PROFILES };
@@ -28,63 +28,67 @@ static const char *const profile_names[N_PROFILES] = {"special", "punct", "frequ
                                                       "local", "full"};
 
 typedef struct fastgen {
-    double        *S;         /* (capacity,) accumulated attention */
-    unsigned char *level;     /* (capacity,) scratch: the first profile keeping the slot */
-    float         *Sf;        /* (capacity,) scratch: S as float, for the frequent set */
+    double         recovery;  /* T */
+    double         r_f, r_l;  /* frequent and local fractions of the length */
+    double        *S;         /* (slot) accumulated attention */
+    unsigned char *level;     /* (slot, scratch) the first profile keeping the slot */
+    float         *Sf;        /* (slot, scratch) S as float, for the frequent set */
     double         mass[N_PROFILES];  /* Σ over prompt rows of the recovered mass */
     int            rows;      /* prompt rows scored */
     int            profile;   /* chosen at the end of the prompt; -1 before */
 } fastgen;
 
-static int fastgen_init(policy *p, char *err, size_t errlen)
+static const policy_param fastgen_params[] = {
+    {"recovery", POLICY_PARAM_REAL, offsetof(fastgen, recovery), "0.95", 0, 1, NULL,
+     "fastgen: attention mass T a profile must recover"},
+    {"r-f", POLICY_PARAM_REAL, offsetof(fastgen, r_f), "0.3", 0, 1, NULL,
+     "fastgen: frequent tokens kept, fraction of the length"},
+    {"r-l", POLICY_PARAM_REAL, offsetof(fastgen, r_l), "0.3", 0, 1, NULL,
+     "fastgen: local window, fraction of the length"},
+    {0},
+};
+
+static const policy_column fastgen_columns[] = {
+    POLICY_COLUMN(fastgen, S), POLICY_SCRATCH(fastgen, level), POLICY_SCRATCH(fastgen, Sf),
+    {0},
+};
+
+static int fastgen_init(policy *p, kv_err *err)
 {
-    int phase_bit = policy__param_index("phase");
-    if ((p->cfg.set & (1ull << phase_bit)) && p->cfg.phase != POLICY_PHASE_STREAM)
-        return policy__fail(err, errlen, "fastgen profiles the prompt then applies its "
-                            "profile: phase must be stream");
-    fastgen *f = calloc(1, sizeof *f);
-    if (!f)
-        return policy__fail(err, errlen, "out of memory");
+    fastgen *f = policy_state(p);
+    const policy_config *c = policy_config_of(p);
+    if (policy_config_is_set(c, "phase") && c->phase != POLICY_PHASE_STREAM)
+        return kv_errorf(err, KV_EUSAGE, "fastgen profiles the prompt then applies its "
+                         "profile: phase must be stream");
     f->profile = -1;
-    p->state = f;
-    return 0;
+    return KV_OK;
 }
 
-static int fastgen_reserve(policy *p, int capacity)
+static void fastgen_append(policy *p, int slot, const policy_vectors *v)
 {
-    fastgen *f = p->state;
-    double *S = realloc(f->S, (size_t)capacity * sizeof *S);
-    if (S)
-        f->S = S;
-    unsigned char *l = realloc(f->level, (size_t)capacity);
-    if (l)
-        f->level = l;
-    float *Sf = realloc(f->Sf, (size_t)capacity * sizeof *Sf);
-    if (Sf)
-        f->Sf = Sf;
-    return S && l && Sf ? 0 : -1;
+    (void)v;
+    ((fastgen *)policy_state(p))->S[slot] = 0;
 }
-
-static void fastgen_append(policy *p, int slot) { ((fastgen *)p->state)->S[slot] = 0; }
 
 /* level[i] = the cheapest profile that keeps slot i at the current step. */
 static void mark_levels(const policy *p)
 {
-    const fastgen *f = p->state;
-    int n = p->n, len = p->seen, t = p->entries[n - 1].position;
-    int n_freq = (int)floor(p->cfg.r_f * len);
+    const fastgen *f = policy_state(p);
+    const policy_entry *entries = policy_entries(p);
+    int n = policy_size(p), len = policy_seen(p), t = entries[n - 1].position;
+    int n_freq = (int)floor(f->r_f * len);
     /* frequent: the n_freq largest S, ties to the newer */
     for (int i = 0; i < n; i++) {
         f->Sf[i] = (float)f->S[i];
         f->level[i] = 1;   /* a candidate of protect_top */
     }
-    policy__protect_top(p, f->Sf, f->level, n_freq);
+    policy_protect_top(p, f->Sf, f->level, n_freq);
     for (int i = 0; i < n; i++)
         f->level[i] = f->level[i] ? PROFILE_FULL : PROFILE_FREQUENT;
     for (int i = 0; i < n; i++) {
-        const policy_entry *e = &p->entries[i];
+        const policy_entry *e = &entries[i];
         unsigned char *lv = &f->level[i];
-        if (*lv > PROFILE_LOCAL && t - e->position <= p->cfg.r_l * len)
+        if (*lv > PROFILE_LOCAL && t - e->position <= f->r_l * len)
             *lv = PROFILE_LOCAL;
         if (e->flags & POLICY_FLAG_PUNCT)
             *lv = PROFILE_PUNCT;
@@ -95,7 +99,7 @@ static void mark_levels(const policy *p)
 
 static void fastgen_observe(policy *p, const float *row, int n)
 {
-    fastgen *f = p->state;
+    fastgen *f = policy_state(p);
     if (f->profile < 0) {   /* profiling: score the row before it joins S */
         mark_levels(p);
         double by_level[N_PROFILES] = {0};
@@ -112,10 +116,10 @@ static void fastgen_observe(policy *p, const float *row, int n)
 
 static void fastgen_end_prompt(policy *p)
 {
-    fastgen *f = p->state;
+    fastgen *f = policy_state(p);
     f->profile = PROFILE_FULL;
     for (int c = 0; c < PROFILE_FULL && f->rows > 0; c++)
-        if (f->mass[c] / f->rows >= p->cfg.recovery) {
+        if (f->mass[c] / f->rows >= f->recovery) {
             f->profile = c;
             break;
         }
@@ -124,59 +128,47 @@ static void fastgen_end_prompt(policy *p)
 static int fastgen_due(const policy *p, int counted, int budget)
 {
     (void)counted, (void)budget;
-    const fastgen *f = p->state;
-    if (f->profile < 0 || f->profile == PROFILE_FULL || p->n == 0)
+    const fastgen *f = policy_state(p);
+    if (f->profile < 0 || f->profile == PROFILE_FULL || policy_size(p) == 0)
         return 0;
     mark_levels(p);
     int due = 0;
-    for (int i = p->n_pinned; i < p->n; i++)
+    for (int i = policy_pinned(p); i < policy_size(p); i++)
         due += f->level[i] > f->profile;
     return due;
 }
 
 static int fastgen_choose(policy *p, int k, int *out)
 {
-    const fastgen *f = p->state;
+    const fastgen *f = policy_state(p);
     mark_levels(p);
     int m = 0;
-    for (int i = p->n_pinned; i < p->n && m < k; i++)
+    for (int i = policy_pinned(p); i < policy_size(p) && m < k; i++)
         if (f->level[i] > f->profile)
             out[m++] = i;
     return m;
 }
 
-static void fastgen_remove(policy *p, const int *slots, int k)
+static void fastgen_describe(const policy *p, char *buf, size_t len)
 {
-    fastgen *f = p->state;
-    policy_compact(f->S, sizeof *f->S, p->n, slots, k);
+    const fastgen *f = policy_state(p);
+    if (f->profile >= 0)
+        snprintf(buf, len, "profile=%s recovered=%.4f", profile_names[f->profile],
+                 f->rows ? f->mass[f->profile] / f->rows : 1.0);
 }
 
-static void fastgen_destroy(policy *p)
-{
-    fastgen *f = p->state;
-    if (!f)
-        return;
-    free(f->S), free(f->level), free(f->Sf);
-    free(f);
-}
-
-const policy_ops policy_fastgen_ops = {
+const policy_def policy_fastgen = {
     .name = "fastgen",
-    .init = fastgen_init,
-    .reserve = fastgen_reserve,
-    .append = fastgen_append,
-    .observe = fastgen_observe,
-    .due = fastgen_due,
-    .choose = fastgen_choose,
-    .remove = fastgen_remove,
-    .end_prompt = fastgen_end_prompt,
-    .destroy = fastgen_destroy,
+    .summary = "per-head profile on the prompt: cheapest of special/punct/frequent/local/full "
+               "recovering >= T",
+    .provenance = "FastGen (ICLR 2024)",
+    .params = fastgen_params,
+    .columns = fastgen_columns,
+    .defaults = "",
+    .scope_of = POLICY_SCOPE_OF_KV_HEAD,
+    .flags = POLICY_SIZES_ITSELF,
+    .state_size = sizeof(fastgen),
+    .ops = {.init = fastgen_init, .append = fastgen_append, .observe = fastgen_observe,
+            .due = fastgen_due, .choose = fastgen_choose, .end_prompt = fastgen_end_prompt,
+            .describe = fastgen_describe},
 };
-
-const char *policy_profile(const policy *p)
-{
-    if (p->ops != &policy_fastgen_ops)
-        return NULL;
-    const fastgen *f = p->state;
-    return f->profile < 0 ? NULL : profile_names[f->profile];
-}

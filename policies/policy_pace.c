@@ -21,54 +21,73 @@
  * one in blocks of stride-min.  1/n is the weight of a uniform row, so `settle` is
  * scale-free.  Statistics, scores and scopes are the score × scope family's.
  */
-#include "policy_impl.h"
+#include "policy_scored.h"
 
+#include <stddef.h>
 #include <string.h>
 
-static int pace_uses(const policy_config *cfg, const char *key)
+typedef struct pace {
+    scored base;          /* the family's parameters and statistics */
+    int    stride_min, stride_max;
+    double settle;
+} pace;
+
+static const policy_param pace_params[] = {
+    {"stride-min", POLICY_PARAM_INT, offsetof(pace, stride_min), "1", 1, 1e6, NULL,
+     "pace: smallest block evicted"},
+    {"stride-max", POLICY_PARAM_INT, offsetof(pace, stride_max), "8", 1, 1e6, NULL,
+     "pace: largest block evicted"},
+    {"settle", POLICY_PARAM_REAL, offsetof(pace, settle), "1", 0, 1e6, NULL,
+     "pace: a block is settled below settle × the uniform weight 1/n"},
+    {0},
+};
+
+static int pace_uses(const policy *p, const char *key)
 {
-    return policy__scored_uses(cfg, key) || !strcmp(key, "stride-min") ||
-           !strcmp(key, "stride-max") || !strcmp(key, "settle");
+    return scored_uses(p, key) || !strcmp(key, "stride-min") || !strcmp(key, "stride-max") ||
+           !strcmp(key, "settle");
 }
 
-static int pace_init(policy *p, char *err, size_t errlen)
+static int pace_init(policy *p, kv_err *err)
 {
-    const policy_config *c = &p->cfg;
-    if (c->stride_min > c->stride_max)
-        return policy__fail(err, errlen, "pace: stride-min %d exceeds stride-max %d",
-                            c->stride_min, c->stride_max);
+    const pace *s = policy_state(p);
+    policy_config *c = policy_config_edit(p);
+    if (s->stride_min > s->stride_max)
+        return kv_errorf(err, KV_EUSAGE, "pace: stride-min %d exceeds stride-max %d",
+                         s->stride_min, s->stride_max);
     if (c->phase == POLICY_PHASE_ONESHOT)
-        return policy__fail(err, errlen, "pace: the adaptive stride needs phase stream or "
-                            "decode, not oneshot");
-    p->cfg.stride = c->stride_max;   /* the capacity the driver should expect: B + max */
-    return policy__scored_init(p, err, errlen);
+        return kv_errorf(err, KV_EUSAGE, "pace: the adaptive stride needs phase stream or "
+                         "decode, not oneshot");
+    c->stride = s->stride_max;   /* the capacity the driver should expect: B + max */
+    return scored_init(p, err);
 }
 
 static int pace_due(const policy *p, int counted, int budget)
 {
+    const pace *s = policy_state(p);
     if (budget == POLICY_BUDGET_UNLIMITED)
         return 0;
     int e = counted - budget;
-    if (e < p->cfg.stride_min || e <= 0)
+    if (e < s->stride_min || e <= 0)
         return 0;
-    if (e >= p->cfg.stride_max)
+    if (e >= s->stride_max)
         return e;
-    double mas, sigma, uniform = 1.0 / p->n;
-    policy__scored_block(p, e, &mas, &sigma);
-    int settled = mas <= p->cfg.settle * uniform && sigma <= p->cfg.settle * uniform;
+    double mas, sigma, uniform = 1.0 / policy_size(p);
+    scored_block(p, e, &mas, &sigma);
+    int settled = mas <= s->settle * uniform && sigma <= s->settle * uniform;
     return settled ? 0 : e;
 }
 
-const policy_ops policy_pace_ops = {
+const policy_def policy_pace = {
     .name = "pace",
-    .init = pace_init,
-    .uses = pace_uses,
-    .reserve = policy__scored_reserve,
-    .append = policy__scored_append,
-    .observe = policy__scored_observe,
-    .due = pace_due,
-    .choose = policy__scored_choose,
-    .remove = policy__scored_remove,
-    .scores = policy__scored_scores,
-    .destroy = policy__scored_destroy,
+    .summary = "roco with an adaptive stride: large blocks where attention has settled",
+    .provenance = "this project (the \"reading pace\" study)",
+    .base = &policy_scored,
+    .params = pace_params,
+    .defaults = "score=mas,scope=std+sinks",
+    .scope_of = POLICY_SCOPE_OF_KV_HEAD,
+    .state_size = sizeof(pace),
+    .ops = {.init = pace_init, .uses = pace_uses, .append = scored_append,
+            .observe = scored_observe, .due = pace_due, .choose = scored_choose,
+            .scores = scored_scores, .rules = scored_rules},
 };

@@ -10,66 +10,76 @@
  * (KVCache-Factory's integer arithmetic, docs/POLICIES.md).
  *
  * The votes need to know which rows are the last w of the prompt while they stream
- * by, so the driver sets cfg.prompt_len; memory stays O(T).
+ * by: cfg.prompt_len, set by the driver; memory stays O(T).
  */
-#include "policy_impl.h"
+#include "policy.h"
 
 #include <math.h>
-#include <stdlib.h>
-#include <string.h>
+#include <stddef.h>
+
+enum { POOL_MAX, POOL_AVG };
 
 typedef struct snapkv {
-    double        *vote;     /* (capacity,) Σ over the window rows */
-    float         *pooled;   /* (capacity,) scratch: pooled votes, the eviction score */
-    unsigned char *mask;     /* (capacity,) scratch: 1 = prefix entry */
-    int            pyramid;  /* 1 for pyramidkv */
+    int            obs_window;  /* w */
+    int            kernel;      /* pooling width, odd */
+    int            pool;        /* POOL_* */
+    int            beta;        /* pyramidkv: bottom/top ratio */
+    double        *vote;        /* (slot) Σ over the window rows */
+    float         *pooled;      /* (slot, scratch) pooled votes, the eviction score */
+    unsigned char *mask;        /* (slot, scratch) 1 = prefix entry */
 } snapkv;
 
-static int snapkv_init(policy *p, char *err, size_t errlen)
+static const policy_param snapkv_params[] = {
+    {"obs-window", POLICY_PARAM_INT, offsetof(snapkv, obs_window), "32", 1, 1e6, NULL,
+     "snapkv: observation window w, the last w prompt queries"},
+    {"kernel", POLICY_PARAM_INT, offsetof(snapkv, kernel), "7", 1, 999, NULL,
+     "snapkv: pooling width (odd)"},
+    {"pool", POLICY_PARAM_CHOICE, offsetof(snapkv, pool), "max", 0, 0, "max avg",
+     "snapkv: pooling, max | avg"},
+    {0},
+};
+
+static const policy_param pyramidkv_params[] = {
+    {"beta", POLICY_PARAM_INT, offsetof(snapkv, beta), "20", 1, 1e6, NULL,
+     "pyramidkv: bottom/top budget ratio"},
+    {0},
+};
+
+static const policy_column snapkv_columns[] = {
+    POLICY_COLUMN(snapkv, vote), POLICY_SCRATCH(snapkv, pooled), POLICY_SCRATCH(snapkv, mask),
+    {0},
+};
+
+static int snapkv_init(policy *p, kv_err *err)
 {
-    policy_config *c = &p->cfg;
-    int phase_bit = policy__param_index("phase");
-    if ((c->set & (1ull << phase_bit)) && c->phase != POLICY_PHASE_ONESHOT)
-        return policy__fail(err, errlen, "%s compresses the prompt once: phase must be "
-                            "oneshot", p->info->name);
+    snapkv *s = policy_state(p);
+    policy_config *c = policy_config_edit(p);
+    const char *name = c->name;
+    if (policy_config_is_set(c, "phase") && c->phase != POLICY_PHASE_ONESHOT)
+        return kv_errorf(err, KV_EUSAGE, "%s compresses the prompt once: phase must be "
+                         "oneshot", name);
     if (c->prompt_len <= 0)
-        return policy__fail(err, errlen, "%s needs the prompt length: the driver must set "
-                            "cfg.prompt_len", p->info->name);
-    if (c->kernel % 2 == 0)
-        return policy__fail(err, errlen, "%s: kernel %d must be odd", p->info->name, c->kernel);
+        return kv_errorf(err, KV_EUSAGE, "%s needs the prompt length: the driver must set "
+                         "cfg.prompt_len", name);
+    if (s->kernel % 2 == 0)
+        return kv_errorf(err, KV_EUSAGE, "%s: kernel %d must be odd", name, s->kernel);
     c->phase = POLICY_PHASE_ONESHOT;
-    snapkv *s = calloc(1, sizeof *s);
-    if (!s)
-        return policy__fail(err, errlen, "out of memory");
-    s->pyramid = !strcmp(p->info->name, "pyramidkv");
-    p->state = s;
-    return 0;
+    return KV_OK;
 }
 
-static int snapkv_reserve(policy *p, int capacity)
+static void snapkv_append(policy *p, int slot, const policy_vectors *v)
 {
-    snapkv *s = p->state;
-    double *v = realloc(s->vote, (size_t)capacity * sizeof *v);
-    if (v)
-        s->vote = v;
-    float *q = realloc(s->pooled, (size_t)capacity * sizeof *q);
-    if (q)
-        s->pooled = q;
-    unsigned char *m = realloc(s->mask, (size_t)capacity);
-    if (m)
-        s->mask = m;
-    return v && q && m ? 0 : -1;
+    (void)v;
+    ((snapkv *)policy_state(p))->vote[slot] = 0;
 }
-
-static void snapkv_append(policy *p, int slot) { ((snapkv *)p->state)->vote[slot] = 0; }
 
 /* Only the rows of the observation window vote: queries at prompt positions
  * prompt_len - w .. prompt_len - 1. */
 static void snapkv_observe(policy *p, const float *row, int n)
 {
-    snapkv *s = p->state;
-    int t = p->entries[n - 1].position;
-    if (t >= p->cfg.prompt_len || t < p->cfg.prompt_len - p->cfg.obs_window)
+    snapkv *s = policy_state(p);
+    const int t = policy_entries(p)[n - 1].position, end = policy_config_of(p)->prompt_len;
+    if (t >= end || t < end - s->obs_window)
         return;
     for (int i = 0; i < n; i++)
         s->vote[i] += row[i];
@@ -80,93 +90,85 @@ static void snapkv_observe(policy *p, const float *row, int n)
  * B when the prompt is shorter than 2(B-w). */
 static int pyramid_budget(const policy *p, int q_len)
 {
-    const policy_config *c = &p->cfg;
-    int B = p->budget, w = c->obs_window, L = c->n_layers;
+    const snapkv *s = policy_state(p);
+    int B = policy_budget_of(p), w = s->obs_window, L = policy_model_layers(p);
     if (L <= 1 || q_len <= B || B <= w || q_len < 2 * (B - w))
         return B;
-    int min_n = (B - w) / c->beta;
+    int min_n = (B - w) / s->beta;
     int max_n = 2 * (B - w) - min_n;
     if (max_n >= q_len - w) {
         max_n = q_len - w;
         min_n = 2 * (B - w) - max_n;
     }
     int steps = (max_n - min_n) / (L - 1);
-    int keep = w + max_n - c->layer * steps;
+    int keep = w + max_n - policy_layer_number(p) * steps;
     return keep < 1 ? 1 : keep;
 }
 
-static void snapkv_end_prompt(policy *p)
+static void pyramidkv_end_prompt(policy *p)
 {
-    snapkv *s = p->state;
-    if (s->pyramid && p->budget != POLICY_BUDGET_UNLIMITED)
-        p->budget = pyramid_budget(p, p->n);
+    if (policy_budget_of(p) != POLICY_BUDGET_UNLIMITED)
+        policy_set_budget(p, pyramid_budget(p, policy_size(p)));
 }
 
 /* Pool the votes of the prefix slots [0, m): max with -inf padding or average with
  * zero padding over the full kernel (PyTorch's max_pool1d / avg_pool1d). */
-static void pool_votes(policy *p, int m)
+static void pool_votes(snapkv *s, int m)
 {
-    snapkv *s = p->state;
-    int half = p->cfg.kernel / 2;
+    int half = s->kernel / 2;
     for (int i = 0; i < m; i++) {
-        double acc = p->cfg.pool == POLICY_POOL_MAX ? -INFINITY : 0;
+        double acc = s->pool == POOL_MAX ? -INFINITY : 0;
         for (int j = i - half; j <= i + half; j++) {
             if (j < 0 || j >= m)
                 continue;
-            acc = p->cfg.pool == POLICY_POOL_MAX ? fmax(acc, s->vote[j]) : acc + s->vote[j];
+            acc = s->pool == POOL_MAX ? fmax(acc, s->vote[j]) : acc + s->vote[j];
         }
-        s->pooled[i] = (float)(p->cfg.pool == POLICY_POOL_MAX ? acc : acc / p->cfg.kernel);
+        s->pooled[i] = (float)(s->pool == POOL_MAX ? acc : acc / s->kernel);
     }
-}
-
-static int snapkv_window(const policy *p)
-{
-    int w = p->cfg.obs_window;
-    return w < p->budget ? w : p->budget;
 }
 
 static int snapkv_choose(policy *p, int k, int *out)
 {
-    snapkv *s = p->state;
-    int m = p->n - snapkv_window(p);   /* the prefix; the window is kept */
-    pool_votes(p, m);
-    for (int i = 0; i < p->n; i++)
+    snapkv *s = policy_state(p);
+    const int n = policy_size(p), B = policy_budget_of(p);
+    const int m = n - (s->obs_window < B ? s->obs_window : B);   /* the window is kept */
+    pool_votes(s, m);
+    for (int i = 0; i < n; i++)
         s->mask[i] = i < m;
     return policy_pick_lowest(p, s->pooled, s->mask, k, out);
 }
 
-static void snapkv_remove(policy *p, const int *slots, int k)
-{
-    snapkv *s = p->state;
-    policy_compact(s->vote, sizeof *s->vote, p->n, slots, k);
-}
-
 static int snapkv_scores(const policy *p, float *out)
 {
-    const snapkv *s = p->state;
-    for (int i = 0; i < p->n; i++)
+    const snapkv *s = policy_state(p);
+    for (int i = 0; i < policy_size(p); i++)
         out[i] = (float)s->vote[i];
     return 0;
 }
 
-static void snapkv_destroy(policy *p)
-{
-    snapkv *s = p->state;
-    if (!s)
-        return;
-    free(s->vote), free(s->pooled), free(s->mask);
-    free(s);
-}
-
-const policy_ops policy_snapkv_ops = {
+const policy_def policy_snapkv = {
     .name = "snapkv",
-    .init = snapkv_init,
-    .reserve = snapkv_reserve,
-    .append = snapkv_append,
-    .observe = snapkv_observe,
-    .choose = snapkv_choose,
-    .remove = snapkv_remove,
-    .end_prompt = snapkv_end_prompt,
-    .scores = snapkv_scores,
-    .destroy = snapkv_destroy,
+    .summary = "one-shot after the prompt: keep the window and the top pooled window votes",
+    .provenance = "SnapKV (NeurIPS 2024)",
+    .params = snapkv_params,
+    .columns = snapkv_columns,
+    .defaults = "",
+    .scope_of = POLICY_SCOPE_OF_KV_HEAD,
+    .state_size = sizeof(snapkv),
+    .ops = {.init = snapkv_init, .append = snapkv_append, .observe = snapkv_observe,
+            .choose = snapkv_choose, .scores = snapkv_scores},
+};
+
+const policy_def policy_pyramidkv = {
+    .name = "pyramidkv",
+    .summary = "snapkv with a linear per-layer budget, bottom layers larger",
+    .provenance = "PyramidKV (KVCache-Factory schedule)",
+    .base = &policy_snapkv,
+    .params = pyramidkv_params,
+    .defaults = "",
+    .scope_of = POLICY_SCOPE_OF_KV_HEAD,
+    .state_size = sizeof(snapkv),
+    .ops = {.init = snapkv_init, .append = snapkv_append, .observe = snapkv_observe,
+            .end_prompt = pyramidkv_end_prompt, .choose = snapkv_choose,
+            .scores = snapkv_scores},
 };

@@ -2,17 +2,18 @@
  * replay.c — the replay engine (see replay.h): row blocks in, per-step metrics out.
  *
  * Invariants (tests/test_replay.c names each one it checks):
- *   (1) A query attends to B+1..B+s entries once eviction has begun: the engine only
- *       follows the contract's step order (policies/policy.h (2)), per stream and token
- *           append t → attend (gather + renormalise) → observe → measure → evict when due
- *       and measures C_t, the entries query t attended, before the eviction.
+ *   (1) A query attends to B+1..B+s entries once eviction has begun: the engine drives
+ *       each configuration's streams with policy_layer_step (policies/policy.h (2)),
+ *       which asks it for the rows (gathered and renormalised over the kept entries)
+ *       and lets it measure C_t, the entries query t attended, before the eviction.
  *   (2) Ties are the policy's business (policy.h (4)); the metrics' own ties are
  *       resolved as metrics.h says, the same for every configuration.
  *   (3) Results ignore the thread count: a layer job touches only its own layer's
  *       accumulators, sums in step order, and errors are reported for the lowest
  *       failing layer.
- *   (4) Memory is O(T) per stream plus one block of REPLAY_BLOCK rows per head of the
- *       layer being replayed; no T x T matrix is ever resident.
+ *   (4) Memory is O(T) per stream, O(T·D) per KV head for the keys and values a policy
+ *       or a metric reads, plus one block of REPLAY_BLOCK rows per head of the layer
+ *       being replayed; no T x T matrix is ever resident.
  *   (5) Each row block is read once per layer job and fed to every configuration;
  *       a second, earlier pass reads them once more only when an oracle needs the
  *       column totals (future_t(i) = total(i) − Σ_{τ≤t} p_τ(i)).
@@ -23,28 +24,13 @@
 #include "progress.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #ifdef _OPENMP
 #include <omp.h>
 #endif
-
-/* --- a stream: one policy and the heads whose rows it sees ------------------------- */
-
-typedef struct stream {
-    policy *p;
-    int     cfg;          /* configuration index */
-    int     first;        /* first step measured: replay_first_step(B, T) */
-    int     n_members;    /* G: query heads whose rows the policy observes */
-    int    *members;      /* (G,) plan head indices */
-    int     kv;           /* recorded KV index for key norms; -1 = mean over the layer */
-    float  *rows;         /* (G, T) gathered rows, renormalised, n floats each */
-    double *mass;         /* (G,) mass kept by each member at this step */
-    float  *future;       /* (T,) oracle: future attention of each kept slot */
-    float  *scores;       /* (T,) the policy's scores, for consistency */
-    int    *slots;        /* (T,) evicted slots */
-} stream;
 
 /* Per-step shared facts of one head: the top-n threshold for a few n at a time. */
 #define THETA_MEMO 32   /* distinct cache sizes per step: budgets x strides of a sweep */
@@ -62,22 +48,25 @@ typedef struct layer_job {
     int                T, D, H, K;   /* steps, head dim, plan heads, recorded KV heads */
     int                need_future;  /* an oracle runs: column totals and running sums */
     int                need_sums;    /* running column sums (oracle or consistency) */
-    int                need_values;  /* output error */
+    int                need_keys;    /* a policy reads key vectors */
+    int                need_output;  /* output error */
+    int                need_values;  /* output error, or a policy reads value vectors */
     float             *block;        /* (H, REPLAY_BLOCK, T) the current rows */
     int                t0, width;    /* the block's first step and row stride */
-    float             *keys;         /* (REPLAY_BLOCK, D) */
-    float             *knorm;        /* (K, T) key norms */
+    float             *keys;         /* (K, T, D) */
     float             *values;       /* (K, T, D) */
     double            *total, *sums; /* (H, T) column totals and running sums */
     float             *o_full;       /* (H, D) full-cache output of each head at t */
     float             *o_kept;       /* (D,) */
     float             *full_score;   /* (T,) */
+    float             *scores;       /* (T,) the policy's scores, for consistency */
     float             *scratch;      /* (T,) selection */
+    double            *mass;         /* (H,) mass kept by each member of the stream
+                                        being stepped */
     theta_memo        *memo;         /* (H,) */
-    stream            *streams;      /* every configuration's, configuration by configuration */
-    int                n_streams;
-    int               *first;        /* (n_configs + 1,) config c owns streams first[c].. */
-    policy_group     **groups;       /* (n_configs,) adakv's shared budget; NULL otherwise */
+    policy_layer     **layers;       /* (n_configs,) each configuration's streams */
+    int               *head_id;      /* (H,) the shape of this layer's streams */
+    int               *kv_of;        /* (H,) */
 } layer_job;
 
 static void *alloc_zero(size_t n, size_t size, int *failed)
@@ -100,16 +89,9 @@ static int read_rows(layer_job *j, int h, int t0, int n, kv_err *err)
 
 static int read_kv(layer_job *j, int k, int t0, int n, kv_err *err)
 {
-    replay_source *src = j->src;
+    float *keys = j->need_keys ? j->keys + ((size_t)k * j->T + t0) * j->D : NULL;
     float *values = j->need_values ? j->values + ((size_t)k * j->T + t0) * j->D : NULL;
-    int rc = replay_source_read_kv(src, j->li, k, t0, n, j->keys, values, err);
-    for (int r = 0; rc == KV_OK && r < n; r++) {
-        double s = 0;
-        for (int d = 0; d < j->D; d++)
-            s += (double)j->keys[(size_t)r * j->D + d] * j->keys[(size_t)r * j->D + d];
-        j->knorm[(size_t)k * j->T + t0 + r] = (float)sqrt(s);
-    }
-    return rc;
+    return replay_source_read_kv(j->src, j->li, k, t0, n, keys, values, err);
 }
 
 /* Read rows t0..t0+n-1 of every plan head, and the keys/values of every KV head. */
@@ -118,7 +100,7 @@ static int read_block(layer_job *j, int t0, int n, kv_err *err)
     int rc = KV_OK;
     for (int h = 0; rc == KV_OK && h < j->H; h++)
         rc = read_rows(j, h, t0, n, err);
-    for (int k = 0; rc == KV_OK && j->D > 0 && k < j->K; k++)
+    for (int k = 0; rc == KV_OK && (j->need_keys || j->need_values) && k < j->K; k++)
         rc = read_kv(j, k, t0, n, err);
     j->t0 = t0;
     j->width = t0 + n;
@@ -152,166 +134,71 @@ static int read_totals(layer_job *j, kv_err *err)
     return KV_OK;
 }
 
-/* --- streams ---------------------------------------------------------------------- */
+/* --- streams ----------------------------------------------------------------------- */
 
-static void stream_free(stream *s)
+void replay_shape_of(const replay_source *src, const replay_plan *plan, int l, int *head_id,
+                     int *kv_of, policy_shape *out)
 {
-    policy_free(s->p);
-    free(s->members);
-    free(s->rows);
-    free(s->mass);
-    free(s->future);
-    free(s->scores);
-    free(s->slots);
-}
-
-static int stream_init(layer_job *j, stream *s, int c, const int *members, int G, int kv,
-                       uint64_t stream_id, kv_err *err)
-{
-    const replay_config *cfg = &j->plan->configs[c];
-    policy_config pc = cfg->policy;
-    pc.stream_id = stream_id;
-    pc.group = j->groups[c];
-    pc.group_member = j->n_streams - j->first[c];
-    pc.layer = j->src->layers[j->li];
-    pc.n_layers = j->src->model_layers;
-    pc.capacity_hint = pc.budget > 0 && pc.budget + pc.stride < j->T ? pc.budget + pc.stride
-                                                                      : j->T;
-    char why[KV_ERR_MSG_MAX];
-    int failed = 0;
-    s->cfg = c;
-    s->first = replay_first_step(pc.budget, j->T);
-    s->n_members = G;
-    s->kv = kv;
-    s->p = policy_new(&pc, why, sizeof why);
-    s->members = alloc_zero((size_t)G, sizeof *s->members, &failed);
-    s->rows = alloc_zero((size_t)G * j->T, sizeof *s->rows, &failed);
-    s->mass = alloc_zero((size_t)G, sizeof *s->mass, &failed);
-    s->future = alloc_zero((size_t)j->T, sizeof *s->future, &failed);
-    s->scores = alloc_zero((size_t)j->T, sizeof *s->scores, &failed);
-    s->slots = alloc_zero((size_t)j->T, sizeof *s->slots, &failed);
-    if (!s->p)
-        return kv_errorf(err, KV_EUSAGE, "%s", why);
-    if (failed)
-        return kv_errorf(err, KV_ENOMEM, "out of memory for a stream of %d entries", j->T);
-    memcpy(s->members, members, (size_t)G * sizeof *members);
-    return KV_OK;
-}
-
-/* --- the streams of a configuration ------------------------------------------------ */
-
-int replay_streams_of(const replay_source *src, const replay_plan *plan, int c, int l,
-                      replay_stream_fn fn, void *ctx, kv_err *err)
-{
-    const int H = plan->n_heads;
-    int *members = malloc((size_t)(H > 0 ? H : 1) * sizeof *members);
-    if (!members)
-        return kv_errorf(err, KV_ENOMEM, "out of memory");
-    const uint64_t lid = (uint64_t)src->layers[plan->layers[l]] * 1000;
-    int rc = KV_OK;
-    switch (plan->configs[c].scope_of) {
-    case POLICY_SCOPE_OF_PRESET:   /* resolved by the setup; never reaches here */
-    case POLICY_SCOPE_OF_LAYER:
-        for (int h = 0; h < H; h++)
-            members[h] = h;
-        rc = fn(ctx, members, H, -1, lid, err);
-        break;
-    case POLICY_SCOPE_OF_QUERY_HEAD:
-        for (int h = 0; rc == KV_OK && h < H; h++)
-            rc = fn(ctx, &h, 1, src->kv_of_head[plan->heads[h]], lid + (uint64_t)plan->heads[h],
-                    err);
-        break;
-    case POLICY_SCOPE_OF_KV_HEAD:
-        for (int k = 0; rc == KV_OK && k < src->n_kv; k++) {
-            int G = 0;
-            for (int h = 0; h < H; h++)
-                if (src->kv_of_head[plan->heads[h]] == k)
-                    members[G++] = h;
-            if (G)   /* a KV head none of whose query heads was selected has no stream */
-                rc = fn(ctx, members, G, k, lid + (uint64_t)k, err);
-        }
-        break;
+    for (int h = 0; h < plan->n_heads; h++) {
+        head_id[h] = plan->heads[h];
+        kv_of[h] = src->kv_of_head[plan->heads[h]];
     }
-    free(members);
-    return rc;
+    *out = (policy_shape){.layer = src->layers[plan->layers[l]], .n_layers = src->model_layers,
+                          .n_heads = plan->n_heads, .head_id = head_id, .kv_of = kv_of,
+                          .n_kv = src->n_kv, .max_len = src->T};
 }
 
-static int count_stream(void *ctx, const int *members, int G, int kv, uint64_t id,
-                        kv_err *err)
+int replay_config_finish(replay_config *c, kv_err *err)
 {
-    (void)members, (void)G, (void)kv, (void)id, (void)err;
-    ++*(int *)ctx;
+    char text[POLICY_VALUE_MAX];
+    const char *v = policy_config_value(&c->policy, "score", text, sizeof text);
+    snprintf(c->score_name, sizeof c->score_name, "%s", v ? v : "");
+    v = policy_config_value(&c->policy, "scope", text, sizeof text);
+    snprintf(c->scope_name, sizeof c->scope_name, "%s", v ? v : "");
+    const int head = 0, kv = 0;
+    const policy_shape one = {.n_layers = 1, .n_heads = 1, .head_id = &head, .kv_of = &kv,
+                              .n_kv = 1};
+    policy_config probe = c->policy;
+    if (probe.prompt_len <= 0)   /* set per run by confirm; snapkv needs one to exist */
+        probe.prompt_len = 1;
+    policy_layer *L = policy_layer_new(&probe, &one, err);
+    if (!L)
+        return KV_EUSAGE;
+    const policy *p = policy_layer_stream(L, 0);
+    policy_rules rules;
+    c->score = policy_rules_of(p, &rules) == 0 ? rules.score : POLICY_SCORE_NONE;
+    c->scope_of = policy_config_scope_of(policy_config_of(p));
+    c->policy.phase = policy_config_of(p)->phase;
+    c->policy.stride = policy_config_of(p)->stride;
+    policy_layer_free(L);
     return KV_OK;
 }
 
-/* Streams of configuration c in this layer. */
-static int streams_of(const layer_job *j, int c)
-{
-    int n = 0;
-    replay_streams_of(j->src, j->plan, c, j->l, count_stream, &n, NULL);
-    return n;
-}
-
-/* adakv shares one budget among the streams of a layer: policy.h (2). */
-static int needs_group(const replay_config *cfg) { return !strcmp(cfg->policy.name, "adakv"); }
-
-static int make_group(layer_job *j, int c, kv_err *err)
-{
-    char why[KV_ERR_MSG_MAX];
-    j->groups[c] = policy_group_new(streams_of(j, c), why, sizeof why);
-    return j->groups[c] ? KV_OK : kv_errorf(err, KV_ENOMEM, "%s", why);
-}
-
-typedef struct stream_builder {
-    layer_job *j;
-    int        c;
-} stream_builder;
-
-static int add_stream(void *ctx, const int *members, int G, int kv, uint64_t id, kv_err *err)
-{
-    const stream_builder *b = ctx;
-    layer_job *j = b->j;
-    int rc = stream_init(j, &j->streams[j->n_streams], b->c, members, G, kv, id, err);
-    j->n_streams++;   /* counted even when it failed: job_free frees what was half built */
-    return rc;
-}
-
-/* Build the streams of every configuration for this layer, in configuration order,
- * then in replay_streams_of's order: the order results are summed in. */
-static int build_streams(layer_job *j, kv_err *err)
+/* Every configuration's streams of this layer, and what they need read. */
+static int build_layers(layer_job *j, kv_err *err)
 {
     const replay_plan *plan = j->plan;
-    int total = 0;
-    for (int c = 0; c < plan->n_configs; c++)
-        total += streams_of(j, c);
-    j->streams = calloc((size_t)(total ? total : 1), sizeof *j->streams);
-    if (!j->streams)
-        return kv_errorf(err, KV_ENOMEM, "out of memory for %d streams", total);
-    int rc = KV_OK;
-    for (int c = 0; rc == KV_OK && c < plan->n_configs; c++) {
-        j->first[c] = j->n_streams;
-        stream_builder b = {j, c};
-        if (needs_group(&plan->configs[c]) && (rc = make_group(j, c, err)) != KV_OK)
-            break;
-        rc = replay_streams_of(j->src, plan, c, j->l, add_stream, &b, err);
+    policy_shape shape;
+    replay_shape_of(j->src, plan, j->l, j->head_id, j->kv_of, &shape);
+    for (int c = 0; c < plan->n_configs; c++) {
+        if (!(j->layers[c] = policy_layer_new(&plan->configs[c].policy, &shape, err)))
+            return err && err->code ? err->code : KV_EUSAGE;
+        const policy_layer *L = j->layers[c];
+        const unsigned flags = policy_layer_streams(L) ? policy_flags(policy_layer_stream(L, 0)) : 0;
+        j->need_future |= (flags & POLICY_NEEDS_FUTURE) != 0;
+        j->need_keys |= (flags & POLICY_READS_KEYS) != 0;
+        j->need_values |= (flags & POLICY_READS_VALUES) != 0;
+        if ((flags & (POLICY_READS_KEYS | POLICY_READS_VALUES)) && j->D == 0)
+            return kv_errorf(err, KV_EUSAGE, "policy %s reads key and value vectors: %s has "
+                             "none recorded", plan->configs[c].policy.name, j->src->name);
+        if ((flags & POLICY_READS_VALUES) && !j->src->has_values)
+            return kv_errorf(err, KV_EUSAGE, "policy %s reads value vectors: %s has none "
+                             "recorded", plan->configs[c].policy.name, j->src->name);
     }
-    j->first[plan->n_configs] = j->n_streams;
-    return rc;
+    return KV_OK;
 }
 
 /* --- one step --------------------------------------------------------------------- */
-
-static float key_norm(const layer_job *j, const stream *s, int t)
-{
-    if (j->D == 0)
-        return NAN;
-    if (s->kv >= 0)
-        return j->knorm[(size_t)s->kv * j->T + t];
-    double sum = 0;   /* layer scope: one cache for every KV head; their mean norm */
-    for (int k = 0; k < j->K; k++)
-        sum += j->knorm[(size_t)k * j->T + t];
-    return (float)(sum / j->K);
-}
 
 /* Top-n threshold of head h's row at this step, computed once per distinct n. */
 static void top_n(layer_job *j, int h, const float *p, int len, int n, float *theta,
@@ -350,121 +237,116 @@ static void full_score(const layer_job *j, policy_score score, int h, const floa
         memcpy(out, p, (size_t)len * sizeof *out);
 }
 
-/* Compare C_t with the full cache for each member head and add to its accumulator. */
-static void measure(layer_job *j, stream *s, int t, replay_acc *acc)
+/* The step's side of the policy_io callbacks: which configuration and step. */
+typedef struct step_ctx {
+    layer_job  *j;
+    int         c, t;
+    replay_acc *acc;
+} step_ctx;
+
+/* Gather and renormalise each member head's row over stream s's kept entries. */
+static int gather_rows(void *ctx, int s, const policy *p, float *rows, kv_err *err)
 {
+    (void)err;
+    const step_ctx *x = ctx;
+    layer_job *j = x->j;
+    const int *heads;
+    const int G = policy_layer_members(j->layers[x->c], s, &heads), n = policy_size(p);
+    for (int g = 0; g < G; g++)
+        j->mass[g] = metrics_gather(row_of(j, heads[g], x->t), policy_entries(p), n,
+                                    rows + (size_t)g * n);
+    return KV_OK;
+}
+
+static void tell_observer(const step_ctx *x, const int *heads, int G, const policy *p)
+{
+    const layer_job *j = x->j;
+    for (int g = 0; g < G; g++) {
+        replay_attended a = {x->c, j->src->layers[j->li], j->src->heads[j->plan->heads[heads[g]]],
+                             x->t, row_of(j, heads[g], x->t), policy_entries(p), policy_size(p)};
+        j->plan->observe(j->plan->observe_ctx, &a);
+    }
+}
+
+/* Compare C_t with the full cache for each member head and add to its accumulator. */
+static void measure(void *ctx, int s, const policy *p)
+{
+    const step_ctx *x = ctx;
+    layer_job *j = x->j;
     const replay_plan *plan = j->plan;
-    const replay_config *cfg = &plan->configs[s->cfg];
-    const policy_entry *kept = policy_entries(s->p);
-    const int n = policy_size(s->p), len = t + 1;
+    const replay_config *cfg = &plan->configs[x->c];
+    const int *heads;
+    const int G = policy_layer_members(j->layers[x->c], s, &heads);
+    if (plan->observe)
+        tell_observer(x, heads, G, p);
+    if (x->t < replay_first_step(cfg->policy.budget, j->T))
+        return;
+    const policy_entry *kept = policy_entries(p);
+    const int n = policy_size(p), len = x->t + 1;
     const int consistent = (plan->metrics & REPLAY_CONSISTENCY) &&
                            score_has_full_version(cfg->score) &&
-                           policy_scores(s->p, s->scores) == 0;
-    for (int g = 0; g < s->n_members; g++) {
-        const int h = s->members[g];
-        const float *p = row_of(j, h, t);
-        replay_acc *a = replay_acc_at(acc, plan, s->cfg, j->l, h);
+                           policy_scores(p, j->scores) == 0;
+    for (int g = 0; g < G; g++) {
+        const int h = heads[g];
+        const float *row = row_of(j, h, x->t);
+        replay_acc *a = replay_acc_at(x->acc, plan, x->c, j->l, h);
         a->steps++;
         a->cache += n;
-        a->mass += s->mass[g];
+        a->mass += j->mass[g];
         if (plan->metrics & REPLAY_OVERLAP) {
             float theta;
             int above;
-            top_n(j, h, p, len, n, &theta, &above);
-            a->overlap += metrics_overlap(p, kept, n, theta, above);
+            top_n(j, h, row, len, n, &theta, &above);
+            a->overlap += metrics_overlap(row, kept, n, theta, above);
             a->n_overlap++;
         }
-        if (j->need_values) {
+        if (j->need_output) {
             const float *v = j->values + (size_t)j->src->kv_of_head[plan->heads[h]] * j->T * j->D;
-            metrics_output_kept(p, kept, n, s->mass[g], v, j->D, j->o_kept);
+            metrics_output_kept(row, kept, n, j->mass[g], v, j->D, j->o_kept);
             a->output_error += metrics_relative_error(j->o_kept, j->o_full + (size_t)h * j->D, j->D);
             a->n_output++;
         }
         if (consistent) {
-            full_score(j, cfg->score, h, p, len, j->full_score);
-            a->consistency += metrics_consistency(s->scores, kept, n, j->full_score, len,
-                                                  policy_budget_of(s->p), j->scratch);
+            full_score(j, cfg->score, h, row, len, j->full_score);
+            a->consistency += metrics_consistency(j->scores, kept, n, j->full_score, len,
+                                                  policy_budget_of(p), j->scratch);
             a->n_consistency++;
         }
     }
 }
 
 /* The oracle's view of the future: Σ over the member heads of total − running sum. */
-static void fill_future(const layer_job *j, stream *s)
+static void fill_future(void *ctx, int s, const policy *p, float *future)
 {
-    const policy_entry *kept = policy_entries(s->p);
-    const int n = policy_size(s->p);
-    for (int i = 0; i < n; i++) {
-        const int pos = kept[i].position;
+    const step_ctx *x = ctx;
+    const layer_job *j = x->j;
+    const int *heads;
+    const int G = policy_layer_members(j->layers[x->c], s, &heads);
+    const policy_entry *kept = policy_entries(p);
+    for (int i = 0; i < policy_size(p); i++) {
         double f = 0;
-        for (int g = 0; g < s->n_members; g++) {
-            const size_t at = (size_t)s->members[g] * j->T + pos;
+        for (int g = 0; g < G; g++) {
+            const size_t at = (size_t)heads[g] * j->T + kept[i].position;
             f += j->total[at] - j->sums[at];
         }
-        s->future[i] = (float)(f > 0 ? f : 0);
+        future[i] = (float)(f > 0 ? f : 0);
     }
 }
 
-static void tell_observer(const layer_job *j, const stream *s, int t,
-                          const policy_entry *kept, int n)
+/* Step t of configuration c: the contract's order, policies/policy_layer.c (invariant 1). */
+static int replay_step(layer_job *j, int c, int t, replay_acc *acc, kv_err *err)
 {
-    for (int g = 0; g < s->n_members; g++) {
-        const int h = s->members[g];
-        replay_attended a = {s->cfg, j->src->layers[j->li], j->src->heads[j->plan->heads[h]],
-                             t, row_of(j, h, t), kept, n};
-        j->plan->observe(j->plan->observe_ctx, &a);
-    }
-}
-
-/* Token t joins the stream and query t attends: append, gather and renormalise each
- * member's row over the kept entries, observe, and measure C_t. */
-static int attend(layer_job *j, stream *s, int t, replay_acc *acc)
-{
-    policy_entry entry = j->src->tokens[t];
-    entry.key_norm = key_norm(j, s, t);
-    if (policy_append(s->p, &entry) != 0)
-        return KV_ENOMEM;
-
-    const policy_entry *kept = policy_entries(s->p);
-    const int n = policy_size(s->p);
-    for (int g = 0; g < s->n_members; g++)
-        s->mass[g] = metrics_gather(row_of(j, s->members[g], t), kept, n,
-                                    s->rows + (size_t)g * n);
-    if (j->plan->observe)
-        tell_observer(j, s, t, kept, n);
-    policy_observe(s->p, s->rows, s->n_members);
-    if (t == j->src->prompt_len - 1)
-        policy_end_prompt(s->p);
-
-    if (t >= s->first)
-        measure(j, s, t, acc);
-    return KV_OK;
-}
-
-static void evict_when_due(const layer_job *j, stream *s)
-{
-    int k = policy_due(s->p);
-    if (k <= 0)
-        return;
-    if (policy_needs_future(s->p)) {
-        fill_future(j, s);
-        policy_set_future(s->p, s->future);
-    }
-    policy_evict(s->p, k, s->slots);
-}
-
-/* Step t of configuration c, in the contract's order (invariant 1): every stream
- * attends and observes, adakv's group plans, then each stream evicts when due. */
-static int replay_step(layer_job *j, int c, int t, replay_acc *acc)
-{
-    for (int i = j->first[c]; i < j->first[c + 1]; i++)
-        if (attend(j, &j->streams[i], t, acc) != KV_OK)
-            return KV_ENOMEM;
-    if (j->groups[c])
-        policy_group_plan(j->groups[c]);
-    for (int i = j->first[c]; i < j->first[c + 1]; i++)
-        evict_when_due(j, &j->streams[i]);
-    return KV_OK;
+    static const policy_io io = {gather_rows, measure, fill_future, NULL};
+    step_ctx x = {j, c, t, acc};
+    const policy_entry *e = &j->src->tokens[t];
+    const policy_token tok = {
+        .position = e->position, .token = e->token, .flags = e->flags,
+        .keys = j->need_keys ? j->keys + (size_t)t * j->D : NULL,
+        .values = j->need_values ? j->values + (size_t)t * j->D : NULL,
+        .dim = j->D,
+        .stride = (size_t)j->T * j->D,
+    };
+    return policy_layer_step(j->layers[c], &tok, &io, &x, err);
 }
 
 /* What every stream of step t shares: running sums, full outputs, fresh memos. */
@@ -478,7 +360,7 @@ static void step_shared(layer_job *j, int t)
             for (int i = 0; i <= t; i++)
                 S[i] += p[i];
         }
-        if (j->need_values) {
+        if (j->need_output) {
             const float *v = j->values + (size_t)j->src->kv_of_head[j->plan->heads[h]] * j->T * j->D;
             metrics_output_full(p, t + 1, v, j->D, j->o_full + (size_t)h * j->D);
         }
@@ -490,36 +372,23 @@ static void step_shared(layer_job *j, int t)
 
 static void job_free(layer_job *j)
 {
-    for (int i = 0; i < j->n_streams; i++)
-        stream_free(&j->streams[i]);
-    for (int c = 0; j->groups && c < j->plan->n_configs; c++)
-        policy_group_free(j->groups[c]);   /* after its members */
-    free(j->streams);
-    free(j->first);
-    free(j->groups);
+    for (int c = 0; j->layers && c < j->plan->n_configs; c++)
+        policy_layer_free(j->layers[c]);
+    free(j->layers);
+    free(j->head_id);
+    free(j->kv_of);
     free(j->block);
     free(j->keys);
-    free(j->knorm);
     free(j->values);
     free(j->total);
     free(j->sums);
     free(j->o_full);
     free(j->o_kept);
     free(j->full_score);
+    free(j->scores);
     free(j->scratch);
+    free(j->mass);
     free(j->memo);
-}
-
-static int plan_needs_future(const replay_plan *plan)
-{
-    for (int c = 0; c < plan->n_configs; c++) {
-        policy *p = policy_new(&plan->configs[c].policy, NULL, 0);
-        int needs = p && policy_needs_future(p);
-        policy_free(p);
-        if (needs)
-            return 1;
-    }
-    return 0;
 }
 
 static int plan_needs_consistency(const replay_plan *plan)
@@ -530,6 +399,7 @@ static int plan_needs_consistency(const replay_plan *plan)
     return 0;
 }
 
+/* The streams first (what they read decides what is read), then the buffers. */
 static int job_init(layer_job *j, replay_source *src, const replay_plan *plan, int l,
                     kv_err *err)
 {
@@ -542,14 +412,20 @@ static int job_init(layer_job *j, replay_source *src, const replay_plan *plan, i
     j->D = src->head_dim;
     j->H = plan->n_heads;
     j->K = src->n_kv;
-    j->need_future = plan_needs_future(plan);
-    j->need_sums = j->need_future || plan_needs_consistency(plan);
-    j->need_values = (plan->metrics & REPLAY_OUTPUT) && src->has_values && j->D > 0;
     const size_t T = (size_t)j->T, D = (size_t)j->D, H = (size_t)j->H, K = (size_t)j->K;
     int failed = 0;
+    j->layers = alloc_zero((size_t)plan->n_configs, sizeof *j->layers, &failed);
+    j->head_id = alloc_zero(H, sizeof *j->head_id, &failed);
+    j->kv_of = alloc_zero(H, sizeof *j->kv_of, &failed);
+    int rc = failed ? kv_errorf(err, KV_ENOMEM, "out of memory") : build_layers(j, err);
+    if (rc != KV_OK)
+        return rc;
+    j->need_sums = j->need_future || plan_needs_consistency(plan);
+    j->need_output = (plan->metrics & REPLAY_OUTPUT) && src->has_values && j->D > 0;
+    j->need_values |= j->need_output;
     j->block = alloc_zero(H * REPLAY_BLOCK * T, sizeof *j->block, &failed);
-    j->keys = alloc_zero(REPLAY_BLOCK * D, sizeof *j->keys, &failed);
-    j->knorm = alloc_zero(K * T, sizeof *j->knorm, &failed);
+    if (j->need_keys)
+        j->keys = alloc_zero(K * T * D, sizeof *j->keys, &failed);
     if (j->need_values)
         j->values = alloc_zero(K * T * D, sizeof *j->values, &failed);
     if (j->need_sums) {
@@ -559,14 +435,13 @@ static int job_init(layer_job *j, replay_source *src, const replay_plan *plan, i
     j->o_full = alloc_zero(H * D, sizeof *j->o_full, &failed);
     j->o_kept = alloc_zero(D, sizeof *j->o_kept, &failed);
     j->full_score = alloc_zero(T, sizeof *j->full_score, &failed);
+    j->scores = alloc_zero(T, sizeof *j->scores, &failed);
     j->scratch = alloc_zero(T, sizeof *j->scratch, &failed);
+    j->mass = alloc_zero(H, sizeof *j->mass, &failed);
     j->memo = alloc_zero(H, sizeof *j->memo, &failed);
-    j->first = alloc_zero((size_t)plan->n_configs + 1, sizeof *j->first, &failed);
-    j->groups = alloc_zero((size_t)plan->n_configs, sizeof *j->groups, &failed);
-    if (failed)
-        return kv_errorf(err, KV_ENOMEM, "out of memory for a layer of %d heads x %d steps",
-                         j->H, j->T);
-    return build_streams(j, err);
+    return failed ? kv_errorf(err, KV_ENOMEM, "out of memory for a layer of %d heads x %d "
+                              "steps", j->H, j->T)
+                  : KV_OK;
 }
 
 static int replay_layer(replay_source *src, const replay_plan *plan, int l, replay_acc *acc,
@@ -582,11 +457,9 @@ static int replay_layer(replay_source *src, const replay_plan *plan, int l, repl
         for (int t = t0; rc == KV_OK && t < t0 + n; t++) {
             step_shared(&j, t);
             for (int c = 0; rc == KV_OK && c < plan->n_configs; c++)
-                rc = replay_step(&j, c, t, acc);
+                rc = replay_step(&j, c, t, acc, err);
         }
     }
-    if (rc == KV_ENOMEM && err && !err->msg[0])
-        kv_errorf(err, rc, "out of memory in a policy");
     if (rc != KV_OK)
         kv_err_prefix(err, "layer %d: ", src->layers[j.li]);
     job_free(&j);
@@ -630,26 +503,4 @@ int replay_run(replay_source *src, const replay_plan *plan, replay_acc *acc, kv_
     free(rc);
     free(errs);
     return status;
-}
-
-size_t replay_peak_bytes(const replay_source *src, const replay_plan *plan, int threads)
-{
-    const size_t T = (size_t)src->T, D = (size_t)src->head_dim, H = (size_t)plan->n_heads;
-    const size_t K = (size_t)src->n_kv;
-    size_t job = H * REPLAY_BLOCK * T * 4      /* row blocks */
-                 + K * T * (D + 1) * 4          /* values and key norms */
-                 + H * T * 16                   /* column totals and running sums */
-                 + 2 * T * 4;                   /* selection scratch, full score */
-    for (int c = 0; c < plan->n_configs; c++) {
-        const policy_scope_of of = plan->configs[c].scope_of;
-        const size_t G = of == POLICY_SCOPE_OF_LAYER     ? H                    /* rows seen */
-                         : of == POLICY_SCOPE_OF_KV_HEAD ? (H + K - 1) / K : 1;
-        const size_t streams = of == POLICY_SCOPE_OF_LAYER        ? 1
-                               : of == POLICY_SCOPE_OF_QUERY_HEAD ? H : K;
-        /* per stream: gathered rows, future, scores, slots, and the policy's O(T)
-         * state (entries of 16 bytes plus a few floats per entry) */
-        job += streams * (G * T * 4 + 3 * T * 4 + T * 32);
-    }
-    const size_t acc = (size_t)plan->n_configs * plan->n_layers * H * sizeof(replay_acc);
-    return (size_t)threads * job + acc;
 }

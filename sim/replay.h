@@ -11,7 +11,7 @@
  * Work is split by layer: a layer job reads its heads' row blocks (64 rows each) and
  * keys/values, and steps every stream of every configuration of that layer.  Jobs run
  * on OpenMP threads; each writes only its own accumulators, so the numbers do not
- * depend on the thread count.  Peak memory: replay_peak_bytes() and docs/METRICS.md.
+ * depend on the thread count.  Peak memory: docs/METRICS.md.
  */
 #ifndef REPLAY_H
 #define REPLAY_H
@@ -45,6 +45,13 @@ typedef struct replay_config {
     int             oracle;         /* index of the oracle config at equal budget, -1 */
     int             window_used;    /* the policy reads its window (scope_name shows it) */
 } replay_config;
+
+/* Fill c's derived fields from c->policy (its name, parameters and resolved budget):
+ * the CSV labels score_name and scope_name (the parameters in force, "" when the
+ * policy has none), scope_of, score, and the phase and stride the policy runs with
+ * (snapkv: oneshot; pace: its largest block), by building the policy once.  0, or
+ * KV_EUSAGE naming what is wrong with the configuration. */
+int replay_config_finish(replay_config *c, kv_err *err);
 
 /* What query t of one member head attended: C_t (before the step's eviction) and the
  * full-cache row.  Everything is borrowed for the duration of the call. */
@@ -93,16 +100,12 @@ static inline replay_acc *replay_acc_at(replay_acc *acc, const replay_plan *plan
     return acc + ((size_t)c * plan->n_layers + l) * plan->n_heads + h;
 }
 
-/* The streams of configuration c in plan layer l, in the order the engine builds and
- * sums them: one per layer (all plan heads, kv -1), one per plan query head, or one per
- * KV head that has a selected query head, as configs[c].scope_of says.  fn gets each
- * one's member plan heads, its recorded KV head and its stream id (model layer · 1000
- * + head or KV head); the first error it returns stops the walk.  The CPU engine and
- * the GPU path (sim/replay_gpu.c) both build their streams from it. */
-typedef int (*replay_stream_fn)(void *ctx, const int *members, int G, int kv, uint64_t id,
-                                kv_err *err);
-int replay_streams_of(const replay_source *src, const replay_plan *plan, int c, int l,
-                      replay_stream_fn fn, void *ctx, kv_err *err);
+/* The policy_shape of plan layer l (policy.h): the plan's heads with their recorded
+ * indices as head ids and their recorded KV heads, so that the CPU engine and the GPU
+ * path build the same streams with policy_layer_new.  head_id and kv_of hold
+ * plan->n_heads ints; the shape points into them. */
+void replay_shape_of(const replay_source *src, const replay_plan *plan, int l, int *head_id,
+                     int *kv_of, policy_shape *out);
 
 /* The first step averaged for budget B over T steps: B, or 0 when B >= T. */
 static inline int replay_first_step(int B, int T) { return B > 0 && B < T ? B : 0; }
@@ -111,8 +114,5 @@ static inline int replay_first_step(int B, int T) { return B > 0 && B < T ? B : 
  * n_configs x n_layers x n_heads).  Uses the current OpenMP thread count.
  * 0, or a KV_E* code with err (the error of the lowest failing layer). */
 int replay_run(replay_source *src, const replay_plan *plan, replay_acc *acc, kv_err *err);
-
-/* Peak bytes of replay_run beyond the source, for `threads` threads. */
-size_t replay_peak_bytes(const replay_source *src, const replay_plan *plan, int threads);
 
 #endif /* REPLAY_H */

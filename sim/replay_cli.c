@@ -259,10 +259,7 @@ static int expand_budgets(const char *text, char (*out)[32], int *n, kv_err *err
 
 static int set_param(policy_config *cfg, const char *key, const char *value, kv_err *err)
 {
-    char why[KV_ERR_MSG_MAX];
-    if (!value || policy_config_set(cfg, key, value, why, sizeof why) == 0)
-        return KV_OK;
-    return kv_errorf(err, KV_EUSAGE, "%s", why);
+    return value ? policy_config_set(cfg, key, value, err) : KV_OK;
 }
 
 static const char *param_of(const replay_args *a, const char *key)
@@ -274,52 +271,23 @@ static const char *param_of(const replay_args *a, const char *key)
     return value;
 }
 
-/* Build the policy once to check the configuration and read what the preset
- * resolved to (score, scope of aggregation). */
-static int resolve(replay_config *c, kv_err *err)
-{
-    char why[KV_ERR_MSG_MAX];
-    policy_group *group = NULL;
-    policy_config pc = c->policy;
-    if (!strcmp(pc.name, "adakv")) {   /* adakv needs a group to exist: policy.h (2) */
-        group = policy_group_new(1, why, sizeof why);
-        pc.group = group;
-        pc.group_member = 0;
-    }
-    policy *p = group || strcmp(pc.name, "adakv") ? policy_new(&pc, why, sizeof why) : NULL;
-    if (p) {   /* what the preset made of the request is what the CSV must say */
-        const policy_config *in_force = policy_config_of(p);
-        c->score = in_force->score;
-        c->scope_of = policy_config_scope_of(in_force);
-        c->policy.phase = in_force->phase;     /* snapkv, pyramidkv: oneshot */
-        c->policy.stride = in_force->stride;   /* pace: its largest block */
-    }
-    policy_free(p);
-    policy_group_free(group);
-    return p ? KV_OK : kv_errorf(err, KV_EUSAGE, "%s", why);
-}
-
 /* The axes of a configuration list, outermost first; a sweep runs their product. */
 enum { AXIS_POLICY, AXIS_SCORE, AXIS_SCOPE, AXIS_BUDGET, AXIS_WINDOW, AXIS_STRIDE, N_AXES };
 static const char *const AXIS_KEYS[N_AXES] = {"policy", "score", "scope", "budget", "window",
                                               "stride"};
 
-/* CSV labels: the score and scope as written (on an axis or as --score/--scope),
- * else the preset's. */
-static void label_config(replay_config *c, const replay_args *a, const char *const *item)
+/* A window the policy reads is part of its scope label, `window:r` with r in entries:
+ * without it, the lines of a --windows sweep could not be told apart. */
+static void label_window(replay_config *c, const replay_args *a, const char *const *item)
 {
-    const policy_info *info = policy_find(c->policy.name);
-    const char *score = item && item[AXIS_SCORE] ? item[AXIS_SCORE] : a ? param_of(a, "score") : NULL;
-    const char *scope = item && item[AXIS_SCOPE] ? item[AXIS_SCOPE] : a ? param_of(a, "scope") : NULL;
+    char text[POLICY_VALUE_MAX];
     const char *window = item && item[AXIS_WINDOW] ? item[AXIS_WINDOW] : a ? param_of(a, "window") : NULL;
-    snprintf(c->score_name, sizeof c->score_name, "%s", score ? score : info->score);
-    snprintf(c->scope_name, sizeof c->scope_name, "%s", scope ? scope : info->scope);
-    /* a window the policy reads is part of its scope, `window:r` with r in entries:
-     * without it, the lines of a --windows sweep could not be told apart */
-    if (window && c->window_used)
+    const char *v = policy_config_value(&c->policy, "window", text, sizeof text);
+    policy_span r;
+    if (window && c->window_used && v && policy_span_parse(v, &r, NULL) == KV_OK)
         snprintf(c->scope_name + strlen(c->scope_name),
                  sizeof c->scope_name - strlen(c->scope_name), ":%d",
-                 policy_window_entries(&c->policy, c->policy.budget));
+                 policy_span_entries(&r, c->policy.budget));
 }
 
 /* One configuration: one item of each axis (NULL: the default), then every other
@@ -350,9 +318,9 @@ static int make_config(const replay_args *a, const replay_source *src,
     c->window_used = !has_word(dropped, "window");
     policy_config_resolve(&c->policy, src->T);
     c->policy.prompt_len = src->prompt_len;
-    c->policy.n_layers = src->model_layers;
-    label_config(c, a, item);
-    return resolve(c, err);
+    rc = replay_config_finish(c, err);
+    label_window(c, a, item);
+    return rc;
 }
 
 /* The oracle at the budget of c: the driver's settings copied, nothing else.  Its
@@ -374,11 +342,9 @@ static int make_oracle(const replay_config *c, replay_config *o, kv_err *err)
     o->policy.scope_of = c->policy.scope_of;
     o->policy.seed = c->policy.seed;
     o->policy.prompt_len = c->policy.prompt_len;
-    o->policy.n_layers = c->policy.n_layers;
     o->oracle = -1;
     memcpy(o->budget_arg, c->budget_arg, sizeof o->budget_arg);
-    label_config(o, NULL, NULL);
-    return resolve(o, err);
+    return replay_config_finish(o, err);
 }
 
 /* Two oracle configurations that would replay identically: one line, not two. */

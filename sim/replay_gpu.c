@@ -1,9 +1,9 @@
 /*
  * replay_gpu.c — `kvsim replay|sweep --device cuda`: the plan run by gpu/gpu_replay.cu.
  *
- * The host describes every stream of every configuration and layer as sim/replay.c
- * builds them (members, stream ids, the budget a CPU policy resolves, with layer
- * schedules), reads each block of 64 rows for all selected (layer, head) pairs on the
+ * The host describes every stream of every configuration and layer from the streams
+ * policy_layer_new builds for the CPU engine (members, the budget a CPU policy
+ * resolves, with layer schedules, and its score x scope rules), reads each block of 64 rows for all selected (layer, head) pairs on the
  * OpenMP threads, uploads it, and lets one CUDA block per stream step through it.  The
  * accumulators come back into replay_acc, so results.c writes the same CSV.
  *
@@ -23,15 +23,17 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* The presets whose rules the kernel has: the score x scope family (scored.c). */
-static int family_on_gpu(const char *name)
+/* Why configuration cfg cannot run on the GPU, or NULL. */
+static const char *unsupported(const replay_config *cfg)
 {
-    static const char *const names[] = {"scored", "h2o", "mas", "roco", "tova", "streaming",
-                                        "recency", "full"};
-    for (size_t i = 0; i < sizeof names / sizeof *names; i++)
-        if (!strcmp(name, names[i]))
-            return 1;
-    return 0;
+    const policy_config *pc = &cfg->policy;
+    if (pc->phase != POLICY_PHASE_STREAM)
+        return "the GPU runs the stream phase only";
+    if (pc->stride > GPU_REPLAY_MAX_STRIDE)
+        return "the GPU evicts at most 64 entries at once (--stride <= 64)";
+    if (pc->hard_limit || pc->soft_limit)
+        return "the GPU has no length-adaptive limits (soft-limit, hard-limit)";
+    return NULL;
 }
 
 static int gpu_score(policy_score score)
@@ -45,98 +47,84 @@ static int gpu_score(policy_score score)
     }
 }
 
-/* Why configuration cfg cannot run on the GPU, or NULL. */
-static const char *unsupported(const replay_config *cfg)
+/* Why stream p's rules are not the kernel's, or NULL (rules filled; full: none). */
+static const char *unsupported_rules(const policy *p, policy_rules *rules)
 {
-    const policy_config *pc = &cfg->policy;
-    if (!family_on_gpu(pc->name))
-        return "the GPU runs full, scored, h2o, mas, roco, tova, streaming and recency";
-    if (!strcmp(pc->name, "full"))
+    const unsigned flags = policy_flags(p);
+    if (flags & POLICY_NEVER_EVICTS)
         return NULL;
-    if (gpu_score(cfg->score) < 0)
+    if (policy_rules_of(p, rules) != 0 ||
+        (flags & (POLICY_DECIDES_DUE | POLICY_PLANS_LAYER | POLICY_NEEDS_FUTURE)))
+        return "the GPU runs full and the score x scope policies that evict by the stride "
+               "rule (h2o, mas, roco, tova, streaming, recency, scored)";
+    if (gpu_score(rules->score) < 0)
         return "the GPU scores are aas, mas, ltas and recency";
-    if (pc->phase != POLICY_PHASE_STREAM)
-        return "the GPU runs the stream phase only";
-    if (pc->stride > GPU_REPLAY_MAX_STRIDE)
-        return "the GPU evicts at most 64 entries at once (--stride <= 64)";
-    if (pc->hard_limit || pc->soft_limit)
-        return "the GPU has no length-adaptive limits (soft-limit, hard-limit)";
-    return NULL;
-}
-
-/* The scope in force, once the preset is applied: what the kernel's rules cover. */
-static const char *unsupported_scope(int scope)
-{
-    if (scope & ~(POLICY_SCOPE_SINKS | POLICY_SCOPE_WINDOW | POLICY_SCOPE_STD))
+    if (rules->scope & ~(POLICY_SCOPE_SINKS | POLICY_SCOPE_WINDOW | POLICY_SCOPE_STD))
         return "the GPU scopes are sinks, window and std";
-    if ((scope & POLICY_SCOPE_WINDOW) && (scope & POLICY_SCOPE_STD))
+    if ((rules->scope & POLICY_SCOPE_WINDOW) && (rules->scope & POLICY_SCOPE_STD))
         return "the GPU does not combine the window and std scopes";
     return NULL;
 }
 
-/* --- streams, as sim/replay.c builds them ------------------------------------------- */
+/* --- streams, as the CPU engine builds them ------------------------------------------- */
 
 typedef struct builder {
     const replay_source *src;
     const replay_plan   *plan;
     gpu_stream_desc     *desc;
     int                  n, cap;
-    int                  c, l;   /* the configuration and layer being walked */
+    int                 *head_id, *kv_of;   /* (n_heads,) replay_shape_of's */
 } builder;
 
-/* Describe one stream of configuration b->c in plan layer b->l (replay_stream_fn). */
-static int add_stream(void *ctx, const int *members, int G, int kv, uint64_t id, kv_err *err)
+/* Describe stream s of layer L, configuration c, plan layer l. */
+static int add_stream(builder *b, const policy_layer *L, int s, int c, int l, kv_err *err)
 {
-    builder *b = ctx;
-    const int c = b->c, l = b->l;
+    const policy *p = policy_layer_stream(L, s);
     const replay_config *cfg = &b->plan->configs[c];
-    policy_config pc = cfg->policy;
-    pc.stream_id = id;
-    pc.layer = b->src->layers[b->plan->layers[l]];
-    pc.n_layers = b->src->model_layers;
-    char why[KV_ERR_MSG_MAX];
-    policy *p = policy_new(&pc, why, sizeof why);
-    if (!p)
-        return kv_errorf(err, KV_EUSAGE, "%s", why);
-    const policy_config *in = policy_config_of(p);
-    const int B = policy_budget_of(p), full = !strcmp(pc.name, "full");
-    const char *scope_why = full ? NULL : unsupported_scope(in->scope);
-    if (scope_why) {
-        policy_free(p);
-        return kv_errorf(err, KV_EUNSUPPORTED, "--device cuda: policy '%s': %s; run it on the "
-                         "CPU", pc.name, scope_why);
-    }
+    policy_rules rules = {0};
+    const char *why = unsupported_rules(p, &rules);
+    if (why)
+        return kv_errorf(err, KV_EUNSUPPORTED, "--device cuda: policy '%s': %s; run it on "
+                         "the CPU", cfg->policy.name, why);
+    const int full = (policy_flags(p) & POLICY_NEVER_EVICTS) != 0, B = policy_budget_of(p);
+    const int *members;
+    const int G = policy_layer_members(L, s, &members);
     gpu_stream_desc *d = &b->desc[b->n++];
     memset(d, 0, sizeof *d);
     d->layer = l;
     d->n_members = G;
-    (void)kv;   /* the members' own KV heads below: a layer stream spans them all */
-    for (int g = 0; g < G; g++) {
+    for (int g = 0; g < G; g++) {   /* the members' own KV heads: a layer stream spans all */
         d->members[g] = members[g];
         d->kv[g] = b->src->kv_of_head[b->plan->heads[members[g]]];
         d->acc[g] = (int)(((size_t)c * b->plan->n_layers + l) * b->plan->n_heads + members[g]);
     }
-    d->score = full ? GPU_SCORE_RECENCY : gpu_score(in->score);
+    const policy_config *in = policy_config_of(p);
+    d->score = full ? GPU_SCORE_RECENCY : gpu_score(rules.score);
     d->gqa = in->gqa == POLICY_GQA_MAX ? GPU_GQA_MAX : in->gqa == POLICY_GQA_SUM ? GPU_GQA_SUM
                                                                                  : GPU_GQA_MEAN;
     d->budget = full || B == POLICY_BUDGET_UNLIMITED ? INT_MAX / 2 : B;
     d->stride = in->stride;
-    d->sinks = in->scope & POLICY_SCOPE_SINKS ? in->sinks : 0;
-    d->std_scope = (in->scope & POLICY_SCOPE_STD) != 0;
-    d->recent = in->recent;
-    if (in->scope & (POLICY_SCOPE_WINDOW | POLICY_SCOPE_STD))
-        d->window = policy_window_entries(in, B);
+    d->sinks = rules.scope & POLICY_SCOPE_SINKS ? rules.sinks : 0;
+    d->std_scope = (rules.scope & POLICY_SCOPE_STD) != 0;
+    d->recent = rules.recent;
+    if (rules.scope & (POLICY_SCOPE_WINDOW | POLICY_SCOPE_STD))
+        d->window = rules.window;
     d->first = replay_first_step(cfg->policy.budget, b->src->T);
-    policy_free(p);
     return KV_OK;
 }
 
-static int add_config(builder *b, int c, kv_err *err)
+/* Every stream of configuration c in plan layer l, from policy_layer_new. */
+static int add_layer(builder *b, int c, int l, kv_err *err)
 {
+    policy_shape shape;
+    replay_shape_of(b->src, b->plan, l, b->head_id, b->kv_of, &shape);
+    policy_layer *L = policy_layer_new(&b->plan->configs[c].policy, &shape, err);
+    if (!L)
+        return err && err->code ? err->code : KV_EUSAGE;
     int rc = KV_OK;
-    b->c = c;
-    for (b->l = 0; rc == KV_OK && b->l < b->plan->n_layers; b->l++)
-        rc = replay_streams_of(b->src, b->plan, c, b->l, add_stream, b, err);
+    for (int s = 0; rc == KV_OK && s < policy_layer_streams(L); s++)
+        rc = add_stream(b, L, s, c, l, err);
+    policy_layer_free(L);
     return rc;
 }
 
@@ -147,14 +135,19 @@ static int describe(builder *b, kv_err *err)
         return kv_errorf(err, KV_EUNSUPPORTED, "--device cuda: at most %d heads per layer "
                          "(select fewer with --heads)", GPU_REPLAY_MAX_MEMBERS);
     b->cap = plan->n_configs * plan->n_layers * plan->n_heads;
-    if (!(b->desc = calloc((size_t)(b->cap ? b->cap : 1), sizeof *b->desc)))
+    b->desc = calloc((size_t)(b->cap ? b->cap : 1), sizeof *b->desc);
+    b->head_id = calloc((size_t)(plan->n_heads ? plan->n_heads : 1), sizeof *b->head_id);
+    b->kv_of = calloc((size_t)(plan->n_heads ? plan->n_heads : 1), sizeof *b->kv_of);
+    if (!b->desc || !b->head_id || !b->kv_of)
         return kv_errorf(err, KV_ENOMEM, "out of memory for the stream list");
     int rc = KV_OK;
     for (int c = 0; rc == KV_OK && c < plan->n_configs; c++) {
         const char *why = unsupported(&plan->configs[c]);
-        rc = why ? kv_errorf(err, KV_EUNSUPPORTED, "--device cuda: policy '%s': %s; run it "
-                             "on the CPU", plan->configs[c].policy.name, why)
-                 : add_config(b, c, err);
+        if (why)
+            rc = kv_errorf(err, KV_EUNSUPPORTED, "--device cuda: policy '%s': %s; run it on "
+                           "the CPU", plan->configs[c].policy.name, why);
+        for (int l = 0; rc == KV_OK && l < plan->n_layers; l++)
+            rc = add_layer(b, c, l, err);
     }
     return rc;
 }
@@ -162,8 +155,10 @@ static int describe(builder *b, kv_err *err)
 int replay_gpu_streams(const replay_source *src, const replay_plan *plan,
                        gpu_stream_desc **out, int *n, kv_err *err)
 {
-    builder b = {src, plan, NULL, 0, 0, 0, 0};
+    builder b = {src, plan, NULL, 0, 0, NULL, NULL};
     int rc = describe(&b, err);
+    free(b.head_id);
+    free(b.kv_of);
     if (rc != KV_OK) {
         free(b.desc);
         b.desc = NULL;

@@ -15,7 +15,7 @@
  * and when there is no device or no CUDA in this build. */
 int replay_run_gpu(replay_source *src, const replay_plan *plan, replay_acc *acc, kv_err *err);
 
-/* The streams replay_run_gpu steps, described for the kernel (replay_streams_of's order,
+/* The streams replay_run_gpu steps, described for the kernel (policy_layer_new's streams in order,
  * budgets and windows as the CPU policies resolve them); no device needed.  *out is
  * malloc'ed (the caller frees it), *n its length.  0, or KV_EUNSUPPORTED naming what
  * the GPU cannot run. */

@@ -121,11 +121,11 @@ Test(record, next_token_stats_by_hand)
 
 Test(record, token_flags_from_pieces)
 {
-    cr_assert_eq(record_token_flags(TOKENIZER_TYPE_CONTROL, "<|im_end|>", 10), TRACE_TOKEN_SPECIAL);
-    cr_assert_eq(record_token_flags(TOKENIZER_TYPE_NORMAL, " ,", 2), TRACE_TOKEN_PUNCT);
-    cr_assert_eq(record_token_flags(TOKENIZER_TYPE_NORMAL, "\n\n", 2), TRACE_TOKEN_SPACE);
-    cr_assert_eq(record_token_flags(TOKENIZER_TYPE_NORMAL, " the", 4), 0);
-    cr_assert_eq(record_token_flags(TOKENIZER_TYPE_NORMAL, "'s", 2), 0);
+    cr_assert_eq(tokenizer_flags_of(TOKENIZER_TYPE_CONTROL, "<|im_end|>", 10), TRACE_TOKEN_SPECIAL);
+    cr_assert_eq(tokenizer_flags_of(TOKENIZER_TYPE_NORMAL, " ,", 2), TRACE_TOKEN_PUNCT);
+    cr_assert_eq(tokenizer_flags_of(TOKENIZER_TYPE_NORMAL, "\n\n", 2), TRACE_TOKEN_SPACE);
+    cr_assert_eq(tokenizer_flags_of(TOKENIZER_TYPE_NORMAL, " the", 4), 0);
+    cr_assert_eq(tokenizer_flags_of(TOKENIZER_TYPE_NORMAL, "'s", 2), 0);
 }
 
 /* --- recordings made here, from token ids -------------------------------------------- */

@@ -13,7 +13,6 @@
 #include "progress.h"
 #include "sha256.h"
 
-#include <ctype.h>
 #include <math.h>
 #include <omp.h>
 #include <stdlib.h>
@@ -81,24 +80,6 @@ void record_next_token_stats(const float *logits, int n, int32_t next, float *lo
     double lse = log(sum);   /* log Σ exp(l - max) */
     *entropy = (float)(lse - weighted / sum);
     *logprob = next >= 0 ? (float)((double)logits[next] - max - lse) : NAN;
-}
-
-uint8_t record_token_flags(int token_type, const char *piece, size_t len)
-{
-    uint8_t flags = 0;
-    if (token_type == TOKENIZER_TYPE_CONTROL || token_type == TOKENIZER_TYPE_USER_DEFINED)
-        flags |= TRACE_TOKEN_SPECIAL;
-    size_t spaces = 0, puncts = 0;
-    for (size_t i = 0; i < len; i++) {
-        unsigned char ch = (unsigned char)piece[i];
-        spaces += ch < 0x80 && isspace(ch);
-        puncts += ch < 0x80 && ispunct(ch);
-    }
-    if (len > 0 && spaces == len)
-        flags |= TRACE_TOKEN_SPACE;
-    if (puncts > 0 && puncts + spaces == len)
-        flags |= TRACE_TOKEN_PUNCT;
-    return flags;
 }
 
 /* Copy a piece as valid UTF-8 (HDF5 strings are read back as UTF-8 by h5py): a byte
@@ -285,7 +266,7 @@ static int append_step(recorder *r, int c, int32_t token, uint8_t phase, float l
         len = 300;
     trace_step step = {
         .token = token, .text = sanitise(r->text, piece, len),
-        .flags = record_token_flags(tokenizer_token_type(r->s->tok, token), piece, len),
+        .flags = (uint8_t)tokenizer_flags_of(tokenizer_token_type(r->s->tok, token), piece, len),
         .phase = phase, .position = t, .logprob_next = logprob, .entropy_next = entropy,
         .rows = r->row_ptr, .keys = r->key_ptr, .values = r->value_ptr,
         .queries = r->queries ? r->query_ptr : NULL,

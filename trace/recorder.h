@@ -62,8 +62,4 @@ int record_trace(session *s, const session_options *so, const char *path,
 void record_next_token_stats(const float *logits, int n, int32_t next, float *logprob,
                              float *entropy);
 
-/* Token flags for the trace (TRACE_TOKEN_* = POLICY_FLAG_* bits): special for control
- * and user-defined tokens, punctuation-only and whitespace-only from the piece. */
-uint8_t record_token_flags(int token_type, const char *piece, size_t len);
-
 #endif /* RECORDER_H */

@@ -57,7 +57,7 @@ struct replay_source {
     int                 head_dim;    /* D of keys and values; 0 = none recorded */
     int                 has_values;  /* 1: read_kv delivers values (output error) */
     int                 prompt_len;  /* tokens of phase prompt, a prefix of 0..T-1 */
-    const policy_entry *tokens;      /* (T,) position, token id, flags; key_norm NAN */
+    const policy_entry *tokens;      /* (T,) position, token id, flags */
     void               *impl;        /* the backend's state */
 };
 

@@ -134,8 +134,7 @@ replay_source *replay_source_synth(const replay_synth_spec *spec, kv_err *err)
     }
     for (int t = 0; t < spec->T; t++)
         s->tokens[t] = (policy_entry){.position = t, .token = 1000 + t % 97,
-                                      .flags = t < prompt ? POLICY_FLAG_PROMPT : 0,
-                                      .key_norm = NAN};
+                                      .flags = t < prompt ? POLICY_FLAG_PROMPT : 0};
     s->src = (replay_source){
         .ops = &synth_ops, .name = "synthetic", .T = spec->T, .complete = spec->complete,
         .n_layers = spec->n_layers, .n_heads = spec->n_heads, .n_kv = spec->n_kv,

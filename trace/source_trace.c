@@ -133,8 +133,7 @@ replay_source *replay_source_open_trace(const char *path, kv_err *err)
     for (int t = 0; t < T; t++)
         s->tokens[t] = (policy_entry){
             .position = t, .token = tok->id[t],
-            .flags = tok->flags[t] | (tok->phase[t] == TRACE_PHASE_PROMPT ? POLICY_FLAG_PROMPT : 0),
-            .key_norm = NAN};
+            .flags = tok->flags[t] | (tok->phase[t] == TRACE_PHASE_PROMPT ? POLICY_FLAG_PROMPT : 0)};
     const char *base = strrchr(s->path, '/');
     s->src = (replay_source){
         .ops = &trace_source_ops, .name = base ? base + 1 : s->path, .path = s->path, .T = T,

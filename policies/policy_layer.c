@@ -1,0 +1,268 @@
+/*
+ * policy_layer.c — the streams of one layer and the step: the contract's order
+ * (policy.h (2)) written once, for every driver.
+ *
+ * Streams follow the aggregation scope: one per KV head that has a query head (its G
+ * member heads' rows reduced by cfg.gqa), one per query head, or one for the layer
+ * (all H rows; its kept slots apply to every KV head).  A stream's id, which seeds
+ * its generator, is layer · 1000 + KV head, + the query head's model number, or + 0.
+ * Scratch for the rows, the oracle's future and evicted slots is the layer's, sized
+ * by its largest stream; steps allocate only when a stream outgrows it.
+ */
+#include "policy_internal.h"
+
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct policy_layer {
+    int      n;          /* streams */
+    policy **stream;     /* (n,) */
+    int     *first;      /* (n + 1,) stream s's members are member[first[s]..first[s+1]) */
+    int     *member;     /* (H,) head indices 0..H-1 of the shape */
+    int     *kv;         /* (n,) KV head of each stream, -1 for a layer stream */
+    int      n_kv;
+    int      max_g;      /* most members of one stream */
+    int      plans;      /* the policy plans across the layer's streams */
+    float   *rows;       /* (max_g, cap) rows of the stream being stepped */
+    float   *future;     /* (cap,) */
+    int     *slots;      /* (cap,) */
+    int      cap;
+};
+
+/* --- building ---------------------------------------------------------------------- */
+
+/* Stream s: members heads[0..G), KV head kv. */
+static void add_members(policy_layer *L, int s, const int *heads, int G, int kv)
+{
+    L->first[s + 1] = L->first[s] + G;
+    memcpy(L->member + L->first[s], heads, (size_t)G * sizeof *heads);
+    L->kv[s] = kv;
+    L->max_g = G > L->max_g ? G : L->max_g;
+}
+
+/* The members and ids of every stream, in the order results are summed in; returns
+ * how many streams, ids into id[]. */
+static int lay_out(policy_layer *L, policy_scope_of of, const policy_shape *sh, uint64_t *id)
+{
+    const uint64_t lid = (uint64_t)sh->layer * 1000;
+    int heads[sh->n_heads > 0 ? sh->n_heads : 1], n = 0;
+    switch (of) {
+    case POLICY_SCOPE_OF_PRESET:   /* resolved by policy_config_scope_of */
+    case POLICY_SCOPE_OF_LAYER:
+        for (int h = 0; h < sh->n_heads; h++)
+            heads[h] = h;
+        id[n] = lid;
+        add_members(L, n++, heads, sh->n_heads, -1);
+        break;
+    case POLICY_SCOPE_OF_QUERY_HEAD:
+        for (int h = 0; h < sh->n_heads; h++) {
+            id[n] = lid + (uint64_t)sh->head_id[h];
+            add_members(L, n++, &h, 1, sh->kv_of[h]);
+        }
+        break;
+    case POLICY_SCOPE_OF_KV_HEAD:
+        for (int k = 0; k < sh->n_kv; k++) {
+            int G = 0;
+            for (int h = 0; h < sh->n_heads; h++)
+                if (sh->kv_of[h] == k)
+                    heads[G++] = h;
+            if (!G)   /* a KV head none of whose query heads is given has no stream */
+                continue;
+            id[n] = lid + (uint64_t)k;
+            add_members(L, n++, heads, G, k);
+        }
+        break;
+    }
+    return n;
+}
+
+static int grow_scratch(policy_layer *L, int need)
+{
+    if (need <= L->cap)
+        return KV_OK;
+    int cap = L->cap ? L->cap : 64;
+    while (cap < need)
+        cap *= 2;
+    float *rows = realloc(L->rows, (size_t)L->max_g * cap * sizeof *rows);
+    if (rows)
+        L->rows = rows;
+    float *future = realloc(L->future, (size_t)cap * sizeof *future);
+    if (future)
+        L->future = future;
+    int *slots = realloc(L->slots, (size_t)cap * sizeof *slots);
+    if (slots)
+        L->slots = slots;
+    if (!rows || !future || !slots)
+        return KV_ENOMEM;
+    L->cap = cap;
+    return KV_OK;
+}
+
+static policy_layer *fail_free(policy_layer *L)
+{
+    policy_layer_free(L);
+    return NULL;
+}
+
+policy_layer *policy_layer_new(const policy_config *cfg, const policy_shape *shape,
+                               kv_err *err)
+{
+    const int H = shape->n_heads;
+    policy_layer *L = calloc(1, sizeof *L);
+    uint64_t *id = calloc((size_t)(H + shape->n_kv + 1), sizeof *id);
+    if (L) {
+        L->first = calloc((size_t)H + shape->n_kv + 2, sizeof *L->first);
+        L->member = calloc((size_t)(H > 0 ? H : 1), sizeof *L->member);
+        L->kv = calloc((size_t)H + shape->n_kv + 1, sizeof *L->kv);
+    }
+    if (!L || !id || !L->first || !L->member || !L->kv) {
+        free(id);
+        kv_errorf(err, KV_ENOMEM, "out of memory for the streams of layer %d", shape->layer);
+        return fail_free(L);
+    }
+    L->n_kv = shape->n_kv;
+    const int n = lay_out(L, policy_config_scope_of(cfg), shape, id);
+    L->stream = calloc((size_t)(n > 0 ? n : 1), sizeof *L->stream);
+    int rc = L->stream ? KV_OK : kv_errorf(err, KV_ENOMEM, "out of memory");
+    for (int s = 0; rc == KV_OK && s < n; s++) {
+        policy_config c = *cfg;
+        L->stream[s] = policy__new(&c, shape->layer, shape->n_layers, id[s], 0, err);
+        rc = L->stream[s] ? KV_OK : err ? err->code : KV_EUSAGE;
+        L->n += L->stream[s] != NULL;
+    }
+    free(id);
+    if (rc != KV_OK)
+        return fail_free(L);
+    L->plans = n > 0 && (policy_flags(L->stream[0]) & POLICY_PLANS_LAYER);
+    int cap = policy_layer_capacity(L);
+    if (grow_scratch(L, cap > 0 && (!shape->max_len || cap < shape->max_len) ? cap
+                        : shape->max_len > 0 ? shape->max_len : 64) != KV_OK) {
+        kv_errorf(err, KV_ENOMEM, "out of memory for the streams of layer %d", shape->layer);
+        return fail_free(L);
+    }
+    return L;
+}
+
+void policy_layer_free(policy_layer *L)
+{
+    if (!L)
+        return;
+    for (int s = 0; L->stream && s < L->n; s++)
+        policy__free(L->stream[s]);
+    free(L->stream);
+    free(L->first);
+    free(L->member);
+    free(L->kv);
+    free(L->rows);
+    free(L->future);
+    free(L->slots);
+    free(L);
+}
+
+/* --- the step ----------------------------------------------------------------------- */
+
+/* Stream s's view of the token's vectors: its KV head's, or every KV head's. */
+static policy_vectors vectors_of(const policy_layer *L, int s, const policy_token *tok)
+{
+    const int kv = L->kv[s];
+    const size_t at = kv >= 0 ? (size_t)kv * tok->stride : 0;
+    return (policy_vectors){
+        .key = tok->keys ? tok->keys + at : NULL,
+        .value = tok->values ? tok->values + at : NULL,
+        .dim = tok->dim,
+        .n = kv >= 0 ? 1 : L->n_kv,
+        .stride = tok->stride,
+    };
+}
+
+/* The token joins stream s, which observes its rows; the prompt ends after its last
+ * token; then the driver may measure. */
+static int attend(policy_layer *L, int s, const policy_token *tok, const policy_io *io,
+                  void *ctx, kv_err *err)
+{
+    policy *p = L->stream[s];
+    const policy_entry e = {tok->position, tok->token, tok->flags};
+    const policy_vectors v = vectors_of(L, s, tok);
+    if (grow_scratch(L, policy_size(p) + 1) != KV_OK || policy__append(p, &e, &v) != KV_OK)
+        return kv_errorf(err, KV_ENOMEM, "out of memory in a policy at position %d",
+                         tok->position);
+    const int G = L->first[s + 1] - L->first[s];
+    int rc = io->rows(ctx, s, p, L->rows, err);
+    if (rc != KV_OK)
+        return rc;
+    policy__observe(p, L->rows, G);
+    if (tok->position == policy_config_of(p)->prompt_len - 1)
+        policy__end_prompt(p);
+    if (io->attended)
+        io->attended(ctx, s, p);
+    return KV_OK;
+}
+
+static int evict_when_due(policy_layer *L, int s, const policy_io *io, void *ctx,
+                          kv_err *err)
+{
+    policy *p = L->stream[s];
+    const int due = policy__due(p);
+    if (due <= 0)
+        return KV_OK;
+    const float *future = NULL;
+    if (policy_flags(p) & POLICY_NEEDS_FUTURE) {
+        if (!io->future)
+            return kv_errorf(err, KV_EUSAGE, "policy %s needs future attention: it runs in "
+                             "replay only", policy_config_of(p)->name);
+        io->future(ctx, s, p, L->future);
+        future = L->future;
+    }
+    const int k = policy__evict(p, due, future, L->slots);
+    if (io->evicted && k > 0)
+        io->evicted(ctx, s, L->slots, k);
+    return KV_OK;
+}
+
+int policy_layer_step(policy_layer *L, const policy_token *tok, const policy_io *io,
+                      void *ctx, kv_err *err)
+{
+    int rc = KV_OK;
+    for (int s = 0; rc == KV_OK && s < L->n; s++)
+        rc = attend(L, s, tok, io, ctx, err);
+    if (rc == KV_OK && L->plans)
+        policy_def_of(L->stream[0])->ops.plan(L->stream, L->n);
+    for (int s = 0; rc == KV_OK && s < L->n; s++)
+        rc = evict_when_due(L, s, io, ctx, err);
+    return rc;
+}
+
+/* --- queries ------------------------------------------------------------------------- */
+
+int policy_layer_streams(const policy_layer *L) { return L->n; }
+policy *policy_layer_stream(const policy_layer *L, int s) { return L->stream[s]; }
+int policy_layer_kv(const policy_layer *L, int s) { return L->kv[s]; }
+
+int policy_layer_members(const policy_layer *L, int s, const int **heads)
+{
+    *heads = L->member + L->first[s];
+    return L->first[s + 1] - L->first[s];
+}
+
+int policy_layer_quiet(const policy_layer *L)
+{
+    int quiet = INT_MAX;
+    for (int s = 0; s < L->n; s++) {
+        int q = policy__quiet(L->stream[s]);
+        quiet = q < quiet ? q : quiet;
+    }
+    return quiet;
+}
+
+int policy_layer_capacity(const policy_layer *L)
+{
+    int most = 0;
+    for (int s = 0; s < L->n; s++) {
+        int c = policy__capacity(L->stream[s]);
+        if (c == 0)
+            return 0;
+        most = c > most ? c : most;
+    }
+    return most;
+}
