@@ -174,9 +174,11 @@ static int set(policy_config *cfg, const char *key, const char *value, kv_err *e
     return value ? policy_config_set(cfg, key, value, err) : KV_OK;
 }
 
-/* One configuration: policy, budget, stride, then every parameter in order. */
+/* One configuration: policy, budget, stride, then every parameter in order; with
+ * several policies (`shared`) each keeps the parameters it reads, as in a sweep. */
 static int make(const confirm_args *a, const char *policy, const char *budget,
-                const char *stride, int T, int prompt_len, replay_config *c, kv_err *err)
+                const char *stride, int T, int prompt_len, int shared, replay_config *c,
+                kv_err *err)
 {
     memset(c, 0, sizeof *c);
     c->policy = policy_config_default();
@@ -191,6 +193,8 @@ static int make(const confirm_args *a, const char *policy, const char *budget,
             rc = set(&c->policy, a->key[i], a->value[i], err);
     if (rc)
         return rc;
+    if (shared)
+        policy_config_drop_unused(&c->policy, NULL, 0);
     policy_config_resolve(&c->policy, T);
     c->policy.prompt_len = prompt_len;
     snprintf(c->budget_arg, sizeof c->budget_arg, "%s", budget ? budget : "");
@@ -214,7 +218,7 @@ int confirm_configs(const confirm_args *a, int T, int prompt_len, replay_config 
         for (int b = 0; b < (is_full ? 1 : nb); b++)
             for (int s = 0; s < (is_full ? 1 : ns); s++) {
                 int rc = make(a, pol[p], is_full ? NULL : bud[b], is_full ? NULL : str[s], T,
-                              prompt_len, &(*out)[*n], err);
+                              prompt_len, np > 1, &(*out)[*n], err);
                 if (rc)
                     return rc;
                 (*n)++;

@@ -318,9 +318,12 @@ int live_streams(const live *lv)
     return n;
 }
 
-const policy *live_policy(const live *lv, int layer, int stream)
+const policy *live_policy(const live *lv, int layer, int kv_head)
 {
-    return lv->full ? NULL : policy_layer_stream(lv->layers[layer], stream);
+    if (lv->full)
+        return NULL;
+    const policy_layer *L = lv->layers[layer];
+    return policy_layer_stream(L, policy_layer_streams(L) == 1 ? 0 : kv_head);
 }
 
 /* --- generation -------------------------------------------------------------------- */

@@ -94,9 +94,8 @@ int   live_feed(live *lv, const int32_t *tokens, int n, model_logits which, floa
 void              live_get_stats(const live *lv, live_stats *out);
 const kv_cache   *live_cache(const live *lv);    /* borrowed */
 int               live_streams(const live *lv);  /* policies driven */
-/* Stream s of a layer (its KV head at kv-head scope, 0 at layer scope); NULL for
- * `full`. */
-const policy     *live_policy(const live *lv, int layer, int stream);
+/* The policy of (layer, KV head) (KV head ignored at layer scope); NULL for `full`. */
+const policy     *live_policy(const live *lv, int layer, int kv_head);
 
 /* ---- generation ------------------------------------------------------------------ */
 

@@ -13,7 +13,7 @@
 
 #include "metrics.h"
 #include "policy.h"
-#include "policy_impl.h"
+#include "policy_scored.h"
 #include "replay_gpu.h"
 #include "replay_rules.h"
 #include "replay_run.h"
@@ -109,53 +109,78 @@ Test(gpu_rules, keys_order_like_the_values)
             cr_assert_eq(v[i] < v[j], rules_key(v[i]) < rules_key(v[j]), "%g vs %g", v[i], v[j]);
 }
 
-/* Drive a scored policy by hand and recompute S, c and the reduced row as the
- * kernel does: its scores must be the policy's. */
+/* Drive a scored policy (policy_layer_step) and recompute S, c and the reduced row as
+ * the kernel does: its scores and σ must be the policy's. */
+enum { CHECK_T = 40, CHECK_G = 3 };
+
+typedef struct kernel_view {
+    int    gpu_score, gqa, t;
+    const char *name;
+    double S[CHECK_T], Q[CHECK_T];
+    int    c[CHECK_T];
+    float  last[CHECK_T];
+} kernel_view;
+
+/* The step's rows, renormalised as the kernel does, and the kernel's own statistics. */
+static int kernel_rows(void *ctx, int s, const policy *p, float *rows, kv_err *err)
+{
+    (void)s, (void)err;
+    kernel_view *k = ctx;
+    const int n = policy_size(p), G = CHECK_G;
+    for (int g = 0; g < G; g++) {
+        fill_row(rows + g * n, n, (unsigned)(k->t * G + g + 1));
+        const double m = rules_mass(rows + g * n, n);
+        for (int j = 0; j < n; j++)
+            rows[g * n + j] = rules_renorm(rows[g * n + j], m, rules_scale(m), n);
+    }
+    for (int j = 0; j < n; j++) {
+        float a = rows[j];
+        for (int g = 1; g < G; g++)
+            a = rules_fold(k->gqa, a, rows[g * n + j]);
+        a = rules_finish(k->gqa, a, G);
+        rules_observe(&k->S[j], &k->Q[j], a);
+        k->c[j]++;
+        k->last[j] = a;
+    }
+    return 0;
+}
+
+/* After the policy observed: its scores and σ against the kernel's. */
+static void kernel_compare(void *ctx, int s, const policy *p)
+{
+    (void)s;
+    const kernel_view *k = ctx;
+    static float got[CHECK_T];
+    cr_assert_eq(policy_scores(p, got), 0);
+    for (int j = 0; j < policy_size(p); j++) {
+        cr_assert_eq(rules_score(k->gpu_score, k->S[j], k->c[j], k->last[j], j), got[j],
+                     "%s t=%d j=%d", k->name, k->t, j);
+        cr_assert_eq(rules_sigma(k->S[j], k->Q[j], k->c[j]), (float)scored_sigma(p, j),
+                     "σ: %s t=%d j=%d", k->name, k->t, j);
+    }
+}
+
 static void check_scores(const char *score, int gpu_score, int gqa, const char *gqa_name)
 {
-    enum { T = 40, G = 3 };
     policy_config cfg = policy_config_default();
-    char why[256];
-    cr_assert_eq(policy_config_set(&cfg, "policy", "scored", why, sizeof why), 0, "%s", why);
-    cr_assert_eq(policy_config_set(&cfg, "score", score, why, sizeof why), 0, "%s", why);
-    cr_assert_eq(policy_config_set(&cfg, "gqa", gqa_name, why, sizeof why), 0, "%s", why);
-    cr_assert_eq(policy_config_set(&cfg, "budget", "1000", why, sizeof why), 0, "%s", why);
-    policy *p = policy_new(&cfg, why, sizeof why);
-    cr_assert_not_null(p, "%s", why);
-    static double S[T], Q[T];
-    static int c[T];
-    static float last[T], rows[G * T], got[T];
-    for (int t = 0; t < T; t++) {
-        cr_assert_eq(policy_append(p, &(policy_entry){.position = t}), 0);
-        const int n = t + 1;
-        for (int g = 0; g < G; g++) {
-            fill_row(rows + g * n, n, (unsigned)(t * G + g + 1));
-            const double m = rules_mass(rows + g * n, n);
-            for (int j = 0; j < n; j++)
-                rows[g * n + j] = rules_renorm(rows[g * n + j], m, rules_scale(m), n);
-        }
-        for (int j = 0; j < n; j++) {
-            float a = rows[j];
-            for (int g = 1; g < G; g++)
-                a = rules_fold(gqa, a, rows[g * n + j]);
-            a = rules_finish(gqa, a, G);
-            rules_observe(&S[j], &Q[j], a);
-            c[j]++;
-            last[j] = a;
-        }
-        policy_observe(p, rows, G);
-        cr_assert_eq(policy_scores(p, got), 0);
-        for (int j = 0; j < n; j++) {
-            cr_assert_eq(rules_score(gpu_score, S[j], c[j], last[j], j), got[j],
-                         "%s/%s t=%d j=%d", score, gqa_name, t, j);
-            cr_assert_eq(rules_sigma(S[j], Q[j], c[j]), (float)policy__scored_sigma(p, j),
-                         "σ: %s/%s t=%d j=%d", score, gqa_name, t, j);
-        }
+    kv_err err = {0};
+    cr_assert_eq(policy_config_set(&cfg, "policy", "scored", &err), 0, "%s", err.msg);
+    cr_assert_eq(policy_config_set(&cfg, "score", score, &err), 0, "%s", err.msg);
+    cr_assert_eq(policy_config_set(&cfg, "gqa", gqa_name, &err), 0, "%s", err.msg);
+    cr_assert_eq(policy_config_set(&cfg, "budget", "1000", &err), 0, "%s", err.msg);
+    int head_id[CHECK_G] = {0, 1, 2}, kv_of[CHECK_G] = {0, 0, 0};
+    const policy_shape shape = {0, 1, CHECK_G, head_id, kv_of, 1, 0};
+    policy_layer *L = policy_layer_new(&cfg, &shape, &err);
+    cr_assert_not_null(L, "%s", err.msg);
+    static kernel_view k;
+    memset(&k, 0, sizeof k);
+    k.gpu_score = gpu_score, k.gqa = gqa, k.name = score;
+    const policy_io io = {kernel_rows, kernel_compare, NULL, NULL};
+    for (k.t = 0; k.t < CHECK_T; k.t++) {
+        const policy_token tok = {.position = k.t};
+        cr_assert_eq(policy_layer_step(L, &tok, &io, &k, &err), 0, "%s", err.msg);
     }
-    policy_free(p);
-    memset(S, 0, sizeof S);
-    memset(Q, 0, sizeof Q);
-    memset(c, 0, sizeof c);
+    policy_layer_free(L);
 }
 
 Test(gpu_rules, scores_are_the_scored_policys)
@@ -251,16 +276,22 @@ Test(gpu_rules, the_gpu_replay_is_the_cpu_replay)
     }
 }
 
-static int count_streams(void *ctx, const int *members, int G, int kv, uint64_t id,
-                         kv_err *err)
+/* Streams of configuration c in plan layer l, as the CPU engine builds them. */
+static int count_streams(const replay_source *src, const replay_plan *p, int c, int l)
 {
-    (void)members, (void)G, (void)kv, (void)id, (void)err;
-    ++*(int *)ctx;
-    return KV_OK;
+    int head_id[64], kv_of[64];
+    policy_shape shape;
+    replay_shape_of(src, p, l, head_id, kv_of, &shape);
+    kv_err err = {0};
+    policy_layer *L = policy_layer_new(&p->configs[c].policy, &shape, &err);
+    cr_assert_not_null(L, "%s", err.msg);
+    const int n = policy_layer_streams(L);
+    policy_layer_free(L);
+    return n;
 }
 
 /* What the host hands the kernel, checked without a device: the CPU engine's streams
- * (replay_streams_of), each member's accumulator and KV head, and each preset's budget,
+ * (policy_layer_new's), each member's accumulator and KV head, and each preset's budget,
  * window, sinks and std scope as the policy library resolves them. */
 Test(gpu_rules, the_kernel_gets_the_cpu_engines_streams_and_settings)
 {
@@ -283,8 +314,7 @@ Test(gpu_rules, the_kernel_gets_the_cpu_engines_streams_and_settings)
     int i = 0;   /* the descriptors follow configuration, layer, then the engine's walk */
     for (int c = 0; c < p->n_configs; c++)
         for (int l = 0; l < p->n_layers; l++) {
-            int k = 0;
-            replay_streams_of(r.setup.src, p, c, l, count_streams, &k, NULL);
+            const int k = count_streams(r.setup.src, p, c, l);
             for (int end = i + k; i < end; i++) {
                 cr_assert_eq(d[i].layer, l, "stream %d", i);
                 cr_assert_eq(d[i].n_members, expect[c].members, "stream %d", i);

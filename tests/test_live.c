@@ -35,14 +35,8 @@ static session open_session(void)
 static policy_config config(const char *params, int n_prompt, int T)
 {
     policy_config cfg = policy_config_default();
-    char copy[256], why[KV_ERR_MSG_MAX];
-    snprintf(copy, sizeof copy, "%s", params);
-    for (char *kv = strtok(copy, ","); kv; kv = strtok(NULL, ",")) {
-        char *eq = strchr(kv, '=');
-        cr_assert_not_null(eq, "%s", kv);
-        *eq = '\0';
-        cr_assert_eq(policy_config_set(&cfg, kv, eq + 1, why, sizeof why), 0, "%s", why);
-    }
+    kv_err err = {0};
+    cr_assert_eq(policy_config_set_list(&cfg, params, &err), 0, "%s", err.msg);
     policy_config_resolve(&cfg, T);
     cfg.prompt_len = n_prompt;
     return cfg;

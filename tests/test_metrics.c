@@ -15,7 +15,7 @@ static const float V[6 * 2] = {1, 0, 0, 1, 1, 1, 2, 0, 0, 2, 1, -1};
 static void kept_set(const int *pos, int n, policy_entry *out)
 {
     for (int j = 0; j < n; j++)
-        out[j] = (policy_entry){.position = pos[j], .token = -1, .flags = 0, .key_norm = NAN};
+        out[j] = (policy_entry){.position = pos[j], .token = -1, .flags = 0};
 }
 
 Test(metrics, worked_example_mass_kept_and_renormalised_row)

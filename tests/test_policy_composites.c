@@ -20,52 +20,53 @@ static double snap_w(int t, int i, void *ctx)
     return t == 6 ? r6[i] : t == 7 ? r7[i] : 1.0;
 }
 
-static policy *snapkv(const char *params, int budget, int prompt_len)
+static policy_layer *snapkv(const char *params, int budget, int prompt_len)
 {
-    policy_config cfg = policy_config_default();
-    cfg.name = "snapkv";
-    cfg.budget = budget;
-    cfg.prompt_len = prompt_len;
-    return make_from(&cfg, params);
+    policy_config cfg = config_of("snapkv", params, budget, prompt_len);
+    return stream_new(&cfg);
 }
 
 Test(policy_snapkv, window_votes_are_max_pooled_and_the_window_is_kept)
 {
-    policy *p = snapkv("obs-window=2,kernel=3,pool=max", 4, 8);
-    drive(p, 8, 8, snap_w, NULL, NULL, NULL);
+    policy_layer *p = snapkv("obs-window=2,kernel=3,pool=max", 4, 8);
+    drive(p, 8, snap_w, NULL, NULL, NULL);
     assert_kept(p, (int[]){1, 2, 6, 7}, 4);
-    policy_free(p);
+    policy_layer_free(p);
     p = snapkv("obs-window=2,kernel=1", 4, 8);
-    drive(p, 8, 8, snap_w, NULL, NULL, NULL);
+    drive(p, 8, snap_w, NULL, NULL, NULL);
     assert_kept(p, (int[]){1, 5, 6, 7}, 4);
-    policy_free(p);
+    policy_layer_free(p);
 }
 
 Test(policy_snapkv, compresses_once_and_keeps_what_follows)
 {
     drive_log log;
-    policy *p = snapkv("obs-window=2,kernel=3", 4, 8);
-    drive(p, 14, 8, snap_w, NULL, NULL, &log);
+    policy_layer *p = snapkv("obs-window=2,kernel=3", 4, 8);
+    drive(p, 14, snap_w, NULL, NULL, &log);
     cr_assert_eq(log.n_gone[7], 4);
-    cr_assert_eq(policy_size(p), 4 + 6);
-    policy_free(p);
+    cr_assert_eq(policy_size(stream_of(p)), 4 + 6);
+    policy_layer_free(p);
+}
+
+/* policy_layer_new's refusal of cfg, its message containing `needle`. */
+static void expect_refused(const policy_config *cfg, const char *needle)
+{
+    const int head = 0, kv = 0;
+    const policy_shape one = {0, 1, 1, &head, &kv, 1, 0};
+    kv_err err = {0};
+    cr_assert_null(policy_layer_new(cfg, &one, &err), "%s accepted", cfg->name);
+    cr_assert(strstr(err.msg, needle), "%s: message '%s' lacks '%s'", cfg->name, err.msg,
+              needle);
 }
 
 Test(policy_snapkv, needs_the_prompt_length_and_an_odd_kernel)
 {
-    policy_config cfg = policy_config_default();
-    cfg.name = "snapkv";
-    cfg.budget = 4;
-    char err[512] = "";
-    cr_assert_null(policy_new(&cfg, err, sizeof err));
-    cr_assert(strstr(err, "prompt_len"), "%s", err);
-    cfg.prompt_len = 8;
-    cfg.params = "kernel=4";
-    cr_assert_null(policy_new(&cfg, err, sizeof err));
-    cr_assert(strstr(err, "odd"), "%s", err);
-    cfg.params = "phase=stream";
-    cr_assert_null(policy_new(&cfg, err, sizeof err));
-    cr_assert(strstr(err, "oneshot"), "%s", err);
+    policy_config cfg = config_of("snapkv", NULL, 4, 0);
+    expect_refused(&cfg, "prompt_len");
+    cfg = config_of("snapkv", "kernel=4", 4, 8);
+    expect_refused(&cfg, "odd");
+    cfg = config_of("snapkv", "phase=stream", 4, 8);
+    expect_refused(&cfg, "oneshot");
 }
 
 /* PyramidKV, L 4, B 20, w 4, β 20, prompt 64: min = 16/20 = 0, max = 32 - 0 = 32,
@@ -74,33 +75,24 @@ Test(policy_snapkv, pyramidkv_budgets_fall_linearly_with_depth)
 {
     const int want[4] = {36, 26, 16, 6};
     for (int l = 0; l < 4; l++) {
-        policy_config cfg = policy_config_default();
-        cfg.name = "pyramidkv";
-        cfg.budget = 20;
-        cfg.prompt_len = 64;
-        cfg.layer = l;
-        cfg.n_layers = 4;
-        policy *p = make_from(&cfg, "obs-window=4");
-        drive(p, 64, 64, uniform_w, NULL, NULL, NULL);
-        cr_assert_eq(policy_budget_of(p), want[l], "layer %d: B %d", l, policy_budget_of(p));
-        cr_assert_eq(policy_size(p), want[l]);
-        policy_free(p);
+        policy_config cfg = config_of("pyramidkv", "obs-window=4", 20, 64);
+        policy_layer *p = stream_new_g(&cfg, l, 4, 1);
+        drive(p, 64, uniform_w, NULL, NULL, NULL);
+        const int B = policy_budget_of(stream_of(p));
+        cr_assert_eq(B, want[l], "layer %d: B %d", l, B);
+        cr_assert_eq(policy_size(stream_of(p)), want[l]);
+        policy_layer_free(p);
     }
 }
 
 /* A prompt shorter than 2(B - w) gets the uniform budget. */
 Test(policy_snapkv, pyramidkv_short_prompts_fall_back_to_uniform)
 {
-    policy_config cfg = policy_config_default();
-    cfg.name = "pyramidkv";
-    cfg.budget = 40;
-    cfg.prompt_len = 50;
-    cfg.layer = 0;
-    cfg.n_layers = 4;
-    policy *p = make_from(&cfg, "obs-window=4");
-    drive(p, 50, 50, uniform_w, NULL, NULL, NULL);
-    cr_assert_eq(policy_size(p), 40);
-    policy_free(p);
+    policy_config cfg = config_of("pyramidkv", "obs-window=4", 40, 50);
+    policy_layer *p = stream_new_g(&cfg, 0, 4, 1);
+    drive(p, 50, uniform_w, NULL, NULL, NULL);
+    cr_assert_eq(policy_size(stream_of(p)), 40);
+    policy_layer_free(p);
 }
 
 /* --- fastgen --------------------------------------------------------------------- */
@@ -113,36 +105,39 @@ static double special_w(int t, int i, void *ctx)
     return i == 0 ? 97.0 * t + 1 : 3.0;   /* row t: (97t+1)/(100t+1) >= .97 */
 }
 
+/* The profile fastgen chose, from policy_describe ("profile=special recovered=..."). */
+static const char *profile(const policy_layer *L, char *buf, size_t len)
+{
+    policy_describe(stream_of(L), buf, len);
+    char *end = strchr(buf, ' ');
+    if (end)
+        *end = '\0';
+    return buf;
+}
+
 Test(policy_fastgen, attention_on_special_tokens_picks_the_special_profile)
 {
-    policy *p = make_policy("fastgen", NULL, 0);
-    float row[DRIVE_MAX];
-    for (int t = 0; t < 12; t++) {
-        policy_entry e = {.position = t, .token = t, .flags = t == 0 ? POLICY_FLAG_SPECIAL : 0u,
-                          .key_norm = NAN};
-        policy_append(p, &e);
-        int n = policy_size(p);
-        double total = 0;
-        for (int i = 0; i < n; i++)
-            total += special_w(t, policy_entries(p)[i].position, NULL);
-        for (int i = 0; i < n; i++)
-            row[i] = (float)(special_w(t, policy_entries(p)[i].position, NULL) / total);
-        policy_observe(p, row, 1);
-        drive_evict(p, t, t == 9, NULL);
-    }
-    cr_assert_str_eq(policy_profile(p), "special");
+    char buf[128];
+    policy_config cfg = config_of("fastgen", NULL, 0, 10);
+    policy_layer *p = stream_new(&cfg);
+    drive_input in = {.w = special_w, .flags = {POLICY_FLAG_SPECIAL}};
+    kv_err err = {0};
+    cr_assert_eq(drive_steps(p, 0, 12, &in, NULL, &err), 0, "%s", err.msg);
+    cr_assert_str_eq(profile(p, buf, sizeof buf), "profile=special");
     assert_kept(p, (int[]){0, 11}, 2);
-    policy_free(p);
+    policy_layer_free(p);
 }
 
 /* Uniform rows: no cheap profile recovers .95, so fastgen keeps everything. */
 Test(policy_fastgen, uniform_attention_needs_the_full_cache)
 {
-    policy *p = make_policy("fastgen", NULL, 0);
-    drive(p, 20, 10, uniform_w, NULL, NULL, NULL);
-    cr_assert_str_eq(policy_profile(p), "full");
-    cr_assert_eq(policy_size(p), 20);
-    policy_free(p);
+    char buf[128];
+    policy_config cfg = config_of("fastgen", NULL, 0, 10);
+    policy_layer *p = stream_new(&cfg);
+    drive(p, 20, uniform_w, NULL, NULL, NULL);
+    cr_assert_str_eq(profile(p, buf, sizeof buf), "profile=full");
+    cr_assert_eq(policy_size(stream_of(p)), 20);
+    policy_layer_free(p);
 }
 
 /* Rows split .5/.5 between the newest and the previous token.  Frequent (top S) never
@@ -159,13 +154,15 @@ static double local_w(int t, int i, void *ctx)
 
 Test(policy_fastgen, attention_on_neighbours_picks_the_local_profile)
 {
-    policy *p = make_policy("fastgen", NULL, 0);
-    drive(p, 30, 30, local_w, NULL, NULL, NULL);
-    cr_assert_str_eq(policy_profile(p), "local");
-    cr_assert_eq(policy_size(p), 11);
-    cr_assert_eq(policy_entries(p)[0].position, 0);
-    cr_assert_eq(policy_entries(p)[1].position, 20);
-    policy_free(p);
+    char buf[128];
+    policy_config cfg = config_of("fastgen", NULL, 0, 30);
+    policy_layer *p = stream_new(&cfg);
+    drive(p, 30, local_w, NULL, NULL, NULL);
+    cr_assert_str_eq(profile(p, buf, sizeof buf), "profile=local");
+    cr_assert_eq(policy_size(stream_of(p)), 11);
+    cr_assert_eq(policy_entries(stream_of(p))[0].position, 0);
+    cr_assert_eq(policy_entries(stream_of(p))[1].position, 20);
+    policy_layer_free(p);
 }
 
 /* --- adakv ----------------------------------------------------------------------- */
@@ -176,53 +173,37 @@ Test(policy_fastgen, attention_on_neighbours_picks_the_local_profile)
  *   protect position 0 of each; the layer's lowest are h1's 2 (.05) and 1 (.075).
  * t=3: h0 {0 1 2 3} h1 {0 3}: MAS h0 .521 .361 .292 .25, h1 .925 .1 -> h1's 3 (.1)
  *   and h0's 3 (.25) go.  Head 0 keeps 3 entries, head 1 one: 4 in all. */
-Test(policy_adakv, heads_share_the_budget_with_a_floor)
+static int adakv_rows(void *ctx, int s, const policy *p, float *rows, kv_err *err)
 {
-    char err[256];
-    policy_group *g = policy_group_new(2, err, sizeof err);
-    cr_assert_not_null(g, "%s", err);
-    policy *h[2];
-    for (int m = 0; m < 2; m++) {
-        policy_config cfg = policy_config_default();
-        cfg.name = "adakv";
-        cfg.budget = 2;
-        cfg.group = g;
-        cfg.group_member = m;
-        h[m] = make_from(&cfg, "window=0,floor=0.5");
-    }
-    const float r1[4][4] = {{1}, {.9f, .1f}, {.9f, .05f, .05f}, {.9f, .1f}};
-    int slots[4];
-    for (int t = 0; t < 4; t++) {
-        for (int m = 0; m < 2; m++) {
-            policy_entry e = {.position = t, .token = t, .flags = 0, .key_norm = NAN};
-            policy_append(h[m], &e);
-            float row[4];
-            int n = policy_size(h[m]);
-            for (int i = 0; i < n; i++)
-                row[i] = m == 0 ? 1.0f / (float)n : r1[t][i];
-            policy_observe(h[m], row, 1);
-        }
-        policy_group_plan(g);
-        for (int m = 0; m < 2; m++) {
-            int due = policy_due(h[m]);
-            if (due)
-                cr_assert_eq(policy_evict(h[m], due, slots), due);
-        }
-    }
-    assert_kept(h[0], (int[]){0, 1, 2}, 3);
-    assert_kept(h[1], (int[]){0}, 1);
-    policy_free(h[0]), policy_free(h[1]);
-    policy_group_free(g);
+    (void)err;
+    static const float r1[4][4] = {{1}, {.9f, .1f}, {.9f, .05f, .05f}, {.9f, .1f}};
+    const int t = *(const int *)ctx, n = policy_size(p);
+    for (int i = 0; i < n; i++)
+        rows[i] = s == 0 ? 1.0f / (float)n : r1[t][i];
+    return 0;
 }
 
-Test(policy_adakv, without_a_group_is_an_error)
+Test(policy_adakv, heads_share_the_budget_with_a_floor)
 {
-    policy_config cfg = policy_config_default();
-    cfg.name = "adakv";
-    cfg.budget = 4;
-    char err[512] = "";
-    cr_assert_null(policy_new(&cfg, err, sizeof err));
-    cr_assert(strstr(err, "policy_group"), "%s", err);
+    policy_config cfg = config_of("adakv", "window=0,floor=0.5", 2, 0);
+    const int head_id[2] = {0, 1}, kv_of[2] = {0, 1};
+    const policy_shape two = {0, 1, 2, head_id, kv_of, 2, 0};
+    kv_err err = {0};
+    policy_layer *L = policy_layer_new(&cfg, &two, &err);
+    cr_assert_not_null(L, "%s", err.msg);
+    cr_assert_eq(policy_layer_streams(L), 2);
+    const policy_io io = {adakv_rows, NULL, NULL, NULL};
+    for (int t = 0; t < 4; t++) {
+        const policy_token tok = {.position = t, .token = t};
+        cr_assert_eq(policy_layer_step(L, &tok, &io, &t, &err), 0, "%s", err.msg);
+    }
+    const policy *h0 = policy_layer_stream(L, 0), *h1 = policy_layer_stream(L, 1);
+    cr_assert_eq(policy_size(h0), 3);
+    cr_assert_eq(policy_size(h1), 1);
+    for (int i = 0; i < 3; i++)
+        cr_assert_eq(policy_entries(h0)[i].position, i);
+    cr_assert_eq(policy_entries(h1)[0].position, 0);
+    policy_layer_free(L);
 }
 
 /* --- pace ------------------------------------------------------------------------ */
@@ -238,13 +219,13 @@ static double sink_w(int t, int i, void *ctx)
 Test(policy_pace, settled_attention_is_evicted_in_large_blocks)
 {
     drive_log log;
-    policy *p = make_policy("pace", "sinks=1,window=2,recent=1,stride-max=4", 6);
-    drive(p, 30, 0, sink_w, NULL, NULL, &log);
+    policy_layer *p = make_policy("pace", "sinks=1,window=2,recent=1,stride-max=4", 6);
+    drive(p, 30, sink_w, NULL, NULL, &log);
     for (int t = 0; t < 30; t++)
         if (log.n_gone[t])
             cr_assert_eq(log.n_gone[t], 4, "t=%d: a block of %d", t, log.n_gone[t]);
     cr_assert_eq(log.n_gone[9], 4, "the first block comes at B + 4 = 10 entries");
-    policy_free(p);
+    policy_layer_free(p);
 }
 
 /* Unsettled: uniform rows keep every MAS near 1/n, above settle/n = .5/n: a block of
@@ -252,22 +233,17 @@ Test(policy_pace, settled_attention_is_evicted_in_large_blocks)
 Test(policy_pace, unsettled_attention_is_evicted_at_once)
 {
     drive_log log;
-    policy *p = make_policy("pace", "sinks=1,window=2,recent=1,stride-max=4,settle=0.5", 6);
-    drive(p, 30, 0, uniform_w, NULL, NULL, &log);
+    policy_layer *p = make_policy("pace", "sinks=1,window=2,recent=1,stride-max=4,settle=0.5", 6);
+    drive(p, 30, uniform_w, NULL, NULL, &log);
     for (int t = 6; t < 30; t++)
         cr_assert_eq(log.n_gone[t], 1, "t=%d: %d", t, log.n_gone[t]);
-    policy_free(p);
+    policy_layer_free(p);
 }
 
 Test(policy_pace, stride_min_above_stride_max_is_an_error)
 {
-    policy_config cfg = policy_config_default();
-    cfg.name = "pace";
-    cfg.budget = 4;
-    cfg.params = "stride-min=5,stride-max=2";
-    char err[512] = "";
-    cr_assert_null(policy_new(&cfg, err, sizeof err));
-    cr_assert(strstr(err, "stride-min"), "%s", err);
+    policy_config cfg = config_of("pace", "stride-min=5,stride-max=2", 4, 0);
+    expect_refused(&cfg, "stride-min");
 }
 
 /* --- budget schedules ------------------------------------------------------------ */
@@ -277,14 +253,10 @@ Test(policy_schedules, layer_decay_is_geometric_with_mean_B)
 {
     const int want[3] = {17, 8, 4};
     for (int l = 0; l < 3; l++) {
-        policy_config cfg = policy_config_default();
-        cfg.name = "recency";
-        cfg.budget = 10;
-        cfg.layer = l;
-        cfg.n_layers = 3;
-        policy *p = make_from(&cfg, "layer-decay=0.5");
-        cr_assert_eq(policy_budget_of(p), want[l]);
-        policy_free(p);
+        policy_config cfg = config_of("recency", "layer-decay=0.5", 10, 0);
+        policy_layer *p = stream_new_g(&cfg, l, 3, 1);
+        cr_assert_eq(policy_budget_of(stream_of(p)), want[l]);
+        policy_layer_free(p);
     }
 }
 
@@ -293,22 +265,23 @@ Test(policy_schedules, layer_decay_is_geometric_with_mean_B)
 Test(policy_schedules, soft_and_hard_limits_shrink_the_budget_progressively)
 {
     drive_log log;
-    policy *p = make_policy("recency", "soft-limit=6,hard-limit=10", 4);
-    drive(p, 12, 0, uniform_w, NULL, NULL, &log);
+    policy_layer *p = make_policy("recency", "soft-limit=6,hard-limit=10", 4);
+    drive(p, 12, uniform_w, NULL, NULL, &log);
     const int want[12] = {1, 2, 3, 4, 5, 6, 5, 5, 4, 4, 4, 4};
     for (int t = 0; t < 12; t++)
         cr_assert_eq(log.size[t], want[t], "t=%d: size %d, expected %d", t, log.size[t], want[t]);
-    policy_free(p);
+    policy_layer_free(p);
 }
 
 /* The decode phase pins the prompt: mas evicts only generated entries. */
 Test(policy_schedules, decode_phase_counts_only_generated_entries)
 {
     (void)W;
-    policy *p = make_policy("mas", "phase=decode,window=0", 2);
-    drive(p, 12, 6, uniform_w, NULL, NULL, NULL);
-    cr_assert_eq(policy_size(p), 6 + 2);
+    policy_config cfg = config_of("mas", "phase=decode,window=0", 2, 6);
+    policy_layer *p = stream_new(&cfg);
+    drive(p, 12, uniform_w, NULL, NULL, NULL);
+    cr_assert_eq(policy_size(stream_of(p)), 6 + 2);
     for (int i = 0; i < 6; i++)
-        cr_assert_eq(policy_entries(p)[i].position, i);
-    policy_free(p);
+        cr_assert_eq(policy_entries(stream_of(p))[i].position, i);
+    policy_layer_free(p);
 }

@@ -70,45 +70,34 @@ static void parse_stream(char *text, example *ex)
     }
 }
 
+static double example_w(int t, int i, void *ctx)
+{
+    return ((const example *)ctx)->w[t][i];
+}
+
 /* Drive one policy over the example; write "3:0 4:1 5:2 | 3 4 5" to out. */
 static void run(const example *ex, const char *name, const char *params, char *out, size_t len)
 {
-    policy_config cfg = policy_config_default();
-    cfg.name = name;
-    cfg.prompt_len = EX_T;
-    cfg.params = params[0] == '-' ? NULL : params;
-    char err[512];
-    policy *p = policy_new(&cfg, err, sizeof err);
-    cr_assert_not_null(p, "%s %s: %s", name, params, err);
+    policy_config cfg = config_of(name, params[0] == '-' ? NULL : params, 0, EX_T);
+    policy_layer *L = stream_new(&cfg);
+    drive_input in = {.w = example_w, .ctx = (void *)ex, .keys = ex->key_norm};
+    memcpy(in.flags, ex->flags, sizeof ex->flags);
+    drive_log log;
+    kv_err err = {0};
+    memset(&log, 0, sizeof log);
+    cr_assert_eq(drive_steps(L, 0, EX_T, &in, &log, &err), 0, "%s %s: %s", name, params,
+                 err.msg);
     size_t used = 0;
     out[0] = '\0';
-    for (int t = 0; t < EX_T; t++) {
-        policy_entry e = {.position = t, .token = t, .flags = ex->flags[t],
-                          .key_norm = ex->key_norm[t]};
-        policy_append(p, &e);
-        float row[EX_T];
-        int n = policy_size(p);
-        double total = 0;
-        for (int i = 0; i < n; i++)
-            total += ex->w[t][policy_entries(p)[i].position];
-        for (int i = 0; i < n; i++)
-            row[i] = (float)(ex->w[t][policy_entries(p)[i].position] / total);
-        policy_observe(p, row, 1);
-        int before[EX_T], slots[EX_T];
-        for (int i = 0; i < n; i++)
-            before[i] = policy_entries(p)[i].position;
-        if (t == EX_T - 1)
-            policy_end_prompt(p);
-        int due = policy_due(p);
-        int k = due ? policy_evict(p, due, slots) : 0;
-        for (int j = 0; j < k; j++)
+    for (int t = 0; t < EX_T; t++)
+        for (int j = 0; j < log.n_gone[t]; j++)
             used += (size_t)snprintf(out + used, len - used, "%s%d:%d", used ? " " : "", t,
-                                     before[slots[j]]);
-    }
+                                     log.gone[t][j]);
     used += (size_t)snprintf(out + used, len - used, "%s|", used ? " " : "- ");
+    const policy *p = stream_of(L);
     for (int i = 0; i < policy_size(p); i++)
         used += (size_t)snprintf(out + used, len - used, " %d", policy_entries(p)[i].position);
-    policy_free(p);
+    policy_layer_free(L);
 }
 
 /* Trim spaces at both ends, in place. */

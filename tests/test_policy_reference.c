@@ -5,16 +5,12 @@
  * scope, and snapkv, from the published algorithms (not from this code) and records
  * random streams with every eviction, the final kept set and the final scores in
  * policy_reference.txt.  Here each case is replayed through policy_config_set() and
- * the contract's step order; every eviction, the kept set and the scores must be
+ * policy_layer_step, the contract's step order; every eviction, the kept set and the scores must be
  * exactly equal (invariants 2, 4 and 7 on real-looking data).
  */
-#include <criterion/criterion.h>
-#include <math.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
+#include "policy_drive.h"
 
-#include "policy.h"
+#include <stdlib.h>
 
 #define MAX_T 32
 #define MAX_G 3
@@ -62,13 +58,13 @@ static const char *field(const char *line, const char *key, char *buf, size_t le
 
 static void set(policy_config *cfg, const char *key, const char *value)
 {
-    char err[512];
-    cr_assert_eq(policy_config_set(cfg, key, value, err, sizeof err), 0, "%s=%s: %s", key,
-                 value, err);
+    kv_err err = {0};
+    cr_assert_eq(policy_config_set(cfg, key, value, &err), 0, "%s=%s: %s", key, value,
+                 err.msg);
 }
 
 /* The config of a case, through the one parser.  Parameters are set only where the
- * policy reads them: anything else would be (rightly) rejected by policy_new. */
+ * policy reads them: anything else would be (rightly) rejected by policy_layer_new. */
 static policy_config case_config(const char *line, int T)
 {
     char v[64], scope[64];
@@ -98,18 +94,45 @@ static policy_config case_config(const char *line, int T)
     return cfg;
 }
 
+/* The step's side of the callbacks: the stream, the step, what went. */
+typedef struct step_ctx {
+    const stream *s;
+    int           t, k;
+    int           before[MAX_T], gone[MAX_T];
+} step_ctx;
+
 /* One step's rows: each head's weights over the kept positions, renormalised. */
-static void rows_over(const stream *s, int t, const policy *p, float *rows)
+static int rows_over(void *ctx, int si, const policy *p, float *rows, kv_err *err)
 {
+    (void)si, (void)err;
+    const step_ctx *x = ctx;
     const policy_entry *e = policy_entries(p);
     int n = policy_size(p);
-    for (int g = 0; g < s->G; g++) {
+    for (int g = 0; g < x->s->G; g++) {
         double total = 0;
         for (int i = 0; i < n; i++)
-            total += s->w[t][g][e[i].position];
+            total += x->s->w[x->t][g][e[i].position];
         for (int i = 0; i < n; i++)
-            rows[g * n + i] = (float)(s->w[t][g][e[i].position] / total);
+            rows[g * n + i] = (float)(x->s->w[x->t][g][e[i].position] / total);
     }
+    return 0;
+}
+
+static void note_positions(void *ctx, int si, const policy *p)
+{
+    (void)si;
+    step_ctx *x = ctx;
+    for (int i = 0; i < policy_size(p); i++)
+        x->before[i] = policy_entries(p)[i].position;
+}
+
+static void note_gone(void *ctx, int si, const int *slots, int k)
+{
+    (void)si;
+    step_ctx *x = ctx;
+    for (int j = 0; j < k; j++)
+        x->gone[j] = x->before[slots[j]];
+    x->k = k;
 }
 
 /* Parse "evict t p p p" / "kept p p" / "scores x x" into vals; returns the count. */
@@ -149,27 +172,19 @@ static void read_events(FILE *f, events *ev, char *line, size_t len)
     }
 }
 
-/* One step of the contract; returns the positions evicted (ascending) in gone[]. */
-static int step(policy *p, const stream *s, int t, int end_prompt, int *gone)
+/* One step through policy_layer_step; the positions evicted (ascending) in x->gone. */
+static int step(policy_layer *L, step_ctx *x, int t)
 {
-    float rows[MAX_G * MAX_T];
-    int slots[MAX_T], before[MAX_T];
-    policy_entry e = {.position = t, .token = t, .flags = 0, .key_norm = NAN};
-    cr_assert_eq(policy_append(p, &e), 0);
-    rows_over(s, t, p, rows);
-    policy_observe(p, rows, s->G);
-    if (end_prompt)
-        policy_end_prompt(p);
-    for (int i = 0; i < policy_size(p); i++)
-        before[i] = policy_entries(p)[i].position;
-    int due = policy_due(p);
-    int k = due ? policy_evict(p, due, slots) : 0;
-    for (int j = 0; j < k; j++)
-        gone[j] = before[slots[j]];
-    return k;
+    static const policy_io io = {rows_over, note_positions, NULL, note_gone};
+    const policy_token tok = {.position = t, .token = t};
+    kv_err err = {0};
+    x->t = t;
+    x->k = 0;
+    cr_assert_eq(policy_layer_step(L, &tok, &io, x, &err), 0, "%s", err.msg);
+    return x->k;
 }
 
-static void check_final(FILE *f, policy *p, const char *case_line, const char *kept_line)
+static void check_final(FILE *f, const policy *p, const char *case_line, const char *kept_line)
 {
     char line[8192];
     double vals[MAX_T];
@@ -192,18 +207,16 @@ static void check_final(FILE *f, policy *p, const char *case_line, const char *k
 
 static void run_case(FILE *f, const char *case_line, int *n_cases)
 {
-    char v[64], line[8192], err[512];
-    const stream *s = &streams[atoi(field(case_line, "stream", v, sizeof v))];
+    char v[64], line[8192];
+    step_ctx x = {.s = &streams[atoi(field(case_line, "stream", v, sizeof v))]};
     int T = atoi(field(case_line, "T", v, sizeof v));
-    int snap = strstr(case_line, "kind=snapkv") != NULL;
     policy_config cfg = case_config(case_line, T);
-    policy *p = policy_new(&cfg, err, sizeof err);
-    cr_assert_not_null(p, "%s: %s", case_line, err);
+    policy_layer *L = stream_new_g(&cfg, 0, 1, x.s->G);
     events ev;
     read_events(f, &ev, line, sizeof line);
-    int next = 0, gone[MAX_T];
+    int next = 0, *gone = x.gone;
     for (int t = 0; t < T; t++) {
-        int k = step(p, s, t, snap && t == T - 1, gone);
+        int k = step(L, &x, t);
         if (next < ev.n && ev.t[next] == t) {
             cr_assert_eq(k, ev.k[next], "%s\nt=%d: evicted %d, the reference %d", case_line, t,
                          k, ev.k[next]);
@@ -216,8 +229,8 @@ static void run_case(FILE *f, const char *case_line, int *n_cases)
         }
     }
     cr_assert_eq(next, ev.n, "%s: %d of %d reference evictions happened", case_line, next, ev.n);
-    check_final(f, p, case_line, line);
-    policy_free(p);
+    check_final(f, stream_of(L), case_line, line);
+    policy_layer_free(L);
     (*n_cases)++;
 }
 
