@@ -1,138 +1,231 @@
 /*
- * cmd_confirm.c — `kvsim confirm EXPERIMENT MODEL [INPUT] [options]`: the policies of
- * policies/ inside real generation on a truly compressed cache (confirm/live.h), one
- * subcommand per experiment (confirm_experiments.h), each writing the tidy CSV + JSON
- * of confirm_cli.h.  This file holds the dispatch and `ppl`.
- * What each measures and how: docs/CONFIRM.md.
+ * cmd_confirm.c — `kvsim confirm EXPERIMENT MODEL [INPUT] [options]`: the command lines
+ * of the experiments of confirm/confirm.h, one option table each, sharing the rows of
+ * the configuration lists and the outputs.  What each measures: docs/CONFIRM.md.
  */
-#include "cmd_confirm.h"
+#include "commands.h"
 
-#include "confirm_cli.h"
-#include "confirm_experiments.h"
-#include "perplexity.h"
-#include "session.h"
+#include "confirm.h"
+#include "opts.h"
+#include "results.h"
 
-#include <math.h>
+#include <stddef.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 
-/* --- ppl ---------------------------------------------------------------------------- */
+/* Everything a confirm command line says. */
+typedef struct confirm_cli {
+    confirm_request              req;
+    const char                  *policy_lib;
+    confirm_ppl_options          ppl;
+    confirm_passkey_options      passkey;
+    confirm_fidelity_options     fidelity;
+    confirm_reconstruct_options  reconstruct;
+    confirm_predict_options      predict;
+    char                         command[1024];
+} confirm_cli;
 
-static const char PPL_USAGE[] =
-    "usage: kvsim confirm ppl MODEL.gguf TEXT --policies A,B --budgets 128,256,512 [options]\n\n"
-    "Teacher-forced perplexity and next-token accuracy of TEXT under a fixed KV cache per\n"
-    "policy (the StreamingLLM experiment): every token is fed, the cache evicts, and the\n"
-    "logits score the next token.  `full` runs once, without a budget.\n\n"
-    "  --policies LIST     presets (default full); see kvsim policies\n"
-    "  --budgets LIST      128,256,512 entries, or fractions of the text's tokens\n"
-    "  --strides LIST      entries evicted at once (default 1)\n"
-    "  --max-tokens N      score the first N tokens of TEXT (default 1024)\n"
-    "  --prompt-tokens P   the first P tokens are the prompt (default 1): oneshot and\n"
-    "                      decode phases act at its end\n"
-    "  --reposition        re-rotate kept keys to positions 0..n-1 after each eviction,\n"
-    "                      the next token at position n (StreamingLLM)\n"
-    "  --PARAM V           any policy parameter (--sinks 4, --phase stream, ...)\n"
-    "  -o FILE             CSV (default stdout)      --json FILE   the same rows\n"
-    "  --threads N         CPU threads\n\n"
-    "columns after docs/RESULTS.md's identifying ones: tokens ppl accuracy tail_tokens\n"
-    "ppl_tail accuracy_tail (predictions at steps >= B) mean_cache (entries attended per\n"
-    "stream) kv_bytes_peak tokens_per_s\n"
-    "example: kvsim confirm ppl models/SmolLM2-135M-Instruct.Q4_1.gguf data/lighthouses.txt \\\n"
-    "           --policies full,recency,streaming,h2o,roco --budgets 128,256,512\n";
+#define C(field) offsetof(confirm_cli, field)
+#define END {NULL, 0, 0, 0, NULL, NULL, 0, 0, NULL}
 
-static const char *const PPL_COLS[] = {"tokens", "ppl", "accuracy", "tail_tokens", "ppl_tail",
-                                       "accuracy_tail", "mean_cache", "kv_bytes_peak",
-                                       "tokens_per_s"};
-#define PPL_N_COLS ((int)(sizeof PPL_COLS / sizeof *PPL_COLS))
+static int load_policy_lib(const char *path, kv_err *err) { return policy_lib_load(path, err); }
 
-static void ppl_row(const perplexity_result *r, double *v)
+/* The configuration lists and what every generating experiment takes. */
+static const opts_row shared_rows[] = {
+    {"policies", 0, OPTS_TEXT, C(req.policies), "LIST", "policies (kvsim policies)", 0, 0, NULL},
+    {"budgets", 0, OPTS_TEXT, C(req.budgets), "LIST",
+     "64,128 entries, or fractions like 0.5 of the sequence", 0, 0, NULL},
+    {"strides", 0, OPTS_TEXT, C(req.strides), "LIST", "entries evicted at once (default 1)", 0,
+     0, NULL},
+    {"reposition", 0, OPTS_FLAG, C(req.reposition), NULL,
+     "re-rotate kept keys to positions 0..n-1 after each\neviction, the next token at "
+     "position n (StreamingLLM)", 0, 0, NULL},
+    {"output", 'o', OPTS_TEXT, C(req.csv), "FILE", "CSV (default stdout)", 0, 0, NULL},
+    {"json", 0, OPTS_TEXT, C(req.json), "FILE", "the same rows as JSON", 0, 0, NULL},
+    {"threads", 0, OPTS_INT, C(req.threads), "N", "CPU threads", 1, 1024, NULL},
+    {"policy-lib", 0, OPTS_EARLY, C(policy_lib), "FILE.so",
+     "load policies compiled against policies/policy.h", 0, 0, load_policy_lib},
+    END,
+};
+
+static const opts_row ppl_rows[] = {
+    {"max-tokens", 0, OPTS_INT, C(ppl.max_tokens), "N",
+     "score the first N tokens of TEXT (default 1024)", 2, 1 << 30, NULL},
+    {"prompt-tokens", 0, OPTS_INT, C(ppl.prompt_tokens), "P", "the first P tokens are the "
+     "prompt (default 1): oneshot and\ndecode phases act at its end", 1, 1 << 30, NULL},
+    END,
+};
+
+static const opts_row passkey_rows[] = {
+    {"lengths", 0, OPTS_TEXT, C(passkey.lengths), "LIST", "prompt tokens (default 256)", 0, 0,
+     NULL},
+    {"depths", 0, OPTS_TEXT, C(passkey.depths), "LIST", "key depths in [0, 1] (default "
+     "0.1,0.5,0.9)", 0, 0, NULL},
+    {"seeds", 0, OPTS_INT, C(passkey.seeds), "N", "keys per (length, depth): seeds 1..N "
+     "(default 3)", 1, 100000, NULL},
+    {"max-new-tokens", 0, OPTS_INT, C(passkey.max_new), "N", "answer length (default 8)", 1,
+     4096, NULL},
+    END,
+};
+
+static const opts_row fidelity_rows[] = {
+    {"max-new-tokens", 0, OPTS_INT, C(fidelity.max_new), "N", "answer length (default 48)", 1,
+     4096, NULL},
+    {"chat", 0, OPTS_INT, C(fidelity.chat), "0|1", "wrap each prompt as a chat message "
+     "(default 1)", 0, 1, NULL},
+    END,
+};
+
+static const opts_row reconstruct_rows[] = {
+    {"passage-tokens", 0, OPTS_INT, C(reconstruct.passage_tokens), "N",
+     "tokens per passage (default 96)", 4, 4096, NULL},
+    {"passages", 0, OPTS_INT, C(reconstruct.passages), "N",
+     "passages, consecutive from the start of TEXT (default 3)", 1, 64, NULL},
+    END,
+};
+
+static const opts_row predict_rows[] = {
+    {"sim-metric", 0, OPTS_TEXT, C(predict.sim_metric), "M", "column of SIM.csv (default mass)",
+     0, 0, NULL},
+    {"real-metric", 0, OPTS_TEXT, C(predict.real_metric), "M",
+     "column of REAL.csv (default ppl)", 0, 0, NULL},
+    {"rounds", 0, OPTS_INT, C(predict.rounds), "N", "bootstrap resamples (default 2000)", 1,
+     1000000, NULL},
+    {"seed", 0, OPTS_INT, C(predict.seed), "S", "bootstrap seed (default 1)", 0, 1 << 30, NULL},
+    {"output", 'o', OPTS_TEXT, C(req.csv), "FILE", "CSV (default stdout)", 0, 0, NULL},
+    {"json", 0, OPTS_TEXT, C(req.json), "FILE", "the same rows as JSON", 0, 0, NULL},
+    {"points", 0, OPTS_TEXT, C(predict.points), "FILE", "also the joined pairs, for kvsim plot "
+     "confirm; columns:\nsim_metric real_metric policy budget_arg stride phase sim real", 0, 0,
+     NULL},
+    END,
+};
+
+static const char POLICY_PARAMS[] =
+    "policy parameters: any of `kvsim policies` as --KEY VALUE (--sinks 4, --phase\n"
+    "stream, ...); with several policies each takes the ones it reads.";
+
+/* One experiment's command line and its run. */
+typedef struct experiment {
+    const char     *name, *summary, *usage, *about, *footer;
+    const opts_row *rows;
+    int             generates;   /* takes the shared rows and policy parameters */
+    int             input;       /* INPUT: 1 required, 0 none */
+    int           (*run)(confirm_cli *c, kv_err *err);
+} experiment;
+
+static int run_ppl(confirm_cli *c, kv_err *err) { return confirm_ppl(&c->req, &c->ppl, err); }
+static int run_passkey(confirm_cli *c, kv_err *err)
 {
-    const live_stats *s = &r->stats;
-    v[0] = (double)r->tokens;
-    v[1] = exp(r->nll / r->tokens);
-    v[2] = (double)r->correct / r->tokens;
-    v[3] = (double)r->tail_tokens;
-    v[4] = r->tail_tokens ? exp(r->tail_nll / r->tail_tokens) : NAN;
-    v[5] = r->tail_tokens ? (double)r->tail_correct / r->tail_tokens : NAN;
-    v[6] = s->steps ? s->attended_sum / s->steps : NAN;
-    v[7] = (double)s->kv_bytes_peak;
-    v[8] = r->seconds > 0 ? s->steps / r->seconds : NAN;
+    return confirm_passkey(&c->req, &c->passkey, err);
+}
+static int run_fidelity(confirm_cli *c, kv_err *err)
+{
+    return confirm_fidelity(&c->req, &c->fidelity, err);
+}
+static int run_reconstruct(confirm_cli *c, kv_err *err)
+{
+    return confirm_reconstruct(&c->req, &c->reconstruct, err);
+}
+static int run_predict(confirm_cli *c, kv_err *err)
+{
+    return confirm_predict(&c->req, &c->predict, err);
 }
 
-static int ppl_run(session *s, const confirm_args *a, int n, int prompt, kv_err *err)
-{
-    replay_config *configs = NULL;
-    int n_configs = 0;
-    int rc = confirm_configs(a, n, prompt, &configs, &n_configs, err);
-    double *values = rc ? NULL : calloc((size_t)n_configs * PPL_N_COLS, sizeof *values);
-    int *rows = rc ? NULL : calloc((size_t)n_configs, sizeof *rows);
-    if (!rc && (!values || !rows))
-        rc = kv_errorf(err, KV_ENOMEM, "out of memory");
-    for (int c = 0; rc == KV_OK && c < n_configs; c++) {
-        perplexity_result r;
-        rc = perplexity_run(s->model, s->tok, s->prompt.ids, n, &configs[c].policy,
-                            a->reposition, &r, err);
-        if (rc == KV_OK) {
-            ppl_row(&r, values + (size_t)c * PPL_N_COLS);
-            rows[c] = c;
-            fprintf(stderr, "ppl: %-12s B=%-5d stride %d: ppl %.3f, accuracy %.3f (%.1f s)\n",
-                    configs[c].policy.name, configs[c].policy.budget, configs[c].policy.stride,
-                    values[(size_t)c * PPL_N_COLS + 1], values[(size_t)c * PPL_N_COLS + 2],
-                    r.seconds);
-        } else {
-            kv_err_prefix(err, "policy %s: ", configs[c].policy.name);
-        }
-    }
-    confirm_table t = {.input = a->input, .command = a->command, .configs = configs,
-                       .n_configs = n_configs, .cols = PPL_COLS, .n_cols = PPL_N_COLS,
-                       .row_config = rows, .values = values, .n_rows = n_configs};
-    if (rc == KV_OK)
-        rc = confirm_table_write(&t, a->csv, a->json, err);
-    free(values);
-    free(rows);
-    free(configs);
-    return rc;
-}
-
-int confirm_ppl(int argc, char **argv)
-{
-    confirm_args a;
-    kv_err err = {0};
-    int rc = confirm_args_parse(argc, argv, "max-tokens prompt-tokens", 1, PPL_USAGE, &a, &err);
-    if (rc == 1)
-        return 0;
-    int max_tokens = 0, prompt = 0;
-    if (!rc)
-        rc = confirm_opt_int(&a, "max-tokens", 1024, 2, 1 << 30, &max_tokens, &err);
-    if (!rc)
-        rc = confirm_opt_int(&a, "prompt-tokens", 1, 1, 1 << 30, &prompt, &err);
-    session s = {0};
-    if (!rc)
-        rc = confirm_open_text(&s, &a, &err);
-    if (!rc) {
-        int n = (int)s.prompt.n < max_tokens ? (int)s.prompt.n : max_tokens;
-        rc = n < 2 ? kv_errorf(&err, KV_ERANGE, "%s: %d tokens, expected at least 2", a.input, n)
-                   : ppl_run(&s, &a, n, prompt < n ? prompt : n - 1, &err);
-    }
-    session_close(&s);
-    return rc ? confirm_fail("ppl", &err) : 0;
-}
-
-/* --- dispatch ----------------------------------------------------------------------- */
-
-static const struct {
-    const char *name;
-    int (*run)(int argc, char **argv);
-    const char *summary;
-} EXPERIMENTS[] = {
-    {"ppl",         confirm_ppl,         "teacher-forced perplexity and accuracy, fixed cache"},
-    {"passkey",     confirm_passkey,     "passkey retrieval over lengths, depths, seeds"},
-    {"fidelity",    confirm_fidelity,    "answers against the full cache's; speed and memory"},
-    {"reconstruct", confirm_reconstruct, "repeat a passage just read: BLEU, ROUGE-L"},
-    {"predict",     confirm_predict,     "Spearman rho per budget, replayed vs real metrics"},
+static const experiment EXPERIMENTS[] = {
+    {"ppl", "teacher-forced perplexity and accuracy, fixed cache",
+     "kvsim confirm ppl MODEL.gguf TEXT --policies A,B --budgets 128,256,512 [options]",
+     "Teacher-forced perplexity and next-token accuracy of TEXT under a fixed KV cache per\n"
+     "policy (the StreamingLLM experiment): every token is fed, the cache evicts, and the\n"
+     "logits score the next token.  `full` runs once, without a budget.",
+     "columns after docs/RESULTS.md's identifying ones: tokens ppl accuracy tail_tokens\n"
+     "ppl_tail accuracy_tail (predictions at steps >= B) mean_cache (entries attended per\n"
+     "stream) kv_bytes_peak tokens_per_s\n"
+     "example: kvsim confirm ppl models/SmolLM2-135M-Instruct.Q4_1.gguf data/lighthouses.txt \\\n"
+     "           --policies full,recency,streaming,h2o,roco --budgets 128,256,512\n",
+     ppl_rows, 1, 1, run_ppl},
+    {"passkey", "passkey retrieval over lengths, depths, seeds",
+     "kvsim confirm passkey MODEL.gguf --policies A,B --budgets LIST [options]",
+     "Passkey retrieval: a random 5-digit key hidden at a depth of filler text, then\n"
+     "\"What is the pass key?\"; right when the first number generated is the key.\n"
+     "Accuracy per (policy, budget, stride, length, depth) over the seeds.  The full\n"
+     "cache always runs first: lengths where it scores >= 90% are `calibrated`.",
+     "columns after the identifying ones: length depth trials accuracy context_tokens\n"
+     "mean_cache kv_bytes_peak full_accuracy calibrated\n",
+     passkey_rows, 1, 0, run_passkey},
+    {"fidelity", "answers against the full cache's; speed and memory",
+     "kvsim confirm fidelity MODEL.gguf PROMPTS --policies A,B --budgets LIST [options]",
+     "Greedy answers to each line of PROMPTS under each configuration, against the full\n"
+     "cache's answers: ROUGE-L, BLEU, METEOR (exact), token agreement, first divergence;\n"
+     "with TTFT, decode tokens/s and KV bytes (the speed/memory table).  Full is added.",
+     "columns after the identifying ones: prompts rouge_l bleu bleu_corpus meteor\n"
+     "token_agreement first_divergence generated mean_cache kv_bytes_peak ttft_s\n"
+     "tokens_per_s budget_mean\n"
+     "example: kvsim confirm fidelity models/SmolLM2-135M-Instruct.Q4_1.gguf \\\n"
+     "           data/fidelity_prompts.txt --policies streaming,h2o,roco --budgets 32,64\n",
+     fidelity_rows, 1, 1, run_fidelity},
+    {"reconstruct", "repeat a passage just read: BLEU, ROUGE-L",
+     "kvsim confirm reconstruct MODEL.gguf TEXT --policies A,B --budgets LIST [options]",
+     "Context reconstruction: the model repeats a passage of TEXT it has just read; BLEU\n"
+     "and ROUGE-L of its greedy answer against the passage, per configuration.  Full is\n"
+     "added.",
+     "columns after the identifying ones: passages rouge_l bleu bleu_corpus generated\n"
+     "mean_cache kv_bytes_peak\n",
+     reconstruct_rows, 1, 1, run_reconstruct},
+    {"predict", "Spearman rho per budget, replayed vs real metrics",
+     "kvsim confirm predict SIM.csv REAL.csv --sim-metric M --real-metric M [options]",
+     "Spearman's rho across policies, per budget, between a replayed metric (SIM.csv from\n"
+     "kvsim replay/sweep: mass, overlap, output_error, ...) and a real one (REAL.csv from\n"
+     "kvsim confirm: ppl, accuracy, rouge_l, ...), with a bootstrap interval over the\n"
+     "policies.  Lines join on policy, budget_arg, stride, phase.",
+     "columns: sim_metric real_metric budget_arg policies spearman ci_low ci_high\n",
+     predict_rows, 0, 1, run_predict},
 };
 #define N_EXPERIMENTS ((int)(sizeof EXPERIMENTS / sizeof *EXPERIMENTS))
+
+static confirm_cli defaults(void)
+{
+    return (confirm_cli){
+        .ppl = {.max_tokens = 1024, .prompt_tokens = 1},
+        .passkey = {.seeds = 3, .max_new = 8},
+        .fidelity = {.max_new = 48, .chat = 1},
+        .reconstruct = {.passage_tokens = 96, .passages = 3},
+        .predict = {.sim_metric = "mass", .real_metric = "ppl", .rounds = 2000, .seed = 1},
+    };
+}
+
+static int run_experiment(const experiment *x, int argc, char **argv)
+{
+    static confirm_cli c;   /* the experiments' options: large enough to keep off the stack */
+    c = defaults();
+    char prog[64];
+    snprintf(prog, sizeof prog, "kvsim confirm %s", x->name);
+    c.req.command = opts_command_line("kvsim confirm", argc, argv, c.command, sizeof c.command);
+    const opts_command cmd = {
+        .prog = prog,
+        .usage = x->usage,
+        .about = x->about,
+        .groups = {{"options", x->rows, &c},
+                   {"configurations and outputs", x->generates ? shared_rows : NULL, &c}},
+        .positional = {&c.req.model, x->input ? &c.req.input : NULL},
+        .required = 1 + x->input,
+        .other = x->generates ? policy_args_take : NULL,
+        .other_ctx = &c.req.params,
+        .other_help = x->generates ? POLICY_PARAMS : NULL,
+        .footer = x->footer,
+    };
+    kv_err err = {0};
+    int rc = opts_parse(&cmd, argc, argv, &err);
+    if (rc == OPTS_HELP)
+        return 0;
+    /* experiments run for minutes: a typo in -o must not cost them */
+    if (rc == KV_OK)
+        rc = results_check_writable(c.req.csv, &err);
+    if (rc == KV_OK)
+        rc = results_check_writable(c.req.json, &err);
+    if (rc == KV_OK)
+        rc = x->run(&c, &err);
+    return rc ? opts_fail(prog, &err) : 0;
+}
 
 static void print_help(FILE *f)
 {
@@ -152,7 +245,7 @@ int cmd_confirm(int argc, char **argv)
     }
     for (int i = 0; i < N_EXPERIMENTS; i++)
         if (!strcmp(argv[1], EXPERIMENTS[i].name))
-            return EXPERIMENTS[i].run(argc - 1, argv + 1);
+            return run_experiment(&EXPERIMENTS[i], argc - 1, argv + 1);
     fprintf(stderr, "kvsim confirm: unknown experiment '%s'\n", argv[1]);
     print_help(stderr);
     return 2;

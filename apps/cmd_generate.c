@@ -10,88 +10,33 @@
  * prompt + --max-new-tokens.  --reposition re-rotates the kept keys to contiguous
  * positions after every eviction (live.h (5)).
  */
-#include "cmd_generate.h"
+#include "commands.h"
 
 #include "live.h"
+#include "opts.h"
+#include "policy.h"
 #include "session.h"
 
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
-static const char usage[] =
-    "usage: kvtrace generate MODEL.gguf PROMPT --policy P --budget B [--stride S]\n"
-    "                        [--phase stream|oneshot|decode] [--reposition] [policy options]\n"
-    "                        [session options]\n";
+static int load_policy_lib(const char *path, kv_err *err) { return policy_lib_load(path, err); }
 
-static void print_help(void)
-{
-    printf("%s\n"
-           "Generate a continuation of PROMPT while an eviction policy keeps each (layer, KV\n"
-           "head) cache within budget B, seeing the real attention over the kept entries.\n\n"
-           "policy options (any parameter of `kvsim policies`):\n"
-           "  --policy P          full, streaming, h2o, mas, roco, tova, snapkv, ... \n"
-           "  --budget B          0.4 = a fraction of prompt + max new tokens; 512 = entries\n"
-           "  --stride S          evict S entries at once when the cache holds B + S\n"
-           "  --phase PH          stream (default), oneshot, decode\n"
-           "  --reposition        after each eviction, re-rotate the kept keys to positions\n"
-           "                      0..n-1 and give the next token position n (StreamingLLM)\n"
-           "session options:\n", usage);
-    session_print_options(stdout);
-    printf("  -h, --help          this help\n\n"
-           "exit status: 0 success, 1 unreadable model or a prompt longer than the context,\n"
-           "2 bad usage (unknown policy, bad budget, budget above the context)\n"
-           "example:\n  kvtrace generate models/SmolLM2-135M-Instruct.Q4_1.gguf \"Tell me a "
-           "story\" --chat --policy roco --budget 0.4\n");
-}
+typedef struct options {
+    int reposition;
+    const char *policy_lib;   /* loaded as soon as it is read (OPTS_EARLY) */
+} options;
 
-static int set_param(policy_config *cfg, const char *key, const char *value)
-{
-    kv_err err = {0};
-    if (!value) {
-        fprintf(stderr, "kvtrace generate: --%s needs a value\n", key);
-        return 2;
-    }
-    if (policy_config_set(cfg, key, value, &err) == KV_OK)
-        return 0;
-    fprintf(stderr, "kvtrace generate: %s\n", err.msg);
-    return 2;
-}
-
-/* 0: run; 2: usage error (reported); -1: help printed. */
-static int parse_args(int argc, char **argv, session_options *o, policy_config *cfg,
-                      int *reposition)
-{
-    *o = session_options_default();
-    *cfg = policy_config_default();
-    *reposition = 0;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        int used = 0, rc;
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-            print_help();
-            return -1;
-        }
-        if (a[0] != '-' || !a[1]) {
-            if (session_positional(o, "kvtrace generate", a))
-                return 2;
-            continue;
-        }
-        if (!strcmp(a, "--reposition")) {
-            *reposition = 1;
-            continue;
-        }
-        rc = session_parse_option(o, "kvtrace generate", a, v, &used);
-        if (rc == 1 && a[1] == '-' && policy_param_find(a + 2))
-            rc = set_param(cfg, a + 2, v), used = 1;
-        else if (rc == 1)
-            fprintf(stderr, "kvtrace generate: unknown option '%s'\n%s", a, usage);
-        if (rc)
-            return 2;
-        i += used;
-    }
-    cfg->seed = o->sampling.seed;
-    return session_check(o, "kvtrace generate", usage);
-}
+static const opts_row generate_rows[] = {
+    {"reposition", 0, OPTS_FLAG, offsetof(options, reposition), NULL,
+     "after each eviction, re-rotate the kept keys to positions\n0..n-1 and give the next "
+     "token position n (StreamingLLM)", 0, 0, NULL},
+    {"policy-lib", 0, OPTS_EARLY, offsetof(options, policy_lib), "FILE.so",
+     "load policies compiled against policies/policy.h\n(docs/POLICIES.md, \"Writing a "
+     "policy\")", 0, 0, load_policy_lib},
+    {NULL, 0, 0, 0, NULL, NULL, 0, 0, NULL},
+};
 
 static void print_token(void *ctx, int32_t id)
 {
@@ -142,19 +87,48 @@ static int generate(session *s, const session_options *o, policy_config *cfg, in
 
 int cmd_generate(int argc, char **argv)
 {
-    session_options o;
-    policy_config cfg;
-    int reposition;
-    int rc = parse_args(argc, argv, &o, &cfg, &reposition);
-    if (rc)
-        return rc < 0 ? 0 : rc;
+    session_options so = session_options_default();
+    options o = {0};
+    policy_args params = {0};
+    const opts_command cmd = {
+        .prog = "kvtrace generate",
+        .usage = "kvtrace generate MODEL.gguf PROMPT --policy P --budget B [options]",
+        .about = "Generate a continuation of PROMPT while an eviction policy keeps each "
+                 "(layer, KV\nhead) cache within budget B, seeing the real attention over "
+                 "the kept entries.\nThe text streams to stdout; kept entries, KV bytes, "
+                 "TTFT and decode speed\ngo to stderr.",
+        .groups = {{"options", generate_rows, &o}, {"session options", session_options_rows, &so}},
+        .positional = {&so.model, &so.prompt},
+        .other = policy_args_take,
+        .other_ctx = &params,
+        .other_help = "policy parameters (any of `kvsim policies`, as --key value):\n"
+                      "  --policy P          full, streaming, h2o, mas, roco, tova, snapkv, ...\n"
+                      "  --budget B          0.4 = a fraction of prompt + max new tokens; "
+                      "512 = entries\n"
+                      "  --stride S          evict S entries at once when the cache holds B + S\n"
+                      "  --phase PH          stream (default), oneshot, decode\n"
+                      "  --seed S            seeds both the sampler and the policy",
+        .footer = "exit status: 0 success, 1 unreadable model or a prompt longer than the "
+                  "context,\n2 bad usage (unknown policy, bad budget, budget above the "
+                  "context)\nexample:\n  kvtrace generate "
+                  "models/SmolLM2-135M-Instruct.Q4_1.gguf \"Tell me a story\" --chat "
+                  "--policy roco --budget 0.4\n",
+    };
     kv_err err = {0};
-    session s;
-    rc = session_open(&s, &o, &err);
-    if (!rc)
-        rc = generate(&s, &o, &cfg, reposition, &err);
-    if (rc)
-        fprintf(stderr, "kvtrace generate: %s\n", err.msg);
+    policy_config cfg = policy_config_default();
+    int rc = opts_parse(&cmd, argc, argv, &err);
+    if (rc == OPTS_HELP)
+        return 0;
+    if (rc == KV_OK)
+        rc = session_check(&so, &err);
+    if (rc == KV_OK)
+        rc = policy_config_apply(&cfg, &params, &err);
+    cfg.seed = so.sampling.seed;
+    session s = {0};
+    if (rc == KV_OK)
+        rc = session_open(&s, &so, &err);
+    if (rc == KV_OK)
+        rc = generate(&s, &so, &cfg, o.reposition, &err);
     session_close(&s);
-    return rc ? kv_err_exit_status(rc) : 0;
+    return rc ? opts_fail(cmd.prog, &err) : 0;
 }

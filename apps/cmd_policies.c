@@ -1,7 +1,8 @@
 /* cmd_policies.c — `kvsim policies`: every policy with its rule, parameters and source,
  * and every parameter with its default, all read from the policies' own tables. */
-#include "cmd_policies.h"
+#include "commands.h"
 
+#include "opts.h"
 #include "policy.h"
 
 #include <stdio.h>
@@ -48,19 +49,31 @@ static void print_params(void)
                 print_param(pm);
 }
 
+static int load_policy_lib(const char *path, kv_err *err) { return policy_lib_load(path, err); }
+
 int cmd_policies(int argc, char **argv)
 {
-    if (argc > 1 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
-        printf("usage: kvsim policies\n\nList every eviction policy: its rule, preset score "
-               "and scope, parameters with defaults, and provenance; then every parameter.\n"
-               "Definitions and worked examples: docs/POLICIES.md.\n");
+    const char *lib = NULL;
+    static const opts_row rows[] = {
+        {"policy-lib", 0, OPTS_EARLY, 0, "FILE.so",
+         "also list the policies of FILE.so (docs/POLICIES.md)", 0, 0, load_policy_lib},
+        {NULL, 0, 0, 0, NULL, NULL, 0, 0, NULL},
+    };
+    const opts_command cmd = {
+        .prog = "kvsim policies",
+        .usage = "kvsim policies [--policy-lib FILE.so]",
+        .about = "List every eviction policy: its rule, preset score and scope, parameters with\n"
+                 "defaults, and provenance; then every parameter.  Definitions and worked\n"
+                 "examples: docs/POLICIES.md.",
+        .groups = {{"options", rows, &lib}},
+    };
+    kv_err err = {0};
+    int rc = opts_parse(&cmd, argc, argv, &err);
+    if (rc == OPTS_HELP)
         return 0;
-    }
-    if (argc > 1) {
-        fprintf(stderr, "kvsim policies: unexpected argument '%s' (try --help)\n", argv[1]);
-        return 2;
-    }
+    if (rc)
+        return opts_fail(cmd.prog, &err);
     print_policies();
     print_params();
-    return 0;
+    return fflush(stdout) ? 1 : 0;
 }

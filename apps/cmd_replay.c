@@ -1,80 +1,87 @@
 /*
- * cmd_replay.c — `kvsim replay` and `kvsim sweep`: one engine, one plan.
+ * cmd_replay.c — `kvsim replay`, `sweep`, `std` and `scope`: options (replay_args.c)
+ * into a replay setup (sim/replay_setup.h), run on the device asked for, written.
  *
  * A replay is a sweep of one configuration: both build a plan with
- * replay_setup_build() and run it with replay_setup_run(), so the same configuration
- * gives the same numbers whichever command ran it (tests/test_replay.c checks it).
+ * replay_setup_build() and run it with replay_setup_compute(), so the same
+ * configuration gives the same numbers whichever command ran it (tests/test_replay.c
+ * checks it).
  */
-#include "cmd_replay.h"
+#include "commands.h"
 
-#include "replay_cli.h"
+#include "opts.h"
+#include "replay_args.h"
+#include "results.h"
+#include "scope_report.h"
+#include "std_run.h"
 
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
-static const char REPLAY_USAGE[] =
-    "usage: kvsim replay TRACE --policy P --budget B [options]\n\n"
-    "Replay TRACE under one eviction policy and measure every step against the full\n"
-    "cache: mass kept, top-B overlap, score consistency, output error, oracle gap\n"
-    "(docs/METRICS.md).  Writes the metrics CSV of docs/RESULTS.md.\n\n"
-    "  --policy P          a preset (kvsim policies)\n"
-    "  --budget B          0.4 = fraction of T, 512 = entries; >= T equals full\n"
-    "  --stride s          entries evicted at once (default 1)\n"
-    "  --phase X           stream | oneshot | decode (default stream)\n"
-    "  --gqa X             mean | max | sum: a KV group's rows (default mean)\n"
-    "  --scope-of X        kv-head | query-head | layer (default kv-head)\n"
-    "  --window r          protected window: 0.3 = fraction of B, 32 = entries\n"
-    "  --sinks n, --seed n policy parameters\n"
-    "  --layers L, --heads H  model numbers, e.g. 0,4,8-11 (default: all recorded)\n"
-    "  --metrics LIST      mass,overlap,consistency,output_error,oracle_gap (default:\n"
-    "                      all; oracle_gap replays the oracle beside, after a pre-pass)\n"
-    "  -o FILE             CSV (default: stdout)      --json FILE  summary\n"
-    "  --threads N         OpenMP threads (results do not depend on it)\n"
-    "  --device cpu|cuda   where policies step (default cpu); cuda runs full and the\n"
-    "                      score x scope family (h2o, mas, roco, tova, streaming,\n"
-    "                      recency, scored: scores aas/mas/ltas/recency, scopes\n"
-    "                      sinks/window/std, stream phase) for mass, overlap and\n"
-    "                      output_error, with the CPU's numbers bit for bit\n"
-    "  --strict            refuse an incomplete trace instead of replaying its steps\n\n"
-    "TRACE may be synth:T=512,layers=2,heads=6,kv=2,dim=16,seed=1 (synthetic rows).\n";
-
-static const char SWEEP_USAGE[] =
-    "usage: kvsim sweep TRACE --policies A,B --budgets LIST [options]\n\n"
-    "Run every configuration (policy x budget x window x stride) in one pass over the\n"
-    "rows: each row block is read once and fed to all of them.  One tidy CSV (-o) and a\n"
-    "JSON summary (--json) of the overall lines.\n\n"
-    "  --policies A,B,...  presets\n"
-    "  --budgets LIST      0.1:0.9:0.1 (inclusive range) or 0.2,0.4,512\n"
-    "  --windows LIST      0.3,0.5 (fractions of B) or entry counts\n"
-    "  --strides LIST      1,4,16\n"
-    "  and every option of `kvsim replay --help` but --policy/--budget.\n\n"
-    "Each policy gets the parameters it reads: with --policies h2o,tova --windows 8,16,\n"
-    "h2o runs twice (scope window:8, window:16) and tova once.  A parameter none of the\n"
-    "policies reads is an error.  At most 256 items per list.\n";
-
-static int run(const char *cmd, int argc, char **argv, const char *allowed, const char *usage)
+/* Run the plan and write its CSV and JSON (or scope's report). */
+static int replay_and_write(replay_setup *s, const replay_args *a, int scope, kv_err *err)
 {
-    replay_args args;
-    replay_setup setup = {0};
+    const size_t n = (size_t)s->n_configs * s->plan.n_layers * s->plan.n_heads;
+    replay_acc *acc = calloc(n ? n : 1, sizeof *acc);
+    if (!acc)
+        return kv_errorf(err, KV_ENOMEM, "out of memory for %d configurations", s->n_configs);
+    replay_setup_notes(s, stderr);
+    s->plan.progress = 1;
+    int rc = replay_setup_compute(s, acc, err);
+    if (rc == KV_OK && scope)
+        rc = scope_report_write(s, acc, a->command, a->csv, a->json, err);
+    else if (rc == KV_OK) {
+        results_context ctx = {s->src, &s->plan, acc, a->command, NULL};
+        rc = results_write_files(&ctx, a->csv ? a->csv : "-", a->json, err);
+    }
+    free(acc);
+    return rc;
+}
+
+/* "std.csv" -> "std_tokens.csv"; "-" -> "std_tokens.csv". */
+static void tokens_path(const char *csv, char *out, size_t len)
+{
+    const char *base = strcmp(csv, "-") ? csv : "std.csv";
+    size_t n = strlen(base);
+    if (n > 4 && !strcmp(base + n - 4, ".csv"))
+        n -= 4;
+    snprintf(out, len, "%.*s_tokens.csv", (int)n, base);
+}
+
+static int run(replay_command which, int argc, char **argv)
+{
+    replay_args a;
+    replay_setup s = {0};
     kv_err err = {0};
-    int rc = replay_args_parse(argc, argv, allowed, usage, &args, &err);
-    if (rc == 1)
+    int rc = replay_args_parse(which, argc, argv, &a, &err);
+    if (rc == OPTS_HELP)
         return 0;
+    if (rc == KV_OK && which == SCOPE_CMD) {
+        if (!a.req.scores || !a.req.budgets || !a.sizes)
+            rc = kv_errorf(&err, KV_EUSAGE, "--score, --budget and --sizes are required; "
+                           "see --help");
+        a.req.policies = "scored";
+        a.req.scopes = a.req.scopes ? a.req.scopes : "window,std";
+        a.req.windows = a.sizes;
+    }
     if (rc == KV_OK)
-        rc = replay_setup_build(&setup, &args, &err);
-    if (rc == KV_OK)
-        rc = replay_setup_run(&setup, &args, &err);
-    replay_setup_free(&setup);
-    return rc == KV_OK ? 0 : replay_fail(cmd, &err);
+        rc = replay_setup_build(&s, &a.req, &err);
+    if (rc == KV_OK && which == STD_CMD) {
+        char tokens[1024];
+        const char *csv = a.csv ? a.csv : "std.csv";
+        tokens_path(csv, tokens, sizeof tokens);
+        rc = std_run(&s, csv, tokens, &err);
+    } else if (rc == KV_OK) {
+        rc = replay_and_write(&s, &a, which == SCOPE_CMD, &err);
+    }
+    replay_setup_free(&s);
+    static const char *const names[] = {"kvsim replay", "kvsim sweep", "kvsim std",
+                                        "kvsim scope"};
+    return rc == KV_OK ? 0 : opts_fail(names[which], &err);
 }
 
-int cmd_replay(int argc, char **argv)
-{
-    return run("replay", argc, argv, REPLAY_OPTIONS,
-               REPLAY_USAGE);
-}
-
-int cmd_sweep(int argc, char **argv)
-{
-    return run("sweep", argc, argv, SWEEP_OPTIONS,
-               SWEEP_USAGE);
-}
+int cmd_replay(int argc, char **argv) { return run(REPLAY_CMD, argc, argv); }
+int cmd_sweep(int argc, char **argv) { return run(SWEEP_CMD, argc, argv); }
+int cmd_std(int argc, char **argv) { return run(STD_CMD, argc, argv); }
+int cmd_scope(int argc, char **argv) { return run(SCOPE_CMD, argc, argv); }

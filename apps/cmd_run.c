@@ -4,56 +4,14 @@
  * a time until a stop token or --max-new-tokens, streaming their bytes to stdout.
  * Speeds go to stderr: prompt tokens/s (the batched prefill) and generated tokens/s.
  */
-#include "cmd_run.h"
+#include "commands.h"
 
+#include "opts.h"
 #include "session.h"
 
 #include <omp.h>
 #include <stdlib.h>
 #include <string.h>
-
-static const char usage[] =
-    "usage: kvtrace run MODEL.gguf PROMPT [--chat] [--max-new-tokens N] [--temperature T]\n"
-    "                   [--top-k K] [--top-p P] [--seed S] [--threads N]\n";
-
-static void print_help(void)
-{
-    printf("%s\n"
-           "Generate a continuation of PROMPT with the full KV cache and stream it to\n"
-           "standard output.  Prompt and generation speeds are reported on standard error.\n\n"
-           "options:\n", usage);
-    session_print_options(stdout);
-    printf("  -h, --help          this help\n\n"
-           "exit status: 0 success, 1 unreadable model or a prompt longer than the context,\n"
-           "2 bad usage\n"
-           "example:\n  kvtrace run models/SmolLM2-135M-Instruct.Q4_1.gguf \"What is 2+2?\" --chat\n");
-}
-
-/* 0: run; 2: usage error (reported); -1: help printed. */
-static int parse_args(int argc, char **argv, session_options *o)
-{
-    *o = session_options_default();
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        int used = 0, rc;
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-            print_help();
-            return -1;
-        }
-        if (a[0] == '-' && a[1]) {
-            rc = session_parse_option(o, "kvtrace run", a, i + 1 < argc ? argv[i + 1] : NULL,
-                                      &used);
-            if (rc == 1)
-                fprintf(stderr, "kvtrace run: unknown option '%s'\n%s", a, usage);
-            if (rc)
-                return 2;
-            i += used;
-        } else if (session_positional(o, "kvtrace run", a)) {
-            return 2;
-        }
-    }
-    return session_check(o, "kvtrace run", usage);
-}
 
 /* Prefill, then sample and stream until a stop token, max_new or the context's end. */
 static int generate(session *s, const session_options *o, kv_err *err)
@@ -96,17 +54,30 @@ static int generate(session *s, const session_options *o, kv_err *err)
 
 int cmd_run(int argc, char **argv)
 {
-    session_options o;
-    int rc = parse_args(argc, argv, &o);
-    if (rc)
-        return rc < 0 ? 0 : rc;
+    session_options o = session_options_default();
+    const opts_command cmd = {
+        .prog = "kvtrace run",
+        .usage = "kvtrace run MODEL.gguf PROMPT [options]",
+        .about = "Generate a continuation of PROMPT with the full KV cache and stream it to\n"
+                 "standard output.  Prompt and generation speeds are reported on standard "
+                 "error.",
+        .groups = {{"options", session_options_rows, &o}},
+        .positional = {&o.model, &o.prompt},
+        .footer = "exit status: 0 success, 1 unreadable model or a prompt longer than the "
+                  "context,\n2 bad usage\nexample:\n  kvtrace run "
+                  "models/SmolLM2-135M-Instruct.Q4_1.gguf \"What is 2+2?\" --chat\n",
+    };
     kv_err err = {0};
-    session s;
-    rc = session_open(&s, &o, &err);
-    if (!rc)
+    int rc = opts_parse(&cmd, argc, argv, &err);
+    if (rc == OPTS_HELP)
+        return 0;
+    if (rc == KV_OK)
+        rc = session_check(&o, &err);
+    session s = {0};
+    if (rc == KV_OK)
+        rc = session_open(&s, &o, &err);
+    if (rc == KV_OK)
         rc = generate(&s, &o, &err);
-    if (rc)
-        fprintf(stderr, "kvtrace run: %s\n", err.msg);
     session_close(&s);
-    return rc ? kv_err_exit_status(rc) : 0;
+    return rc ? opts_fail(cmd.prog, &err) : 0;
 }

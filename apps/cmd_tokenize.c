@@ -4,80 +4,35 @@
  * for tests.  One line per token, "id<TAB>piece", the piece's exact bytes quoted and
  * escaped so that spaces, newlines and partial UTF-8 stay visible.
  */
-#include "cmd_tokenize.h"
+#include "commands.h"
 
 #include "gguf.h"
+#include "opts.h"
 #include "tokenizer.h"
 
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-static const char usage[] =
-    "usage: kvtrace tokenize MODEL.gguf TEXT [--chat] [--ids] [--no-special]\n";
-
-static void print_help(void)
-{
-    printf("%s\n"
-           "Tokenize TEXT with the tokenizer stored in MODEL.gguf and print one line per\n"
-           "token: the id, a tab, and the token's bytes in double quotes, with \\n, \\t,\n"
-           "\\r, \\\", \\\\ and \\xNN for other control bytes and for bytes that are only part\n"
-           "of a UTF-8 character.  TEXT '-' reads standard input.\n\n"
-           "options:\n"
-           "  --chat        wrap TEXT as one user message in the model's chat template\n"
-           "                (ChatML: its default system prompt, the message, then the\n"
-           "                assistant generation prompt)\n"
-           "  --ids         print only the ids, space-separated, on one line\n"
-           "  --no-special  treat control-token text in TEXT (\"<|im_start|>\") as plain\n"
-           "                text instead of the control token\n"
-           "  -h, --help    this help\n\n"
-           "tokenizer models: %s\npre-tokenizers: %s\n"
-           "exit status: 0 success, 1 unreadable model or text, 2 bad usage\n"
-           "example:\n  kvtrace tokenize models/SmolLM2-135M-Instruct.Q4_1.gguf \"Hello world!\"\n",
-           usage, tokenizer_supported_models(), tokenizer_supported_pres());
-}
-
 typedef struct options {
     const char *model, *text;
-    bool        chat, ids_only, special;
+    int         chat, ids_only, no_special;
 } options;
 
-/* 0: run; 2: usage error (reported); -1: help printed. */
-static int parse_args(int argc, char **argv, options *o)
-{
-    *o = (options){.special = true};
-    int positional = 0;
-    bool dashdash = false;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (dashdash || a[0] != '-' || !strcmp(a, "-")) {
-            if (positional == 2) {
-                fprintf(stderr, "kvtrace tokenize: unexpected argument '%s'\n%s", a, usage);
-                return 2;
-            }
-            *(positional++ ? &o->text : &o->model) = a;
-        } else if (!strcmp(a, "--")) {
-            dashdash = true;
-        } else if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-            print_help();
-            return -1;
-        } else if (!strcmp(a, "--chat")) {
-            o->chat = true;
-        } else if (!strcmp(a, "--ids")) {
-            o->ids_only = true;
-        } else if (!strcmp(a, "--no-special")) {
-            o->special = false;
-        } else {
-            fprintf(stderr, "kvtrace tokenize: unknown option '%s'\n%s", a, usage);
-            return 2;
-        }
-    }
-    if (positional < 2) {
-        fprintf(stderr, "kvtrace tokenize: expected MODEL and TEXT\n%s", usage);
-        return 2;
-    }
-    return 0;
-}
+#define T(field) offsetof(options, field)
+
+static const opts_row tokenize_rows[] = {
+    {"chat", 0, OPTS_FLAG, T(chat), NULL,
+     "wrap TEXT as one user message in the model's chat template\n(ChatML: its default "
+     "system prompt, the message, then the\nassistant generation prompt)", 0, 0, NULL},
+    {"ids", 0, OPTS_FLAG, T(ids_only), NULL, "print only the ids, space-separated, on one line",
+     0, 0, NULL},
+    {"no-special", 0, OPTS_FLAG, T(no_special), NULL,
+     "treat control-token text in TEXT (\"<|im_start|>\") as plain\ntext instead of the "
+     "control token", 0, 0, NULL},
+    {NULL, 0, 0, 0, NULL, NULL, 0, 0, NULL},
+};
 
 /* All of standard input, NUL-terminated; NULL on a read error. */
 static char *read_stdin(size_t *len)
@@ -122,7 +77,7 @@ static void print_piece(const char *s, size_t n)
     putchar('"');
 }
 
-static void print_ids(const tokenizer *t, const tokenizer_ids *ids, bool ids_only)
+static void print_ids(const tokenizer *t, const tokenizer_ids *ids, int ids_only)
 {
     for (size_t i = 0; i < ids->n; i++) {
         if (ids_only) {
@@ -146,7 +101,7 @@ static int encode(const tokenizer *t, const options *o, const char *text, size_t
         tokenizer_message msg = {"user", text};
         return tokenizer_chat_encode(t, &msg, 1, true, ids, err);
     }
-    unsigned flags = TOKENIZER_ADD_SPECIAL | (o->special ? TOKENIZER_PARSE_SPECIAL : 0);
+    unsigned flags = TOKENIZER_ADD_SPECIAL | (o->no_special ? 0 : TOKENIZER_PARSE_SPECIAL);
     return tokenizer_encode(t, text, len, flags, ids, err);
 }
 
@@ -169,10 +124,32 @@ static int run(const options *o, const char *text, size_t len)
 
 int cmd_tokenize(int argc, char **argv)
 {
-    options o;
-    int rc = parse_args(argc, argv, &o);
+    options o = {0};
+    char about[1024];
+    snprintf(about, sizeof about,
+             "Tokenize TEXT with the tokenizer stored in MODEL.gguf and print one line per\n"
+             "token: the id, a tab, and the token's bytes in double quotes, with \\n, \\t,\n"
+             "\\r, \\\", \\\\ and \\xNN for other control bytes and for bytes that are "
+             "only part\nof a UTF-8 character.  TEXT '-' reads standard input; '--' before a "
+             "TEXT\nthat starts with '-'.\n\ntokenizer models: %s\npre-tokenizers: %s",
+             tokenizer_supported_models(), tokenizer_supported_pres());
+    const opts_command cmd = {
+        .prog = "kvtrace tokenize",
+        .usage = "kvtrace tokenize MODEL.gguf TEXT [--chat] [--ids] [--no-special]",
+        .about = about,
+        .groups = {{"options", tokenize_rows, &o}},
+        .positional = {&o.model, &o.text},
+        .required = 2,
+        .footer = "exit status: 0 success, 1 unreadable model or text, 2 bad usage\n"
+                  "example:\n  kvtrace tokenize models/SmolLM2-135M-Instruct.Q4_1.gguf "
+                  "\"Hello world!\"\n",
+    };
+    kv_err err = {0};
+    int rc = opts_parse(&cmd, argc, argv, &err);
+    if (rc == OPTS_HELP)
+        return 0;
     if (rc)
-        return rc < 0 ? 0 : rc;
+        return opts_fail(cmd.prog, &err);
     if (strcmp(o.text, "-"))
         return run(&o, o.text, strlen(o.text));
     size_t len;

@@ -3,25 +3,14 @@
  * Each subcommand lives in its own file; this is the table.
  */
 #include "cli.h"
-#include "cmd_confirm.h"
-#include "cmd_devices.h"
-#include "cmd_policies.h"
-#include "cmd_replay.h"
-#include "heatmap_trace.h"
-#include "plot.h"
-
-/* Heatmaps read traces (and replay a policy for the overlay) through sim/. */
-static int cmd_plot_kvsim(int argc, char **argv)
-{
-    return cmd_plot(argc, argv, heatmap_from_trace);
-}
+#include "commands.h"
 
 static const cli_command commands[] = {
     {"replay",   "TRACE --policy P --budget B [options]", "replay one policy, write metrics", cmd_replay},
     {"sweep",    "TRACE --policies A,B --budgets LIST",   "many configurations in one pass",  cmd_sweep},
     {"std",      "TRACE [-o std.csv]",                    "attention-std trajectories",       cmd_std},
     {"scope",    "TRACE --score S --budget B --sizes L",  "eviction-scope sensitivity",       cmd_scope},
-    {"plot",     "std|sweep|scope|heatmap|confirm ...",   "draw a figure with gnuplot",       cmd_plot_kvsim},
+    {"plot",     "std|sweep|scope|heatmap|confirm ...",   "draw a figure with gnuplot",       cmd_plot},
     {"confirm",  "EXPERIMENT MODEL [options]",            "confirm with real generation",     cmd_confirm},
     {"policies", "",                                      "list every policy and its defaults", cmd_policies},
     {"devices",  "",                                      "list CPU threads and CUDA devices", cmd_devices},

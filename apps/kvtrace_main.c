@@ -3,13 +3,7 @@
  * record its attention.  Each subcommand lives in its own file; this is the table.
  */
 #include "cli.h"
-#include "cmd_devices.h"
-#include "cmd_generate.h"
-#include "cmd_run.h"
-#include "cmd_info.h"
-#include "cmd_record.h"
-#include "cmd_tokenize.h"
-#include "cmd_verify.h"
+#include "commands.h"
 
 static const cli_command commands[] = {
     {"info",     "MODEL.gguf | TRACE.h5",          "describe a model or a trace",          cmd_info},

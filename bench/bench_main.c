@@ -8,7 +8,9 @@
 #include "bench.h"
 
 #include "blas_check.h"
+#include "opts.h"
 
+#include <stddef.h>
 #include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,22 +30,35 @@ void bench_row(const char *name, const char *config, int threads, double value, 
     fflush(stdout);
 }
 
+typedef struct options {
+    const char *dir;
+    int         threads, quick;
+} options;
+
+static const opts_row bench_rows[] = {
+    {"dir", 0, OPTS_TEXT, offsetof(options, dir), "DIR", "where the disk benchmark writes "
+     "(default build)", 0, 0, NULL},
+    {"threads", 0, OPTS_INT, offsetof(options, threads), "N", "the most threads measured "
+     "(default 2)", 1, 1024, NULL},
+    {"quick", 0, OPTS_FLAG, offsetof(options, quick), NULL, "the machine and single-replay "
+     "rows only", 0, 0, NULL},
+    {NULL, 0, 0, 0, NULL, NULL, 0, 0, NULL},
+};
+
 int main(int argc, char **argv)
 {
-    const char *dir = "build";
-    int max_threads = 2, quick = 0;
-    for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--dir") && i + 1 < argc)
-            dir = argv[++i];
-        else if (!strcmp(argv[i], "--threads") && i + 1 < argc)
-            max_threads = atoi(argv[++i]);
-        else if (!strcmp(argv[i], "--quick"))
-            quick = 1;
-        else {
-            fprintf(stderr, "usage: %s [--dir DIR] [--threads N] [--quick]\n", argv[0]);
-            return 2;
-        }
-    }
+    options o = {"build", 2, 0};
+    const opts_command cmd = {.prog = "bench", .usage = "build/bench [options]",
+                              .about = "The benchmark table of `make bench` (bench/).",
+                              .groups = {{"options", bench_rows, &o}}};
+    kv_err err = {0};
+    int rc = opts_parse(&cmd, argc, argv, &err);
+    if (rc == OPTS_HELP)
+        return 0;
+    if (rc)
+        return opts_fail(cmd.prog, &err);
+    const char *dir = o.dir;
+    const int max_threads = o.threads, quick = o.quick;
     char why[256];
     if (!blas_is_openmp(why, sizeof why))
         fprintf(stderr, "warning: %s\n", why);

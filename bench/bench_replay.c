@@ -19,30 +19,24 @@
 
 #include "gpu.h"
 #include "replay.h"
-#include "replay_cli.h"
+#include "replay_setup.h"
 
 #include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-/* Seconds of one in-process `kvsim sweep TRACE OPTIONS`; elements = attention
- * probabilities replayed (L x H x T(T+1)/2).  Negative on failure. */
-static double time_sweep(const char *trace, const char *options, double *elements)
+/* Seconds of one in-process replay of `req` (the engine `kvsim sweep` runs); elements
+ * = attention probabilities replayed (L x H x T(T+1)/2).  Negative on failure. */
+static double time_sweep(replay_request req, const char *trace, double *elements)
 {
-    char line[1024], *words[32];
-    snprintf(line, sizeof line, "sweep %s %s", trace, options);
-    int argc = 0;
-    for (char *w = strtok(line, " "); w && argc < 31; w = strtok(NULL, " "))
-        words[argc++] = w;
-    replay_args args;
     replay_setup setup;
     kv_err err = {0};
-    int rc = replay_args_parse(argc, words, SWEEP_OPTIONS, "", &args, &err);
-    if (rc == KV_OK)
-        rc = replay_setup_build(&setup, &args, &err);
+    req.trace = trace;
+    int rc = replay_setup_build(&setup, &req, &err);
     if (rc != KV_OK) {
         fprintf(stderr, "bench replay: %s\n", err.msg);
+        replay_setup_free(&setup);
         return -1;
     }
     const replay_plan *p = &setup.plan;
@@ -99,11 +93,11 @@ static void single_replays(const char *trace, double copy_gbs)
         for (int pi = 0; pi < 2; pi++) {
             double t1 = 0;
             for (int threads = 1; threads <= 2; threads++) {
-                char options[256], config[64];
-                snprintf(options, sizeof options, "--policies %s --budgets 0.2 --metrics %s",
-                         policies[pi], sets[s].metrics);
+                char config[64];
+                const replay_request req = {.policies = policies[pi], .budgets = "0.2",
+                                            .metrics = sets[s].metrics};
                 omp_set_num_threads(threads);
-                double elements, sec = time_sweep(trace, options, &elements);
+                double elements, sec = time_sweep(req, trace, &elements);
                 if (sec <= 0)
                     return;
                 snprintf(config, sizeof config, "%s B=0.2 %s", policies[pi], sets[s].name);
@@ -123,9 +117,11 @@ static void sweep_marginal(const char *trace)
 {
     double elements;
     omp_set_num_threads(2);
-    double one = time_sweep(trace, "--policies h2o --budgets 0.2 --metrics mass", &elements);
-    double fifty = time_sweep(trace, "--policies h2o,mas --budgets 0.02:0.5:0.02 --metrics mass",
-                              &elements);
+    const replay_request single = {.policies = "h2o", .budgets = "0.2", .metrics = "mass"};
+    const replay_request sweep = {.policies = "h2o,mas", .budgets = "0.02:0.5:0.02",
+                                  .metrics = "mass"};
+    double one = time_sweep(single, trace, &elements);
+    double fifty = time_sweep(sweep, trace, &elements);
     if (one <= 0 || fifty <= 0)
         return;
     bench_row("sweep 50 configs", "h2o,mas x 25 budgets, deflate:1", 2, fifty, "s");
@@ -139,8 +135,12 @@ static void numpy_peer(const char *trace)
     char cmd[1024], out[64] = "";
     double elements;
     omp_set_num_threads(2);
-    double ours = time_sweep(trace, "--policies h2o --budgets 410 --metrics "
-                             "mass,overlap,output_error --scope-of kv-head", &elements);
+    replay_request req = {.policies = "h2o", .budgets = "410",
+                          .metrics = "mass,overlap,output_error"};
+    req.params.n = 1;
+    req.params.key[0] = "scope-of";
+    req.params.value[0] = "kv-head";
+    double ours = time_sweep(req, trace, &elements);
     snprintf(cmd, sizeof cmd, "python3 tests/fixtures/replay_reference.py '%s' --policies h2o "
              "--budgets 410 --time 2>/dev/null", trace);
     FILE *p = popen(cmd, "r");
@@ -165,17 +165,19 @@ static void gpu_rows(const char *trace)
         fprintf(stderr, "note: GPU replay rows skipped: %s\n", desc);
         return;
     }
-    static const struct { const char *name, *options; } runs[] = {
-        {"h2o B=0.2 mass+overlap", "--policies h2o --budgets 0.2 --metrics mass,overlap"},
-        {"h2o,mas x 25 budgets", "--policies h2o,mas --budgets 0.02:0.5:0.02 --metrics mass"},
+    static const struct { const char *name; replay_request req; } runs[] = {
+        {"h2o B=0.2 mass+overlap", {.policies = "h2o", .budgets = "0.2",
+                                    .metrics = "mass,overlap"}},
+        {"h2o,mas x 25 budgets", {.policies = "h2o,mas", .budgets = "0.02:0.5:0.02",
+                                  .metrics = "mass"}},
     };
     omp_set_num_threads(2);
     for (size_t i = 0; i < sizeof runs / sizeof *runs; i++) {
-        char gpu[256];
         double elements;
-        snprintf(gpu, sizeof gpu, "%s --device cuda", runs[i].options);
-        const double cpu_s = time_sweep(trace, runs[i].options, &elements);
-        const double gpu_s = time_sweep(trace, gpu, &elements);
+        replay_request gpu = runs[i].req;
+        gpu.device = "cuda";
+        const double cpu_s = time_sweep(runs[i].req, trace, &elements);
+        const double gpu_s = time_sweep(gpu, trace, &elements);
         if (cpu_s <= 0 || gpu_s <= 0)
             return;
         bench_row("replay on the GPU", runs[i].name, 2, gpu_s, "s");

@@ -11,31 +11,13 @@
  * written first.  Budget fractions resolve per prompt (prompt + max new tokens):
  * `budget` is the first prompt's, `budget_mean` the mean.
  */
-#include "confirm_experiments.h"
+#include "confirm.h"
 
-#include "confirm_cli.h"
 #include "text_metrics.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-static const char USAGE[] =
-    "usage: kvsim confirm fidelity MODEL.gguf PROMPTS --policies A,B --budgets LIST [options]\n\n"
-    "Greedy answers to each line of PROMPTS under each configuration, against the full\n"
-    "cache's answers: ROUGE-L, BLEU, METEOR (exact), token agreement, first divergence;\n"
-    "with TTFT, decode tokens/s and KV bytes (the speed/memory table).\n\n"
-    "  --policies LIST     presets (full is added)      --budgets LIST   64,128 or 0.5\n"
-    "  --strides LIST      entries evicted at once (default 1)\n"
-    "  --max-new-tokens N  answer length (default 48)\n"
-    "  --chat 0|1          wrap each prompt as a chat message (default 1)\n"
-    "  --reposition        re-rotate kept keys to positions 0..n-1 after each eviction\n"
-    "  --PARAM V           any policy parameter     -o FILE, --json FILE, --threads N\n\n"
-    "columns after the identifying ones: prompts rouge_l bleu bleu_corpus meteor\n"
-    "token_agreement first_divergence generated mean_cache kv_bytes_peak ttft_s\n"
-    "tokens_per_s budget_mean\n"
-    "example: kvsim confirm fidelity models/SmolLM2-135M-Instruct.Q4_1.gguf \\\n"
-    "           data/fidelity_prompts.txt --policies streaming,h2o,roco --budgets 32,64\n";
 
 static const char *const COLS[] = {"prompts", "rouge_l", "bleu", "bleu_corpus", "meteor",
                                    "token_agreement", "first_divergence", "generated",
@@ -54,8 +36,8 @@ typedef struct prompt {
 } prompt;
 
 typedef struct run_state {
-    session            *s;
-    const confirm_args *a;
+    session               *s;
+    const confirm_request *a;
     prompt              p[MAX_PROMPTS];
     int                 n, max_new;
     const char         *hyps[MAX_PROMPTS];   /* one configuration's answers, for corpus BLEU */
@@ -108,11 +90,11 @@ static void release(run_state *r)
 /* --- one configuration ------------------------------------------------------------ */
 
 /* Configuration c as it resolves for prompt i (fractions of its own length). */
-static int config_for(const run_state *r, const confirm_args *a, int i, int c,
-                      replay_config *out, kv_err *err)
+static int config_for(const run_state *r, int i, int c, replay_config *out, kv_err *err)
 {
     replay_config *cfgs = NULL;
-    int n = 0, rc = confirm_configs(a, (int)r->p[i].ids.n + r->max_new, 0, &cfgs, &n, err);
+    int n = 0, rc = confirm_configs(r->a, (int)r->p[i].ids.n + r->max_new, 0, 1, &cfgs, &n,
+                                    err);
     if (!rc)
         *out = cfgs[c];
     free(cfgs);
@@ -141,17 +123,20 @@ static int score(run_state *r, int i, const live_output *out, double *v, char **
 }
 
 /* Run configuration c over every prompt; its means go to row v. */
-static int run_config(run_state *r, const confirm_args *a, int c, double *v, kv_err *err)
+static int measure(void *ctx, const replay_config *first, int c, double *v, char *note,
+                   size_t len, kv_err *err)
 {
+    (void)first;   /* resolved against the first prompt; each prompt resolves its own */
+    run_state *r = ctx;
     char *texts[MAX_PROMPTS] = {0};
     int rc = KV_OK;
     for (int i = 0; rc == KV_OK && i < r->n; i++) {
         replay_config cfg;
         live_output out = {0};
-        rc = config_for(r, a, i, c, &cfg, err);
+        rc = config_for(r, i, c, &cfg, err);
         if (!rc)
             rc = confirm_generate(r->s, r->p[i].ids.ids, (int)r->p[i].ids.n, r->max_new,
-                                  cfg.policy, a->reposition, &out, err);
+                                  cfg.policy, r->a->reposition, &out, err);
         if (!rc)
             rc = score(r, i, &out, v, &texts[i], err);
         v[C_BUDGET] += cfg.policy.budget;
@@ -167,6 +152,8 @@ static int run_config(run_state *r, const confirm_args *a, int c, double *v, kv_
         v[C_CORPUS] = text_bleu_corpus(r->hyps, r->refs, r->n);
     for (int i = 0; i < r->n; i++)
         free(texts[i]);
+    snprintf(note, len, "ROUGE-L %.3f BLEU %.1f agreement %.3f, %.1f tokens/s", v[C_ROUGE],
+             v[C_BLEU], v[C_AGREE], v[C_TPS]);
     return rc;
 }
 
@@ -186,60 +173,25 @@ static int run_references(run_state *r, kv_err *err)
     return rc;
 }
 
-static int run(run_state *r, const confirm_args *a, kv_err *err)
+int confirm_fidelity(const confirm_request *a, const confirm_fidelity_options *o, kv_err *err)
 {
-    replay_config *cfgs = NULL;
-    int n = 0, rc = run_references(r, err);
-    if (!rc)
-        rc = confirm_configs(a, (int)r->p[0].ids.n + r->max_new, 0, &cfgs, &n, err);
-    double *values = rc ? NULL : calloc((size_t)n * N_COLS, sizeof *values);
-    int *rows = rc ? NULL : calloc((size_t)n, sizeof *rows);
-    if (!rc && (!values || !rows))
-        rc = kv_errorf(err, KV_ENOMEM, "out of memory");
-    for (int c = 0; rc == KV_OK && c < n; c++) {
-        double *v = values + (size_t)c * N_COLS;
-        rows[c] = c;
-        rc = run_config(r, a, c, v, err);
-        fprintf(stderr, "fidelity: %-10s B=%-5d stride %-3d ROUGE-L %.3f BLEU %.1f agreement "
-                "%.3f, %.1f tokens/s\n", cfgs[c].policy.name, cfgs[c].policy.budget,
-                cfgs[c].policy.stride, v[C_ROUGE], v[C_BLEU], v[C_AGREE], v[C_TPS]);
-    }
-    confirm_table t = {.input = a->input, .command = a->command, .configs = cfgs,
-                       .n_configs = n, .cols = COLS, .n_cols = N_COLS, .row_config = rows,
-                       .values = values, .n_rows = n};
-    if (rc == KV_OK)
-        rc = confirm_table_write(&t, a->csv, a->json, err);
-    free(values);
-    free(rows);
-    free(cfgs);
-    return rc;
-}
-
-int confirm_fidelity(int argc, char **argv)
-{
-    confirm_args a;
-    kv_err err = {0};
-    int rc = confirm_args_parse(argc, argv, "max-new-tokens chat", 1, USAGE, &a, &err);
-    if (rc == 1)
-        return 0;
-    char policies[1100];
-    a.policies = rc ? NULL : confirm_with_full(&a, policies, sizeof policies);
-    int chat = 1;
+    static const confirm_experiment e = {"fidelity", COLS, N_COLS, 1, 1, measure};
     static run_state r;   /* large (prompt arrays): not on the stack */
     memset(&r, 0, sizeof r);
     session s = {0};
-    r.s = &s, r.a = &a;
+    confirm_table t = {0};
+    r.s = &s, r.a = a, r.max_new = o->max_new;
+    int rc = confirm_open_model(&s, a, err);
     if (!rc)
-        rc = confirm_opt_int(&a, "chat", 1, 0, 1, &chat, &err);
+        rc = read_prompts(&r, o->chat, err);
     if (!rc)
-        rc = confirm_opt_int(&a, "max-new-tokens", 48, 1, 4096, &r.max_new, &err);
+        rc = run_references(&r, err);
     if (!rc)
-        rc = confirm_open_model(&s, &a, &err);
-    if (!rc)
-        rc = read_prompts(&r, chat, &err);
-    if (!rc)
-        rc = run(&r, &a, &err);
+        rc = confirm_run(&e, a, (int)r.p[0].ids.n + r.max_new, 0, &r, &t, err);
+    if (rc >= 0)
+        rc = confirm_table_write(&t, a, a->input, err);
+    confirm_table_free(&t);
     release(&r);
     session_close(&s);
-    return rc ? confirm_fail("fidelity", &err) : 0;
+    return rc;
 }

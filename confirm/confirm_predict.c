@@ -11,9 +11,8 @@
  * joined pairs themselves, one line per (policy, budget), which `kvsim plot confirm`
  * draws (plots/confirm.gp).
  */
-#include "confirm_experiments.h"
+#include "confirm.h"
 
-#include "confirm_cli.h"
 #include "rank_corr.h"
 #include "results.h"
 
@@ -21,21 +20,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-static const char USAGE[] =
-    "usage: kvsim confirm predict SIM.csv REAL.csv --sim-metric M --real-metric M [options]\n\n"
-    "Spearman's rho across policies, per budget, between a replayed metric (SIM.csv from\n"
-    "kvsim replay/sweep: mass, overlap, output_error, ...) and a real one (REAL.csv from\n"
-    "kvsim confirm: ppl, accuracy, rouge_l, ...), with a bootstrap interval over the\n"
-    "policies.  Lines join on policy, budget_arg, stride, phase.\n\n"
-    "  --sim-metric M      column of SIM.csv (default mass)\n"
-    "  --real-metric M     column of REAL.csv (default ppl)\n"
-    "  --rounds N          bootstrap resamples (default 2000)\n"
-    "  --seed S            bootstrap seed (default 1)\n"
-    "  -o FILE             CSV (default stdout)      --json FILE\n"
-    "  --points FILE       also the joined pairs, for kvsim plot confirm; columns:\n"
-    "                      sim_metric real_metric policy budget_arg stride phase sim real\n\n"
-    "columns: sim_metric real_metric budget_arg policies spearman ci_low ci_high\n";
 
 #define MAX_LINES 4096
 #define KEY_LEN 160
@@ -246,38 +230,25 @@ static void write_json(FILE *f, const void *ctx)
     fputs("\n  ]\n}\n", f);
 }
 
-int confirm_predict(int argc, char **argv)
+int confirm_predict(const confirm_request *a, const confirm_predict_options *o, kv_err *err)
 {
-    confirm_args a;
-    kv_err err = {0};
     static metric_lines sim, real;   /* large: not on the stack */
     static predict_out out;
     static double x[MAX_LINES], y[MAX_LINES];
-    int rc = confirm_args_parse(argc, argv, "sim-metric real-metric rounds points", 1, USAGE,
-                                &a, &err);
-    if (rc == 1)
-        return 0;
-    int rounds = 2000, seed = 1;
-    out = (predict_out){.sim_metric = confirm_opt(&a, "sim-metric", "mass"),
-                        .real_metric = confirm_opt(&a, "real-metric", "ppl")};
+    out = (predict_out){.sim_metric = o->sim_metric, .real_metric = o->real_metric};
+    int rc = read_lines(a->model, out.sim_metric, &sim, err);
     if (!rc)
-        rc = confirm_opt_int(&a, "rounds", 2000, 1, 1000000, &rounds, &err);
-    if (!rc)
-        rc = confirm_opt_int(&a, "seed", 1, 0, 1 << 30, &seed, &err);
-    if (!rc)
-        rc = read_lines(a.model, out.sim_metric, &sim, &err);
-    if (!rc)
-        rc = read_lines(a.input, out.real_metric, &real, &err);
+        rc = read_lines(a->input, out.real_metric, &real, err);
     if (!rc) {
-        correlate(&sim, &real, rounds, (uint64_t)seed, &out, x, y);
-        rc = check_joined(&out, a.model, a.input, &err);
+        correlate(&sim, &real, o->rounds, (uint64_t)o->seed, &out, x, y);
+        rc = check_joined(&out, a->model, a->input, err);
     }
     if (!rc)
-        rc = results_write_atomic(a.csv ? a.csv : "-", write_csv, &out, &err);
-    if (!rc && a.json)
-        rc = results_write_atomic(a.json, write_json, &out, &err);
+        rc = results_write_atomic(a->csv ? a->csv : "-", write_csv, &out, err);
+    if (!rc && a->json)
+        rc = results_write_atomic(a->json, write_json, &out, err);
     predict_points points = {&out, &sim, &real};
-    if (!rc && confirm_opt(&a, "points", NULL))
-        rc = results_write_atomic(confirm_opt(&a, "points", NULL), write_points, &points, &err);
-    return rc ? confirm_fail("predict", &err) : 0;
+    if (!rc && o->points)
+        rc = results_write_atomic(o->points, write_points, &points, err);
+    return rc;
 }

@@ -10,27 +10,13 @@
  * The answer may run to the passage's length + 16 tokens.  Budget fractions resolve
  * against the first passage's prompt + answer length.
  */
-#include "confirm_experiments.h"
+#include "confirm.h"
 
-#include "confirm_cli.h"
 #include "text_metrics.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-static const char USAGE[] =
-    "usage: kvsim confirm reconstruct MODEL.gguf TEXT --policies A,B --budgets LIST [options]\n\n"
-    "Context reconstruction: the model repeats a passage of TEXT it has just read; BLEU\n"
-    "and ROUGE-L of its greedy answer against the passage, per configuration.\n\n"
-    "  --policies LIST     presets (full is added)      --budgets LIST   64,128 or 0.5\n"
-    "  --strides LIST      entries evicted at once (default 1)\n"
-    "  --passage-tokens N  tokens per passage (default 96)\n"
-    "  --passages N        passages, consecutive from the start of TEXT (default 3)\n"
-    "  --reposition        re-rotate kept keys to positions 0..n-1 after each eviction\n"
-    "  --PARAM V           any policy parameter     -o FILE, --json FILE, --threads N\n\n"
-    "columns after the identifying ones: passages rouge_l bleu bleu_corpus generated\n"
-    "mean_cache kv_bytes_peak\n";
 
 static const char *const COLS[] = {"passages", "rouge_l", "bleu", "bleu_corpus", "generated",
                                    "mean_cache", "kv_bytes_peak"};
@@ -43,6 +29,8 @@ typedef struct passages {
     char          *text[MAX_PASSAGES];     /* the passages, decoded */
     tokenizer_ids  prompt[MAX_PASSAGES];   /* their chat prompts */
     int            n, tokens;
+    session       *s;
+    int            reposition;
 } passages;
 
 static void passages_free(passages *p)
@@ -81,9 +69,13 @@ static int make_passages(session *s, int count, passages *p, kv_err *err)
 }
 
 /* Configuration c over every passage; its means go to row v. */
-static int run_config(session *s, const passages *p, const replay_config *c, int reposition,
-                      double *v, kv_err *err)
+static int measure(void *ctx, const replay_config *c, int index, double *v, char *note,
+                   size_t len, kv_err *err)
 {
+    (void)index;
+    const passages *p = ctx;
+    session *s = p->s;
+    const int reposition = p->reposition;
     char *answers[MAX_PASSAGES] = {0};
     const int max_new = p->tokens + 16;
     int rc = KV_OK;
@@ -110,61 +102,30 @@ static int run_config(session *s, const passages *p, const replay_config *c, int
                                        (const char *const *)p->text, p->n);
     for (int i = 0; i < p->n; i++)
         free(answers[i]);
+    snprintf(note, len, "ROUGE-L %.3f BLEU %.1f", v[C_ROUGE], v[C_BLEU]);
     return rc;
 }
 
-static int run(session *s, const confirm_args *a, const passages *p, kv_err *err)
+int confirm_reconstruct(const confirm_request *a, const confirm_reconstruct_options *o,
+                        kv_err *err)
 {
-    replay_config *cfgs = NULL;
-    int n = 0, rc = confirm_configs(a, (int)p->prompt[0].n + p->tokens + 16, 0, &cfgs, &n, err);
-    double *values = rc ? NULL : calloc((size_t)n * N_COLS, sizeof *values);
-    int *rows = rc ? NULL : calloc((size_t)n, sizeof *rows);
-    if (!rc && (!values || !rows))
-        rc = kv_errorf(err, KV_ENOMEM, "out of memory");
-    for (int c = 0; rc == KV_OK && c < n; c++) {
-        double *v = values + (size_t)c * N_COLS;
-        rows[c] = c;
-        rc = run_config(s, p, &cfgs[c], a->reposition, v, err);
-        if (rc == KV_OK)
-            fprintf(stderr, "reconstruct: %-10s B=%-5d stride %-3d ROUGE-L %.3f BLEU %.1f\n",
-                    cfgs[c].policy.name, cfgs[c].policy.budget, cfgs[c].policy.stride,
-                    v[C_ROUGE], v[C_BLEU]);
-    }
-    confirm_table t = {.input = a->input, .command = a->command, .configs = cfgs,
-                       .n_configs = n, .cols = COLS, .n_cols = N_COLS, .row_config = rows,
-                       .values = values, .n_rows = n};
-    if (rc == KV_OK)
-        rc = confirm_table_write(&t, a->csv, a->json, err);
-    free(values);
-    free(rows);
-    free(cfgs);
-    return rc;
-}
-
-int confirm_reconstruct(int argc, char **argv)
-{
-    confirm_args a;
-    kv_err err = {0};
-    int rc = confirm_args_parse(argc, argv, "passage-tokens passages", 1, USAGE, &a, &err);
-    if (rc == 1)
-        return 0;
-    char policies[1100];
-    a.policies = rc ? NULL : confirm_with_full(&a, policies, sizeof policies);
+    static const confirm_experiment e = {"reconstruct", COLS, N_COLS, 1, 1, measure};
     static passages p;   /* large: not on the stack */
     memset(&p, 0, sizeof p);
-    int count = 3;
-    if (!rc)
-        rc = confirm_opt_int(&a, "passage-tokens", 96, 4, 4096, &p.tokens, &err);
-    if (!rc)
-        rc = confirm_opt_int(&a, "passages", 3, 1, MAX_PASSAGES, &count, &err);
     session s = {0};
+    confirm_table t = {0};
+    p.tokens = o->passage_tokens;
+    p.s = &s;
+    p.reposition = a->reposition;
+    int rc = confirm_open_text(&s, a, err);
     if (!rc)
-        rc = confirm_open_text(&s, &a, &err);
+        rc = make_passages(&s, o->passages, &p, err);
     if (!rc)
-        rc = make_passages(&s, count, &p, &err);
-    if (!rc)
-        rc = run(&s, &a, &p, &err);
+        rc = confirm_run(&e, a, (int)p.prompt[0].n + p.tokens + 16, 0, &p, &t, err);
+    if (rc >= 0)
+        rc = confirm_table_write(&t, a, a->input, err);
+    confirm_table_free(&t);
     passages_free(&p);
     session_close(&s);
-    return rc ? confirm_fail("reconstruct", &err) : 0;
+    return rc;
 }

@@ -144,4 +144,9 @@ int64_t            gguf_n_tensors(const gguf_file *f);
 const gguf_tensor *gguf_tensor_at(const gguf_file *f, int64_t i);          /* NULL if i is bad */
 const gguf_tensor *gguf_find_tensor(const gguf_file *f, const char *name); /* NULL if absent */
 
+/* Describe the model file at `path` on standard output (kvtrace info, model/gguf_info.c):
+ * architecture, shapes, tensor types, tokenizer, and with list_tensors every tensor.
+ * 0, or gguf_open's error; KV_EIO when standard output fails. */
+int gguf_info_print(const char *path, int list_tensors, kv_err *err);
+
 #endif /* GGUF_H */

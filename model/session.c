@@ -2,6 +2,7 @@
 #include "session.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -10,96 +11,41 @@ session_options session_options_default(void)
     return (session_options){.max_new = 256, .sampling = sampler_config_default()};
 }
 
-/* Parse a number option's value; false (after a message) if it is not one. */
-static bool number(const char *prog, const char *opt, const char *v, double lo, double hi,
-                   double *out)
-{
-    char *end;
-    *out = v ? strtod(v, &end) : 0.0;
-    if (v && *v && !*end && *out >= lo && *out <= hi)
-        return true;
-    fprintf(stderr, "%s: %s expects a number in [%g, %g], got '%s'\n", prog, opt, lo, hi,
-            v ? v : "");
-    return false;
-}
+#define S(field) offsetof(session_options, field)
 
-int session_parse_option(session_options *o, const char *prog, const char *a, const char *v,
-                         int *used)
-{
-    double x;
-    *used = 1;
-    if (!strcmp(a, "--chat")) {
-        o->chat = true;
-        *used = 0;
-        return 0;
-    }
-    if (!strcmp(a, "--prompt-file")) {
-        if (!v) {
-            fprintf(stderr, "%s: --prompt-file expects a file name\n", prog);
-            return 2;
-        }
-        o->prompt_file = v;
-        return 0;
-    }
-    enum { AS_INT, AS_FLOAT, AS_U64 };
-    const struct { const char *name; double lo, hi; int as; void *target; } numeric[] = {
-        {"--max-new-tokens", 0, 1 << 30, AS_INT, &o->max_new},
-        {"--temperature", 0, 1e6, AS_FLOAT, &o->sampling.temperature},
-        {"--top-k", 0, 1 << 30, AS_INT, &o->sampling.top_k},
-        {"--top-p", 1e-9, 1, AS_FLOAT, &o->sampling.top_p},
-        {"--seed", 0, 1.8e19, AS_U64, &o->sampling.seed},
-        {"--threads", 1, 1024, AS_INT, &o->threads},
-    };
-    for (size_t i = 0; i < sizeof numeric / sizeof numeric[0]; i++) {
-        if (strcmp(a, numeric[i].name))
-            continue;
-        if (!number(prog, a, v, numeric[i].lo, numeric[i].hi, &x))
-            return 2;
-        if (numeric[i].as == AS_INT)
-            *(int *)numeric[i].target = (int)x;
-        else if (numeric[i].as == AS_FLOAT)
-            *(float *)numeric[i].target = (float)x;
-        else
-            *(uint64_t *)numeric[i].target = (uint64_t)x;
-        return 0;
-    }
-    return 1;
-}
+const opts_row session_options_rows[] = {
+    {"chat", 0, OPTS_FLAG, S(chat), NULL,
+     "wrap the prompt as one user message in the chat template", 0, 0, NULL},
+    {"prompt-file", 0, OPTS_TEXT, S(prompt_file), "F",
+     "read the prompt from file F (PROMPT '-' reads stdin)", 0, 0, NULL},
+    {"max-new-tokens", 0, OPTS_INT, S(max_new), "N",
+     "stop after N new tokens (default 256); generation also\nstops at an "
+     "end-of-sequence token or the context's end", 0, 1 << 30, NULL},
+    {"temperature", 0, OPTS_FLOAT, S(sampling.temperature), "T",
+     "0 = greedy (default); otherwise sample at temperature T", 0, 1e6, NULL},
+    {"top-k", 0, OPTS_INT, S(sampling.top_k), "K",
+     "sample among the K most likely tokens (default 0: all)", 0, 1 << 30, NULL},
+    {"top-p", 0, OPTS_FLOAT, S(sampling.top_p), "P",
+     "sample within the nucleus of mass P (default 1)", 1e-9, 1, NULL},
+    {"seed", 0, OPTS_U64, S(sampling.seed), "S",
+     "seed of the sampler (default 0); runs repeat exactly", 0, 0, NULL},
+    {"threads", 0, OPTS_INT, S(threads), "N",
+     "CPU threads (default: OpenMP's, usually every core)", 1, 1024, NULL},
+    {NULL, 0, 0, 0, NULL, NULL, 0, 0, NULL},
+};
 
-int session_positional(session_options *o, const char *prog, const char *arg)
+int session_check(const session_options *o, kv_err *err)
 {
     if (!o->model)
-        o->model = arg;
-    else if (!o->prompt && !o->prompt_file)
-        o->prompt = arg;
-    else {
-        fprintf(stderr, "%s: unexpected argument '%s'\n", prog, arg);
-        return 2;
-    }
-    return 0;
-}
-
-int session_check(const session_options *o, const char *prog, const char *usage)
-{
-    if (o->model && (o->prompt || o->prompt_file))
-        return 0;
-    fprintf(stderr, "%s: expected MODEL and PROMPT (or --prompt-file F, or - for stdin)\n%s",
-            prog, usage);
-    return 2;
-}
-
-void session_print_options(FILE *out)
-{
-    fputs("  --chat              wrap the prompt as one user message in the chat template\n"
-          "  --prompt-file F     read the prompt from file F (PROMPT '-' reads stdin)\n"
-          "  --max-new-tokens N  stop after N new tokens (default 256); generation also\n"
-          "                      stops at an end-of-sequence token or the context's end\n"
-          "  --temperature T     0 = greedy (default); otherwise sample at temperature T\n"
-          "  --top-k K           sample among the K most likely tokens (default 0: all)\n"
-          "  --top-p P           sample within the nucleus of mass P (default 1)\n"
-          "  --seed S            seed of the sampler (default 0); runs repeat exactly\n"
-          "  --threads N         CPU threads (default: OpenMP's, usually every core)\n",
-          out);
+        return kv_errorf(err, KV_EUSAGE, "expected MODEL and PROMPT (or --prompt-file F, or "
+                         "- for stdin); see --help");
+    if (!o->prompt && !o->prompt_file)
+        return kv_errorf(err, KV_EUSAGE, "expected a PROMPT after MODEL (or --prompt-file F, "
+                         "or - for stdin)");
+    if (o->prompt && o->prompt_file)
+        return kv_errorf(err, KV_EUSAGE, "both PROMPT '%s' and --prompt-file %s: give one",
+                         o->prompt, o->prompt_file);
+    return KV_OK;
 }
 
 /* Read all of `fp` into a NUL-terminated buffer. */

@@ -13,7 +13,7 @@
  *      output only when gnuplot succeeded: a failed plot never leaves a file that
  *      looks complete.
  *
- * Errors follow common/kv_err.h.  The CLI is cmd_plot(); docs/PLOTS.md is the manual.
+ * Errors follow common/kv_err.h.  The CLI is apps/cmd_plot.c; docs/PLOTS.md is the manual.
  */
 #ifndef PLOT_H
 #define PLOT_H
@@ -61,9 +61,5 @@ int plot_write_script(const plot_request *req, FILE *f, kv_err *err);
 /* Draw req->out with gnuplot.  KV_ENOTFOUND names the Debian package gnuplot-nox when
  * gnuplot cannot be found; a gnuplot failure is KV_EIO with the tail of its stderr. */
 int plot_render(const plot_request *req, kv_err *err);
-
-/* `kvsim plot KIND INPUT -o OUT [options]`; argv[0] is "plot".  `extract` draws a
- * heatmap's matrix from a trace (plot_heatmap.h); NULL: heatmaps from CSV only. */
-int cmd_plot(int argc, char **argv, plot_heatmap_extract_fn extract);
 
 #endif /* PLOT_H */

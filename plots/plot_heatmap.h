@@ -9,11 +9,10 @@
  * one line per (t, key) cell, any subset of cells (a causal triangle, a --range band).
  *
  * Drawing straight from a trace (`kvsim plot heatmap TRACE --layer L --head H
- * [--range a:b] [--policy P --budget B]`) needs one function from the trace side,
- * a plot_heatmap_extract_fn: it reads the rows t in [t_lo, t_hi) of (layer, head),
- * replays the policy when one is named, and hands each row to plot_heatmap_row().
- * The CSV goes next to the figure (attn.png -> attn.csv) so heatmap.gp can be rerun
- * by hand; the CLI passes the function to cmd_plot() (plot.h).
+ * [--range a:b] [--policy P --budget B]`) is sim/heatmap_trace.h's: it reads the rows t
+ * in [t_lo, t_hi) of (layer, head), replays the policy when one is named, and hands
+ * each row to plot_heatmap_row().  The CSV goes next to the figure (attn.png ->
+ * attn.csv) so heatmap.gp can be rerun by hand.
  */
 #ifndef PLOT_HEATMAP_H
 #define PLOT_HEATMAP_H
@@ -45,9 +44,5 @@ int plot_heatmap_row(plot_heatmap_writer *w, int t, int n, const int *keys,
 /* Finish: commit renames the file into place, otherwise it is removed.  NULL is
  * harmless.  Returns 0 or the first write error. */
 int plot_heatmap_close(plot_heatmap_writer *w, int commit, kv_err *err);
-
-/* The trace side: fill w from req.  0 or a negative KV_E* with *err filled. */
-typedef int (*plot_heatmap_extract_fn)(const plot_heatmap_request *req,
-                                       plot_heatmap_writer *w, kv_err *err);
 
 #endif /* PLOT_HEATMAP_H */

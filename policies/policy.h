@@ -181,6 +181,25 @@ int policy_config_set(policy_config *cfg, const char *key, const char *value, kv
 /* policy_config_set for each pair of "key=value,key=value" (tests, presets). */
 int policy_config_set_list(policy_config *cfg, const char *pairs, kv_err *err);
 
+/* Policy parameters as a command line gives them (--sinks 4 --phase decode), kept in
+ * order and applied to each configuration with policy_config_apply. */
+#define POLICY_ARGS_MAX 32
+typedef struct policy_args {
+    int         n;
+    const char *key[POLICY_ARGS_MAX], *value[POLICY_ARGS_MAX];   /* borrowed */
+} policy_args;
+
+/* Take option --key (value) into args when key is a policy parameter: 1 taken (*used
+ * = 1), 0 not one, KV_EUSAGE for a missing value or too many (common/opts.h's `other`
+ * callback; args is a policy_args). */
+int policy_args_take(void *args, const char *key, const char *value, int *used, kv_err *err);
+
+/* The value of `key` given last in args, or NULL. */
+const char *policy_args_get(const policy_args *args, const char *key);
+
+/* policy_config_set for each pair in order. */
+int policy_config_apply(policy_config *cfg, const policy_args *args, kv_err *err);
+
 /* The text of parameter `key` in force for cfg->name, into buf[len]: as written, else
  * the policy's default; NULL when the policy has no such parameter. */
 const char *policy_config_value(const policy_config *cfg, const char *key, char *buf,

@@ -419,6 +419,38 @@ int policy_config_set_list(policy_config *cfg, const char *pairs, kv_err *err)
     return KV_OK;
 }
 
+int policy_args_take(void *args, const char *key, const char *value, int *used, kv_err *err)
+{
+    policy_args *a = args;
+    if (!policy_param_find(key))
+        return 0;
+    if (!value)
+        return kv_errorf(err, KV_EUSAGE, "option '--%s' needs a value", key);
+    if (a->n == POLICY_ARGS_MAX)
+        return kv_errorf(err, KV_EUSAGE, "more than %d policy parameters", POLICY_ARGS_MAX);
+    a->key[a->n] = policy_param_find(key)->key;
+    a->value[a->n++] = value;
+    *used = 1;
+    return 1;
+}
+
+const char *policy_args_get(const policy_args *args, const char *key)
+{
+    const char *v = NULL;
+    for (int i = 0; i < args->n; i++)
+        if (policy__key_equal(args->key[i], key))
+            v = args->value[i];
+    return v;
+}
+
+int policy_config_apply(policy_config *cfg, const policy_args *args, kv_err *err)
+{
+    for (int i = 0; i < args->n; i++)
+        if (policy_config_set(cfg, args->key[i], args->value[i], err) != KV_OK)
+            return KV_EUSAGE;
+    return KV_OK;
+}
+
 int policy_config_is_set(const policy_config *cfg, const char *key)
 {
     int i = common_index(key);

@@ -11,7 +11,7 @@
 #include "heatmap_trace.h"
 
 #include "replay.h"
-#include "replay_cli.h"
+#include "replay_setup.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -103,10 +103,11 @@ static int replay_policy(heatmap_job *job, kv_err *err)
 {
     char layer[16];
     snprintf(layer, sizeof layer, "%d", job->req->layer);
-    replay_args args = {.trace = job->req->trace, .policies = job->req->policy,
-                        .budgets = job->req->budget, .layers = layer, .metrics = "mass"};
+    const replay_request request = {.trace = job->req->trace, .policies = job->req->policy,
+                                    .budgets = job->req->budget, .layers = layer,
+                                    .metrics = "mass"};
     replay_setup setup;
-    int rc = replay_setup_build(&setup, &args, err);
+    int rc = replay_setup_build(&setup, &request, err);
     replay_acc *acc = NULL;
     if (rc == KV_OK && !(acc = calloc((size_t)setup.n_configs * setup.plan.n_heads, sizeof *acc)))
         rc = kv_errorf(err, KV_ENOMEM, "out of memory");

@@ -13,7 +13,7 @@
 
 #include "plot_heatmap.h"
 
-/* A plot_heatmap_extract_fn.  0, or a KV_E* code with err naming the trace, the layer
+/* Fill w from req.  0, or a KV_E* code with err naming the trace, the layer
  * or head not recorded, the range past the trace's end, or the policy's error. */
 int heatmap_from_trace(const plot_heatmap_request *req, plot_heatmap_writer *w, kv_err *err);
 

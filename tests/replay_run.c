@@ -12,10 +12,10 @@ void run_words(run *r, const char *line)
     for (char *w = strtok(copy, " "); w && argc < 31; w = strtok(NULL, " "))
         r->words[argc++] = strdup(w);
     free(copy);
-    const char *allowed = !strcmp(r->words[0], "sweep") ? SWEEP_OPTIONS : REPLAY_OPTIONS;
-    r->rc = replay_args_parse(argc, r->words, allowed, "", &r->args, &r->err);
+    const replay_command which = !strcmp(r->words[0], "sweep") ? SWEEP_CMD : REPLAY_CMD;
+    r->rc = replay_args_parse(which, argc, r->words, &r->args, &r->err);
     if (r->rc == KV_OK)
-        r->rc = replay_setup_build(&r->setup, &r->args, &r->err);
+        r->rc = replay_setup_build(&r->setup, &r->args.req, &r->err);
     if (r->rc != KV_OK)
         return;
     const replay_plan *p = &r->setup.plan;

@@ -1,12 +1,13 @@
 /*
  * replay_run.h — tests' shortcut through the kvsim pipeline: command-line words ->
- * replay_args -> replay_setup -> replay_run, as `kvsim replay` and `sweep` do it.
+ * replay_args (apps/replay_args.h) -> replay_setup -> replay_run, as `kvsim replay`
+ * and `sweep` do it.
  */
 #ifndef REPLAY_RUN_H
 #define REPLAY_RUN_H
 
 #include "replay.h"
-#include "replay_cli.h"
+#include "replay_args.h"
 
 /* A plan built from command-line words, and its sums.  The argv strings are copies
  * because the parser keeps pointers into them. */

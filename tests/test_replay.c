@@ -12,7 +12,7 @@
 #include <unistd.h>
 
 #include "replay.h"
-#include "replay_cli.h"
+#include "replay_setup.h"
 #include "results.h"
 #include "replay_run.h"
 

@@ -19,7 +19,7 @@
 #include <string.h>
 
 #include "replay.h"
-#include "replay_cli.h"
+#include "replay_args.h"
 #include "results.h"
 
 #define MASS_TOL    1e-6
@@ -83,9 +83,9 @@ static void sweep_run(sweep *s, const char *options)
     for (char *w = strtok(line, " "); w && argc < 15; w = strtok(NULL, " "))
         s->words[argc++] = strdup(w);
     kv_err err = {0};
-    cr_assert_eq(replay_args_parse(argc, s->words, SWEEP_OPTIONS, "", &s->args, &err), KV_OK,
+    cr_assert_eq(replay_args_parse(SWEEP_CMD, argc, s->words, &s->args, &err), KV_OK,
                  "%s", err.msg);
-    cr_assert_eq(replay_setup_build(&s->setup, &s->args, &err), KV_OK, "%s", err.msg);
+    cr_assert_eq(replay_setup_build(&s->setup, &s->args.req, &err), KV_OK, "%s", err.msg);
     const replay_plan *p = &s->setup.plan;
     s->acc = calloc((size_t)p->n_configs * p->n_layers * p->n_heads, sizeof *s->acc);
     cr_assert_eq(replay_run(s->setup.src, p, s->acc, &err), KV_OK, "%s", err.msg);

@@ -13,7 +13,7 @@
 #include <unistd.h>
 
 #include "replay.h"
-#include "replay_cli.h"
+#include "replay_setup.h"
 #include "results.h"
 #include "sha256.h"
 #include "trace_file.h"

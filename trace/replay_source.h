@@ -61,6 +61,11 @@ struct replay_source {
     void               *impl;        /* the backend's state */
 };
 
+/* Open TRACE as a source: a trace file, or `synth:T=512,layers=2,heads=6,kv=2,dim=16,
+ * seed=1` (optionally prompt=N, complete=0) for deterministic synthetic rows (tests,
+ * benchmarks, trying a command without a model).  NULL and err on failure. */
+replay_source *replay_source_open(const char *spec, kv_err *err);
+
 /* Open a trace file as a source.  NULL and err on failure (trace_open's messages). */
 replay_source *replay_source_open_trace(const char *path, kv_err *err);
 

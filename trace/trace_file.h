@@ -275,4 +275,11 @@ size_t trace_reader_peak_bytes(const trace_meta *m);
  * compression ratio, complete or "truncated at step N".  0 or a KV_E* code. */
 int trace_info_print(const char *path, FILE *out, kv_err *err);
 
+/* kvtrace verify (trace/trace_verify.c): every row sums to 1 within the dtype's
+ * tolerance and has zeros above the diagonal, the token arrays are consistent, and with
+ * queries recorded every row equals softmax(q.k) recomputed; the summary goes to out.
+ * 0 when every check passed on a complete trace; KV_EFORMAT when a check failed or the
+ * trace is incomplete; trace_open's errors. */
+int trace_verify(const char *path, FILE *out, kv_err *err);
+
 #endif /* TRACE_FILE_H */

@@ -1,13 +1,11 @@
 /*
- * replay_cli.c — options, sources, selections and configuration lists shared by the
- * replay subcommands; see replay_cli.h.
+ * replay_setup.c — requests into replay plans, and running them; see replay_setup.h.
  */
-#include "replay_cli.h"
+#include "replay_setup.h"
 
 #include "index_list.h"
 
 #include "replay_gpu.h"
-#include "results.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -20,28 +18,6 @@
 #include <omp.h>
 #endif
 
-/* --- options ---------------------------------------------------------------------- */
-
-/* Where each long option is stored; one table, so every subcommand spells it alike. */
-static const char **option_slot(replay_args *a, const char *name)
-{
-    static const struct { const char *name; size_t offset; } table[] = {
-        {"policy", offsetof(replay_args, policies)},   {"policies", offsetof(replay_args, policies)},
-        {"budget", offsetof(replay_args, budgets)},    {"budgets", offsetof(replay_args, budgets)},
-        {"stride", offsetof(replay_args, strides)},    {"strides", offsetof(replay_args, strides)},
-        {"window", offsetof(replay_args, windows)},    {"windows", offsetof(replay_args, windows)},
-        {"score", offsetof(replay_args, score)},       {"scopes", offsetof(replay_args, scopes)},
-        {"sizes", offsetof(replay_args, sizes)},       {"layers", offsetof(replay_args, layers)},
-        {"heads", offsetof(replay_args, heads)},       {"output", offsetof(replay_args, csv)},
-        {"json", offsetof(replay_args, json)},         {"threads", offsetof(replay_args, threads)},
-        {"metrics", offsetof(replay_args, metrics)},   {"device", offsetof(replay_args, device)},
-    };
-    for (size_t i = 0; i < sizeof table / sizeof *table; i++)
-        if (!strcmp(table[i].name, name))
-            return (const char **)((char *)a + table[i].offset);
-    return NULL;
-}
-
 /* 1 if `word` is one of the space-separated words of `list`. */
 static int has_word(const char *list, const char *word)
 {
@@ -50,98 +26,6 @@ static int has_word(const char *list, const char *word)
         if ((p == list || p[-1] == ' ') && (p[n] == ' ' || p[n] == '\0'))
             return 1;
     return 0;
-}
-
-static void join_command(replay_args *a, int argc, char **argv)
-{
-    size_t used = (size_t)snprintf(a->command, sizeof a->command, "kvsim");
-    for (int i = 0; i < argc && used < sizeof a->command; i++)
-        used += (size_t)snprintf(a->command + used, sizeof a->command - used, " %s", argv[i]);
-}
-
-int replay_args_parse(int argc, char **argv, const char *allowed, const char *usage,
-                      replay_args *out, kv_err *err)
-{
-    memset(out, 0, sizeof *out);
-    join_command(out, argc, argv);
-    for (int i = 1; i < argc; i++) {
-        const char *arg = argv[i];
-        if (!strcmp(arg, "--help") || !strcmp(arg, "-h")) {
-            fputs(usage, stdout);
-            return 1;
-        }
-        if (!strcmp(arg, "--strict") && has_word(allowed, "strict")) {
-            out->strict = 1;
-            continue;
-        }
-        if (arg[0] != '-' || !arg[1]) {
-            if (out->trace)
-                return kv_errorf(err, KV_EUSAGE, "unexpected argument '%s' (TRACE is '%s')",
-                                 arg, out->trace);
-            out->trace = arg;
-            continue;
-        }
-        const char *name = !strcmp(arg, "-o") ? "output" : arg + 2;
-        const char **slot = arg[1] == '-' || !strcmp(arg, "-o") ? option_slot(out, name) : NULL;
-        if (slot && !has_word(allowed, name))
-            slot = NULL;
-        /* Any other parameter of the policy library goes to policy_config_set. */
-        const int param = !slot && arg[1] == '-' && has_word(allowed, "params") &&
-                          policy_param_find(name) && out->n_params < REPLAY_MAX_PARAMS;
-        if (!slot && !param)
-            return kv_errorf(err, KV_EUSAGE, "unknown option '%s'; see --help", arg);
-        if (i + 1 >= argc)
-            return kv_errorf(err, KV_EUSAGE, "option '%s' needs a value", arg);
-        if (slot) {
-            *slot = argv[++i];
-        } else {
-            out->param_key[out->n_params] = name;
-            out->param_value[out->n_params++] = argv[++i];
-        }
-    }
-    if (!out->trace)
-        return kv_errorf(err, KV_EUSAGE, "missing TRACE; see --help");
-    return KV_OK;
-}
-
-/* --- sources ---------------------------------------------------------------------- */
-
-static int synth_field(const char *spec, const char *key, long def, long *out)
-{
-    char pat[32];
-    snprintf(pat, sizeof pat, "%s=", key);
-    *out = def;
-    for (const char *p = strstr(spec, pat); p; p = strstr(p + 1, pat))
-        if (p[-1] == ':' || p[-1] == ',') {
-            char *end;
-            *out = strtol(p + strlen(pat), &end, 10);
-            return *end == ',' || *end == '\0' ? 0 : -1;
-        }
-    return 0;
-}
-
-replay_source *replay_open_source(const char *spec, kv_err *err)
-{
-    if (strncmp(spec, "synth:", 6) != 0)
-        return replay_source_open_trace(spec, err);
-    long T, L, H, K, D, seed, prompt, complete;
-    if (synth_field(spec, "T", 256, &T) || synth_field(spec, "layers", 2, &L) ||
-        synth_field(spec, "heads", 6, &H) || synth_field(spec, "kv", 2, &K) ||
-        synth_field(spec, "dim", 16, &D) || synth_field(spec, "seed", 1, &seed) ||
-        synth_field(spec, "prompt", 0, &prompt) || synth_field(spec, "complete", 1, &complete) || T > (1 << 20) || L > 4096 || H > 4096) {
-        kv_errorf(err, KV_EUSAGE, "'%s': expected synth:T=N,layers=N,heads=N,kv=N,dim=N,"
-                  "seed=N,prompt=N,complete=0|1 (integers, T <= 2^20)", spec);
-        return NULL;
-    }
-    replay_synth_spec s = {(int)T, (int)L, (int)H, (int)K, (int)D, (int)prompt, complete != 0,
-                           (unsigned long)seed};
-    return replay_source_synth(&s, err);
-}
-
-int replay_fail(const char *cmd, const kv_err *err)
-{
-    fprintf(stderr, "kvsim %s: %s\n", cmd, err->msg[0] ? err->msg : kv_err_text(err->code));
-    return kv_err_exit_status(err->code);
 }
 
 /* --- lists ------------------------------------------------------------------------ */
@@ -262,13 +146,9 @@ static int set_param(policy_config *cfg, const char *key, const char *value, kv_
     return value ? policy_config_set(cfg, key, value, err) : KV_OK;
 }
 
-static const char *param_of(const replay_args *a, const char *key)
+static const char *param_of(const replay_request *a, const char *key)
 {
-    const char *value = NULL;
-    for (int i = 0; i < a->n_params; i++)
-        if (!strcmp(a->param_key[i], key))
-            value = a->param_value[i];
-    return value;
+    return policy_args_get(&a->params, key);
 }
 
 /* The axes of a configuration list, outermost first; a sweep runs their product. */
@@ -278,7 +158,7 @@ static const char *const AXIS_KEYS[N_AXES] = {"policy", "score", "scope", "budge
 
 /* A window the policy reads is part of its scope label, `window:r` with r in entries:
  * without it, the lines of a --windows sweep could not be told apart. */
-static void label_window(replay_config *c, const replay_args *a, const char *const *item)
+static void label_window(replay_config *c, const replay_request *a, const char *const *item)
 {
     char text[POLICY_VALUE_MAX];
     const char *window = item && item[AXIS_WINDOW] ? item[AXIS_WINDOW] : a ? param_of(a, "window") : NULL;
@@ -294,7 +174,7 @@ static void label_window(replay_config *c, const replay_args *a, const char *con
  * parameter in command-line order, all through policy_config_set.  With several
  * policies (`shared`), parameters this policy does not read are dropped, their keys
  * in dropped[]; a single policy refuses them (policy_new says which it reads). */
-static int make_config(const replay_args *a, const replay_source *src,
+static int make_config(const replay_request *a, const replay_source *src,
                        const char *const item[N_AXES], int shared, replay_config *c,
                        char dropped[128], kv_err *err)
 {
@@ -308,8 +188,8 @@ static int make_config(const replay_args *a, const replay_source *src,
     int rc = KV_OK;
     for (int x = 0; rc == KV_OK && x < N_AXES; x++)
         rc = set_param(&c->policy, AXIS_KEYS[x], item[x], err);
-    for (int i = 0; rc == KV_OK && i < a->n_params; i++)
-        rc = set_param(&c->policy, a->param_key[i], a->param_value[i], err);
+    if (rc == KV_OK)
+        rc = policy_config_apply(&c->policy, &a->params, err);
     if (rc != KV_OK)
         return rc;
     dropped[0] = '\0';
@@ -379,11 +259,11 @@ static int add_oracles(replay_config *configs, int n, kv_err *err)
 
 /* Split each axis's list into items (copies owned by s->strings); an absent list
  * is one NULL item.  Budgets are expanded separately (ranges). */
-static int split_axes(replay_setup *s, const replay_args *a, char *budgets[MAX_ITEMS],
+static int split_axes(replay_setup *s, const replay_request *a, char *budgets[MAX_ITEMS],
                       int n_budgets, char *items[N_AXES][MAX_ITEMS], int count[N_AXES],
                       kv_err *err)
 {
-    const char *lists[N_AXES] = {a->policies, a->score, a->scopes, NULL, a->windows, a->strides};
+    const char *lists[N_AXES] = {a->policies, a->scores, a->scopes, NULL, a->windows, a->strides};
     size_t total = N_AXES;
     for (int x = 0; x < N_AXES; x++)
         total += lists[x] ? strlen(lists[x]) : 0;
@@ -424,8 +304,8 @@ static int repeats_first_item(const char *dropped, const int at[N_AXES])
 /* How many configurations dropped each parameter. */
 typedef struct dropped_keys {
     int  n;
-    char key[REPLAY_MAX_PARAMS + N_AXES][24];
-    long times[REPLAY_MAX_PARAMS + N_AXES];
+    char key[POLICY_ARGS_MAX + N_AXES][24];
+    long times[POLICY_ARGS_MAX + N_AXES];
 } dropped_keys;
 
 static void count_dropped(dropped_keys *d, const char *dropped)
@@ -436,7 +316,7 @@ static void count_dropped(dropped_keys *d, const char *dropped)
         int i = 0;
         while (i < d->n && strcmp(d->key[i], w))
             i++;
-        if (i == d->n && d->n < REPLAY_MAX_PARAMS + N_AXES)
+        if (i == d->n && d->n < POLICY_ARGS_MAX + N_AXES)
             snprintf(d->key[d->n++], sizeof d->key[0], "%s", w);
         if (i < d->n)
             d->times[i]++;
@@ -454,7 +334,7 @@ static int check_some_policy_reads(const dropped_keys *d, long n_configs,
     return KV_OK;
 }
 
-static int build_configs(replay_setup *s, const replay_args *a, kv_err *err)
+static int build_configs(replay_setup *s, const replay_request *a, kv_err *err)
 {
     if (!a->policies || !a->budgets)
         return kv_errorf(err, KV_EUSAGE, "--policy and --budget are required; see --help");
@@ -525,38 +405,27 @@ static unsigned parse_metrics(const char *text, kv_err *err)
 
 /* --- setup ------------------------------------------------------------------------ */
 
-static void print_notes(const replay_setup *s)
+void replay_setup_notes(const replay_setup *s, FILE *f)
 {
     const replay_source *src = s->src;
     for (int c = 0; c < s->n_requested; c++)
         if (s->configs[c].policy.budget >= src->T) {
-            fprintf(stderr, "note: budget %s resolves to %d >= T = %d: nothing is evicted, "
-                    "the policy equals full; all steps are averaged\n",
-                    s->configs[c].budget_arg, s->configs[c].policy.budget, src->T);
+            fprintf(f, "note: budget %s resolves to %d >= T = %d: nothing is evicted, the "
+                    "policy equals full; all steps are averaged\n", s->configs[c].budget_arg,
+                    s->configs[c].policy.budget, src->T);
             break;
         }
     if (!src->has_values && (s->plan.metrics & REPLAY_OUTPUT))
-        fprintf(stderr, "note: %s has no recorded values: output_error is left empty\n",
-                src->name);
+        fprintf(f, "note: %s has no recorded values: output_error is left empty\n", src->name);
     if (s->n_configs > s->n_requested)
-        fprintf(stderr, "note: the oracle is replayed at each budget for oracle_gap; its "
-                "lines are written too\n");
+        fprintf(f, "note: the oracle is replayed at each budget for oracle_gap; its lines "
+                "are written too\n");
 }
 
-int replay_setup_build(replay_setup *s, const replay_args *a, kv_err *err)
+static int open_source(replay_setup *s, const replay_request *a, kv_err *err)
 {
-    memset(s, 0, sizeof *s);
-    /* outputs first: a long run must not end on a typo in -o; then threads: the
-     * source keeps a decode buffer per thread it may run on */
-    int rc = results_check_writable(a->csv, err);
-    if (rc == KV_OK)
-        rc = results_check_writable(a->json, err);
-    if (rc == KV_OK)
-        rc = replay_set_threads(a->threads, err);
-    if (rc != KV_OK)
-        return rc;
-    if (!(s->src = replay_open_source(a->trace, err)))
-        return err ? err->code : KV_EIO;
+    if (!(s->src = replay_source_open(a->trace, err)))
+        return err && err->code ? err->code : KV_EIO;
     if (!s->src->complete) {
         if (a->strict)
             return kv_errorf(err, KV_EFORMAT, "%s: the trace is incomplete (%d steps on disk) "
@@ -566,8 +435,20 @@ int replay_setup_build(replay_setup *s, const replay_args *a, kv_err *err)
     }
     if (s->src->T < 1)
         return kv_errorf(err, KV_EFORMAT, "%s: the trace has no complete step", a->trace);
-    rc = select_indices(a->layers, s->src->layers, s->src->n_layers, "layers", &s->layers,
-                        &s->plan.n_layers, err);
+    return KV_OK;
+}
+
+int replay_setup_build(replay_setup *s, const replay_request *a, kv_err *err)
+{
+    memset(s, 0, sizeof *s);
+#ifdef _OPENMP
+    if (a->threads > 0)   /* first: the source keeps a decode buffer per thread */
+        omp_set_num_threads(a->threads);
+#endif
+    int rc = open_source(s, a, err);
+    if (rc == KV_OK)
+        rc = select_indices(a->layers, s->src->layers, s->src->n_layers, "layers", &s->layers,
+                            &s->plan.n_layers, err);
     if (rc == KV_OK)
         rc = select_indices(a->heads, s->src->heads, s->src->n_heads, "heads", &s->heads,
                             &s->plan.n_heads, err);
@@ -576,9 +457,10 @@ int replay_setup_build(replay_setup *s, const replay_args *a, kv_err *err)
     s->cuda = a->device && !strcmp(a->device, "cuda");
     /* the GPU computes mass, overlap and output error: its default, where the CPU's is
      * every metric */
-    s->plan.metrics = parse_metrics(a->metrics ? a->metrics
-                                    : s->cuda  ? "mass,overlap,output_error"
-                                               : NULL, err);
+    if (rc == KV_OK)
+        s->plan.metrics = parse_metrics(a->metrics ? a->metrics
+                                        : s->cuda  ? "mass,overlap,output_error"
+                                                   : NULL, err);
     if (rc == KV_OK && !s->plan.metrics)
         rc = KV_EUSAGE;
     if (rc == KV_OK && a->policies)
@@ -602,39 +484,8 @@ void replay_setup_free(replay_setup *s)
     memset(s, 0, sizeof *s);
 }
 
-int replay_set_threads(const char *text, kv_err *err)
-{
-    if (!text)
-        return KV_OK;
-    char *end;
-    long n = strtol(text, &end, 10);
-    if (end == text || *end || n < 1 || n > 1024)
-        return kv_errorf(err, KV_EUSAGE, "--threads '%s': expected 1..1024", text);
-#ifdef _OPENMP
-    omp_set_num_threads((int)n);
-#endif
-    return KV_OK;
-}
-
 int replay_setup_compute(replay_setup *s, replay_acc *acc, kv_err *err)
 {
     return s->cuda ? replay_run_gpu(s->src, &s->plan, acc, err)
                    : replay_run(s->src, &s->plan, acc, err);
-}
-
-int replay_setup_run(replay_setup *s, const replay_args *a, kv_err *err)
-{
-    print_notes(s);
-    replay_acc *acc = calloc((size_t)s->n_configs * s->plan.n_layers * s->plan.n_heads,
-                             sizeof *acc);
-    if (!acc)
-        return kv_errorf(err, KV_ENOMEM, "out of memory for %d configurations", s->n_configs);
-    s->plan.progress = 1;
-    int rc = replay_setup_compute(s, acc, err);
-    if (rc == KV_OK) {
-        results_context ctx = {s->src, &s->plan, acc, a->command, NULL};
-        rc = results_write_files(&ctx, a->csv ? a->csv : "-", a->json, err);
-    }
-    free(acc);
-    return rc;
 }

@@ -1,5 +1,5 @@
 /*
- * cmd_std.c — `kvsim std`: attention-std trajectories per layer and head.
+ * std_run.c — `kvsim std`'s computation: attention-std trajectories per layer and head.
  *
  * One job per (layer, head), on OpenMP threads: it streams the head's full-cache rows
  * in blocks of REPLAY_BLOCK, folds each into an std_tracker (analysis/stdtraj.h) and
@@ -9,26 +9,16 @@
  * of rows and σ, + 16 T bytes of statistics, + L x H x age bins x STD_SIGMA_BINS x 8
  * bytes of histograms.
  */
-#include "cmd_replay.h"
+#include "std_run.h"
 
 #include "progress.h"
 #include "replay.h"
-#include "replay_cli.h"
 #include "results.h"
 #include "stdtraj.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-static const char STD_USAGE[] =
-    "usage: kvsim std TRACE [-o std.csv] [--layers L] [--heads H] [--threads N] [--strict]\n\n"
-    "Attention-std trajectories: sigma_i(t) = std{p_tau(i) : i <= tau <= t} from the\n"
-    "full-cache rows, against the age t - i.  Writes, per layer and head, the mean and the\n"
-    "10/50/90% quantiles of sigma over log-binned ages (bin b >= 1 holds ages\n"
-    "2^(b-1)..2^b - 1; quantiles within +-6.1%, docs/METRICS.md), plus per-layer lines\n"
-    "(head = all), and the trajectories of 8 sampled tokens to <output stem>_tokens.csv.\n"
-    "Without -o the files are ./std.csv and ./std_tokens.csv.\n";
 
 #define STD_SAMPLES 8
 
@@ -42,11 +32,11 @@ typedef struct std_job {
     kv_err      err;
 } std_job;
 
-typedef struct std_run {
-    replay_source *src;
-    replay_setup  *setup;
-    std_job       *jobs;   /* (n_layers * n_heads,) plan order */
-} std_run;
+typedef struct std_output {
+    replay_source      *src;
+    const replay_setup *setup;
+    std_job            *jobs;   /* (n_layers * n_heads,) plan order */
+} std_output;
 
 /* The k-th sampled token, k < STD_SAMPLES: evenly spaced from the first; -1 when
  * it repeats the previous one (T < STD_SAMPLES). */
@@ -114,7 +104,7 @@ static void put_bins(FILE *f, const std_summary *s, int T, int layer, int head)
 
 static void write_bins(FILE *f, const void *ctx)
 {
-    const std_run *run = ctx;
+    const std_output *run = ctx;
     const replay_plan *plan = &run->setup->plan;
     fputs("layer,head,age_lo,age_hi,n,mean,p10,p50,p90\n", f);
     for (int l = 0; l < plan->n_layers; l++) {
@@ -135,7 +125,7 @@ static void write_bins(FILE *f, const void *ctx)
 
 static void write_tokens(FILE *f, const void *ctx)
 {
-    const std_run *run = ctx;
+    const std_output *run = ctx;
     const replay_plan *plan = &run->setup->plan;
     fputs("layer,head,position,age,sigma\n", f);
     for (int l = 0; l < plan->n_layers; l++)
@@ -152,61 +142,41 @@ static void write_tokens(FILE *f, const void *ctx)
         }
 }
 
-/* "std.csv" -> "std_tokens.csv"; "-" -> "std_tokens.csv". */
-static void tokens_path(const char *csv, char *out, size_t len)
+/* Every job on the OpenMP threads, with progress; the first failure's error. */
+static int run_jobs(const replay_setup *s, std_job *jobs, kv_err *err)
 {
-    const char *base = strcmp(csv, "-") ? csv : "std.csv";
-    size_t n = strlen(base);
-    if (n > 4 && !strcmp(base + n - 4, ".csv"))
-        n -= 4;
-    snprintf(out, len, "%.*s_tokens.csv", (int)n, base);
+    const int n_jobs = s->plan.n_layers * s->plan.n_heads;
+    progress bar;
+    int done = 0, rc = KV_OK;
+    progress_start(&bar, "std", n_jobs, "heads");
+#pragma omp parallel for schedule(dynamic, 1)
+    for (int j = 0; j < n_jobs; j++) {
+        jobs[j].rc = std_head(s->src, s->plan.layers[j / s->plan.n_heads],
+                              s->plan.heads[j % s->plan.n_heads], &jobs[j]);
+#pragma omp critical(std_progress)
+        progress_update(&bar, ++done, -1);
+    }
+    progress_finish(&bar);
+    for (int j = 0; j < n_jobs && rc == KV_OK; j++)
+        if ((rc = jobs[j].rc) != KV_OK && err)
+            *err = jobs[j].err;
+    return rc;
 }
 
-int cmd_std(int argc, char **argv)
+int std_run(const replay_setup *s, const char *csv, const char *tokens_csv, kv_err *err)
 {
-    replay_args args;
-    replay_setup setup = {0};
-    kv_err err = {0};
-    int rc = replay_args_parse(argc, argv, "layers heads output threads strict", STD_USAGE,
-                               &args, &err);
-    if (rc == 1)
-        return 0;
+    const int n_jobs = s->plan.n_layers * s->plan.n_heads;
+    std_job *jobs = calloc((size_t)(n_jobs ? n_jobs : 1), sizeof *jobs);
+    int rc = jobs ? run_jobs(s, jobs, err) : kv_errorf(err, KV_ENOMEM, "out of memory");
+    std_output out = {s->src, s, jobs};
     if (rc == KV_OK)
-        rc = replay_setup_build(&setup, &args, &err);
-    const int n_jobs = setup.plan.n_layers * setup.plan.n_heads;
-    std_job *jobs = rc == KV_OK ? calloc((size_t)(n_jobs ? n_jobs : 1), sizeof *jobs) : NULL;
-    if (rc == KV_OK && !jobs)
-        rc = kv_errorf(&err, KV_ENOMEM, "out of memory");
-    if (rc == KV_OK) {
-        progress bar;
-        int done = 0;
-        progress_start(&bar, "std", n_jobs, "heads");
-#pragma omp parallel for schedule(dynamic, 1)
-        for (int j = 0; j < n_jobs; j++) {
-            jobs[j].rc = std_head(setup.src, setup.plan.layers[j / setup.plan.n_heads],
-                                  setup.plan.heads[j % setup.plan.n_heads], &jobs[j]);
-#pragma omp critical(std_progress)
-            progress_update(&bar, ++done, -1);
-        }
-        progress_finish(&bar);
-        for (int j = 0; j < n_jobs && rc == KV_OK; j++)
-            if ((rc = jobs[j].rc) != KV_OK)
-                err = jobs[j].err;
-    }
-    if (rc == KV_OK) {
-        std_run run = {setup.src, &setup, jobs};
-        const char *csv = args.csv ? args.csv : "std.csv";
-        char tokens[1024];
-        tokens_path(csv, tokens, sizeof tokens);
-        rc = results_write_atomic(csv, write_bins, &run, &err);
-        if (rc == KV_OK)
-            rc = results_write_atomic(tokens, write_tokens, &run, &err);
-    }
+        rc = results_write_atomic(csv, write_bins, &out, err);
+    if (rc == KV_OK)
+        rc = results_write_atomic(tokens_csv, write_tokens, &out, err);
     for (int j = 0; jobs && j < n_jobs; j++) {
         std_summary_free(&jobs[j].summary);
         free(jobs[j].samples);
     }
     free(jobs);
-    replay_setup_free(&setup);
-    return rc == KV_OK ? 0 : replay_fail("std", &err);
+    return rc;
 }

@@ -1,30 +1,20 @@
 /*
- * cmd_scope.c — `kvsim scope`: eviction-scope sensitivity at a fixed budget.
+ * scope_report.c — `kvsim scope`'s CSV: eviction-scope sensitivity at a fixed budget.
  *
  * For each score S and each scope X in {window, std}, the `scored` policy runs with
  * protected size r for every r of --sizes, all in one pass (the configuration axes of
- * replay_cli.h).  The CSV holds the usual lines, with `scope` written `window:r` /
+ * sim/replay_setup.h).  The CSV holds the usual lines, with `scope` written `window:r` /
  * `std:r`, and then one `spread` line per (score, scope): max − min across r of each
  * metric over the overall lines: the paper's robustness claim as a number.
  */
-#include "cmd_replay.h"
+#include "scope_report.h"
 
-#include "replay_cli.h"
 #include "results.h"
 
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-static const char SCOPE_USAGE[] =
-    "usage: kvsim scope TRACE --score S[,S...] --budget B --sizes LIST [options]\n\n"
-    "Eviction-scope sensitivity: the metrics at a fixed budget B across protected sizes\n"
-    "r (--sizes 0.1,0.2,0.3 as fractions of B, or entry counts), for the window scope and\n"
-    "the std scope (--scopes window,std), and the spread (max - min across r) per score\n"
-    "and scope.  Scores: aas, mas, ltas (and any other score `kvsim policies` lists).\n\n"
-    "  -o FILE, --json FILE, --layers, --heads, --threads, --metrics, --strict and the\n"
-    "  policy parameters (--stride, --phase, --gqa, --recent, ...) as in kvsim replay.\n";
 
 typedef struct scope_output {
     results_context ctx;
@@ -82,38 +72,12 @@ static void write_scope_csv(FILE *f, const void *ctx)
     }
 }
 
-int cmd_scope(int argc, char **argv)
+int scope_report_write(const replay_setup *s, const replay_acc *acc, const char *command,
+                       const char *csv, const char *json, kv_err *err)
 {
-    replay_args args;
-    replay_setup setup = {0};
-    kv_err err = {0};
-    int rc = replay_args_parse(argc, argv, "score scopes budget sizes " REPLAY_COMMON_OPTIONS,
-                               SCOPE_USAGE, &args, &err);
-    if (rc == 1)
-        return 0;
-    if (rc == KV_OK && (!args.score || !args.budgets || !args.sizes))
-        rc = kv_errorf(&err, KV_EUSAGE, "--score, --budget and --sizes are required; see --help");
-    if (rc == KV_OK) {
-        args.policies = "scored";
-        args.scopes = args.scopes ? args.scopes : "window,std";
-        args.windows = args.sizes;
-        rc = replay_setup_build(&setup, &args, &err);
-    }
-    replay_acc *acc = NULL;
-    if (rc == KV_OK && !(acc = calloc((size_t)setup.n_configs * setup.plan.n_layers *
-                                          setup.plan.n_heads, sizeof *acc)))
-        rc = kv_errorf(&err, KV_ENOMEM, "out of memory");
-    if (rc == KV_OK) {
-        setup.plan.progress = 1;
-        rc = replay_run(setup.src, &setup.plan, acc, &err);
-    }
-    if (rc == KV_OK) {
-        scope_output out = {{setup.src, &setup.plan, acc, args.command, NULL}, &setup};
-        rc = results_write_atomic(args.csv ? args.csv : "-", write_scope_csv, &out, &err);
-        if (rc == KV_OK && args.json)
-            rc = results_write_files(&out.ctx, NULL, args.json, &err);
-    }
-    free(acc);
-    replay_setup_free(&setup);
-    return rc == KV_OK ? 0 : replay_fail("scope", &err);
+    scope_output out = {{s->src, &s->plan, acc, command, NULL}, s};
+    int rc = results_write_atomic(csv ? csv : "-", write_scope_csv, &out, err);
+    if (rc == KV_OK && json)
+        rc = results_write_files(&out.ctx, NULL, json, err);
+    return rc;
 }

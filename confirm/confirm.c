@@ -1,6 +1,6 @@
-/* confirm_cli.c — options, configurations and result files of `kvsim confirm`; see
- * confirm_cli.h. */
-#include "confirm_cli.h"
+/* confirm.c — what the `kvsim confirm` experiments share: configurations, the
+ * runner, the table and its files, the model; see confirm.h. */
+#include "confirm.h"
 
 #include "cli.h"
 #include "results.h"
@@ -9,7 +9,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
 
 #define MAX_ITEMS 64
 
@@ -21,99 +20,6 @@ static int split(const char *list, char *buf, size_t len, char **items)
     for (char *t = strtok(buf, ","); t && n < MAX_ITEMS; t = strtok(NULL, ","))
         items[n++] = t;
     return n;
-}
-
-/* --- options (1) ------------------------------------------------------------------- */
-
-static int listed(const char *list, const char *name)
-{
-    size_t n = strlen(name);
-    for (const char *p = strstr(list, name); p; p = strstr(p + 1, name))
-        if ((p == list || p[-1] == ' ') && (p[n] == ' ' || p[n] == '\0'))
-            return 1;
-    return 0;
-}
-
-static const char **slot_of(confirm_args *a, const char *name)
-{
-    if (!strcmp(name, "policies") || !strcmp(name, "policy"))
-        return &a->policies;
-    if (!strcmp(name, "budgets") || !strcmp(name, "budget"))
-        return &a->budgets;
-    if (!strcmp(name, "strides") || !strcmp(name, "stride"))
-        return &a->strides;
-    if (!strcmp(name, "output"))
-        return &a->csv;
-    if (!strcmp(name, "json"))
-        return &a->json;
-    if (!strcmp(name, "threads"))
-        return &a->threads;
-    return NULL;
-}
-
-static int positional(confirm_args *a, const char *arg, kv_err *err)
-{
-    if (!a->model)
-        a->model = arg;
-    else if (!a->input)
-        a->input = arg;
-    else
-        return kv_errorf(err, KV_EUSAGE, "unexpected argument '%s'", arg);
-    return KV_OK;
-}
-
-int confirm_args_parse(int argc, char **argv, const char *extra, int inputs,
-                       const char *usage, confirm_args *a, kv_err *err)
-{
-    memset(a, 0, sizeof *a);
-    size_t used = (size_t)snprintf(a->command, sizeof a->command, "kvsim confirm");
-    for (int i = 0; i < argc && used < sizeof a->command; i++)
-        used += (size_t)snprintf(a->command + used, sizeof a->command - used, " %s", argv[i]);
-    for (int i = 1; i < argc; i++) {
-        const char *arg = argv[i];
-        if (!strcmp(arg, "--help") || !strcmp(arg, "-h")) {
-            fputs(usage, stdout);
-            return 1;
-        }
-        if (arg[0] != '-' || !arg[1]) {
-            if (positional(a, arg, err))
-                return KV_EUSAGE;
-            continue;
-        }
-        const char *name = !strcmp(arg, "-o") ? "output" : arg[1] == '-' ? arg + 2 : "";
-        if (!strcmp(name, "reposition")) {   /* the one flag: it takes no value */
-            a->reposition = 1;
-            continue;
-        }
-        const char **slot = slot_of(a, name);
-        const int own = listed(extra, name) || (policy_param_find(name) && !slot);
-        if ((!slot && !own) || a->n_opts >= CONFIRM_MAX_OPTS)
-            return kv_errorf(err, KV_EUSAGE, "unknown option '%s'; see --help", arg);
-        if (i + 1 >= argc)
-            return kv_errorf(err, KV_EUSAGE, "option '%s' needs a value", arg);
-        if (slot) {
-            *slot = argv[++i];
-        } else {
-            a->key[a->n_opts] = name;
-            a->value[a->n_opts++] = argv[++i];
-        }
-    }
-    if (!a->model || (inputs && !a->input))
-        return kv_errorf(err, KV_EUSAGE, "missing %s; see --help", a->model ? "INPUT" : "MODEL");
-    if (a->threads && confirm_int_list(a->threads, "threads", 1, 1024, &a->n_threads, 1, err) != 1)
-        return KV_EUSAGE;
-    /* experiments run for minutes: a typo in -o must not cost them */
-    int rc = results_check_writable(a->csv, err);
-    return rc == KV_OK ? results_check_writable(a->json, err) : rc;
-}
-
-const char *confirm_opt(const confirm_args *a, const char *name, const char *def)
-{
-    const char *v = def;
-    for (int i = 0; i < a->n_opts; i++)
-        if (!strcmp(a->key[i], name))
-            v = a->value[i];
-    return v;
 }
 
 int confirm_int_list(const char *text, const char *name, int lo, int hi, int *out, int max,
@@ -148,25 +54,6 @@ int confirm_double_list(const char *text, const char *name, double lo, double hi
     return n ? n : kv_errorf(err, KV_EUSAGE, "--%s: empty list", name);
 }
 
-const char *confirm_with_full(const confirm_args *a, char *buf, size_t len)
-{
-    char copy[1024], *items[MAX_ITEMS];
-    int n = split(a->policies ? a->policies : "", copy, sizeof copy, items);
-    size_t used = (size_t)snprintf(buf, len, "full");
-    for (int i = 0; i < n && used < len; i++)
-        if (strcmp(items[i], "full"))
-            used += (size_t)snprintf(buf + used, len - used, ",%s", items[i]);
-    return buf;
-}
-
-int confirm_opt_int(const confirm_args *a, const char *name, int def, int lo, int hi,
-                    int *out, kv_err *err)
-{
-    const char *v = confirm_opt(a, name, NULL);
-    *out = def;
-    return v && confirm_int_list(v, name, lo, hi, out, 1, err) != 1 ? KV_EUSAGE : KV_OK;
-}
-
 /* --- configurations (2) ------------------------------------------------------------ */
 
 static int set(policy_config *cfg, const char *key, const char *value, kv_err *err)
@@ -176,7 +63,7 @@ static int set(policy_config *cfg, const char *key, const char *value, kv_err *e
 
 /* One configuration: policy, budget, stride, then every parameter in order; with
  * several policies (`shared`) each keeps the parameters it reads, as in a sweep. */
-static int make(const confirm_args *a, const char *policy, const char *budget,
+static int make(const confirm_request *a, const char *policy, const char *budget,
                 const char *stride, int T, int prompt_len, int shared, replay_config *c,
                 kv_err *err)
 {
@@ -188,9 +75,8 @@ static int make(const confirm_args *a, const char *policy, const char *budget,
         rc = set(&c->policy, "budget", budget, err);
     if (!rc)
         rc = set(&c->policy, "stride", stride, err);
-    for (int i = 0; !rc && i < a->n_opts; i++)
-        if (policy_param_find(a->key[i]))
-            rc = set(&c->policy, a->key[i], a->value[i], err);
+    if (!rc)
+        rc = policy_config_apply(&c->policy, &a->params, err);
     if (rc)
         return rc;
     if (shared)
@@ -201,11 +87,27 @@ static int make(const confirm_args *a, const char *policy, const char *budget,
     return replay_config_finish(c, err);
 }
 
-int confirm_configs(const confirm_args *a, int T, int prompt_len, replay_config **out,
-                    int *n, kv_err *err)
+/* --policies with `full` first (added when absent, moved when elsewhere): the
+ * reference of every experiment that compares with the full cache. */
+static const char *with_full_first(const char *policies, char *buf, size_t len)
 {
-    char pb[1024], bb[1024], sb[256], *pol[MAX_ITEMS], *bud[MAX_ITEMS], *str[MAX_ITEMS];
-    int np = split(a->policies ? a->policies : "full", pb, sizeof pb, pol);
+    char copy[1024], *items[MAX_ITEMS];
+    int n = split(policies ? policies : "", copy, sizeof copy, items);
+    size_t used = (size_t)snprintf(buf, len, "full");
+    for (int i = 0; i < n && used < len; i++)
+        if (strcmp(items[i], "full"))
+            used += (size_t)snprintf(buf + used, len - used, ",%s", items[i]);
+    return buf;
+}
+
+int confirm_configs(const confirm_request *a, int T, int prompt_len, int with_full,
+                    replay_config **out, int *n, kv_err *err)
+{
+    char pb[1024], bb[1024], sb[256], full[1100], *pol[MAX_ITEMS], *bud[MAX_ITEMS],
+        *str[MAX_ITEMS];
+    const char *policies = with_full ? with_full_first(a->policies, full, sizeof full)
+                                     : a->policies ? a->policies : "full";
+    int np = split(policies, pb, sizeof pb, pol);
     int nb = split(a->budgets ? a->budgets : "", bb, sizeof bb, bud);
     int ns = split(a->strides ? a->strides : "1", sb, sizeof sb, str);
     *n = 0;
@@ -235,24 +137,31 @@ static const char *base_name(const char *path)
     return slash ? slash + 1 : path;
 }
 
+/* What the writers need: the table, the input's name, the command line. */
+typedef struct table_output {
+    const confirm_table *t;
+    const char          *input, *command;
+} table_output;
+
 /* The identifying columns of row r, as results_write_csv_ids writes them. */
-static void write_ids(FILE *f, const confirm_table *t, int r)
+static void write_ids(FILE *f, const table_output *o, int r)
 {
-    replay_source src = {.name = base_name(t->input)};
-    replay_plan plan = {.configs = t->configs, .n_configs = t->n_configs};
-    results_context rc = {.src = &src, .plan = &plan, .command = t->command};
-    results_write_csv_ids(f, &rc, t->row_config[r], NULL, NULL);
+    replay_source src = {.name = base_name(o->input)};
+    replay_plan plan = {.configs = o->t->configs, .n_configs = o->t->n_configs};
+    results_context rc = {.src = &src, .plan = &plan, .command = o->command};
+    results_write_csv_ids(f, &rc, o->t->row_config[r], NULL, NULL);
 }
 
 static void write_csv(FILE *f, const void *ctx)
 {
-    const confirm_table *t = ctx;
+    const table_output *o = ctx;
+    const confirm_table *t = o->t;
     fputs("trace,policy,score,scope,scope_of,gqa,budget_arg,budget,stride,phase", f);
     for (int c = 0; c < t->n_cols; c++)
         fprintf(f, ",%s", t->cols[c]);
     fputc('\n', f);
     for (int r = 0; r < t->n_rows; r++) {
-        write_ids(f, t, r);
+        write_ids(f, o, r);
         for (int c = 0; c < t->n_cols; c++) {
             double v = t->values[(size_t)r * t->n_cols + c];
             if (isfinite(v))
@@ -290,13 +199,13 @@ static void json_field(FILE *f, const char *v, int number)
 
 /* The identifying fields of row r: the CSV ids split at their commas (names carry
  * none), so JSON and CSV cannot disagree. */
-static void json_ids(FILE *f, const confirm_table *t, int r)
+static void json_ids(FILE *f, const table_output *o, int r)
 {
     static const char *const names[] = {"trace", "policy", "score", "scope", "scope_of", "gqa",
                                         "budget_arg", "budget", "stride", "phase"};
     char line[1024];
     FILE *m = fmemopen(line, sizeof line, "w");
-    write_ids(m, t, r);
+    write_ids(m, o, r);
     fputc('\0', m);
     fclose(m);
     char *field = line;
@@ -312,16 +221,17 @@ static void json_ids(FILE *f, const confirm_table *t, int r)
 
 static void write_json(FILE *f, const void *ctx)
 {
-    const confirm_table *t = ctx;
+    const table_output *o = ctx;
+    const confirm_table *t = o->t;
     fprintf(f, "{\n  \"format\": \"kvsim-confirm\",\n  \"format_version\": 1,\n"
                "  \"tool_version\": \"%s\",\n  \"input\": ", KV_VERSION);
-    json_string(f, base_name(t->input));
+    json_string(f, base_name(o->input));
     fputs(",\n  \"command\": ", f);
-    json_string(f, t->command ? t->command : "");
+    json_string(f, o->command ? o->command : "");
     fputs(",\n  \"results\": [", f);
     for (int r = 0; r < t->n_rows; r++) {
         fprintf(f, "%s\n    {", r ? "," : "");
-        json_ids(f, t, r);
+        json_ids(f, o, r);
         for (int c = 0; c < t->n_cols; c++) {
             double v = t->values[(size_t)r * t->n_cols + c];
             fprintf(f, ", \"%s\": ", t->cols[c]);
@@ -335,21 +245,95 @@ static void write_json(FILE *f, const void *ctx)
     fputs("\n  ]\n}\n", f);
 }
 
-int confirm_table_write(const confirm_table *t, const char *csv, const char *json, kv_err *err)
+int confirm_table_write(const confirm_table *t, const confirm_request *r, const char *input,
+                        kv_err *err)
 {
-    int rc = results_write_atomic(csv ? csv : "-", write_csv, t, err);
-    if (rc == KV_OK && json)
-        rc = results_write_atomic(json, write_json, t, err);
+    const table_output o = {t, input, r->command};
+    int rc = results_write_atomic(r->csv ? r->csv : "-", write_csv, &o, err);
+    if (rc == KV_OK && r->json)
+        rc = results_write_atomic(r->json, write_json, &o, err);
     return rc;
+}
+
+void confirm_table_free(confirm_table *t)
+{
+    free(t->configs);
+    free(t->row_config);
+    free(t->values);
+    memset(t, 0, sizeof *t);
+}
+
+/* --- the runner (2) ------------------------------------------------------------------ */
+
+/* Room for n more configurations of `rows` rows each. */
+static int table_reserve(confirm_table *t, int n, int rows, kv_err *err)
+{
+    const int need_c = t->n_configs + n, need_r = t->n_rows + n * rows;
+    if (need_c > t->cap_configs) {
+        replay_config *c = realloc(t->configs, (size_t)need_c * 2 * sizeof *c);
+        if (!c)
+            return kv_errorf(err, KV_ENOMEM, "out of memory");
+        t->configs = c;
+        t->cap_configs = need_c * 2;
+    }
+    if (need_r > t->cap_rows) {
+        int *rc = realloc(t->row_config, (size_t)need_r * 2 * sizeof *rc);
+        if (rc)
+            t->row_config = rc;
+        double *v = realloc(t->values, (size_t)need_r * 2 * t->n_cols * sizeof *v);
+        if (v)
+            t->values = v;
+        if (!rc || !v)
+            return kv_errorf(err, KV_ENOMEM, "out of memory");
+        t->cap_rows = need_r * 2;
+    }
+    return KV_OK;
+}
+
+/* Configuration c's rows, measured and announced. */
+static int measure(const confirm_experiment *e, void *ctx, confirm_table *t, int c, kv_err *err)
+{
+    const replay_config *cfg = &t->configs[c];
+    double *rows = t->values + (size_t)t->n_rows * t->n_cols;
+    char note[256] = "";
+    memset(rows, 0, (size_t)e->rows * t->n_cols * sizeof *rows);
+    int rc = e->measure(ctx, cfg, c, rows, note, sizeof note, err);
+    if (rc != KV_OK)
+        return kv_err_prefix(err, "policy %s: ", cfg->policy.name);
+    for (int r = 0; r < e->rows; r++)
+        t->row_config[t->n_rows++] = c;
+    fprintf(stderr, "%s: %-12s B=%-5d stride %-3d %s\n", e->name, cfg->policy.name,
+            cfg->policy.budget, cfg->policy.stride, note);
+    return KV_OK;
+}
+
+int confirm_run(const confirm_experiment *e, const confirm_request *r, int T, int prompt_len,
+                void *ctx, confirm_table *t, kv_err *err)
+{
+    replay_config *cfgs = NULL;
+    int n = 0, rc = confirm_configs(r, T, prompt_len, e->full_first, &cfgs, &n, err);
+    t->cols = e->cols;
+    t->n_cols = e->n_cols;
+    if (rc == KV_OK)
+        rc = table_reserve(t, n, e->rows, err);
+    const int first_config = t->n_configs, first_row = t->n_rows;
+    if (rc == KV_OK) {
+        memcpy(t->configs + first_config, cfgs, (size_t)n * sizeof *cfgs);
+        t->n_configs += n;
+    }
+    for (int c = first_config; rc == KV_OK && c < first_config + n; c++)
+        rc = measure(e, ctx, t, c, err);
+    free(cfgs);
+    return rc == KV_OK ? first_row : rc;
 }
 
 /* --- running ----------------------------------------------------------------------- */
 
-int confirm_open_model(session *s, const confirm_args *a, kv_err *err)
+int confirm_open_model(session *s, const confirm_request *a, kv_err *err)
 {
     memset(s, 0, sizeof *s);
-    if (a->n_threads)
-        model_set_threads(a->n_threads);
+    if (a->threads)
+        model_set_threads(a->threads);
     sampler_config greedy = sampler_config_default();
     if (!(s->file = gguf_open(a->model, err)) || !(s->tok = tokenizer_from_gguf(s->file, err)) ||
         !(s->model = model_open(a->model, err)))
@@ -358,12 +342,12 @@ int confirm_open_model(session *s, const confirm_args *a, kv_err *err)
     return s->sampler ? KV_OK : err->code;
 }
 
-int confirm_open_text(session *s, const confirm_args *a, kv_err *err)
+int confirm_open_text(session *s, const confirm_request *a, kv_err *err)
 {
     session_options so = session_options_default();
     so.model = a->model;
     so.prompt_file = a->input;
-    so.threads = a->n_threads;
+    so.threads = a->threads;
     int rc = session_open(s, &so, err);
     if (s->prompt_text && !s->prompt_text[strspn(s->prompt_text, " \t\r\n")])
         rc = kv_errorf(err, KV_ERANGE, "%s: empty text file", a->input);
@@ -384,10 +368,4 @@ int confirm_generate(session *s, const int32_t *prompt, int n, int max_new,
         rc = live_generate(lv, s->sampler, prompt, n, max_new, NULL, NULL, out, err);
     live_free(lv);
     return rc;
-}
-
-int confirm_fail(const char *experiment, const kv_err *err)
-{
-    fprintf(stderr, "kvsim confirm %s: %s\n", experiment, err->msg);
-    return kv_err_exit_status(err->code);
 }

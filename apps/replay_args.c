@@ -1,0 +1,141 @@
+/* replay_args.c — the option tables of kvsim replay, sweep, std and scope; see
+ * replay_args.h. */
+#include "replay_args.h"
+
+#include "opts.h"
+#include "results.h"
+
+#include <stddef.h>
+#include <string.h>
+
+#define A(field) offsetof(replay_args, field)
+#define END {NULL, 0, 0, 0, NULL, NULL, 0, 0, NULL}
+
+static int load_policy_lib(const char *path, kv_err *err) { return policy_lib_load(path, err); }
+
+/* The rows every replay command has: selections, outputs, threads. */
+#define ROWS_COMMON                                                                       \
+    {"layers", 0, OPTS_TEXT, A(req.layers), "L",                                          \
+     "model layer numbers, e.g. 0,4,8-11 (default: all recorded)", 0, 0, NULL},           \
+    {"heads", 0, OPTS_TEXT, A(req.heads), "H", "model query heads (default: all recorded)", \
+     0, 0, NULL},                                                                          \
+    {"output", 'o', OPTS_TEXT, A(csv), "FILE", "the CSV (default: stdout)", 0, 0, NULL},  \
+    {"threads", 0, OPTS_INT, A(req.threads), "N",                                         \
+     "OpenMP threads (results do not depend on it)", 1, 1024, NULL},                     \
+    {"strict", 0, OPTS_FLAG, A(req.strict), NULL,                                         \
+     "refuse an incomplete trace instead of replaying its steps", 0, 0, NULL}
+
+/* The rows of the commands that replay policies. */
+#define ROWS_REPLAYING                                                                    \
+    ROWS_COMMON,                                                                          \
+    {"json", 0, OPTS_TEXT, A(json), "FILE", "the JSON summary of the overall lines", 0, 0, \
+     NULL},                                                                                \
+    {"metrics", 0, OPTS_TEXT, A(req.metrics), "LIST",                                     \
+     "mass,overlap,consistency,output_error,oracle_gap (default:\nall; oracle_gap replays " \
+     "the oracle beside, after a pre-pass)", 0, 0, NULL},                                 \
+    {"device", 0, OPTS_TEXT, A(req.device), "cpu|cuda",                                   \
+     "where policies step (default cpu); cuda runs full and the\nscore x scope policies " \
+     "that evict by the stride rule (h2o,\nmas, roco, tova, streaming, recency, scored: " \
+     "scores\naas/mas/ltas/recency, scopes sinks/window/std, stream\nphase) for mass, "    \
+     "overlap and output_error, with the CPU's\nnumbers bit for bit", 0, 0, NULL},        \
+    {"policy-lib", 0, OPTS_EARLY, A(policy_lib), "FILE.so",                               \
+     "load policies compiled against policies/policy.h\n(docs/POLICIES.md, \"Writing a "  \
+     "policy\")", 0, 0, load_policy_lib}
+
+static const opts_row replay_rows[] = {
+    {"policy", 0, OPTS_TEXT, A(req.policies), "P", "the policy (kvsim policies)", 0, 0, NULL},
+    {"budget", 0, OPTS_TEXT, A(req.budgets), "B",
+     "0.4 = fraction of T, 512 = entries; >= T equals full", 0, 0, NULL},
+    {"stride", 0, OPTS_TEXT, A(req.strides), "s", "entries evicted at once (default 1)", 0, 0,
+     NULL},
+    {"window", 0, OPTS_TEXT, A(req.windows), "r",
+     "protected window: 0.3 = fraction of B, 32 = entries", 0, 0, NULL},
+    ROWS_REPLAYING,
+    END,
+};
+
+static const opts_row sweep_rows[] = {
+    {"policies", 0, OPTS_TEXT, A(req.policies), "A,B", "policies", 0, 0, NULL},
+    {"budgets", 0, OPTS_TEXT, A(req.budgets), "LIST",
+     "0.1:0.9:0.1 (inclusive range) or 0.2,0.4,512", 0, 0, NULL},
+    {"windows", 0, OPTS_TEXT, A(req.windows), "LIST", "0.3,0.5 (fractions of B) or entry counts",
+     0, 0, NULL},
+    {"strides", 0, OPTS_TEXT, A(req.strides), "LIST", "1,4,16", 0, 0, NULL},
+    ROWS_REPLAYING,
+    END,
+};
+
+static const opts_row std_rows[] = {ROWS_COMMON, END};
+
+static const opts_row scope_rows[] = {
+    {"score", 0, OPTS_TEXT, A(req.scores), "LIST", "scores to compare, e.g. aas,mas (required)",
+     0, 0, NULL},
+    {"scopes", 0, OPTS_TEXT, A(req.scopes), "LIST", "scopes (default window,std)", 0, 0, NULL},
+    {"budget", 0, OPTS_TEXT, A(req.budgets), "B", "the fixed budget (required)", 0, 0, NULL},
+    {"sizes", 0, OPTS_TEXT, A(sizes), "LIST",
+     "protected sizes r: 0.1,0.3,0.5 (fractions of B) or entries\n(required)", 0, 0, NULL},
+    ROWS_REPLAYING,
+    END,
+};
+
+static const char POLICY_PARAMS_HELP[] =
+    "policy parameters: every parameter of `kvsim policies` as --KEY VALUE (--phase\n"
+    "decode, --gqa max, --scope-of layer, --sinks 8, --seed 3 ...).\n";
+
+static const struct {
+    const char     *name, *usage, *about, *footer;
+    const opts_row *rows;
+} COMMANDS[] = {
+    [REPLAY_CMD] = {"kvsim replay", "kvsim replay TRACE --policy P --budget B [options]",
+                    "Replay TRACE under one eviction policy and measure every step against the "
+                    "full\ncache: mass kept, top-B overlap, score consistency, output error, "
+                    "oracle gap\n(docs/METRICS.md).  Writes the metrics CSV of "
+                    "docs/RESULTS.md.",
+                    "TRACE may be synth:T=512,layers=2,heads=6,kv=2,dim=16,seed=1 (synthetic "
+                    "rows).\n", replay_rows},
+    [SWEEP_CMD] = {"kvsim sweep", "kvsim sweep TRACE --policies A,B --budgets LIST [options]",
+                   "Run every configuration (policy x budget x window x stride) in one pass "
+                   "over the\nrows: each row block is read once and fed to all of them.  One "
+                   "tidy CSV (-o) and a\nJSON summary (--json) of the overall lines.",
+                   "Each policy gets the parameters it reads: with --policies h2o,tova "
+                   "--windows 8,16,\nh2o runs twice (scope window:8, window:16) and tova once.  "
+                   "A parameter none of the\npolicies reads is an error.  At most 256 items per "
+                   "list.\n", sweep_rows},
+    [STD_CMD] = {"kvsim std", "kvsim std TRACE [-o std.csv] [options]",
+                 "Attention-std trajectories (docs/METRICS.md): for every recorded (layer, "
+                 "head),\nthe std of each token's attention as a function of its age, in "
+                 "log-spaced age\nbins (median and quartiles over tokens), into -o (default "
+                 "std.csv), and a few\nsampled tokens' whole trajectories into "
+                 "<output>_tokens.csv.  Memory: O(T) per\nhead on each thread.",
+                 NULL, std_rows},
+    [SCOPE_CMD] = {"kvsim scope", "kvsim scope TRACE --score S --budget B --sizes LIST [options]",
+                   "Eviction-scope sensitivity (RoCo): replay each score at a fixed budget "
+                   "with the\nwindow and std scopes at every protected size r, and report each "
+                   "metric's spread\nacross r (the robustness figure).",
+                   NULL, scope_rows},
+};
+
+int replay_args_parse(replay_command which, int argc, char **argv, replay_args *out,
+                      kv_err *err)
+{
+    memset(out, 0, sizeof *out);
+    opts_command_line("kvsim", argc, argv, out->command, sizeof out->command);
+    const int replays = which != STD_CMD;
+    const opts_command cmd = {
+        .prog = COMMANDS[which].name,
+        .usage = COMMANDS[which].usage,
+        .about = COMMANDS[which].about,
+        .groups = {{"options", COMMANDS[which].rows, out}},
+        .positional = {&out->req.trace},
+        .required = 1,
+        .other = replays ? policy_args_take : NULL,
+        .other_ctx = &out->req.params,
+        .other_help = replays ? POLICY_PARAMS_HELP : NULL,
+        .footer = COMMANDS[which].footer,
+    };
+    int rc = opts_parse(&cmd, argc, argv, err);
+    if (rc != KV_OK)
+        return rc;
+    rc = results_check_writable(out->csv, err);
+    return rc == KV_OK ? results_check_writable(out->json, err) : rc;
+}

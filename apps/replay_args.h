@@ -1,0 +1,29 @@
+/*
+ * replay_args.h — the command lines of `kvsim replay`, `sweep`, `std` and `scope`: one
+ * option table per command (common/opts.h) into a replay_request (sim/replay_setup.h)
+ * and the output files.  Every other --KEY VALUE that is a policy parameter (--phase,
+ * --gqa, --sinks, --score ...) goes to the request's policy_args, in order.
+ */
+#ifndef REPLAY_ARGS_H
+#define REPLAY_ARGS_H
+
+#include "kv_err.h"
+#include "replay_setup.h"
+
+typedef enum replay_command { REPLAY_CMD, SWEEP_CMD, STD_CMD, SCOPE_CMD } replay_command;
+
+typedef struct replay_args {
+    replay_request req;
+    const char    *csv, *json;   /* -o (default stdout), --json */
+    const char    *sizes;        /* kvsim scope: the protected sizes r */
+    const char    *policy_lib;   /* --policy-lib, loaded while parsing */
+    char           command[1024];/* the command line, for the JSON's provenance */
+} replay_args;
+
+/* Parse argv (argv[0] = the subcommand) with `which`'s table.  0, OPTS_HELP when the
+ * help was printed, or KV_EUSAGE with err naming the option.  The outputs are checked
+ * for writability here, so a typo in -o costs nothing. */
+int replay_args_parse(replay_command which, int argc, char **argv, replay_args *out,
+                      kv_err *err);
+
+#endif /* REPLAY_ARGS_H */
