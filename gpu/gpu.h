@@ -15,8 +15,6 @@ extern "C" {
  * describing the first device, or why there is none, goes to desc[len]. */
 int gpu_device_count(char *desc, size_t len);
 
-/* 1 if this binary was built with CUDA support. */
-int gpu_built_with_cuda(void);
 
 #ifdef __cplusplus
 }

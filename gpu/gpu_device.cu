@@ -4,7 +4,6 @@
 #include <cstdio>
 #include <cuda_runtime.h>
 
-extern "C" int gpu_built_with_cuda(void) { return 1; }
 
 extern "C" int gpu_device_count(char *desc, size_t len)
 {

@@ -5,7 +5,6 @@
 
 #include <stdio.h>
 
-int gpu_built_with_cuda(void) { return 0; }
 
 int gpu_device_count(char *desc, size_t len)
 {

@@ -849,11 +849,6 @@ int gguf_arr_int(const gguf_file *f, int64_t i, uint64_t j, int64_t *out)
     return gguf_array_int(gguf_get_arr(f, i), j, out);
 }
 
-int gguf_arr_float(const gguf_file *f, int64_t i, uint64_t j, double *out)
-{
-    return gguf_array_float(gguf_get_arr(f, i), j, out);
-}
-
 /* ---- required keys ----------------------------------------------------------------------- */
 
 static int64_t require_key(const gguf_file *f, const char *key, kv_err *err)

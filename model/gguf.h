@@ -118,7 +118,6 @@ gguf_value_type gguf_arr_type(const gguf_file *f, int64_t i);  /* element type; 
 uint64_t        gguf_arr_len(const gguf_file *f, int64_t i);   /* 0 if not an array */
 const char     *gguf_arr_str(const gguf_file *f, int64_t i, uint64_t j, size_t *len); /* borrowed, no NUL */
 int             gguf_arr_int(const gguf_file *f, int64_t i, uint64_t j, int64_t *out);
-int             gguf_arr_float(const gguf_file *f, int64_t i, uint64_t j, double *out);
 
 /* Arrays of any depth.  gguf_get_arr(f, i) is NULL unless key i holds an array;
  * gguf_array_sub(a, j) is NULL unless element j of `a` is itself an array. */

@@ -221,7 +221,6 @@ const int32_t *kv_cache_positions(const kv_cache *c, int layer, int kv_head)
 }
 
 int    kv_cache_next_pos(const kv_cache *c) { return c->next_pos; }
-int    kv_cache_compact_positions(const kv_cache *c) { return c->compact; }
 void   kv_cache_advance(kv_cache *c, int n) { c->next_pos += n; }
 size_t kv_cache_bytes(const kv_cache *c) { return c ? c->bytes : 0; }
 

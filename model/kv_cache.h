@@ -82,7 +82,6 @@ void kv_cache_advance(kv_cache *c, int n);          /* n tokens have joined ever
  * every stream then numbers its entries 0..n-1.  Returns 0, or KV_EUSAGE when the
  * cache already holds entries. */
 int  kv_cache_set_compact_positions(kv_cache *c, int on);
-int  kv_cache_compact_positions(const kv_cache *c);
 
 /* The position the next token takes in stream (layer, kv_head), for its RoPE:
  * kv_cache_next_pos(), or the stream's size n with compact positions. */

@@ -262,7 +262,6 @@ void model_free(model *m)
 const model_config *model_config_of(const model *m) { return &m->cfg; }
 void   model_set_rope(model *m, model_rope rope) { m->cfg.rope = rope; }
 size_t model_weight_bytes(const model *m) { return m->weight_bytes; }
-size_t model_scratch_bytes(const model *m) { return m->s.bytes; }
 
 kv_cache *model_cache_new(const model *m, int reserve, kv_err *err)
 {

@@ -119,7 +119,6 @@ void   model_set_rope(model *m, model_rope rope);
 void   model_set_threads(int n);
 
 size_t model_weight_bytes(const model *m);   /* bytes of weights held in memory */
-size_t model_scratch_bytes(const model *m);  /* bytes of activation scratch held now */
 
 /* ---- running --------------------------------------------------------------------- */
 

@@ -84,6 +84,5 @@ void model__dequant_rows(float *dst, const qmatrix *w, int r0, int n);
 /* One row of W as floats (the embedding lookup). */
 void model__qmatrix_row(float *dst, const qmatrix *w, int r);
 
-float model__dot(const float *a, const float *b, int n);
 
 #endif /* MODEL_IMPL_H */

@@ -172,18 +172,6 @@ static void qblock_dequant(float *y, const qblock *b)
         _mm256_storeu_ps(y + i, _mm256_add_ps(_mm256_mul_ps(q8_to_ps(b->q + i), d), m));
 }
 
-float model__dot(const float *a, const float *b, int n)
-{
-    __m256 acc = _mm256_setzero_ps();
-    int i = 0;
-    for (; i + 8 <= n; i += 8)
-        acc = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), acc);
-    float s = hsum(acc);
-    for (; i < n; i++)
-        s += a[i] * b[i];
-    return s;
-}
-
 #else /* portable versions */
 
 static float qrow_dot(const qblock *b, int nb, const float *x, const float *xs)
@@ -202,14 +190,6 @@ static void qblock_dequant(float *y, const qblock *b)
 {
     for (int i = 0; i < QBLOCK; i++)
         y[i] = (float)b->q[i] * b->d + b->m;
-}
-
-float model__dot(const float *a, const float *b, int n)
-{
-    float s = 0.0f;
-    for (int i = 0; i < n; i++)
-        s += a[i] * b[i];
-    return s;
 }
 
 #endif

@@ -20,7 +20,7 @@
  *
  * Memory on top of the model and its cache: the chunk buffer, 4 · RECORD_CHUNK · L · H
  * · T bytes for T steps (+ queries 4 · RECORD_CHUNK · L · H · D), the chunk's logits
- * 4 · RECORD_CHUNK · n_vocab, and the writer's batches (trace_writer_peak_bytes).
+ * 4 · RECORD_CHUNK · n_vocab, and the writer's two batches (docs/TRACE_FORMAT.md).
  */
 #ifndef RECORDER_H
 #define RECORDER_H

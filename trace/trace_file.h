@@ -179,9 +179,6 @@ int trace_writer_close(trace_writer *w, kv_err *err);
  * NULL).  Never fails: a write error here only means fewer steps on disk. */
 int64_t trace_writer_abort(trace_writer *w);
 
-/* Peak memory of a writer in bytes for T steps (both batch buffers, see the docs). */
-size_t trace_writer_peak_bytes(const trace_header *hdr, const trace_options *opt, int64_t T);
-
 /* ---------------------------------------------------------------- reader --------- */
 
 typedef struct trace trace;   /* opaque */
@@ -267,9 +264,6 @@ typedef struct trace_storage {
     uint64_t probs_elements;              /* L*H*T*(T+1)/2 causal attention elements */
 } trace_storage;
 int trace_get_storage(const trace *tr, trace_storage *out, kv_err *err);
-
-/* Peak memory of a reader streaming one row block of one head at a time, in bytes. */
-size_t trace_reader_peak_bytes(const trace_meta *m);
 
 /* `kvtrace info` for a trace: model, T, shapes, dtype, bytes on disk vs raw,
  * compression ratio, complete or "truncated at step N".  0 or a KV_E* code. */

@@ -5,7 +5,7 @@
  * Nothing read from the file is trusted: the format name and version come first,
  * then every attribute is range-checked, then every dataset's rank, shape and type
  * is checked against the header before anything is allocated from it.  Memory is
- * O(T) for the token arrays plus one row block of one head (trace_reader_peak_bytes).
+ * O(T) for the token arrays plus one row block of one head (docs/TRACE_FORMAT.md).
  * Chunk-aligned row blocks are fetched and decoded by trace_chunks.c; other reads go
  * through HDF5's hyperslab path.
  */
@@ -735,16 +735,3 @@ int trace_get_storage(const trace *tr, trace_storage *out, kv_err *err)
     return KV_OK;
 }
 
-size_t trace_reader_peak_bytes(const trace_meta *m)
-{
-    const size_t T = (size_t)m->steps;
-    const size_t cache = 0;   /* probs_dapl(): no chunk cache for the rows */
-    const size_t tokens = T * (4 + 4 + 1 + 1 + 4 + 4 + sizeof(char *) + 16);  /* + text */
-    /* trace_read_rows' own chunk buffer: one chunk row of stored bytes (<= raw),
-     * plus two chunks of decode scratch */
-    const size_t esize = trace__dtype_size(m->options.dtype);
-    const size_t chunks = (size_t)TRACE_BATCH * (T + TRACE_CHUNK_COLS) * esize +
-                          2 * (size_t)TRACE_BATCH * TRACE_CHUNK_COLS * 4;
-    const size_t scratch = m->options.dtype == TRACE_F16 ? (size_t)TRACE_BATCH * T * 2 : 0;
-    return tokens + cache + chunks + scratch;   /* scratch: HDF5's path, f16 */
-}

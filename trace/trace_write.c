@@ -13,7 +13,7 @@
  *   (1) Every HDF5 call is made by the writer thread: the file is created there (the
  *       caller waits for the verdict) and closed there.
  *   (2) At most one batch is in flight; peak memory is the two batch buffers
- *       (trace_writer_peak_bytes).
+ *       (docs/TRACE_FORMAT.md, "Memory").
  *   (3) A batch is handed over only when the step after it arrives, or at close or
  *       abort, so the last appended step can still be amended (trace_writer_set_next).
  *   (4) status/steps is written only after the batch's data was flushed; complete is
@@ -786,12 +786,3 @@ int64_t trace_writer_abort(trace_writer *w)
     return on_disk;
 }
 
-size_t trace_writer_peak_bytes(const trace_header *hdr, const trace_options *opt, int64_t T)
-{
-    size_t e = trace__dtype_size(opt ? opt->dtype : TRACE_F16);
-    size_t width = ((size_t)(T + TRACE_BATCH - 1) / TRACE_BATCH) * TRACE_BATCH;
-    int kv_heads[TRACE_MAX_HEADS];
-    size_t heads = (size_t)hdr->n_heads_rec, K = (size_t)kv_heads_of(hdr, kv_heads);
-    size_t vec = (2 * K + (opt && opt->record_queries ? heads : 0)) * hdr->head_dim;
-    return 2 * (size_t)hdr->n_layers_rec * TRACE_BATCH * e * (heads * width + vec);
-}
