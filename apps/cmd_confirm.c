@@ -4,6 +4,7 @@
  * the configuration lists and the outputs.  What each measures: docs/CONFIRM.md.
  */
 #include "commands.h"
+#include "out.h"
 
 #include "confirm.h"
 #include "opts.h"
@@ -219,9 +220,9 @@ static int run_experiment(const experiment *x, int argc, char **argv)
         return 0;
     /* experiments run for minutes: a typo in -o must not cost them */
     if (rc == KV_OK)
-        rc = results_check_writable(c.req.csv, &err);
+        rc = out_check(c.req.csv, NULL, 0, &err);
     if (rc == KV_OK)
-        rc = results_check_writable(c.req.json, &err);
+        rc = out_check(c.req.json, NULL, 0, &err);
     if (rc == KV_OK)
         rc = x->run(&c, &err);
     return rc ? opts_fail(prog, &err) : 0;

@@ -1,6 +1,7 @@
 /* replay_args.c — the option tables of kvsim replay, sweep, std and scope; see
  * replay_args.h. */
 #include "replay_args.h"
+#include "out.h"
 
 #include "opts.h"
 #include "results.h"
@@ -136,6 +137,6 @@ int replay_args_parse(replay_command which, int argc, char **argv, replay_args *
     int rc = opts_parse(&cmd, argc, argv, err);
     if (rc != KV_OK)
         return rc;
-    rc = results_check_writable(out->csv, err);
-    return rc == KV_OK ? results_check_writable(out->json, err) : rc;
+    rc = out_check(out->csv, NULL, 0, err);
+    return rc == KV_OK ? out_check(out->json, NULL, 0, err) : rc;
 }

@@ -1,6 +1,7 @@
 /* confirm.c — what the `kvsim confirm` experiments share: configurations, the
  * runner, the table and its files, the model; see confirm.h. */
 #include "confirm.h"
+#include "out.h"
 
 #include "cli.h"
 #include "results.h"
@@ -163,27 +164,11 @@ static void write_csv(FILE *f, const void *ctx)
     for (int r = 0; r < t->n_rows; r++) {
         write_ids(f, o, r);
         for (int c = 0; c < t->n_cols; c++) {
-            double v = t->values[(size_t)r * t->n_cols + c];
-            if (isfinite(v))
-                fprintf(f, "%s%.9g", c ? "," : "", v);
-            else
-                fputs(c ? "," : "", f);
+            fputs(c ? "," : "", f);
+            out_csv_number(f, t->values[(size_t)r * t->n_cols + c]);
         }
         fputc('\n', f);
     }
-}
-
-static void json_string(FILE *f, const char *s)
-{
-    fputc('"', f);
-    for (; *s; s++)
-        if (*s == '"' || *s == '\\')
-            fprintf(f, "\\%c", *s);
-        else if ((unsigned char)*s < 0x20)
-            fprintf(f, "\\u%04x", *s);
-        else
-            fputc(*s, f);
-    fputc('"', f);
 }
 
 /* A CSV field as a JSON value: empty → null, else a number or a string. */
@@ -194,7 +179,7 @@ static void json_field(FILE *f, const char *v, int number)
     else if (number)
         fputs(v, f);
     else
-        json_string(f, v);
+        out_json_string(f, v);
 }
 
 /* The identifying fields of row r: the CSV ids split at their commas (names carry
@@ -225,20 +210,16 @@ static void write_json(FILE *f, const void *ctx)
     const confirm_table *t = o->t;
     fprintf(f, "{\n  \"format\": \"kvsim-confirm\",\n  \"format_version\": 1,\n"
                "  \"tool_version\": \"%s\",\n  \"input\": ", KV_VERSION);
-    json_string(f, base_name(o->input));
+    out_json_string(f, base_name(o->input));
     fputs(",\n  \"command\": ", f);
-    json_string(f, o->command ? o->command : "");
+    out_json_string(f, o->command ? o->command : "");
     fputs(",\n  \"results\": [", f);
     for (int r = 0; r < t->n_rows; r++) {
         fprintf(f, "%s\n    {", r ? "," : "");
         json_ids(f, o, r);
         for (int c = 0; c < t->n_cols; c++) {
-            double v = t->values[(size_t)r * t->n_cols + c];
             fprintf(f, ", \"%s\": ", t->cols[c]);
-            if (isfinite(v))
-                fprintf(f, "%.9g", v);
-            else
-                fputs("null", f);
+            out_json_number(f, t->values[(size_t)r * t->n_cols + c]);
         }
         fputc('}', f);
     }
@@ -249,9 +230,9 @@ int confirm_table_write(const confirm_table *t, const confirm_request *r, const 
                         kv_err *err)
 {
     const table_output o = {t, input, r->command};
-    int rc = results_write_atomic(r->csv ? r->csv : "-", write_csv, &o, err);
+    int rc = out_write(r->csv ? r->csv : "-", write_csv, &o, err);
     if (rc == KV_OK && r->json)
-        rc = results_write_atomic(r->json, write_json, &o, err);
+        rc = out_write(r->json, write_json, &o, err);
     return rc;
 }
 

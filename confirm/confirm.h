@@ -13,7 +13,7 @@
  *      it, a progress line per configuration on stderr.
  *  (3) Files: the identifying columns of docs/RESULTS.md (`trace` = the input's
  *      basename), then the experiment's columns; an undefined value (NaN) is an empty
- *      field and null in JSON.  Written through results_write_atomic(): never
+ *      field and null in JSON.  Written through out_write(): never
  *      half-written.
  */
 #ifndef CONFIRM_H

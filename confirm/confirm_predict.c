@@ -12,6 +12,7 @@
  * draws (plots/confirm.gp).
  */
 #include "confirm.h"
+#include "out.h"
 
 #include "rank_corr.h"
 #include "results.h"
@@ -213,15 +214,25 @@ static void json_num(FILE *f, const char *key, double v)
     isfinite(v) ? fprintf(f, ", \"%s\": %.6g", key, v) : fprintf(f, ", \"%s\": null", key);
 }
 
+/* "key": "text" for a value read from a CSV (any text: escaped). */
+static void json_text(FILE *f, const char *key, const char *v)
+{
+    fprintf(f, "\"%s\": ", key);
+    out_json_string(f, v);
+}
+
 static void write_json(FILE *f, const void *ctx)
 {
     const predict_out *o = ctx;
-    fprintf(f, "{\n  \"format\": \"kvsim-confirm-predict\",\n  \"format_version\": 1,\n"
-               "  \"sim_metric\": \"%s\",\n  \"real_metric\": \"%s\",\n  \"results\": [",
-            o->sim_metric, o->real_metric);
+    fputs("{\n  \"format\": \"kvsim-confirm-predict\",\n  \"format_version\": 1,\n  ", f);
+    json_text(f, "sim_metric", o->sim_metric);
+    fputs(",\n  ", f);
+    json_text(f, "real_metric", o->real_metric);
+    fputs(",\n  \"results\": [", f);
     for (int i = 0; i < o->n; i++) {
-        fprintf(f, "%s\n    {\"budget_arg\": \"%s\", \"policies\": %d", i ? "," : "",
-                o->line[i].budget, o->line[i].n);
+        fprintf(f, "%s\n    {", i ? "," : "");
+        json_text(f, "budget_arg", o->line[i].budget);
+        fprintf(f, ", \"policies\": %d", o->line[i].n);
         json_num(f, "spearman", o->line[i].rho);
         json_num(f, "ci_low", o->line[i].lo);
         json_num(f, "ci_high", o->line[i].hi);
@@ -244,11 +255,11 @@ int confirm_predict(const confirm_request *a, const confirm_predict_options *o, 
         rc = check_joined(&out, a->model, a->input, err);
     }
     if (!rc)
-        rc = results_write_atomic(a->csv ? a->csv : "-", write_csv, &out, err);
+        rc = out_write(a->csv ? a->csv : "-", write_csv, &out, err);
     if (!rc && a->json)
-        rc = results_write_atomic(a->json, write_json, &out, err);
+        rc = out_write(a->json, write_json, &out, err);
     predict_points points = {&out, &sim, &real};
     if (!rc && o->points)
-        rc = results_write_atomic(o->points, write_points, &points, err);
+        rc = out_write(o->points, write_points, &points, err);
     return rc;
 }

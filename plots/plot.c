@@ -10,6 +10,8 @@
  */
 #include "plot.h"
 
+#include "out.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -431,13 +433,8 @@ int plot_render(const plot_request *req, kv_err *err)
     }
     if (rc == 0)
         rc = run_script(gnuplot, req, &t, err);
-    /* mkstemp made the file 0600; give the figure the mode a plain create would. */
-    mode_t mask = umask(0);
-    umask(mask);
-    if (rc == 0)
-        chmod(t.figure, 0666 & ~mask);
-    if (rc == 0 && rename(t.figure, req->out) != 0)
-        rc = kv_errorf(err, KV_EIO, "%s: cannot rename into place: %s", req->out, strerror(errno));
+    if (rc == 0)   /* mkstemp made it 0600: the output rule gives it the usual mode */
+        rc = out_place(t.figure, req->out, err);
     remove_temps(&t);
     return rc;
 }

@@ -1,41 +1,35 @@
 /* plot_heatmap.c — the heatmap CSV writer; see plot_heatmap.h for the format. */
 #include "plot_heatmap.h"
 
+#include "out.h"
+
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 struct plot_heatmap_writer {
-    FILE *f;          /* the temporary file being written */
-    char *path;       /* final name */
-    char *tmp;        /* path + ".partial": never mistaken for a finished CSV */
-    int   with_kept;  /* 1: the kept column is written */
-    int   failed;     /* a write failed: close() will not commit */
+    out_file *out;       /* by the output rule: never a half-written CSV */
+    FILE     *f;
+    char     *path;
+    int       with_kept; /* 1: the kept column is written */
+    int       failed;    /* a write failed: close() will not commit */
 };
 
 plot_heatmap_writer *plot_heatmap_open(const char *path, int with_kept, kv_err *err)
 {
     plot_heatmap_writer *w = calloc(1, sizeof *w);
-    size_t n = strlen(path);
-    if (w) {
-        w->path = strdup(path);
-        w->tmp = malloc(n + sizeof ".partial");
-    }
-    if (!w || !w->path || !w->tmp) {
+    if (!w || !(w->path = strdup(path))) {
+        free(w);
         kv_errorf(err, KV_ENOMEM, "%s: out of memory", path);
-        plot_heatmap_close(w, 0, NULL);
         return NULL;
     }
-    memcpy(w->tmp, path, n);
-    memcpy(w->tmp + n, ".partial", sizeof ".partial");
     w->with_kept = with_kept;
-    w->f = fopen(w->tmp, "w");
-    if (!w->f) {
-        kv_errorf(err, KV_EIO, "%s: cannot create: %s", w->tmp, strerror(errno));
+    if (!(w->out = out_open(path, err))) {
         plot_heatmap_close(w, 0, NULL);
         return NULL;
     }
+    w->f = out_stream(w->out);
     fputs(with_kept ? "t,key,prob,kept\n" : "t,key,prob\n", w->f);
     return w;
 }
@@ -51,7 +45,7 @@ int plot_heatmap_row(plot_heatmap_writer *w, int t, int n, const int *keys,
     }
     if (ferror(w->f)) {
         w->failed = 1;
-        return kv_errorf(err, KV_EIO, "%s: write failed at row %d", w->tmp, t);
+        return kv_errorf(err, KV_EIO, "%s: write failed at row %d", w->path, t);
     }
     return 0;
 }
@@ -60,17 +54,10 @@ int plot_heatmap_close(plot_heatmap_writer *w, int commit, kv_err *err)
 {
     if (!w)
         return 0;
-    int rc = 0;
-    if (w->f && fclose(w->f) != 0 && commit)
-        rc = kv_errorf(err, KV_EIO, "%s: write failed: %s", w->tmp, strerror(errno));
-    if (w->f && commit && !w->failed && rc == 0 && rename(w->tmp, w->path) != 0)
-        rc = kv_errorf(err, KV_EIO, "%s: cannot rename into place: %s", w->path, strerror(errno));
-    if (w->f && (!commit || w->failed || rc != 0))
-        remove(w->tmp);
+    int rc = out_close(w->out, commit && !w->failed, err);
     if (commit && w->failed && rc == 0)
         rc = kv_errorf(err, KV_EIO, "%s: not written: an earlier write failed", w->path);
     free(w->path);
-    free(w->tmp);
     free(w);
     return rc;
 }

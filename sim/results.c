@@ -2,9 +2,11 @@
 #include "results.h"
 
 #include "cli.h"
+#include "out.h"
 #include "sha256.h"
 
 #include <errno.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -94,27 +96,8 @@ void results_write_csv_header(FILE *f)
 
 static void put_metric(FILE *f, int has, double v)
 {
-    if (has)
-        fprintf(f, ",%.9g", v);
-    else
-        fputs(",", f);
-}
-
-/* A text field as RFC 4180 wants it: quoted, quotes doubled, when it holds a comma,
- * a quote or a line break (a trace file may be called anything). */
-static void put_text(FILE *f, const char *s)
-{
-    if (!strpbrk(s, ",\"\r\n")) {
-        fputs(s, f);
-        return;
-    }
-    fputc('"', f);
-    for (; *s; s++) {
-        if (*s == '"')
-            fputc('"', f);
-        fputc(*s, f);
-    }
-    fputc('"', f);
+    fputc(',', f);
+    out_csv_number(f, has ? v : NAN);
 }
 
 void results_write_csv_ids(FILE *f, const results_context *rc, int c, const char *policy,
@@ -122,7 +105,7 @@ void results_write_csv_ids(FILE *f, const results_context *rc, int c, const char
 {
     const replay_config *cfg = &rc->plan->configs[c];
     const policy_config *pc = &cfg->policy;
-    put_text(f, rc->src->name);
+    out_csv_text(f, rc->src->name);
     fprintf(f, ",%s,%s,%s,%s,%s,%s,%d,%d,%s,", policy ? policy : pc->name,
             cfg->score_name, scope ? scope : cfg->scope_name, SCOPE_OF_NAMES[cfg->scope_of],
             cfg->scope_of == POLICY_SCOPE_OF_KV_HEAD ? GQA_NAMES[pc->gqa] : "", cfg->budget_arg,
@@ -171,26 +154,10 @@ static void write_csv(FILE *f, const void *ctx)
 
 /* --- JSON ------------------------------------------------------------------------- */
 
-static void json_string(FILE *f, const char *s)
-{
-    fputc('"', f);
-    for (; *s; s++) {
-        if (*s == '"' || *s == '\\')
-            fprintf(f, "\\%c", *s);
-        else if ((unsigned char)*s < 0x20)
-            fprintf(f, "\\u%04x", *s);
-        else
-            fputc(*s, f);
-    }
-    fputc('"', f);
-}
-
 static void json_metric(FILE *f, const char *key, int has, double v)
 {
-    if (has)
-        fprintf(f, ", \"%s\": %.9g", key, v);
-    else
-        fprintf(f, ", \"%s\": null", key);
+    fprintf(f, ", \"%s\": ", key);
+    out_json_number(f, has ? v : NAN);
 }
 
 static void write_json(FILE *f, const void *ctx)
@@ -198,21 +165,21 @@ static void write_json(FILE *f, const void *ctx)
     const results_context *rc = ctx;
     fprintf(f, "{\n  \"format\": \"kvsim-results\",\n  \"format_version\": 1,\n"
                "  \"tool_version\": \"%s\",\n  \"trace\": ", KV_VERSION);
-    json_string(f, rc->src->name);
+    out_json_string(f, rc->src->name);
     fputs(",\n  \"trace_sha256\": ", f);
     if (rc->sha256)
-        json_string(f, rc->sha256);
+        out_json_string(f, rc->sha256);
     else
         fputs("null", f);
     fputs(",\n  \"command\": ", f);
-    json_string(f, rc->command ? rc->command : "");
+    out_json_string(f, rc->command ? rc->command : "");
     fputs(",\n  \"results\": [", f);
     for (int c = 0; c < rc->plan->n_configs; c++) {
         const replay_config *cfg = &rc->plan->configs[c];
         const policy_config *pc = &cfg->policy;
         results_line r = results_line_of(rc->plan, rc->acc, c, -1, -1);
         fprintf(f, "%s\n    {\"policy\": ", c ? "," : "");
-        json_string(f, pc->name);
+        out_json_string(f, pc->name);
         fprintf(f, ", \"score\": \"%s\", \"scope\": \"%s\", \"scope_of\": \"%s\", \"gqa\": ",
                 cfg->score_name, cfg->scope_name, SCOPE_OF_NAMES[cfg->scope_of]);
         if (cfg->scope_of == POLICY_SCOPE_OF_KV_HEAD)
@@ -235,64 +202,12 @@ static void write_json(FILE *f, const void *ctx)
 
 /* --- files ------------------------------------------------------------------------ */
 
-/* Create path's temporary sibling "<path>.tmp" as *f; *tmp is malloc'ed (the caller
- * frees it; NULL when that failed).  0 or a KV_E* code with err. */
-static int open_temporary(const char *path, char **tmp, FILE **f, kv_err *err)
-{
-    size_t len = strlen(path) + 5;
-    *f = NULL;
-    if (!(*tmp = malloc(len)))
-        return kv_errorf(err, KV_ENOMEM, "out of memory");
-    snprintf(*tmp, len, "%s.tmp", path);
-    if (!(*f = fopen(*tmp, "w")))
-        return kv_errorf(err, KV_EIO, "%s: cannot create: %s", *tmp, strerror(errno));
-    return KV_OK;
-}
-
-int results_check_writable(const char *path, kv_err *err)
-{
-    if (!path || !strcmp(path, "-"))
-        return KV_OK;
-    char *tmp;
-    FILE *f;
-    int rc = open_temporary(path, &tmp, &f, err);
-    if (f) {
-        fclose(f);
-        remove(tmp);
-    }
-    free(tmp);
-    return rc;
-}
-
-int results_write_atomic(const char *path, void (*write)(FILE *f, const void *ctx),
-                         const void *ctx, kv_err *err)
-{
-    if (!strcmp(path, "-")) {
-        write(stdout, ctx);
-        return fflush(stdout) == 0 ? KV_OK
-                                   : kv_errorf(err, KV_EIO, "stdout: %s", strerror(errno));
-    }
-    char *tmp;
-    FILE *f;
-    int rc = open_temporary(path, &tmp, &f, err);
-    if (f) {
-        write(f, ctx);
-        int bad = ferror(f);
-        if (fclose(f) != 0 || bad || rename(tmp, path) != 0) {
-            rc = kv_errorf(err, KV_EIO, "%s: write failed: %s", path, strerror(errno));
-            remove(tmp);
-        }
-    }
-    free(tmp);
-    return rc;
-}
-
 int results_write_files(const results_context *rc, const char *csv_path,
                         const char *json_path, kv_err *err)
 {
     int status = KV_OK;
     if (csv_path)
-        status = results_write_atomic(csv_path, write_csv, rc, err);
+        status = out_write(csv_path, write_csv, rc, err);
     if (status != KV_OK || !json_path)
         return status;
     /* Provenance names the exact bytes replayed; hashing reads the file once more,
@@ -304,5 +219,5 @@ int results_write_files(const results_context *rc, const char *csv_path,
             return status;
         with_sha.sha256 = hex;
     }
-    return results_write_atomic(json_path, write_json, &with_sha, err);
+    return out_write(json_path, write_json, &with_sha, err);
 }

@@ -4,8 +4,8 @@
  * A line is the mean over its steps of each metric; aggregate lines (per layer:
  * head = all; overall: layer = all, head = all) are the mean over their member heads
  * of those per-head means, with `steps` the total of (head, step) pairs.  A metric no
- * step defined stays empty in CSV and null in JSON.  Files are written to PATH.tmp
- * and renamed, so a failed write never leaves a file that looks complete.
+ * step defined stays empty in CSV and null in JSON.  Files are written by the output
+ * rule of common/out.h: a failed write never leaves a file that looks complete.
  */
 #ifndef RESULTS_H
 #define RESULTS_H
@@ -42,16 +42,9 @@ void results_write_csv_ids(FILE *f, const results_context *rc, int c, const char
                            const char *scope);
 /* Every line of configuration c: per head, per layer, overall. */
 void results_write_csv_config(FILE *f, const results_context *rc, int c);
-/* Before a long run: can `path` be written (its temporary file created)?  NULL and
- * "-" are fine.  0 or KV_EIO naming the path, so a typo costs nothing. */
-int  results_check_writable(const char *path, kv_err *err);
 /* Write the whole CSV (all configurations) and/or JSON; NULL paths are skipped and
  * "-" is stdout.  0 or KV_EIO naming the path. */
 int  results_write_files(const results_context *rc, const char *csv_path,
                          const char *json_path, kv_err *err);
-
-/* Write `f` into path via path.tmp + rename ("-": stdout).  0 or KV_EIO. */
-int  results_write_atomic(const char *path, void (*write)(FILE *f, const void *ctx),
-                          const void *ctx, kv_err *err);
 
 #endif /* RESULTS_H */

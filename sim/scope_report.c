@@ -8,6 +8,7 @@
  * metric over the overall lines: the paper's robustness claim as a number.
  */
 #include "scope_report.h"
+#include "out.h"
 
 #include "results.h"
 
@@ -76,7 +77,7 @@ int scope_report_write(const replay_setup *s, const replay_acc *acc, const char 
                        const char *csv, const char *json, kv_err *err)
 {
     scope_output out = {{s->src, &s->plan, acc, command, NULL}, s};
-    int rc = results_write_atomic(csv ? csv : "-", write_scope_csv, &out, err);
+    int rc = out_write(csv ? csv : "-", write_scope_csv, &out, err);
     if (rc == KV_OK && json)
         rc = results_write_files(&out.ctx, NULL, json, err);
     return rc;

@@ -10,6 +10,7 @@
  * bytes of histograms.
  */
 #include "std_run.h"
+#include "out.h"
 
 #include "progress.h"
 #include "replay.h"
@@ -170,9 +171,9 @@ int std_run(const replay_setup *s, const char *csv, const char *tokens_csv, kv_e
     int rc = jobs ? run_jobs(s, jobs, err) : kv_errorf(err, KV_ENOMEM, "out of memory");
     std_output out = {s->src, s, jobs};
     if (rc == KV_OK)
-        rc = results_write_atomic(csv, write_bins, &out, err);
+        rc = out_write(csv, write_bins, &out, err);
     if (rc == KV_OK)
-        rc = results_write_atomic(tokens_csv, write_tokens, &out, err);
+        rc = out_write(tokens_csv, write_tokens, &out, err);
     for (int j = 0; jobs && j < n_jobs; j++) {
         std_summary_free(&jobs[j].summary);
         free(jobs[j].samples);

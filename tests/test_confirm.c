@@ -104,7 +104,7 @@ Test(confirm, ppl_rejects_bad_input)
     snprintf(cmd, sizeof cmd, "%s/kvsim confirm ppl %s %s/data/lighthouses.txt --policies h2o "
              "--budgets 8 -o /nonexistent/dir/ppl.csv 2>&1", bin, model, root);
     cr_assert_eq(test_shell(cmd, out, sizeof out), 1, "%s", out);
-    cr_assert(strstr(out, "/nonexistent/dir/ppl.csv.tmp: cannot create"), "%s", out);
+    cr_assert(strstr(out, "/nonexistent/dir/ppl.csv: cannot create"), "%s", out);
 }
 
 /* passkey end to end: the full cache runs first and calibrates the length */

@@ -189,7 +189,7 @@ Test(replay, errors_name_what_was_wrong)
         {"replay " SYNTH " --budget 0.3", "--policy and --budget are required", KV_EUSAGE},
         {"replay missing.h5 --policy full --budget 4", "missing.h5", KV_EIO},
         {"replay " SYNTH " --policy h2o --budget 4 -o /nonexistent/dir/r.csv",
-         "/nonexistent/dir/r.csv.tmp: cannot create", KV_EIO},
+         "/nonexistent/dir/r.csv: cannot create", KV_EIO},
         {"replay " SYNTH " --policy h2o --budget 4 --device tpu", "expected cpu or cuda",
          KV_EUSAGE},
         {"replay " SYNTH " --policy snapkv --budget 4 --device cuda", "run it on the CPU",
