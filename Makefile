@@ -3,15 +3,17 @@
 #   make deps     install the system packages (apt-get; needs root)
 #   make model    fetch the embedded model (SmolLM2-135M-Instruct Q4_1) into models/
 #   make          build bin/kvtrace and bin/kvsim (and gpu/ when nvcc is present)
-#   make test     the Criterion suite, plain and under AddressSanitizer + UBSan
+#   make test     check-layers, then the Criterion suite, plain and under ASan + UBSan
+#   make test-fast   the suite without the model and the sanitizer (the inner loop)
+#   make check-layers  every include points down the layer order (LAYERS below)
 #   make bench    the benchmark table (bench/)
 #   make demo     deps, model, build, then the demo run
 #   make predict  does replay predict real generation? rho per budget (PREDICT_DIR)
 #   make fixtures regenerate tests/fixtures/ with the independent Python packages
 #   make fuzz     fuzz the GGUF reader with libFuzzer (clang) for FUZZ_RUNS inputs
 #
-# Sources are found by wildcard: a new .c file in a module directory is built and
-# linked without touching this file.  Each CLI's main lives in *_main.c.
+# Sources are found by wildcard: a new .c file in a folder is built into that folder's
+# library without touching this file.  The two mains are apps/*_main.c.
 
 CC       ?= gcc
 NVCC     ?= nvcc
@@ -83,7 +85,7 @@ $(foreach l,$(LAYERS),$(eval $(call layer_rules,$l)))
 all: check-nvcc bin/kvtrace bin/kvsim
 
 help:
-	@sed -n '3,15p' Makefile | sed 's/^# \{0,1\}//'
+	@sed -n '3,17p' Makefile | sed 's/^# \{0,1\}//'
 
 check-nvcc:
 ifneq ($(HAVE_NVCC),1)
@@ -141,6 +143,11 @@ $(TEST_TRACE): bin/kvtrace tests/fixtures/trace_prompt.txt $(MODEL)
 	@echo "  RECORD  $@"
 	@./bin/kvtrace record $(MODEL) --prompt-file tests/fixtures/trace_prompt.txt \
 	    --max-new-tokens 24 --record-queries --force -o $@
+
+# The inner loop: no model, no trace, no sanitizer (tests that need them say skipped).
+test-fast: all build/tests
+	KV_ROOT=$(CURDIR) KV_BIN=$(CURDIR)/bin KV_FIXTURES=$(CURDIR)/tests/fixtures \
+	    ./build/tests $(CRITERION_FLAGS)
 
 test-plain: build/tests $(TEST_TRACE)
 	$(TEST_ENV) ./build/tests $(CRITERION_FLAGS)

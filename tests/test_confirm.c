@@ -29,7 +29,7 @@ static int count(const char *text, const char *what)
 Test(confirm, full_perplexity_matches_the_recorded_logprobs)
 {
     kv_err err = {0};
-    trace *tr = trace_open(getenv("KV_TRACE"), &err);
+    trace *tr = trace_open(test_trace(), &err);
     cr_assert_not_null(tr, "%s", err.msg);
     const trace_tokens *tok = trace_get_tokens(tr);
     const int T = (int)trace_get_meta(tr)->steps;
@@ -37,7 +37,7 @@ Test(confirm, full_perplexity_matches_the_recorded_logprobs)
     for (int t = 0; t + 1 < T; t++)
         nll -= tok->logprob_next[t];
     model_set_threads(1);
-    model *m = model_open(getenv("KV_MODEL"), &err);
+    model *m = model_open(test_model(), &err);
     cr_assert_not_null(m, "%s", err.msg);
     policy_config cfg = policy_config_default();
     cfg.prompt_len = 1;
@@ -55,7 +55,7 @@ Test(confirm, full_perplexity_matches_the_recorded_logprobs)
 Test(confirm, ppl_cli_writes_matching_csv_and_json)
 {
     char cmd[4096], out[8192], json[8192];
-    const char *bin = getenv("KV_BIN"), *model = getenv("KV_MODEL"), *root = getenv("KV_ROOT");
+    const char *bin = getenv("KV_BIN"), *model = test_model(), *root = getenv("KV_ROOT");
     snprintf(cmd, sizeof cmd, "%s/kvsim confirm ppl %s %s/data/lighthouses.txt --policies "
              "full,streaming --budgets 40,8 --max-tokens 40 --threads 1 --sinks 2 "
              "--json /tmp/kv_confirm_%d.json 2>/dev/null", bin, model, root, (int)getpid());
@@ -83,7 +83,7 @@ Test(confirm, ppl_cli_writes_matching_csv_and_json)
 Test(confirm, ppl_rejects_bad_input)
 {
     char cmd[4096], out[4096];
-    const char *bin = getenv("KV_BIN"), *model = getenv("KV_MODEL"), *root = getenv("KV_ROOT");
+    const char *bin = getenv("KV_BIN"), *model = test_model(), *root = getenv("KV_ROOT");
     snprintf(cmd, sizeof cmd, "printf '  \\n' > /tmp/kv_empty_%d.txt && %s/kvsim confirm ppl %s "
              "/tmp/kv_empty_%d.txt --budgets 8 2>&1; status=$?; rm -f /tmp/kv_empty_%d.txt; "
              "exit $status", (int)getpid(), bin, model, (int)getpid(), (int)getpid());
@@ -111,7 +111,7 @@ Test(confirm, ppl_rejects_bad_input)
 Test(confirm, passkey_cli_calibrates_with_the_full_cache)
 {
     char cmd[4096], out[8192];
-    const char *bin = getenv("KV_BIN"), *model = getenv("KV_MODEL");
+    const char *bin = getenv("KV_BIN"), *model = test_model();
     snprintf(cmd, sizeof cmd, "%s/kvsim confirm passkey %s --policies streaming --budgets 32 "
              "--lengths 96 --depths 0.5 --seeds 1 --max-new-tokens 4 --threads 1 "
              "-o /tmp/kv_pk_%d.csv 2>&1 | grep 'passkey: full'; rm -f /tmp/kv_pk_%d.csv", bin,
@@ -132,7 +132,7 @@ Test(confirm, passkey_cli_calibrates_with_the_full_cache)
 Test(confirm, fidelity_cli_scores_full_as_perfect)
 {
     char cmd[4096], out[8192];
-    const char *bin = getenv("KV_BIN"), *model = getenv("KV_MODEL");
+    const char *bin = getenv("KV_BIN"), *model = test_model();
     snprintf(cmd, sizeof cmd, "printf 'Name three colours.\\n' > /tmp/kv_fid_%d.txt && "
              "%s/kvsim confirm fidelity %s /tmp/kv_fid_%d.txt --policies streaming --budgets 12 "
              "--max-new-tokens 8 --threads 1 2>/dev/null; rm -f /tmp/kv_fid_%d.txt", (int)getpid(),
@@ -149,7 +149,7 @@ Test(confirm, fidelity_cli_scores_full_as_perfect)
 Test(confirm, reconstruct_cli_scores_against_the_passage)
 {
     char cmd[4096], out[8192];
-    const char *bin = getenv("KV_BIN"), *model = getenv("KV_MODEL"), *root = getenv("KV_ROOT");
+    const char *bin = getenv("KV_BIN"), *model = test_model(), *root = getenv("KV_ROOT");
     snprintf(cmd, sizeof cmd, "%s/kvsim confirm reconstruct %s %s/data/lighthouses.txt "
              "--policies streaming --budgets 24 --passage-tokens 16 --passages 1 --threads 1 "
              "2>/dev/null", bin, model, root);

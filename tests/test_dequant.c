@@ -19,6 +19,7 @@
 
 #include "dequant.h"
 #include "gguf.h"
+#include "test_shell.h"
 
 /* ---- fixture files ----------------------------------------------------------------- */
 
@@ -117,7 +118,7 @@ Test(dequant, matches_gguf_py_bit_for_bit_on_random_blocks_of_every_type)
 
 Test(dequant, matches_gguf_py_on_rows_of_the_smollm2_model)
 {
-    const char *model = getenv("KV_MODEL");
+    const char *model = test_model();
     if (!model || access(model, R_OK) != 0)
         cr_skip_test("KV_MODEL not set or not readable");
     kv_err err = {0};

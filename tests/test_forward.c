@@ -17,10 +17,11 @@
 #include "gguf_builder.h"
 #include "model.h"
 #include "sampler.h"
+#include "test_shell.h"
 
 static model *open_model(void)
 {
-    const char *path = getenv("KV_MODEL");
+    const char *path = test_model();
     cr_assert_not_null(path, "KV_MODEL is not set");
     kv_err err = {0};
     model *m = model_open(path, &err);
@@ -383,7 +384,7 @@ Test(kvtrace_run, prompt_longer_than_the_context_is_an_error)
 {
     size_t cap = 64 * 1024;
     char *cmd = malloc(cap + 1024);
-    int n = snprintf(cmd, cap, "\"%s/kvtrace\" run \"%s\" '", getenv("KV_BIN"), getenv("KV_MODEL"));
+    int n = snprintf(cmd, cap, "\"%s/kvtrace\" run \"%s\" '", getenv("KV_BIN"), test_model());
     for (int i = 0; i < 9000; i++)
         n += snprintf(cmd + n, cap - n, " 7");
     snprintf(cmd + n, cap - n, "' --max-new-tokens 1 2>&1");
@@ -402,7 +403,7 @@ Test(kvtrace_run, same_seed_same_text)
     char cmd[2048], a[4096] = {0}, b[4096] = {0};
     snprintf(cmd, sizeof cmd, "\"%s/kvtrace\" run \"%s\" 'Once upon a time' --max-new-tokens 12 "
              "--temperature 0.9 --top-k 40 --top-p 0.9 --seed 7 --threads 2 2>/dev/null",
-             getenv("KV_BIN"), getenv("KV_MODEL"));
+             getenv("KV_BIN"), test_model());
     for (int r = 0; r < 2; r++) {
         FILE *p = popen(cmd, "r");
         size_t got = fread(r ? b : a, 1, 4095, p);

@@ -14,6 +14,7 @@
 #include "dequant.h"
 #include "gguf.h"
 #include "gguf_builder.h"
+#include "test_shell.h"
 
 /* ---- helpers ----------------------------------------------------------------------- */
 
@@ -231,7 +232,7 @@ Test(gguf, opens_an_in_memory_buffer_the_same_way)
 
 Test(gguf, reads_the_smollm2_model)
 {
-    const char *path = getenv("KV_MODEL");
+    const char *path = test_model();
     if (!path || access(path, R_OK) != 0)
         cr_skip_test("KV_MODEL not set or not readable");
     kv_err err = {0};
@@ -569,7 +570,7 @@ Test(kvtrace_info, exits_1_naming_the_offset_on_a_damaged_model)
 
 Test(kvtrace_info, describes_the_smollm2_model)
 {
-    const char *model = getenv("KV_MODEL");
+    const char *model = test_model();
     if (!model || access(model, R_OK) != 0)
         cr_skip_test("KV_MODEL not set or not readable");
     char args[600];

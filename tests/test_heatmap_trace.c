@@ -5,6 +5,8 @@
  * newest B + s = B + 1 entries at every step once eviction has begun).
  */
 #include <criterion/criterion.h>
+
+#include "test_shell.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,7 +36,7 @@ static int plot_heatmap(const char *options)
 {
     char cmd[1024];
     snprintf(cmd, sizeof cmd, "'%s/kvsim' plot heatmap '%s' %s -o '%s/attn.png' 2>/dev/null",
-             getenv("KV_BIN"), getenv("KV_TRACE"), options, dir);
+             getenv("KV_BIN"), test_trace(), options, dir);
     int status = system(cmd);
     return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }

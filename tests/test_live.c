@@ -21,7 +21,7 @@
 static session open_session(void)
 {
     session_options o = session_options_default();
-    o.model = getenv("KV_MODEL");
+    o.model = test_model();
     o.prompt = PROMPT;
     o.max_new = MAX_NEW;
     o.threads = 1;   /* robust on a loaded machine: OpenMP threads spin when starved */
@@ -69,7 +69,7 @@ static live_output generate(session *s, const char *params, int reposition, live
 Test(live, full_generate_is_kvtrace_run)
 {
     char cmd[2048], run[4096], gen[4096];
-    const char *bin = getenv("KV_BIN"), *model = getenv("KV_MODEL");
+    const char *bin = getenv("KV_BIN"), *model = test_model();
     snprintf(cmd, sizeof cmd, "%s/kvtrace run %s '%s' --max-new-tokens 24 --threads 1 "
              "2>/dev/null", bin, model, PROMPT);
     cr_assert_eq(test_shell(cmd, run, sizeof run), 0);
@@ -184,7 +184,7 @@ Test(live, refuses_query_head_scope_oracle_and_oversized_budgets)
 Test(live, generate_rejects_bad_input)
 {
     char cmd[4096], out[4096];
-    const char *bin = getenv("KV_BIN"), *model = getenv("KV_MODEL");
+    const char *bin = getenv("KV_BIN"), *model = test_model();
     snprintf(cmd, sizeof cmd, "%s/kvtrace generate %s hi --policy h2o --budget 0 2>&1", bin, model);
     cr_assert_eq(test_shell(cmd, out, sizeof out), 2, "%s", out);
     cr_assert(strstr(out, "budget"), "%s", out);

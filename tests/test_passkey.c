@@ -10,6 +10,7 @@
 
 #include "gguf.h"
 #include "passkey.h"
+#include "test_shell.h"
 
 static gguf_file *file;
 static tokenizer *tok;
@@ -17,7 +18,7 @@ static tokenizer *tok;
 static void open_tokenizer(void)
 {
     kv_err err = {0};
-    file = gguf_open(getenv("KV_MODEL"), &err);
+    file = gguf_open(test_model(), &err);
     cr_assert_not_null(file, "%s", err.msg);
     tok = tokenizer_from_gguf(file, &err);
     cr_assert_not_null(tok, "%s", err.msg);

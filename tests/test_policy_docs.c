@@ -7,6 +7,7 @@
  * on that stream, and requires the doc's evictions and kept set, character for
  * character: the doc and the code cannot drift apart.
  */
+#include "doc_blocks.h"
 #include "policy_drive.h"
 
 #include <stdlib.h>
@@ -16,36 +17,9 @@
 typedef struct example {
     double w[EX_T][EX_T];      /* full-cache weights, renormalised over kept entries */
     float  key_norm[EX_T];
+    float  value_norm[EX_T];   /* one-float values: the norm is the value */
     uint32_t flags[EX_T];
 } example;
-
-static char *read_doc(void)
-{
-    const char *dir = getenv("KV_FIXTURES");
-    char path[1024];
-    snprintf(path, sizeof path, "%s/../../docs/POLICIES.md", dir ? dir : "tests/fixtures");
-    FILE *f = fopen(path, "rb");
-    cr_assert_not_null(f, "cannot open %s", path);
-    static char buf[1 << 17];
-    size_t n = fread(buf, 1, sizeof buf - 1, f);
-    fclose(f);
-    buf[n] = '\0';
-    return buf;
-}
-
-/* The body of the fenced block ```tag, NUL-terminated in place. */
-static char *block(char *doc, const char *tag)
-{
-    char fence[64];
-    snprintf(fence, sizeof fence, "```%s\n", tag);
-    char *s = strstr(doc, fence);
-    cr_assert_not_null(s, "docs/POLICIES.md has no %s block", tag);
-    s += strlen(fence);
-    char *end = strstr(s, "```");
-    cr_assert_not_null(end);
-    *end = '\0';
-    return s;
-}
 
 static void parse_stream(char *text, example *ex)
 {
@@ -56,6 +30,10 @@ static void parse_stream(char *text, example *ex)
             char *s = line + 9;
             for (int i = 0; i < EX_T; i++, s = end)
                 ex->key_norm[i] = strtof(s, &end);
+        } else if (!strncmp(line, "value_norm:", 11)) {
+            char *s = line + 11;
+            for (int i = 0; i < EX_T; i++, s = end)
+                ex->value_norm[i] = strtof(s, &end);
         } else if (!strncmp(line, "special:", 8)) {
             char *s = line + 8;
             for (int i = 0; i < EX_T; i++, s = end)
@@ -80,7 +58,8 @@ static void run(const example *ex, const char *name, const char *params, char *o
 {
     policy_config cfg = config_of(name, params[0] == '-' ? NULL : params, 0, EX_T);
     policy_layer *L = stream_new(&cfg);
-    drive_input in = {.w = example_w, .ctx = (void *)ex, .keys = ex->key_norm};
+    drive_input in = {.w = example_w, .ctx = (void *)ex, .keys = ex->key_norm,
+                      .values = ex->value_norm};
     memcpy(in.flags, ex->flags, sizeof ex->flags);
     drive_log log;
     kv_err err = {0};
@@ -113,10 +92,10 @@ static char *trim(char *s)
 
 Test(policy_docs, worked_examples_in_POLICIES_md_are_what_the_code_does)
 {
-    char *doc = read_doc();
+    char *doc = doc_read("docs/POLICIES.md");
     example ex;
-    char *results = block(doc, "example-results");
-    parse_stream(block(doc, "example-stream"), &ex);
+    char *results = doc_block(doc, "example-results");
+    parse_stream(doc_block(doc, "example-stream"), &ex);
     int rows = 0;
     for (char *line = strtok(results, "\n"); line; line = strtok(NULL, "\n")) {
         if (line[0] == '#' || !strchr(line, '|'))
@@ -139,5 +118,5 @@ Test(policy_docs, worked_examples_in_POLICIES_md_are_what_the_code_does)
                          trim(f[0]), f[1], got, want);
         rows++;
     }
-    cr_assert_geq(rows, 15, "only %d example rows", rows);
+    cr_assert_geq(rows, 18, "only %d example rows", rows);
 }

@@ -22,7 +22,7 @@
 static trace *open_shared(void)
 {
     kv_err err = {0};
-    trace *tr = trace_open(getenv("KV_TRACE"), &err);
+    trace *tr = trace_open(test_trace(), &err);
     cr_assert_not_null(tr, "the shared trace (make test records it): %s", err.msg);
     return tr;
 }
@@ -62,7 +62,7 @@ Test(record, tokens_round_trip_and_phases_split_prompt_from_generation)
     const trace_meta *m = trace_get_meta(tr);
     const trace_tokens *tok = trace_get_tokens(tr);
     kv_err err = {0};
-    gguf_file *f = gguf_open(getenv("KV_MODEL"), &err);
+    gguf_file *f = gguf_open(test_model(), &err);
     tokenizer *tk = tokenizer_from_gguf(f, &err);
     cr_assert_not_null(tk, "%s", err.msg);
     tokenizer_ids ids = {0};
@@ -146,7 +146,7 @@ static void capture(void *ctx, int layer, int q_head, int pos, const float *prob
 static void record_ids(const int32_t *ids, int n, const char *path, const char *layers)
 {
     session_options so = session_options_default();
-    so.model = getenv("KV_MODEL");
+    so.model = test_model();
     so.prompt = "x";
     so.max_new = 0;
     session s;
@@ -182,7 +182,7 @@ Test(record, rows_are_exactly_what_the_forward_hook_saw, .timeout = 120)
     record_ids(ids->data, T, path, "5");
     /* The reference: the same tokens through model_forward in RECORD_CHUNK chunks. */
     kv_err err = {0};
-    model *m = model_open(getenv("KV_MODEL"), &err);
+    model *m = model_open(test_model(), &err);
     kv_cache *cache = model_cache_new(m, T, &err);
     captured cap = {.layer = 5, .head = 7, .T = T, .rows = calloc((size_t)T * T, sizeof(float))};
     model_hooks hooks = {.attn_row = capture, .ctx = &cap};
@@ -248,11 +248,11 @@ Test(record_faults, refuses_to_clobber_without_force_and_an_unwritable_path)
     char cmd[1024], out[4096], path[] = "/tmp/kv_record_XXXXXX.h5";
     close(mkstemps(path, 3));
     snprintf(cmd, sizeof cmd, RECORD_CMD "--max-new-tokens 0 -o '%s' 2>&1", getenv("KV_BIN"),
-             getenv("KV_MODEL"), path);
+             test_model(), path);
     cr_assert_eq(test_shell(cmd, out, sizeof out), 1, "%s", out);
     cr_assert(strstr(out, "--force"), "the message suggests --force: %s", out);
     snprintf(cmd, sizeof cmd, RECORD_CMD "--max-new-tokens 0 -o /nonexistent/dir/t.h5 2>&1",
-             getenv("KV_BIN"), getenv("KV_MODEL"));
+             getenv("KV_BIN"), test_model());
     cr_assert_eq(test_shell(cmd, out, sizeof out), 1, "%s", out);
     cr_assert(strstr(out, "/nonexistent/dir/t.h5"), "%s", out);
     unlink(path);
@@ -262,27 +262,29 @@ Test(record_faults, a_selection_out_of_range_is_a_usage_error_naming_the_range)
 {
     char cmd[1024], out[4096];
     snprintf(cmd, sizeof cmd, RECORD_CMD "--layers 0,30 -o /tmp/never.h5 2>&1", getenv("KV_BIN"),
-             getenv("KV_MODEL"));
+             test_model());
     cr_assert_eq(test_shell(cmd, out, sizeof out), 2, "%s", out);
     cr_assert(strstr(out, "--layers: 30 is out of range 0..29"), "%s", out);
     snprintf(cmd, sizeof cmd, RECORD_CMD "--heads 9 -o /tmp/never.h5 2>&1", getenv("KV_BIN"),
-             getenv("KV_MODEL"));
+             test_model());
     cr_assert_eq(test_shell(cmd, out, sizeof out), 2, "%s", out);
     cr_assert(strstr(out, "--heads: 9 is out of range 0..8"), "%s", out);
     cr_assert_eq(access("/tmp/never.h5", F_OK), -1, "no file is created for a bad selection");
     snprintf(cmd, sizeof cmd, RECORD_CMD "--dtype f8 -o /tmp/never.h5 2>&1", getenv("KV_BIN"),
-             getenv("KV_MODEL"));
+             test_model());
     cr_assert_eq(test_shell(cmd, out, sizeof out), 2, "%s", out);
 }
 
-/* (4) a full disk (simulated by the writer's test-only cap) leaves an incomplete file */
-Test(record_faults, a_full_disk_leaves_a_file_marked_incomplete, .timeout = 120)
+/* (4) a full disk (simulated by the writer's test-only cap) leaves an incomplete file:
+ * the prompt's first batch of 64 steps already overflows the cap */
+Test(record_faults, a_full_disk_leaves_a_file_marked_incomplete)
 {
     char cmd[1024], out[4096], path[] = "/tmp/kv_record_XXXXXX.h5";
     close(mkstemps(path, 3));
-    snprintf(cmd, sizeof cmd, "KV_TEST_WRITE_CAP_BYTES=200000 " RECORD_CMD
-             "--max-new-tokens 100 --force --compress none -o '%s' 2>&1",
-             getenv("KV_BIN"), getenv("KV_MODEL"), path);
+    snprintf(cmd, sizeof cmd, "KV_TEST_WRITE_CAP_BYTES=1000 '%s/kvtrace' record '%s' "
+             "--prompt-file '%s/trace_prompt.txt' --layers 0 --heads 0 --max-new-tokens 0 "
+             "--force --compress none -o '%s' 2>&1", getenv("KV_BIN"), test_model(),
+             getenv("KV_FIXTURES"), path);
     cr_assert_eq(test_shell(cmd, out, sizeof out), 1, "%s", out);
     cr_assert(strstr(out, "no space left on device"), "%s", out);
     cr_assert(strstr(out, "marked incomplete"), "%s", out);
@@ -292,27 +294,26 @@ Test(record_faults, a_full_disk_leaves_a_file_marked_incomplete, .timeout = 120)
     unlink(path);
 }
 
-/* (4) Ctrl-C mid-run: exit 1, a clear message, and a trace that says it is truncated */
-Test(record_faults, sigint_leaves_a_truncated_trace, .timeout = 300)
+/* (4) Ctrl-C mid-run: exit 1, a clear message, and a trace that says it is truncated.
+ * The signal is sent on an event, not after a delay: the first progress line
+ * (KV_PROGRESS=lines) says steps are being recorded; the rest of stderr is kept. */
+Test(record_faults, sigint_leaves_a_truncated_trace)
 {
-    char cmd[1024], out[4096], path[] = "/tmp/kv_record_XXXXXX.h5", log[] = "/tmp/kv_rec_XXXXXX";
+    char cmd[2048], out[4096], path[] = "/tmp/kv_record_XXXXXX.h5", dir[] = "/tmp/kv_rec_XXXXXX";
     close(mkstemps(path, 3));
-    close(mkstemp(log));
-    snprintf(cmd, sizeof cmd, RECORD_CMD "--max-new-tokens 4000 --force -o '%s' 2>'%s' & "
-             /* the trace file appears once the model is loaded; then let it run */
-             "pid=$!; for i in $(seq 600); do sleep 0.1; [ -s '%s' ] && break; done; "
-             "sleep 1; kill -INT $pid; wait $pid; echo $?",
-             getenv("KV_BIN"), getenv("KV_MODEL"), path, log, path);
+    cr_assert_not_null(mkdtemp(dir));
+    snprintf(cmd, sizeof cmd, "cd '%s' && mkfifo events || exit 9; KV_PROGRESS=lines "
+             RECORD_CMD "--max-new-tokens 4000 --force -o '%s' 2>events & "
+             "pid=$!; { IFS= read -r first; kill -INT $pid; cat > rest; } < '%s/events'; "
+             "wait $pid; echo $?; cat '%s/rest'",
+             dir, getenv("KV_BIN"), test_model(), path, dir, dir);
     cr_assert_eq(test_shell(cmd, out, sizeof out), 0);
     cr_assert_eq(atoi(out), 1, "exit status after SIGINT: %s", out);
-    FILE *f = fopen(log, "r");
-    size_t n = fread(out, 1, sizeof out - 1, f);
-    out[n] = '\0';
-    fclose(f);
     cr_assert(strstr(out, "interrupted"), "stderr: %s", out);
     snprintf(cmd, sizeof cmd, "'%s/kvtrace' info '%s' 2>&1", getenv("KV_BIN"), path);
     cr_assert_eq(test_shell(cmd, out, sizeof out), 0, "%s", out);
     cr_assert(strstr(out, "truncated at step"), "kvtrace info: %s", out);
     unlink(path);
-    unlink(log);
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    test_shell(cmd, out, sizeof out);
 }

@@ -49,7 +49,7 @@ Test(reposition, rope_shift_inverts_and_matches_the_forward_rope)
 {
     kv_err err = {0};
     model_set_threads(1);
-    model *m = model_open(getenv("KV_MODEL"), &err);
+    model *m = model_open(test_model(), &err);
     cr_assert_not_null(m, "%s", err.msg);
     const int hd = model_config_of(m)->head_dim, p = 3, p2 = 11;
     float at_p[256], at_p2[256], x[256];
@@ -95,7 +95,7 @@ Test(reposition, compact_positions_are_chosen_before_the_first_entry)
 Test(reposition, cli_generate_and_confirm_take_the_flag, .timeout = 900)
 {
     char cmd[4096], out[8192];
-    const char *bin = getenv("KV_BIN"), *model = getenv("KV_MODEL"), *root = getenv("KV_ROOT");
+    const char *bin = getenv("KV_BIN"), *model = test_model(), *root = getenv("KV_ROOT");
     snprintf(cmd, sizeof cmd, "%s/kvtrace generate %s 'Name three colours of the rainbow.' "
              "--chat --max-new-tokens 16 --policy streaming --budget 12 --reposition "
              "--threads 1 2>&1", bin, model);

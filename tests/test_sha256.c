@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "sha256.h"
+#include "test_shell.h"
 
 static void hex_of(const char *msg, size_t n, char hex[65])
 {
@@ -34,6 +35,6 @@ Test(sha256, the_embedded_model_has_its_pinned_hash)
 {
     char hex[65];
     kv_err err = {0};
-    cr_assert_eq(sha256_file(getenv("KV_MODEL"), hex, &err), 0, "%s", err.msg);
+    cr_assert_eq(sha256_file(test_model(), hex, &err), 0, "%s", err.msg);
     cr_assert_str_eq(hex, "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53");
 }

@@ -12,6 +12,7 @@
 
 #include "gguf.h"
 #include "tokenizer.h"
+#include "test_shell.h"
 
 /* --- helpers --------------------------------------------------------------------- */
 
@@ -22,7 +23,7 @@ typedef struct loaded {
 
 static loaded load_model(void)
 {
-    const char *path = getenv("KV_MODEL");
+    const char *path = test_model();
     cr_assert_not_null(path, "KV_MODEL is not set");
     kv_err err = {0};
     loaded m = {gguf_open(path, &err), NULL};
@@ -412,13 +413,13 @@ static int kvtrace(const char *args, char *out, size_t cap)
 Test(kvtrace_tokenize, prints_ids_and_escaped_pieces)
 {
     char args[4096], out[4096];
-    snprintf(args, sizeof args, "\"%s\" 'Hello world! 123' --ids", getenv("KV_MODEL"));
+    snprintf(args, sizeof args, "\"%s\" 'Hello world! 123' --ids", test_model());
     cr_assert_eq(kvtrace(args, out, sizeof out), 0);
     cr_assert_str_eq(out, "19556 905 17 216 33 34 35");
-    snprintf(args, sizeof args, "\"%s\" '  multiple'", getenv("KV_MODEL"));
+    snprintf(args, sizeof args, "\"%s\" '  multiple'", test_model());
     cr_assert_eq(kvtrace(args, out, sizeof out), 0);
     cr_assert_str_eq(out, "216\t\" \"");
-    snprintf(args, sizeof args, "\"%s\" Hi --chat --ids", getenv("KV_MODEL"));
+    snprintf(args, sizeof args, "\"%s\" Hi --chat --ids", test_model());
     cr_assert_eq(kvtrace(args, out, sizeof out), 0);
     cr_assert(!strncmp(out, "1 9690 198 2683 ", 16), "chat ids: %s", out);
 }
@@ -428,9 +429,9 @@ Test(kvtrace_tokenize, exit_statuses)
     char args[4096], out[4096];
     cr_assert_eq(kvtrace("/nonexistent/model.gguf hello", out, sizeof out), 1);
     cr_assert_eq(kvtrace("", out, sizeof out), 2);
-    snprintf(args, sizeof args, "\"%s\" hello --bogus", getenv("KV_MODEL"));
+    snprintf(args, sizeof args, "\"%s\" hello --bogus", test_model());
     cr_assert_eq(kvtrace(args, out, sizeof out), 2);
-    snprintf(args, sizeof args, "\"%s\" a b", getenv("KV_MODEL"));
+    snprintf(args, sizeof args, "\"%s\" a b", test_model());
     cr_assert_eq(kvtrace(args, out, sizeof out), 2);
     cr_assert_eq(kvtrace("--help", out, sizeof out), 0);
     cr_assert(strstr(out, "usage: kvtrace tokenize"), "help: %s", out);
