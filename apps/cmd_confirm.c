@@ -8,7 +8,7 @@
 
 #include "confirm.h"
 #include "opts.h"
-#include "results.h"
+#include "out.h"
 
 #include <stddef.h>
 #include <stdio.h>
@@ -24,6 +24,7 @@ typedef struct confirm_cli {
     confirm_reconstruct_options  reconstruct;
     confirm_predict_options      predict;
     char                         command[1024];
+    const struct experiment     *experiment;
 } confirm_cli;
 
 #define C(field) offsetof(confirm_cli, field)
@@ -106,13 +107,14 @@ static const char POLICY_PARAMS[] =
     "stream, ...); with several policies each takes the ones it reads.";
 
 /* One experiment's command line and its run. */
-typedef struct experiment {
+typedef struct experiment experiment;
+struct experiment {
     const char     *name, *summary, *usage, *about, *footer;
     const opts_row *rows;
     int             generates;   /* takes the shared rows and policy parameters */
     int             input;       /* INPUT: 1 required, 0 none */
     int           (*run)(confirm_cli *c, kv_err *err);
-} experiment;
+};
 
 static int run_ppl(confirm_cli *c, kv_err *err) { return confirm_ppl(&c->req, &c->ppl, err); }
 static int run_passkey(confirm_cli *c, kv_err *err)
@@ -194,10 +196,23 @@ static confirm_cli defaults(void)
     };
 }
 
+/* Check the outputs before the experiment runs for minutes: a typo in -o must not cost
+ * them; then run it. */
+static int run(void *ctx, kv_err *err)
+{
+    confirm_cli *c = ctx;
+    const char *inputs[2] = {c->req.model, c->req.input};
+    int rc = out_check(c->req.csv, inputs, 2, err);
+    if (rc == KV_OK)
+        rc = out_check(c->req.json, inputs, 2, err);
+    return rc == KV_OK ? c->experiment->run(c, err) : rc;
+}
+
 static int run_experiment(const experiment *x, int argc, char **argv)
 {
     static confirm_cli c;   /* the experiments' options: large enough to keep off the stack */
     c = defaults();
+    c.experiment = x;
     char prog[64];
     snprintf(prog, sizeof prog, "kvsim confirm %s", x->name);
     c.req.command = opts_command_line("kvsim confirm", argc, argv, c.command, sizeof c.command);
@@ -214,18 +229,7 @@ static int run_experiment(const experiment *x, int argc, char **argv)
         .other_help = x->generates ? POLICY_PARAMS : NULL,
         .footer = x->footer,
     };
-    kv_err err = {0};
-    int rc = opts_parse(&cmd, argc, argv, &err);
-    if (rc == OPTS_HELP)
-        return 0;
-    /* experiments run for minutes: a typo in -o must not cost them */
-    if (rc == KV_OK)
-        rc = out_check(c.req.csv, NULL, 0, &err);
-    if (rc == KV_OK)
-        rc = out_check(c.req.json, NULL, 0, &err);
-    if (rc == KV_OK)
-        rc = x->run(&c, &err);
-    return rc ? opts_fail(prog, &err) : 0;
+    return opts_main(&cmd, argc, argv, run, &c);
 }
 
 static void print_help(FILE *f)

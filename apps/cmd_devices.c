@@ -7,6 +7,16 @@
 #include <omp.h>
 #include <stdio.h>
 
+static int list(void *ctx, kv_err *err)
+{
+    (void)ctx;
+    char desc[256];
+    int n = gpu_device_count(desc, sizeof desc);
+    printf("cpu:  %d OpenMP threads available\n", omp_get_max_threads());
+    printf("cuda: %d device%s: %s\n", n, n == 1 ? "" : "s", desc);
+    return fflush(stdout) ? kv_errorf(err, KV_EIO, "standard output: write failed") : KV_OK;
+}
+
 int cmd_devices(int argc, char **argv)
 {
     const opts_command cmd = {
@@ -14,15 +24,5 @@ int cmd_devices(int argc, char **argv)
         .usage = "kvtrace devices | kvsim devices",
         .about = "List the CPU threads and CUDA devices this build can use.",
     };
-    kv_err err = {0};
-    int rc = opts_parse(&cmd, argc, argv, &err);
-    if (rc == OPTS_HELP)
-        return 0;
-    if (rc)
-        return opts_fail(cmd.prog, &err);
-    char desc[256];
-    int n = gpu_device_count(desc, sizeof desc);
-    printf("cpu:  %d OpenMP threads available\n", omp_get_max_threads());
-    printf("cuda: %d device%s: %s\n", n, n == 1 ? "" : "s", desc);
-    return fflush(stdout) ? 1 : 0;
+    return opts_main(&cmd, argc, argv, list, NULL);
 }

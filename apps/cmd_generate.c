@@ -85,11 +85,32 @@ static int generate(session *s, const session_options *o, policy_config *cfg, in
     return rc;
 }
 
+typedef struct generate_cli {
+    session_options so;
+    options         o;
+    policy_args     params;
+} generate_cli;
+
+static int run(void *ctx, kv_err *err)
+{
+    generate_cli *c = ctx;
+    policy_config cfg = policy_config_default();
+    int rc = session_check(&c->so, err);
+    if (rc == KV_OK)
+        rc = policy_config_apply(&cfg, &c->params, err);
+    cfg.seed = c->so.sampling.seed;
+    session s = {0};
+    if (rc == KV_OK)
+        rc = session_open(&s, &c->so, err);
+    if (rc == KV_OK)
+        rc = generate(&s, &c->so, &cfg, c->o.reposition, err);
+    session_close(&s);
+    return rc;
+}
+
 int cmd_generate(int argc, char **argv)
 {
-    session_options so = session_options_default();
-    options o = {0};
-    policy_args params = {0};
+    generate_cli c = {.so = session_options_default()};
     const opts_command cmd = {
         .prog = "kvtrace generate",
         .usage = "kvtrace generate MODEL.gguf PROMPT --policy P --budget B [options]",
@@ -97,10 +118,11 @@ int cmd_generate(int argc, char **argv)
                  "(layer, KV\nhead) cache within budget B, seeing the real attention over "
                  "the kept entries.\nThe text streams to stdout; kept entries, KV bytes, "
                  "TTFT and decode speed\ngo to stderr.",
-        .groups = {{"options", generate_rows, &o}, {"session options", session_options_rows, &so}},
-        .positional = {&so.model, &so.prompt},
+        .groups = {{"options", generate_rows, &c.o},
+                   {"session options", session_options_rows, &c.so}},
+        .positional = {&c.so.model, &c.so.prompt},
         .other = policy_args_take,
-        .other_ctx = &params,
+        .other_ctx = &c.params,
         .other_help = "policy parameters (any of `kvsim policies`, as --key value):\n"
                       "  --policy P          full, streaming, h2o, mas, roco, tova, snapkv, ...\n"
                       "  --budget B          0.4 = a fraction of prompt + max new tokens; "
@@ -114,21 +136,5 @@ int cmd_generate(int argc, char **argv)
                   "models/SmolLM2-135M-Instruct.Q4_1.gguf \"Tell me a story\" --chat "
                   "--policy roco --budget 0.4\n",
     };
-    kv_err err = {0};
-    policy_config cfg = policy_config_default();
-    int rc = opts_parse(&cmd, argc, argv, &err);
-    if (rc == OPTS_HELP)
-        return 0;
-    if (rc == KV_OK)
-        rc = session_check(&so, &err);
-    if (rc == KV_OK)
-        rc = policy_config_apply(&cfg, &params, &err);
-    cfg.seed = so.sampling.seed;
-    session s = {0};
-    if (rc == KV_OK)
-        rc = session_open(&s, &so, &err);
-    if (rc == KV_OK)
-        rc = generate(&s, &so, &cfg, o.reposition, &err);
-    session_close(&s);
-    return rc ? opts_fail(cmd.prog, &err) : 0;
+    return opts_main(&cmd, argc, argv, run, &c);
 }

@@ -25,8 +25,9 @@ static const opts_row info_rows[] = {
     {NULL, 0, 0, 0, NULL, NULL, 0, 0, NULL},
 };
 
-static int describe(const options *o, kv_err *err)
+static int describe(void *ctx, kv_err *err)
 {
+    const options *o = ctx;
     unsigned char magic[8] = {0};
     FILE *fp = fopen(o->path, "rb");
     if (!fp)
@@ -55,11 +56,5 @@ int cmd_info(int argc, char **argv)
         .required = 1,
         .footer = "exit status: 0 success, 1 unreadable or malformed file, 2 usage error\n",
     };
-    kv_err err = {0};
-    int rc = opts_parse(&cmd, argc, argv, &err);
-    if (rc == OPTS_HELP)
-        return 0;
-    if (rc == KV_OK)
-        rc = describe(&o, &err);
-    return rc ? opts_fail(cmd.prog, &err) : 0;
+    return opts_main(&cmd, argc, argv, describe, &o);
 }

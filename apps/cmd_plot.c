@@ -132,6 +132,24 @@ static int extract_heatmap(plot_args *a, char *csv, size_t len, kv_err *err)
     return rc;
 }
 
+static int plot(void *ctx, kv_err *err)
+{
+    plot_args *a = ctx;
+    int rc = check_args(a, err);
+    char csv[4096], subtitle[4200];
+    if (rc == KV_OK && a->req.kind == PLOT_HEATMAP && !is_csv(a->req.csv)) {
+        rc = extract_heatmap(a, csv, sizeof csv, err);
+        snprintf(subtitle, sizeof subtitle, "%s, layer %d, head %d", a->heat.trace,
+                 a->heat.layer, a->heat.head);
+        a->req.trace = subtitle;
+    }
+    if (rc == KV_OK)
+        rc = a->script_only ? plot_write_script(&a->req, stdout, err) : plot_render(&a->req, err);
+    if (rc == KV_OK && !a->script_only)
+        fprintf(stderr, "kvsim plot %s: wrote %s\n", plot_kind_name(a->req.kind), a->req.out);
+    return rc;
+}
+
 int cmd_plot(int argc, char **argv)
 {
     plot_args a = {0};
@@ -158,24 +176,5 @@ int cmd_plot(int argc, char **argv)
         .footer = "The scripts are plots/*.gp; rerun one by hand:\n"
                   "  gnuplot -e \"csv='sweep.csv'; out='budget.png'\" plots/sweep.gp\n",
     };
-    kv_err err = {0};
-    int rc = opts_parse(&cmd, argc, argv, &err);
-    if (rc == OPTS_HELP)
-        return 0;
-    if (rc == KV_OK)
-        rc = check_args(&a, &err);
-    char csv[4096], subtitle[4200];
-    if (rc == KV_OK && a.req.kind == PLOT_HEATMAP && !is_csv(a.req.csv)) {
-        rc = extract_heatmap(&a, csv, sizeof csv, &err);
-        snprintf(subtitle, sizeof subtitle, "%s, layer %d, head %d", a.heat.trace, a.heat.layer,
-                 a.heat.head);
-        a.req.trace = subtitle;
-    }
-    if (rc == KV_OK)
-        rc = a.script_only ? plot_write_script(&a.req, stdout, &err) : plot_render(&a.req, &err);
-    if (rc)
-        return opts_fail(cmd.prog, &err);
-    if (!a.script_only)
-        fprintf(stderr, "kvsim plot %s: wrote %s\n", plot_kind_name(a.req.kind), a.req.out);
-    return 0;
+    return opts_main(&cmd, argc, argv, plot, &a);
 }

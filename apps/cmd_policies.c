@@ -51,6 +51,14 @@ static void print_params(void)
 
 static int load_policy_lib(const char *path, kv_err *err) { return policy_lib_load(path, err); }
 
+static int list(void *ctx, kv_err *err)
+{
+    (void)ctx;
+    print_policies();
+    print_params();
+    return fflush(stdout) ? kv_errorf(err, KV_EIO, "standard output: write failed") : KV_OK;
+}
+
 int cmd_policies(int argc, char **argv)
 {
     const char *lib = NULL;
@@ -67,13 +75,5 @@ int cmd_policies(int argc, char **argv)
                  "examples: docs/POLICIES.md.",
         .groups = {{"options", rows, &lib}},
     };
-    kv_err err = {0};
-    int rc = opts_parse(&cmd, argc, argv, &err);
-    if (rc == OPTS_HELP)
-        return 0;
-    if (rc)
-        return opts_fail(cmd.prog, &err);
-    print_policies();
-    print_params();
-    return fflush(stdout) ? 1 : 0;
+    return opts_main(&cmd, argc, argv, list, &lib);
 }

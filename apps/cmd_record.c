@@ -70,6 +70,11 @@ static void report(const char *path, const record_result *res)
 
 static int record(const session_options *so, options *o, kv_err *err)
 {
+    int rc = session_check(so, err);
+    if (rc == KV_OK)
+        rc = check_trace_options(o, err);
+    if (rc != KV_OK)
+        return rc;
     o->record.progress = true;
     o->record.stop = &interrupted;
     interrupted = 0;
@@ -77,7 +82,7 @@ static int record(const session_options *so, options *o, kv_err *err)
     sigaction(SIGINT, &sa, &old);
     session s;
     record_result res;
-    int rc = session_open(&s, so, err);
+    rc = session_open(&s, so, err);
     if (rc == KV_OK)
         rc = record_trace(&s, so, o->output, &o->record, &res, err);
     sigaction(SIGINT, &old, NULL);
@@ -87,10 +92,20 @@ static int record(const session_options *so, options *o, kv_err *err)
     return rc;
 }
 
+typedef struct record_cli {
+    session_options so;
+    options         o;
+} record_cli;
+
+static int run(void *ctx, kv_err *err)
+{
+    record_cli *c = ctx;
+    return record(&c->so, &c->o, err);
+}
+
 int cmd_record(int argc, char **argv)
 {
-    session_options so = session_options_default();
-    options o = {0};
+    record_cli c = {.so = session_options_default()};
     const opts_command cmd = {
         .prog = "kvtrace record",
         .usage = "kvtrace record MODEL.gguf PROMPT -o TRACE.h5 [options]",
@@ -99,8 +114,9 @@ int cmd_record(int argc, char **argv)
                  "and query\nhead, the post-RoPE keys and values, the tokens and the model's "
                  "next-token\nlog-probabilities to an HDF5 trace (docs/TRACE_FORMAT.md).  "
                  "PROMPT '-' reads\nstandard input.",
-        .groups = {{"options", record_rows, &o}, {"session options", session_options_rows, &so}},
-        .positional = {&so.model, &so.prompt},
+        .groups = {{"options", record_rows, &c.o},
+                   {"session options", session_options_rows, &c.so}},
+        .positional = {&c.so.model, &c.so.prompt},
         .footer = "memory: the model and its cache, plus 4 x 64 x layers x heads x T bytes of "
                   "row\nbuffers and the writer's batches (docs/TRACE_FORMAT.md); e.g. "
                   "SmolLM2, T = 1024,\nall rows: about 70 MB + 70 MB.\n"
@@ -109,15 +125,5 @@ int cmd_record(int argc, char **argv)
                   "models/SmolLM2-135M-Instruct.Q4_1.gguf \"The cat\" -o cat.h5 "
                   "--max-new-tokens 32\n",
     };
-    kv_err err = {0};
-    int rc = opts_parse(&cmd, argc, argv, &err);
-    if (rc == OPTS_HELP)
-        return 0;
-    if (rc == KV_OK)
-        rc = session_check(&so, &err);
-    if (rc == KV_OK)
-        rc = check_trace_options(&o, &err);
-    if (rc == KV_OK)
-        rc = record(&so, &o, &err);
-    return rc ? opts_fail(cmd.prog, &err) : 0;
+    return opts_main(&cmd, argc, argv, run, &c);
 }

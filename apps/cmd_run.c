@@ -52,6 +52,19 @@ static int generate(session *s, const session_options *o, kv_err *err)
     return rc;
 }
 
+static int run(void *ctx, kv_err *err)
+{
+    const session_options *o = ctx;
+    session s = {0};
+    int rc = session_check(o, err);
+    if (rc == KV_OK)
+        rc = session_open(&s, o, err);
+    if (rc == KV_OK)
+        rc = generate(&s, o, err);
+    session_close(&s);
+    return rc;
+}
+
 int cmd_run(int argc, char **argv)
 {
     session_options o = session_options_default();
@@ -67,17 +80,5 @@ int cmd_run(int argc, char **argv)
                   "context,\n2 bad usage\nexample:\n  kvtrace run "
                   "models/SmolLM2-135M-Instruct.Q4_1.gguf \"What is 2+2?\" --chat\n",
     };
-    kv_err err = {0};
-    int rc = opts_parse(&cmd, argc, argv, &err);
-    if (rc == OPTS_HELP)
-        return 0;
-    if (rc == KV_OK)
-        rc = session_check(&o, &err);
-    session s = {0};
-    if (rc == KV_OK)
-        rc = session_open(&s, &o, &err);
-    if (rc == KV_OK)
-        rc = generate(&s, &o, &err);
-    session_close(&s);
-    return rc ? opts_fail(cmd.prog, &err) : 0;
+    return opts_main(&cmd, argc, argv, run, &o);
 }

@@ -105,21 +105,37 @@ static int encode(const tokenizer *t, const options *o, const char *text, size_t
     return tokenizer_encode(t, text, len, flags, ids, err);
 }
 
-static int run(const options *o, const char *text, size_t len)
+static int run(const options *o, const char *text, size_t len, kv_err *err)
 {
-    kv_err err = {0};
     tokenizer_ids ids = {0};
-    gguf_file *f = gguf_open(o->model, &err);
-    tokenizer *t = f ? tokenizer_from_gguf(f, &err) : NULL;
-    int rc = t ? encode(t, o, text, len, &ids, &err) : (err.code ? err.code : KV_EIO);
-    if (rc)
-        fprintf(stderr, "kvtrace tokenize: %s\n", err.msg);
-    else
+    gguf_file *f = gguf_open(o->model, err);
+    tokenizer *t = f ? tokenizer_from_gguf(f, err) : NULL;
+    int rc = t ? encode(t, o, text, len, &ids, err) : (err->code ? err->code : KV_EIO);
+    if (rc == KV_OK)
         print_ids(t, &ids, o->ids_only);
+    if (rc == KV_OK && fflush(stdout) != 0)
+        rc = kv_errorf(err, KV_EIO, "standard output: write failed");
     tokenizer_ids_free(&ids);
     tokenizer_free(t);
     gguf_close(f);
-    return rc ? kv_err_exit_status(rc) : 0;
+    return rc;
+}
+
+/* TEXT, or all of standard input for '-'. */
+static int tokenize(void *ctx, kv_err *err)
+{
+    const options *o = ctx;
+    if (strcmp(o->text, "-"))
+        return run(o, o->text, strlen(o->text), err);
+    size_t len;
+    char *text = read_stdin(&len);
+    if (!text)
+        return kv_errorf(err, KV_EIO, "standard input: read error");
+    int rc = o->chat && strlen(text) != len
+                 ? kv_errorf(err, KV_EFORMAT, "standard input: a NUL byte in a chat message")
+                 : run(o, text, len, err);
+    free(text);
+    return rc;
 }
 
 int cmd_tokenize(int argc, char **argv)
@@ -144,26 +160,5 @@ int cmd_tokenize(int argc, char **argv)
                   "example:\n  kvtrace tokenize models/SmolLM2-135M-Instruct.Q4_1.gguf "
                   "\"Hello world!\"\n",
     };
-    kv_err err = {0};
-    int rc = opts_parse(&cmd, argc, argv, &err);
-    if (rc == OPTS_HELP)
-        return 0;
-    if (rc)
-        return opts_fail(cmd.prog, &err);
-    if (strcmp(o.text, "-"))
-        return run(&o, o.text, strlen(o.text));
-    size_t len;
-    char *text = read_stdin(&len);
-    if (!text) {
-        fprintf(stderr, "kvtrace tokenize: standard input: read error\n");
-        return 1;
-    }
-    if (o.chat && strlen(text) != len) {
-        fprintf(stderr, "kvtrace tokenize: standard input: a NUL byte in a chat message\n");
-        free(text);
-        return 1;
-    }
-    rc = run(&o, text, len);
-    free(text);
-    return rc;
+    return opts_main(&cmd, argc, argv, tokenize, &o);
 }

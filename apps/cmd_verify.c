@@ -6,6 +6,12 @@
 
 #include <stdio.h>
 
+static int verify(void *ctx, kv_err *err)
+{
+    const char *const *path = ctx;
+    return trace_verify(*path, stdout, err);
+}
+
 int cmd_verify(int argc, char **argv)
 {
     const char *path = NULL;
@@ -21,11 +27,5 @@ int cmd_verify(int argc, char **argv)
         .footer = "exit status: 0 all checks passed, 1 a check failed or the trace is "
                   "incomplete or\nunreadable, 2 usage\n",
     };
-    kv_err err = {0};
-    int rc = opts_parse(&cmd, argc, argv, &err);
-    if (rc == OPTS_HELP)
-        return 0;
-    if (rc == KV_OK)
-        rc = trace_verify(path, stdout, &err);
-    return rc ? opts_fail(cmd.prog, &err) : 0;
+    return opts_main(&cmd, argc, argv, verify, &path);
 }

@@ -137,6 +137,6 @@ int replay_args_parse(replay_command which, int argc, char **argv, replay_args *
     int rc = opts_parse(&cmd, argc, argv, err);
     if (rc != KV_OK)
         return rc;
-    rc = out_check(out->csv, NULL, 0, err);
-    return rc == KV_OK ? out_check(out->json, NULL, 0, err) : rc;
+    rc = out_check(out->csv, &out->req.trace, 1, err);
+    return rc == KV_OK ? out_check(out->json, &out->req.trace, 1, err) : rc;
 }

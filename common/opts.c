@@ -242,6 +242,18 @@ void opts_help(const opts_command *cmd, FILE *f)
         fprintf(f, "\n%s", cmd->footer);
 }
 
+int opts_main(const opts_command *cmd, int argc, char **argv,
+              int (*run)(void *ctx, kv_err *err), void *ctx)
+{
+    kv_err err = {0};
+    int rc = opts_parse(cmd, argc, argv, &err);
+    if (rc == OPTS_HELP)
+        return 0;
+    if (rc == KV_OK)
+        rc = run(ctx, &err);
+    return rc == KV_OK ? 0 : opts_fail(cmd->prog, &err);
+}
+
 int opts_fail(const char *prog, const kv_err *err)
 {
     fprintf(stderr, "%s: %s\n", prog, err->msg[0] ? err->msg : kv_err_text(err->code));

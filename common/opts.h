@@ -82,6 +82,11 @@ typedef struct opts_command {
  * the help on stdout, or KV_EUSAGE with err naming the option and what was expected. */
 int  opts_parse(const opts_command *cmd, int argc, char **argv, kv_err *err);
 
+/* A command's whole life: parse argv, then run(ctx, err).  Returns the exit status:
+ * 0 after --help or a successful run, else opts_fail's (2 for usage errors). */
+int  opts_main(const opts_command *cmd, int argc, char **argv,
+               int (*run)(void *ctx, kv_err *err), void *ctx);
+
 /* The help: usage, about, each group's rows, other_help, footer. */
 void opts_help(const opts_command *cmd, FILE *f);
 

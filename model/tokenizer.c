@@ -10,6 +10,8 @@
  */
 #include "tokenizer_impl.h"
 
+#include "vec.h"
+
 #include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -445,14 +447,8 @@ unsigned tokenizer_token_flags(const tokenizer *t, int32_t id)
 
 int tokenizer__ids_push(tokenizer_ids *v, int32_t id)
 {
-    if (v->n == v->cap) {
-        size_t cap = v->cap ? 2 * v->cap : 64;
-        int32_t *ids = realloc(v->ids, cap * sizeof *ids);
-        if (!ids)
-            return KV_ENOMEM;
-        v->ids = ids;
-        v->cap = cap;
-    }
+    if (vec_reserve((void **)&v->ids, sizeof *v->ids, v->n + 1, &v->cap) != 0)
+        return KV_ENOMEM;
     v->ids[v->n++] = id;
     return 0;
 }
@@ -482,14 +478,8 @@ typedef struct encoder {
 
 static int frag_push(fragments *f, size_t off, size_t len, int32_t id)
 {
-    if (f->n == f->cap) {
-        size_t cap = f->cap ? 2 * f->cap : 16;
-        fragment *v = realloc(f->v, cap * sizeof *v);
-        if (!v)
-            return KV_ENOMEM;
-        f->v = v;
-        f->cap = cap;
-    }
+    if (vec_reserve((void **)&f->v, sizeof *f->v, f->n + 1, &f->cap) != 0)
+        return KV_ENOMEM;
     f->v[f->n++] = (fragment){off, len, id};
     return 0;
 }

@@ -10,6 +10,8 @@
  */
 #include "tokenizer_impl.h"
 
+#include "vec.h"
+
 #include <stdlib.h>
 #include <string.h>
 
@@ -118,14 +120,8 @@ void tokenizer__pre_free(tokenizer_pre *pre)
 
 int tokenizer__spans_push(tokenizer_spans *s, size_t off, size_t len)
 {
-    if (s->n == s->cap) {
-        size_t cap = s->cap ? 2 * s->cap : 64;
-        tokenizer_span *v = realloc(s->v, cap * sizeof *v);
-        if (!v)
-            return KV_ENOMEM;
-        s->v = v;
-        s->cap = cap;
-    }
+    if (vec_reserve((void **)&s->v, sizeof *s->v, s->n + 1, &s->cap) != 0)
+        return KV_ENOMEM;
     s->v[s->n++] = (tokenizer_span){off, len};
     return 0;
 }
