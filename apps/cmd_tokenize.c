@@ -7,6 +7,7 @@
 #include "commands.h"
 
 #include "gguf.h"
+#include "input.h"
 #include "opts.h"
 #include "tokenizer.h"
 
@@ -33,30 +34,6 @@ static const opts_row tokenize_rows[] = {
      "control token", 0, 0, NULL},
     {NULL, 0, 0, 0, NULL, NULL, 0, 0, NULL},
 };
-
-/* All of standard input, NUL-terminated; NULL on a read error. */
-static char *read_stdin(size_t *len)
-{
-    size_t cap = 4096, n = 0, got;
-    char *buf = malloc(cap);
-    while (buf && (got = fread(buf + n, 1, cap - n - 1, stdin)) > 0) {
-        n += got;
-        if (cap - n - 1 == 0) {
-            char *bigger = realloc(buf, cap *= 2);
-            if (!bigger)
-                free(buf);
-            buf = bigger;
-        }
-    }
-    if (buf && ferror(stdin)) {
-        free(buf);
-        buf = NULL;
-    }
-    if (buf)
-        buf[n] = '\0';
-    *len = n;
-    return buf;
-}
 
 /* Print a token's bytes so that every byte can be read back. */
 static void print_piece(const char *s, size_t n)
@@ -128,9 +105,9 @@ static int tokenize(void *ctx, kv_err *err)
     if (strcmp(o->text, "-"))
         return run(o, o->text, strlen(o->text), err);
     size_t len;
-    char *text = read_stdin(&len);
+    char *text = input_read_all(stdin, "standard input", &len, err);
     if (!text)
-        return kv_errorf(err, KV_EIO, "standard input: read error");
+        return err->code;
     int rc = o->chat && strlen(text) != len
                  ? kv_errorf(err, KV_EFORMAT, "standard input: a NUL byte in a chat message")
                  : run(o, text, len, err);

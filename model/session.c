@@ -1,6 +1,8 @@
 /* session.c — model, tokenizer, prompt and sampler from shared options; see session.h. */
 #include "session.h"
 
+#include "input.h"
+
 #include <errno.h>
 #include <stddef.h>
 #include <stdlib.h>
@@ -48,33 +50,6 @@ int session_check(const session_options *o, kv_err *err)
     return KV_OK;
 }
 
-/* Read all of `fp` into a NUL-terminated buffer. */
-static char *slurp(FILE *fp, const char *name, kv_err *err)
-{
-    size_t len = 0, cap = 4096;
-    char *buf = malloc(cap);
-    while (buf) {
-        len += fread(buf + len, 1, cap - 1 - len, fp);
-        if (len < cap - 1)
-            break;
-        char *grown = realloc(buf, cap *= 2);
-        if (!grown)
-            free(buf);
-        buf = grown;
-    }
-    if (!buf) {
-        kv_errorf(err, KV_ENOMEM, "%s: out of memory reading the prompt", name);
-        return NULL;
-    }
-    if (ferror(fp)) {
-        kv_errorf(err, KV_EIO, "%s: read error: %s", name, strerror(errno));
-        free(buf);
-        return NULL;
-    }
-    buf[len] = '\0';
-    return buf;
-}
-
 static int read_prompt(session *s, const session_options *o, kv_err *err)
 {
     if (o->prompt_file) {
@@ -82,10 +57,12 @@ static int read_prompt(session *s, const session_options *o, kv_err *err)
         if (!fp)
             return kv_errorf(err, KV_EIO, "%s: cannot open the prompt file: %s", o->prompt_file,
                              strerror(errno));
-        s->prompt_text = slurp(fp, o->prompt_file, err);
+        size_t len;
+        s->prompt_text = input_read_all(fp, o->prompt_file, &len, err);
         fclose(fp);
     } else if (!strcmp(o->prompt, "-")) {
-        s->prompt_text = slurp(stdin, "standard input", err);
+        size_t len;
+        s->prompt_text = input_read_all(stdin, "standard input", &len, err);
     } else if (!(s->prompt_text = strdup(o->prompt))) {
         kv_errorf(err, KV_ENOMEM, "out of memory copying the prompt");
     }

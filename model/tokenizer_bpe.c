@@ -11,6 +11,8 @@
  */
 #include "tokenizer_impl.h"
 
+#include "vec.h"
+
 #include <stdlib.h>
 #include <string.h>
 
@@ -85,22 +87,6 @@ void tokenizer__bpe_scratch_free(tokenizer_bpe_scratch *s)
     free(s);
 }
 
-/* Grow *p to hold n elements of size `size`; 0 or KV_ENOMEM. */
-static int reserve(void **p, size_t *cap, size_t n, size_t size)
-{
-    if (n <= *cap)
-        return 0;
-    size_t want = *cap ? *cap : 16;
-    while (want < n)
-        want *= 2;
-    void *q = realloc(*p, want * size);
-    if (!q)
-        return KV_ENOMEM;
-    *p = q;
-    *cap = want;
-    return 0;
-}
-
 /* --- heap ------------------------------------------------------------------------- */
 
 static bool pair_before(const bpe_pair *a, const bpe_pair *b)
@@ -117,7 +103,7 @@ static void heap_swap(bpe_pair *h, size_t i, size_t j)
 
 static int heap_push(tokenizer_bpe_scratch *s, bpe_pair p)
 {
-    if (reserve((void **)&s->heap, &s->cap_heap, s->n_heap + 1, sizeof *s->heap))
+    if (vec_reserve((void **)&s->heap, sizeof *s->heap, s->n_heap + 1, &s->cap_heap))
         return KV_ENOMEM;
     size_t i = s->n_heap++;
     s->heap[i] = p;
@@ -186,7 +172,7 @@ static int apply_pair(const tokenizer *t, tokenizer_bpe_scratch *s, const bpe_pa
 static int32_t seed_symbols(const tokenizer *t, tokenizer_bpe_scratch *s, const uint8_t *piece,
                             size_t len)
 {
-    if (reserve((void **)&s->sym, &s->cap_sym, len, sizeof *s->sym))
+    if (vec_reserve((void **)&s->sym, sizeof *s->sym, len, &s->cap_sym))
         return -1;
     int32_t n = 0;
     for (size_t i = 0; i < len; i++)
@@ -208,7 +194,7 @@ static int32_t seed_symbols(const tokenizer *t, tokenizer_bpe_scratch *s, const 
 static int32_t whole_piece_token(const tokenizer *t, tokenizer_bpe_scratch *s,
                                  const uint8_t *piece, size_t len)
 {
-    if (reserve((void **)&s->mapped, &s->cap_mapped, 2 * len, 1))
+    if (vec_reserve((void **)&s->mapped, 1, 2 * len, &s->cap_mapped))
         return -1;
     size_t n = 0;
     for (size_t i = 0; i < len; i++) {

@@ -85,6 +85,17 @@ static inline policy_layer *make_policy(const char *name, const char *params, in
     return stream_new(&cfg);
 }
 
+/* cfg must be refused when its layer is made, with a message containing `needle`. */
+static inline void expect_refused(const policy_config *cfg, const char *needle)
+{
+    const int head = 0, kv = 0;
+    const policy_shape one = {0, 1, 1, &head, &kv, 1, 0};
+    kv_err err = {0};
+    cr_assert_null(policy_layer_new(cfg, &one, &err), "%s accepted", cfg->name);
+    cr_assert(strstr(err.msg, needle), "%s: message '%s' lacks '%s'", cfg->name, err.msg,
+              needle);
+}
+
 /* --- the step's callbacks ------------------------------------------------------------ */
 
 static inline int drive_rows(void *ctx, int s, const policy *p, float *rows, kv_err *err)

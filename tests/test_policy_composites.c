@@ -48,17 +48,6 @@ Test(policy_snapkv, compresses_once_and_keeps_what_follows)
     policy_layer_free(p);
 }
 
-/* policy_layer_new's refusal of cfg, its message containing `needle`. */
-static void expect_refused(const policy_config *cfg, const char *needle)
-{
-    const int head = 0, kv = 0;
-    const policy_shape one = {0, 1, 1, &head, &kv, 1, 0};
-    kv_err err = {0};
-    cr_assert_null(policy_layer_new(cfg, &one, &err), "%s accepted", cfg->name);
-    cr_assert(strstr(err.msg, needle), "%s: message '%s' lacks '%s'", cfg->name, err.msg,
-              needle);
-}
-
 Test(policy_snapkv, needs_the_prompt_length_and_an_odd_kernel)
 {
     policy_config cfg = config_of("snapkv", NULL, 4, 0);

@@ -95,17 +95,6 @@ Test(policy_config, overriding_a_presets_scope_keeps_its_score)
     cr_assert_eq(r.sinks, 2);
 }
 
-/* policy_layer_new's refusal of cfg, its message containing `needle`. */
-static void expect_refused(const policy_config *cfg, const char *needle)
-{
-    const int head = 0, kv = 0;
-    const policy_shape one = {0, 1, 1, &head, &kv, 1, 0};
-    kv_err err = {0};
-    cr_assert_null(policy_layer_new(cfg, &one, &err), "%s accepted", cfg->name);
-    cr_assert(strstr(err.msg, needle), "%s: message '%s' lacks '%s'", cfg->name, err.msg,
-              needle);
-}
-
 Test(policy_config, parameters_a_policy_does_not_read_are_errors)
 {
     policy_config cfg = config_of("h2o", "recovery=0.9", 8, 0);
