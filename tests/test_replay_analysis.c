@@ -9,7 +9,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "cmd_replay.h"
+#include "commands.h"
 #include "stdtraj.h"
 
 Test(stdtraj, age_bins_double_in_width)
