@@ -114,6 +114,11 @@ static void matmul(model *m, float *out, const float *x, const qmatrix *w, int n
             model__matvec(out + (size_t)t * w->rows, w, x + (size_t)t * w->cols);
         return;
     }
+    if (w->f) {   /* kept as floats: no dequantisation */
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, w->rows, w->cols, 1.0f, x,
+                    w->cols, w->f, w->cols, 0.0f, out, w->rows);
+        return;
+    }
     int chunk = WBUF_FLOATS / w->cols;
     for (int r0 = 0; r0 < w->rows; r0 += chunk) {
         int rows = w->rows - r0 < chunk ? w->rows - r0 : chunk;

@@ -327,15 +327,21 @@ static int load_vec(model *m, const gguf_file *f, const char *name, int n, float
     return rc ? kv_err_prefix(err, "%s: tensor '%s': ", gguf_path(f), name) : 0;
 }
 
-/* Rows r0 .. r0+rows-1 of tensor t (cols wide) as 8-bit blocks. */
+/* Rows r0 .. r0+rows-1 of tensor t (cols wide) as 8-bit blocks (or floats). */
 static int load_rows(model *m, const gguf_file *f, const gguf_tensor *t, int r0, int rows,
                      int cols, qmatrix *w, kv_err *err)
 {
-    size_t bytes = (size_t)rows * (cols / QBLOCK) * sizeof(qblock), row_bytes;
+    const int keep_float = model__keeps_float(t->type);
+    size_t bytes = keep_float ? (size_t)rows * cols * sizeof(float)
+                              : (size_t)rows * (cols / QBLOCK) * sizeof(qblock), row_bytes;
     if (ggml_row_size(t->type, cols, &row_bytes, err))
         return kv_err_prefix(err, "%s: tensor '%s': ", gguf_path(f), t->name);
-    *w = (qmatrix){.blocks = malloc(bytes), .rows = rows, .cols = cols};
-    if (!w->blocks)
+    *w = (qmatrix){.rows = rows, .cols = cols};
+    if (keep_float)
+        w->f = malloc(bytes);
+    else
+        w->blocks = malloc(bytes);
+    if (!w->blocks && !w->f)
         return kv_errorf(err, KV_ENOMEM, "out of memory for '%s' (%zu bytes)", t->name, bytes);
     m->weight_bytes += bytes;
     int rc = model__qmatrix_from_gguf(w, t->type, (const uint8_t *)t->data + (size_t)r0 * row_bytes, err);
@@ -480,7 +486,7 @@ static void free_layer(model_layer *w)
         free(w->bk), free(w->bv);
     qmatrix *mats[] = {&w->wq, &w->wk, &w->wv, &w->wo, &w->w_gate, &w->w_up, &w->w_down};
     for (size_t i = 0; i < sizeof mats / sizeof *mats; i++)
-        free(mats[i]->blocks);
+        free(mats[i]->blocks), free(mats[i]->f);
 }
 
 void model_free(model *m)
@@ -490,9 +496,10 @@ void model_free(model *m)
     for (int l = 0; m->layers && l < m->cfg.n_layer; l++)
         free_layer(&m->layers[l]);
     free(m->layers);
-    if (m->output.blocks != m->tok_embd.blocks)
-        free(m->output.blocks);
+    if (!m->cfg.tied_output)
+        free(m->output.blocks), free(m->output.f);
     free(m->tok_embd.blocks);
+    free(m->tok_embd.f);
     free(m->output_norm);
     free(m->output_norm_b);
     free(m->rope_factors);

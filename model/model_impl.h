@@ -19,9 +19,13 @@ typedef struct qblock {
     int8_t q[QBLOCK];
 } qblock;
 
-/* A weight matrix W (rows, cols), row-major, cols a multiple of QBLOCK: y = W·x. */
+/* A weight matrix W (rows, cols), row-major, cols a multiple of QBLOCK: y = W·x.
+ * Kept as 8-bit blocks, or — for Q6_K, Q3_K and Q2_K, whose 16-weight sub-blocks have
+ * scales of their own that one 8-bit block of 32 cannot hold exactly — as float32 rows
+ * (model__keeps_float): exact, at 4 bytes a weight. */
 typedef struct qmatrix {
-    qblock *blocks;        /* (rows, cols / QBLOCK) */
+    qblock *blocks;        /* (rows, cols / QBLOCK), or NULL */
+    float  *f;             /* (rows, cols) when the type is kept as floats, else NULL */
     int     rows, cols;
 } qmatrix;
 
@@ -89,8 +93,12 @@ void model__scratch_free(model_scratch *s);   /* releases the buffers, leaves s 
 
 /* ---- model_kernels.c: weight blocks ------------------------------------------------ */
 
+/* Is a tensor of this ggml type kept as float32 rows rather than 8-bit blocks? */
+int  model__keeps_float(int type);
+
 /* Convert `rows` rows of a GGUF tensor of ggml type `type` into W; W->blocks must hold
- * rows · cols / QBLOCK blocks.  KV_EUNSUPPORTED for a type dequant_row cannot read. */
+ * rows · cols / QBLOCK blocks (or W->f rows · cols floats when model__keeps_float).
+ * KV_EUNSUPPORTED for a type dequant_row cannot read. */
 int  model__qmatrix_from_gguf(qmatrix *w, int type, const void *data, kv_err *err);
 
 /* out[r] = W[r] · x for every row (one token), rows spread over the OpenMP threads. */

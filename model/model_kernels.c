@@ -19,6 +19,7 @@
 #include "dequant.h"
 #include "fp16.h"
 
+#include <cblas.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -113,11 +114,23 @@ static void convert_row_k(int type, const uint8_t *src, qblock *dst, int cols)
     }
 }
 
+int model__keeps_float(int type)
+{
+    return type == GGML_TYPE_Q6_K || type == GGML_TYPE_Q3_K || type == GGML_TYPE_Q2_K;
+}
+
 int model__qmatrix_from_gguf(qmatrix *w, int type, const void *data, kv_err *err)
 {
     size_t row_bytes;
     if (ggml_row_size(type, w->cols, &row_bytes, err))
         return err ? err->code : KV_EFORMAT;
+    if (w->f) {   /* float rows: dequantised once, exactly */
+        int rc = 0;
+        for (int r = 0; r < w->rows && !rc; r++)
+            rc = dequant_row(type, (const uint8_t *)data + (size_t)r * row_bytes,
+                             w->f + (size_t)r * w->cols, w->cols, err);
+        return rc;
+    }
     int nb = w->cols / QBLOCK, exact = convert_block_exact(type, data, &w->blocks[0]);
     const int k_quant = type == GGML_TYPE_Q4_K || type == GGML_TYPE_Q5_K;
     size_t type_bytes = (size_t)ggml_type_bytes(type);
@@ -221,6 +234,11 @@ static void qblock_dequant(float *y, const qblock *b)
 
 void model__matvec(float *out, const qmatrix *w, const float *x)
 {
+    if (w->f) {
+        cblas_sgemv(CblasRowMajor, CblasNoTrans, w->rows, w->cols, 1.0f, w->f, w->cols, x, 1,
+                    0.0f, out, 1);
+        return;
+    }
     int nb = w->cols / QBLOCK;
     float xs[MODEL_MAX_COLS / QBLOCK];   /* model_open refuses wider rows */
     block_sums(xs, x, nb);
@@ -231,6 +249,10 @@ void model__matvec(float *out, const qmatrix *w, const float *x)
 
 void model__qmatrix_row(float *dst, const qmatrix *w, int r)
 {
+    if (w->f) {
+        memcpy(dst, w->f + (size_t)r * w->cols, (size_t)w->cols * sizeof *dst);
+        return;
+    }
     int nb = w->cols / QBLOCK;
     const qblock *b = w->blocks + (size_t)r * nb;
     for (int i = 0; i < nb; i++)

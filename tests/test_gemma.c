@@ -17,7 +17,7 @@
 #include "sampler.h"
 #include "test_shell.h"
 
-#define CHUNK 64   /* positions per forward call: Gemma's logits are 1 MB a row */
+#define CHUNK 128  /* positions per forward call: Gemma's logits are 1 MB a row */
 
 static model *open_gemma(void)
 {
@@ -109,11 +109,11 @@ Test(gemma, teacher_forced_logits_agree_with_transformers, .timeout = 900)
     for (int p = 0; p < 3; p++)
         compare_prompt(m, &fx, p, &a);
     fprintf(stderr, "gemma3 forward vs transformers: %d positions, top-1 %.2f%%, max |dlogit| "
-            "%.3f (HF's top-10 entries)\n", a.positions, 100.0 * a.top1 / a.positions,
+            "%.2e (HF's top-10 entries)\n", a.positions, 100.0 * a.top1 / a.positions,
             a.max_dlogit);
     cr_assert_geq(a.positions, 500);
     cr_assert_geq(a.top1, 0.99 * a.positions);
-    cr_assert_lt(a.max_dlogit, 0.5);
+    cr_assert_lt(a.max_dlogit, 1e-2);
     fx_free(&fx);
     model_free(m);
 }
@@ -171,8 +171,8 @@ Test(gemma, attention_rows_of_local_and_global_layers_agree_with_transformers, .
     fprintf(stderr, "gemma3 attention rows vs transformers: %d (layer, head) pairs x %d rows of "
             "%d keys, max |dp| %.2e (local layers), %.2e (global)\n", cap.P, cap.Q, T, max[0], max[1]);
     cr_assert_eq(outside, 0, "a local layer's row is zero outside its window");
-    cr_assert_lt(max[0], 2e-3);
-    cr_assert_lt(max[1], 2e-3);
+    cr_assert_lt(max[0], 1e-4);
+    cr_assert_lt(max[1], 1e-4);
     free(cap.rows);
     kv_cache_free(c);
     fx_free(&fx);
@@ -210,12 +210,16 @@ Test(gemma, greedy_generation_matches_transformers, .timeout = 900)
     model_free(m);
 }
 
+/* The issue's prompt, "The capital of France is", continues " the capital of the
+ * country of France. It is the largest city in France..." here and in transformers
+ * alike (fixture gen0, checked above): this is the base model.  One more word and it
+ * names the city. */
 Test(gemma, kvtrace_run_knows_the_capital_of_france)
 {
     char cmd[2048], out[4096];
-    snprintf(cmd, sizeof cmd, "\"%s/kvtrace\" run \"%s\" 'The capital of France is' "
-             "--max-new-tokens 8 2>/dev/null", getenv("KV_BIN"), test_gemma_model());
+    snprintf(cmd, sizeof cmd, "\"%s/kvtrace\" run \"%s\" 'The capital of France is the city of' "
+             "--max-new-tokens 4 2>/dev/null", getenv("KV_BIN"), test_gemma_model());
     cr_assert_eq(test_shell(cmd, out, sizeof out), 0, "%s", out);
-    fprintf(stderr, "gemma3: The capital of France is%s", out);
+    fprintf(stderr, "gemma3: The capital of France is the city of%s", out);
     cr_assert(strstr(out, "Paris"), "greedy continuation: '%s'", out);
 }
