@@ -134,7 +134,7 @@ MODEL      ?= smollm2-135m
 # timeout; the sanitizer build repeats the whole suite.  Tests find the models and
 # the binaries through these variables.
 TEST_TRACE := build/test_trace.h5
-TEST_ENV := KV_ROOT=$(CURDIR) KV_MODEL=$(CURDIR)/$(SMOLLM2) KV_GEMMA_MODEL=$(CURDIR)/$(GEMMA3) \
+TEST_ENV := KV_ROOT=$(CURDIR) KV_MODEL=$(abspath $(SMOLLM2)) KV_GEMMA_MODEL=$(abspath $(GEMMA3)) \
             KV_BIN=$(CURDIR)/bin KV_FIXTURES=$(CURDIR)/tests/fixtures KV_TRACE=$(CURDIR)/$(TEST_TRACE)
 CRITERION_FLAGS ?= --jobs 2 --timeout 600
 
