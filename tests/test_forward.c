@@ -34,15 +34,6 @@ static void load_fixture(fx_file *fx)
     cr_assert_eq(fx_load(fx, "forward_hf.bin"), 0, "tests/fixtures/forward_hf.bin: run make fixtures");
 }
 
-static const fx_array *fx_get(const fx_file *fx, const char *fmt, int p)
-{
-    char name[64];
-    snprintf(name, sizeof name, fmt, p);
-    const fx_array *a = fx_find(fx, name);
-    cr_assert_not_null(a, "fixture array %s is missing", name);
-    return a;
-}
-
 /* Logits (T, V) of a whole prompt from a fresh cache, in one call. */
 static float *prompt_logits(model *m, const int32_t *ids, int T)
 {

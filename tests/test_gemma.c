@@ -33,15 +33,6 @@ static void load_fixture(fx_file *fx)
                  "tests/fixtures/make_gemma_fixtures.py");
 }
 
-static const fx_array *fx_get(const fx_file *fx, const char *fmt, int p)
-{
-    char name[64];
-    snprintf(name, sizeof name, fmt, p);
-    const fx_array *a = fx_find(fx, name);
-    cr_assert_not_null(a, "fixture array %s is missing", name);
-    return a;
-}
-
 Test(gemma, geometry_of_local_and_global_layers)
 {
     model *m = open_gemma();
