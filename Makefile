@@ -1,7 +1,8 @@
 # kvtrace / kvsim — one entry point.
 #
 #   make deps     install the system packages (apt-get; needs root)
-#   make model    fetch the embedded model (SmolLM2-135M-Instruct Q4_1) into models/
+#   make model    fetch the embedded model (SmolLM2-135M-Instruct Q4_1) into models/;
+#                 MODEL=gemma3-270m fetches Gemma 3 270M (Q4_K_M) instead
 #   make          build bin/kvtrace and bin/kvsim (and gpu/ when nvcc is present)
 #   make test     check-layers, then the Criterion suite, plain and under ASan + UBSan
 #   make test-fast   the suite without the model and the sanitizer (the inner loop)
@@ -123,25 +124,33 @@ build/tests-asan: $(TEST_SRC:%.c=build/san/%.o) $(SAN_LIBS)
 check-layers:
 	@sh scripts/check_layers.sh . $(LAYERS)
 
+# The models: `make model` fetches MODEL (smollm2-135m, the default, or gemma3-270m);
+# the tests use both.
+SMOLLM2    := models/SmolLM2-135M-Instruct.Q4_1.gguf
+GEMMA3     := models/gemma-3-270m-q4_k_m.gguf
+MODEL      ?= smollm2-135m
+
 # Criterion runs its tests in parallel (--jobs 2, one per core) with a per-test
-# timeout; the sanitizer build repeats the whole suite.  Tests find the model and
+# timeout; the sanitizer build repeats the whole suite.  Tests find the models and
 # the binaries through these variables.
-MODEL      := models/SmolLM2-135M-Instruct.Q4_1.gguf
 TEST_TRACE := build/test_trace.h5
-TEST_ENV := KV_ROOT=$(CURDIR) KV_MODEL=$(CURDIR)/$(MODEL) KV_BIN=$(CURDIR)/bin \
-            KV_FIXTURES=$(CURDIR)/tests/fixtures KV_TRACE=$(CURDIR)/$(TEST_TRACE)
+TEST_ENV := KV_ROOT=$(CURDIR) KV_MODEL=$(abspath $(SMOLLM2)) KV_GEMMA_MODEL=$(abspath $(GEMMA3)) \
+            KV_BIN=$(CURDIR)/bin KV_FIXTURES=$(CURDIR)/tests/fixtures KV_TRACE=$(CURDIR)/$(TEST_TRACE)
 CRITERION_FLAGS ?= --jobs 2 --timeout 600
 
 test: all check-layers test-plain test-asan
 
 # The one short real trace every test that needs one reads (about 110 steps, all
 # layers and heads, with queries), recorded once per build of kvtrace.
-$(MODEL):
-	@sh scripts/fetch_model.sh
+$(SMOLLM2):
+	@sh scripts/fetch_model.sh smollm2-135m
 
-$(TEST_TRACE): bin/kvtrace tests/fixtures/trace_prompt.txt $(MODEL)
+$(GEMMA3):
+	@sh scripts/fetch_model.sh gemma3-270m
+
+$(TEST_TRACE): bin/kvtrace tests/fixtures/trace_prompt.txt $(SMOLLM2)
 	@echo "  RECORD  $@"
-	@./bin/kvtrace record $(MODEL) --prompt-file tests/fixtures/trace_prompt.txt \
+	@./bin/kvtrace record $(SMOLLM2) --prompt-file tests/fixtures/trace_prompt.txt \
 	    --max-new-tokens 24 --record-queries --force -o $@
 
 # The inner loop: no model, no trace, no sanitizer (tests that need them say skipped).
@@ -149,10 +158,10 @@ test-fast: all build/tests
 	KV_ROOT=$(CURDIR) KV_BIN=$(CURDIR)/bin KV_FIXTURES=$(CURDIR)/tests/fixtures \
 	    ./build/tests $(CRITERION_FLAGS)
 
-test-plain: build/tests $(TEST_TRACE)
+test-plain: build/tests $(TEST_TRACE) $(GEMMA3)
 	$(TEST_ENV) ./build/tests $(CRITERION_FLAGS)
 
-test-asan: build/tests-asan $(TEST_TRACE)
+test-asan: build/tests-asan $(TEST_TRACE) $(GEMMA3)
 	$(TEST_ENV) ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
 	    ./build/tests-asan $(CRITERION_FLAGS)
 
@@ -160,7 +169,7 @@ deps:
 	@sh scripts/deps.sh
 
 model:
-	@sh scripts/fetch_model.sh
+	@sh scripts/fetch_model.sh $(MODEL)
 
 build/bench: $(patsubst %.c,build/obj/%.o,$(wildcard bench/*.c)) $(LIBS)
 	@echo "  LD      $@"
@@ -171,7 +180,7 @@ build/bench: $(patsubst %.c,build/obj/%.o,$(wildcard bench/*.c)) $(LIBS)
 BENCH_TRACES := build/bench_t2048.h5 build/bench_t2048z.h5
 build/bench_t2048.h5 build/bench_t2048z.h5: bench/bench_prompt.txt | bin/kvtrace
 	@echo "  RECORD  $@"
-	@./bin/kvtrace record $(MODEL) --prompt-file bench/bench_prompt.txt --max-new-tokens 0 \
+	@./bin/kvtrace record $(SMOLLM2) --prompt-file bench/bench_prompt.txt --max-new-tokens 0 \
 	    --compress $(if $(findstring z.h5,$@),deflate:1,none) --force -o $@
 
 bench: all build/bench $(BENCH_TRACES)
@@ -183,7 +192,7 @@ demo: deps model all
 # Replayed vs real metrics for a small configuration (about 4 minutes on 2 cores):
 # docs/CONFIRM.md, "Prediction quality".
 PREDICT_DIR ?= out/predict
-predict: all $(MODEL)
+predict: all $(SMOLLM2)
 	@bash scripts/predict.sh $(PREDICT_DIR)
 
 fixtures:

@@ -199,53 +199,48 @@ static void scale_min_k4(int k, const uint8_t *s, uint8_t *sc, uint8_t *mn)
     }
 }
 
-/* One sub-block of 32 K-quant outputs: y = (d*sc) * q - (dmin*mn). */
-static void k_sub_block(float d, float dmin, int k, const uint8_t *scales,
-                        const uint8_t q[32], float *y)
+int dequant_k_sub_blocks(int type, const void *block, float d[8], float m[8],
+                         uint8_t q[8][32])
 {
-    uint8_t sc, mn;
-    scale_min_k4(k, scales, &sc, &mn);
-    float d1 = d * (float)sc, m1 = dmin * (float)mn;
-    for (int l = 0; l < 32; l++) {
-        float p = d1 * (float)q[l];
-        y[l] = p - m1;
+    if (type != GGML_TYPE_Q4_K && type != GGML_TYPE_Q5_K)
+        return KV_EUNSUPPORTED;
+    const uint8_t *b = block;
+    const bool five = type == GGML_TYPE_Q5_K;
+    float d0 = half_at(b), dmin = half_at(b + 2);
+    const uint8_t *scales = b + 4, *qh = b + 16, *qs = b + (five ? 48 : 16);
+    /* chunk c (64 outputs) reads qs[32c..]: low nibbles form sub-block 2c, high
+     * nibbles sub-block 2c+1; Q5_K's bit s of qh[l] is the 5th bit of element l of
+     * sub-block s */
+    for (int c = 0; c < 4; c++, qs += 32)
+        for (int l = 0; l < 32; l++) {
+            q[2 * c][l] = (uint8_t)((qs[l] & 0x0F) | (five ? ((qh[l] >> (2 * c)) & 1) << 4 : 0));
+            q[2 * c + 1][l] = (uint8_t)((qs[l] >> 4) | (five ? ((qh[l] >> (2 * c + 1)) & 1) << 4 : 0));
+        }
+    for (int k = 0; k < 8; k++) {
+        uint8_t sc, mn;
+        scale_min_k4(k, scales, &sc, &mn);
+        d[k] = d0 * (float)sc;
+        m[k] = dmin * (float)mn;
     }
+    return 0;
 }
 
-/* Q4_K: d@0, dmin@2, scales[12]@4, qs[128]@16.  Chunk c (64 outputs) reads qs[32c..]:
- * low nibbles form sub-block 2c, high nibbles sub-block 2c+1. */
-static void block_q4_k(const uint8_t *q, float *y)
+/* Q4_K: d@0, dmin@2, scales[12]@4, qs[128]@16; Q5_K: d@0, dmin@2, scales[12]@4,
+ * qh[32]@16, qs[128]@48.  y = (d*sc) * q - (dmin*mn) per sub-block of 32. */
+static void block_k(int type, const uint8_t *b, float *y)
 {
-    float d = half_at(q), dmin = half_at(q + 2);
-    const uint8_t *scales = q + 4, *qs = q + 16;
-    uint8_t nib[32];
-    for (int c = 0; c < 4; c++, qs += 32) {
-        for (int l = 0; l < 32; l++)
-            nib[l] = qs[l] & 0x0F;
-        k_sub_block(d, dmin, 2 * c, scales, nib, y + 64 * c);
-        for (int l = 0; l < 32; l++)
-            nib[l] = qs[l] >> 4;
-        k_sub_block(d, dmin, 2 * c + 1, scales, nib, y + 64 * c + 32);
-    }
+    float d[8], m[8];
+    uint8_t q[8][32];
+    dequant_k_sub_blocks(type, b, d, m, q);
+    for (int k = 0; k < 8; k++)
+        for (int l = 0; l < 32; l++) {
+            float p = d[k] * (float)q[k][l];
+            y[32 * k + l] = p - m[k];
+        }
 }
 
-/* Q5_K: d@0, dmin@2, scales[12]@4, qh[32]@16, qs[128]@48.  As Q4_K, with bit s of
- * qh[l] the 5th bit of element l of sub-block s. */
-static void block_q5_k(const uint8_t *q, float *y)
-{
-    float d = half_at(q), dmin = half_at(q + 2);
-    const uint8_t *scales = q + 4, *qh = q + 16, *qs = q + 48;
-    uint8_t v[32];
-    for (int c = 0; c < 4; c++, qs += 32) {
-        int s = 2 * c;
-        for (int l = 0; l < 32; l++)
-            v[l] = (uint8_t)((qs[l] & 0x0F) | (((qh[l] >> s) & 1) << 4));
-        k_sub_block(d, dmin, s, scales, v, y + 64 * c);
-        for (int l = 0; l < 32; l++)
-            v[l] = (uint8_t)((qs[l] >> 4) | (((qh[l] >> (s + 1)) & 1) << 4));
-        k_sub_block(d, dmin, s + 1, scales, v, y + 64 * c + 32);
-    }
-}
+static void block_q4_k(const uint8_t *q, float *y) { block_k(GGML_TYPE_Q4_K, q, y); }
+static void block_q5_k(const uint8_t *q, float *y) { block_k(GGML_TYPE_Q5_K, q, y); }
 
 /* Q6_K: ql[128]@0, qh[64]@128, int8 scales[16]@192, d@208.  Two halves of 128; in
  * half h, output l + 32k takes 4 low bits from ql and 2 high bits (bits 2k..2k+1)

@@ -1,13 +1,15 @@
 /*
- * forward.c — the llama forward pass of model.h on a kv_cache, one call for any
- * number of new tokens.
+ * forward.c — the forward pass of model.h on a kv_cache, one call for any number of
+ * new tokens.
  *
- * Read model_forward() first: it is the block of model.h step by step.  Everything
- * above it is a building block: RMSNorm, RoPE (and the re-rotation of kept keys that
- * live eviction's --reposition uses), matmul (8-bit dot products for one
- * token, dequantise-then-sgemm for a batch), SwiGLU, and attention, which is computed
- * per query head in blocks of ATT_ROWS query rows so that no T×T matrix is ever held
- * for all heads at once, and which shows each probability row to the hook.
+ * Read model_forward() first, then attention_block() and ffn_block(): they are the
+ * block of model.h step by step, with the architecture's switches.  Everything above
+ * them is a building block: RMSNorm and LayerNorm, RoPE per layer geometry (and the
+ * re-rotation of kept keys that live eviction's --reposition uses), matmul (8-bit dot
+ * products for one token, dequantise-then-sgemm for a batch), the gated and plain
+ * activations, and attention, which is computed per query head in blocks of ATT_ROWS
+ * query rows so that no T×T matrix is ever held for all heads at once, masks a
+ * sliding layer's keys outside its window, and shows each probability row to the hook.
  *
  * Parallelism: OpenBLAS threads its GEMMs; OpenMP spreads the matrix-vector products
  * over rows, the per-token steps over tokens, and attention over query heads (the
@@ -52,6 +54,7 @@ static int scratch_reserve(model *m, int n, int max_keys, kv_err *err)
     size_t f = sizeof(float);
     s->x = alloc_counted(t * d * f, &s->bytes);
     s->xb = alloc_counted(t * d * f, &s->bytes);
+    s->xb2 = alloc_counted(t * d * f, &s->bytes);
     s->q = alloc_counted(t * qd * f, &s->bytes);
     s->att = alloc_counted(t * qd * f, &s->bytes);
     s->k = alloc_counted(t * kvd * f, &s->bytes);
@@ -66,7 +69,7 @@ static int scratch_reserve(model *m, int n, int max_keys, kv_err *err)
     s->wbuf = cap >= GEMM_MIN_TOKENS ? alloc_counted(WBUF_FLOATS * f, &s->bytes) : NULL;
     s->cap_tokens = cap;
     s->cap_scores = need;
-    if (!s->x || !s->xb || !s->q || !s->att || !s->k || !s->v || !s->hb || !s->hb2 ||
+    if (!s->x || !s->xb || !s->xb2 || !s->q || !s->att || !s->k || !s->v || !s->hb || !s->hb2 ||
         !s->rope_cos || !s->rope_sin || !s->pos || !s->rope_pos || !s->scores ||
         (cap >= GEMM_MIN_TOKENS && !s->wbuf)) {
         model__scratch_free(s);
@@ -77,7 +80,7 @@ static int scratch_reserve(model *m, int n, int max_keys, kv_err *err)
 
 void model__scratch_free(model_scratch *s)
 {
-    void *bufs[] = {s->x, s->xb, s->q, s->att, s->k, s->v, s->hb, s->hb2,
+    void *bufs[] = {s->x, s->xb, s->xb2, s->q, s->att, s->k, s->v, s->hb, s->hb2,
                     s->rope_cos, s->rope_sin, s->pos, s->rope_pos, s->scores, s->wbuf};
     for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++)
         free(bufs[i]);
@@ -111,6 +114,11 @@ static void matmul(model *m, float *out, const float *x, const qmatrix *w, int n
             model__matvec(out + (size_t)t * w->rows, w, x + (size_t)t * w->cols);
         return;
     }
+    if (w->f) {   /* kept as floats: no dequantisation */
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, w->rows, w->cols, 1.0f, x,
+                    w->cols, w->f, w->cols, 0.0f, out, w->rows);
+        return;
+    }
     int chunk = WBUF_FLOATS / w->cols;
     for (int r0 = 0; r0 < w->rows; r0 += chunk) {
         int rows = w->rows - r0 < chunk ? w->rows - r0 : chunk;
@@ -120,67 +128,120 @@ static void matmul(model *m, float *out, const float *x, const qmatrix *w, int n
     }
 }
 
-/* θ_i = base^(−2i/n_rot), in float32 as HF transformers computes it: the one place
- * the frequencies come from, for the forward pass and for re-rotation alike. */
-static float rope_inv_freq(const model_config *c, int i)
+/* o = (x − mean) / sqrt(var + eps) · w + b, for n rows of d (LayerNorm, biased var). */
+static void layernorm(float *o, const float *x, const float *w, const float *b, int n, int d,
+                      float eps)
 {
-    return 1.0f / powf(c->rope_base, (float)(2 * i) / (float)c->n_rot);
+#pragma omp parallel for schedule(static) if (n > 1)
+    for (int t = 0; t < n; t++) {
+        const float *xt = x + (size_t)t * d;
+        float *ot = o + (size_t)t * d;
+        float mean = 0.0f, var = 0.0f;
+        for (int i = 0; i < d; i++)
+            mean += xt[i];
+        mean /= (float)d;
+        for (int i = 0; i < d; i++)
+            var += (xt[i] - mean) * (xt[i] - mean);
+        float r = 1.0f / sqrtf(var / (float)d + eps);
+        for (int i = 0; i < d; i++)
+            ot[i] = (xt[i] - mean) * r * w[i] + b[i];
+    }
+}
+
+/* The model's norm: RMSNorm, or LayerNorm when a bias is given. */
+static void norm(float *o, const float *x, const float *w, const float *b, int n, int d,
+                 float eps)
+{
+    if (b)
+        layernorm(o, x, w, b, n, d, eps);
+    else
+        rmsnorm(o, x, w, n, d, eps);
+}
+
+/* x[t] += b for n rows of width (b NULL: nothing). */
+static void add_bias(float *x, const float *b, int n, int width)
+{
+    for (int t = 0; b && t < n; t++)
+        for (int i = 0; i < width; i++)
+            x[(size_t)t * width + i] += b[i];
+}
+
+/* θ_i = base^(−2i/n_rot), in float32 as HF transformers computes it, then the layer's
+ * scaling: the one place the frequencies come from, for the forward pass and for
+ * re-rotation alike. */
+static float rope_inv_freq(const model_geometry *g, int i)
+{
+    float f = 1.0f / powf(g->rope_base, (float)(2 * i) / (float)g->n_rot);
+    if (g->rope_scaling == MODEL_ROPE_SCALING_FREQS)
+        f /= g->rope_factors[i];
+    else if (g->rope_scaling == MODEL_ROPE_SCALING_LINEAR)
+        f /= g->rope_scale;
+    return f;
+}
+
+/* Do two layers rotate with the same frequencies?  (Then one table serves both.) */
+static int same_frequencies(const model_geometry *a, const model_geometry *b)
+{
+    return a && b && a->n_rot == b->n_rot && a->rope_base == b->rope_base &&
+           a->rope_scaling == b->rope_scaling && a->rope_scale == b->rope_scale &&
+           a->rope_factors == b->rope_factors;
 }
 
 /* cos and sin of angle p · θ_i for p = pos0 .. pos0 + n - 1: the positions the call's
- * tokens take in the stream at hand. */
-static void rope_tables(model_scratch *s, const model_config *c, int pos0, int n)
+ * tokens take in the stream at hand, with the frequencies of geometry g. */
+static void rope_tables(model_scratch *s, const model_geometry *g, int pos0, int n)
 {
-    int half = c->n_rot / 2;
+    int half = g->n_rot / 2;
     for (int t = 0; t < n; t++) {
         s->rope_pos[t] = pos0 + t;
         for (int i = 0; i < half; i++) {
-            float angle = (float)(pos0 + t) * rope_inv_freq(c, i);
+            float angle = (float)(pos0 + t) * rope_inv_freq(g, i);
             s->rope_cos[(size_t)t * half + i] = cosf(angle);
             s->rope_sin[(size_t)t * half + i] = sinf(angle);
         }
     }
     s->rope_pos0 = pos0;
+    s->rope_geom = g;
 }
 
 /* Rotate pair i of one head vector by the angle whose cos and sin are cs, sn: NORMAL
  * pairs (2i, 2i+1), NEOX pairs (i, i + n_rot/2). */
-static inline void rope_pair(float *x, int i, float cs, float sn, const model_config *c)
+static inline void rope_pair(float *x, int i, float cs, float sn, const model_geometry *g)
 {
-    const int normal = c->rope == MODEL_ROPE_NORMAL;
-    const int stride = normal ? 2 : 1, partner = normal ? 1 : c->n_rot / 2;
+    const int normal = g->rope == MODEL_ROPE_NORMAL;
+    const int stride = normal ? 2 : 1, partner = normal ? 1 : g->n_rot / 2;
     float a = x[i * stride], b = x[i * stride + partner];
     x[i * stride] = a * cs - b * sn;
     x[i * stride + partner] = a * sn + b * cs;
 }
 
 /* Every pair of one head vector; dimensions past n_rot are left as they are. */
-static void rope_head(float *x, const float *cs, const float *sn, const model_config *c)
+static void rope_head(float *x, const float *cs, const float *sn, const model_geometry *g)
 {
-    for (int i = 0; i < c->n_rot / 2; i++)
-        rope_pair(x, i, cs[i], sn[i], c);
+    for (int i = 0; i < g->n_rot / 2; i++)
+        rope_pair(x, i, cs[i], sn[i], g);
 }
 
 /* Rotate heads h0 .. h1-1 of n rows of n_heads · head_dim by the current tables. */
 static void rope(float *v, int n, int n_heads, int h0, int h1, const model_scratch *s,
-                 const model_config *c)
+                 const model_geometry *g, int hd)
 {
-    int half = c->n_rot / 2, hd = c->head_dim;
+    int half = g->n_rot / 2;
 #pragma omp parallel for schedule(static) if (n > 1)
     for (int t = 0; t < n; t++)
         for (int h = h0; h < h1; h++)
             rope_head(v + ((size_t)t * n_heads + h) * hd, s->rope_cos + (size_t)t * half,
-                      s->rope_sin + (size_t)t * half, c);
+                      s->rope_sin + (size_t)t * half, g);
 }
 
-void model_rope_shift(const model *m, float *x, int n, int delta)
+void model_rope_shift(const model *m, int layer, float *x, int n, int delta)
 {
-    const model_config *c = &m->cfg;
+    const model_geometry *g = &m->geom[layer];
     /* frequency-major: one cos and sin per frequency, no table to hold */
-    for (int i = 0; i < c->n_rot / 2; i++) {
-        float angle = (float)delta * rope_inv_freq(c, i), cs = cosf(angle), sn = sinf(angle);
+    for (int i = 0; i < g->n_rot / 2; i++) {
+        float angle = (float)delta * rope_inv_freq(g, i), cs = cosf(angle), sn = sinf(angle);
         for (int j = 0; j < n; j++)
-            rope_pair(x + (size_t)j * c->head_dim, i, cs, sn, c);
+            rope_pair(x + (size_t)j * m->cfg.head_dim, i, cs, sn, g);
     }
 }
 
@@ -196,7 +257,7 @@ void model_cache_reposition(const model *m, kv_cache *cache, int layer, int kv_h
             pos[i + run] = i + run;
         pos[i] = i;
         if (delta)
-            model_rope_shift(m, keys + (size_t)i * hd, run, delta);
+            model_rope_shift(m, layer, keys + (size_t)i * hd, run, delta);
     }
 }
 
@@ -206,6 +267,35 @@ static void swiglu(float *hb, const float *hb2, size_t n)
 #pragma omp parallel for schedule(static) if (n > 4096)
     for (size_t i = 0; i < n; i++)
         hb[i] = hb[i] / (1.0f + expf(-hb[i])) * hb2[i];
+}
+
+/* GELU, tanh form (HF gelu_pytorch_tanh, Gemma). */
+static inline float gelu_tanh(float x)
+{
+    return 0.5f * x * (1.0f + tanhf(0.7978845608f * (x + 0.044715f * x * x * x)));
+}
+
+/* hb = gelu_tanh(hb) ⊙ hb2 */
+static void geglu(float *hb, const float *hb2, size_t n)
+{
+#pragma omp parallel for schedule(static) if (n > 4096)
+    for (size_t i = 0; i < n; i++)
+        hb[i] = gelu_tanh(hb[i]) * hb2[i];
+}
+
+/* hb = gelu(hb), the exact (erf) form: HF "gelu" (GPT-NeoX, Pythia). */
+static void gelu(float *hb, size_t n)
+{
+#pragma omp parallel for schedule(static) if (n > 4096)
+    for (size_t i = 0; i < n; i++)
+        hb[i] = 0.5f * hb[i] * (1.0f + erff(hb[i] * 0.70710678118654752f));
+}
+
+/* x = cap · tanh(x / cap): Gemma's logit softcapping. */
+static void softcap(float *x, size_t n, float cap)
+{
+    for (size_t i = 0; i < n; i++)
+        x[i] = cap * tanhf(x[i] / cap);
 }
 
 static void residual(float *x, const float *y, size_t n)
@@ -230,17 +320,17 @@ static void softmax(float *x, int n)
 /* What one head's attention needs to know about the call. */
 typedef struct head_job {
     const model_config *c;
+    const model_geometry *g;        /* the layer's mask, scale, softcap */
     const model_scratch *s;
     const kv_cache     *cache;
     const model_hooks  *hooks;
     int                 layer, n;   /* n: the call's new tokens */
 } head_job;
 
-/* Scores (rows, n_keys) = Q·Kᵀ / sqrt(hd) for one block of one head's query rows. */
+/* Scores (rows, n_keys) = scale · Q·Kᵀ for one block of one head's query rows. */
 static void block_scores(float *sc, const float *q, int ld, const float *K, int rows,
-                         int n_keys, int hd)
+                         int n_keys, int hd, float scale)
 {
-    float scale = 1.0f / sqrtf((float)hd);
     if (rows == 1)
         cblas_sgemv(CblasRowMajor, CblasNoTrans, n_keys, hd, scale, K, hd, q, 1, 0.0f, sc, 1);
     else
@@ -259,14 +349,44 @@ static void block_output(float *out, int ld, const float *p, const float *V, int
                     n_keys, V, hd, 0.0f, out, ld);
 }
 
+/* The first of a row's `len` keys a sliding query sees: the query is the last entry
+ * and positions increase along the stream (kv_cache.h (1)), so the keys it sees are
+ * the slots from the first one less than `window` positions behind it. */
+static int window_start(const int32_t *pos, int len, int window)
+{
+    int lo = 0, hi = len - 1;   /* pos[hi] is the query's own: always seen */
+    while (lo < hi) {
+        int mid = lo + (hi - lo) / 2;
+        if (pos[len - 1] - pos[mid] < window)
+            hi = mid;
+        else
+            lo = mid + 1;
+    }
+    return lo;
+}
+
+/* Softmax of one row over its visible keys [first, len), zeros elsewhere: the causal
+ * mask (keys after the query's own entry) and a sliding window's (keys before first). */
+static void masked_softmax(float *row, int first, int len, int n_keys, float cap)
+{
+    if (cap > 0.0f)
+        softcap(row + first, (size_t)(len - first), cap);
+    softmax(row + first, len - first);
+    memset(row, 0, (size_t)first * sizeof *row);
+    memset(row + len, 0, (size_t)(n_keys - len) * sizeof *row);
+}
+
 /* Query head h: every new row attends to the stream's slots up to its own entry (the
- * stream held n_old entries before this call, so row r sees n_old + r + 1 of them). */
+ * stream held n_old entries before this call, so row r sees n_old + r + 1 of them),
+ * minus those a sliding window leaves out. */
 static void attend_head(const head_job *j, int h, float *sc)
 {
     const model_config *c = j->c;
+    const model_geometry *g = j->g;
     int hd = c->head_dim, ld = c->n_head * hd, kvh = h / (c->n_head / c->n_head_kv);
     const float *K = kv_cache_keys(j->cache, j->layer, kvh);
     const float *V = kv_cache_values(j->cache, j->layer, kvh);
+    const int32_t *kpos = kv_cache_positions(j->cache, j->layer, kvh);
     int n_old = kv_cache_size(j->cache, j->layer, kvh) - j->n;
     const model_hooks *hk = j->hooks;
     for (int r0 = 0; r0 < j->n; r0 += ATT_ROWS) {
@@ -274,12 +394,12 @@ static void attend_head(const head_job *j, int h, float *sc)
         const float *q = j->s->q + (size_t)r0 * ld + (size_t)h * hd;
         for (int i = 0; hk && hk->query && i < rows; i++)
             hk->query(hk->ctx, j->layer, h, j->s->pos[r0 + i], q + (size_t)i * ld, hd);
-        block_scores(sc, q, ld, K, rows, n_keys, hd);
+        block_scores(sc, q, ld, K, rows, n_keys, hd, g->attn_scale);
         for (int i = 0; i < rows; i++) {
             float *row = sc + (size_t)i * n_keys;
             int len = n_old + r0 + i + 1;              /* causal: keys up to its own */
-            softmax(row, len);
-            memset(row + len, 0, (size_t)(n_keys - len) * sizeof *row);
+            int first = g->mask == MODEL_MASK_SLIDING ? window_start(kpos, len, g->window) : 0;
+            masked_softmax(row, first, len, n_keys, g->softcap);
             if (hk && hk->attn_row)
                 hk->attn_row(hk->ctx, j->layer, h, j->s->pos[r0 + i], row, len);
         }
@@ -287,10 +407,11 @@ static void attend_head(const head_job *j, int h, float *sc)
     }
 }
 
-/* att = softmax(Q·Kᵀ/sqrt(hd) + causal mask)·V for every query head of layer l. */
+/* att = softmax(mask(Q·Kᵀ · scale))·V for every query head of layer l. */
 static void attention(model *m, const kv_cache *cache, int l, int n, const model_hooks *hooks)
 {
-    head_job job = {.c = &m->cfg, .s = &m->s, .cache = cache, .hooks = hooks, .layer = l, .n = n};
+    head_job job = {.c = &m->cfg, .g = &m->geom[l], .s = &m->s, .cache = cache,
+                    .hooks = hooks, .layer = l, .n = n};
     size_t per_thread = m->s.cap_scores / (size_t)omp_get_max_threads();
     /* static: a thread takes consecutive heads, so a GQA group's keys and values are
      * read by one core while they are still in its cache */
@@ -302,21 +423,23 @@ static void attention(model *m, const kv_cache *cache, int l, int n, const model
 /* RoPE, then the new keys and values join every stream of layer l.  One KV head (and
  * its group of query heads) at a time, at the positions its stream gives the new
  * tokens (kv_cache_rope_pos: the token's index, or the stream's size under compact
- * positions); the tables are recomputed only when those change, so a plain cache
- * computes them once per call.  The streams were reserved, so appending cannot fail. */
+ * positions); the tables are recomputed only when those or the layer's frequencies
+ * change, so a plain cache of a model whose layers share one RoPE computes them once
+ * per call.  The streams were reserved, so appending cannot fail. */
 static void rope_append(model *m, kv_cache *cache, int l, int n)
 {
     const model_config *c = &m->cfg;
+    const model_geometry *g = &m->geom[l];
     model_scratch *s = &m->s;
-    const int G = c->n_head / c->n_head_kv;
-    size_t kvd = (size_t)c->n_head_kv * c->head_dim;
+    const int G = c->n_head / c->n_head_kv, hd = c->head_dim;
+    size_t kvd = (size_t)c->n_head_kv * hd;
     for (int h = 0; h < c->n_head_kv; h++) {
         int pos0 = kv_cache_rope_pos(cache, l, h);
-        if (pos0 != s->rope_pos0)
-            rope_tables(s, c, pos0, n);
-        rope(s->q, n, c->n_head, h * G, (h + 1) * G, s, c);
-        rope(s->k, n, c->n_head_kv, h, h + 1, s, c);
-        size_t off = (size_t)h * c->head_dim;
+        if (pos0 != s->rope_pos0 || !same_frequencies(g, s->rope_geom))
+            rope_tables(s, g, pos0, n);
+        rope(s->q, n, c->n_head, h * G, (h + 1) * G, s, g, hd);
+        rope(s->k, n, c->n_head_kv, h, h + 1, s, g, hd);
+        size_t off = (size_t)h * hd;
         kv_cache_append(cache, l, h, s->k + off, s->v + off, kvd, s->rope_pos, n, NULL);
     }
 }
@@ -354,6 +477,60 @@ static int max_keys_after(const kv_cache *cache, int n)
     return max + n;
 }
 
+/* xb = the attention block's output for layer l: Wo · Attn(...) (+bo), post-normed
+ * (gemma3), from x (model.h, the first five lines of the block). */
+static void attention_block(model *m, kv_cache *cache, int l, int n, const model_hooks *hooks)
+{
+    const model_config *c = &m->cfg;
+    const model_layer *w = &m->layers[l];
+    model_scratch *s = &m->s;
+    const int d = c->n_embd, hd = c->head_dim;
+    norm(s->xb, s->x, w->attn_norm, w->attn_norm_b, n, d, c->rms_eps);
+    matmul(m, s->q, s->xb, &w->wq, n);
+    matmul(m, s->k, s->xb, &w->wk, n);
+    matmul(m, s->v, s->xb, &w->wv, n);
+    add_bias(s->q, w->bq, n, w->wq.rows);
+    add_bias(s->k, w->bk, n, w->wk.rows);
+    add_bias(s->v, w->bv, n, w->wv.rows);
+    if (w->q_norm) {   /* QK-norm: RMSNorm over each head's vector, before RoPE */
+        rmsnorm(s->q, s->q, w->q_norm, n * c->n_head, hd, c->rms_eps);
+        rmsnorm(s->k, s->k, w->k_norm, n * c->n_head_kv, hd, c->rms_eps);
+    }
+    rope_append(m, cache, l, n);
+    attention(m, cache, l, n, hooks);
+    matmul(m, s->xb, s->att, &w->wo, n);
+    add_bias(s->xb, w->bo, n, d);
+    if (w->post_attn_norm)
+        rmsnorm(s->xb, s->xb, w->post_attn_norm, n, d, c->rms_eps);
+}
+
+/* xb2 = the feed-forward block's output for layer l, from x (model.h: F). */
+static void ffn_block(model *m, int l, int n)
+{
+    const model_config *c = &m->cfg;
+    const model_layer *w = &m->layers[l];
+    model_scratch *s = &m->s;
+    const int d = c->n_embd;
+    const size_t nf = (size_t)n * c->n_ff;
+    norm(s->xb2, s->x, w->ffn_norm, w->ffn_norm_b, n, d, c->rms_eps);
+    if (c->ffn == MODEL_FFN_GELU) {
+        matmul(m, s->hb, s->xb2, &w->w_up, n);
+        add_bias(s->hb, w->b_up, n, c->n_ff);
+        gelu(s->hb, nf);
+    } else {
+        matmul(m, s->hb, s->xb2, &w->w_gate, n);
+        matmul(m, s->hb2, s->xb2, &w->w_up, n);
+        if (c->ffn == MODEL_FFN_GEGLU)
+            geglu(s->hb, s->hb2, nf);
+        else
+            swiglu(s->hb, s->hb2, nf);
+    }
+    matmul(m, s->xb2, s->hb, &w->w_down, n);
+    add_bias(s->xb2, w->b_down, n, d);
+    if (w->post_ffn_norm)
+        rmsnorm(s->xb2, s->xb2, w->post_ffn_norm, n, d, c->rms_eps);
+}
+
 int model_forward(model *m, kv_cache *cache, const int32_t *tokens, int n,
                   model_logits which, float *logits, const model_hooks *hooks, kv_err *err)
 {
@@ -366,41 +543,39 @@ int model_forward(model *m, kv_cache *cache, const int32_t *tokens, int n,
     int d = c->n_embd;
     size_t nd = (size_t)n * d;
 
-    /* token embeddings and positions; the RoPE tables follow per stream (rope_append) */
+    /* token embeddings (scaled for gemma3) and positions; the RoPE tables follow per
+     * stream (rope_append) */
     for (int t = 0; t < n; t++) {
-        model__qmatrix_row(s->x + (size_t)t * d, &m->tok_embd, tokens[t]);
+        float *xt = s->x + (size_t)t * d;
+        model__qmatrix_row(xt, &m->tok_embd, tokens[t]);
+        for (int i = 0; c->embd_scale != 1.0f && i < d; i++)
+            xt[i] *= c->embd_scale;
         s->pos[t] = kv_cache_next_pos(cache) + t;
     }
     s->rope_pos0 = -1;   /* no tables for this call's n yet */
+    s->rope_geom = NULL;
 
     for (int l = 0; l < c->n_layer; l++) {
-        const model_layer *w = &m->layers[l];
-
-        /* attention: x += Wo · Attn(RoPE(Wq·n), RoPE(Wk·n), Wv·n), n = RMSNorm(x)·attn_norm */
-        rmsnorm(s->xb, s->x, w->attn_norm, n, d, c->rms_eps);
-        matmul(m, s->q, s->xb, &w->wq, n);
-        matmul(m, s->k, s->xb, &w->wk, n);
-        matmul(m, s->v, s->xb, &w->wv, n);
-        rope_append(m, cache, l, n);
-        attention(m, cache, l, n, hooks);
-        matmul(m, s->xb, s->att, &w->wo, n);
-        residual(s->x, s->xb, nd);
-
-        /* feed-forward: x += Wdown · (silu(Wgate·m) ⊙ Wup·m), m = RMSNorm(x)·ffn_norm */
-        rmsnorm(s->xb, s->x, w->ffn_norm, n, d, c->rms_eps);
-        matmul(m, s->hb, s->xb, &w->w_gate, n);
-        matmul(m, s->hb2, s->xb, &w->w_up, n);
-        swiglu(s->hb, s->hb2, (size_t)n * c->n_ff);
-        matmul(m, s->xb, s->hb, &w->w_down, n);
-        residual(s->x, s->xb, nd);
+        attention_block(m, cache, l, n, hooks);          /* xb */
+        if (c->parallel_residual) {                       /* x += attn(x) + F(x) */
+            ffn_block(m, l, n);
+            residual(s->x, s->xb, nd);
+            residual(s->x, s->xb2, nd);
+        } else {                                          /* x += attn(x); x += F(x) */
+            residual(s->x, s->xb, nd);
+            ffn_block(m, l, n);
+            residual(s->x, s->xb2, nd);
+        }
     }
     kv_cache_advance(cache, n);
 
-    /* logits = Wout · (RMSNorm(x) · output_norm), for the last token or for all */
+    /* logits = Wout · (Norm(x) · output_norm), for the last token or for all */
     if (which == MODEL_LOGITS_NONE)
         return 0;
     int first = which == MODEL_LOGITS_LAST ? n - 1 : 0, rows = n - first;
-    rmsnorm(s->xb, s->x + (size_t)first * d, m->output_norm, rows, d, c->rms_eps);
+    norm(s->xb, s->x + (size_t)first * d, m->output_norm, m->output_norm_b, rows, d, c->rms_eps);
     matmul(m, logits, s->xb, &m->output, rows);
+    if (c->final_softcap > 0.0f)
+        softcap(logits, (size_t)rows * c->n_vocab, c->final_softcap);
     return 0;
 }

@@ -19,20 +19,36 @@ typedef struct qblock {
     int8_t q[QBLOCK];
 } qblock;
 
-/* A weight matrix W (rows, cols), row-major, cols a multiple of QBLOCK: y = W·x. */
+/* A weight matrix W (rows, cols), row-major, cols a multiple of QBLOCK: y = W·x.
+ * Kept as 8-bit blocks, or — for Q6_K, Q3_K and Q2_K, whose 16-weight sub-blocks have
+ * scales of their own that one 8-bit block of 32 cannot hold exactly — as float32 rows
+ * (model__keeps_float): exact, at 4 bytes a weight. */
 typedef struct qmatrix {
-    qblock *blocks;        /* (rows, cols / QBLOCK) */
+    qblock *blocks;        /* (rows, cols / QBLOCK), or NULL */
+    float  *f;             /* (rows, cols) when the type is kept as floats, else NULL */
     int     rows, cols;
 } qmatrix;
 
+/* One block's weights; a pointer is NULL (a matrix has rows 0) where the architecture
+ * has no such tensor (model.h lists which has which). */
 typedef struct model_layer {
     float  *attn_norm;     /* (d,) */
+    float  *attn_norm_b;   /* (d,) LayerNorm bias */
     qmatrix wq;            /* (n_head · hd, d) */
     qmatrix wk, wv;        /* (n_head_kv · hd, d) */
     qmatrix wo;            /* (d, n_head · hd) */
+    float  *bq, *bk, *bv;  /* (n_head · hd,), (n_head_kv · hd,) ×2 */
+    int     fused_bias;    /* bk and bv point into bq's allocation (gptneox) */
+    float  *bo;            /* (d,) */
+    float  *q_norm, *k_norm;        /* (hd,) QK-norm */
+    float  *post_attn_norm;         /* (d,) */
     float  *ffn_norm;      /* (d,) */
-    qmatrix w_gate, w_up;  /* (n_ff, d) */
+    float  *ffn_norm_b;    /* (d,) */
+    qmatrix w_gate, w_up;  /* (n_ff, d); no gate in a plain GELU MLP */
     qmatrix w_down;        /* (d, n_ff) */
+    float  *b_up;          /* (n_ff,) */
+    float  *b_down;        /* (d,) */
+    float  *post_ffn_norm; /* (d,) */
 } model_layer;
 
 /* Activations of one forward call of up to `cap_tokens` tokens (llama2.c's RunState). */
@@ -40,6 +56,8 @@ typedef struct model_scratch {
     int    cap_tokens;     /* tokens the buffers below hold */
     float *x;              /* (n, d) residual stream */
     float *xb;             /* (n, d) normalised input / block output */
+    float *xb2;            /* (n, d) the feed-forward's input beside the attention's
+                              output (parallel residual) */
     float *q;              /* (n, n_head · hd) post-RoPE queries */
     float *k, *v;          /* (n, n_head_kv · hd) new keys (post-RoPE) and values */
     float *att;            /* (n, n_head · hd) attention output, heads side by side */
@@ -49,6 +67,7 @@ typedef struct model_scratch {
     int   *pos;            /* (n,) the call's tokens' indices in the sequence (hooks) */
     int32_t *rope_pos;     /* (n,) their RoPE positions in the stream at hand */
     int    rope_pos0;      /* rope_cos/sin hold positions rope_pos0 + 0..n-1 */
+    const model_geometry *rope_geom;   /* ... with the frequencies of this geometry */
     size_t cap_scores;     /* floats in `scores` */
     float *scores;         /* (threads, ATT_ROWS, keys) attention blocks */
     float *wbuf;           /* (WBUF_FLOATS,) dequantised weight rows for GEMM */
@@ -60,7 +79,10 @@ struct model {
     qmatrix       tok_embd;     /* (n_vocab, d) */
     qmatrix       output;       /* (n_vocab, d); shares tok_embd's blocks when tied */
     float        *output_norm;  /* (d,) */
+    float        *output_norm_b;/* (d,) LayerNorm bias, or NULL */
+    float        *rope_factors; /* (n_rot / 2,) rope_freqs.weight, or NULL */
     model_layer  *layers;       /* (n_layer,) */
+    model_geometry *geom;       /* (n_layer,) */
     size_t        weight_bytes; /* blocks and norms held */
     model_scratch s;
 };
@@ -71,8 +93,12 @@ void model__scratch_free(model_scratch *s);   /* releases the buffers, leaves s 
 
 /* ---- model_kernels.c: weight blocks ------------------------------------------------ */
 
+/* Is a tensor of this ggml type kept as float32 rows rather than 8-bit blocks? */
+int  model__keeps_float(int type);
+
 /* Convert `rows` rows of a GGUF tensor of ggml type `type` into W; W->blocks must hold
- * rows · cols / QBLOCK blocks.  KV_EUNSUPPORTED for a type dequant_row cannot read. */
+ * rows · cols / QBLOCK blocks (or W->f rows · cols floats when model__keeps_float).
+ * KV_EUNSUPPORTED for a type dequant_row cannot read. */
 int  model__qmatrix_from_gguf(qmatrix *w, int type, const void *data, kv_err *err);
 
 /* out[r] = W[r] · x for every row (one token), rows spread over the OpenMP threads. */

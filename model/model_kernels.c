@@ -3,8 +3,9 @@
  * matrix-vector product, and dequantisation of rows for the prefill GEMM.
  *
  * Why 8-bit blocks with a float scale and offset (qblock, model_impl.h): SmolLM2's
- * GGUF mixes Q4_1 and Q8_0, and both fit w = d·q + m exactly, so one kernel reads
- * every matrix at 10 bits per weight.  Decode is bound by the bytes it reads per token
+ * GGUF mixes Q4_1 and Q8_0, Gemma 3's Q5_0, Q8_0 and Q4_K, and all of them fit
+ * w = d·q + m exactly (a K-quant's sub-block of 32 has one scale and one min), so one
+ * kernel reads every matrix at 10 bits per weight.  Decode is bound by the bytes it reads per token
  * (reference/inference.md §6): 168 MB here instead of 538 MB as float32.  The dot
  * product of a block is d·Σ q·x + m·Σ x; Σ x per block is computed once per vector.
  *
@@ -18,6 +19,7 @@
 #include "dequant.h"
 #include "fp16.h"
 
+#include <cblas.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -45,7 +47,8 @@ static void add_high_bits(int8_t *q, const uint8_t *qh4, int offset)
         q[j] = (int8_t)(q[j] + (int)((qh >> j & 1u) << 4) - offset);
 }
 
-/* One GGUF block of an exactly convertible type; 0 if `type` is not one. */
+/* One GGUF block of an exactly convertible 32-element type; 0 if `type` is not one
+ * (Q4_K and Q5_K convert exactly too, a 256-element block at a time: convert_row_k). */
 static int convert_block_exact(int type, const uint8_t *b, qblock *out)
 {
     switch (type) {
@@ -93,15 +96,46 @@ static void requantise_block(const float *x, qblock *out)
     }
 }
 
+/* One row of Q4_K or Q5_K: each sub-block of 32 is w = d·q − m with q at most 5 bits,
+ * so it becomes one 8-bit block exactly (m stored negated). */
+static void convert_row_k(int type, const uint8_t *src, qblock *dst, int cols)
+{
+    size_t block_bytes = (size_t)ggml_type_bytes(type);
+    for (int sb = 0; sb < cols / 256; sb++) {
+        float d[8], m[8];
+        uint8_t q[8][32];
+        dequant_k_sub_blocks(type, src + (size_t)sb * block_bytes, d, m, q);
+        for (int k = 0; k < 8; k++) {
+            qblock *b = &dst[sb * 8 + k];
+            *b = (qblock){.d = d[k], .m = -m[k]};
+            for (int l = 0; l < QBLOCK; l++)
+                b->q[l] = (int8_t)q[k][l];
+        }
+    }
+}
+
+int model__keeps_float(int type)
+{
+    return type == GGML_TYPE_Q6_K || type == GGML_TYPE_Q3_K || type == GGML_TYPE_Q2_K;
+}
+
 int model__qmatrix_from_gguf(qmatrix *w, int type, const void *data, kv_err *err)
 {
     size_t row_bytes;
     if (ggml_row_size(type, w->cols, &row_bytes, err))
         return err ? err->code : KV_EFORMAT;
+    if (w->f) {   /* float rows: dequantised once, exactly */
+        int rc = 0;
+        for (int r = 0; r < w->rows && !rc; r++)
+            rc = dequant_row(type, (const uint8_t *)data + (size_t)r * row_bytes,
+                             w->f + (size_t)r * w->cols, w->cols, err);
+        return rc;
+    }
     int nb = w->cols / QBLOCK, exact = convert_block_exact(type, data, &w->blocks[0]);
+    const int k_quant = type == GGML_TYPE_Q4_K || type == GGML_TYPE_Q5_K;
     size_t type_bytes = (size_t)ggml_type_bytes(type);
-    float *tmp = exact ? NULL : malloc((size_t)w->cols * sizeof *tmp);
-    if (!exact && !tmp)
+    float *tmp = exact || k_quant ? NULL : malloc((size_t)w->cols * sizeof *tmp);
+    if (!exact && !k_quant && !tmp)
         return kv_errorf(err, KV_ENOMEM, "out of memory converting a %d-wide row", w->cols);
     int rc = 0;
     for (int r = 0; r < w->rows && !rc; r++) {
@@ -110,6 +144,10 @@ int model__qmatrix_from_gguf(qmatrix *w, int type, const void *data, kv_err *err
         if (exact) {
             for (int b = 0; b < nb; b++)
                 convert_block_exact(type, src + (size_t)b * type_bytes, &dst[b]);
+            continue;
+        }
+        if (k_quant) {
+            convert_row_k(type, src, dst, w->cols);
             continue;
         }
         rc = dequant_row(type, src, tmp, w->cols, err);
@@ -196,6 +234,11 @@ static void qblock_dequant(float *y, const qblock *b)
 
 void model__matvec(float *out, const qmatrix *w, const float *x)
 {
+    if (w->f) {
+        cblas_sgemv(CblasRowMajor, CblasNoTrans, w->rows, w->cols, 1.0f, w->f, w->cols, x, 1,
+                    0.0f, out, 1);
+        return;
+    }
     int nb = w->cols / QBLOCK;
     float xs[MODEL_MAX_COLS / QBLOCK];   /* model_open refuses wider rows */
     block_sums(xs, x, nb);
@@ -206,6 +249,10 @@ void model__matvec(float *out, const qmatrix *w, const float *x)
 
 void model__qmatrix_row(float *dst, const qmatrix *w, int r)
 {
+    if (w->f) {
+        memcpy(dst, w->f + (size_t)r * w->cols, (size_t)w->cols * sizeof *dst);
+        return;
+    }
     int nb = w->cols / QBLOCK;
     const qblock *b = w->blocks + (size_t)r * nb;
     for (int i = 0; i < nb; i++)

@@ -17,14 +17,16 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define SUPPORTED_MODELS "gpt2"
+#define SUPPORTED_MODELS "gpt2, llama"
+#define SPACE_MARK "\xE2\x96\x81"   /* U+2581: SentencePiece's space */
 
 const char *tokenizer_supported_models(void) { return SUPPORTED_MODELS; }
 
 tokenizer_spec tokenizer_spec_default(void)
 {
     return (tokenizer_spec){.bos_id = -1, .eos_id = -1, .eot_id = -1, .unk_id = -1,
-                            .pad_id = -1, .add_bos = -1, .add_eos = -1};
+                            .pad_id = -1, .add_bos = -1, .add_eos = -1,
+                            .add_space_prefix = -1};
 }
 
 /* --- UTF-8 ------------------------------------------------------------------------ */
@@ -171,6 +173,24 @@ static size_t token_bytes(const char *text, size_t n, char *out)
     return k;
 }
 
+/* SentencePiece: '▁' is a space, and a byte token <0xNN> is byte NN. */
+static size_t spm_token_bytes(const char *text, size_t n, int32_t type, char *out)
+{
+    unsigned b;
+    if (type == TOKENIZER_TYPE_BYTE && n == 6 && sscanf(text, "<0x%2X>", &b) == 1) {
+        out[0] = (char)b;
+        return 1;
+    }
+    size_t k = 0;
+    for (size_t i = 0; i < n;) {
+        if (n - i >= 3 && !memcmp(text + i, SPACE_MARK, 3))
+            out[k++] = ' ', i += 3;
+        else
+            out[k++] = text[i++];
+    }
+    return k;
+}
+
 static bool decodes_raw(int32_t type)
 {
     return type == TOKENIZER_TYPE_CONTROL || type == TOKENIZER_TYPE_USER_DEFINED;
@@ -207,6 +227,8 @@ static int load_tokens(tokenizer *t, const tokenizer_spec *spec, kv_err *err)
         if (decodes_raw(type)) {
             tok->bytes_len = (uint32_t)len;
             memcpy(p, tok->text, len);
+        } else if (t->spm) {
+            tok->bytes_len = (uint32_t)spm_token_bytes(tok->text, len, type, p);
         } else {
             tok->bytes_len = (uint32_t)token_bytes(tok->text, len, p);
         }
@@ -226,6 +248,13 @@ static int build_vocab(tokenizer *t, kv_err *err)
     for (int32_t i = 0; i < t->info.n_vocab; i++)
         vocab_insert(t, i);
     for (int b = 0; b < 256; b++) {                  /* invariant (1) */
+        if (t->spm) {
+            char s[8];
+            snprintf(s, sizeof s, "<0x%02X>", b);
+            int32_t id = tokenizer__find(t, s, 6);
+            t->byte_token[b] = id >= 0 && t->tokens[id].type == TOKENIZER_TYPE_BYTE ? id : -1;
+            continue;
+        }
         uint32_t cp = tokenizer__byte_to_cp((uint8_t)b);
         char s[2] = {(char)(cp < 0x80 ? cp : 0xC0 | (cp >> 6)), (char)(0x80 | (cp & 0x3F))};
         t->byte_token[b] = tokenizer__find(t, s, cp < 0x80 ? 1 : 2);
@@ -331,8 +360,8 @@ static int check_id(const tokenizer *t, const char *key, int32_t id, kv_err *err
 static int set_info(tokenizer *t, const tokenizer_spec *spec, kv_err *err)
 {
     tokenizer_info *in = &t->info;
-    in->model = SUPPORTED_MODELS;
-    in->pre = t->pre.name;
+    in->model = t->spm ? "llama" : "gpt2";
+    in->pre = t->spm ? "default" : t->pre.name;
     in->n_merges = spec->n_merges;
     in->bos_id = spec->bos_id, in->eos_id = spec->eos_id, in->eot_id = spec->eot_id;
     in->unk_id = spec->unk_id, in->pad_id = spec->pad_id;
@@ -341,14 +370,17 @@ static int set_info(tokenizer *t, const tokenizer_spec *spec, kv_err *err)
     rc = rc ? rc : check_id(t, "eot_token_id", in->eot_id, err);
     rc = rc ? rc : check_id(t, "unknown_token_id", in->unk_id, err);
     rc = rc ? rc : check_id(t, "padding_token_id", in->pad_id, err);
-    in->add_bos = spec->add_bos < 0 ? t->pre.add_bos : spec->add_bos != 0;
+    in->add_bos = spec->add_bos < 0 ? t->spm || t->pre.add_bos : spec->add_bos != 0;
     in->add_eos = spec->add_eos > 0;
+    in->add_space_prefix = t->spm && spec->add_space_prefix != 0;   /* llama.cpp's default: on */
     return rc;
 }
 
 static int check_spec(const tokenizer_spec *spec, const char *source, kv_err *err)
 {
-    if (!spec->model || strcmp(spec->model, SUPPORTED_MODELS))
+    bool bpe = spec->model && !strcmp(spec->model, "gpt2");
+    bool spm = spec->model && !strcmp(spec->model, "llama");
+    if (!bpe && !spm)
         return kv_errorf(err, KV_EUNSUPPORTED, "%s: tokenizer.ggml.model: unknown tokenizer "
                          "model '%s'; supported: %s", source,
                          spec->model ? spec->model : "(missing)", SUPPORTED_MODELS);
@@ -358,6 +390,21 @@ static int check_spec(const tokenizer_spec *spec, const char *source, kv_err *er
     if (spec->n_merges < 0 || (spec->n_merges > 0 && !spec->merges))
         return kv_errorf(err, KV_EFORMAT, "%s: tokenizer.ggml.merges: %d merges without "
                          "data", source, spec->n_merges);
+    if (spm && !spec->scores)
+        return kv_errorf(err, KV_EFORMAT, "%s: tokenizer.ggml.scores: missing, the "
+                         "SentencePiece tokenizer ('llama') needs one per token", source);
+    return 0;
+}
+
+/* SentencePiece's scores, copied. */
+static int load_scores(tokenizer *t, const tokenizer_spec *spec, kv_err *err)
+{
+    if (!t->spm)
+        return 0;
+    size_t bytes = (size_t)spec->n_vocab * sizeof *t->scores;
+    if (!(t->scores = malloc(bytes)))
+        return kv_errorf(err, KV_ENOMEM, "%s: scores: out of memory", t->source);
+    memcpy(t->scores, spec->scores, bytes);
     return 0;
 }
 
@@ -373,8 +420,10 @@ tokenizer *tokenizer_new(const tokenizer_spec *spec, kv_err *err)
         return NULL;
     }
     t->info.n_vocab = spec->n_vocab;
-    int rc = tokenizer__pre_init(&t->pre, spec->pre, t->source, err);
+    t->spm = !strcmp(spec->model, "llama");   /* SentencePiece has no pre-tokenizer */
+    int rc = t->spm ? 0 : tokenizer__pre_init(&t->pre, spec->pre, t->source, err);
     rc = rc ? rc : load_tokens(t, spec, err);
+    rc = rc ? rc : load_scores(t, spec, err);
     rc = rc ? rc : build_vocab(t, err);
     rc = rc ? rc : build_merges(t, spec, err);
     rc = rc ? rc : collect_specials(t, err);
@@ -392,6 +441,7 @@ void tokenizer_free(tokenizer *t)
     if (!t)
         return;
     tokenizer__pre_free(&t->pre);
+    free(t->scores);
     free(t->system_prompt);
     free(t->specials);
     free(t->merge_slots);
@@ -531,11 +581,18 @@ static int partition(const tokenizer *t, encoder *e, const char *text, size_t le
     return 0;
 }
 
+/* One fragment's ids; *prev_special says whether the fragment before was a special
+ * token (or there was none): SentencePiece's space prefix goes there. */
 static int encode_fragment(const tokenizer *t, encoder *e, const char *text, fragment f,
-                           tokenizer_ids *out, kv_err *err)
+                           bool *prev_special, tokenizer_ids *out, kv_err *err)
 {
+    bool after_special = *prev_special;
+    *prev_special = f.id >= 0;
     if (f.id >= 0)
         return tokenizer__ids_push(out, f.id);
+    if (t->spm)
+        return tokenizer__spm_fragment(t, e->bpe, text + f.off, f.len,
+                                       t->info.add_space_prefix && after_special, out);
     int rc = tokenizer__pre_split(&t->pre, e->md, text, (tokenizer_span){f.off, f.len},
                                   &e->pieces, &e->tmp, err);
     for (size_t i = 0; i < e->pieces.n && !rc; i++) {
@@ -548,12 +605,12 @@ static int encode_fragment(const tokenizer *t, encoder *e, const char *text, fra
 static int encode_all(const tokenizer *t, encoder *e, const char *text, size_t len,
                       unsigned flags, tokenizer_ids *out, kv_err *err)
 {
-    bool add = flags & TOKENIZER_ADD_SPECIAL;
+    bool add = flags & TOKENIZER_ADD_SPECIAL, prev_special = true;
     int rc = partition(t, e, text, len, flags & TOKENIZER_PARSE_SPECIAL);
     if (!rc && add && t->info.add_bos && t->info.bos_id >= 0)
         rc = tokenizer__ids_push(out, t->info.bos_id);
     for (size_t i = 0; i < e->frags.n && !rc; i++)
-        rc = encode_fragment(t, e, text, e->frags.v[i], out, err);
+        rc = encode_fragment(t, e, text, e->frags.v[i], &prev_special, out, err);
     if (!rc && add && t->info.add_eos && t->info.eos_id >= 0)
         rc = tokenizer__ids_push(out, t->info.eos_id);
     return rc;

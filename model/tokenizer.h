@@ -1,17 +1,23 @@
 /*
  * tokenizer.h — text <-> token ids for GGUF language models: byte-level BPE
- * (tokenizer.ggml.model = "gpt2": SmolLM2, Llama 3, Qwen...), special tokens, and the
- * ChatML chat template.
+ * (tokenizer.ggml.model = "gpt2": SmolLM2, Llama 3, Qwen...), SentencePiece
+ * (tokenizer.ggml.model = "llama": Gemma 3, Llama 2...), special tokens, and the
+ * ChatML and Gemma chat templates.
  *
  * Encoding a text, in order (as llama.cpp's src/llama-vocab.cpp does it):
  *   1. Special tokens are cut out of the text, longest first: user-defined tokens
  *      always, control tokens only with TOKENIZER_PARSE_SPECIAL.
- *   2. Each remaining fragment is split into pieces by the pre-tokenizer's regexes,
- *      applied in sequence: regex k splits every piece that regex k-1 produced, and
- *      both the matches and the gaps between them become pieces.
- *   3. Each byte of a piece becomes one symbol (the GPT-2 byte<->unicode map names a
- *      vocabulary token for it); adjacent symbols are merged, lowest merge rank first
+ *   2. BPE: each remaining fragment is split into pieces by the pre-tokenizer's
+ *      regexes, applied in sequence: regex k splits every piece that regex k-1
+ *      produced, and both the matches and the gaps between them become pieces.
+ *   3. BPE: each byte of a piece becomes one symbol (the GPT-2 byte<->unicode map names
+ *      a vocabulary token for it); adjacent symbols are merged, lowest merge rank first
  *      and leftmost on ties, until no merge applies.
+ *   2'. SentencePiece instead: a fragment's spaces become '▁' (U+2581), with one in
+ *      front when the model adds a space prefix and the fragment starts the text or
+ *      follows a special token; its characters are merged, highest token score first
+ *      and leftmost on ties; a character that is no token becomes <0xNN> byte tokens
+ *      (tokenizer_spm.c).
  * Decoding maps every token back to its exact bytes: it is not lossy, and one token may
  * hold part of a UTF-8 character.  Encoding is lossless too, except for a byte the
  * vocabulary has no token for: like HF tokenizers, BPE drops it (SmolLM2 has none for
@@ -51,29 +57,32 @@ typedef enum tokenizer_type {
  * a NULL length array means the strings are.  tokenizer_new copies all of it. */
 typedef struct tokenizer_spec {
     const char         *source;          /* names the origin in messages ("model.gguf"); may be NULL */
-    const char         *model;           /* tokenizer.ggml.model: "gpt2" */
+    const char         *model;           /* tokenizer.ggml.model: "gpt2" or "llama" */
     const char         *pre;             /* tokenizer.ggml.pre: "smollm", "gpt-2", "llama-bpe"... */
     int32_t             n_vocab;
     const char *const  *tokens;          /* (n_vocab,) byte-level strings, as stored */
     const size_t       *token_lens;      /* (n_vocab,) bytes; NULL: NUL-terminated */
     const int32_t      *token_types;     /* (n_vocab,) tokenizer_type; NULL: all normal */
+    const float        *scores;          /* (n_vocab,) merge priority ("llama": required) */
     int32_t             n_merges;
     const char *const  *merges;          /* (n_merges,) "left right"; the rank is the index */
     const size_t       *merge_lens;      /* (n_merges,) bytes; NULL: NUL-terminated */
     int32_t             bos_id, eos_id, eot_id, unk_id, pad_id;   /* -1: none */
     int                 add_bos, add_eos;  /* 1, 0, or -1: the pre-tokenizer's default */
+    int                 add_space_prefix;  /* "llama": 1, 0, or -1: the default (1) */
     const char         *chat_template;   /* tokenizer.chat_template (Jinja); NULL: none */
     size_t              chat_template_len;
 } tokenizer_spec;
 
 /* What a built tokenizer is; strings borrowed from it. */
 typedef struct tokenizer_info {
-    const char *model;                   /* "gpt2" */
-    const char *pre;                     /* "smollm" */
+    const char *model;                   /* "gpt2" or "llama" */
+    const char *pre;                     /* "smollm"; "default" for "llama" (no regexes) */
     int32_t     n_vocab, n_merges;
     int32_t     bos_id, eos_id, eot_id, unk_id, pad_id;   /* -1: none */
     bool        add_bos, add_eos;        /* resolved: what TOKENIZER_ADD_SPECIAL adds */
-    const char *chat;                    /* "chatml", or NULL: no chat template known */
+    bool        add_space_prefix;        /* "llama": a '▁' before the text */
+    const char *chat;                    /* "chatml", "gemma", or NULL: no template known */
     const char *system_prompt;           /* the template's default system prompt, or NULL */
 } tokenizer_info;
 
@@ -123,8 +132,9 @@ const char *tokenizer_supported_pres(void);
 
 const tokenizer_info *tokenizer_get_info(const tokenizer *t);   /* borrowed */
 
-/* A token's exact bytes: normal tokens mapped back through the byte<->unicode map,
- * control and user-defined tokens as their text.  Borrowed, NUL-terminated for
+/* A token's exact bytes: normal tokens mapped back through the byte<->unicode map
+ * (BPE) or with '▁' as a space and <0xNN> as byte NN (SentencePiece), control and
+ * user-defined tokens as their text.  Borrowed, NUL-terminated for
  * convenience (but may contain NUL); NULL for an id out of range. */
 const char *tokenizer_piece(const tokenizer *t, int32_t id, size_t *len);
 
@@ -162,14 +172,18 @@ int tokenizer_decode(const tokenizer *t, const int32_t *ids, size_t n, char **te
 
 /* --- chat ---------------------------------------------------------------------- */
 
-/* Render messages with the model's chat template (ChatML): the default system prompt
+/* Render messages with the model's chat template.  ChatML: the default system prompt
  * first when the first message is not a system one, then each message, then
- * `<|im_start|>assistant\n` when add_generation_prompt.  The text is malloc'd and
- * NUL-terminated.  KV_EUNSUPPORTED when the model has no ChatML template. */
+ * `<|im_start|>assistant\n` when add_generation_prompt.  Gemma: `<bos>`, then
+ * `<start_of_turn>{user|model}\n{content, trimmed}<end_of_turn>\n` per message (a
+ * system message goes in front of the first user message, followed by a blank line;
+ * "assistant" is "model"), then `<start_of_turn>model\n`.  The text is malloc'd and
+ * NUL-terminated.  KV_EUNSUPPORTED when the model has no template of either kind. */
 int tokenizer_chat_render(const tokenizer *t, const tokenizer_message *msgs, size_t n,
                           bool add_generation_prompt, char **text, size_t *len, kv_err *err);
 
-/* Render, then encode with special-token parsing on (so <|im_start|> is one token). */
+/* Render, then encode with special-token parsing on (so <|im_start|> is one token);
+ * BOS is added where the model asks for it, unless the template already wrote it. */
 int tokenizer_chat_encode(const tokenizer *t, const tokenizer_message *msgs, size_t n,
                           bool add_generation_prompt, tokenizer_ids *out, kv_err *err);
 

@@ -51,27 +51,6 @@ int tokenizer__cp_to_byte(uint32_t cp)
 
 /* --- scratch ---------------------------------------------------------------------- */
 
-typedef struct bpe_symbol {
-    int32_t id;                /* token id; -1 once merged into its left neighbour */
-    int32_t prev, next;        /* neighbour indices, -1 at the ends */
-} bpe_symbol;
-
-typedef struct bpe_pair {
-    int32_t rank;              /* merge rank: lower merges first */
-    int32_t left, right;       /* symbol indices; left is also the position */
-    int32_t left_id, right_id; /* ids when pushed: a mismatch on pop means stale */
-    int32_t joined;            /* id of the merged token */
-} bpe_pair;
-
-struct tokenizer_bpe_scratch {
-    bpe_symbol *sym;           /* (cap_sym,) one per byte of the piece */
-    size_t      cap_sym;
-    bpe_pair   *heap;          /* (cap_heap,) binary min-heap */
-    size_t      n_heap, cap_heap;
-    char       *mapped;        /* (cap_mapped,) the piece in byte-level form */
-    size_t      cap_mapped;
-};
-
 tokenizer_bpe_scratch *tokenizer__bpe_scratch_new(void)
 {
     return calloc(1, sizeof(tokenizer_bpe_scratch));
@@ -91,7 +70,7 @@ void tokenizer__bpe_scratch_free(tokenizer_bpe_scratch *s)
 
 static bool pair_before(const bpe_pair *a, const bpe_pair *b)
 {
-    return a->rank < b->rank || (a->rank == b->rank && a->left < b->left);
+    return a->key < b->key || (a->key == b->key && a->left < b->left);
 }
 
 static void heap_swap(bpe_pair *h, size_t i, size_t j)
@@ -101,7 +80,7 @@ static void heap_swap(bpe_pair *h, size_t i, size_t j)
     h[j] = tmp;
 }
 
-static int heap_push(tokenizer_bpe_scratch *s, bpe_pair p)
+int tokenizer__heap_push(tokenizer_bpe_scratch *s, bpe_pair p)
 {
     if (vec_reserve((void **)&s->heap, sizeof *s->heap, s->n_heap + 1, &s->cap_heap))
         return KV_ENOMEM;
@@ -114,7 +93,7 @@ static int heap_push(tokenizer_bpe_scratch *s, bpe_pair p)
     return 0;
 }
 
-static bpe_pair heap_pop(tokenizer_bpe_scratch *s)
+bpe_pair tokenizer__heap_pop(tokenizer_bpe_scratch *s)
 {
     bpe_pair top = s->heap[0];
     s->heap[0] = s->heap[--s->n_heap];
@@ -142,9 +121,11 @@ static int push_pair(const tokenizer *t, tokenizer_bpe_scratch *s, int32_t left)
     bpe_pair p = {.left = left, .right = s->sym[left].next};
     p.left_id = s->sym[p.left].id;
     p.right_id = s->sym[p.right].id;
-    if (!tokenizer__merge(t, p.left_id, p.right_id, &p.rank, &p.joined))
+    int32_t rank;
+    if (!tokenizer__merge(t, p.left_id, p.right_id, &rank, &p.joined))
         return 0;
-    return heap_push(s, p);
+    p.key = rank;
+    return tokenizer__heap_push(s, p);
 }
 
 static bool pair_is_stale(const tokenizer_bpe_scratch *s, const bpe_pair *p)
@@ -177,7 +158,7 @@ static int32_t seed_symbols(const tokenizer *t, tokenizer_bpe_scratch *s, const 
     int32_t n = 0;
     for (size_t i = 0; i < len; i++)
         if (t->byte_token[piece[i]] >= 0) {
-            s->sym[n] = (bpe_symbol){t->byte_token[piece[i]], n - 1, n + 1};
+            s->sym[n] = (bpe_symbol){.id = t->byte_token[piece[i]], .prev = n - 1, .next = n + 1};
             n++;
         }
     if (n > 0)
@@ -223,7 +204,7 @@ int tokenizer__bpe_piece(const tokenizer *t, tokenizer_bpe_scratch *s, const uin
     if (n < 0)
         return KV_ENOMEM;
     while (s->n_heap > 0) {
-        bpe_pair p = heap_pop(s);
+        bpe_pair p = tokenizer__heap_pop(s);
         if (!pair_is_stale(s, &p) && apply_pair(t, s, &p))
             return KV_ENOMEM;
     }

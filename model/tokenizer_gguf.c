@@ -120,6 +120,30 @@ static int read_types(const gguf_file *f, uint64_t n_vocab, int32_t **out, kv_er
     return 0;
 }
 
+/* tokenizer.ggml.scores: optional (SentencePiece needs it), one float per token. */
+static int read_scores(const gguf_file *f, uint64_t n_vocab, float **out, kv_err *err)
+{
+    static const char key[] = "tokenizer.ggml.scores";
+    *out = NULL;
+    int64_t i = gguf_find_key(f, key);
+    if (i < 0)
+        return 0;
+    const gguf_array *a = gguf_get_arr(f, i);
+    if (!a || gguf_array_len(a) != n_vocab)
+        return kv_errorf(err, KV_EFORMAT, "%s: %s: expected an array of one number per token "
+                         "(%llu)", gguf_path(f), key, (unsigned long long)n_vocab);
+    if (!(*out = malloc(n_vocab * sizeof **out + 1)))
+        return kv_errorf(err, KV_ENOMEM, "%s: %s: out of memory", gguf_path(f), key);
+    for (uint64_t j = 0; j < n_vocab; j++) {
+        double v;
+        if (gguf_array_float(a, j, &v))
+            return kv_errorf(err, KV_EFORMAT, "%s: %s[%llu]: expected a number", gguf_path(f),
+                             key, (unsigned long long)j);
+        (*out)[j] = (float)v;
+    }
+    return 0;
+}
+
 static int read_ids(const gguf_file *f, tokenizer_spec *spec, kv_err *err)
 {
     int rc = read_id(f, "tokenizer.ggml.bos_token_id", &spec->bos_id, err);
@@ -129,6 +153,7 @@ static int read_ids(const gguf_file *f, tokenizer_spec *spec, kv_err *err)
     rc = rc ? rc : read_id(f, "tokenizer.ggml.padding_token_id", &spec->pad_id, err);
     rc = rc ? rc : read_flag(f, "tokenizer.ggml.add_bos_token", &spec->add_bos, err);
     rc = rc ? rc : read_flag(f, "tokenizer.ggml.add_eos_token", &spec->add_eos, err);
+    rc = rc ? rc : read_flag(f, "tokenizer.ggml.add_space_prefix", &spec->add_space_prefix, err);
     return rc;
 }
 
@@ -149,6 +174,7 @@ tokenizer *tokenizer_from_gguf_pre(const gguf_file *f, const char *pre_override,
     char model[64], pre[64];
     str_array tokens = {0}, merges = {0};
     int32_t *types = NULL;
+    float *scores = NULL;
     tokenizer *t = NULL;
     tokenizer_spec spec = tokenizer_spec_default();
     int rc = read_name(f, "tokenizer.ggml.model", model, sizeof model, err);
@@ -156,6 +182,7 @@ tokenizer *tokenizer_from_gguf_pre(const gguf_file *f, const char *pre_override,
     rc = rc ? rc : read_strings(f, "tokenizer.ggml.tokens", true, &tokens, err);
     rc = rc ? rc : read_strings(f, "tokenizer.ggml.merges", false, &merges, err);
     rc = rc ? rc : read_types(f, tokens.n, &types, err);
+    rc = rc ? rc : read_scores(f, tokens.n, &scores, err);
     rc = rc ? rc : read_ids(f, &spec, err);
     if (!rc) {
         read_template(f, &spec);
@@ -166,6 +193,7 @@ tokenizer *tokenizer_from_gguf_pre(const gguf_file *f, const char *pre_override,
         spec.tokens = tokens.s;
         spec.token_lens = tokens.len;
         spec.token_types = types;
+        spec.scores = scores;
         spec.n_merges = (int32_t)merges.n;
         spec.merges = merges.s;
         spec.merge_lens = merges.len;
@@ -174,5 +202,6 @@ tokenizer *tokenizer_from_gguf_pre(const gguf_file *f, const char *pre_override,
     str_array_free(&tokens);
     str_array_free(&merges);
     free(types);
+    free(scores);
     return t;
 }

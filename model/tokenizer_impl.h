@@ -1,13 +1,14 @@
 /*
- * tokenizer_impl.h — the inside of a tokenizer, shared by trace/tokenizer*.c only.
+ * tokenizer_impl.h — the inside of a tokenizer, shared by model/tokenizer*.c only.
  * The public contract is tokenizer.h; this file says how the pieces fit.
  *
  * Invariants once tokenizer_new has succeeded:
- *   (1) byte_token[b] is the token of byte b, or -1 where the vocabulary has none
- *       (SmolLM2 lacks 21 bytes, e.g. 0x04 and 0xFF).  Such bytes are dropped before
- *       merging, as HF tokenizers does; llama.cpp drops them after merging.
+ *   (1) byte_token[b] is the token of byte b (BPE: its byte-level character;
+ *       SentencePiece: <0xNN>), or -1 where the vocabulary has none (SmolLM2 lacks 21
+ *       bytes, e.g. 0x04 and 0xFF).  BPE drops such bytes before merging, as HF
+ *       tokenizers does; llama.cpp drops them after merging.
  *   (2) every merge's left, right and joined strings are tokens, so BPE works on ids
- *       and never builds a string.
+ *       and never builds a string (SentencePiece has no merges: scores instead).
  *   (3) specials lists the splittable tokens longest first (ties: lower id first).
  */
 #ifndef TOKENIZER_IMPL_H
@@ -46,12 +47,16 @@ typedef struct tokenizer_pre {
     bool         add_bos;                       /* default when the spec says -1 */
 } tokenizer_pre;
 
-typedef enum tokenizer_chat_kind { TOKENIZER_CHAT_NONE, TOKENIZER_CHAT_CHATML } tokenizer_chat_kind;
+typedef enum tokenizer_chat_kind {
+    TOKENIZER_CHAT_NONE, TOKENIZER_CHAT_CHATML, TOKENIZER_CHAT_GEMMA
+} tokenizer_chat_kind;
 
 struct tokenizer {
     tokenizer_info   info;         /* what tokenizer_get_info returns */
     char            *source;       /* for messages */
     tokenizer_token *tokens;       /* (n_vocab,) */
+    bool             spm;          /* SentencePiece ("llama"); else byte-level BPE */
+    float           *scores;       /* (n_vocab,) SentencePiece merge priorities, or NULL */
     char            *arena;        /* every token's text and bytes, NUL-separated */
     int32_t         *vocab_slots;  /* (vocab_mask + 1,) open addressing: id or -1 */
     uint32_t         vocab_mask;
@@ -76,8 +81,42 @@ int32_t tokenizer__find(const tokenizer *t, const char *s, size_t len);
 bool tokenizer__merge(const tokenizer *t, int32_t left, int32_t right, int32_t *rank,
                       int32_t *joined);
 
+/* The merge loop's state, shared by BPE (tokenizer_bpe.c) and SentencePiece
+ * (tokenizer_spm.c): a list of symbols and a min-heap of adjacent pairs. */
+typedef struct bpe_symbol {
+    int32_t  id;               /* BPE: token id; -1 once merged into its left neighbour */
+    int32_t  prev, next;       /* neighbour indices, -1 at the ends */
+    uint32_t off, len;         /* SPM: the symbol's bytes in the text; len 0 once merged */
+} bpe_symbol;
+
+typedef struct bpe_pair {
+    double  key;               /* lower merges first: BPE's merge rank, SPM's −score */
+    int32_t left, right;       /* symbol indices; left is also the position */
+    int32_t left_id, right_id; /* BPE: ids when pushed (SPM: lengths); a mismatch on pop
+                                  means the pair is stale */
+    int32_t joined;            /* id of the merged token */
+} bpe_pair;
+
+typedef struct tokenizer_bpe_scratch {
+    bpe_symbol *sym;           /* (cap_sym,) one per byte (BPE) or character (SPM) */
+    size_t      cap_sym;
+    bpe_pair   *heap;          /* (cap_heap,) binary min-heap on (key, left) */
+    size_t      n_heap, cap_heap;
+    char       *mapped;        /* (cap_mapped,) the piece in vocabulary form */
+    size_t      cap_mapped;
+} tokenizer_bpe_scratch;
+
+int      tokenizer__heap_push(tokenizer_bpe_scratch *s, bpe_pair p);   /* 0 or KV_ENOMEM */
+bpe_pair tokenizer__heap_pop(tokenizer_bpe_scratch *s);               /* n_heap > 0 */
+
+/* Append the ids of one raw fragment encoded by SentencePiece rules (tokenizer_spm.c):
+ * ' ' becomes U+2581, a leading one is added when `prefix`, adjacent symbols merge
+ * highest score first, and symbols that are no token fall back to <0xNN> bytes.
+ * 0 or KV_ENOMEM. */
+int tokenizer__spm_fragment(const tokenizer *t, tokenizer_bpe_scratch *s, const char *text,
+                            size_t len, bool prefix, tokenizer_ids *out);
+
 /* BPE scratch, reused across the pieces of one encode call (tokenizer_bpe.c). */
-typedef struct tokenizer_bpe_scratch tokenizer_bpe_scratch;
 tokenizer_bpe_scratch *tokenizer__bpe_scratch_new(void);
 void tokenizer__bpe_scratch_free(tokenizer_bpe_scratch *s);
 

@@ -1,6 +1,8 @@
 /* fixture_arrays.c — see fixture_arrays.h. */
 #include "fixture_arrays.h"
 
+#include <criterion/criterion.h>
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -70,4 +72,13 @@ const fx_array *fx_find(const fx_file *f, const char *name)
         if (!strcmp(f->arrays[i].name, name))
             return &f->arrays[i];
     return NULL;
+}
+
+const fx_array *fx_get(const fx_file *f, const char *fmt, int i)
+{
+    char name[64];
+    snprintf(name, sizeof name, fmt, i);
+    const fx_array *a = fx_find(f, name);
+    cr_assert_not_null(a, "fixture array %s is missing", name);
+    return a;
 }

@@ -28,4 +28,7 @@ int             fx_load(fx_file *f, const char *name);
 void            fx_free(fx_file *f);                       /* leaves f empty */
 const fx_array *fx_find(const fx_file *f, const char *name); /* NULL if absent */
 
+/* The array named by printf(fmt, i) ("p%d.ids"); a missing one fails the test. */
+const fx_array *fx_get(const fx_file *f, const char *fmt, int i);
+
 #endif

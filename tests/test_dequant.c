@@ -3,7 +3,9 @@
  *
  * Fixtures (tests/fixtures/make_dequant_fixtures.py, which records the package versions
  * in them): random blocks of all twelve supported types, and sampled rows of every
- * tensor type in the SmolLM2 model, read here through model/gguf.c.
+ * tensor type in the SmolLM2 and Gemma 3 models, read here through model/gguf.c — and,
+ * for the types model_kernels.c converts exactly (Q8_0, Q4_1, Q5_0, Q4_K...), through
+ * the 8-bit blocks the model keeps too.
  *
  * Tolerance: none — outputs must be bit-identical.  gguf-py computes in float32 with
  * the operations and order of ggml's reference dequantizers (d*q; (d*q)+m;
@@ -19,6 +21,7 @@
 
 #include "dequant.h"
 #include "gguf.h"
+#include "model_impl.h"   /* the 8-bit blocks weights are kept in */
 #include "test_shell.h"
 
 /* ---- fixture files ----------------------------------------------------------------- */
@@ -83,6 +86,18 @@ static void expect_same(const float *got, const void *want_bytes, int64_t n, con
     }
 }
 
+/* Compare n floats by value: the 8-bit blocks compute d·q + m, which gives +0 where
+ * gguf-py's d·q gives −0 (q = 0, d < 0); every other value is bit-identical. */
+static void expect_equal(const float *got, const void *want_bytes, int64_t n, const char *what)
+{
+    for (int64_t i = 0; i < n; i++) {
+        float want;
+        memcpy(&want, (const uint8_t *)want_bytes + 4 * i, 4);
+        cr_assert(got[i] == want, "%s: element %lld: got %.9g, gguf-py %.9g", what,
+                  (long long)i, got[i], want);
+    }
+}
+
 /* ---- against gguf-py ------------------------------------------------------------------ */
 
 Test(dequant, matches_gguf_py_bit_for_bit_on_random_blocks_of_every_type)
@@ -116,32 +131,31 @@ Test(dequant, matches_gguf_py_bit_for_bit_on_random_blocks_of_every_type)
     free(fx.p);
 }
 
-Test(dequant, matches_gguf_py_on_rows_of_the_smollm2_model)
+/* Sampled rows of one tensor of each type of a model file (fixture `name`), through
+ * dequant_row, and for the types the model keeps exactly as 8-bit blocks also through
+ * that conversion (model_kernels.c): both bit for bit.  Returns the types seen. */
+static unsigned check_model_rows(const char *model, const char *name)
 {
-    const char *model = test_model();
-    if (!model || access(model, R_OK) != 0)
-        cr_skip_test("KV_MODEL not set or not readable");
     kv_err err = {0};
     gguf_file *f = gguf_open(model, &err);
     cr_assert_not_null(f, "%s", err.msg);
-
     fixture fx;
-    load(&fx, "dequant_model.bin", "KVDQMDL1");
+    load(&fx, name, "KVDQMDL1");
     take_versions(&fx);
     uint64_t size;
     memcpy(&size, take(&fx, 8), 8);
-    cr_assert_eq(size, gguf_file_size(f), "fixture made from a different model file");
+    cr_assert_eq(size, gguf_file_size(f), "%s made from a different model file", name);
     uint32_t n_rec = take_u32(&fx);
-    cr_assert_geq(n_rec, 3, "one tensor per type: F32, Q4_1, Q8_0");
+    unsigned types = 0;
     for (uint32_t r = 0; r < n_rec; r++) {
         uint32_t len = take_u32(&fx);
-        char name[128];
-        cr_assert_lt(len, sizeof name);
-        memcpy(name, take(&fx, len), len);
-        name[len] = '\0';
+        char tname[128];
+        cr_assert_lt(len, sizeof tname);
+        memcpy(tname, take(&fx, len), len);
+        tname[len] = '\0';
         uint32_t row = take_u32(&fx), n = take_u32(&fx);
-        const gguf_tensor *t = gguf_find_tensor(f, name);
-        cr_assert_not_null(t, "no tensor %s", name);
+        const gguf_tensor *t = gguf_find_tensor(f, tname);
+        cr_assert_not_null(t, "no tensor %s", tname);
         cr_assert_eq(t->ne[0], n);
         size_t row_bytes;
         cr_assert_eq(ggml_row_size(t->type, n, &row_bytes, NULL), 0);
@@ -149,13 +163,45 @@ Test(dequant, matches_gguf_py_on_rows_of_the_smollm2_model)
         const uint8_t *src = (const uint8_t *)t->data + (size_t)row * row_bytes;
         cr_assert_eq(dequant_row(t->type, src, got, n, &err), 0, "%s", err.msg);
         char what[192];
-        snprintf(what, sizeof what, "%s (%s) row %u", name, ggml_type_name(t->type), row);
-        expect_same(got, take(&fx, 4 * (size_t)n), n, what);
+        snprintf(what, sizeof what, "%s (%s) row %u", tname, ggml_type_name(t->type), row);
+        const void *want = take(&fx, 4 * (size_t)n);
+        expect_same(got, want, n, what);
+        if (t->type != GGML_TYPE_F32 && n % 32 == 0) {   /* F32: norms, not matrices */
+            qmatrix w = {.rows = 1, .cols = (int)n};
+            if (model__keeps_float(t->type))
+                w.f = malloc(4 * (size_t)n);
+            else
+                w.blocks = malloc(n / 32 * sizeof(qblock));
+            cr_assert_eq(model__qmatrix_from_gguf(&w, t->type, src, &err), 0, "%s", err.msg);
+            model__qmatrix_row(got, &w, 0);
+            strcat(what, " as the model keeps it");
+            expect_equal(got, want, n, what);
+            free(w.blocks), free(w.f);
+        }
+        types |= 1u << (t->type & 31);
         free(got);
     }
     cr_assert_eq(fx.pos, fx.n, "trailing bytes in %s", fx.path);
     free(fx.p);
     gguf_close(f);
+    return types;
+}
+
+Test(dequant, matches_gguf_py_on_rows_of_the_smollm2_model)
+{
+    const char *model = test_model();
+    if (!model || access(model, R_OK) != 0)
+        cr_skip_test("KV_MODEL not set or not readable");
+    unsigned types = check_model_rows(model, "dequant_model.bin");
+    cr_assert(types & (1u << GGML_TYPE_Q4_1) && types & (1u << GGML_TYPE_Q8_0));
+}
+
+/* Gemma 3's Q4_K_M file: Q8_0, Q5_0, Q4_K (8-bit blocks) and Q6_K (floats), all exact. */
+Test(dequant, matches_gguf_py_on_rows_of_the_gemma3_model)
+{
+    unsigned types = check_model_rows(test_gemma_model(), "dequant_gemma3.bin");
+    cr_assert(types & (1u << GGML_TYPE_Q4_K) && types & (1u << GGML_TYPE_Q6_K) &&
+              types & (1u << GGML_TYPE_Q5_0) && types & (1u << GGML_TYPE_Q8_0));
 }
 
 /* ---- the table and the edges --------------------------------------------------------- */

@@ -59,15 +59,15 @@ Test(reposition, rope_shift_inverts_and_matches_the_forward_rope)
     cr_assert_gt(distance(at_p, at_p2, hd), 1e-2, "positions 3 and 11 rotate differently");
 
     memcpy(x, at_p, sizeof x);
-    model_rope_shift(m, x, 1, 57);
-    model_rope_shift(m, x, 1, -57);
+    model_rope_shift(m, 0, x, 1, 57);
+    model_rope_shift(m, 0, x, 1, -57);
     cr_assert_lt(distance(x, at_p, hd), 1e-5, "+57 then -57: %g", distance(x, at_p, hd));
 
     memcpy(x, at_p, sizeof x);
-    model_rope_shift(m, x, 1, p2 - p);
+    model_rope_shift(m, 0, x, 1, p2 - p);
     cr_assert_lt(distance(x, at_p2, hd), 1e-5, "3 -> 11: %g", distance(x, at_p2, hd));
-    model_rope_shift(m, x, 1, -p2);   /* back to the un-rotated key, then RoPE at p2 */
-    model_rope_shift(m, x, 1, p2);
+    model_rope_shift(m, 0, x, 1, -p2);   /* back to the un-rotated key, then RoPE at p2 */
+    model_rope_shift(m, 0, x, 1, p2);
     cr_assert_lt(distance(x, at_p2, hd), 1e-5, "0 -> 11: %g", distance(x, at_p2, hd));
     model_free(m);
 }

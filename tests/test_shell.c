@@ -25,4 +25,5 @@ static const char *needed(const char *name)
 }
 
 const char *test_model(void) { return needed("KV_MODEL"); }
+const char *test_gemma_model(void) { return needed("KV_GEMMA_MODEL"); }
 const char *test_trace(void) { return needed("KV_TRACE"); }

@@ -18,4 +18,7 @@ int test_shell(const char *cmd, char *out, size_t len);
 const char *test_model(void);
 const char *test_trace(void);
 
+/* Gemma 3 270M ($KV_GEMMA_MODEL: make model MODEL=gemma3-270m), skipped the same way. */
+const char *test_gemma_model(void);
+
 #endif

@@ -21,10 +21,8 @@ typedef struct loaded {
     tokenizer *tok;
 } loaded;
 
-static loaded load_model(void)
+static loaded load_model_at(const char *path)
 {
-    const char *path = test_model();
-    cr_assert_not_null(path, "KV_MODEL is not set");
     kv_err err = {0};
     loaded m = {gguf_open(path, &err), NULL};
     cr_assert_not_null(m.file, "gguf_open: %s", err.msg);
@@ -32,6 +30,8 @@ static loaded load_model(void)
     cr_assert_not_null(m.tok, "tokenizer_from_gguf: %s", err.msg);
     return m;
 }
+
+static loaded load_model(void) { return load_model_at(test_model()); }
 
 static void unload(loaded *m)
 {
@@ -105,11 +105,11 @@ static bool parse_case(char *line, tcase *c)
     return true;
 }
 
-/* Every case of the fixture, in order; returns how many. */
-static size_t load_cases(tcase *cases, size_t cap)
+/* Every case of a fixture file, in order; returns how many. */
+static size_t load_cases_of(const char *file, tcase *cases, size_t cap)
 {
     char path[4096];
-    snprintf(path, sizeof path, "%s/tokenizer_cases.tsv", getenv("KV_FIXTURES"));
+    snprintf(path, sizeof path, "%s/%s", getenv("KV_FIXTURES"), file);
     FILE *f = fopen(path, "r");
     cr_assert_not_null(f, "cannot open %s", path);
     char line[8192];
@@ -120,6 +120,11 @@ static size_t load_cases(tcase *cases, size_t cap)
     }
     fclose(f);
     return n;
+}
+
+static size_t load_cases(tcase *cases, size_t cap)
+{
+    return load_cases_of("tokenizer_cases.tsv", cases, cap);
 }
 
 static void free_cases(tcase *cases, size_t n)
@@ -234,6 +239,77 @@ Test(tokenizer, chat_template_matches_the_jinja_rendering)
         chats++;
     }
     cr_assert_geq(chats, 1);
+    unload(&m);
+    free_cases(cases, n);
+}
+
+/* --- Gemma 3: SentencePiece and the Gemma template --------------------------------- */
+
+/* Cases of gemma3_tokenizer_cases.tsv (make_gemma_fixtures.py: sentencepiece itself on
+ * the GGUF's pieces, after llama.cpp's special-token partition). */
+Test(tokenizer, gemma3_matches_sentencepiece_and_decodes_back)
+{
+    loaded m = load_model_at(test_gemma_model());
+    static tcase cases[256];
+    size_t n = load_cases_of("gemma3_tokenizer_cases.tsv", cases, 256), plain = 0;
+    const tokenizer_info *in = tokenizer_get_info(m.tok);
+    cr_assert_str_eq(in->model, "llama");
+    cr_assert(in->add_bos && !in->add_space_prefix && in->bos_id == 2 && in->eos_id == 1);
+    for (size_t i = 0; i < n; i++) {
+        bool lossy = !strcmp(cases[i].kind, "lossy");   /* a '▁' in the text */
+        if (strcmp(cases[i].kind, "plain") && !lossy)
+            continue;
+        tokenizer_ids ids = encode(m.tok, cases[i].text, cases[i].len);
+        assert_ids(&ids, cases[i].ids, cases[i].n_ids, cases[i].text);
+        plain++;
+        if (lossy) {
+            tokenizer_ids_free(&ids);
+            continue;
+        }
+        char *text;
+        size_t len;
+        kv_err err = {0};
+        cr_assert_eq(tokenizer_decode(m.tok, ids.ids, ids.n, &text, &len, &err), 0, "%s", err.msg);
+        cr_assert(len == cases[i].len && !memcmp(text, cases[i].text, len),
+                  "decode of '%s' gave '%s'", cases[i].text, text);
+        free(text);
+        tokenizer_ids_free(&ids);
+    }
+    cr_assert_geq(plain, 60, "only %zu plain cases", plain);
+    unload(&m);
+    free_cases(cases, n);
+}
+
+/* The chat cases hold "role:content" messages separated by 0x1E. */
+Test(tokenizer, gemma3_chat_template_matches_the_jinja_rendering)
+{
+    loaded m = load_model_at(test_gemma_model());
+    static tcase cases[256];
+    size_t n = load_cases_of("gemma3_tokenizer_cases.tsv", cases, 256), chats = 0;
+    cr_assert_str_eq(tokenizer_get_info(m.tok)->chat, "gemma");
+    for (size_t i = 0; i < n; i++) {
+        if (strcmp(cases[i].kind, "chat"))
+            continue;
+        tokenizer_message msgs[8];
+        size_t k = 0;
+        for (char *p = cases[i].text, *next; p && k < 8; p = next) {
+            next = strchr(p, '\x1e');
+            if (next)
+                *next++ = '\0';
+            char *colon = strchr(p, ':');
+            cr_assert_not_null(colon);
+            *colon = '\0';
+            msgs[k++] = (tokenizer_message){p, colon + 1};
+        }
+        tokenizer_ids ids = {0};
+        kv_err err = {0};
+        cr_assert_eq(tokenizer_chat_encode(m.tok, msgs, k, true, &ids, &err), 0, "%s", err.msg);
+        assert_ids(&ids, cases[i].ids, cases[i].n_ids, msgs[k - 1].content);
+        cr_assert_eq(ids.ids[1] == 2, 0, "one BOS, not two");
+        tokenizer_ids_free(&ids);
+        chats++;
+    }
+    cr_assert_geq(chats, 4);
     unload(&m);
     free_cases(cases, n);
 }
@@ -371,10 +447,14 @@ Test(tokenizer, unknown_tokenizer_model_is_an_error_naming_it)
 {
     tiny t;
     tiny_init(&t, "smollm");
-    t.spec.model = "llama";
+    t.spec.model = "wordpiece";
     kv_err err = {0};
     cr_assert_null(tokenizer_new(&t.spec, &err));
-    cr_assert(strstr(err.msg, "'llama'") && strstr(err.msg, "gpt2"), "message: %s", err.msg);
+    cr_assert(strstr(err.msg, "'wordpiece'") && strstr(err.msg, "gpt2, llama"), "message: %s",
+              err.msg);
+    t.spec.model = "llama";            /* SentencePiece without scores */
+    cr_assert_null(tokenizer_new(&t.spec, &err));
+    cr_assert(strstr(err.msg, "tokenizer.ggml.scores: missing"), "message: %s", err.msg);
 }
 
 Test(tokenizer, merge_of_unknown_tokens_is_an_error_naming_it)
