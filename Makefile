@@ -35,7 +35,6 @@ SAN      := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-r
 # `make check-layers` names any include that points up.  Each folder is one static
 # library, linked top first.  README.md, "Layout", draws the arrows.
 .DEFAULT_GOAL := all
-.SECONDARY:
 
 LAYERS   := common policies gpu plots model analysis trace sim confirm apps
 MAINS    := apps/kvtrace_main.c apps/kvsim_main.c
@@ -151,7 +150,7 @@ $(GEMMA3):
 $(TEST_TRACE): bin/kvtrace tests/fixtures/trace_prompt.txt $(SMOLLM2)
 	@echo "  RECORD  $@"
 	@./bin/kvtrace record $(SMOLLM2) --prompt-file tests/fixtures/trace_prompt.txt \
-	    --max-new-tokens 24 --record-queries --force -o $@
+	    --max-new-tokens 24 --rows all --record-queries --force -o $@
 
 # The inner loop: no model, no trace, no sanitizer (tests that need them say skipped).
 test-fast: all build/tests
@@ -175,16 +174,26 @@ build/bench: $(patsubst %.c,build/obj/%.o,$(wildcard bench/*.c)) $(LIBS)
 	@echo "  LD      $@"
 	@$(CC) $(CFLAGS) $(filter %.o,$^) $(call libs_in,build/lib) -o $@ $(LDLIBS) $(GPU_LIBS)
 
-# The replay rows read a ~2048-token SmolLM2 trace, uncompressed and default-compressed,
-# recorded once into build/ (a few minutes; about 1.4 GB and 0.8 GB).
-BENCH_TRACES := build/bench_t2048.h5 build/bench_t2048z.h5
+# The replay rows read a ~2048-token SmolLM2 trace with its rows stored, uncompressed and
+# default-compressed, and row-free, recorded once into build/ (a few minutes; about 1.4
+# GB, 0.8 GB and 0.2 GB); the long-context rows an 8K-token text made of the shipped
+# texts (scripts/long_text.sh).
+BENCH_TRACES := build/bench_t2048.h5 build/bench_t2048z.h5 build/bench_t2048f.h5
 build/bench_t2048.h5 build/bench_t2048z.h5: bench/bench_prompt.txt | bin/kvtrace
 	@echo "  RECORD  $@"
 	@./bin/kvtrace record $(SMOLLM2) --prompt-file bench/bench_prompt.txt --max-new-tokens 0 \
-	    --compress $(if $(findstring z.h5,$@),deflate:1,none) --force -o $@
+	    --rows all --compress $(if $(findstring z.h5,$@),deflate:1,none) --force -o $@
+build/bench_t2048f.h5: bench/bench_prompt.txt | bin/kvtrace
+	@echo "  RECORD  $@"
+	@./bin/kvtrace record $(SMOLLM2) --prompt-file bench/bench_prompt.txt --max-new-tokens 0 \
+	    --force -o $@
+build/long_8k.txt: | bin/kvtrace
+	@echo "  TEXT    $@"
+	@sh scripts/long_text.sh $(SMOLLM2) 8100 $@
 
-bench: all build/bench $(BENCH_TRACES)
-	KV_BENCH_TRACE=build/bench_t2048.h5 KV_BENCH_TRACE_Z=build/bench_t2048z.h5 ./build/bench
+bench: all build/bench $(BENCH_TRACES) build/long_8k.txt
+	KV_BENCH_TRACE=build/bench_t2048.h5 KV_BENCH_TRACE_Z=build/bench_t2048z.h5 \
+	    KV_BENCH_TRACE_FREE=build/bench_t2048f.h5 KV_BENCH_LONG=build/long_8k.txt ./build/bench
 
 demo: deps model all
 	@sh scripts/demo.sh

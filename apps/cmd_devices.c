@@ -14,7 +14,8 @@ static int list(void *ctx, kv_err *err)
     int n = gpu_device_count(desc, sizeof desc);
     printf("cpu:  %d OpenMP threads available\n", omp_get_max_threads());
     printf("cuda: %d device%s: %s\n", n, n == 1 ? "" : "s", desc);
-    return fflush(stdout) ? kv_errorf(err, KV_EIO, "standard output: write failed") : KV_OK;
+    (void)err;   /* a failed write to standard output is cli_main's to report */
+    return KV_OK;
 }
 
 int cmd_devices(int argc, char **argv)

@@ -1,11 +1,13 @@
 /*
  * cmd_record.c — `kvtrace record MODEL PROMPT -o TRACE.h5 [options]`: the command line
- * around trace/recorder.c.  Ctrl-C stops at the next step and leaves the trace marked
- * incomplete; a second Ctrl-C kills the process as usual.
+ * around trace/recorder.c.  Ctrl-C, SIGTERM and SIGHUP stop at the next step and leave
+ * the trace marked incomplete; a second one kills the process as usual (and even
+ * then, or after SIGKILL, TRACE.h5.partial opens as it stood at its last batch).
  */
 #include "commands.h"
 
 #include "opts.h"
+#include "out.h"
 #include "recorder.h"
 
 #include <signal.h>
@@ -15,7 +17,7 @@
 
 typedef struct options {
     record_options record;
-    const char    *output, *dtype, *compress;
+    const char    *output, *dtype, *qk_dtype, *compress;
 } options;
 
 #define R(field) offsetof(options, field)
@@ -26,39 +28,67 @@ static const opts_row record_rows[] = {
      "layers to record, e.g. 0,4,8-11 (default: all)", 0, 0, NULL},
     {"heads", 0, OPTS_TEXT, R(record.heads), "LIST", "query heads to record (default: all)",
      0, 0, NULL},
+    {"rows", 0, OPTS_TEXT, R(record.rows), "R",
+     "whose attention rows are stored: none (default: each row\n"
+     "is rebuilt from the queries and keys when read, bit for\n"
+     "bit, and the trace grows with T, not T^2), all, or\n"
+     "LAYERS:HEADS (e.g. 0,15:0-3)", 0, 0, NULL},
     {"dtype", 0, OPTS_TEXT, R(dtype), "f16|f32",
-     "stored precision (default f16, read by h5py as float16)", 0, 0, NULL},
+     "precision of stored rows and values (default f16)", 0, 0, NULL},
+    {"qk-dtype", 0, OPTS_TEXT, R(qk_dtype), "f16|f32",
+     "precision of queries and keys (default f32 when rows are\n"
+     "rebuilt, as it decides theirs; else f16)", 0, 0, NULL},
     {"compress", 0, OPTS_TEXT, R(compress), "C",
-     "none, deflate[:1-9] (default deflate:1) or lz4", 0, 0, NULL},
+     "none, deflate[:1-9] or lz4 (default: deflate:1 with\n"
+     "stored rows, else none: queries and keys compress 1.1x)", 0, 0, NULL},
     {"record-queries", 0, OPTS_FLAG, R(record.trace.record_queries), NULL,
-     "also store the post-RoPE queries (for kvtrace verify)", 0, 0, NULL},
+     "with --rows all, also store the queries (kvtrace verify\n"
+     "then recomputes every row)", 0, 0, NULL},
     {"force", 0, OPTS_FLAG, R(record.trace.force), NULL, "overwrite an existing TRACE", 0, 0,
      NULL},
     {NULL, 0, 0, 0, NULL, NULL, 0, 0, NULL},
 };
 
-static int check_trace_options(options *o, kv_err *err)
+static int parse_dtype(const char *option, const char *text, trace_dtype fallback,
+                       trace_dtype *out, kv_err *err)
 {
-    if (trace_compression_parse(o->compress, &o->record.trace.compression, err) != KV_OK)
-        return kv_err_prefix(err, "--compress: ");
-    if (!o->dtype || !strcmp(o->dtype, "f16"))
-        o->record.trace.dtype = TRACE_F16;
-    else if (!strcmp(o->dtype, "f32"))
-        o->record.trace.dtype = TRACE_F32;
+    if (!text)
+        *out = fallback;
+    else if (!strcmp(text, "f16") || !strcmp(text, "f32"))
+        *out = strcmp(text, "f16") ? TRACE_F32 : TRACE_F16;
     else
-        return kv_errorf(err, KV_EUSAGE, "--dtype '%s': expected f16 or f32", o->dtype);
+        return kv_errorf(err, KV_EUSAGE, "--%s '%s': expected f16 or f32", option, text);
+    return KV_OK;
+}
+
+static int check_trace_options(const session_options *so, options *o, kv_err *err)
+{
+    trace_options *t = &o->record.trace;
+    if (!o->record.rows)
+        o->record.rows = "none";
+    const int rebuilt = strcmp(o->record.rows, "all") != 0;
+    if (trace_compression_parse(o->compress ? o->compress : rebuilt ? "none" : "deflate:1",
+                                &t->compression, err) != KV_OK)
+        return kv_err_prefix(err, "--compress: ");
+    if (parse_dtype("dtype", o->dtype, TRACE_F16, &t->dtype, err) != KV_OK ||
+        parse_dtype("qk-dtype", o->qk_dtype, rebuilt ? TRACE_F32 : TRACE_F16, &t->qk_dtype,
+                    err) != KV_OK)
+        return KV_EUSAGE;
     if (!o->output)
         return kv_errorf(err, KV_EUSAGE, "-o TRACE.h5 is required");
-    return KV_OK;
+    const char *inputs[] = {so->model, so->prompt_file};
+    return out_check(o->output, inputs, 2, err);
 }
 
 static volatile sig_atomic_t interrupted;
 
-static void on_sigint(int sig)
+static const int stop_signals[] = {SIGINT, SIGTERM, SIGHUP};
+enum { N_STOP = sizeof stop_signals / sizeof stop_signals[0] };
+
+static void on_stop(int sig)
 {
-    (void)sig;
     interrupted = 1;
-    signal(SIGINT, SIG_DFL);   /* a second Ctrl-C ends the process at once */
+    signal(sig, SIG_DFL);   /* a second one ends the process at once */
 }
 
 static void report(const char *path, const record_result *res)
@@ -72,20 +102,22 @@ static int record(const session_options *so, options *o, kv_err *err)
 {
     int rc = session_check(so, err);
     if (rc == KV_OK)
-        rc = check_trace_options(o, err);
+        rc = check_trace_options(so, o, err);
     if (rc != KV_OK)
         return rc;
     o->record.progress = true;
     o->record.stop = &interrupted;
     interrupted = 0;
-    struct sigaction sa = {.sa_handler = on_sigint}, old;
-    sigaction(SIGINT, &sa, &old);
+    struct sigaction sa = {.sa_handler = on_stop}, old[N_STOP];
+    for (int i = 0; i < N_STOP; i++)
+        sigaction(stop_signals[i], &sa, &old[i]);
     session s;
     record_result res;
     rc = session_open(&s, so, err);
     if (rc == KV_OK)
         rc = record_trace(&s, so, o->output, &o->record, &res, err);
-    sigaction(SIGINT, &old, NULL);
+    for (int i = 0; i < N_STOP; i++)
+        sigaction(stop_signals[i], &old[i], NULL);
     if (rc == KV_OK)
         report(o->output, &res);
     session_close(&s);
@@ -110,16 +142,20 @@ int cmd_record(int argc, char **argv)
         .prog = "kvtrace record",
         .usage = "kvtrace record MODEL.gguf PROMPT -o TRACE.h5 [options]",
         .about = "Run MODEL on PROMPT (and generate up to --max-new-tokens) with the full KV "
-                 "cache,\nrecording every attention probability row of every recorded layer "
-                 "and query\nhead, the post-RoPE keys and values, the tokens and the model's "
-                 "next-token\nlog-probabilities to an HDF5 trace (docs/TRACE_FORMAT.md).  "
-                 "PROMPT '-' reads\nstandard input.",
+                 "cache\nand record what rebuilds every attention row of every recorded "
+                 "layer and\nquery head: the post-RoPE queries and keys (f32), the values, "
+                 "the tokens and\nthe model's next-token log-probabilities, in an HDF5 "
+                 "trace\n(docs/TRACE_FORMAT.md); --rows all also stores the rows "
+                 "themselves.  The file\nis written as TRACE.h5.partial and renamed when "
+                 "the run ends.  PROMPT '-'\nreads standard input.",
         .groups = {{"options", record_rows, &c.o},
                    {"session options", session_options_rows, &c.so}},
         .positional = {&c.so.model, &c.so.prompt},
-        .footer = "memory: the model and its cache, plus 4 x 64 x layers x heads x T bytes of "
-                  "row\nbuffers and the writer's batches (docs/TRACE_FORMAT.md); e.g. "
-                  "SmolLM2, T = 1024,\nall rows: about 70 MB + 70 MB.\n"
+        .footer = "sizes: SmolLM2-135M keeps 104 KB per token without rows (8K tokens: 0.85 "
+                  "GB);\nstored rows add 540 x T bytes per token (f16), T^2 in all (8K: "
+                  "18 GB).\nmemory: the model and its cache, the writer's two batches of 64 "
+                  "steps, and\nwith stored rows 4 x 64 x layers x heads x T bytes of row "
+                  "buffers\n(docs/TRACE_FORMAT.md, Memory).\n"
                   "exit status: 0 success, 1 runtime error or interrupted (the trace stays "
                   "marked\nincomplete), 2 bad usage\nexample:\n  kvtrace record "
                   "models/SmolLM2-135M-Instruct.Q4_1.gguf \"The cat\" -o cat.h5 "

@@ -89,9 +89,7 @@ static int run(const options *o, const char *text, size_t len, kv_err *err)
     tokenizer *t = f ? tokenizer_from_gguf(f, err) : NULL;
     int rc = t ? encode(t, o, text, len, &ids, err) : (err->code ? err->code : KV_EIO);
     if (rc == KV_OK)
-        print_ids(t, &ids, o->ids_only);
-    if (rc == KV_OK && fflush(stdout) != 0)
-        rc = kv_errorf(err, KV_EIO, "standard output: write failed");
+        print_ids(t, &ids, o->ids_only);   /* write errors: cli_main */
     tokenizer_ids_free(&ids);
     tokenizer_free(t);
     gguf_close(f);

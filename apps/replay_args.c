@@ -1,10 +1,11 @@
 /* replay_args.c — the option tables of kvsim replay, sweep, std and scope; see
  * replay_args.h. */
 #include "replay_args.h"
-#include "out.h"
 
 #include "opts.h"
+#include "out.h"
 #include "results.h"
+#include "trace_file.h"
 
 #include <stddef.h>
 #include <string.h>
@@ -24,7 +25,10 @@ static int load_policy_lib(const char *path, kv_err *err) { return policy_lib_lo
     {"threads", 0, OPTS_INT, A(req.threads), "N",                                         \
      "OpenMP threads (results do not depend on it)", 1, 1024, NULL},                     \
     {"strict", 0, OPTS_FLAG, A(req.strict), NULL,                                         \
-     "refuse an incomplete trace instead of replaying its steps", 0, 0, NULL}
+     "refuse an incomplete trace instead of replaying its steps", 0, 0, NULL},           \
+    {"follow", 0, OPTS_FLAG, A(follow), NULL,                                             \
+     "TRACE is being recorded: wait for it (showing its steps) and read\n"                \
+     "the whole trace (a fractional budget needs the final T)", 0, 0, NULL}
 
 /* The rows of the commands that replay policies. */
 #define ROWS_REPLAYING                                                                    \
@@ -138,5 +142,10 @@ int replay_args_parse(replay_command which, int argc, char **argv, replay_args *
     if (rc != KV_OK)
         return rc;
     rc = out_check(out->csv, &out->req.trace, 1, err);
-    return rc == KV_OK ? out_check(out->json, &out->req.trace, 1, err) : rc;
+    if (rc == KV_OK)
+        rc = out_check(out->json, &out->req.trace, 1, err);
+    if (rc == KV_OK && out->follow &&
+        (rc = trace_follow(out->req.trace, out->followed, sizeof out->followed, err)) == KV_OK)
+        out->req.trace = out->followed;
+    return rc;
 }

@@ -17,12 +17,15 @@ typedef struct replay_args {
     const char    *csv, *json;   /* -o (default stdout), --json */
     const char    *sizes;        /* kvsim scope: the protected sizes r */
     const char    *policy_lib;   /* --policy-lib, loaded while parsing */
+    int            follow;       /* --follow: wait for a recording in progress */
+    char           followed[4096];/* the file --follow found (NAME or NAME.partial) */
     char           command[1024];/* the command line, for the JSON's provenance */
 } replay_args;
 
 /* Parse argv (argv[0] = the subcommand) with `which`'s table.  0, OPTS_HELP when the
  * help was printed, or KV_EUSAGE with err naming the option.  The outputs are checked
- * for writability here, so a typo in -o costs nothing. */
+ * for writability here, so a typo in -o costs nothing; with --follow, this waits for
+ * the recording to end (trace_follow). */
 int replay_args_parse(replay_command which, int argc, char **argv, replay_args *out,
                       kv_err *err);
 

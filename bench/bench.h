@@ -12,8 +12,9 @@ double bench_now(void);   /* monotonic seconds */
 void   bench_row(const char *name, const char *config, int threads, double value,
                  const char *unit);
 
-/* machine figures (bench_machine.c) */
-void bench_gemm(int threads);
+/* machine figures (bench_machine.c); bench_gemm returns its best GFLOP/s, the sgemm
+ * yardstick later rows are measured against */
+double bench_gemm(int threads);
 void bench_memory(int threads);
 void bench_disk(int threads, const char *dir);
 
@@ -27,5 +28,10 @@ void bench_record(int threads, const char *model);
 /* the replay engine (bench_replay.c) on $KV_BENCH_TRACE / $KV_BENCH_TRACE_Z; quick:
  * single replays only */
 void bench_replay(int quick);
+
+/* row-free traces (bench_rebuild.c): rebuilt vs stored replay on $KV_BENCH_TRACE_FREE,
+ * the QK^T part against the sgemm yardstick, bytes per token, and 8K tokens of
+ * $KV_BENCH_LONG recorded and replayed */
+void bench_rebuild(const char *model, double yardstick);
 
 #endif

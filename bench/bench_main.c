@@ -66,18 +66,22 @@ int main(int argc, char **argv)
            "value", "unit");
     printf("|%s|%s|%s|%s|%s|\n", "------------------------", "--------------------------------",
            "---------", "------------", "----------");
+    double yardstick = 0;
     for (int t = 1; t <= max_threads; t++) {
         omp_set_num_threads(t);
         blas_set_threads(t);
-        bench_gemm(t);
+        yardstick = bench_gemm(t);
         bench_memory(t);
         bench_disk(t, dir);
     }
+    const char *model = getenv("KV_MODEL") ? getenv("KV_MODEL")
+                                           : "models/SmolLM2-135M-Instruct.Q4_1.gguf";
     for (int t = 1; !quick && t <= max_threads; t++)
-        bench_model(t, getenv("KV_MODEL") ? getenv("KV_MODEL") : "models/SmolLM2-135M-Instruct.Q4_1.gguf");
+        bench_model(t, model);
     if (!quick)
-        bench_record(max_threads, getenv("KV_MODEL") ? getenv("KV_MODEL")
-                                                     : "models/SmolLM2-135M-Instruct.Q4_1.gguf");
+        bench_record(max_threads, model);
     bench_replay(quick);
+    if (!quick)
+        bench_rebuild(model, yardstick);
     return 0;
 }

@@ -1,6 +1,7 @@
 /* cli.c — subcommand dispatch and top-level help; see cli.h. */
 #include "cli.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -25,7 +26,18 @@ static const cli_command *find(const cli_program *prog, const char *name)
     return NULL;
 }
 
-int cli_main(const cli_program *prog, int argc, char **argv)
+/* A run whose output did not reach standard output did not succeed (a full disk,
+ * /dev/full, a closed pipe): checked once here for every command. */
+static int flushed(const char *name, int status)
+{
+    if ((fflush(stdout) == 0 && !ferror(stdout)) || status != 0)
+        return status;   /* a command that failed has said why */
+    fprintf(stderr, "%s: standard output: write error: %s\n", name,
+            errno ? strerror(errno) : "I/O error");
+    return 1;
+}
+
+static int dispatch(const cli_program *prog, int argc, char **argv)
 {
     if (argc < 2) {
         cli_print_help(prog);
@@ -54,4 +66,9 @@ int cli_main(const cli_program *prog, int argc, char **argv)
         return 2;
     }
     return cmd->run(argc - 1, argv + 1);
+}
+
+int cli_main(const cli_program *prog, int argc, char **argv)
+{
+    return flushed(prog->name, dispatch(prog, argc, argv));
 }

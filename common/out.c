@@ -21,9 +21,7 @@ struct out_file {
 
 /* --- where a path really goes ---------------------------------------------------------- */
 
-/* (3) The file a path names: a symbolic link's target (resolved against the link's
- * directory when relative), else the path itself. */
-static int target_of(const char *path, char *out, size_t len, kv_err *err)
+int out_target(const char *path, char *out, size_t len, kv_err *err)
 {
     struct stat st;
     if (lstat(path, &st) != 0 || !S_ISLNK(st.st_mode)) {
@@ -85,7 +83,7 @@ int out_check(const char *path, const char *const *inputs, int n_inputs, kv_err 
         return KV_OK;
     char target[PATH_MAX];
     struct stat st, in;
-    if (target_of(path, target, sizeof target, err) != KV_OK)
+    if (out_target(path, target, sizeof target, err) != KV_OK)
         return KV_EIO;
     const int exists = stat(target, &st) == 0;
     for (int i = 0; exists && i < n_inputs; i++)
@@ -134,7 +132,7 @@ out_file *out_open(const char *path, kv_err *err)
         snprintf(o->path, sizeof o->path, "standard output");
         return o;
     }
-    if (target_of(path, o->path, sizeof o->path, err) != KV_OK)
+    if (out_target(path, o->path, sizeof o->path, err) != KV_OK)
         return fail(o);
     struct stat st;
     const int exists = stat(o->path, &st) == 0;
@@ -202,7 +200,7 @@ int out_place(const char *tmp, const char *path, kv_err *err)
 {
     char target[PATH_MAX];
     struct stat st;
-    if (target_of(path, target, sizeof target, err) != KV_OK)
+    if (out_target(path, target, sizeof target, err) != KV_OK)
         return KV_EIO;
     const mode_t mode = stat(target, &st) == 0 ? st.st_mode & 07777 : default_mode();
     if (chmod(tmp, mode) != 0 || rename(tmp, target) != 0)

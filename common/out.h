@@ -45,6 +45,10 @@ int out_write(const char *path, void (*write)(FILE *f, const void *ctx), const v
  * `path` by rules (2) and (3), keeping a replaced file's mode.  0 or KV_EIO. */
 int out_place(const char *tmp, const char *path, kv_err *err);
 
+/* (3) The file `path` names: a symbolic link's target (resolved against the link's
+ * directory when relative), else path itself, into out.  0 or KV_EIO. */
+int out_target(const char *path, char *out, size_t len, kv_err *err);
+
 /* --- values -------------------------------------------------------------------------- */
 
 void out_json_string(FILE *f, const char *s);           /* "…" with escapes */

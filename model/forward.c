@@ -18,6 +18,8 @@
  */
 #include "model_impl.h"
 
+#include "attention.h"
+
 #include <cblas.h>
 #include <math.h>
 #include <omp.h>
@@ -291,28 +293,10 @@ static void gelu(float *hb, size_t n)
         hb[i] = 0.5f * hb[i] * (1.0f + erff(hb[i] * 0.70710678118654752f));
 }
 
-/* x = cap · tanh(x / cap): Gemma's logit softcapping. */
-static void softcap(float *x, size_t n, float cap)
-{
-    for (size_t i = 0; i < n; i++)
-        x[i] = cap * tanhf(x[i] / cap);
-}
-
 static void residual(float *x, const float *y, size_t n)
 {
     for (size_t i = 0; i < n; i++)
         x[i] += y[i];
-}
-
-static void softmax(float *x, int n)
-{
-    float max = x[0], sum = 0.0f;
-    for (int i = 1; i < n; i++)
-        max = x[i] > max ? x[i] : max;
-    for (int i = 0; i < n; i++)
-        sum += x[i] = expf(x[i] - max);
-    for (int i = 0; i < n; i++)
-        x[i] /= sum;
 }
 
 /* ---- attention --------------------------------------------------------------------- */
@@ -326,17 +310,6 @@ typedef struct head_job {
     const model_hooks  *hooks;
     int                 layer, n;   /* n: the call's new tokens */
 } head_job;
-
-/* Scores (rows, n_keys) = scale · Q·Kᵀ for one block of one head's query rows. */
-static void block_scores(float *sc, const float *q, int ld, const float *K, int rows,
-                         int n_keys, int hd, float scale)
-{
-    if (rows == 1)
-        cblas_sgemv(CblasRowMajor, CblasNoTrans, n_keys, hd, scale, K, hd, q, 1, 0.0f, sc, 1);
-    else
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, n_keys, hd, scale, q, ld,
-                    K, hd, 0.0f, sc, n_keys);
-}
 
 /* Out (rows, hd) = P·V for one block. */
 static void block_output(float *out, int ld, const float *p, const float *V, int rows,
@@ -365,17 +338,6 @@ static int window_start(const int32_t *pos, int len, int window)
     return lo;
 }
 
-/* Softmax of one row over its visible keys [first, len), zeros elsewhere: the causal
- * mask (keys after the query's own entry) and a sliding window's (keys before first). */
-static void masked_softmax(float *row, int first, int len, int n_keys, float cap)
-{
-    if (cap > 0.0f)
-        softcap(row + first, (size_t)(len - first), cap);
-    softmax(row + first, len - first);
-    memset(row, 0, (size_t)first * sizeof *row);
-    memset(row + len, 0, (size_t)(n_keys - len) * sizeof *row);
-}
-
 /* Query head h: every new row attends to the stream's slots up to its own entry (the
  * stream held n_old entries before this call, so row r sees n_old + r + 1 of them),
  * minus those a sliding window leaves out. */
@@ -394,12 +356,14 @@ static void attend_head(const head_job *j, int h, float *sc)
         const float *q = j->s->q + (size_t)r0 * ld + (size_t)h * hd;
         for (int i = 0; hk && hk->query && i < rows; i++)
             hk->query(hk->ctx, j->layer, h, j->s->pos[r0 + i], q + (size_t)i * ld, hd);
-        block_scores(sc, q, ld, K, rows, n_keys, hd, g->attn_scale);
+        attention_scores(sc, (size_t)n_keys, q, ld, K, rows, n_keys, hd, g->attn_scale);
         for (int i = 0; i < rows; i++) {
             float *row = sc + (size_t)i * n_keys;
             int len = n_old + r0 + i + 1;              /* causal: keys up to its own */
             int first = g->mask == MODEL_MASK_SLIDING ? window_start(kpos, len, g->window) : 0;
-            masked_softmax(row, first, len, n_keys, g->softcap);
+            if (g->softcap > 0.0f)
+                attention_softcap(row + first, len - first, g->softcap);
+            attention_softmax(row, first, len, n_keys);
             if (hk && hk->attn_row)
                 hk->attn_row(hk->ctx, j->layer, h, j->s->pos[r0 + i], row, len);
         }
@@ -576,6 +540,6 @@ int model_forward(model *m, kv_cache *cache, const int32_t *tokens, int n,
     norm(s->xb, s->x + (size_t)first * d, m->output_norm, m->output_norm_b, rows, d, c->rms_eps);
     matmul(m, logits, s->xb, &m->output, rows);
     if (c->final_softcap > 0.0f)
-        softcap(logits, (size_t)rows * c->n_vocab, c->final_softcap);
+        attention_softcap(logits, (size_t)rows * c->n_vocab, c->final_softcap);
     return 0;
 }

@@ -232,7 +232,6 @@ int gguf_info_print(const char *path, int list_tensors, kv_err *err)
     if (list_tensors)
         print_tensors(f);
     gguf_close(f);
-    return fflush(stdout) == 0 ? KV_OK : kv_errorf(err, KV_EIO, "standard output: %s",
-                                                   strerror(errno));
+    return KV_OK;   /* a write error on standard output is the caller's to report */
 }
 

@@ -294,26 +294,89 @@ Test(record_faults, a_full_disk_leaves_a_file_marked_incomplete)
     unlink(path);
 }
 
-/* (4) Ctrl-C mid-run: exit 1, a clear message, and a trace that says it is truncated.
- * The signal is sent on an event, not after a delay: the first progress line
- * (KV_PROGRESS=lines) says steps are being recorded; the rest of stderr is kept. */
-Test(record_faults, sigint_leaves_a_truncated_trace)
+/* Start a long recording into `path`, send it `sig` once it reports its first step
+ * (KV_PROGRESS=lines on a FIFO: an event, not a delay), and return its exit status
+ * followed by the rest of its stderr in out. */
+static void record_until_signal(const char *sig, const char *path, char *out, size_t len)
 {
-    char cmd[2048], out[4096], path[] = "/tmp/kv_record_XXXXXX.h5", dir[] = "/tmp/kv_rec_XXXXXX";
-    close(mkstemps(path, 3));
+    char cmd[2048], dir[] = "/tmp/kv_rec_XXXXXX";
     cr_assert_not_null(mkdtemp(dir));
     snprintf(cmd, sizeof cmd, "cd '%s' && mkfifo events || exit 9; KV_PROGRESS=lines "
              RECORD_CMD "--max-new-tokens 4000 --force -o '%s' 2>events & "
-             "pid=$!; { IFS= read -r first; kill -INT $pid; cat > rest; } < '%s/events'; "
-             "wait $pid; echo $?; cat '%s/rest'",
-             dir, getenv("KV_BIN"), test_model(), path, dir, dir);
-    cr_assert_eq(test_shell(cmd, out, sizeof out), 0);
-    cr_assert_eq(atoi(out), 1, "exit status after SIGINT: %s", out);
-    cr_assert(strstr(out, "interrupted"), "stderr: %s", out);
+             "pid=$!; { IFS= read -r first; kill -%s $pid; cat > rest; } < '%s/events'; "
+             "wait $pid; echo $?; cat '%s/rest'; rm -rf '%s'",
+             dir, getenv("KV_BIN"), test_model(), path, sig, dir, dir, dir);
+    cr_assert_eq(test_shell(cmd, out, len), 0);
+}
+
+static void expect_truncated(const char *path)
+{
+    char cmd[1024], out[4096];
     snprintf(cmd, sizeof cmd, "'%s/kvtrace' info '%s' 2>&1", getenv("KV_BIN"), path);
     cr_assert_eq(test_shell(cmd, out, sizeof out), 0, "%s", out);
     cr_assert(strstr(out, "truncated at step"), "kvtrace info: %s", out);
+}
+
+/* (4) Ctrl-C, SIGTERM or SIGHUP mid-run: exit 1, a clear message, and a trace in place
+ * that says it is truncated. */
+Test(record_faults, sigint_sigterm_and_sighup_leave_a_truncated_trace)
+{
+    const char *sigs[] = {"INT", "TERM", "HUP"};
+    for (int i = 0; i < 3; i++) {
+        char out[4096], path[] = "/tmp/kv_record_XXXXXX.h5";
+        close(mkstemps(path, 3));
+        record_until_signal(sigs[i], path, out, sizeof out);
+        cr_assert_eq(atoi(out), 1, "exit status after SIG%s: %s", sigs[i], out);
+        cr_assert(strstr(out, "interrupted"), "stderr: %s", out);
+        expect_truncated(path);
+        unlink(path);
+    }
+}
+
+/* SIGKILL: no handler runs, yet NAME.partial opens (SWMR) with every flushed batch,
+ * and a new recording neither takes it over nor loses it without --force. */
+Test(record_faults, sigkill_leaves_a_readable_partial_trace)
+{
+    char out[4096], cmd[2048], path[] = "/tmp/kv_record_XXXXXX.h5", partial[64];
+    close(mkstemps(path, 3));
     unlink(path);
+    snprintf(partial, sizeof partial, "%s.partial", path);
+    record_until_signal("KILL", path, out, sizeof out);
+    cr_assert_eq(atoi(out), 137, "exit status after SIGKILL: %s", out);
+    cr_assert_eq(access(path, F_OK), -1, "NAME appears only when the writer finishes");
+    expect_truncated(partial);
+    snprintf(cmd, sizeof cmd, RECORD_CMD "--max-new-tokens 0 -o '%s' 2>&1", getenv("KV_BIN"),
+             test_model(), path);
+    cr_assert_eq(test_shell(cmd, out, sizeof out), 1, "%s", out);
+    cr_assert(strstr(out, "did not finish"), "%s", out);
+    snprintf(cmd, sizeof cmd, RECORD_CMD "--max-new-tokens 0 --force -o '%s' 2>&1",
+             getenv("KV_BIN"), test_model(), path);
+    cr_assert_eq(test_shell(cmd, out, sizeof out), 0, "%s", out);
+    cr_assert_eq(access(partial, F_OK), -1, "the partial trace became NAME");
+    unlink(path);
+}
+
+/* A trace is a function of the model and the prompt: recorded with 1 and with 2
+ * threads, every dataset is the same bit for bit (only `threads` and `created` differ). */
+Test(record, traces_do_not_depend_on_the_thread_count, .timeout = 300)
+{
+    static const char *const datasets[] = {
+        "attn/probs", "kv/keys", "kv/values", "kv/queries", "tokens/id", "tokens/text_bytes",
+        "tokens/logprob_next", "tokens/entropy_next", "status/steps"};
+    char dir[] = "/tmp/kv_threads_XXXXXX", cmd[2048], out[4096];
+    cr_assert_not_null(mkdtemp(dir));
+    for (int threads = 1; threads <= 2; threads++) {
+        snprintf(cmd, sizeof cmd, "'%s/kvtrace' record '%s' --prompt-file '%s/trace_prompt.txt' "
+                 "--max-new-tokens 24 --rows all --record-queries --threads %d -o '%s/t%d.h5' "
+                 "2>&1", getenv("KV_BIN"), test_model(), getenv("KV_FIXTURES"), threads, dir,
+                 threads);
+        cr_assert_eq(test_shell(cmd, out, sizeof out), 0, "%s", out);
+    }
+    for (size_t i = 0; i < sizeof datasets / sizeof *datasets; i++) {
+        snprintf(cmd, sizeof cmd, "h5diff '%s/t1.h5' '%s/t2.h5' /%s /%s 2>&1", dir, dir,
+                 datasets[i], datasets[i]);
+        cr_assert_eq(test_shell(cmd, out, sizeof out), 0, "/%s differs: %s", datasets[i], out);
+    }
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
     test_shell(cmd, out, sizeof out);
 }

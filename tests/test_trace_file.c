@@ -6,12 +6,15 @@
  * them.  Each test works in its own temporary directory, removed at the end.
  */
 #include <criterion/criterion.h>
+#include <fcntl.h>
 #include <ftw.h>
 #include <hdf5.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <signal.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -55,15 +58,25 @@ static float query(int li, int hi, int t, int d) { return 2 * sinf(0.037f * (t +
 static float key(int li, int ki, int t, int d) { return cosf(0.023f * t * (d + 1) + 0.7f * li + ki); }
 static float value(int li, int ki, int t, int d) { return (float)(li * 100 + ki * 10 + d) + 0.001f * t; }
 
-/* Row (li, hi, t) = softmax over keys 0..t of q.k / sqrt(D), into out (t+1,). */
+/* The window of each recorded layer (0: none) and the softcap (0: none); the tests
+ * of windows and caps set them. */
+static int window[L];
+static double softcap;
+
+/* Row (li, hi, t) = softmax over keys lo..t of q.k / sqrt(D) (lo: the layer's window),
+ * zeros before lo, into out (t+1,). */
 static void attention_row(int li, int hi, int t, float *out)
 {
     double s[512], mx = -INFINITY, sum = 0;
-    for (int j = 0; j <= t; j++) {
+    const int lo = window[li] > 0 && t + 1 > window[li] ? t + 1 - window[li] : 0;
+    for (int j = 0; j < lo; j++)
+        s[j] = -INFINITY;
+    for (int j = lo; j <= t; j++) {
         double dot = 0;
         for (int d = 0; d < D; d++)
             dot += (double)query(li, hi, t, d) * key(li, kv_of[hi], j, d);
         s[j] = dot / sqrt((double)D);
+        s[j] = softcap > 0 ? softcap * tanh(s[j] / softcap) : s[j];
         mx = s[j] > mx ? s[j] : mx;
     }
     for (int j = 0; j <= t; j++)
@@ -81,6 +94,7 @@ static trace_header fake_header(void)
         .prompt = "héllo wörld", .chat = 1, .max_new_tokens = 40, .top_k = 40,
         .temperature = 0.7, .top_p = 0.9, .seed = 18446744073709551557ull, .device = "cpu",
         .threads = 2, .n_layers_rec = L, .layers = layers, .n_heads_rec = H, .heads = heads,
+        .window = window, .attn_softcap = softcap,
     };
 }
 
@@ -120,6 +134,27 @@ static trace_step fake_step(step_buf *b, int t)
 
 typedef void (*tamper_fn)(int t, step_buf *b);
 
+/* The rows of the pairs opt stores, in the writer's order, into out; NULL for none. */
+static const float *const *stored_rows(const trace_options *opt, const step_buf *b,
+                                       const float **out)
+{
+    if (!opt || opt->rows == TRACE_ROWS_ALL)
+        return b->row_p;
+    if (opt->rows == TRACE_ROWS_NONE)
+        return NULL;
+    int n = 0;
+    for (int i = 0; i < opt->n_row_layers; i++)
+        for (int j = 0; j < opt->n_row_heads; j++) {
+            int li = 0, hi = 0;
+            while (layers[li] != opt->row_layers[i])
+                li++;
+            while (heads[hi] != opt->row_heads[j])
+                hi++;
+            out[n++] = b->row_p[li * H + hi];
+        }
+    return out;
+}
+
 /* Write T steps; `stop_at` >= 0 aborts after that many steps.  Returns the first
  * error of append or close. */
 static int write_fake(const char *path, int T, const trace_options *opt, int stop_at,
@@ -140,6 +175,8 @@ static int write_fake(const char *path, int T, const trace_options *opt, int sto
         trace_step s = fake_step(b, t);
         if (tamper)
             tamper(t, b);
+        const float *stored[L * H];
+        s.rows = stored_rows(opt, b, stored);
         rc = trace_writer_append_step(w, &s, err);
         if (rc == KV_OK)
             rc = trace_writer_set_next(w, t, -0.5f - 0.01f * t, 1.0f + 0.001f * t, err);
@@ -154,8 +191,16 @@ static int write_fake(const char *path, int T, const trace_options *opt, int sto
 
 static trace_options opts(trace_dtype dtype, const char *compression)
 {
-    trace_options o = {.dtype = dtype, .record_queries = 1};
+    trace_options o = {.dtype = dtype, .qk_dtype = dtype, .record_queries = 1};
     cr_assert_eq(trace_compression_parse(compression, &o.compression, NULL), KV_OK);
+    return o;
+}
+
+static trace_options rows_opts(trace_stored_rows rows)
+{
+    trace_options o = opts(TRACE_F32, "deflate:1");
+    o.rows = rows;
+    o.record_queries = 0;   /* rebuilt rows bring their queries anyway */
     return o;
 }
 
@@ -535,10 +580,10 @@ static const char *finished_trace(const char *name, int T)
 
 Test(trace_file, newer_format_version_is_refused_clearly)
 {
-    const char *p = finished_trace("v2.h5", 10);
-    set_root_attr(p, "format_version", 2);
+    const char *p = finished_trace("v3.h5", 10);
+    set_root_attr(p, "format_version", 3);
     expect_open_error(p, KV_EUNSUPPORTED,
-                      "format version 2 is newer than this kvsim supports (1)");
+                      "format version 3 is newer than this kvsim supports (2)");
 }
 
 Test(trace_file, shapes_are_checked_against_the_header)
@@ -662,6 +707,63 @@ Test(trace_file, verify_rejects_a_row_that_does_not_sum_to_one)
     verify_fails_with(halve_row_40, "halved.h5");
 }
 
+static void nan_in_row_20(int t, step_buf *b)
+{
+    if (t == 20)
+        b->rows[2][3] = NAN;
+}
+
+static void negative_in_row_30(int t, step_buf *b)
+{
+    if (t == 30) {
+        b->rows[0][0] -= 0.5f;
+        b->rows[0][1] += 0.5f;   /* still sums to 1 */
+    }
+}
+
+static void nan_query_at_10(int t, step_buf *b)
+{
+    if (t == 10)
+        b->queries[4][2] = NAN;
+}
+
+/* `kvsim replay` of path: its exit status, stderr in out. */
+static int run_replay(const char *path, char *out, size_t len)
+{
+    char cmd[512];
+    snprintf(cmd, sizeof cmd, "%s/kvsim replay %s --policy h2o --budget 0.5 -o /dev/null "
+             "--json /dev/null 2>&1", getenv("KV_BIN") ? getenv("KV_BIN") : "bin", path);
+    FILE *p = popen(cmd, "r");
+    size_t n = fread(out, 1, len - 1, p);
+    out[n] = '\0';
+    int status = pclose(p);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+/* Rows holding NaN, negative or unnormalised values are an error naming the row, never
+ * replayed (they used to replay with exit 0 and a JSON of bare inf and nan); a NaN query
+ * of a row-free trace likewise. */
+Test(trace_file, replay_refuses_damaged_rows_stored_or_rebuilt)
+{
+    const struct { tamper_fn tamper; trace_stored_rows rows; const char *name, *step; } cases[] = {
+        {nan_in_row_20, TRACE_ROWS_ALL, "nan.h5", "step 20"},
+        {negative_in_row_30, TRACE_ROWS_ALL, "neg.h5", "step 30"},
+        {halve_row_40, TRACE_ROWS_ALL, "half.h5", "step 40"},
+        {nan_query_at_10, TRACE_ROWS_NONE, "nanq.h5", "step 10"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        trace_options o = rows_opts(cases[i].rows);
+        kv_err err = {0};
+        char out[4096];
+        cr_assert_eq(write_fake(path_in(cases[i].name), 80, &o, -1, cases[i].tamper, &err), 0,
+                     "%s", err.msg);
+        cr_assert_eq(run_replay(path_in(cases[i].name), out, sizeof out), 1, "%s: %s",
+                     cases[i].name, out);
+        cr_assert(strstr(out, "damaged") && strstr(out, cases[i].step), "%s: %s",
+                  cases[i].name, out);
+    }
+}
+
 Test(trace_file, verify_rejects_rows_that_disagree_with_queries_and_keys)
 {
     verify_fails_with(scale_queries_at_50, "queries.h5");
@@ -689,3 +791,354 @@ Test(trace_file, verify_usage_and_unreadable_files)
     cr_assert_eq(run_verify(NULL), 2);
     cr_assert_eq(run_verify(path_in("missing.h5")), 1);
 }
+
+/* ---------------------------------------------------------------- rebuilt rows --- */
+
+/* Rows of (li, hi) through trace_rows against the double-precision reference: stored
+ * f32 rows exactly, rebuilt ones within the f32 arithmetic of the rebuild. */
+static double max_row_error(trace *tr, int li, int hi, int T)
+{
+    float expect[512], out[TRACE_BATCH * 512];
+    double worst = 0;
+    for (int t0 = 0; t0 < T; t0 += TRACE_BATCH) {
+        int n = T - t0 < TRACE_BATCH ? T - t0 : TRACE_BATCH;
+        size_t width = (size_t)(t0 + n);
+        kv_err err = {0};
+        cr_assert_eq(trace_rows(tr, li, hi, t0, n, out, width, &err), 0, "%s", err.msg);
+        for (int i = 0; i < n; i++) {
+            attention_row(li, hi, t0 + i, expect);
+            for (size_t j = 0; j < width; j++) {
+                double want = (int)j <= t0 + i ? expect[j] : 0;
+                double d = fabs(out[i * width + j] - want);
+                worst = d > worst ? d : worst;
+            }
+        }
+    }
+    return worst;
+}
+
+
+Test(trace_file, a_row_free_trace_rebuilds_every_row_from_queries_and_keys)
+{
+    const char *p = path_in("free.h5");
+    trace_options o = rows_opts(TRACE_ROWS_NONE);
+    kv_err err = {0};
+    cr_assert_eq(write_fake(p, 150, &o, -1, NULL, &err), 0, "%s", err.msg);
+    trace *tr = open_ok(p);
+    const trace_meta *m = trace_get_meta(tr);
+    cr_assert_eq(m->options.rows, TRACE_ROWS_NONE);
+    cr_assert_eq(m->options.record_queries, 1);
+    for (int li = 0; li < L; li++)
+        for (int hi = 0; hi < H; hi++) {
+            cr_assert_not(trace_rows_stored(tr, li, hi));
+            double e = max_row_error(tr, li, hi, 150);
+            cr_assert_leq(e, 1e-6, "layer %d head %d: rebuilt rows off by %g", li, hi, e);
+        }
+    float out[64 * 64];
+    cr_assert_eq(trace_read_rows(tr, 0, 0, 0, 64, out, 64, &err), KV_ENOTFOUND);
+    cr_assert(strstr(err.msg, "not stored") && strstr(err.msg, "/attn/probs"), "%s", err.msg);
+    trace_storage st;
+    cr_assert_eq(trace_get_storage(tr, &st, &err), 0);
+    cr_assert_eq(st.probs_elements, 0);
+    cr_assert_eq(st.row_elements, (uint64_t)L * H * 150 * 151 / 2);
+    trace_close(tr);
+    cr_assert_eq(run_verify(p), 0);
+}
+
+Test(trace_file, some_rows_stored_and_the_others_rebuilt)
+{
+    const int rl[1] = {2}, rh[2] = {1, 3};
+    const char *p = path_in("some.h5");
+    trace_options o = rows_opts(TRACE_ROWS_SOME);
+    o.n_row_layers = 1, o.row_layers = rl, o.n_row_heads = 2, o.row_heads = rh;
+    kv_err err = {0};
+    cr_assert_eq(write_fake(p, 100, &o, -1, NULL, &err), 0, "%s", err.msg);
+    trace *tr = open_ok(p);
+    cr_assert_eq(trace_get_meta(tr)->options.rows, TRACE_ROWS_SOME);
+    for (int li = 0; li < L; li++)
+        for (int hi = 0; hi < H; hi++) {
+            int stored = li == 1 && hi >= 1;   /* layer 2, heads 1 and 3 */
+            cr_assert_eq(trace_rows_stored(tr, li, hi), stored, "l%d h%d", li, hi);
+            double e = max_row_error(tr, li, hi, 100);
+            cr_assert_leq(e, stored ? 0 : 1e-6, "l%d h%d off by %g", li, hi, e);
+        }
+    trace_close(tr);
+    int bad_layer[1] = {1};
+    o.row_layers = bad_layer;
+    cr_assert_eq(write_fake(path_in("bad.h5"), 3, &o, -1, NULL, &err), KV_ERANGE);
+    cr_assert(strstr(err.msg, "layer 1 is not recorded"), "%s", err.msg);
+}
+
+Test(trace_file, a_window_masks_rebuilt_rows_and_verify_checks_it)
+{
+    window[1] = 5;   /* model layer 2 sees its last 5 keys */
+    const char *p = path_in("window.h5");
+    trace_options o = rows_opts(TRACE_ROWS_NONE);
+    kv_err err = {0};
+    cr_assert_eq(write_fake(p, 90, &o, -1, NULL, &err), 0, "%s", err.msg);
+    trace *tr = open_ok(p);
+    cr_assert_eq(trace_get_meta(tr)->header.window[0], 0);
+    cr_assert_eq(trace_get_meta(tr)->header.window[1], 5);
+    for (int hi = 0; hi < H; hi++)
+        cr_assert_leq(max_row_error(tr, 1, hi, 90), 1e-6);
+    trace_close(tr);
+    cr_assert_eq(run_verify(p), 0);
+    window[1] = 0;
+}
+
+/* ---------------------------------------------------------------- refusals ------- */
+
+static void delete_root_attr_and_put(const char *p, const char *name, hid_t type,
+                                     const void *v)
+{
+    hid_t f = H5Fopen(p, H5F_ACC_RDWR, H5P_DEFAULT);
+    cr_assert_geq(H5Adelete(f, name), 0);
+    hid_t s = H5Screate(H5S_SCALAR), a = H5Acreate2(f, name, type, s, H5P_DEFAULT, H5P_DEFAULT);
+    cr_assert_geq(H5Awrite(a, type, v), 0);
+    H5Aclose(a);
+    H5Sclose(s);
+    H5Fclose(f);
+}
+
+static void put_fixed_string(const char *p, const char *name, const char *v)
+{
+    hid_t t = H5Tcopy(H5T_C_S1);
+    H5Tset_size(t, strlen(v) + 1);
+    delete_root_attr_and_put(p, name, t, v);
+    H5Tclose(t);
+}
+
+Test(trace_file, a_softcap_is_applied_to_rebuilt_rows)
+{
+    softcap = 2.0;   /* the fake scores reach about 4: the cap bends them */
+    const char *p = path_in("cap.h5");
+    trace_options o = rows_opts(TRACE_ROWS_NONE);
+    kv_err err = {0};
+    cr_assert_eq(write_fake(p, 70, &o, -1, NULL, &err), 0, "%s", err.msg);
+    trace *tr = open_ok(p);
+    cr_assert_eq(trace_get_meta(tr)->header.attn_softcap, 2.0);
+    for (int hi = 0; hi < H; hi++)
+        cr_assert_leq(max_row_error(tr, 0, hi, 70), 1e-6);
+    trace_close(tr);
+    softcap = 0;
+}
+
+Test(trace_file, unknown_masks_caps_and_old_or_variable_length_data_are_refused)
+{
+    trace_options o = rows_opts(TRACE_ROWS_NONE);
+    kv_err err = {0};
+    const char *p = path_in("mask.h5");
+    cr_assert_eq(write_fake(p, 10, &o, -1, NULL, &err), 0, "%s", err.msg);
+    put_fixed_string(p, "mask", "alibi");
+    expect_open_error(p, KV_EUNSUPPORTED, "mask 'alibi' is unknown");
+
+    p = path_in("cap.h5");
+    cr_assert_eq(write_fake(p, 10, &o, -1, NULL, &err), 0, "%s", err.msg);
+    double cap = -1;
+    delete_root_attr_and_put(p, "attn_softcap", H5T_NATIVE_DOUBLE, &cap);
+    expect_open_error(p, KV_EFORMAT, "attn_softcap -1");
+
+    p = path_in("noq.h5");
+    cr_assert_eq(write_fake(p, 10, &o, -1, NULL, &err), 0, "%s", err.msg);
+    hid_t f = H5Fopen(p, H5F_ACC_RDWR, H5P_DEFAULT);
+    cr_assert_geq(H5Ldelete(f, "kv/queries", H5P_DEFAULT), 0);
+    H5Fclose(f);
+    expect_open_error(p, KV_EFORMAT, "/kv/queries is missing");
+
+    p = finished_trace("v1.h5", 10);
+    set_root_attr(p, "format_version", 1);
+    expect_open_error(p, KV_EUNSUPPORTED, "a format 1 trace");
+
+    p = finished_trace("vlen.h5", 10);
+    hid_t t = H5Tcopy(H5T_C_S1);
+    H5Tset_size(t, H5T_VARIABLE);
+    const char *arch = "llama";
+    delete_root_attr_and_put(p, "architecture", t, &arch);
+    H5Tclose(t);
+    expect_open_error(p, KV_EFORMAT, "'architecture'");
+}
+
+/* ---------------------------------------------------------------- the file's life */
+
+/* A second writer of the same trace is refused while the first holds it, touches
+ * neither file, and the first finishes a whole trace. */
+Test(trace_file, a_second_writer_is_refused_and_touches_nothing)
+{
+    const char *p = path_in("two.h5");
+    trace_options o = opts(TRACE_F16, "none");
+    trace_header h = fake_header();
+    kv_err err = {0};
+    trace_writer *a = trace_writer_open(p, &h, &o, &err);
+    cr_assert_not_null(a, "%s", err.msg);
+    step_buf *b = malloc(sizeof *b);
+    for (int t = 0; t < 70; t++) {
+        trace_step s = fake_step(b, t);
+        cr_assert_eq(trace_writer_append_step(a, &s, &err), 0, "%s", err.msg);
+    }
+    o.force = 1;
+    cr_assert_null(trace_writer_open(p, &h, &o, &err));
+    cr_assert_eq(err.code, KV_EEXIST);
+    cr_assert(strstr(err.msg, "another kvtrace is recording"), "%s", err.msg);
+    cr_assert_eq(trace_writer_close(a, &err), 0, "%s", err.msg);
+    free(b);
+    trace *tr = open_ok(p);
+    cr_assert_eq(trace_get_meta(tr)->steps, 70);
+    cr_assert_eq(trace_get_meta(tr)->complete, 1);
+    trace_close(tr);
+    char partial[160];
+    snprintf(partial, sizeof partial, "%s.partial", p);
+    cr_assert_eq(access(partial, F_OK), -1);
+}
+
+/* Steps on disk in `p` as a reader sees them now; -1 while it does not open. */
+static int64_t steps_seen(const char *p)
+{
+    kv_err err = {0};
+    trace *tr = trace_open(p, &err);
+    int64_t n = tr ? trace_get_meta(tr)->steps : -1;
+    trace_close(tr);
+    return n;
+}
+
+/* A writer killed (SIGKILL) after two batches: a reader followed the file while it
+ * grew, and afterwards NAME.partial opens with both batches intact; a new writer keeps
+ * it unless forced. */
+Test(trace_file, a_killed_writer_leaves_a_partial_trace_a_reader_can_follow)
+{
+    const char *p = path_in("killed.h5");
+    char partial[160];
+    snprintf(partial, sizeof partial, "%s.partial", p);
+    int hold[2];
+    cr_assert_eq(pipe(hold), 0);
+    pid_t pid = fork();
+    if (pid == 0) {   /* the writer: 129 steps hand over two batches, then it waits */
+        trace_options o = opts(TRACE_F32, "deflate:1");
+        trace_header h = fake_header();
+        kv_err err = {0};
+        trace_writer *w = trace_writer_open(p, &h, &o, &err);
+        step_buf *b = malloc(sizeof *b);
+        for (int t = 0; w && t < 129; t++) {
+            trace_step s = fake_step(b, t);
+            trace_writer_append_step(w, &s, &err);
+        }
+        char c;
+        (void)!read(hold[0], &c, 1);   /* until the parent kills it */
+        _exit(3);
+    }
+    close(hold[0]);
+    int64_t seen = -1;
+    while ((seen = steps_seen(partial)) < 128)   /* an event: the file says 128 */
+        cr_assert(seen <= 128 && waitpid(pid, NULL, WNOHANG) == 0, "the writer died early");
+    kill(pid, SIGKILL);
+    int status;
+    waitpid(pid, &status, 0);
+    close(hold[1]);
+    cr_assert(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+    cr_assert_eq(access(p, F_OK), -1, "NAME appears only when the writer finishes");
+    trace *tr = open_ok(partial);
+    cr_assert_eq(trace_get_meta(tr)->steps, 128);
+    cr_assert_eq(trace_get_meta(tr)->complete, 0);
+    cr_assert(check_contents(tr, 128, TRACE_F32) > 0);
+    trace_close(tr);
+    trace_options o = opts(TRACE_F32, "none");
+    kv_err err = {0};
+    cr_assert_eq(write_fake(p, 5, &o, -1, NULL, &err), KV_EEXIST);
+    cr_assert(strstr(err.msg, "did not finish"), "%s", err.msg);
+    o.force = 1;
+    cr_assert_eq(write_fake(p, 5, &o, -1, NULL, &err), 0, "%s", err.msg);
+    cr_assert_eq(access(partial, F_OK), -1);
+    cr_assert_eq(steps_seen(p), 5);
+}
+
+/* Links are written through, other kinds of file refused, a replaced file's mode kept. */
+Test(trace_file, the_output_rule_links_fifos_and_modes)
+{
+    trace_options o = opts(TRACE_F16, "none");
+    o.force = 1;
+    kv_err err = {0};
+    const char *target = path_in("target.h5"), *link = path_in("link.h5");
+    cr_assert_eq(write_fake(target, 3, &o, -1, NULL, &err), 0, "%s", err.msg);
+    cr_assert_eq(chmod(target, 0640), 0);
+    cr_assert_eq(symlink("target.h5", link), 0);
+    cr_assert_eq(write_fake(link, 7, &o, -1, NULL, &err), 0, "%s", err.msg);
+    struct stat st;
+    cr_assert_eq(lstat(link, &st), 0);
+    cr_assert(S_ISLNK(st.st_mode), "the link stays a link");
+    cr_assert_eq(stat(target, &st), 0);
+    cr_assert_eq(st.st_mode & 0777, 0640, "mode %o", st.st_mode & 0777);
+    cr_assert_eq(steps_seen(target), 7);
+    const char *fifo = path_in("fifo.h5");
+    cr_assert_eq(mkfifo(fifo, 0600), 0);
+    cr_assert_eq(write_fake(fifo, 3, &o, -1, NULL, &err), KV_EIO);
+    cr_assert(strstr(err.msg, "not a regular file"), "%s", err.msg);
+}
+
+/* `kvsim replay --follow NAME` started while NAME.partial is being written waits for the
+ * writer (it holds the partial file's lock) and replays the whole trace once NAME is in
+ * place; with the writer killed instead, it replays the partial trace. */
+static void follow_case(int kill_writer)
+{
+    const char *p = path_in("followed.h5"), *csv = path_in("followed.csv");
+    int hold[2];   /* close-on-exec: the follower must not hold the writer's pipe open */
+    cr_assert_eq(pipe2(hold, O_CLOEXEC), 0);
+    pid_t writer = fork();
+    if (writer == 0) {   /* 129 steps, wait for the parent, then 71 more and close */
+        close(hold[1]);
+        trace_options o = opts(TRACE_F32, "none");
+        trace_header h = fake_header();
+        kv_err err = {0};
+        trace_writer *w = trace_writer_open(p, &h, &o, &err);
+        step_buf *b = malloc(sizeof *b);
+        for (int t = 0; w && t < 200; t++) {
+            trace_step s = fake_step(b, t);
+            trace_writer_append_step(w, &s, &err);
+            char c;
+            if (t == 128)
+                (void)!read(hold[0], &c, 1);
+        }
+        _exit(trace_writer_close(w, &err) == KV_OK ? 0 : 1);
+    }
+    close(hold[0]);
+    char partial[160], cmd[512];
+    snprintf(partial, sizeof partial, "%s.partial", p);
+    while (steps_seen(partial) < 128)   /* the writer is under way: an event */
+        cr_assert_eq(waitpid(writer, NULL, WNOHANG), 0, "the writer died early");
+    /* The follower's first progress line (KV_PROGRESS=lines, through a FIFO) says it is
+     * waiting: only then does the writer go on, or die. */
+    const char *events = path_in("events");
+    cr_assert_eq(mkfifo(events, 0600), 0);
+    snprintf(cmd, sizeof cmd, "KV_PROGRESS=lines %s/kvsim replay %s --follow --policy full "
+             "--budget 1 -o %s 2>%s", getenv("KV_BIN") ? getenv("KV_BIN") : "bin", p, csv,
+             events);
+    FILE *follower = popen(cmd, "r"), *progress = fopen(events, "r");
+    char said[256] = "";
+    cr_assert_not_null(fgets(said, sizeof said, progress), "the follower said nothing");
+    cr_assert(strstr(said, "following"), "%s", said);
+    if (kill_writer)
+        kill(writer, SIGKILL);
+    close(hold[1]);   /* the writer goes on (unless killed) */
+    int status;
+    waitpid(writer, &status, 0);
+    while (fgets(said, sizeof said, progress))   /* until the follower closes it */
+        ;
+    fclose(progress);
+    cr_assert_eq(WEXITSTATUS(pclose(follower)), 0, "kvsim replay --follow failed");
+    /* the CSV's overall line (the last): `steps` (column 13) counts steps 1 .. T-1 of
+     * each of the L x H = 6 heads */
+    FILE *f = fopen(csv, "r");
+    char line[512] = "", last[512] = "";
+    while (f && fgets(line, sizeof line, f))
+        snprintf(last, sizeof last, "%s", line);
+    if (f)
+        fclose(f);
+    int steps = 0, column = 1;
+    for (char *tok = strtok(last, ","); tok; tok = strtok(NULL, ","), column++)
+        if (column == 13)
+            steps = atoi(tok);
+    cr_assert_eq(steps, L * H * (kill_writer ? 127 : 199), "steps replayed: %d (%s)", steps,
+                 line);
+}
+
+Test(trace_file, replay_follows_a_recording_in_progress) { follow_case(0); }
+
+Test(trace_file, replay_follows_a_recording_whose_writer_was_killed) { follow_case(1); }

@@ -2,9 +2,9 @@
  * recorder.c — the engine behind `kvtrace record`; recorder.h states how it runs.
  *
  * The steps of one chunk live in `rows` until the chunk's forward pass returns:
- * rows[(c · L·H + li · H + hi) · T_cap ...] is the row of recorded layer li and head hi
- * for query t0 + c.  Keys and values are read back from the full KV cache, where slot
- * t is position t.
+ * rows[(c · Lr·Hr + si · Hr + sj) · T_cap ...] is the row of stored pair (si, sj) for
+ * query t0 + c.  Keys and values are read back from the full KV cache, where slot t is
+ * position t.
  */
 #include "recorder.h"
 
@@ -23,12 +23,17 @@ typedef struct recorder {
     const model_config *cfg;
     const record_options *ro;
     int    L, H, K, D;        /* recorded layers, query heads, KV heads; head_dim */
+    int    Lr, Hr;            /* stored rows' layers and heads */
     int    T_cap;             /* most steps this run can reach */
     int   *layers, *heads, *kv_heads;   /* model indices, increasing */
     int   *li_of_layer;       /* (n_layer,) recorded index or -1 */
     int   *hi_of_head;        /* (n_head,) recorded index or -1 */
+    int   *row_layers, *row_heads;      /* stored rows' model indices */
+    int   *si_of_layer;       /* (n_layer,) stored index or -1 */
+    int   *sj_of_head;        /* (n_head,) stored index or -1 */
+    trace_options trace;      /* the caller's, with the stored rows filled in */
     int    t0;                /* step of chunk slot 0 */
-    float *rows;              /* (RECORD_CHUNK, L·H, T_cap) */
+    float *rows;              /* (RECORD_CHUNK, Lr·Hr, T_cap) */
     float *queries;           /* (RECORD_CHUNK, L·H, D), or NULL */
     float *logits;            /* (RECORD_CHUNK, n_vocab) */
     const float **row_ptr, **key_ptr, **value_ptr, **query_ptr;   /* one step's views */
@@ -41,17 +46,17 @@ typedef struct recorder {
 
 /* --- hooks: called by model_forward, possibly from several threads at once ---------- */
 
-static float *row_slot(recorder *r, int c, int li, int hi)
+static float *row_slot(recorder *r, int c, int si, int sj)
 {
-    return r->rows + ((size_t)c * r->L * r->H + (size_t)li * r->H + hi) * r->T_cap;
+    return r->rows + ((size_t)c * r->Lr * r->Hr + (size_t)si * r->Hr + sj) * r->T_cap;
 }
 
 static void on_row(void *ctx, int layer, int q_head, int pos, const float *probs, int n)
 {
     recorder *r = ctx;
-    int li = r->li_of_layer[layer], hi = r->hi_of_head[q_head];
-    if (li >= 0 && hi >= 0)   /* distinct heads write distinct slots: no lock needed */
-        memcpy(row_slot(r, pos - r->t0, li, hi), probs, (size_t)n * sizeof *probs);
+    int si = r->si_of_layer[layer], sj = r->sj_of_head[q_head];
+    if (si >= 0 && sj >= 0)   /* distinct heads write distinct slots: no lock needed */
+        memcpy(row_slot(r, pos - r->t0, si, sj), probs, (size_t)n * sizeof *probs);
 }
 
 static void on_query(void *ctx, int layer, int q_head, int pos, const float *q, int d)
@@ -126,6 +131,54 @@ static int select_indices(const char *text, int n, const char *what, int **list,
     return rc < 0 ? rc : 0;
 }
 
+/* No stored row: lists of none, maps of -1. */
+static int select_no_rows(recorder *r, kv_err *err)
+{
+    r->row_layers = malloc(1), r->row_heads = malloc(1);
+    r->si_of_layer = malloc((size_t)r->cfg->n_layer * sizeof *r->si_of_layer);
+    r->sj_of_head = malloc((size_t)r->cfg->n_head * sizeof *r->sj_of_head);
+    if (!r->row_layers || !r->row_heads || !r->si_of_layer || !r->sj_of_head)
+        return kv_errorf(err, KV_ENOMEM, "out of memory");
+    memset(r->si_of_layer, -1, (size_t)r->cfg->n_layer * sizeof *r->si_of_layer);
+    memset(r->sj_of_head, -1, (size_t)r->cfg->n_head * sizeof *r->sj_of_head);
+    return 0;
+}
+
+/* `spec` "all" (NULL), "none" or "LAYERS:HEADS": the pairs whose rows are stored,
+ * each one recorded. */
+static int select_rows(recorder *r, const char *spec, kv_err *err)
+{
+    const model_config *c = r->cfg;
+    const int all = !spec || !strcmp(spec, "all"), none = spec && !strcmp(spec, "none");
+    const char *colon = spec ? strchr(spec, ':') : NULL;
+    char *layers = colon ? strndup(spec, (size_t)(colon - spec)) : NULL;
+    int rc = 0;
+    if (none)
+        rc = select_no_rows(r, err);
+    else if (!all && !colon)
+        rc = kv_errorf(err, KV_EUSAGE, "--rows '%s': expected all, none or LAYERS:HEADS "
+                       "(e.g. 0,15:0-3)", spec);
+    else if (!all && !layers)
+        rc = kv_errorf(err, KV_ENOMEM, "out of memory");
+    else if ((rc = select_indices(all ? r->ro->layers : layers, c->n_layer, "rows' layers",
+                                  &r->row_layers, &r->Lr, &r->si_of_layer, err)) == 0)
+        rc = select_indices(all ? r->ro->heads : colon + 1, c->n_head, "rows' heads",
+                            &r->row_heads, &r->Hr, &r->sj_of_head, err);
+    free(layers);
+    for (int l = 0; !rc && l < c->n_layer; l++)
+        if (r->si_of_layer[l] >= 0 && r->li_of_layer[l] < 0)
+            rc = kv_errorf(err, KV_EUSAGE, "--rows: layer %d is not recorded (--layers)", l);
+    for (int h = 0; !rc && h < c->n_head; h++)
+        if (r->sj_of_head[h] >= 0 && r->hi_of_head[h] < 0)
+            rc = kv_errorf(err, KV_EUSAGE, "--rows: head %d is not recorded (--heads)", h);
+    r->trace = r->ro->trace;
+    r->trace.rows = r->Lr == r->L && r->Hr == r->H ? TRACE_ROWS_ALL
+                    : r->Lr == 0 ? TRACE_ROWS_NONE : TRACE_ROWS_SOME;
+    r->trace.n_row_layers = r->Lr, r->trace.row_layers = r->row_layers;
+    r->trace.n_row_heads = r->Hr, r->trace.row_heads = r->row_heads;
+    return rc;
+}
+
 static int select_kv_heads(recorder *r, kv_err *err)
 {
     int group = r->cfg->n_head / r->cfg->n_head_kv;
@@ -142,21 +195,23 @@ static int select_kv_heads(recorder *r, kv_err *err)
 
 static int allocate(recorder *r, kv_err *err)
 {
-    size_t lh = (size_t)r->L * r->H;
-    r->rows = calloc((size_t)RECORD_CHUNK * lh * r->T_cap, sizeof *r->rows);
+    size_t lh = (size_t)r->L * r->H, stored = (size_t)r->Lr * r->Hr;
+    r->rows = calloc((size_t)RECORD_CHUNK * stored * r->T_cap + 1, sizeof *r->rows);
     r->logits = malloc((size_t)RECORD_CHUNK * r->cfg->n_vocab * sizeof *r->logits);
-    r->row_ptr = malloc(lh * sizeof *r->row_ptr);
+    r->row_ptr = malloc((stored + 1) * sizeof *r->row_ptr);
     r->query_ptr = malloc(lh * sizeof *r->query_ptr);
     r->key_ptr = malloc((size_t)r->L * r->K * sizeof *r->key_ptr);
     r->value_ptr = malloc((size_t)r->L * r->K * sizeof *r->value_ptr);
     r->text = malloc(1024);
-    if (r->ro->trace.record_queries)
+    const int queries = trace_options_queries(&r->trace);
+    if (queries)
         r->queries = malloc((size_t)RECORD_CHUNK * lh * r->D * sizeof *r->queries);
     if (!r->rows || !r->logits || !r->row_ptr || !r->query_ptr || !r->key_ptr ||
-        !r->value_ptr || !r->text || (r->ro->trace.record_queries && !r->queries))
+        !r->value_ptr || !r->text || (queries && !r->queries))
         return kv_errorf(err, KV_ENOMEM, "out of memory for the recorder's buffers (%.0f MB "
                          "of rows: 4 x %d x %zu x %d bytes)",
-                         4.0 * RECORD_CHUNK * lh * r->T_cap / 1e6, RECORD_CHUNK, lh, r->T_cap);
+                         4.0 * RECORD_CHUNK * stored * r->T_cap / 1e6, RECORD_CHUNK, stored,
+                         r->T_cap);
     return 0;
 }
 
@@ -164,6 +219,7 @@ static void release(recorder *r)
 {
     free(r->layers), free(r->heads), free(r->kv_heads);
     free(r->li_of_layer), free(r->hi_of_head);
+    free(r->row_layers), free(r->row_heads), free(r->si_of_layer), free(r->sj_of_head);
     free(r->rows), free(r->queries), free(r->logits), free(r->text);
     free(r->row_ptr), free(r->query_ptr), free(r->key_ptr), free(r->value_ptr);
     kv_cache_free(r->cache);
@@ -189,11 +245,33 @@ static void tensor_types(const gguf_file *f, char *out, size_t size)
                                  ggml_type_name(seen[j]), counts[j]);
 }
 
+/* Every recorded layer's window, and the scale and cap all of them share: the trace
+ * has one of each (a model whose layers differ in them is refused). */
+static int attention_of(recorder *r, int *window, double *scale, double *cap, kv_err *err)
+{
+    const model_geometry *g0 = model_layer_geometry(r->s->model, r->layers[0]);
+    for (int li = 0; li < r->L; li++) {
+        const model_geometry *g = model_layer_geometry(r->s->model, r->layers[li]);
+        if (g->attn_scale != g0->attn_scale || g->softcap != g0->softcap)
+            return kv_errorf(err, KV_EUNSUPPORTED, "layers %d and %d differ in attention "
+                             "scale or softcap, which a trace holds once", r->layers[0],
+                             r->layers[li]);
+        window[li] = g->mask == MODEL_MASK_SLIDING ? g->window : 0;
+    }
+    *scale = g0->attn_scale;
+    *cap = g0->softcap;
+    return 0;
+}
+
 static int open_writer(recorder *r, const session_options *so, const char *path, kv_err *err)
 {
     char sha[65], types[512];
-    int rc = sha256_file(so->model, sha, err);
+    int window[TRACE_MAX_LAYERS];
+    double scale = 0, cap = 0;
+    int rc = attention_of(r, window, &scale, &cap, err);
     if (rc)
+        return rc;
+    if ((rc = sha256_file(so->model, sha, err)))
         return rc;
     tensor_types(r->s->file, types, sizeof types);
     const char *base = strrchr(so->model, '/');
@@ -204,13 +282,15 @@ static int open_writer(recorder *r, const session_options *so, const char *path,
         .n_layer = c->n_layer, .n_embd = c->n_embd, .n_head = c->n_head,
         .n_head_kv = c->n_head_kv, .head_dim = c->head_dim, .n_ctx = c->n_ctx,
         .vocab_size = c->n_vocab, .rope_base = c->rope_base,
+        .attn_scale = scale, .attn_softcap = cap, .window = window,
+        .planned_steps = r->T_cap,
         .prompt = r->s->prompt_text, .chat = so->chat, .max_new_tokens = so->max_new,
         .top_k = so->sampling.top_k, .temperature = so->sampling.temperature,
         .top_p = so->sampling.top_p, .seed = so->sampling.seed, .device = "cpu",
         .threads = omp_get_max_threads(),
         .n_layers_rec = r->L, .layers = r->layers, .n_heads_rec = r->H, .heads = r->heads,
     };
-    r->writer = trace_writer_open(path, &h, &r->ro->trace, err);
+    r->writer = trace_writer_open(path, &h, &r->trace, err);
     return r->writer ? 0 : err->code;
 }
 
@@ -229,6 +309,8 @@ static int recorder_open(recorder *r, session *s, const session_options *so, con
     if (!rc && (r->L == 0 || r->H == 0))
         rc = kv_errorf(err, KV_EUSAGE, "nothing to record: --layers and --heads select no rows");
     if (!rc)
+        rc = select_rows(r, ro->rows, err);
+    if (!rc)
         rc = select_kv_heads(r, err);
     if (!rc)
         rc = allocate(r, err);
@@ -246,9 +328,11 @@ static int append_step(recorder *r, int c, int32_t token, uint8_t phase, float l
                        float entropy, kv_err *err)
 {
     int t = r->t0 + c;
+    for (int si = 0; si < r->Lr; si++)
+        for (int sj = 0; sj < r->Hr; sj++)
+            r->row_ptr[si * r->Hr + sj] = row_slot(r, c, si, sj);
     for (int li = 0; li < r->L; li++) {
         for (int hi = 0; hi < r->H; hi++) {
-            r->row_ptr[li * r->H + hi] = row_slot(r, c, li, hi);
             if (r->queries)
                 r->query_ptr[li * r->H + hi] =
                     r->queries + ((size_t)c * r->L * r->H + (size_t)li * r->H + hi) * r->D;
@@ -268,11 +352,14 @@ static int append_step(recorder *r, int c, int32_t token, uint8_t phase, float l
         .token = token, .text = sanitise(r->text, piece, len),
         .flags = (uint8_t)tokenizer_flags_of(tokenizer_token_type(r->s->tok, token), piece, len),
         .phase = phase, .position = t, .logprob_next = logprob, .entropy_next = entropy,
-        .rows = r->row_ptr, .keys = r->key_ptr, .values = r->value_ptr,
+        .rows = r->Lr > 0 ? r->row_ptr : NULL, .keys = r->key_ptr, .values = r->value_ptr,
         .queries = r->queries ? r->query_ptr : NULL,
     };
-    r->megabytes += (double)(t + 1) * r->L * r->H *
-                    (r->ro->trace.dtype == TRACE_F32 ? 4 : 2) / 1e6;
+    const double e = (double)trace_dtype_size(r->trace.dtype);
+    const double qe = (double)trace_dtype_size(r->trace.qk_dtype);
+    r->megabytes += ((double)(t + 1) * r->Lr * r->Hr * e +
+                     (double)r->L * r->D * (r->K * (e + qe) + (r->queries ? r->H * qe : 0))) /
+                    1e6;
     return trace_writer_append_step(r->writer, &step, err);
 }
 
@@ -289,7 +376,7 @@ static int record_prompt(recorder *r, int max_new, int32_t *next, kv_err *err)
 {
     const int32_t *ids = r->s->prompt.ids;
     int n_prompt = (int)r->s->prompt.n, V = r->cfg->n_vocab;
-    model_hooks hooks = {on_row, r->queries ? on_query : NULL, r};
+    model_hooks hooks = {r->Lr > 0 ? on_row : NULL, r->queries ? on_query : NULL, r};
     for (r->t0 = 0; r->t0 < n_prompt; r->t0 += RECORD_CHUNK) {
         int n = n_prompt - r->t0 < RECORD_CHUNK ? n_prompt - r->t0 : RECORD_CHUNK;
         int rc = model_forward(r->s->model, r->cache, ids + r->t0, n, MODEL_LOGITS_ALL,
@@ -318,7 +405,7 @@ static int record_prompt(recorder *r, int max_new, int32_t *next, kv_err *err)
 static int record_generation(recorder *r, int max_new, int32_t next, int *generated,
                              kv_err *err)
 {
-    model_hooks hooks = {on_row, r->queries ? on_query : NULL, r};
+    model_hooks hooks = {r->Lr > 0 ? on_row : NULL, r->queries ? on_query : NULL, r};
     int V = r->cfg->n_vocab, rc = 0;
     for (*generated = 0; next >= 0 && !session_is_stop(r->s, next); (*generated)++) {
         r->t0 = kv_cache_next_pos(r->cache);
@@ -365,7 +452,7 @@ int record_trace(session *s, const session_options *so, const char *path,
         res->seconds = progress_now() - start;
     }
     res->prompt_tokens = (int)s->prompt.n;
-    res->buffer_bytes = (size_t)RECORD_CHUNK * r.L * r.H * r.T_cap * sizeof(float);
+    res->buffer_bytes = (size_t)RECORD_CHUNK * r.Lr * r.Hr * r.T_cap * sizeof(float);
     release(&r);
     return rc;
 }

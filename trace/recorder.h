@@ -6,21 +6,24 @@
  * How it runs (numbered so tests can name what they check):
  *  (1) The prompt goes through the model in chunks of RECORD_CHUNK tokens (one batched
  *      forward each, logits for every position); generated tokens one at a time.
- *  (2) The model's attention-row hook copies each recorded (layer, head)'s row into a
- *      chunk buffer; once the chunk's forward returns, its steps are appended to the
- *      trace writer, whose own thread compresses and writes them while the model
- *      computes the next chunk.
+ *  (2) The model's attention-row hook copies the row of each (layer, head) whose rows
+ *      are stored into a chunk buffer, and its query hook each recorded head's query
+ *      when rows are rebuilt; once the chunk's forward returns, its steps are appended
+ *      to the trace writer, whose own thread compresses and writes them while the
+ *      model computes the next chunk.  A trace that stores no rows installs no row
+ *      hook at all.
  *  (3) Step t's logprob_next is log p(token t+1 | tokens ≤ t) under the raw logits
  *      (no temperature), and entropy_next the entropy of that distribution, so
  *      full-cache perplexity comes from the trace alone.  The last step has NaN when
  *      no next token was produced.
- *  (4) An interrupt (the `stop` flag, set by SIGINT), a write error or a full disk
- *      aborts the writer: the file keeps the whole batches already written and stays
- *      marked incomplete (complete = 0), never looking whole.
+ *  (4) An interrupt (the `stop` flag: SIGINT, SIGTERM, SIGHUP), a write error or a
+ *      full disk aborts the writer: the file keeps the whole batches already written
+ *      and stays marked incomplete (complete = 0), never looking whole.
  *
- * Memory on top of the model and its cache: the chunk buffer, 4 · RECORD_CHUNK · L · H
- * · T bytes for T steps (+ queries 4 · RECORD_CHUNK · L · H · D), the chunk's logits
- * 4 · RECORD_CHUNK · n_vocab, and the writer's two batches (docs/TRACE_FORMAT.md).
+ * Memory on top of the model and its cache: the chunk buffer, 4 · RECORD_CHUNK · Lr · Hr
+ * · T bytes for T steps and Lr x Hr stored (layer, head) pairs (+ queries 4 ·
+ * RECORD_CHUNK · L · H · D), the chunk's logits 4 · RECORD_CHUNK · n_vocab, and the
+ * writer's two batches (docs/TRACE_FORMAT.md).
  */
 #ifndef RECORDER_H
 #define RECORDER_H
@@ -38,7 +41,11 @@
 typedef struct record_options {
     const char                  *layers;    /* "0,4,8-11"; NULL: every layer */
     const char                  *heads;     /* query heads; NULL: every head */
-    trace_options                trace;     /* dtype, compression, force, record_queries */
+    const char                  *rows;      /* "all", "none" or "LAYERS:HEADS" of the
+                                               recorded ones: whose rows are stored;
+                                               NULL: "all" */
+    trace_options                trace;     /* dtypes, compression, force, record_queries
+                                               (its rows fields are set from `rows`) */
     bool                         progress;  /* progress line on stderr (when a terminal) */
     volatile sig_atomic_t       *stop;      /* non-zero: abort at the next step; may be NULL */
 } record_options;

@@ -1,10 +1,20 @@
 /*
- * source_trace.c — a replay source backed by an HDF5 trace (trace/trace_file.h).
+ * source_trace.c — a replay source backed by an HDF5 trace (trace/trace_file.h): the
+ * one row source of every consumer (replay, sweep, std, scope, heatmap, verify).
  *
+ * A row block comes one of two ways, decided per (layer, head) by the trace:
+ *   stored   its chunks are fetched and decoded (trace_fetch_rows, trace_decode_rows);
+ *   rebuilt  its queries and keys are fetched and the rows computed from them
+ *            (trace_fetch_inputs, trace_rebuild_rows: the forward pass's arithmetic).
+ * Every block is checked before it is handed out (trace_check_rows): a damaged trace
+ * whose rows hold NaN, negative or unnormalised values is an error, never replayed.
  * The reader is not thread-safe (nor is the HDF5 library), so every call into it
- * holds one lock — but only to fetch a row block's stored chunks: decompressing and
- * converting them (trace_decode_rows) runs outside it, in a chunk buffer owned by the
- * calling OpenMP thread, so threads decode concurrently.
+ * holds one lock — but only to fetch bytes: decoding and rebuilding run outside it,
+ * in buffers owned by the calling OpenMP thread, so threads work concurrently.
+ *
+ * Memory for rebuilt rows: each thread holds the keys of the layer it last rebuilt
+ * (K · T · D floats, read once as its blocks advance in time) and one block of
+ * queries; the rows go straight into the caller's block.
  */
 #include "replay_source.h"
 
@@ -24,8 +34,9 @@ typedef struct trace_source {
     char         *path;         /* owned copy: name and src.path point into it */
     int          *kv_of_head;   /* (H,) */
     policy_entry *tokens;       /* (T,) */
-    int               n_bufs;   /* one chunk buffer per OpenMP thread */
-    trace_chunk_buf **bufs;
+    int                 n_bufs;    /* per OpenMP thread: a chunk buffer and a rebuild */
+    trace_chunk_buf   **bufs;      /* buffer, and one more of each for nested calls, */
+    trace_rebuild_buf **rebuilds;  /* which take them under the lock */
 } trace_source;
 
 /* The calling thread's buffer index; -1 inside nested parallelism, where thread
@@ -39,20 +50,36 @@ static int thread_index(void)
 #endif
 }
 
+/* Rows of one (li, hi) block with thread `me`'s buffers; only fetches lock. */
+static int read_block(trace_source *s, int me, int li, int hi, int t0, int n, float *out,
+                      size_t width, kv_err *err)
+{
+    int rc;
+    if (!trace_rows_stored(s->tr, li, hi)) {
+#pragma omp critical(trace_source_io)
+        rc = trace_fetch_inputs(s->tr, li, hi, t0, n, s->rebuilds[me], err);
+        if (rc == KV_OK)
+            rc = trace_rebuild_rows(s->rebuilds[me], out, width, err);
+    } else {
+#pragma omp critical(trace_source_io)
+        rc = trace_fetch_rows(s->tr, li, hi, t0, n, s->bufs[me], err);
+        if (rc == KV_OK)
+            rc = trace_decode_rows(s->bufs[me], out, width, err);
+    }
+    return rc == KV_OK ? trace_check_rows(s->tr, li, hi, t0, n, out, width, err) : rc;
+}
+
 static int ts_read_rows(replay_source *src, int li, int hi, int t0, int n, float *out,
                         size_t width, kv_err *err)
 {
     trace_source *s = src->impl;
     const int me = thread_index();
-    int rc;
-    if (me < 0 || me >= s->n_bufs) {   /* nested, or beyond the pool opened for */
-#pragma omp critical(trace_source_io)
-        rc = trace_read_rows(s->tr, li, hi, t0, n, out, width, err);
-        return rc;
-    }
-#pragma omp critical(trace_source_io)
-    rc = trace_fetch_rows(s->tr, li, hi, t0, n, s->bufs[me], err);
-    return rc < 0 ? rc : trace_decode_rows(s->bufs[me], out, width, err);
+    if (me >= 0 && me < s->n_bufs)
+        return read_block(s, me, li, hi, t0, n, out, width, err);
+    int rc;   /* nested, or beyond the pool opened for: the spare buffers, one at a time */
+#pragma omp critical(trace_source_spare)
+    rc = read_block(s, s->n_bufs, li, hi, t0, n, out, width, err);
+    return rc;
 }
 
 static int ts_read_kv(replay_source *src, int li, int ki, int t0, int n, float *keys,
@@ -69,9 +96,12 @@ static void ts_close(replay_source *src)
 {
     trace_source *s = src->impl;
     trace_close(s->tr);
-    for (int i = 0; i < s->n_bufs; i++)
-        trace_chunk_buf_free(s->bufs[i]);
+    for (int i = 0; i <= s->n_bufs; i++) {
+        trace_chunk_buf_free(s->bufs ? s->bufs[i] : NULL);
+        trace_rebuild_buf_free(s->rebuilds ? s->rebuilds[i] : NULL);
+    }
     free(s->bufs);
+    free(s->rebuilds);
     free(s->path);
     free(s->kv_of_head);
     free(s->tokens);
@@ -80,7 +110,8 @@ static void ts_close(replay_source *src)
 
 static const replay_source_ops trace_source_ops = {ts_read_rows, ts_read_kv, ts_close};
 
-/* A chunk buffer for each thread replay may run on. */
+/* A chunk buffer and a rebuild buffer for each thread replay may run on, and a spare
+ * pair (a rebuild buffer allocates its keys only when it first rebuilds a row). */
 static int make_buffers(trace_source *s)
 {
 #ifdef _OPENMP
@@ -88,21 +119,15 @@ static int make_buffers(trace_source *s)
 #else
     const int n = 1;
 #endif
-    if (!(s->bufs = calloc((size_t)n, sizeof *s->bufs)))
+    s->n_bufs = n;
+    if (!(s->bufs = calloc((size_t)n + 1, sizeof *s->bufs)) ||
+        !(s->rebuilds = calloc((size_t)n + 1, sizeof *s->rebuilds)))
         return KV_ENOMEM;
-    for (s->n_bufs = 0; s->n_bufs < n; s->n_bufs++)
-        if (!(s->bufs[s->n_bufs] = trace_chunk_buf_new()))
+    for (int i = 0; i <= n; i++)
+        if (!(s->bufs[i] = trace_chunk_buf_new()) ||
+            !(s->rebuilds[i] = trace_rebuild_buf_new()))
             return KV_ENOMEM;
     return KV_OK;
-}
-
-/* The prompt is the leading run of phase-0 tokens. */
-static int prompt_length(const trace_tokens *tok, int T)
-{
-    int n = 0;
-    while (n < T && tok->phase[n] == TRACE_PHASE_PROMPT)
-        n++;
-    return n;
 }
 
 replay_source *replay_source_open_trace(const char *path, kv_err *err)
@@ -141,6 +166,6 @@ replay_source *replay_source_open_trace(const char *path, kv_err *err)
         .n_kv = m->n_kv_heads_rec, .layers = m->header.layers, .heads = m->header.heads,
         .kv_of_head = s->kv_of_head, .model_layers = m->header.n_layer,
         .head_dim = m->header.head_dim, .has_values = 1,
-        .prompt_len = prompt_length(tok, T), .tokens = s->tokens, .impl = s};
+        .prompt_len = (int)m->prompt_len, .tokens = s->tokens, .impl = s};
     return &s->src;
 }

@@ -27,7 +27,7 @@ hid_t trace__dtype_type(trace_dtype dtype)
     return dtype == TRACE_F16 ? trace__f16_type() : H5Tcopy(H5T_IEEE_F32LE);
 }
 
-size_t trace__dtype_size(trace_dtype dtype) { return dtype == TRACE_F16 ? 2 : 4; }
+size_t trace_dtype_size(trace_dtype dtype) { return dtype == TRACE_F16 ? 2 : 4; }
 
 const char *trace_dtype_name(trace_dtype dtype) { return dtype == TRACE_F16 ? "f16" : "f32"; }
 
@@ -131,13 +131,14 @@ static int attr_put(hid_t obj, const char *name, hid_t type, const void *value)
 
 int trace__attr_put_str(hid_t obj, const char *name, const char *value)
 {
+    const char *v = value ? value : "";
     hid_t t = H5Tcopy(H5T_C_S1);
     if (t < 0)
         return -1;
-    H5Tset_size(t, H5T_VARIABLE);
+    H5Tset_size(t, strlen(v) + 1);   /* NUL-terminated: h5py reads it as bytes */
+    H5Tset_strpad(t, H5T_STR_NULLTERM);
     H5Tset_cset(t, H5T_CSET_UTF8);
-    const char *v = value ? value : "";
-    int rc = attr_put(obj, name, t, &v);
+    int rc = attr_put(obj, name, t, v);
     H5Tclose(t);
     return rc;
 }
@@ -207,7 +208,8 @@ int trace__attr_get_f64(hid_t obj, const char *name, double *out)
     return attr_get(obj, name, H5T_FLOAT, H5T_NATIVE_DOUBLE, out);
 }
 
-/* Strings may be variable-length (ours, h5py's default) or fixed-length. */
+/* Fixed-length strings only: a variable-length one would make HDF5 read the global
+ * heap, which it cannot do safely when the file is damaged. */
 int trace__attr_get_str(hid_t obj, const char *name, char **out)
 {
     hid_t a;
@@ -217,16 +219,9 @@ int trace__attr_get_str(hid_t obj, const char *name, char **out)
     hid_t ft = H5Aget_type(a), mt = H5Tcopy(H5T_C_S1);
     size_t size = H5Tget_size(ft);
     *out = NULL;
-    if (H5Tis_variable_str(ft) > 0) {
-        char *v = NULL;
-        H5Tset_size(mt, H5T_VARIABLE);
-        H5Tset_cset(mt, H5Tget_cset(ft));
-        if (H5Aread(a, mt, &v) >= 0 && v) {
-            *out = strdup(v);
-            H5free_memory(v);
-        }
-    } else if (size < (1u << 20) && (*out = calloc(1, size + 1))) {
+    if (H5Tis_variable_str(ft) == 0 && size < (1u << 20) && (*out = calloc(1, size + 1))) {
         H5Tset_size(mt, size + 1);
+        H5Tset_cset(mt, H5Tget_cset(ft));
         if (H5Aread(a, mt, *out) < 0) {
             free(*out);
             *out = NULL;

@@ -33,8 +33,14 @@ static void print_model(FILE *out, const trace_meta *m)
     fprintf(out, "  shapes:    %d layers, %d heads / %d KV heads, head_dim %d, n_embd %d, "
             "vocab %d\n", h->n_layer, h->n_head, h->n_head_kv, h->head_dim, h->n_embd,
             h->vocab_size);
-    fprintf(out, "  recorded:  %d layers x %d heads (%d KV heads)%s\n", h->n_layers_rec,
-            h->n_heads_rec, m->n_kv_heads_rec, m->options.record_queries ? ", with queries" : "");
+    int windowed = 0;
+    for (int i = 0; i < h->n_layers_rec; i++)
+        windowed += h->window[i] > 0;
+    fprintf(out, "  recorded:  %d layers x %d heads (%d KV heads)", h->n_layers_rec,
+            h->n_heads_rec, m->n_kv_heads_rec);
+    if (windowed)
+        fprintf(out, ", %d of the layers with a sliding window", windowed);
+    fprintf(out, "\n");
 }
 
 static void print_steps(FILE *out, const trace *tr)
@@ -71,16 +77,26 @@ int trace_info_print(const char *path, FILE *out, kv_err *err)
             m->format_version, m->header.tool_version, m->header.created);
     print_model(out, m);
     print_steps(out, tr);
-    fprintf(out, "  storage:   %s, %s\n", trace_dtype_name(m->options.dtype),
-            trace_compression_name(m->options.compression, comp, sizeof comp));
-    fprintf(out, "  datasets:  attn/probs [%d, %d, %" PRId64 ", %" PRId64 "], kv/keys and "
-            "kv/values [%d, %d, %" PRId64 ", %d]\n", m->header.n_layers_rec,
-            m->header.n_heads_rec, T, T, m->header.n_layers_rec, m->n_kv_heads_rec, T,
-            m->header.head_dim);
-    fprintf(out, "  elements:  %" PRIu64 " attention probabilities (causal)\n",
-            s.probs_elements);
-    print_ratio(out, "attention:", s.probs_raw, s.probs_stored);
-    print_ratio(out, "kv:", s.kv_raw, s.kv_stored);
+    const trace_options *o = &m->options;
+    fprintf(out, "  storage:   rows and values %s, queries and keys %s, %s\n",
+            trace_dtype_name(o->dtype), trace_dtype_name(o->qk_dtype),
+            trace_compression_name(o->compression, comp, sizeof comp));
+    if (o->rows == TRACE_ROWS_ALL)
+        fprintf(out, "  rows:      stored, attn/probs [%d, %d, %" PRId64 ", %" PRId64 "]\n",
+                o->n_row_layers, o->n_row_heads, T, T);
+    else if (o->rows == TRACE_ROWS_NONE)
+        fprintf(out, "  rows:      rebuilt from kv/queries and kv/keys when read\n");
+    else
+        fprintf(out, "  rows:      stored for %d layers x %d heads (attn/probs), the others "
+                "rebuilt\n", o->n_row_layers, o->n_row_heads);
+    fprintf(out, "  vectors:   kv/keys and kv/values [%d, %d, %" PRId64 ", %d]%s\n",
+            m->header.n_layers_rec, m->n_kv_heads_rec, T, m->header.head_dim,
+            o->record_queries ? ", kv/queries" : "");
+    fprintf(out, "  elements:  %" PRIu64 " attention probabilities (causal), %" PRIu64
+            " of them stored\n", s.row_elements, s.probs_elements);
+    if (s.probs_elements)
+        print_ratio(out, "attention:", s.probs_raw, s.probs_stored);
+    print_ratio(out, "q, k, v:", s.kv_raw, s.kv_stored);
     fprintf(out, "  file:      ");
     print_bytes(out, s.file_bytes);
     fprintf(out, "\n");

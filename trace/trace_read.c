@@ -20,27 +20,34 @@
 #include <string.h>
 #include <sys/stat.h>
 
-enum { S_TOOL, S_MODEL, S_SHA, S_ARCH, S_TYPES, S_PROMPT, S_DEVICE, S_CREATED, N_STR };
+enum { S_TOOL, S_MODEL, S_SHA, S_ARCH, S_TYPES, S_DEVICE, S_CREATED, N_STR };
 
 struct trace {
     char        *path;
     hid_t        file;
-    hid_t        probs, keys, values, queries;   /* queries 0 when not recorded */
-    hid_t        f16;                            /* memory type for f16 traces */
+    hid_t        probs, keys, values, queries;   /* 0 when absent */
+    hid_t        f16;                            /* memory type for f16 datasets */
     trace_meta   meta;
     trace_tokens tokens;
 
     /* Owned storage behind meta and tokens. */
     char        *str[N_STR];
+    char        *prompt;                         /* NUL-terminated */
     int         *layers, *heads, *kv_heads;      /* (L,), (H,), (K,) */
+    int         *window;                         /* (L,) */
+    int         *row_layers, *row_heads;         /* (Lr,), (Hr,) model indices */
+    int         *stored_li, *stored_hi;          /* (L,), (H,): index in those, or -1 */
     int32_t     *id, *position;                  /* (steps,) */
     uint8_t     *flags, *phase;
     float       *logprob, *entropy;
-    char       **text;                           /* (steps,) owned strings */
-    uint16_t    *scratch;                        /* one f16 row block */
+    int64_t     *text_end;                       /* (steps,) */
+    char        *text_bytes;                     /* every piece, each NUL-terminated */
+    char       **text;                           /* (steps,) into text_bytes */
+    uint16_t    *scratch;                        /* one f16 block */
     size_t       scratch_cap;                    /* elements */
     trace_chunk_layout probs_layout;             /* how /attn/probs chunks decode */
     trace_chunk_buf   *own;                      /* trace_read_rows' chunk buffer */
+    trace_rebuild_buf *rebuild;                  /* trace_rows' rebuild buffer */
 };
 
 /* ---------------------------------------------------------------- close ---------- */
@@ -63,12 +70,18 @@ void trace_close(trace *tr)
     close_id(tr->file, H5Fclose);
     for (int i = 0; i < N_STR; i++)
         free(tr->str[i]);
-    for (int64_t t = 0; tr->text && t < tr->meta.steps; t++)
-        free(tr->text[t]);
+    free(tr->prompt);
     free(tr->text);
+    free(tr->text_bytes);
+    free(tr->text_end);
     free(tr->layers);
     free(tr->heads);
     free(tr->kv_heads);
+    free(tr->window);
+    free(tr->row_layers);
+    free(tr->row_heads);
+    free(tr->stored_li);
+    free(tr->stored_hi);
     free(tr->id);
     free(tr->position);
     free(tr->flags);
@@ -77,6 +90,7 @@ void trace_close(trace *tr)
     free(tr->entropy);
     free(tr->scratch);
     trace_chunk_buf_free(tr->own);
+    trace_rebuild_buf_free(tr->rebuild);
     free(tr->path);
     free(tr);
 }
@@ -115,11 +129,18 @@ static int get_f64(trace *tr, const char *name, double *out, kv_err *err)
     return KV_OK;
 }
 
-/* Format name first: a foreign file must be called foreign, not malformed. */
+/* Format name first: a foreign file must be called foreign, not malformed.  A format
+ * 1 trace is refused before any of its variable-length strings is read. */
 static int read_identity(trace *tr, kv_err *err)
 {
     char *fmt = NULL;
-    int64_t version;
+    int64_t version = 0;
+    int have_version = trace__attr_get_i64(tr->file, "format_version", &version) == KV_OK;
+    if (have_version && version == 1)
+        return kv_errorf(err, KV_EUNSUPPORTED, "%s: a format 1 trace (variable-length "
+                         "strings, which libhdf5 cannot read safely from a damaged file): "
+                         "record it again with this kvtrace (format %d)", tr->path,
+                         TRACE_FORMAT_VERSION);
     int rc = trace__attr_get_str(tr->file, "format", &fmt);
     if (rc < 0 || strcmp(fmt, TRACE_FORMAT_NAME) != 0) {
         rc = kv_errorf(err, KV_EFORMAT, "%s: not a kvtrace file (root attribute 'format' is "
@@ -129,7 +150,7 @@ static int read_identity(trace *tr, kv_err *err)
         return rc;
     }
     free(fmt);
-    if (trace__attr_get_i64(tr->file, "format_version", &version) < 0 || version < 1)
+    if (!have_version || version < 1)
         return bad_attr(tr, err, "format_version", "an integer >= 1");
     if (version > TRACE_FORMAT_VERSION)
         return kv_errorf(err, KV_EUNSUPPORTED, "%s: format version %lld is newer than this "
@@ -151,8 +172,14 @@ static int read_model(trace *tr, kv_err *err)
         (rc = get_int(tr, "n_ctx", 0, INT32_MAX, &h->n_ctx, err)) < 0 ||
         (rc = get_int(tr, "vocab_size", 0, INT32_MAX, &h->vocab_size, err)) < 0 ||
         (rc = get_f64(tr, "rope_base", &h->rope_base, err)) < 0 ||
-        (rc = get_f64(tr, "attn_scale", &h->attn_scale, err)) < 0)
+        (rc = get_f64(tr, "attn_scale", &h->attn_scale, err)) < 0 ||
+        (rc = get_f64(tr, "attn_softcap", &h->attn_softcap, err)) < 0)
         return rc;
+    if (!(h->attn_scale > 0 && h->attn_scale < 1e6) ||
+        !(h->attn_softcap >= 0 && h->attn_softcap < 1e6))
+        return kv_errorf(err, KV_EFORMAT, "%s: attn_scale %g / attn_softcap %g: expected a "
+                         "positive scale and a cap >= 0", tr->path, h->attn_scale,
+                         h->attn_softcap);
     if (h->n_head % h->n_head_kv)
         return kv_errorf(err, KV_EFORMAT, "%s: n_head %d is not a multiple of n_head_kv %d",
                          tr->path, h->n_head, h->n_head_kv);
@@ -174,38 +201,53 @@ static int read_run(trace *tr, kv_err *err)
 {
     trace_header *h = &tr->meta.header;
     int rc;
-    if ((rc = get_str(tr, "prompt", S_PROMPT, err)) < 0 ||
-        (rc = get_str(tr, "device", S_DEVICE, err)) < 0 ||
+    if ((rc = get_str(tr, "device", S_DEVICE, err)) < 0 ||
         (rc = get_str(tr, "created", S_CREATED, err)) < 0 ||
         (rc = get_int(tr, "chat", 0, 1, &h->chat, err)) < 0 ||
         (rc = get_int(tr, "max_new_tokens", 0, INT32_MAX, &h->max_new_tokens, err)) < 0 ||
         (rc = get_int(tr, "top_k", 0, INT32_MAX, &h->top_k, err)) < 0 ||
         (rc = get_int(tr, "threads", 0, INT32_MAX, &h->threads, err)) < 0 ||
+        (rc = get_int(tr, "planned_steps", 0, TRACE_MAX_STEPS, &h->planned_steps, err)) < 0 ||
         (rc = get_f64(tr, "temperature", &h->temperature, err)) < 0 ||
         (rc = get_f64(tr, "top_p", &h->top_p, err)) < 0)
         return rc;
     if (trace__attr_get_u64(tr->file, "seed", &h->seed) < 0)
         return bad_attr(tr, err, "seed", "an unsigned integer");
-    h->prompt = tr->str[S_PROMPT];
     h->device = tr->str[S_DEVICE];
     h->created = tr->str[S_CREATED];
     return KV_OK;
 }
 
+static int get_dtype(trace *tr, const char *name, trace_dtype *out, kv_err *err)
+{
+    char *v = NULL;
+    int rc = KV_OK;
+    if (trace__attr_get_str(tr->file, name, &v) < 0 || (strcmp(v, "f16") && strcmp(v, "f32")))
+        rc = bad_attr(tr, err, name, "'f16' or 'f32'");
+    else
+        *out = strcmp(v, "f16") ? TRACE_F32 : TRACE_F16;
+    free(v);
+    return rc;
+}
+
+/* How the trace is stored, and the one mask kind this reader knows. */
 static int read_storage_choice(trace *tr, kv_err *err)
 {
-    char *dtype = NULL, *comp = NULL;
-    int rc = KV_OK;
-    if (trace__attr_get_str(tr->file, "dtype", &dtype) < 0 ||
-        (strcmp(dtype, "f16") && strcmp(dtype, "f32")))
-        rc = bad_attr(tr, err, "dtype", "'f16' or 'f32'");
-    else if (trace__attr_get_str(tr->file, "compression", &comp) < 0 ||
-             trace_compression_parse(comp, &tr->meta.options.compression, NULL) < 0)
+    char *comp = NULL, *mask = NULL;
+    int rc = get_dtype(tr, "dtype", &tr->meta.options.dtype, err);
+    if (rc == KV_OK)
+        rc = get_dtype(tr, "qk_dtype", &tr->meta.options.qk_dtype, err);
+    if (rc == KV_OK && (trace__attr_get_str(tr->file, "compression", &comp) < 0 ||
+                        trace_compression_parse(comp, &tr->meta.options.compression, NULL) < 0))
         rc = bad_attr(tr, err, "compression", "none, deflate:N or lz4");
-    else
-        tr->meta.options.dtype = strcmp(dtype, "f16") ? TRACE_F32 : TRACE_F16;
-    free(dtype);
+    if (rc == KV_OK && trace__attr_get_str(tr->file, "mask", &mask) < 0)
+        rc = bad_attr(tr, err, "mask", "a string");
+    else if (rc == KV_OK && strcmp(mask, "causal"))
+        rc = kv_errorf(err, KV_EUNSUPPORTED, "%s: attention mask '%s' is unknown to this "
+                       "kvsim (it knows 'causal', with optional per-layer windows)", tr->path,
+                       mask);
     free(comp);
+    free(mask);
     return rc;
 }
 
@@ -280,6 +322,73 @@ static int read_index_list(trace *tr, const char *name, int limit, int *n_out, i
     return rc;
 }
 
+/* A fixed 1-D int dataset of exactly n entries, each in [lo, hi]. */
+static int read_int_array(trace *tr, const char *name, int n, int lo, int hi, int **out,
+                          kv_err *err)
+{
+    int64_t want = n, E;
+    hid_t d;
+    int rc = ds_open(tr, name, 1, &want, &E, H5P_DEFAULT, &d, err);
+    if (rc < 0)
+        return rc;
+    if (!(*out = malloc((size_t)n * sizeof **out)))
+        rc = kv_errorf(err, KV_ENOMEM, "%s: no memory for /%s", tr->path, name);
+    else if (H5Dread(d, H5T_NATIVE_INT, H5S_ALL, H5S_ALL, H5P_DEFAULT, *out) < 0)
+        rc = missing(tr, name, err);
+    for (int i = 0; rc == KV_OK && i < n; i++)
+        if ((*out)[i] < lo || (*out)[i] > hi)
+            rc = kv_errorf(err, KV_EFORMAT, "%s: /%s[%d] = %d, expected %d..%d", tr->path,
+                           name, i, (*out)[i], lo, hi);
+    H5Dclose(d);
+    return rc;
+}
+
+/* Where each recorded index sits in a stored list (a subset of the recorded one). */
+static int index_in(trace *tr, const char *name, const int *sub, int n_sub, const int *all,
+                    int n_all, int **where, kv_err *err)
+{
+    if (!(*where = malloc((size_t)n_all * sizeof **where)))
+        return kv_errorf(err, KV_ENOMEM, "%s: no memory for /%s", tr->path, name);
+    int found = 0;
+    for (int i = 0; i < n_all; i++) {
+        (*where)[i] = -1;
+        for (int j = 0; j < n_sub; j++)
+            if (sub[j] == all[i])
+                (*where)[i] = j, found++;
+    }
+    if (found == n_sub)
+        return KV_OK;
+    return kv_errorf(err, KV_EFORMAT, "%s: /%s lists a layer or head that is not recorded",
+                     tr->path, name);
+}
+
+/* The stored rows' lists, when the trace stores any. */
+static int read_row_lists(trace *tr, kv_err *err)
+{
+    const trace_header *h = &tr->meta.header;
+    trace_options *o = &tr->meta.options;
+    const int has_layers = H5Lexists(tr->file, "attn", H5P_DEFAULT) > 0 &&
+                           H5Lexists(tr->file, TRACE_DS_ROW_LAYERS, H5P_DEFAULT) > 0;
+    int rc = KV_OK;
+    if (has_layers &&
+        ((rc = read_index_list(tr, TRACE_DS_ROW_LAYERS, h->n_layer, &o->n_row_layers,
+                               &tr->row_layers, err)) < 0 ||
+         (rc = read_index_list(tr, TRACE_DS_ROW_HEADS, h->n_head, &o->n_row_heads,
+                               &tr->row_heads, err)) < 0))
+        return rc;
+    const int L = h->n_layers_rec, H = h->n_heads_rec;
+    if ((rc = index_in(tr, TRACE_DS_ROW_LAYERS, tr->row_layers, o->n_row_layers, tr->layers, L,
+                       &tr->stored_li, err)) < 0 ||
+        (rc = index_in(tr, TRACE_DS_ROW_HEADS, tr->row_heads, o->n_row_heads, tr->heads, H,
+                       &tr->stored_hi, err)) < 0)
+        return rc;
+    o->row_layers = tr->row_layers;
+    o->row_heads = tr->row_heads;
+    o->rows = !has_layers ? TRACE_ROWS_NONE
+              : o->n_row_layers == L && o->n_row_heads == H ? TRACE_ROWS_ALL : TRACE_ROWS_SOME;
+    return KV_OK;
+}
+
 static int read_selection(trace *tr, kv_err *err)
 {
     trace_header *h = &tr->meta.header;
@@ -289,10 +398,13 @@ static int read_selection(trace *tr, kv_err *err)
         (rc = read_index_list(tr, TRACE_DS_HEADS, h->n_head, &h->n_heads_rec, &tr->heads,
                               err)) < 0 ||
         (rc = read_index_list(tr, TRACE_DS_KV_HEADS, h->n_head_kv, &tr->meta.n_kv_heads_rec,
-                              &tr->kv_heads, err)) < 0)
+                              &tr->kv_heads, err)) < 0 ||
+        (rc = read_int_array(tr, TRACE_DS_WINDOW, h->n_layers_rec, 0, TRACE_MAX_STEPS,
+                             &tr->window, err)) < 0)
         return rc;
     h->layers = tr->layers;
     h->heads = tr->heads;
+    h->window = tr->window;
     tr->meta.kv_heads = tr->kv_heads;
     /* /kv_heads must be exactly the KV heads the recorded query heads need. */
     int K = 0;
@@ -308,7 +420,28 @@ static int read_selection(trace *tr, kv_err *err)
     if (K != tr->meta.n_kv_heads_rec)
         return kv_errorf(err, KV_EFORMAT, "%s: /kv_heads lists %d heads, the recorded query "
                          "heads use %d", tr->path, tr->meta.n_kv_heads_rec, K);
-    return KV_OK;
+    return read_row_lists(tr, err);
+}
+
+/* The prompt: bytes, bounded, NUL-terminated (it may not hold a NUL itself). */
+static int read_prompt(trace *tr, kv_err *err)
+{
+    int64_t want = -1, n;
+    hid_t d;
+    int rc = ds_open(tr, TRACE_DS_PROMPT, 1, &want, &n, H5P_DEFAULT, &d, err);
+    if (rc < 0)
+        return rc;
+    if (n > TRACE_MAX_PROMPT)
+        rc = kv_errorf(err, KV_EFORMAT, "%s: /%s holds %lld bytes, more than %lld", tr->path,
+                       TRACE_DS_PROMPT, (long long)n, (long long)TRACE_MAX_PROMPT);
+    else if (!(tr->prompt = calloc((size_t)n + 1, 1)))
+        rc = kv_errorf(err, KV_ENOMEM, "%s: no memory for the prompt", tr->path);
+    else if (n > 0 && H5Dread(d, H5T_NATIVE_UCHAR, H5S_ALL, H5S_ALL, H5P_DEFAULT,
+                              tr->prompt) < 0)
+        rc = missing(tr, TRACE_DS_PROMPT, err);
+    H5Dclose(d);
+    tr->meta.header.prompt = tr->prompt;
+    return rc;
 }
 
 static int read_scalar(trace *tr, const char *name, hid_t mem, void *out, kv_err *err)
@@ -354,17 +487,16 @@ static hid_t probs_dapl(const trace *tr, int64_t T)
     return dapl;
 }
 
-static int check_float(trace *tr, hid_t d, const char *name, kv_err *err)
+static int check_float(trace *tr, hid_t d, const char *name, trace_dtype dtype, kv_err *err)
 {
     hid_t t = H5Dget_type(d);
-    size_t want = trace__dtype_size(tr->meta.options.dtype);
+    size_t want = trace_dtype_size(dtype);
     int ok = t >= 0 && H5Tget_class(t) == H5T_FLOAT && H5Tget_size(t) == want;
     close_id(t, H5Tclose);
     if (ok)
         return KV_OK;
     return kv_errorf(err, KV_EFORMAT, "%s: dataset /%s is not %zu-byte floats as the dtype "
-                     "attribute '%s' says", tr->path, name, want,
-                     trace_dtype_name(tr->meta.options.dtype));
+                     "attributes say (%s)", tr->path, name, want, trace_dtype_name(dtype));
 }
 
 static int extent_ok(trace *tr, const char *name, int64_t E, kv_err *err)
@@ -376,17 +508,17 @@ static int extent_ok(trace *tr, const char *name, int64_t E, kv_err *err)
                      (long long)tr->meta.steps);
 }
 
-static int open_tensor(trace *tr, hid_t *out, const char *name, int heads, int64_t last,
-                       kv_err *err)
+/* One 4-D dataset: [layers, heads, T, last] (last < 0: another T axis). */
+static int open_tensor(trace *tr, hid_t *out, const char *name, int layers, int heads,
+                       int64_t last, trace_dtype dtype, kv_err *err)
 {
-    const trace_header *h = &tr->meta.header;
-    int64_t want[4] = {h->n_layers_rec, heads, -1, last}, E;
+    int64_t want[4] = {layers, heads, -1, last}, E;
     hid_t dapl = last < 0 ? probs_dapl(tr, tr->meta.steps) : H5P_DEFAULT;
     int rc = ds_open(tr, name, 4, want, &E, dapl, out, err);
     if (dapl != H5P_DEFAULT)
         H5Pclose(dapl);
     if (rc == KV_OK)
-        rc = check_float(tr, *out, name, err);
+        rc = check_float(tr, *out, name, dtype, err);
     if (rc == KV_OK)
         rc = extent_ok(tr, name, E, err);
     if (rc == KV_OK && last < 0)
@@ -397,17 +529,24 @@ static int open_tensor(trace *tr, hid_t *out, const char *name, int heads, int64
 static int open_tensors(trace *tr, kv_err *err)
 {
     const trace_header *h = &tr->meta.header;
-    const int H = h->n_heads_rec, K = tr->meta.n_kv_heads_rec, D = h->head_dim;
+    trace_options *o = &tr->meta.options;
+    const int L = h->n_layers_rec, H = h->n_heads_rec, K = tr->meta.n_kv_heads_rec;
+    const int D = h->head_dim;
     int rc;
-    if ((rc = open_tensor(tr, &tr->probs, TRACE_DS_PROBS, H, -1, err)) < 0 ||
-        (rc = open_tensor(tr, &tr->keys, TRACE_DS_KEYS, K, D, err)) < 0 ||
-        (rc = open_tensor(tr, &tr->values, TRACE_DS_VALUES, K, D, err)) < 0)
+    if ((o->rows != TRACE_ROWS_NONE &&
+         (rc = open_tensor(tr, &tr->probs, TRACE_DS_PROBS, o->n_row_layers, o->n_row_heads, -1,
+                           o->dtype, err)) < 0) ||
+        (rc = open_tensor(tr, &tr->keys, TRACE_DS_KEYS, L, K, D, o->qk_dtype, err)) < 0 ||
+        (rc = open_tensor(tr, &tr->values, TRACE_DS_VALUES, L, K, D, o->dtype, err)) < 0)
         return rc;
-    tr->probs_layout = trace__chunk_layout_of(tr->probs,
-                                              trace__dtype_size(tr->meta.options.dtype));
-    tr->meta.options.record_queries = H5Lexists(tr->file, TRACE_DS_QUERIES, H5P_DEFAULT) > 0;
-    if (tr->meta.options.record_queries &&
-        (rc = open_tensor(tr, &tr->queries, TRACE_DS_QUERIES, H, D, err)) < 0)
+    if (tr->probs)
+        tr->probs_layout = trace__chunk_layout_of(tr->probs, trace_dtype_size(o->dtype));
+    o->record_queries = H5Lexists(tr->file, TRACE_DS_QUERIES, H5P_DEFAULT) > 0;
+    if (!o->record_queries && o->rows != TRACE_ROWS_ALL)
+        return kv_errorf(err, KV_EFORMAT, "%s: /%s is missing: the rows this trace does not "
+                         "store cannot be rebuilt", tr->path, TRACE_DS_QUERIES);
+    if (o->record_queries &&
+        (rc = open_tensor(tr, &tr->queries, TRACE_DS_QUERIES, L, H, D, o->qk_dtype, err)) < 0)
         return rc;
     return KV_OK;
 }
@@ -439,27 +578,54 @@ static int read_token_array(trace *tr, const char *name, hid_t mem, size_t esize
     return rc;
 }
 
-/* Variable-length strings come back HDF5-allocated: keep owned copies instead. */
-static int own_texts(trace *tr, kv_err *err)
+/* Token t's text is text_bytes[text_end[t-1] .. text_end[t]): check the ends, then
+ * read the bytes and give each piece its own NUL. */
+static int read_texts(trace *tr, kv_err *err)
 {
-    char **h5 = tr->text;
-    tr->text = calloc((size_t)tr->meta.steps + 1, sizeof *tr->text);
-    int rc = tr->text ? KV_OK : kv_errorf(err, KV_ENOMEM, "%s: no memory for token texts",
-                                          tr->path);
-    for (int64_t t = 0; t < tr->meta.steps; t++) {
-        if (rc == KV_OK && !(tr->text[t] = strdup(h5[t] ? h5[t] : "")))
-            rc = kv_errorf(err, KV_ENOMEM, "%s: no memory for token texts", tr->path);
-        H5free_memory(h5[t]);
+    const int64_t T = tr->meta.steps, want = -1;
+    int64_t total = T > 0 ? tr->text_end[T - 1] : 0, E;
+    for (int64_t t = 0; t < T; t++)
+        if (tr->text_end[t] < (t ? tr->text_end[t - 1] : 0) ||
+            tr->text_end[t] > TRACE_MAX_TEXT_BYTES)
+            return kv_errorf(err, KV_EFORMAT, "%s: /%s[%lld] = %lld: the ends must increase "
+                             "from 0", tr->path, TRACE_DS_TEXT_END, (long long)t,
+                             (long long)tr->text_end[t]);
+    hid_t d;
+    int rc = ds_open(tr, TRACE_DS_TEXT_BYTES, 1, &want, &E, H5P_DEFAULT, &d, err);
+    if (rc < 0)
+        return rc;
+    unsigned char *bytes = malloc((size_t)total + 1);
+    tr->text_bytes = malloc((size_t)(total + T) + 1);
+    tr->text = calloc((size_t)T + 1, sizeof *tr->text);
+    if (E < total)
+        rc = kv_errorf(err, KV_EFORMAT, "%s: /%s holds %lld bytes, the token ends need %lld",
+                       tr->path, TRACE_DS_TEXT_BYTES, (long long)E, (long long)total);
+    else if (!bytes || !tr->text_bytes || !tr->text)
+        rc = kv_errorf(err, KV_ENOMEM, "%s: no memory for token texts", tr->path);
+    if (rc == KV_OK && total > 0) {
+        hsize_t start = 0, count = (hsize_t)total;
+        hid_t fs = H5Dget_space(d), ms = H5Screate_simple(1, &count, NULL);
+        if (H5Sselect_hyperslab(fs, H5S_SELECT_SET, &start, NULL, &count, NULL) < 0 ||
+            H5Dread(d, H5T_NATIVE_UCHAR, ms, fs, H5P_DEFAULT, bytes) < 0)
+            rc = missing(tr, TRACE_DS_TEXT_BYTES, err);
+        H5Sclose(ms);
+        H5Sclose(fs);
     }
-    free(h5);
+    for (int64_t t = 0, at = 0, from = 0; rc == KV_OK && t < T; t++) {
+        const int64_t len = tr->text_end[t] - from;
+        tr->text[t] = tr->text_bytes + at;
+        memcpy(tr->text[t], bytes + from, (size_t)len);
+        tr->text[t][len] = '\0';
+        at += len + 1;
+        from = tr->text_end[t];
+    }
+    free(bytes);
+    H5Dclose(d);
     return rc;
 }
 
 static int read_tokens(trace *tr, kv_err *err)
 {
-    hid_t text = H5Tcopy(H5T_C_S1);
-    H5Tset_size(text, H5T_VARIABLE);
-    H5Tset_cset(text, H5T_CSET_UTF8);
     const struct { const char *name; hid_t mem; size_t size; void **out; } arrays[] = {
         {TRACE_DS_ID, H5T_NATIVE_INT32, 4, (void **)&tr->id},
         {TRACE_DS_FLAGS, H5T_NATIVE_UINT8, 1, (void **)&tr->flags},
@@ -467,15 +633,17 @@ static int read_tokens(trace *tr, kv_err *err)
         {TRACE_DS_POSITION, H5T_NATIVE_INT32, 4, (void **)&tr->position},
         {TRACE_DS_LOGPROB, H5T_NATIVE_FLOAT, 4, (void **)&tr->logprob},
         {TRACE_DS_ENTROPY, H5T_NATIVE_FLOAT, 4, (void **)&tr->entropy},
-        {TRACE_DS_TEXT, text, sizeof(char *), (void **)&tr->text},
+        {TRACE_DS_TEXT_END, H5T_NATIVE_INT64, 8, (void **)&tr->text_end},
     };
     int rc = KV_OK;
     for (size_t i = 0; rc == KV_OK && i < sizeof arrays / sizeof arrays[0]; i++)
         rc = read_token_array(tr, arrays[i].name, arrays[i].mem, arrays[i].size, arrays[i].out,
                               err);
     if (rc == KV_OK)
-        rc = own_texts(tr, err);
-    H5Tclose(text);
+        rc = read_texts(tr, err);
+    while (rc == KV_OK && tr->meta.prompt_len < tr->meta.steps &&
+           tr->phase[tr->meta.prompt_len] == TRACE_PHASE_PROMPT)
+        tr->meta.prompt_len++;
     tr->tokens = (trace_tokens){tr->id, (const char *const *)tr->text, tr->flags, tr->phase,
                                 tr->position, tr->logprob, tr->entropy};
     return rc;
@@ -483,22 +651,41 @@ static int read_tokens(trace *tr, kv_err *err)
 
 /* ---------------------------------------------------------------- open ----------- */
 
+/* Open read-only as an SWMR reader, which also opens a trace that is being written or
+ * whose writer was killed (trace_file.h invariant 5); a file of an older HDF5 format
+ * cannot be opened that way and is opened plainly.  No HDF5 file lock: the writer's
+ * lock is its own (trace_write.c). */
+static hid_t h5_open(const char *path)
+{
+    hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
+    H5Pset_file_locking(fapl, 0, 1);
+    hid_t f = H5Fopen(path, H5F_ACC_RDONLY | H5F_ACC_SWMR_READ, fapl);
+    if (f < 0)
+        f = H5Fopen(path, H5F_ACC_RDONLY, fapl);
+    hid_t saved = trace__h5_save_errors();
+    H5Pclose(fapl);
+    trace__h5_restore_errors(saved);
+    return f;
+}
+
 /* Tell apart a missing file, a non-HDF5 file and a damaged HDF5 file. */
 static int open_file(trace *tr, kv_err *err)
 {
     struct stat st;
     if (stat(tr->path, &st) != 0)
         return kv_errorf(err, KV_EIO, "%s: %s", tr->path, strerror(errno));
+    if (!S_ISREG(st.st_mode))
+        return kv_errorf(err, KV_EFORMAT, "%s: not a regular file, so not a trace", tr->path);
     htri_t is = H5Fis_hdf5(tr->path);
     H5Eclear2(H5E_DEFAULT);
     if (is == 0)
         return kv_errorf(err, KV_EFORMAT, "%s: not an HDF5 file (no HDF5 signature), so not "
                          "a kvtrace trace", tr->path);
-    tr->file = H5Fopen(tr->path, H5F_ACC_RDONLY, H5P_DEFAULT);
+    tr->file = h5_open(tr->path);
     if (tr->file < 0) {
         tr->file = 0;
-        return trace__h5_fail(err, KV_EFORMAT, "%s: damaged or truncated HDF5 file "
-                              "(a recording that crashed or was cut short?)", tr->path);
+        return trace__h5_fail(err, KV_EFORMAT, "%s: damaged or truncated HDF5 file",
+                              tr->path);
     }
     return KV_OK;
 }
@@ -515,9 +702,10 @@ trace *trace_open(const char *path, kv_err *err)
     int rc;
     if ((rc = open_file(tr, err)) < 0 || (rc = read_identity(tr, err)) < 0 ||
         (rc = read_model(tr, err)) < 0 || (rc = read_run(tr, err)) < 0 ||
-        (rc = read_storage_choice(tr, err)) < 0 || (rc = read_selection(tr, err)) < 0 ||
-        (rc = read_status(tr, err)) < 0 || (rc = open_tensors(tr, err)) < 0 ||
-        (rc = read_tokens(tr, err)) < 0 || (tr->f16 = trace__f16_type()) < 0) {
+        (rc = read_storage_choice(tr, err)) < 0 || (rc = read_prompt(tr, err)) < 0 ||
+        (rc = read_selection(tr, err)) < 0 || (rc = read_status(tr, err)) < 0 ||
+        (rc = open_tensors(tr, err)) < 0 || (rc = read_tokens(tr, err)) < 0 ||
+        (tr->f16 = trace__f16_type()) < 0) {
         if (rc == KV_OK)
             trace__h5_fail(err, KV_EIO, "%s: cannot build the float16 type", path);
         trace_close(tr);
@@ -595,11 +783,11 @@ static int scratch_reserve(trace *tr, size_t n, kv_err *err)
 
 /* Read the hyperslab [start, start+count) of d as float32 into `out`, a buffer of
  * count[2] rows of `width` floats; columns count[3]..width-1 are zeroed. */
-static int slab_read(trace *tr, hid_t d, const hsize_t *start, const hsize_t *count,
-                     float *out, size_t width, kv_err *err)
+static int slab_read(trace *tr, hid_t d, trace_dtype dtype, const hsize_t *start,
+                     const hsize_t *count, float *out, size_t width, kv_err *err)
 {
     const size_t rows = count[2], cols = count[3];
-    int rc = KV_OK, f16 = tr->meta.options.dtype == TRACE_F16;
+    int rc = KV_OK, f16 = dtype == TRACE_F16;
     if (f16 && (rc = scratch_reserve(tr, rows * cols, err)) < 0)
         return rc;
     hsize_t mdims[2] = {rows, f16 ? cols : width}, morigin[2] = {0, 0}, mcount[2] = {rows, cols};
@@ -622,16 +810,16 @@ static int slab_read(trace *tr, hid_t d, const hsize_t *start, const hsize_t *co
     return rc;
 }
 
-/* HDF5's own path: a hyperslab read, converted by us.  Any t0. */
-static int read_rows_hdf5(trace *tr, int li, int hi, int64_t t0, int n, float *out,
+/* HDF5's own path: a hyperslab read of the stored pair (si, sj), converted by us. */
+static int read_rows_hdf5(trace *tr, int si, int sj, int64_t t0, int n, float *out,
                           size_t width, kv_err *err)
 {
     /* Rows t0..t0+n-1 have at most t0+n keys: the chunks right of that were never
      * written, and reading them would only make HDF5 fill zeros we set ourselves. */
     size_t cols = (size_t)(t0 + n);
-    hsize_t start[4] = {(hsize_t)li, (hsize_t)hi, (hsize_t)t0, 0};
+    hsize_t start[4] = {(hsize_t)si, (hsize_t)sj, (hsize_t)t0, 0};
     hsize_t count[4] = {1, 1, (hsize_t)n, cols};
-    return slab_read(tr, tr->probs, start, count, out, width, err);
+    return slab_read(tr, tr->probs, tr->meta.options.dtype, start, count, out, width, err);
 }
 
 /* Rows starting on a chunk row of a layout we decode: the direct path. */
@@ -640,29 +828,48 @@ static int chunk_aligned(const trace *tr, int64_t t0)
     return tr->probs_layout.direct && t0 % TRACE_BATCH == 0;
 }
 
-static int check_rows(const trace *tr, int li, int hi, int64_t t0, int n, kv_err *err)
+int trace_rows_stored(const trace *tr, int li, int hi)
 {
-    return check_block(tr, "reading rows", li, hi, tr->meta.header.n_heads_rec, t0, n, err);
+    const trace_header *h = &tr->meta.header;
+    return li >= 0 && li < h->n_layers_rec && hi >= 0 && hi < h->n_heads_rec &&
+           tr->stored_li[li] >= 0 && tr->stored_hi[hi] >= 0;
+}
+
+/* The range checks, then where (li, hi)'s rows are stored: (*si, *sj). */
+static int check_rows(const trace *tr, int li, int hi, int64_t t0, int n, int *si, int *sj,
+                      kv_err *err)
+{
+    int rc = check_block(tr, "reading rows", li, hi, tr->meta.header.n_heads_rec, t0, n, err);
+    if (rc < 0)
+        return rc;
+    if (!trace_rows_stored(tr, li, hi))
+        return kv_errorf(err, KV_ENOTFOUND, "%s: the rows of layer %d head %d are not stored "
+                         "(/%s): they are rebuilt from /%s and /%s by the row source",
+                         tr->path, tr->meta.header.layers[li], tr->meta.header.heads[hi],
+                         TRACE_DS_PROBS, TRACE_DS_QUERIES, TRACE_DS_KEYS);
+    *si = tr->stored_li[li];
+    *sj = tr->stored_hi[hi];
+    return KV_OK;
 }
 
 int trace_fetch_rows(trace *tr, int li, int hi, int64_t t0, int n, trace_chunk_buf *b,
                      kv_err *err)
 {
-    int rc = check_rows(tr, li, hi, t0, n, err);
+    int si, sj, rc = check_rows(tr, li, hi, t0, n, &si, &sj, err);
     if (rc < 0)
         return rc;
     const size_t cols = (size_t)(t0 + n);
     if (chunk_aligned(tr, t0) && n <= TRACE_BATCH)
-        return trace__chunks_fetch(b, tr->probs, &tr->probs_layout, tr->path, li, hi, t0, n,
+        return trace__chunks_fetch(b, tr->probs, &tr->probs_layout, tr->path, si, sj, t0, n,
                                    cols, err);
     float *rows = trace__chunks_fallback(b, tr->path, n, cols, err);
-    return rows ? read_rows_hdf5(tr, li, hi, t0, n, rows, cols, err) : KV_ENOMEM;
+    return rows ? read_rows_hdf5(tr, si, sj, t0, n, rows, cols, err) : KV_ENOMEM;
 }
 
 int trace_read_rows(trace *tr, int li, int hi, int64_t t0, int n, float *out, size_t width,
                     kv_err *err)
 {
-    int rc = check_rows(tr, li, hi, t0, n, err);
+    int si, sj, rc = check_rows(tr, li, hi, t0, n, &si, &sj, err);
     if (rc < 0)
         return rc;
     if (width < (size_t)(t0 + n))
@@ -670,7 +877,7 @@ int trace_read_rows(trace *tr, int li, int hi, int64_t t0, int n, float *out, si
                          "than the %lld keys of the last row", tr->path, (long long)t0,
                          (long long)t0 + n - 1, width, (long long)t0 + n);
     if (!chunk_aligned(tr, t0))
-        return read_rows_hdf5(tr, li, hi, t0, n, out, width, err);
+        return read_rows_hdf5(tr, si, sj, t0, n, out, width, err);
     if (!tr->own && !(tr->own = trace_chunk_buf_new()))
         return kv_errorf(err, KV_ENOMEM, "%s: no memory for a chunk buffer", tr->path);
     for (int r = 0; rc == KV_OK && r < n; r += TRACE_BATCH) {   /* one chunk row at a time */
@@ -682,35 +889,89 @@ int trace_read_rows(trace *tr, int li, int hi, int64_t t0, int n, float *out, si
     return rc;
 }
 
-static int read_vectors(trace *tr, hid_t d, int li, int k, int64_t t0, int n, float *out,
-                        kv_err *err)
+double trace_row_sum_tolerance(trace_dtype dtype, int64_t t)
+{
+    double tol = (double)(t + 2) * 0x1p-24;
+    if (dtype == TRACE_F16)
+        tol += 0x1p-11 + (double)(t + 1) * 0x1p-25;
+    return tol;
+}
+
+/* One row's sum, and whether every entry is a probability (NaN fails the compare). */
+static double row_sum(const float *row, int64_t len, float limit, int *bad)
+{
+    double sum = 0;
+    int outside = 0;
+    for (int64_t j = 0; j < len; j++) {
+        outside |= !(row[j] >= 0 && row[j] <= limit);
+        sum += row[j];
+    }
+    *bad = outside;
+    return sum;
+}
+
+int trace_check_rows(const trace *tr, int li, int hi, int64_t t0, int n, const float *rows,
+                     size_t width, kv_err *err)
+{
+    const trace_dtype dtype = trace_rows_stored(tr, li, hi) ? tr->meta.options.dtype
+                                                            : TRACE_F32;
+    for (int i = 0; i < n; i++) {
+        const int64_t t = t0 + i;
+        const double tol = trace_row_sum_tolerance(dtype, t);
+        int bad;
+        const double sum = row_sum(rows + (size_t)i * width, t + 1, (float)(1 + tol), &bad);
+        if (bad || !(fabs(sum - 1) <= tol))
+            return kv_errorf(err, KV_EFORMAT, "%s: layer %d head %d step %lld: %s (sum %.7g): "
+                             "the trace is damaged (kvtrace verify lists every bad row)",
+                             tr->path, tr->meta.header.layers[li], tr->meta.header.heads[hi],
+                             (long long)t, bad ? "an entry that is not a probability"
+                                               : "the row does not sum to 1", sum);
+    }
+    return KV_OK;
+}
+
+int trace_rows(trace *tr, int li, int hi, int64_t t0, int n, float *out, size_t width,
+               kv_err *err)
+{
+    if (trace_rows_stored(tr, li, hi))
+        return trace_read_rows(tr, li, hi, t0, n, out, width, err);
+    if (!tr->rebuild && !(tr->rebuild = trace_rebuild_buf_new()))
+        return kv_errorf(err, KV_ENOMEM, "%s: no memory for a rebuild buffer", tr->path);
+    int rc = trace_fetch_inputs(tr, li, hi, t0, n, tr->rebuild, err);
+    return rc < 0 ? rc : trace_rebuild_rows(tr->rebuild, out, width, err);
+}
+
+static int read_vectors(trace *tr, hid_t d, trace_dtype dtype, int li, int k, int64_t t0,
+                        int n, float *out, kv_err *err)
 {
     const size_t D = (size_t)tr->meta.header.head_dim;
     hsize_t start[4] = {(hsize_t)li, (hsize_t)k, (hsize_t)t0, 0};
     hsize_t count[4] = {1, 1, (hsize_t)n, D};
-    return out ? slab_read(tr, d, start, count, out, D, err) : KV_OK;
+    return out ? slab_read(tr, d, dtype, start, count, out, D, err) : KV_OK;
 }
 
 int trace_read_kv(trace *tr, int li, int ki, int64_t t0, int n, float *keys, float *values,
                   kv_err *err)
 {
+    const trace_options *o = &tr->meta.options;
     int rc = check_block(tr, "reading keys/values", li, ki, tr->meta.n_kv_heads_rec, t0, n,
                          err);
     if (rc == KV_OK)
-        rc = read_vectors(tr, tr->keys, li, ki, t0, n, keys, err);
+        rc = read_vectors(tr, tr->keys, o->qk_dtype, li, ki, t0, n, keys, err);
     if (rc == KV_OK)
-        rc = read_vectors(tr, tr->values, li, ki, t0, n, values, err);
+        rc = read_vectors(tr, tr->values, o->dtype, li, ki, t0, n, values, err);
     return rc;
 }
 
 int trace_read_queries(trace *tr, int li, int hi, int64_t t0, int n, float *out, kv_err *err)
 {
     if (!tr->queries)
-        return kv_errorf(err, KV_ENOTFOUND, "%s: the trace has no queries (recorded without "
-                         "--record-queries)", tr->path);
+        return kv_errorf(err, KV_ENOTFOUND, "%s: the trace has no queries (its rows are all "
+                         "stored and it was recorded without --record-queries)", tr->path);
     int rc = check_block(tr, "reading queries", li, hi, tr->meta.header.n_heads_rec, t0, n,
                          err);
-    return rc < 0 ? rc : read_vectors(tr, tr->queries, li, hi, t0, n, out, err);
+    return rc < 0 ? rc : read_vectors(tr, tr->queries, tr->meta.options.qk_dtype, li, hi, t0,
+                                      n, out, err);
 }
 
 /* ---------------------------------------------------------------- sizes ---------- */
@@ -718,20 +979,23 @@ int trace_read_queries(trace *tr, int li, int hi, int64_t t0, int n, float *out,
 int trace_get_storage(const trace *tr, trace_storage *out, kv_err *err)
 {
     const trace_meta *m = &tr->meta;
-    const uint64_t T = (uint64_t)m->steps, e = trace__dtype_size(m->options.dtype);
+    const trace_options *o = &m->options;
+    const uint64_t T = (uint64_t)m->steps, e = trace_dtype_size(o->dtype);
+    const uint64_t qe = trace_dtype_size(o->qk_dtype);
     const uint64_t L = (uint64_t)m->header.n_layers_rec, H = (uint64_t)m->header.n_heads_rec;
     const uint64_t K = (uint64_t)m->n_kv_heads_rec, D = (uint64_t)m->header.head_dim;
+    const uint64_t stored_pairs = tr->probs ? (uint64_t)o->n_row_layers * o->n_row_heads : 0;
     hsize_t size = 0;
     memset(out, 0, sizeof *out);
     if (H5Fget_filesize(tr->file, &size) < 0)
         return trace__h5_fail(err, KV_EIO, "%s: cannot get the file size", tr->path);
     out->file_bytes = size;
-    out->probs_stored = H5Dget_storage_size(tr->probs);
+    out->probs_stored = tr->probs ? H5Dget_storage_size(tr->probs) : 0;
     out->kv_stored = H5Dget_storage_size(tr->keys) + H5Dget_storage_size(tr->values) +
                      (tr->queries ? H5Dget_storage_size(tr->queries) : 0);
-    out->probs_elements = L * H * T * (T + 1) / 2;
+    out->row_elements = L * H * T * (T + 1) / 2;
+    out->probs_elements = stored_pairs * T * (T + 1) / 2;
     out->probs_raw = out->probs_elements * e;
-    out->kv_raw = (2 * K + (tr->queries ? H : 0)) * L * T * D * e;
+    out->kv_raw = (K * (qe + e) + (tr->queries ? H * qe : 0)) * L * T * D;
     return KV_OK;
 }
-

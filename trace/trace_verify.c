@@ -2,15 +2,21 @@
  * trace_verify.c — `kvtrace verify TRACE.h5`'s checks of every row of a trace.
  *
  * Checks, each counted and reported (docs/TRACE_FORMAT.md, "Verification"):
- *   (1) every row (layer, head, t) has non-negative finite entries over keys 0..t,
- *       zeros above the diagonal, and sums to 1 within row_sum_tolerance(t);
+ *   (1) every row (layer, head, t), stored or rebuilt, has non-negative finite entries
+ *       over the keys its layer's mask lets it see, zeros elsewhere (above the
+ *       diagonal, before a window), and sums to 1 within trace_row_sum_tolerance;
  *   (2) the token arrays are consistent: ids within the vocabulary, only the three
  *       flag bits, phase 0 then 1, positions increasing, log-probabilities <= 0,
  *       entropies >= 0;
  *   (3) with queries recorded, every row equals softmax(attn_scale * q_t . k_j) over
- *       the keys it gives weight to, within recompute_tolerance.
+ *       the keys it gives weight to, computed here in double precision, within
+ *       recompute_tolerance: for stored rows a check of the recording, for rebuilt
+ *       rows of the rebuild (trace_rebuild.c);
+ *   (4) every key, value and query is read (so every chunk is decompressed) and is
+ *       finite.
  * Failures go to stderr as they are found (the first REPORT_MAX of each check), the
- * summary to `out`.  Memory: one row block (64 x T floats) plus one head's keys (T x D).
+ * summary to `out`.  Memory: one row block (64 x T floats), one head's keys (T x D),
+ * and for rebuilt rows the trace's rebuild buffer (one layer's keys).
  */
 #include "trace_file.h"
 
@@ -32,23 +38,12 @@ typedef struct verify {
     trace  *tr;
     const trace_meta *m;
     int64_t T;
-    check   sums, causal, tokens, recompute;
+    check   sums, causal, tokens, recompute, vectors;
     float  *rows;               /* (64, T) row block */
     float  *keys;               /* (T, D) one KV head */
     float  *queries;            /* (64, D) */
     double *scores;             /* (T,) */
 } verify;
-
-/* |sum - 1| bound for row t (t+1 entries): the model's f32 softmax, (t+2) * 2^-24,
- * plus for f16 the rounding of each entry, 2^-11 relative, 2^-25 absolute below the
- * smallest normal: 2^-11 + (t+1) * 2^-25.  For t+1 = 2048 entries in f16: 6.7e-4. */
-static double row_sum_tolerance(trace_dtype dtype, int64_t t)
-{
-    double tol = (double)(t + 2) * 0x1p-24;
-    if (dtype == TRACE_F16)
-        tol += 0x1p-11 + (double)(t + 1) * 0x1p-25;
-    return tol;
-}
 
 /* Count a failure; print the first REPORT_MAX of each check. */
 static void fail(check *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -66,15 +61,24 @@ static void fail(check *c, const char *fmt, ...)
 
 /* ---------------------------------------------------------------- (1) rows ------- */
 
+/* The tolerance of a row: stored rows carry the dtype's rounding, rebuilt ones f32. */
+static trace_dtype row_dtype(const verify *v, int li, int hi)
+{
+    return trace_rows_stored(v->tr, li, hi) ? v->m->options.dtype : TRACE_F32;
+}
+
 static void check_row(verify *v, int li, int hi, int64_t t, const float *row)
 {
     const trace_header *h = &v->m->header;
-    double sum = 0, tol = row_sum_tolerance(v->m->options.dtype, t);
+    const int64_t W = h->window[li], lo = W > 0 && t + 1 > W ? t + 1 - W : 0;
+    double sum = 0, tol = trace_row_sum_tolerance(row_dtype(v, li, hi), t);
     int bad_entry = 0, above = 0;
-    for (int64_t j = 0; j <= t; j++) {
+    for (int64_t j = lo; j <= t; j++) {
         bad_entry |= !(row[j] >= 0 && row[j] <= 1 + tol);   /* also catches NaN */
         sum += row[j];
     }
+    for (int64_t j = 0; j < lo; j++)
+        above |= row[j] != 0;
     for (int64_t j = t + 1; j < v->T; j++)
         above |= row[j] != 0;
     v->sums.checked++;
@@ -87,8 +91,8 @@ static void check_row(verify *v, int li, int hi, int64_t t, const float *row)
              h->layers[li], h->heads[hi], (long long)t, sum,
              bad_entry ? " with an entry outside [0, 1] or not finite" : "", tol);
     if (above)
-        fail(&v->causal, "layer %d head %d step %lld: non-zero entry above the diagonal "
-             "(keys after %lld)", h->layers[li], h->heads[hi], (long long)t, (long long)t);
+        fail(&v->causal, "layer %d head %d step %lld: non-zero entry outside keys %lld..%lld",
+             h->layers[li], h->heads[hi], (long long)t, (long long)lo, (long long)t);
 }
 
 static int check_rows(verify *v, kv_err *err)
@@ -98,7 +102,7 @@ static int check_rows(verify *v, kv_err *err)
         for (int hi = 0; hi < h->n_heads_rec; hi++)
             for (int64_t t0 = 0; t0 < v->T; t0 += TRACE_BATCH) {
                 int n = v->T - t0 < TRACE_BATCH ? (int)(v->T - t0) : TRACE_BATCH;
-                int rc = trace_read_rows(v->tr, li, hi, t0, n, v->rows, (size_t)v->T, err);
+                int rc = trace_rows(v->tr, li, hi, t0, n, v->rows, (size_t)v->T, err);
                 if (rc < 0)
                     return rc;
                 for (int i = 0; i < n; i++)
@@ -152,7 +156,8 @@ static void recompute_row(verify *v, int li, int hi, int64_t t, const float *q,
 {
     const int D = v->m->header.head_dim;
     const double scale = v->m->header.attn_scale;
-    const double eps_in = (v->m->options.dtype == TRACE_F16 ? 0x1p-10 : 0x1p-23) + D * 0x1p-24;
+    const double eps_in = (v->m->options.qk_dtype == TRACE_F16 ? 0x1p-10 : 0x1p-23) +
+                          D * 0x1p-24;
     double mx = -INFINITY, sum = 0, delta = 0, worst = 0;
     for (int64_t j = 0; j <= t; j++) {
         double s = 0, mag = 0;
@@ -171,7 +176,7 @@ static void recompute_row(verify *v, int li, int hi, int64_t t, const float *q,
     for (int64_t j = 0; j <= t; j++)
         if (fabs(v->scores[j] / sum - row[j]) > worst)
             worst = fabs(v->scores[j] / sum - row[j]);
-    double tol = recompute_tolerance(v->m->options.dtype, delta, t);
+    double tol = recompute_tolerance(row_dtype(v, li, hi), delta, t);
     v->recompute.checked++;
     if (worst > v->recompute.worst)
         v->recompute.worst = worst;
@@ -188,7 +193,7 @@ static int recompute_head(verify *v, int li, int hi, kv_err *err)
     int rc = trace_read_kv(v->tr, li, ki, 0, (int)v->T, v->keys, NULL, err);
     for (int64_t t0 = 0; rc == KV_OK && t0 < v->T; t0 += TRACE_BATCH) {
         int n = v->T - t0 < TRACE_BATCH ? (int)(v->T - t0) : TRACE_BATCH;
-        rc = trace_read_rows(v->tr, li, hi, t0, n, v->rows, (size_t)v->T, err);
+        rc = trace_rows(v->tr, li, hi, t0, n, v->rows, (size_t)v->T, err);
         if (rc == KV_OK)
             rc = trace_read_queries(v->tr, li, hi, t0, n, v->queries, err);
         for (int i = 0; rc == KV_OK && i < n; i++)
@@ -205,6 +210,48 @@ static int check_recompute(verify *v, kv_err *err)
     for (int li = 0; rc == KV_OK && li < h->n_layers_rec; li++)
         for (int hi = 0; rc == KV_OK && hi < h->n_heads_rec; hi++)
             rc = recompute_head(v, li, hi, err);
+    return rc;
+}
+
+/* ---------------------------------------------------------------- (4) vectors ---- */
+
+static void check_finite(verify *v, const char *what, int li, int head, const float *x,
+                         int64_t n)
+{
+    const int D = v->m->header.head_dim;
+    for (int64_t t = 0; t < n; t++) {
+        int bad = 0;
+        for (int d = 0; d < D; d++)
+            bad |= !isfinite(x[t * D + d]);
+        v->vectors.checked++;
+        if (bad)
+            fail(&v->vectors, "layer %d head %d step %lld: a %s that is not finite",
+                 v->m->header.layers[li], head, (long long)t, what);
+    }
+}
+
+/* Every key and value of every KV head, and every query: each chunk is decoded. */
+static int check_vectors(verify *v, kv_err *err)
+{
+    const trace_header *h = &v->m->header;
+    int rc = KV_OK;
+    for (int li = 0; rc == KV_OK && li < h->n_layers_rec; li++) {
+        for (int ki = 0; rc == KV_OK && ki < v->m->n_kv_heads_rec; ki++) {
+            rc = trace_read_kv(v->tr, li, ki, 0, (int)v->T, v->keys, NULL, err);
+            if (rc == KV_OK)
+                check_finite(v, "key", li, v->m->kv_heads[ki], v->keys, v->T);
+            if (rc == KV_OK)
+                rc = trace_read_kv(v->tr, li, ki, 0, (int)v->T, NULL, v->keys, err);
+            if (rc == KV_OK)
+                check_finite(v, "value", li, v->m->kv_heads[ki], v->keys, v->T);
+        }
+        for (int hi = 0; rc == KV_OK && v->m->options.record_queries && hi < h->n_heads_rec;
+             hi++) {
+            rc = trace_read_queries(v->tr, li, hi, 0, (int)v->T, v->keys, err);
+            if (rc == KV_OK)
+                check_finite(v, "query", li, h->heads[hi], v->keys, v->T);
+        }
+    }
     return rc;
 }
 
@@ -242,6 +289,8 @@ static void verify_free(verify *v)
 static int run_checks(verify *v, kv_err *err)
 {
     int rc = verify_alloc(v, err);
+    if (rc == KV_OK && v->T > 0)
+        rc = check_vectors(v, err);
     if (rc == KV_OK)
         rc = check_rows(v, err);
     if (rc == KV_OK)
@@ -254,7 +303,8 @@ static int run_checks(verify *v, kv_err *err)
 int trace_verify(const char *path, FILE *out, kv_err *err)
 {
     verify v = {.sums = {"row sums", 0, 0, 0}, .causal = {"causality", 0, 0, 0},
-                .tokens = {"tokens", 0, 0, 0}, .recompute = {"recompute", 0, 0, 0}};
+                .tokens = {"tokens", 0, 0, 0}, .recompute = {"recompute", 0, 0, 0},
+                .vectors = {"vectors", 0, 0, 0}};
     if (!(v.tr = trace_open(path, err)))
         return err && err->code ? err->code : KV_EIO;
     v.m = trace_get_meta(v.tr);
@@ -264,9 +314,13 @@ int trace_verify(const char *path, FILE *out, kv_err *err)
         verify_free(&v);
         return rc;
     }
-    fprintf(out, "%s: %lld steps%s, %d layers x %d heads, %s\n", path, (long long)v.T,
-            v.m->complete ? "" : " (incomplete: truncated)", v.m->header.n_layers_rec,
-            v.m->header.n_heads_rec, trace_dtype_name(v.m->options.dtype));
+    fprintf(out, "%s: %lld steps%s, %d layers x %d heads, rows %s, %s (queries and keys "
+            "%s)\n", path, (long long)v.T, v.m->complete ? "" : " (incomplete: truncated)",
+            v.m->header.n_layers_rec, v.m->header.n_heads_rec,
+            v.m->options.rows == TRACE_ROWS_ALL ? "stored"
+            : v.m->options.rows == TRACE_ROWS_NONE ? "rebuilt" : "partly stored",
+            trace_dtype_name(v.m->options.dtype), trace_dtype_name(v.m->options.qk_dtype));
+    report(out, &v.vectors, "vectors");
     report(out, &v.sums, "rows");
     report(out, &v.causal, "rows");
     report(out, &v.tokens, "tokens");
@@ -274,7 +328,8 @@ int trace_verify(const char *path, FILE *out, kv_err *err)
         report(out, &v.recompute, "rows");
     else
         fprintf(out, "  recompute  skipped: no queries recorded\n");
-    long long failed = v.sums.failed + v.causal.failed + v.tokens.failed + v.recompute.failed;
+    long long failed = v.sums.failed + v.causal.failed + v.tokens.failed + v.recompute.failed +
+                       v.vectors.failed;
     /* A truncated trace can pass every row check and still be no whole recording. */
     fprintf(out, "verify: %s\n", failed ? "FAILED" : v.m->complete ? "ok"
                                                    : "rows ok, but the trace is incomplete");

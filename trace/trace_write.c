@@ -7,7 +7,12 @@
  * when that batch is on disk, which frees the other buffer for the caller.
  *
  *   caller:  append ... append | hand over (waits while inbox is busy) | append ...
- *   thread:  open | wait for inbox | write batch, flush, raise steps | ... | close
+ *   thread:  lock, create | wait for inbox | write batch, flush, raise steps | ... | close
+ *
+ * The file's life (trace_file.h invariant 5): NAME.partial is opened and locked
+ * (flock) before anything is written to it, laid out, switched to HDF5's SWMR mode
+ * (from then on the file on disk is consistent at every flush, whatever happens to
+ * this process), synced at every batch, and renamed onto NAME by close and abort.
  *
  * Invariants:
  *   (1) Every HDF5 call is made by the writer thread: the file is created there (the
@@ -16,8 +21,8 @@
  *       (docs/TRACE_FORMAT.md, "Memory").
  *   (3) A batch is handed over only when the step after it arrives, or at close or
  *       abort, so the last appended step can still be amended (trace_writer_set_next).
- *   (4) status/steps is written only after the batch's data was flushed; complete is
- *       set only by close after every batch succeeded.
+ *   (4) status/steps is written only after the batch's data was flushed and synced;
+ *       complete is set only by close after every batch succeeded.
  *   (5) After the first write error the thread writes nothing more; the caller learns
  *       it from the next append or from close (KV_EIO).
  */
@@ -25,44 +30,56 @@
 
 #include "cli.h"
 #include "fp16.h"
+#include "out.h"
+#include "vec.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 enum { RUN = 0, CLOSE = 1, ABORT = 2 };
-enum { TOK_ID, TOK_TEXT, TOK_FLAGS, TOK_PHASE, TOK_POSITION, TOK_LOGPROB, TOK_ENTROPY,
+enum { TOK_ID, TOK_FLAGS, TOK_PHASE, TOK_POSITION, TOK_LOGPROB, TOK_ENTROPY, TOK_TEXT_END,
        N_TOK };
 
 typedef struct batch {
     int64_t t0;                          /* first step of the batch */
     int     n;                           /* steps filled, <= TRACE_BATCH */
     size_t  width;                       /* row length held: t0 + TRACE_BATCH */
-    void   *probs;                       /* (L, H, TRACE_BATCH, width) trace dtype */
+    void   *probs;                       /* (Lr, Hr, TRACE_BATCH, width) rows' dtype */
     size_t  probs_cap;                   /* bytes allocated for probs */
-    void   *keys, *values;               /* (L, K, TRACE_BATCH, D) trace dtype */
-    void   *queries;                     /* (L, H, TRACE_BATCH, D) or NULL */
+    void   *keys;                        /* (L, K, TRACE_BATCH, D) qk dtype */
+    void   *values;                      /* (L, K, TRACE_BATCH, D) rows' dtype */
+    void   *queries;                     /* (L, H, TRACE_BATCH, D) qk dtype, or NULL */
     int32_t id[TRACE_BATCH], position[TRACE_BATCH];
     uint8_t flags[TRACE_BATCH], phase[TRACE_BATCH];
     float   logprob[TRACE_BATCH], entropy[TRACE_BATCH];
-    char   *text[TRACE_BATCH];           /* owned copies */
+    int64_t text_end[TRACE_BATCH];       /* end of each piece in /tokens/text_bytes */
+    int64_t text_base;                   /* where this batch's text starts there */
+    char   *text;                        /* the batch's pieces back to back */
+    size_t  text_len, text_cap;
 } batch;
 
 struct trace_writer {
     /* Shape, fixed at open. */
     int         L, H, K, D;              /* recorded layers, heads, KV heads; head_dim */
-    trace_dtype dtype;
-    size_t      esize;                   /* bytes per element of the trace dtype */
-    int         record_queries;
+    int         Lr, Hr;                  /* the stored rows' layers and heads */
+    trace_dtype dtype, qk_dtype;
+    size_t      esize, qk_esize;         /* bytes per element of each */
+    int         has_queries;             /* 1: /kv/queries is written */
 
     /* Caller side. */
     batch       buf[2];
     int         fill;                    /* index of the batch the caller fills */
     int64_t     steps;                   /* steps appended */
+    int64_t     text_total;              /* text bytes appended */
 
     /* Shared, under mu. */
     pthread_mutex_t mu;
@@ -74,17 +91,58 @@ struct trace_writer {
     kv_err      err;                     /* that error */
     pthread_t   thread;
 
+    /* The files: NAME as given, the file it names (a link's target), NAME.partial. */
+    char        path[PATH_MAX], target[PATH_MAX], partial[PATH_MAX];
+    int         lock_fd;                 /* the partial file, flock'ed; -1 when not held */
+
     /* Writer thread side (HDF5). */
-    char       *path;
-    const trace_header *open_hdr;        /* valid only while opening */
+    const trace_header  *open_hdr;       /* valid only while opening */
+    const trace_options *open_opt;
     const int  *open_kv_heads;           /* likewise, (K,) */
     trace_compression compression;
     int         force;
-    hid_t       file, mtype;             /* mtype: the trace dtype as memory type */
-    hid_t       probs, keys, values, queries, tok[N_TOK], steps_ds, complete_ds;
-    uint64_t    cap, written;            /* KV_TEST_WRITE_CAP_BYTES and row bytes so far */
+    hid_t       file, mtype, qk_mtype;   /* memory types of the two dtypes */
+    hid_t       probs, keys, values, queries, text, tok[N_TOK], steps_ds, complete_ds;
+    uint64_t    cap, written;            /* KV_TEST_WRITE_CAP_BYTES and bytes so far */
     int64_t     on_disk;                 /* the last value written to /status/steps */
 };
+
+/* ---------------------------------------------------------------- the partial file */
+
+static int lock_failed(trace_writer *w, kv_err *err, const char *why)
+{
+    close(w->lock_fd);
+    w->lock_fd = -1;
+    return kv_errorf(err, KV_EEXIST, "%s: %s (%s); nothing was touched", w->path, why,
+                     w->partial);
+}
+
+/* Open and lock NAME.partial before anything touches it.  A partial file with data
+ * in it was left by a writer that was killed: it is a trace, kept unless --force. */
+static int lock_partial(trace_writer *w, kv_err *err)
+{
+    w->lock_fd = open(w->partial, O_RDWR | O_CREAT | O_CLOEXEC, 0666);
+    if (w->lock_fd < 0)
+        return kv_errorf(err, KV_EIO, "%s: cannot create the trace file: %s", w->partial,
+                         strerror(errno));
+    struct stat held, named;
+    if (flock(w->lock_fd, LOCK_EX | LOCK_NB) != 0)
+        return lock_failed(w, err, "another kvtrace is recording this trace right now");
+    if (fstat(w->lock_fd, &held) != 0 || stat(w->partial, &named) != 0 ||
+        held.st_ino != named.st_ino || held.st_dev != named.st_dev)
+        return lock_failed(w, err, "another kvtrace finished this trace as we started");
+    if (held.st_size > 0 && !w->force)
+        return lock_failed(w, err, "a recording that did not finish (killed?) left its "
+                           "partial trace, readable up to its last flushed batch: replay "
+                           "or rename it, or use --force to replace it");
+    return KV_OK;
+}
+
+/* Durable: HDF5's caches to the OS, the OS's pages to the disk. */
+static int sync_file(trace_writer *w)
+{
+    return H5Fflush(w->file, H5F_SCOPE_LOCAL) < 0 || fdatasync(w->lock_fd) != 0 ? -1 : 0;
+}
 
 /* ---------------------------------------------------------------- file creation -- */
 
@@ -124,17 +182,25 @@ static hid_t ds_create(trace_writer *w, const char *name, hid_t type, int rank,
     return d;
 }
 
-static int ds_write_ints(hid_t file, const char *name, const int *v, int n)
+/* A fixed 1-D dataset of n values of file type `type` from memory type `mem`. */
+static int ds_write_1d(hid_t file, const char *name, hid_t type, hid_t mem, const void *v,
+                       hsize_t n)
 {
-    hsize_t dims[1] = {(hsize_t)n};
-    hid_t space = H5Screate_simple(1, dims, NULL);
-    hid_t d = H5Dcreate2(file, name, H5T_STD_I32LE, space, H5P_DEFAULT, H5P_DEFAULT,
-                         H5P_DEFAULT);
-    int rc = d < 0 || H5Dwrite(d, H5T_NATIVE_INT, H5S_ALL, H5S_ALL, H5P_DEFAULT, v) < 0;
+    hsize_t dims[1] = {n};
+    hid_t space = H5Screate_simple(1, dims, NULL), lcpl = H5Pcreate(H5P_LINK_CREATE);
+    H5Pset_create_intermediate_group(lcpl, 1);
+    hid_t d = H5Dcreate2(file, name, type, space, lcpl, H5P_DEFAULT, H5P_DEFAULT);
+    int rc = d < 0 || (n > 0 && H5Dwrite(d, mem, H5S_ALL, H5S_ALL, H5P_DEFAULT, v) < 0);
     if (d >= 0)
         H5Dclose(d);
+    H5Pclose(lcpl);
     H5Sclose(space);
     return rc ? -1 : 0;
+}
+
+static int ds_write_ints(hid_t file, const char *name, const int *v, int n)
+{
+    return ds_write_1d(file, name, H5T_STD_I32LE, H5T_NATIVE_INT, v, (hsize_t)n);
 }
 
 static hid_t ds_scalar(hid_t file, const char *name, hid_t type, hid_t mem, const void *v)
@@ -157,6 +223,11 @@ static void iso8601_now(char *buf, size_t size)
     struct tm tm;
     gmtime_r(&now, &tm);
     strftime(buf, size, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+static const char *rows_name(trace_stored_rows rows)
+{
+    return rows == TRACE_ROWS_ALL ? "all" : rows == TRACE_ROWS_NONE ? "none" : "some";
 }
 
 static int put_root_attrs(trace_writer *w, const trace_header *h)
@@ -182,7 +253,8 @@ static int put_root_attrs(trace_writer *w, const trace_header *h)
     bad |= trace__attr_put_i64(r, "vocab_size", h->vocab_size);
     bad |= trace__attr_put_f64(r, "rope_base", h->rope_base);
     bad |= trace__attr_put_f64(r, "attn_scale", scale);
-    bad |= trace__attr_put_str(r, "prompt", h->prompt);
+    bad |= trace__attr_put_f64(r, "attn_softcap", h->attn_softcap);
+    bad |= trace__attr_put_str(r, "mask", "causal");
     bad |= trace__attr_put_i64(r, "chat", h->chat);
     bad |= trace__attr_put_i64(r, "max_new_tokens", h->max_new_tokens);
     bad |= trace__attr_put_f64(r, "temperature", h->temperature);
@@ -191,10 +263,35 @@ static int put_root_attrs(trace_writer *w, const trace_header *h)
     bad |= trace__attr_put_u64(r, "seed", h->seed);
     bad |= trace__attr_put_str(r, "device", h->device);
     bad |= trace__attr_put_i64(r, "threads", h->threads);
+    bad |= trace__attr_put_i64(r, "planned_steps", h->planned_steps);
     bad |= trace__attr_put_str(r, "created", h->created ? h->created : created);
     bad |= trace__attr_put_str(r, "dtype", trace_dtype_name(w->dtype));
+    bad |= trace__attr_put_str(r, "qk_dtype", trace_dtype_name(w->qk_dtype));
+    bad |= trace__attr_put_str(r, "rows", rows_name(w->open_opt->rows));
     bad |= trace__attr_put_str(r, "compression",
                                trace_compression_name(w->compression, comp, sizeof comp));
+    return bad ? -1 : 0;
+}
+
+/* The fixed datasets: prompt, the recorded lists, windows, the stored rows' lists. */
+static int put_lists(trace_writer *w, const trace_header *h, const trace_options *o)
+{
+    int window[TRACE_MAX_LAYERS] = {0};
+    for (int i = 0; h->window && i < w->L; i++)
+        window[i] = h->window[i];
+    const char *prompt = h->prompt ? h->prompt : "";
+    int bad = ds_write_1d(w->file, TRACE_DS_PROMPT, H5T_STD_U8LE, H5T_NATIVE_UCHAR, prompt,
+                          strlen(prompt)) < 0 ||
+              ds_write_ints(w->file, TRACE_DS_LAYERS, h->layers, w->L) < 0 ||
+              ds_write_ints(w->file, TRACE_DS_HEADS, h->heads, w->H) < 0 ||
+              ds_write_ints(w->file, TRACE_DS_KV_HEADS, w->open_kv_heads, w->K) < 0 ||
+              ds_write_ints(w->file, TRACE_DS_WINDOW, window, w->L) < 0;
+    if (!bad && w->Lr > 0) {
+        const int *rl = o->rows == TRACE_ROWS_SOME ? o->row_layers : h->layers;
+        const int *rh = o->rows == TRACE_ROWS_SOME ? o->row_heads : h->heads;
+        bad = ds_write_ints(w->file, TRACE_DS_ROW_LAYERS, rl, w->Lr) < 0 ||
+              ds_write_ints(w->file, TRACE_DS_ROW_HEADS, rh, w->Hr) < 0;
+    }
     return bad ? -1 : 0;
 }
 
@@ -202,30 +299,29 @@ static int create_datasets(trace_writer *w)
 {
     const hsize_t U = H5S_UNLIMITED, L = (hsize_t)w->L, H = (hsize_t)w->H,
                   K = (hsize_t)w->K, D = (hsize_t)w->D, B = TRACE_BATCH;
-    hid_t ft = trace__dtype_type(w->dtype);
-    hsize_t pd[4] = {L, H, 0, 0}, pm[4] = {L, H, U, U}, pc[4] = {1, 1, B, TRACE_CHUNK_COLS};
+    const hsize_t Lr = (hsize_t)w->Lr, Hr = (hsize_t)w->Hr;
+    hid_t ft = trace__dtype_type(w->dtype), qt = trace__dtype_type(w->qk_dtype);
+    hsize_t pd[4] = {Lr, Hr, 0, 0}, pm[4] = {Lr, Hr, U, U}, pc[4] = {1, 1, B, TRACE_CHUNK_COLS};
     hsize_t kd[4] = {L, K, 0, D}, km[4] = {L, K, U, D}, kc[4] = {1, 1, B, D};
     hsize_t qd[4] = {L, H, 0, D}, qm[4] = {L, H, U, D};
     hsize_t td[1] = {0}, tm[1] = {U}, tc[1] = {TRACE_TOKEN_CHUNK};
-    hid_t text = H5Tcopy(H5T_C_S1);
-    H5Tset_size(text, H5T_VARIABLE);
-    H5Tset_cset(text, H5T_CSET_UTF8);
+    static const char *const tok_name[N_TOK] = {
+        TRACE_DS_ID, TRACE_DS_FLAGS, TRACE_DS_PHASE, TRACE_DS_POSITION, TRACE_DS_LOGPROB,
+        TRACE_DS_ENTROPY, TRACE_DS_TEXT_END};
+    const hid_t tok_type[N_TOK] = {H5T_STD_I32LE, H5T_STD_U8LE, H5T_STD_U8LE, H5T_STD_I32LE,
+                                   H5T_IEEE_F32LE, H5T_IEEE_F32LE, H5T_STD_I64LE};
 
-    w->probs = ds_create(w, TRACE_DS_PROBS, ft, 4, pd, pm, pc, 1);
-    w->keys = ds_create(w, TRACE_DS_KEYS, ft, 4, kd, km, kc, 1);
+    w->probs = w->Lr > 0 ? ds_create(w, TRACE_DS_PROBS, ft, 4, pd, pm, pc, 1) : 0;
+    w->keys = ds_create(w, TRACE_DS_KEYS, qt, 4, kd, km, kc, 1);
     w->values = ds_create(w, TRACE_DS_VALUES, ft, 4, kd, km, kc, 1);
-    w->queries = w->record_queries ? ds_create(w, TRACE_DS_QUERIES, ft, 4, qd, qm, kc, 1) : 0;
-    w->tok[TOK_ID] = ds_create(w, TRACE_DS_ID, H5T_STD_I32LE, 1, td, tm, tc, 1);
-    w->tok[TOK_TEXT] = ds_create(w, TRACE_DS_TEXT, text, 1, td, tm, tc, 0);
-    w->tok[TOK_FLAGS] = ds_create(w, TRACE_DS_FLAGS, H5T_STD_U8LE, 1, td, tm, tc, 1);
-    w->tok[TOK_PHASE] = ds_create(w, TRACE_DS_PHASE, H5T_STD_U8LE, 1, td, tm, tc, 1);
-    w->tok[TOK_POSITION] = ds_create(w, TRACE_DS_POSITION, H5T_STD_I32LE, 1, td, tm, tc, 1);
-    w->tok[TOK_LOGPROB] = ds_create(w, TRACE_DS_LOGPROB, H5T_IEEE_F32LE, 1, td, tm, tc, 1);
-    w->tok[TOK_ENTROPY] = ds_create(w, TRACE_DS_ENTROPY, H5T_IEEE_F32LE, 1, td, tm, tc, 1);
-    H5Tclose(text);
+    w->queries = w->has_queries ? ds_create(w, TRACE_DS_QUERIES, qt, 4, qd, qm, kc, 1) : 0;
+    for (int i = 0; i < N_TOK; i++)
+        w->tok[i] = ds_create(w, tok_name[i], tok_type[i], 1, td, tm, tc, 1);
+    w->text = ds_create(w, TRACE_DS_TEXT_BYTES, H5T_STD_U8LE, 1, td, tm, tc, 1);
     H5Tclose(ft);
+    H5Tclose(qt);
 
-    int bad = w->probs < 0 || w->keys < 0 || w->values < 0 || w->queries < 0;
+    int bad = w->probs < 0 || w->keys < 0 || w->values < 0 || w->queries < 0 || w->text < 0;
     for (int i = 0; i < N_TOK; i++)
         bad |= w->tok[i] < 0;
     return bad ? -1 : 0;
@@ -252,28 +348,37 @@ static int check_lz4(const trace_writer *w, kv_err *err)
                      w->path, TRACE_LZ4_FILTER);
 }
 
-/* Runs on the writer thread (invariant 1). */
+/* The latest file format (SWMR needs it) and no HDF5 file locks: ours is the flock on
+ * NAME.partial, and HDF5's own lock on the same file would collide with it. */
+static hid_t swmr_fapl(void)
+{
+    hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
+    H5Pset_libver_bounds(fapl, H5F_LIBVER_LATEST, H5F_LIBVER_LATEST);
+    H5Pset_file_locking(fapl, 0, 1);
+    return fapl;
+}
+
+/* Runs on the writer thread (invariant 1), holding the lock on NAME.partial. */
 static int file_create(trace_writer *w, kv_err *err)
 {
     int rc = check_lz4(w, err);
     if (rc < 0)
         return rc;
-    hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
-    H5Pset_libver_bounds(fapl, H5F_LIBVER_V110, H5F_LIBVER_LATEST);
-    w->file = H5Fcreate(w->path, w->force ? H5F_ACC_TRUNC : H5F_ACC_EXCL, H5P_DEFAULT, fapl);
+    hid_t fapl = swmr_fapl();
+    w->file = H5Fcreate(w->partial, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
     hid_t saved = trace__h5_save_errors();
     H5Pclose(fapl);
     trace__h5_restore_errors(saved);
-    if (w->file < 0)
-        return trace__h5_fail(err, KV_EIO, "%s: cannot create the trace file", w->path);
+    if (w->file < 0) {
+        w->file = 0;
+        return trace__h5_fail(err, KV_EIO, "%s: cannot create the trace file", w->partial);
+    }
     w->mtype = trace__dtype_type(w->dtype);
-    const trace_header *h = w->open_hdr;
-    if (put_root_attrs(w, h) < 0 ||
-        ds_write_ints(w->file, TRACE_DS_LAYERS, h->layers, w->L) < 0 ||
-        ds_write_ints(w->file, TRACE_DS_HEADS, h->heads, w->H) < 0 ||
-        ds_write_ints(w->file, TRACE_DS_KV_HEADS, w->open_kv_heads, w->K) < 0 ||
-        create_datasets(w) < 0 || create_status(w) < 0 || H5Fflush(w->file, H5F_SCOPE_LOCAL) < 0)
-        return trace__h5_fail(err, KV_EIO, "%s: cannot lay out the trace file", w->path);
+    w->qk_mtype = trace__dtype_type(w->qk_dtype);
+    if (put_root_attrs(w, w->open_hdr) < 0 || put_lists(w, w->open_hdr, w->open_opt) < 0 ||
+        create_datasets(w) < 0 || create_status(w) < 0 || H5Fstart_swmr_write(w->file) < 0 ||
+        sync_file(w) < 0)
+        return trace__h5_fail(err, KV_EIO, "%s: cannot lay out the trace file", w->partial);
     return KV_OK;
 }
 
@@ -290,11 +395,13 @@ static void file_close(trace_writer *w)
     close_id(&w->keys, H5Dclose);
     close_id(&w->values, H5Dclose);
     close_id(&w->queries, H5Dclose);
+    close_id(&w->text, H5Dclose);
     for (int i = 0; i < N_TOK; i++)
         close_id(&w->tok[i], H5Dclose);
     close_id(&w->steps_ds, H5Dclose);
     close_id(&w->complete_ds, H5Dclose);
     close_id(&w->mtype, H5Tclose);
+    close_id(&w->qk_mtype, H5Tclose);
     close_id(&w->file, H5Fclose);
 }
 
@@ -320,13 +427,15 @@ static int slab_write(hid_t d, hid_t mtype, const hsize_t *start, const hsize_t 
     return bad ? -1 : 0;
 }
 
-static int grow(trace_writer *w, hsize_t E)
+static int grow(trace_writer *w, hsize_t E, hsize_t text_bytes)
 {
     const hsize_t L = (hsize_t)w->L, H = (hsize_t)w->H, K = (hsize_t)w->K, D = (hsize_t)w->D;
-    hsize_t pd[4] = {L, H, E, E}, kd[4] = {L, K, E, D}, qd[4] = {L, H, E, D}, td[1] = {E};
-    int bad = H5Dset_extent(w->probs, pd) < 0 || H5Dset_extent(w->keys, kd) < 0 ||
-              H5Dset_extent(w->values, kd) < 0 ||
-              (w->queries && H5Dset_extent(w->queries, qd) < 0);
+    hsize_t pd[4] = {(hsize_t)w->Lr, (hsize_t)w->Hr, E, E}, kd[4] = {L, K, E, D};
+    hsize_t qd[4] = {L, H, E, D}, td[1] = {E};
+    int bad = (w->probs && H5Dset_extent(w->probs, pd) < 0) ||
+              H5Dset_extent(w->keys, kd) < 0 || H5Dset_extent(w->values, kd) < 0 ||
+              (w->queries && H5Dset_extent(w->queries, qd) < 0) ||
+              H5Dset_extent(w->text, &text_bytes) < 0;
     for (int i = 0; i < N_TOK && !bad; i++)
         bad = H5Dset_extent(w->tok[i], td) < 0;
     return bad ? -1 : 0;
@@ -347,12 +456,12 @@ static int write_probs(trace_writer *w, const batch *b, kv_err *err)
     const uint64_t bytes = n * E * w->esize;
     const size_t block = TRACE_BATCH * b->width * w->esize;   /* one head's rows */
     hsize_t fcount[4] = {1, 1, n, E}, mdims[2] = {TRACE_BATCH, b->width}, mcount[2] = {n, E};
-    for (int li = 0; li < w->L; li++)
-        for (int hi = 0; hi < w->H; hi++) {
+    for (int li = 0; li < w->Lr; li++)
+        for (int hi = 0; hi < w->Hr; hi++) {
             if (w->cap && w->written + bytes > w->cap)
                 return cap_exceeded(w, b, err);
             hsize_t start[4] = {(hsize_t)li, (hsize_t)hi, (hsize_t)b->t0, 0};
-            const char *src = (const char *)b->probs + ((size_t)li * w->H + hi) * block;
+            const char *src = (const char *)b->probs + ((size_t)li * w->Hr + hi) * block;
             if (slab_write(w->probs, w->mtype, start, fcount, 2, mdims, mcount, src) < 0)
                 return trace__h5_fail(err, KV_EIO, "%s: writing the rows of steps "
                                       "%lld..%lld", w->path, (long long)b->t0,
@@ -363,49 +472,60 @@ static int write_probs(trace_writer *w, const batch *b, kv_err *err)
 }
 
 /* Keys, values or queries of the whole batch: one write, chunk-aligned on the T axis. */
-static int write_vectors(trace_writer *w, const batch *b, hid_t d, int heads, const void *buf)
+static int write_vectors(trace_writer *w, const batch *b, hid_t d, hid_t mtype, int heads,
+                         size_t esize, const void *buf, kv_err *err)
 {
     hsize_t start[4] = {0, 0, (hsize_t)b->t0, 0};
     hsize_t count[4] = {(hsize_t)w->L, (hsize_t)heads, (hsize_t)b->n, (hsize_t)w->D};
     hsize_t mdims[4] = {(hsize_t)w->L, (hsize_t)heads, TRACE_BATCH, (hsize_t)w->D};
-    return slab_write(d, w->mtype, start, count, 4, mdims, count, buf);
+    const uint64_t bytes = (uint64_t)w->L * heads * b->n * w->D * esize;
+    if (w->cap && w->written + bytes > w->cap)
+        return cap_exceeded(w, b, err);
+    w->written += bytes;
+    if (slab_write(d, mtype, start, count, 4, mdims, count, buf) < 0)
+        return trace__h5_fail(err, KV_EIO, "%s: writing the keys, values or queries of steps "
+                              "%lld..%lld", w->path, (long long)b->t0,
+                              (long long)(b->t0 + b->n - 1));
+    return KV_OK;
 }
 
 static int write_tokens(trace_writer *w, const batch *b)
 {
     hsize_t start[1] = {(hsize_t)b->t0}, n[1] = {(hsize_t)b->n};
-    hid_t text = H5Tcopy(H5T_C_S1);
-    H5Tset_size(text, H5T_VARIABLE);
-    H5Tset_cset(text, H5T_CSET_UTF8);
-    const void *src[N_TOK] = {b->id, b->text, b->flags, b->phase, b->position, b->logprob,
-                              b->entropy};
-    const hid_t mem[N_TOK] = {H5T_NATIVE_INT32, text, H5T_NATIVE_UINT8, H5T_NATIVE_UINT8,
-                              H5T_NATIVE_INT32, H5T_NATIVE_FLOAT, H5T_NATIVE_FLOAT};
+    const void *src[N_TOK] = {b->id, b->flags, b->phase, b->position, b->logprob, b->entropy,
+                              b->text_end};
+    const hid_t mem[N_TOK] = {H5T_NATIVE_INT32, H5T_NATIVE_UINT8, H5T_NATIVE_UINT8,
+                              H5T_NATIVE_INT32, H5T_NATIVE_FLOAT, H5T_NATIVE_FLOAT,
+                              H5T_NATIVE_INT64};
     int bad = 0;
     for (int i = 0; i < N_TOK && !bad; i++)
         bad = slab_write(w->tok[i], mem[i], start, n, 1, n, n, src[i]) < 0;
-    hid_t saved = bad ? trace__h5_save_errors() : -1;
-    H5Tclose(text);
-    trace__h5_restore_errors(saved);
+    hsize_t text_at[1] = {(hsize_t)b->text_base}, text_n[1] = {b->text_len};
+    if (!bad && b->text_len > 0)
+        bad = slab_write(w->text, H5T_NATIVE_UCHAR, text_at, text_n, 1, text_n, text_n,
+                         b->text) < 0;
     return bad ? -1 : 0;
 }
 
-/* Invariant 4: data, flush, then the step count, flush. */
+/* Invariant 4: data, flush and sync, then the step count, flush and sync. */
 static int batch_write(trace_writer *w, const batch *b, kv_err *err)
 {
     const int64_t E = b->t0 + b->n;
-    if (grow(w, (hsize_t)E) < 0)
+    if (grow(w, (hsize_t)E, (hsize_t)(b->text_base + (int64_t)b->text_len)) < 0)
         return trace__h5_fail(err, KV_EIO, "%s: extending the datasets to %lld steps",
                               w->path, (long long)E);
     int rc = write_probs(w, b, err);
+    if (rc == KV_OK)
+        rc = write_vectors(w, b, w->keys, w->qk_mtype, w->K, w->qk_esize, b->keys, err);
+    if (rc == KV_OK)
+        rc = write_vectors(w, b, w->values, w->mtype, w->K, w->esize, b->values, err);
+    if (rc == KV_OK && w->queries)
+        rc = write_vectors(w, b, w->queries, w->qk_mtype, w->H, w->qk_esize, b->queries, err);
     if (rc < 0)
         return rc;
-    if (write_vectors(w, b, w->keys, w->K, b->keys) < 0 ||
-        write_vectors(w, b, w->values, w->K, b->values) < 0 ||
-        (w->queries && write_vectors(w, b, w->queries, w->H, b->queries) < 0) ||
-        write_tokens(w, b) < 0 || H5Fflush(w->file, H5F_SCOPE_LOCAL) < 0 ||
+    if (write_tokens(w, b) < 0 || sync_file(w) < 0 ||
         H5Dwrite(w->steps_ds, H5T_NATIVE_INT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, &E) < 0 ||
-        H5Fflush(w->file, H5F_SCOPE_LOCAL) < 0)
+        sync_file(w) < 0)
         return trace__h5_fail(err, KV_EIO, "%s: writing steps %lld..%lld", w->path,
                               (long long)b->t0, (long long)(E - 1));
     w->on_disk = E;
@@ -416,7 +536,7 @@ static int mark_complete(trace_writer *w, kv_err *err)
 {
     int8_t one = 1;
     if (H5Dwrite(w->complete_ds, H5T_NATIVE_INT8, H5S_ALL, H5S_ALL, H5P_DEFAULT, &one) < 0 ||
-        H5Fflush(w->file, H5F_SCOPE_LOCAL) < 0)
+        sync_file(w) < 0)
         return trace__h5_fail(err, KV_EIO, "%s: marking the trace complete", w->path);
     return KV_OK;
 }
@@ -438,7 +558,11 @@ static void *writer_main(void *arg)
     trace_writer *w = arg;
     kv_err e = {0};
     trace__h5_quiet();
-    int rc = file_create(w, &e);
+    int rc = lock_partial(w, &e);
+    if (rc == KV_OK && (rc = file_create(w, &e)) < 0) {
+        file_close(w);
+        unlink(w->partial);   /* ours: we hold its lock; nothing of value was in it */
+    }
     pthread_mutex_lock(&w->mu);
     w->opened = rc < 0 ? -1 : 1;
     w->failed = rc < 0;
@@ -460,7 +584,7 @@ static void *writer_main(void *arg)
     }
     int finish = w->stop == CLOSE && !w->failed;
     pthread_mutex_unlock(&w->mu);
-    if (finish && mark_complete(w, &e) < 0)
+    if (rc == KV_OK && finish && mark_complete(w, &e) < 0)
         thread_fail(w, &e);
     file_close(w);
     return NULL;
@@ -470,12 +594,11 @@ static void *writer_main(void *arg)
 
 static void batch_free(batch *b)
 {
-    for (int i = 0; i < b->n; i++)
-        free(b->text[i]);
     free(b->probs);
     free(b->keys);
     free(b->values);
     free(b->queries);
+    free(b->text);
     memset(b, 0, sizeof *b);
 }
 
@@ -483,21 +606,22 @@ static void writer_free(trace_writer *w)
 {
     batch_free(&w->buf[0]);
     batch_free(&w->buf[1]);
+    if (w->lock_fd >= 0)
+        close(w->lock_fd);
     pthread_cond_destroy(&w->cv);
     pthread_mutex_destroy(&w->mu);
-    free(w->path);
     free(w);
 }
 
-/* Start batch b at step t0: drop the old texts, size the row buffer for t0 + B. */
+/* Start batch b at step t0: size the row buffer for t0 + B. */
 static int batch_begin(trace_writer *w, batch *b, int64_t t0, kv_err *err)
 {
-    for (int i = 0; i < b->n; i++)
-        free(b->text[i]);
     b->t0 = t0;
     b->n = 0;
+    b->text_len = 0;
+    b->text_base = w->text_total;
     b->width = (size_t)t0 + TRACE_BATCH;
-    size_t need = (size_t)w->L * w->H * TRACE_BATCH * b->width * w->esize;
+    size_t need = (size_t)w->Lr * w->Hr * TRACE_BATCH * b->width * w->esize;
     if (need > b->probs_cap) {
         /* realloc, not free + malloc: large blocks are remapped, so the pages already
          * touched stay resident and only the new tail faults in. */
@@ -515,18 +639,17 @@ static int batch_begin(trace_writer *w, batch *b, int64_t t0, kv_err *err)
 
 static int batch_alloc_vectors(trace_writer *w, batch *b)
 {
-    size_t kv = (size_t)w->L * w->K * TRACE_BATCH * w->D * w->esize;
-    size_t q = (size_t)w->L * w->H * TRACE_BATCH * w->D * w->esize;
-    b->keys = malloc(kv);
-    b->values = malloc(kv);
-    b->queries = w->record_queries ? malloc(q) : NULL;
-    return b->keys && b->values && (b->queries || !w->record_queries) ? 0 : -1;
+    size_t per_head = (size_t)w->L * TRACE_BATCH * w->D;
+    b->keys = malloc(per_head * w->K * w->qk_esize);
+    b->values = malloc(per_head * w->K * w->esize);
+    b->queries = w->has_queries ? malloc(per_head * w->H * w->qk_esize) : NULL;
+    return b->keys && b->values && (b->queries || !w->has_queries) ? 0 : -1;
 }
 
-/* Store n floats at dst in the trace dtype; zero the `pad` elements after them. */
-static void put_floats(const trace_writer *w, void *dst, const float *src, size_t n, size_t pad)
+/* Store n floats at dst in `dtype`; zero the `pad` elements after them. */
+static void put_floats(trace_dtype dtype, void *dst, const float *src, size_t n, size_t pad)
 {
-    if (w->dtype == TRACE_F16) {
+    if (dtype == TRACE_F16) {
         fp16_from_f32_n(src, dst, n);
         memset((uint16_t *)dst + n, 0, pad * sizeof(uint16_t));
     } else {
@@ -535,31 +658,44 @@ static void put_floats(const trace_writer *w, void *dst, const float *src, size_
     }
 }
 
-static void put_vectors(const trace_writer *w, void *buf, int heads, int slot,
-                        const float *const *src)
+static void put_vectors(const trace_writer *w, trace_dtype dtype, void *buf, int heads,
+                        int slot, const float *const *src)
 {
+    const size_t esize = trace_dtype_size(dtype);
     for (int li = 0; li < w->L; li++)
         for (int k = 0; k < heads; k++) {
             size_t at = (((size_t)li * heads + k) * TRACE_BATCH + slot) * w->D;
-            put_floats(w, (char *)buf + at * w->esize, src[li * heads + k], (size_t)w->D, 0);
+            put_floats(dtype, (char *)buf + at * esize, src[li * heads + k], (size_t)w->D, 0);
         }
+}
+
+static int put_text(trace_writer *w, batch *b, const char *text)
+{
+    const size_t len = text ? strlen(text) : 0;
+    if (vec_reserve((void **)&b->text, 1, b->text_len + len, &b->text_cap) != 0)
+        return -1;
+    memcpy(b->text + b->text_len, text ? text : "", len);
+    b->text_len += len;
+    w->text_total += (int64_t)len;
+    return 0;
 }
 
 static int batch_put(trace_writer *w, batch *b, const trace_step *s)
 {
     const int i = b->n;
     const size_t t = (size_t)(b->t0 + i);
-    for (int r = 0; r < w->L * w->H; r++) {
+    for (int r = 0; r < w->Lr * w->Hr; r++) {
         size_t at = ((size_t)r * TRACE_BATCH + i) * b->width;
-        put_floats(w, (char *)b->probs + at * w->esize, s->rows[r], t + 1, b->width - t - 1);
+        put_floats(w->dtype, (char *)b->probs + at * w->esize, s->rows[r], t + 1,
+                   b->width - t - 1);
     }
-    put_vectors(w, b->keys, w->K, i, s->keys);
-    put_vectors(w, b->values, w->K, i, s->values);
-    if (w->record_queries)
-        put_vectors(w, b->queries, w->H, i, s->queries);
-    b->text[i] = strdup(s->text ? s->text : "");
-    if (!b->text[i])
+    put_vectors(w, w->qk_dtype, b->keys, w->K, i, s->keys);
+    put_vectors(w, w->dtype, b->values, w->K, i, s->values);
+    if (w->has_queries)
+        put_vectors(w, w->qk_dtype, b->queries, w->H, i, s->queries);
+    if (put_text(w, b, s->text) < 0)
         return -1;
+    b->text_end[i] = w->text_total;
     b->id[i] = s->token;
     b->flags[i] = s->flags;
     b->phase[i] = s->phase;
@@ -613,7 +749,21 @@ static int check_list(const char *what, const int *v, int n, int limit, const ch
     return KV_OK;
 }
 
-static int check_header(const trace_header *h, kv_err *err)
+/* Every stored row's layer and head must be recorded. */
+static int check_subset(const char *what, const int *sub, int n_sub, const int *of, int n_of,
+                        kv_err *err)
+{
+    for (int i = 0, j = 0; i < n_sub; i++) {
+        while (j < n_of && of[j] < sub[i])
+            j++;
+        if (j == n_of || of[j] != sub[i])
+            return kv_errorf(err, KV_ERANGE, "stored rows: %s %d is not recorded", what,
+                             sub[i]);
+    }
+    return KV_OK;
+}
+
+static int check_header(const trace_header *h, const trace_options *o, kv_err *err)
 {
     if (h->n_layer < 1 || h->n_layer > TRACE_MAX_LAYERS || h->n_head < 1 ||
         h->n_head > TRACE_MAX_HEADS || h->n_head_kv < 1 || h->n_head % h->n_head_kv ||
@@ -622,7 +772,19 @@ static int check_header(const trace_header *h, kv_err *err)
                          "head_dim %d: expected positive, n_head a multiple of n_head_kv",
                          h->n_layer, h->n_head, h->n_head_kv, h->head_dim);
     int rc = check_list("layer", h->layers, h->n_layers_rec, h->n_layer, "layer", err);
-    return rc < 0 ? rc : check_list("head", h->heads, h->n_heads_rec, h->n_head, "head", err);
+    if (rc == KV_OK)
+        rc = check_list("head", h->heads, h->n_heads_rec, h->n_head, "head", err);
+    if (rc == KV_OK && o->rows == TRACE_ROWS_SOME) {
+        if ((rc = check_list("stored rows' layer", o->row_layers, o->n_row_layers, h->n_layer,
+                             "layer", err)) == KV_OK &&
+            (rc = check_list("stored rows' head", o->row_heads, o->n_row_heads, h->n_head,
+                             "head", err)) == KV_OK &&
+            (rc = check_subset("layer", o->row_layers, o->n_row_layers, h->layers,
+                               h->n_layers_rec, err)) == KV_OK)
+            rc = check_subset("head", o->row_heads, o->n_row_heads, h->heads, h->n_heads_rec,
+                              err);
+    }
+    return rc;
 }
 
 /* The KV heads the recorded query heads need, increasing (heads are increasing). */
@@ -637,29 +799,47 @@ static int kv_heads_of(const trace_header *h, int *out)
     return K;
 }
 
-static int refuse_clobber(const char *path, const trace_options *opt, kv_err *err)
+/* NAME, the file it names, NAME.partial; an existing NAME must be a regular file, and
+ * is replaced only with force. */
+static int name_files(trace_writer *w, const char *path, kv_err *err)
 {
     struct stat st;
-    if (opt->force || stat(path, &st) != 0)
+    int n = snprintf(w->path, sizeof w->path, "%s", path);
+    if (n < 0 || (size_t)n >= sizeof w->path || out_target(path, w->target, sizeof w->target,
+                                                          err) != KV_OK)
+        return kv_errorf(err, KV_EIO, "%s: the path is too long", path);
+    n = snprintf(w->partial, sizeof w->partial, "%s.partial", w->target);
+    if (n < 0 || (size_t)n >= sizeof w->partial)
+        return kv_errorf(err, KV_EIO, "%s: the path is too long", path);
+    if (stat(w->target, &st) != 0)
         return KV_OK;
-    return kv_errorf(err, KV_EEXIST, "%s: file exists; refusing to overwrite it (use --force)",
-                     path);
+    if (!S_ISREG(st.st_mode))
+        return kv_errorf(err, KV_EIO, "%s: not a regular file: a trace is written to a file",
+                         path);
+    if (!w->force)
+        return kv_errorf(err, KV_EEXIST, "%s: file exists; refusing to overwrite it (use "
+                         "--force)", path);
+    return KV_OK;
 }
 
-static trace_writer *writer_new(const char *path, const trace_header *hdr,
-                                const trace_options *opt)
+static trace_writer *writer_new(const trace_header *hdr, const trace_options *opt)
 {
     trace_writer *w = calloc(1, sizeof *w);
-    if (!w || !(w->path = strdup(path))) {
-        free(w);
+    if (!w)
         return NULL;
-    }
+    w->lock_fd = -1;
     w->L = hdr->n_layers_rec;
     w->H = hdr->n_heads_rec;
     w->D = hdr->head_dim;
+    w->Lr = opt->rows == TRACE_ROWS_ALL ? w->L
+            : opt->rows == TRACE_ROWS_SOME ? opt->n_row_layers : 0;
+    w->Hr = opt->rows == TRACE_ROWS_ALL ? w->H
+            : opt->rows == TRACE_ROWS_SOME ? opt->n_row_heads : 0;
     w->dtype = opt->dtype;
-    w->esize = trace__dtype_size(opt->dtype);
-    w->record_queries = opt->record_queries;
+    w->qk_dtype = opt->qk_dtype;
+    w->esize = trace_dtype_size(opt->dtype);
+    w->qk_esize = trace_dtype_size(opt->qk_dtype);
+    w->has_queries = trace_options_queries(opt);
     w->compression = opt->compression;
     w->force = opt->force;
     const char *cap = getenv("KV_TEST_WRITE_CAP_BYTES");
@@ -688,21 +868,26 @@ static int writer_start(trace_writer *w, kv_err *err)
 trace_writer *trace_writer_open(const char *path, const trace_header *hdr,
                                 const trace_options *opt, kv_err *err)
 {
-    trace_options defaults = {.dtype = TRACE_F16};
+    trace_options defaults = {.dtype = TRACE_F16, .qk_dtype = TRACE_F16};
     trace_compression_parse(NULL, &defaults.compression, NULL);
     if (!opt)
         opt = &defaults;
     int kv_heads[TRACE_MAX_HEADS];
-    if (check_header(hdr, err) < 0 || refuse_clobber(path, opt, err) < 0)
+    if (check_header(hdr, opt, err) < 0)
         return NULL;
-    trace_writer *w = writer_new(path, hdr, opt);
+    trace_writer *w = writer_new(hdr, opt);
     if (!w) {
         kv_errorf(err, KV_ENOMEM, "%s: no memory for the trace writer", path);
         return NULL;
     }
     w->K = kv_heads_of(hdr, kv_heads);
     w->open_hdr = hdr;
+    w->open_opt = opt;
     w->open_kv_heads = kv_heads;
+    if (name_files(w, path, err) < 0) {
+        writer_free(w);
+        return NULL;
+    }
     if (batch_alloc_vectors(w, &w->buf[0]) < 0 || batch_alloc_vectors(w, &w->buf[1]) < 0) {
         kv_errorf(err, KV_ENOMEM, "%s: no memory for the key/value batches", path);
         writer_free(w);
@@ -713,6 +898,7 @@ trace_writer *trace_writer_open(const char *path, const trace_header *hdr,
         return NULL;
     }
     w->open_hdr = NULL;
+    w->open_opt = NULL;
     w->open_kv_heads = NULL;
     return w;
 }
@@ -722,16 +908,19 @@ int trace_writer_append_step(trace_writer *w, const trace_step *step, kv_err *er
     int rc = thread_error(w, err);
     if (rc < 0)
         return rc;
-    if (!step->rows || !step->keys || !step->values || (w->record_queries && !step->queries))
-        return kv_errorf(err, KV_EUSAGE, "%s: step %lld: rows, keys and values%s are required",
-                         w->path, (long long)w->steps, w->record_queries ? " and queries" : "");
+    if ((w->Lr > 0 && !step->rows) || !step->keys || !step->values ||
+        (w->has_queries && !step->queries))
+        return kv_errorf(err, KV_EUSAGE, "%s: step %lld: keys and values%s%s are required",
+                         w->path, (long long)w->steps, w->Lr > 0 ? ", rows" : "",
+                         w->has_queries ? ", queries" : "");
     batch *b = &w->buf[w->fill];
     if (b->n == TRACE_BATCH && (rc = hand_over(w, err)) < 0)
         return rc;
     b = &w->buf[w->fill];
     if (w->steps % TRACE_BATCH == 0 && (rc = batch_begin(w, b, w->steps, err)) < 0)
         return rc;
-    if (w->steps >= TRACE_MAX_STEPS || batch_put(w, b, step) < 0)
+    if (w->steps >= TRACE_MAX_STEPS || w->text_total >= TRACE_MAX_TEXT_BYTES ||
+        batch_put(w, b, step) < 0)
         return kv_errorf(err, KV_ERANGE, "%s: step %lld: cannot append (limit %d steps, or "
                          "out of memory)", w->path, (long long)w->steps, TRACE_MAX_STEPS);
     w->steps++;
@@ -752,9 +941,9 @@ int trace_writer_set_next(trace_writer *w, int64_t t, float logprob_next, float 
 
 int64_t trace_writer_steps(const trace_writer *w) { return w->steps; }
 
-/* Hand over the partial batch (if any), then stop the thread and free everything. */
-/* Stop the writer thread the `how` way and free w; *on_disk receives the steps the
- * file's /status/steps records. */
+/* Stop the writer thread the `how` way, put NAME.partial in place as NAME (complete
+ * or not: either is a readable trace), release the lock and free w; *on_disk receives
+ * the steps the file's /status/steps records. */
 static int writer_finish(trace_writer *w, int how, int64_t *on_disk, kv_err *err)
 {
     if (w->buf[w->fill].n > 0 && w->buf[w->fill].t0 + w->buf[w->fill].n == w->steps)
@@ -765,8 +954,14 @@ static int writer_finish(trace_writer *w, int how, int64_t *on_disk, kv_err *err
     pthread_mutex_unlock(&w->mu);
     pthread_join(w->thread, NULL);
     int rc = w->failed ? kv_errorf(err, w->err.code, "%s", w->err.msg) : KV_OK;
+    kv_err place = {0};
+    if (fsync(w->lock_fd) != 0 || out_place(w->partial, w->path, &place) != KV_OK) {
+        if (rc == KV_OK)
+            rc = kv_errorf(err, KV_EIO, "%s: the trace stays in %s: %s", w->path, w->partial,
+                           place.msg[0] ? place.msg : strerror(errno));
+    }
     *on_disk = w->on_disk;   /* the thread has been joined: no race */
-    writer_free(w);
+    writer_free(w);          /* closes the partial file: the lock goes with it */
     return rc;
 }
 
@@ -785,4 +980,3 @@ int64_t trace_writer_abort(trace_writer *w)
         writer_finish(w, ABORT, &on_disk, NULL);
     return on_disk;
 }
-
