@@ -11,10 +11,11 @@
  * query rows so that no T×T matrix is ever held for all heads at once, masks a
  * sliding layer's keys outside its window, and shows each probability row to the hook.
  *
- * Parallelism: OpenBLAS threads its GEMMs; OpenMP spreads the matrix-vector products
- * over rows, the per-token steps over tokens, and attention over query heads (the
- * BLAS calls inside that loop run on the calling thread: OpenBLAS's OpenMP build does
- * not nest).  Row results never depend on the thread count in the one-token path.
+ * Parallelism: OpenMP spreads a batch's GEMM over fixed tiles, the matrix-vector
+ * products over rows, the per-token steps over tokens, and attention over query heads;
+ * every BLAS call runs on its calling thread (OpenBLAS's OpenMP build does not nest).
+ * So the work split, and with it every bit of every result, is the same for any thread
+ * count: a trace is a function of the model and the prompt.
  */
 #include "model_impl.h"
 
@@ -29,6 +30,8 @@
 #define ATT_ROWS        64          /* query rows per attention block */
 #define GEMM_MIN_TOKENS 4           /* fewer tokens: one matrix-vector product each */
 #define WBUF_FLOATS     (4 << 20)   /* dequantised weights per GEMM chunk (16 MB) */
+#define TILE_TOKENS     128         /* a GEMM tile: tokens ... */
+#define TILE_ROWS       64          /* ... by weight rows */
 
 /* ---- scratch ------------------------------------------------------------------------ */
 
@@ -107,8 +110,28 @@ static void rmsnorm(float *o, const float *x, const float *w, int n, int d, floa
     }
 }
 
+/* out (n, rows; leading dimension ldo) = x (n, cols) · Wᵀ in fixed tiles, each one
+ * sgemm on one thread.  Left to itself OpenBLAS splits a GEMM by its thread count and
+ * picks edge kernels by shape, and either moves the last bits of a result; a grid that
+ * depends on neither keeps the forward pass the same for any --threads. */
+static void sgemm_tiled(float *out, int ldo, const float *x, int n, const float *w,
+                        int rows, int cols)
+{
+    const int row_tiles = (rows + TILE_ROWS - 1) / TILE_ROWS;
+    const int tiles = (n + TILE_TOKENS - 1) / TILE_TOKENS * row_tiles;
+#pragma omp parallel for schedule(static)
+    for (int i = 0; i < tiles; i++) {
+        const int t0 = i / row_tiles * TILE_TOKENS, r0 = i % row_tiles * TILE_ROWS;
+        const int nt = n - t0 < TILE_TOKENS ? n - t0 : TILE_TOKENS;
+        const int nr = rows - r0 < TILE_ROWS ? rows - r0 : TILE_ROWS;
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nt, nr, cols, 1.0f,
+                    x + (size_t)t0 * cols, cols, w + (size_t)r0 * cols, cols, 0.0f,
+                    out + (size_t)t0 * ldo + r0, ldo);
+    }
+}
+
 /* out (n, rows) = x (n, cols) · Wᵀ.  One token reads the 8-bit blocks directly; a batch
- * dequantises WBUF_FLOATS worth of rows at a time and hands them to sgemm. */
+ * dequantises WBUF_FLOATS worth of rows at a time and multiplies them tile by tile. */
 static void matmul(model *m, float *out, const float *x, const qmatrix *w, int n)
 {
     if (n < GEMM_MIN_TOKENS) {
@@ -117,16 +140,14 @@ static void matmul(model *m, float *out, const float *x, const qmatrix *w, int n
         return;
     }
     if (w->f) {   /* kept as floats: no dequantisation */
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, w->rows, w->cols, 1.0f, x,
-                    w->cols, w->f, w->cols, 0.0f, out, w->rows);
+        sgemm_tiled(out, w->rows, x, n, w->f, w->rows, w->cols);
         return;
     }
     int chunk = WBUF_FLOATS / w->cols;
     for (int r0 = 0; r0 < w->rows; r0 += chunk) {
         int rows = w->rows - r0 < chunk ? w->rows - r0 : chunk;
         model__dequant_rows(m->s.wbuf, w, r0, rows);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, rows, w->cols, 1.0f, x,
-                    w->cols, m->s.wbuf, w->cols, 0.0f, out + r0, w->rows);
+        sgemm_tiled(out + r0, w->rows, x, n, m->s.wbuf, rows, w->cols);
     }
 }
 

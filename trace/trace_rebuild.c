@@ -142,8 +142,9 @@ int trace_rebuild_rows(trace_rebuild_buf *b, float *out, size_t width, kv_err *e
 #pragma omp parallel if (!omp_in_parallel())
     {
 #pragma omp single
-        if (prompt_rows > 0)
-            attention_scores(out, width, b->q, b->D, K, prompt_rows, end, b->D, b->scale);
+        if (prompt_rows > 0)   /* the forward pass's block saw its own keys only */
+            attention_scores(out, width, b->q, b->D, K, prompt_rows, b->t0 + prompt_rows,
+                             b->D, b->scale);
 #pragma omp for schedule(static)
         for (int i = 0; i < b->n; i++)
             finish_row(b, K, prompt_rows, i, out + (size_t)i * width, (int)width);
