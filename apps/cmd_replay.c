@@ -72,6 +72,14 @@ static int uses_many(const replay_args *a)
     return a->n_traces > 1 || a->resume || par_size() > 1;
 }
 
+static int run_std_many(const replay_args *a, kv_err *err)
+{
+    char tokens[1024];
+    const char *csv = a->csv ? a->csv : "std.csv";
+    tokens_path(csv, tokens, sizeof tokens);
+    return std_run_many(&a->req, a->traces, a->n_traces, csv, tokens, err);
+}
+
 /* One trace in one process: the setup, then std's files or the metrics. */
 static int run_one(replay_command which, const replay_args *a, kv_err *err)
 {
@@ -108,9 +116,11 @@ static int run(replay_command which, int argc, char **argv)
     }
     if (rc != KV_OK)
         ;
-    else if (which == STD_CMD && uses_many(&a))
-        rc = kv_errorf(&err, KV_EUSAGE, "kvsim std reads one trace in one process (many "
-                       "traces, --resume and MPI: replay, sweep and scope)");
+    else if (which == STD_CMD && (a.resume || par_size() > 1))
+        rc = kv_errorf(&err, KV_EUSAGE, "kvsim std runs in one process without --resume "
+                       "(MPI and --resume: replay, sweep and scope)");
+    else if (which == STD_CMD && a.n_traces > 1)
+        rc = run_std_many(&a, &err);
     else if (uses_many(&a))
         rc = run_many(&a, which == SCOPE_CMD, &speak, &err);
     else

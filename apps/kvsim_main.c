@@ -10,10 +10,10 @@
 #include <stdio.h>
 
 static const cli_command commands[] = {
-    {"replay",   "TRACE --policy P --budget B [options]", "replay one policy, write metrics", cmd_replay},
-    {"sweep",    "TRACE --policies A,B --budgets LIST",   "many configurations in one pass",  cmd_sweep},
-    {"std",      "TRACE [-o std.csv]",                    "attention-std trajectories",       cmd_std},
-    {"scope",    "TRACE --score S --budget B --sizes L",  "eviction-scope sensitivity",       cmd_scope},
+    {"replay",   "TRACE... --policy P --budget B",          "replay one policy, write metrics",  cmd_replay},
+    {"sweep",    "TRACE... --policies A,B --budgets L",     "many configurations in one pass",   cmd_sweep},
+    {"std",      "TRACE... [-o std.csv]",                   "attention-std trajectories",        cmd_std},
+    {"scope",    "TRACE... --score S --budget B --sizes L", "eviction-scope sensitivity",        cmd_scope},
     {"plot",     "std|sweep|scope|heatmap|confirm ...",   "draw a figure with gnuplot",       cmd_plot},
     {"confirm",  "EXPERIMENT MODEL [options]",            "confirm with real generation",     cmd_confirm},
     {"policies", "",                                      "list every policy and its defaults", cmd_policies},

@@ -97,6 +97,13 @@ static const char POLICY_PARAMS_HELP[] =
     "policy parameters: every parameter of `kvsim policies` as --KEY VALUE (--phase\n"
     "decode, --gqa max, --scope-of layer, --sinks 8, --seed 3 ...).\n";
 
+#define MANY_HELP                                                                         \
+    "Several traces (TRACE... or --traces FILE) go into one CSV, lines in trace order, "     \
+    "and\none JSON with each trace's summary and the mean across traces with a 95%\n"       \
+    "bootstrap interval per configuration.  Under MPI run bin/kvsim-mpi the same way\n"    \
+    "(mpirun -np N bin/kvsim-mpi sweep ...): units (trace, layer, KV head) are dealt to\n" \
+    "ranks, and the files are the same bytes as one process writes (docs/SCALE.md).\n"
+
 static const struct {
     const char     *name, *usage, *about, *footer;
     const opts_row *rows;
@@ -107,7 +114,7 @@ static const struct {
                     "oracle gap\n(docs/METRICS.md).  Writes the metrics CSV of "
                     "docs/RESULTS.md.",
                     "TRACE may be synth:T=512,layers=2,heads=6,kv=2,dim=16,seed=1 (synthetic "
-                    "rows).\n", replay_rows},
+                    "rows).\n" MANY_HELP, replay_rows},
     [SWEEP_CMD] = {"kvsim sweep", "kvsim sweep TRACE... --policies A,B --budgets LIST [options]",
                    "Run every configuration (policy x budget x window x stride) in one pass "
                    "over the\nrows: each row block is read once and fed to all of them.  One "
@@ -122,12 +129,14 @@ static const struct {
                  "log-spaced age\nbins (median and quartiles over tokens), into -o (default "
                  "std.csv), and a few\nsampled tokens' whole trajectories into "
                  "<output>_tokens.csv.  Memory: O(T) per\nhead on each thread.",
-                 NULL, std_rows},
+                 "With several traces both files get a leading `trace` column and hold every "
+                 "trace's\nlines in order (one process; MPI and --resume are for replay, sweep "
+                 "and scope).\n", std_rows},
     [SCOPE_CMD] = {"kvsim scope", "kvsim scope TRACE... --score S --budget B --sizes LIST [options]",
                    "Eviction-scope sensitivity (RoCo): replay each score at a fixed budget "
                    "with the\nwindow and std scopes at every protected size r, and report each "
                    "metric's spread\nacross r (the robustness figure).",
-                   NULL, scope_rows},
+                   MANY_HELP, scope_rows},
 };
 
 static int add_trace(void *ctx, const char *path, kv_err *err)

@@ -238,6 +238,56 @@ Test(many, mpi_scope_over_two_traces_equals_the_plain_run, .timeout = 300)
     cleanup(&fx);
 }
 
+/* Each line of a one-trace std file with `trace,` in front, header dropped. */
+static void append_prefixed(char *all, const char *path, const char *name)
+{
+    char *text = slurp(path), *line = strchr(text, '\n') + 1;
+    for (char *end; *line; line = end + 1) {
+        end = strchr(line, '\n');
+        strcat(all, name);
+        strcat(all, ",");
+        strncat(all, line, (size_t)(end - line) + 1);
+    }
+    free(text);
+}
+
+Test(many, std_over_two_traces_is_each_std_with_a_trace_column, .timeout = 300)
+{
+    fixture fx;
+    if (!setup_traces(&fx))
+        cr_skip_test("no test trace (make test builds build/test_trace.h5)");
+    char *out = malloc(OUT_MAX), args[4096], one[128], many[128], tok[160];
+    char *want = calloc(1 << 20, 1), *want_tok = calloc(1 << 20, 1);
+    strcpy(want, "trace,layer,head,age_lo,age_hi,n,mean,p10,p50,p90\n");
+    strcpy(want_tok, "trace,layer,head,position,age,sigma\n");
+    snprintf(one, sizeof one, "%s/one.csv", fx.dir);
+    snprintf(tok, sizeof tok, "%s/one_tokens.csv", fx.dir);
+    const char *slash = strrchr(fx.a, '/');
+    const char *const traces[2] = {fx.a, fx.b}, *const names[2] = {slash ? slash + 1 : fx.a,
+                                                                    "replay_trace.h5"};
+    for (int i = 0; i < 2; i++) {
+        snprintf(args, sizeof args, "std '%s' --layers 0,15 -o '%s'", traces[i], one);
+        cr_assert_eq(kvsim(&fx, 0, args, out), 0, "%s", out);
+        append_prefixed(want, one, names[i]);
+        append_prefixed(want_tok, tok, names[i]);
+    }
+    snprintf(many, sizeof many, "%s/many.csv", fx.dir);
+    snprintf(args, sizeof args, "std '%s' '%s' --layers 0,15 -o '%s'", fx.a, fx.b, many);
+    cr_assert_eq(kvsim(&fx, 0, args, out), 0, "%s", out);
+    char *got = slurp(many);
+    snprintf(tok, sizeof tok, "%s/many_tokens.csv", fx.dir);
+    char *got_tok = slurp(tok);
+    cr_expect_str_eq(got, want);
+    cr_expect_str_eq(got_tok, want_tok);
+    cr_expect_not_null(strstr(got, "\nreplay_trace.h5,15,all,"));
+    free(got);
+    free(got_tok);
+    free(want);
+    free(want_tok);
+    free(out);
+    cleanup(&fx);
+}
+
 /* A trace that cannot be read among good ones: named, status 1, no CSV at -o. */
 static void expect_fault_reported(const fixture *fx, int ranks)
 {
