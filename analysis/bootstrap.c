@@ -3,7 +3,7 @@
 
 #include <stdlib.h>
 
-static uint64_t splitmix64(uint64_t *state)
+uint64_t bootstrap_next(uint64_t *state)
 {
     uint64_t z = (*state += 0x9e3779b97f4a7c15ULL);
     z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
@@ -17,12 +17,12 @@ static int cmp_double(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
-/* Quantile q of sorted s[0..n): linear between order statistics (numpy "linear"). */
-static double quantile(const double *s, int n, double q)
+double bootstrap_quantile(double *v, int n, double q)
 {
+    qsort(v, (size_t)n, sizeof *v, cmp_double);
     const double at = q * (n - 1);
     const int i = (int)at;
-    return i + 1 < n ? s[i] + (at - i) * (s[i + 1] - s[i]) : s[n - 1];
+    return i + 1 < n ? v[i] + (at - i) * (v[i + 1] - v[i]) : v[n - 1];
 }
 
 int bootstrap_mean_ci(const double *v, int n, int resamples, double level, uint64_t seed,
@@ -40,13 +40,12 @@ int bootstrap_mean_ci(const double *v, int n, int resamples, double level, uint6
     for (int r = 0; r < resamples; r++) {
         double s = 0;
         for (int i = 0; i < n; i++)   /* modulo bias < n / 2^64: nothing */
-            s += v[splitmix64(&state) % (uint64_t)n];
+            s += v[bootstrap_next(&state) % (uint64_t)n];
         means[r] = s / n;
     }
-    qsort(means, (size_t)resamples, sizeof *means, cmp_double);
     out->mean = total / n;
-    out->lo = n == 1 ? out->mean : quantile(means, resamples, (1 - level) / 2);
-    out->hi = n == 1 ? out->mean : quantile(means, resamples, (1 + level) / 2);
+    out->lo = n == 1 ? out->mean : bootstrap_quantile(means, resamples, (1 - level) / 2);
+    out->hi = n == 1 ? out->mean : bootstrap_quantile(means, resamples, (1 + level) / 2);
     free(means);
     return 0;
 }

@@ -17,6 +17,14 @@ typedef struct bootstrap_ci {
     double mean, lo, hi;   /* lo, hi: the (1-level)/2 and (1+level)/2 quantiles */
 } bootstrap_ci;
 
+/* The next draw of a splitmix64 stream (Steele, Lea and Flood 2014): the generator
+ * of every bootstrap here (also rank_corr.c's). */
+uint64_t bootstrap_next(uint64_t *state);
+
+/* Sort v[0..n) (n >= 1) in place and return its quantile q, interpolated linearly
+ * between order statistics (numpy's default "linear"). */
+double bootstrap_quantile(double *v, int n, double q);
+
 /* The mean of v[0..n) and the percentile interval at `level` (0.95) of `resamples`
  * resampled means (n draws with replacement each), quantiles interpolated linearly
  * between order statistics (numpy's default).  n = 1 gives lo = hi = mean.  0, or -1
