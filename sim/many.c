@@ -119,7 +119,9 @@ static int open_all(many_run *m, const replay_request *req, kv_err *err)
             replay_setup_notes(&s, stderr);
         replay_setup_free(&s);
         if (rc != KV_OK) {
-            if (m->rank == 0)
+            if (m->rank == 0 && strstr(e.msg, t->path))
+                fprintf(stderr, "error: %s\n", e.msg);
+            else if (m->rank == 0)
                 fprintf(stderr, "error: %s: %s\n", t->path, e.msg);
             status = status ? status : rc;
             failed++;
@@ -358,7 +360,7 @@ static int replay_trace(many_run *m, int i, const replay_request *req, journal *
             if ((rc = rcs[k]) != KV_OK)
                 *err = errs[k];
     }
-    if (rc != KV_OK)
+    if (rc != KV_OK && !strstr(err->msg, m->traces[i].path))
         kv_err_prefix(err, "%s: ", m->traces[i].path);
     replay_setup_free(&s);
     free(idx);
