@@ -103,7 +103,8 @@ static const char *base_name(const char *path)
 }
 
 /* Open each trace for its shape; rank 0 names every one that fails.  The status of the
- * first failure (a usage error stays one), with err saying how many failed. */
+ * first failure, with err saying how many failed; a usage error is returned as it is,
+ * at once. */
 static int open_all(many_run *m, const replay_request *req, kv_err *err)
 {
     int status = KV_OK, failed = 0;
@@ -118,6 +119,12 @@ static int open_all(many_run *m, const replay_request *req, kv_err *err)
         if (rc == KV_OK && i == 0 && m->rank == 0)
             replay_setup_notes(&s, stderr);
         replay_setup_free(&s);
+        if (rc == KV_EUSAGE) {   /* the command's fault (a policy, a layer): say it once */
+            *err = e;
+            if (!strstr(err->msg, t->path))
+                kv_err_prefix(err, "%s: ", t->path);
+            return rc;
+        }
         if (rc != KV_OK) {
             if (m->rank == 0 && strstr(e.msg, t->path))
                 fprintf(stderr, "error: %s\n", e.msg);
@@ -584,11 +591,29 @@ static void json_head(FILE *f, const char *command)
                "\n  \"traces\": [", BOOTSTRAP_RESAMPLES, (unsigned long long)BOOTSTRAP_SEED);
 }
 
+/* One trace: the one-trace files (cmd_replay.c's writers), so that --resume or MPI
+ * on one trace writes what the plain command writes. */
+static int write_one(const many_run *m, const replay_request *req, const char *command,
+                     int scope, const char *csv, const char *json, kv_err *err)
+{
+    replay_setup s = {0};
+    const replay_request r = with_trace(req, m->traces[0].path);
+    int rc = replay_setup_build(&s, &r, err);
+    const results_context ctx = {s.src, &s.plan, m->traces[0].acc, command, NULL};
+    if (rc == KV_OK)
+        rc = scope ? scope_report_write(&s, m->traces[0].acc, command, csv, json, err)
+                   : results_write_files(&ctx, csv, json, err);
+    replay_setup_free(&s);
+    return rc;
+}
+
 int many_write(const many_run *m, const replay_request *req, const char *command,
                int scope, const char *csv, const char *json, kv_err *err)
 {
     if (m->rank != 0)
         return KV_OK;
+    if (m->n_traces == 1)
+        return write_one(m, req, command, scope, csv, json, err);
     writer w = {.scope = scope};
     int rc = KV_OK;
     if (csv && !(w.csv = out_open(csv, err)))

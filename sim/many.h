@@ -72,8 +72,9 @@ int  many_run_all(many_run *m, const replay_request *req, const char *const *pat
 /* Rank 0: the CSV (csv; "-" stdout) of every trace, one header, lines in trace order
  * (scope: scope_report's lines and spreads), and the JSON summary (json, may be NULL):
  * each trace's overall lines and, per requested configuration, the mean across traces
- * of each metric with its 95% bootstrap interval (analysis/bootstrap.h).  Other ranks
- * return 0.  0 or a KV_E* code; nothing is left half-written. */
+ * of each metric with its 95% bootstrap interval (analysis/bootstrap.h).  One trace
+ * gets the one-trace files (results.h, scope_report.h) instead.  Other ranks return 0.
+ * 0 or a KV_E* code; nothing is left half-written. */
 int  many_write(const many_run *m, const replay_request *req, const char *command,
                 int scope, const char *csv, const char *json, kv_err *err);
 

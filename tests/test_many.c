@@ -213,6 +213,33 @@ Test(many, mpi_one_two_and_three_ranks_write_the_plain_csv_byte_for_byte, .timeo
     cleanup(&fx);
 }
 
+Test(many, one_trace_under_two_ranks_writes_the_plain_csv_and_json, .timeout = 300)
+{
+    fixture fx;
+    if (!setup_traces(&fx))
+        cr_skip_test("no test trace (make test builds build/test_trace.h5)");
+    if (!have_mpi(&fx))
+        cr_skip_test("no mpirun or no bin/kvsim-mpi (built when mpicc is present)");
+    char *out = malloc(OUT_MAX), args[4096], csv[128], json[128];
+    snprintf(csv, sizeof csv, "%s/one.csv", fx.dir);
+    snprintf(json, sizeof json, "%s/one.json", fx.dir);
+    /* the same command line, so that the JSON's provenance is the same too */
+    snprintf(args, sizeof args, "%s '%s' -o '%s' --json '%s'", SWEEP, fx.b, csv, json);
+    char *text[2][2];
+    for (int k = 0; k < 2; k++) {
+        cr_assert_eq(kvsim(&fx, k ? 2 : 0, args, out), 0, "%s", out);
+        text[k][0] = slurp(csv);
+        text[k][1] = slurp(json);
+    }
+    cr_expect_str_eq(text[1][0], text[0][0]);
+    cr_expect_str_eq(text[1][1], text[0][1]);
+    cr_expect_not_null(strstr(text[0][1], "\"format\": \"kvsim-results\""));
+    for (int k = 0; k < 4; k++)
+        free(text[k / 2][k % 2]);
+    free(out);
+    cleanup(&fx);
+}
+
 Test(many, mpi_scope_over_two_traces_equals_the_plain_run, .timeout = 300)
 {
     fixture fx;
