@@ -132,7 +132,8 @@ static const struct {
                  "With several traces both files get a leading `trace` column and hold every "
                  "trace's\nlines in order (one process; MPI and --resume are for replay, sweep "
                  "and scope).\n", std_rows},
-    [SCOPE_CMD] = {"kvsim scope", "kvsim scope TRACE... --score S --budget B --sizes LIST [options]",
+    [SCOPE_CMD] = {"kvsim scope",
+                   "kvsim scope TRACE... --score S --budget B --sizes LIST [options]",
                    "Eviction-scope sensitivity (RoCo): replay each score at a fixed budget "
                    "with the\nwindow and std scopes at every protected size r, and report each "
                    "metric's spread\nacross r (the robustness figure).",

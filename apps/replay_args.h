@@ -2,8 +2,9 @@
  * replay_args.h — the command lines of `kvsim replay`, `sweep`, `std` and `scope`: one
  * option table per command (common/opts.h) into a replay_request (sim/replay_setup.h)
  * and the output files.  TRACE may be repeated and --traces LIST_FILE adds one path per
- * line (blank lines and lines starting with # skipped).  Every other --KEY VALUE that is a policy parameter (--phase,
- * --gqa, --sinks, --score ...) goes to the request's policy_args, in order.
+ * line (blank lines and lines starting with # skipped).  Every other --KEY VALUE that
+ * is a policy parameter (--phase, --gqa, --sinks, --score ...) goes to the request's
+ * policy_args, in order.
  */
 #ifndef REPLAY_ARGS_H
 #define REPLAY_ARGS_H

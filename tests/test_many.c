@@ -86,6 +86,17 @@ static int have_mpi(const fixture *fx)
     return access(path, X_OK) == 0 && test_shell("command -v mpirun", out, sizeof out) == 0;
 }
 
+/* The traces, and bin/kvsim-mpi with mpirun when mpi: else the test is skipped. */
+static void need_traces(fixture *fx, int mpi)
+{
+    if (!setup_traces(fx))
+        cr_skip_test("no test trace (make test builds build/test_trace.h5)");
+    if (mpi && !have_mpi(fx)) {
+        cleanup(fx);
+        cr_skip_test("no mpirun or no bin/kvsim-mpi (built when mpicc is present)");
+    }
+}
+
 /* The plain single-trace sweeps of A, B, C joined under one header. */
 static char *expected_csv(const fixture *fx)
 {
@@ -123,8 +134,7 @@ static char *sweep_three(const fixture *fx, int ranks, const char *extra, int *s
 Test(many, three_traces_give_the_three_single_csvs_under_one_header, .timeout = 300)
 {
     fixture fx;
-    if (!setup_traces(&fx))
-        cr_skip_test("no test trace (make test builds build/test_trace.h5)");
+    need_traces(&fx, 0);
     char *want = expected_csv(&fx), *out = malloc(OUT_MAX);
     int status;
     char *got = sweep_three(&fx, 0, "", &status, out);
@@ -152,8 +162,7 @@ Test(many, three_traces_give_the_three_single_csvs_under_one_header, .timeout = 
 Test(many, the_json_holds_each_trace_and_the_mean_across_them, .timeout = 300)
 {
     fixture fx;
-    if (!setup_traces(&fx))
-        cr_skip_test("no test trace (make test builds build/test_trace.h5)");
+    need_traces(&fx, 0);
     char *out = malloc(OUT_MAX), json[128], extra[256];
     snprintf(json, sizeof json, "%s/many.json", fx.dir);
     snprintf(extra, sizeof extra, "--json '%s'", json);
@@ -185,7 +194,7 @@ Test(many, the_json_holds_each_trace_and_the_mean_across_them, .timeout = 300)
     cr_expect_float_eq(mean, (mass[0] + mass[1] + mass[2]) / 3, 1e-8);
     cr_expect(lo <= mean && mean <= hi && lo < hi, "%g <= %g <= %g", lo, mean, hi);
     /* a resample's mean lies between the smallest and the largest trace's */
-    const double min = mass[0] < mass[1] ? mass[0] : mass[1], max = mass[0] > mass[1] ? mass[0] : mass[1];
+    const double min = fmin(mass[0], mass[1]), max = fmax(mass[0], mass[1]);
     cr_expect(lo >= min - 1e-12 && hi <= max + 1e-12);
     free(j);
     free(out);
@@ -195,10 +204,7 @@ Test(many, the_json_holds_each_trace_and_the_mean_across_them, .timeout = 300)
 Test(many, mpi_one_two_and_three_ranks_write_the_plain_csv_byte_for_byte, .timeout = 600)
 {
     fixture fx;
-    if (!setup_traces(&fx))
-        cr_skip_test("no test trace (make test builds build/test_trace.h5)");
-    if (!have_mpi(&fx))
-        cr_skip_test("no mpirun or no bin/kvsim-mpi (built when mpicc is present)");
+    need_traces(&fx, 1);
     char *want = expected_csv(&fx), *out = malloc(OUT_MAX);
     for (int ranks = 1; ranks <= 3; ranks++) {
         int status;
@@ -216,10 +222,7 @@ Test(many, mpi_one_two_and_three_ranks_write_the_plain_csv_byte_for_byte, .timeo
 Test(many, one_trace_under_two_ranks_writes_the_plain_csv_and_json, .timeout = 300)
 {
     fixture fx;
-    if (!setup_traces(&fx))
-        cr_skip_test("no test trace (make test builds build/test_trace.h5)");
-    if (!have_mpi(&fx))
-        cr_skip_test("no mpirun or no bin/kvsim-mpi (built when mpicc is present)");
+    need_traces(&fx, 1);
     char *out = malloc(OUT_MAX), args[4096], csv[128], json[128];
     snprintf(csv, sizeof csv, "%s/one.csv", fx.dir);
     snprintf(json, sizeof json, "%s/one.json", fx.dir);
@@ -243,10 +246,7 @@ Test(many, one_trace_under_two_ranks_writes_the_plain_csv_and_json, .timeout = 3
 Test(many, mpi_scope_over_two_traces_equals_the_plain_run, .timeout = 300)
 {
     fixture fx;
-    if (!setup_traces(&fx))
-        cr_skip_test("no test trace (make test builds build/test_trace.h5)");
-    if (!have_mpi(&fx))
-        cr_skip_test("no mpirun or no bin/kvsim-mpi (built when mpicc is present)");
+    need_traces(&fx, 1);
     char *out = malloc(OUT_MAX), args[4096];
     char *csv[2];
     for (int k = 0; k < 2; k++) {
@@ -281,8 +281,7 @@ static void append_prefixed(char *all, const char *path, const char *name)
 Test(many, std_over_two_traces_is_each_std_with_a_trace_column, .timeout = 300)
 {
     fixture fx;
-    if (!setup_traces(&fx))
-        cr_skip_test("no test trace (make test builds build/test_trace.h5)");
+    need_traces(&fx, 0);
     char *out = malloc(OUT_MAX), args[4096], one[128], many[128], tok[160];
     char *want = calloc(1 << 20, 1), *want_tok = calloc(1 << 20, 1);
     strcpy(want, "trace,layer,head,age_lo,age_hi,n,mean,p10,p50,p90\n");
@@ -342,8 +341,7 @@ Test(many, a_corrupt_or_missing_trace_among_three_is_named_and_nothing_is_writte
      .timeout = 300)
 {
     fixture fx;
-    if (!setup_traces(&fx))
-        cr_skip_test("no test trace (make test builds build/test_trace.h5)");
+    need_traces(&fx, 0);
     expect_fault_reported(&fx, 0);
     if (have_mpi(&fx))
         expect_fault_reported(&fx, 2);
@@ -371,8 +369,7 @@ static void cut_journal(const char *path, int keep)
 Test(many, resume_after_a_killed_run_reproduces_the_uninterrupted_csv, .timeout = 600)
 {
     fixture fx;
-    if (!setup_traces(&fx))
-        cr_skip_test("no test trace (make test builds build/test_trace.h5)");
+    need_traces(&fx, 0);
     char *want = expected_csv(&fx), *out = malloc(OUT_MAX), journal[128], extra[256];
     snprintf(journal, sizeof journal, "%s/units.journal", fx.dir);
     snprintf(extra, sizeof extra, "--resume '%s'", journal);
