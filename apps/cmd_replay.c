@@ -72,12 +72,14 @@ static int uses_many(const replay_args *a)
     return a->n_traces > 1 || a->resume || par_size() > 1;
 }
 
-static int run_std_many(const replay_args *a, kv_err *err)
+/* kvsim std: its files over one trace (s) or every trace of a (s NULL). */
+static int run_std(const replay_setup *s, const replay_args *a, kv_err *err)
 {
     char tokens[1024];
     const char *csv = a->csv ? a->csv : "std.csv";
     tokens_path(csv, tokens, sizeof tokens);
-    return std_run_many(&a->req, a->traces, a->n_traces, csv, tokens, err);
+    return s ? std_run(s, csv, tokens, err)
+             : std_run_many(&a->req, a->traces, a->n_traces, csv, tokens, err);
 }
 
 /* One trace in one process: the setup, then std's files or the metrics. */
@@ -86,10 +88,7 @@ static int run_one(replay_command which, const replay_args *a, kv_err *err)
     replay_setup s = {0};
     int rc = replay_setup_build(&s, &a->req, err);
     if (rc == KV_OK && which == STD_CMD) {
-        char tokens[1024];
-        const char *csv = a->csv ? a->csv : "std.csv";
-        tokens_path(csv, tokens, sizeof tokens);
-        rc = std_run(&s, csv, tokens, err);
+        rc = run_std(&s, a, err);
     } else if (rc == KV_OK) {
         rc = replay_and_write(&s, a, which == SCOPE_CMD, err);
     }
@@ -120,7 +119,7 @@ static int run(replay_command which, int argc, char **argv)
         rc = kv_errorf(&err, KV_EUSAGE, "kvsim std runs in one process without --resume "
                        "(MPI and --resume: replay, sweep and scope)");
     else if (which == STD_CMD && a.n_traces > 1)
-        rc = run_std_many(&a, &err);
+        rc = run_std(NULL, &a, &err);
     else if (uses_many(&a))
         rc = run_many(&a, which == SCOPE_CMD, &speak, &err);
     else

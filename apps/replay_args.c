@@ -5,9 +5,9 @@
 #include "input.h"
 #include "opts.h"
 #include "out.h"
-#include "vec.h"
 #include "results.h"
 #include "trace_file.h"
+#include "vec.h"
 
 #include <stddef.h>
 #include <stdio.h>
@@ -225,6 +225,6 @@ int replay_args_parse(replay_command which, int argc, char **argv, replay_args *
         rc = out_check(out->resume, out->traces, out->n_traces, err);
     if (rc == KV_OK && out->follow &&
         (rc = trace_follow(out->req.trace, out->followed, sizeof out->followed, err)) == KV_OK)
-        out->req.trace = out->followed;
+        out->req.trace = out->traces[0] = out->followed;
     return rc;
 }
