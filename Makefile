@@ -3,7 +3,8 @@
 #   make deps     install the system packages (apt-get; needs root)
 #   make model    fetch the embedded model (SmolLM2-135M-Instruct Q4_1) into models/;
 #                 MODEL=gemma3-270m fetches Gemma 3 270M (Q4_K_M) instead
-#   make          build bin/kvtrace and bin/kvsim (and gpu/ when nvcc is present)
+#   make          build bin/kvtrace and bin/kvsim (and gpu/ when nvcc is present,
+#                 bin/kvsim-mpi when mpicc is)
 #   make test     check-layers, then the Criterion suite, plain and under ASan + UBSan
 #   make test-fast   the suite without the model and the sanitizer (the inner loop)
 #   make check-layers  every include points down the layer order (LAYERS below)
@@ -59,6 +60,14 @@ GPU_SRC   := gpu/gpu_none.c
 GPU_LIBS  :=
 endif
 
+# MPI: bin/kvsim-mpi when mpicc is present: kvsim's own main with mpi/par_mpi.c
+# (common/par.h over MPI) linked ahead of the same libraries, whose common/par_none.c
+# it replaces; run it with mpirun or srun (docs/SCALE.md).  Without mpicc nothing
+# changes and the MPI tests say skipped.
+MPICC     ?= mpicc
+HAVE_MPI  := $(shell command -v $(MPICC) >/dev/null 2>&1 && echo 1)
+MPI_BIN   := $(if $(HAVE_MPI),bin/kvsim-mpi)
+
 # Sources of each layer's library (gpu/: the CUDA files or the stand-in; apps/: the
 # subcommands, without the two mains).
 layer_src = $(if $(filter gpu,$1),$(GPU_SRC),$(filter-out $(MAINS),$(wildcard $1/*.c)))
@@ -82,10 +91,10 @@ endef
 $(foreach l,$(LAYERS),$(eval $(call layer_rules,$l)))
 
 .PHONY: all deps model test test-fast test-plain test-asan check-layers bench demo predict fixtures fuzz clean check-nvcc help
-all: check-nvcc bin/kvtrace bin/kvsim
+all: check-nvcc bin/kvtrace bin/kvsim $(MPI_BIN)
 
 help:
-	@sed -n '3,17p' Makefile | sed 's/^# \{0,1\}//'
+	@sed -n '3,18p' Makefile | sed 's/^# \{0,1\}//'
 
 check-nvcc:
 ifneq ($(HAVE_NVCC),1)
@@ -111,6 +120,16 @@ bin/%: build/obj/apps/%_main.o $(LIBS)
 	@mkdir -p bin
 	@echo "  LD      $@"
 	@$(CC) $(CFLAGS) -rdynamic $< $(call libs_in,build/lib) -o $@ $(LDLIBS) $(GPU_LIBS)
+
+build/obj/mpi/par_mpi.o: mpi/par_mpi.c common/par.h
+	@mkdir -p $(dir $@)
+	@echo "  MPICC   $<"
+	@$(MPICC) $(CFLAGS) -Icommon -c $< -o $@
+
+bin/kvsim-mpi: build/obj/apps/kvsim_main.o build/obj/mpi/par_mpi.o $(LIBS)
+	@mkdir -p bin
+	@echo "  LD      $@"
+	@$(MPICC) $(CFLAGS) -rdynamic $(filter %.o,$^) $(call libs_in,build/lib) -o $@ $(LDLIBS) $(GPU_LIBS)
 
 build/tests: $(TEST_SRC:%.c=build/obj/%.o) $(LIBS)
 	@echo "  LD      $@"

@@ -1,6 +1,7 @@
 /* rank_corr.c — Spearman's ρ and its bootstrap interval; see rank_corr.h. */
 #include "rank_corr.h"
 
+#include "bootstrap.h"
 #include "kv_err.h"
 
 #include <math.h>
@@ -62,27 +63,6 @@ double rank_spearman(const double *x, const double *y, int n)
     return rho;
 }
 
-static uint64_t splitmix64(uint64_t *state)
-{
-    uint64_t z = (*state += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
-static double quantile(const double *sorted, int n, double q)
-{
-    double at = q * (n - 1);
-    int i = (int)floor(at);
-    return i + 1 < n ? sorted[i] + (at - i) * (sorted[i + 1] - sorted[i]) : sorted[n - 1];
-}
-
 int rank_spearman_ci(const double *x, const double *y, int n, int rounds, double alpha,
                      uint64_t seed, double *lo, double *hi)
 {
@@ -93,7 +73,7 @@ int rank_spearman_ci(const double *x, const double *y, int n, int rounds, double
     int defined = 0;
     for (int r = 0; bx && by && rho && n > 0 && r < rounds; r++) {
         for (int i = 0; i < n; i++) {
-            int pick = (int)(splitmix64(&seed) % (uint64_t)n);
+            int pick = (int)(bootstrap_next(&seed) % (uint64_t)n);
             bx[i] = x[pick], by[i] = y[pick];
         }
         double v = rank_spearman(bx, by, n);
@@ -102,9 +82,8 @@ int rank_spearman_ci(const double *x, const double *y, int n, int rounds, double
     }
     int ok = bx && by && rho;
     if (ok && defined) {
-        qsort(rho, (size_t)defined, sizeof *rho, cmp_double);
-        *lo = quantile(rho, defined, alpha / 2);
-        *hi = quantile(rho, defined, 1 - alpha / 2);
+        *lo = bootstrap_quantile(rho, defined, alpha / 2);
+        *hi = bootstrap_quantile(rho, defined, 1 - alpha / 2);
     }
     free(bx);
     free(by);

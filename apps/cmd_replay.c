@@ -9,7 +9,9 @@
  */
 #include "commands.h"
 
+#include "many.h"
 #include "opts.h"
+#include "par.h"
 #include "replay_args.h"
 #include "results.h"
 #include "scope_report.h"
@@ -49,14 +51,60 @@ static void tokens_path(const char *csv, char *out, size_t len)
     snprintf(out, len, "%.*s_tokens.csv", (int)n, base);
 }
 
+/* Many traces, a journal or an MPI job: sim/many.h deals out the units.  *speak: this
+ * rank reports the error (rank 0, or the rank whose own unit failed). */
+static int run_many(const replay_args *a, int scope, int *speak, kv_err *err)
+{
+    if (a->req.device && strcmp(a->req.device, "cpu"))
+        return kv_errorf(err, KV_EUSAGE, "--device %s replays one trace in one process; "
+                         "many traces, --resume and MPI run on the CPU", a->req.device);
+    many_run m;
+    int rc = many_run_all(&m, &a->req, a->traces, a->n_traces, a->resume, err);
+    if (rc == KV_OK)
+        rc = many_write(&m, &a->req, a->command, scope, a->csv ? a->csv : "-", a->json, err);
+    *speak = m.rank == 0 || m.failed_here;
+    many_free(&m);
+    return rc;
+}
+
+static int uses_many(const replay_args *a)
+{
+    return a->n_traces > 1 || a->resume || par_size() > 1;
+}
+
+/* kvsim std: its files over one trace (s) or every trace of a (s NULL). */
+static int run_std(const replay_setup *s, const replay_args *a, kv_err *err)
+{
+    char tokens[1024];
+    const char *csv = a->csv ? a->csv : "std.csv";
+    tokens_path(csv, tokens, sizeof tokens);
+    return s ? std_run(s, csv, tokens, err)
+             : std_run_many(&a->req, a->traces, a->n_traces, csv, tokens, err);
+}
+
+/* One trace in one process: the setup, then std's files or the metrics. */
+static int run_one(replay_command which, const replay_args *a, kv_err *err)
+{
+    replay_setup s = {0};
+    int rc = replay_setup_build(&s, &a->req, err);
+    if (rc == KV_OK && which == STD_CMD) {
+        rc = run_std(&s, a, err);
+    } else if (rc == KV_OK) {
+        rc = replay_and_write(&s, a, which == SCOPE_CMD, err);
+    }
+    replay_setup_free(&s);
+    return rc;
+}
+
 static int run(replay_command which, int argc, char **argv)
 {
     replay_args a;
-    replay_setup s = {0};
     kv_err err = {0};
-    int rc = replay_args_parse(which, argc, argv, &a, &err);
-    if (rc == OPTS_HELP)
+    int rc = replay_args_parse(which, argc, argv, &a, &err), speak = par_rank() == 0;
+    if (rc == OPTS_HELP) {
+        replay_args_free(&a);
         return 0;
+    }
     if (rc == KV_OK && which == SCOPE_CMD) {
         if (!a.req.scores || !a.req.budgets || !a.sizes)
             rc = kv_errorf(&err, KV_EUSAGE, "--score, --budget and --sizes are required; "
@@ -65,20 +113,23 @@ static int run(replay_command which, int argc, char **argv)
         a.req.scopes = a.req.scopes ? a.req.scopes : "window,std";
         a.req.windows = a.sizes;
     }
-    if (rc == KV_OK)
-        rc = replay_setup_build(&s, &a.req, &err);
-    if (rc == KV_OK && which == STD_CMD) {
-        char tokens[1024];
-        const char *csv = a.csv ? a.csv : "std.csv";
-        tokens_path(csv, tokens, sizeof tokens);
-        rc = std_run(&s, csv, tokens, &err);
-    } else if (rc == KV_OK) {
-        rc = replay_and_write(&s, &a, which == SCOPE_CMD, &err);
-    }
-    replay_setup_free(&s);
+    if (rc != KV_OK)
+        ;
+    else if (which == STD_CMD && (a.resume || par_size() > 1))
+        rc = kv_errorf(&err, KV_EUSAGE, "kvsim std runs in one process without --resume "
+                       "(MPI and --resume: replay, sweep and scope)");
+    else if (which == STD_CMD && a.n_traces > 1)
+        rc = run_std(NULL, &a, &err);
+    else if (uses_many(&a))
+        rc = run_many(&a, which == SCOPE_CMD, &speak, &err);
+    else
+        rc = run_one(which, &a, &err);
+    replay_args_free(&a);
     static const char *const names[] = {"kvsim replay", "kvsim sweep", "kvsim std",
                                         "kvsim scope"};
-    return rc == KV_OK ? 0 : opts_fail(names[which], &err);
+    if (rc == KV_OK)
+        return 0;
+    return speak ? opts_fail(names[which], &err) : kv_err_exit_status(err.code);
 }
 
 int cmd_replay(int argc, char **argv) { return run(REPLAY_CMD, argc, argv); }

@@ -2,12 +2,16 @@
  * replay_args.h. */
 #include "replay_args.h"
 
+#include "input.h"
 #include "opts.h"
 #include "out.h"
 #include "results.h"
 #include "trace_file.h"
+#include "vec.h"
 
 #include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define A(field) offsetof(replay_args, field)
@@ -28,7 +32,13 @@ static int load_policy_lib(const char *path, kv_err *err) { return policy_lib_lo
      "refuse an incomplete trace instead of replaying its steps", 0, 0, NULL},           \
     {"follow", 0, OPTS_FLAG, A(follow), NULL,                                             \
      "TRACE is being recorded: wait for it (showing its steps) and read\n"                \
-     "the whole trace (a fractional budget needs the final T)", 0, 0, NULL}
+     "the whole trace (a fractional budget needs the final T)", 0, 0, NULL},           \
+    {"traces", 0, OPTS_TEXT, A(traces_file), "FILE",                                      \
+     "more traces, one path per line (# comments); with TRACE...\nall go into one CSV "     \
+     "(docs/SCALE.md)", 0, 0, NULL},                                                      \
+    {"resume", 0, OPTS_TEXT, A(resume), "FILE",                                           \
+     "journal of finished work units: units in FILE are not\nreplayed again, new ones "   \
+     "are appended (docs/SCALE.md)", 0, 0, NULL}
 
 /* The rows of the commands that replay policies. */
 #define ROWS_REPLAYING                                                                    \
@@ -87,18 +97,25 @@ static const char POLICY_PARAMS_HELP[] =
     "policy parameters: every parameter of `kvsim policies` as --KEY VALUE (--phase\n"
     "decode, --gqa max, --scope-of layer, --sinks 8, --seed 3 ...).\n";
 
+#define MANY_HELP                                                                         \
+    "Several traces (TRACE... or --traces FILE) go into one CSV, lines in trace order, "     \
+    "and\none JSON with each trace's summary and the mean across traces with a 95%\n"       \
+    "bootstrap interval per configuration.  Under MPI run bin/kvsim-mpi the same way\n"    \
+    "(mpirun -np N bin/kvsim-mpi sweep ...): units (trace, layer, KV head) are dealt to\n" \
+    "ranks, and the files are the same bytes as one process writes (docs/SCALE.md).\n"
+
 static const struct {
     const char     *name, *usage, *about, *footer;
     const opts_row *rows;
 } COMMANDS[] = {
-    [REPLAY_CMD] = {"kvsim replay", "kvsim replay TRACE --policy P --budget B [options]",
+    [REPLAY_CMD] = {"kvsim replay", "kvsim replay TRACE... --policy P --budget B [options]",
                     "Replay TRACE under one eviction policy and measure every step against the "
                     "full\ncache: mass kept, top-B overlap, score consistency, output error, "
                     "oracle gap\n(docs/METRICS.md).  Writes the metrics CSV of "
                     "docs/RESULTS.md.",
                     "TRACE may be synth:T=512,layers=2,heads=6,kv=2,dim=16,seed=1 (synthetic "
-                    "rows).\n", replay_rows},
-    [SWEEP_CMD] = {"kvsim sweep", "kvsim sweep TRACE --policies A,B --budgets LIST [options]",
+                    "rows).\n" MANY_HELP, replay_rows},
+    [SWEEP_CMD] = {"kvsim sweep", "kvsim sweep TRACE... --policies A,B --budgets LIST [options]",
                    "Run every configuration (policy x budget x window x stride) in one pass "
                    "over the\nrows: each row block is read once and fed to all of them.  One "
                    "tidy CSV (-o) and a\nJSON summary (--json) of the overall lines.",
@@ -106,19 +123,77 @@ static const struct {
                    "--windows 8,16,\nh2o runs twice (scope window:8, window:16) and tova once.  "
                    "A parameter none of the\npolicies reads is an error.  At most 256 items per "
                    "list.\n", sweep_rows},
-    [STD_CMD] = {"kvsim std", "kvsim std TRACE [-o std.csv] [options]",
+    [STD_CMD] = {"kvsim std", "kvsim std TRACE... [-o std.csv] [options]",
                  "Attention-std trajectories (docs/METRICS.md): for every recorded (layer, "
                  "head),\nthe std of each token's attention as a function of its age, in "
                  "log-spaced age\nbins (median and quartiles over tokens), into -o (default "
                  "std.csv), and a few\nsampled tokens' whole trajectories into "
                  "<output>_tokens.csv.  Memory: O(T) per\nhead on each thread.",
-                 NULL, std_rows},
-    [SCOPE_CMD] = {"kvsim scope", "kvsim scope TRACE --score S --budget B --sizes LIST [options]",
+                 "With several traces both files get a leading `trace` column and hold every "
+                 "trace's\nlines in order (one process; MPI and --resume are for replay, sweep "
+                 "and scope).\n", std_rows},
+    [SCOPE_CMD] = {"kvsim scope",
+                   "kvsim scope TRACE... --score S --budget B --sizes LIST [options]",
                    "Eviction-scope sensitivity (RoCo): replay each score at a fixed budget "
                    "with the\nwindow and std scopes at every protected size r, and report each "
                    "metric's spread\nacross r (the robustness figure).",
-                   NULL, scope_rows},
+                   MANY_HELP, scope_rows},
 };
+
+static int add_trace(void *ctx, const char *path, kv_err *err)
+{
+    replay_args *a = ctx;
+    if (vec_reserve((void **)&a->traces, sizeof *a->traces, (size_t)a->n_traces + 1,
+                    &a->cap_traces) != 0)
+        return kv_errorf(err, KV_ENOMEM, "out of memory for %d traces", a->n_traces + 1);
+    a->traces[a->n_traces++] = path;
+    return KV_OK;
+}
+
+/* --traces FILE: one path per line, blank lines and # comments skipped. */
+static int read_trace_list(replay_args *a, kv_err *err)
+{
+    FILE *f = fopen(a->traces_file, "r");
+    if (!f)
+        return kv_errorf(err, KV_EUSAGE, "--traces %s: cannot open it", a->traces_file);
+    size_t len;
+    a->list_text = input_read_all(f, a->traces_file, &len, err);
+    fclose(f);
+    if (!a->list_text)
+        return err->code;
+    int rc = KV_OK;
+    for (char *line = strtok(a->list_text, "\r\n"); rc == KV_OK && line;
+         line = strtok(NULL, "\r\n")) {
+        line += strspn(line, " \t");
+        size_t n = strlen(line);
+        while (n && (line[n - 1] == ' ' || line[n - 1] == '\t'))
+            line[--n] = '\0';
+        if (n && line[0] != '#')
+            rc = add_trace(a, line, err);
+    }
+    return rc;
+}
+
+/* Every trace named, at least one; --follow waits for one recording only. */
+static int gather_traces(replay_args *a, const char *usage, kv_err *err)
+{
+    int rc = a->traces_file ? read_trace_list(a, err) : KV_OK;
+    if (rc == KV_OK && a->n_traces == 0)
+        rc = kv_errorf(err, KV_EUSAGE, "missing arguments: usage: %s", usage);
+    if (rc == KV_OK && a->follow && a->n_traces > 1)
+        rc = kv_errorf(err, KV_EUSAGE, "--follow waits for one recording: give one trace");
+    if (rc == KV_OK)
+        a->req.trace = a->traces[0];
+    return rc;
+}
+
+void replay_args_free(replay_args *a)
+{
+    free(a->traces);
+    free(a->list_text);
+    a->traces = NULL;
+    a->list_text = NULL;
+}
 
 int replay_args_parse(replay_command which, int argc, char **argv, replay_args *out,
                       kv_err *err)
@@ -131,21 +206,25 @@ int replay_args_parse(replay_command which, int argc, char **argv, replay_args *
         .usage = COMMANDS[which].usage,
         .about = COMMANDS[which].about,
         .groups = {{"options", COMMANDS[which].rows, out}},
-        .positional = {&out->req.trace},
-        .required = 1,
+        .more = add_trace,
+        .more_ctx = out,
         .other = replays ? policy_args_take : NULL,
         .other_ctx = &out->req.params,
         .other_help = replays ? POLICY_PARAMS_HELP : NULL,
         .footer = COMMANDS[which].footer,
     };
     int rc = opts_parse(&cmd, argc, argv, err);
+    if (rc == KV_OK)
+        rc = gather_traces(out, cmd.usage, err);
     if (rc != KV_OK)
         return rc;
-    rc = out_check(out->csv, &out->req.trace, 1, err);
+    rc = out_check(out->csv, out->traces, out->n_traces, err);
     if (rc == KV_OK)
-        rc = out_check(out->json, &out->req.trace, 1, err);
+        rc = out_check(out->json, out->traces, out->n_traces, err);
+    if (rc == KV_OK)
+        rc = out_check(out->resume, out->traces, out->n_traces, err);
     if (rc == KV_OK && out->follow &&
         (rc = trace_follow(out->req.trace, out->followed, sizeof out->followed, err)) == KV_OK)
-        out->req.trace = out->followed;
+        out->req.trace = out->traces[0] = out->followed;
     return rc;
 }

@@ -135,6 +135,10 @@ static int early_pass(const opts_command *cmd, int argc, char **argv, kv_err *er
 
 static int positional(const opts_command *cmd, int *n, const char *arg, kv_err *err)
 {
+    if ((*n >= OPTS_MAX_POSITIONAL || !cmd->positional[*n]) && cmd->more) {
+        (*n)++;
+        return cmd->more(cmd->more_ctx, arg, err);
+    }
     if (*n >= OPTS_MAX_POSITIONAL || !cmd->positional[*n])
         return kv_errorf(err, KV_EUSAGE, "unexpected argument '%s'; see --help", arg);
     *cmd->positional[(*n)++] = arg;

@@ -67,6 +67,11 @@ typedef struct opts_command {
      * `required` of them must be given. */
     const char **positional[OPTS_MAX_POSITIONAL];
     int          required;
+    /* Positional arguments past those listed (kvsim sweep T1.h5 T2.h5 ...): each is
+     * handed to more(more_ctx, arg, err), which returns 0 or a KV_E* code.  They count
+     * toward `required`.  NULL: an extra argument is a usage error. */
+    int        (*more)(void *ctx, const char *arg, kv_err *err);
+    void        *more_ctx;
     /* Options no row names: return 1 when taken (*used values consumed), 0 when not
      * (an unknown option), or a KV_E* code with err.  NULL: none. */
     int        (*other)(void *ctx, const char *name, const char *value, int *used,

@@ -4,7 +4,8 @@
 set -eu
 
 PACKAGES="build-essential pkg-config libhdf5-dev hdf5-tools hdf5-filter-plugin zlib1g-dev liblz4-dev libcriterion-dev gnuplot-nox
-libopenblas-openmp-dev libpcre2-dev python3-pip python3-numpy python3-h5py unzip"
+libopenblas-openmp-dev libpcre2-dev python3-pip python3-numpy python3-h5py unzip
+libopenmpi-dev openmpi-bin"
 
 missing=""
 for pkg in $PACKAGES; do

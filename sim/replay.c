@@ -466,6 +466,12 @@ static int replay_layer(replay_source *src, const replay_plan *plan, int l, repl
     return rc;
 }
 
+int replay_run_layer(replay_source *src, const replay_plan *plan, int l, replay_acc *acc,
+                     kv_err *err)
+{
+    return replay_layer(src, plan, l, acc, err);
+}
+
 /* --- the run ----------------------------------------------------------------------- */
 
 int replay_run(replay_source *src, const replay_plan *plan, replay_acc *acc, kv_err *err)

@@ -115,4 +115,10 @@ static inline int replay_first_step(int B, int T) { return B > 0 && B < T ? B : 
  * 0, or a KV_E* code with err (the error of the lowest failing layer). */
 int replay_run(replay_source *src, const replay_plan *plan, replay_acc *acc, kv_err *err);
 
+/* One layer job of replay_run, plan layer l, on the calling thread, adding into acc
+ * (zeroed by the caller): for callers that deal out work units themselves (sim/many.h).
+ * Calls for different layers or plans may run on concurrent threads. */
+int replay_run_layer(replay_source *src, const replay_plan *plan, int l, replay_acc *acc,
+                     kv_err *err);
+
 #endif /* REPLAY_H */

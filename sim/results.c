@@ -160,35 +160,30 @@ static void json_metric(FILE *f, const char *key, int has, double v)
     out_json_number(f, has ? v : NAN);
 }
 
-static void write_json(FILE *f, const void *ctx)
+void results_write_json_config(FILE *f, const replay_config *cfg, int with_budget)
 {
-    const results_context *rc = ctx;
-    fprintf(f, "{\n  \"format\": \"kvsim-results\",\n  \"format_version\": 1,\n"
-               "  \"tool_version\": \"%s\",\n  \"trace\": ", KV_VERSION);
-    out_json_string(f, rc->src->name);
-    fputs(",\n  \"trace_sha256\": ", f);
-    if (rc->sha256)
-        out_json_string(f, rc->sha256);
+    const policy_config *pc = &cfg->policy;
+    fputs("{\"policy\": ", f);
+    out_json_string(f, pc->name);
+    fprintf(f, ", \"score\": \"%s\", \"scope\": \"%s\", \"scope_of\": \"%s\", \"gqa\": ",
+            cfg->score_name, cfg->scope_name, SCOPE_OF_NAMES[cfg->scope_of]);
+    if (cfg->scope_of == POLICY_SCOPE_OF_KV_HEAD)
+        fprintf(f, "\"%s\"", GQA_NAMES[pc->gqa]);
     else
         fputs("null", f);
-    fputs(",\n  \"command\": ", f);
-    out_json_string(f, rc->command ? rc->command : "");
-    fputs(",\n  \"results\": [", f);
+    fprintf(f, ", \"budget_arg\": \"%s\"", cfg->budget_arg);
+    if (with_budget)
+        fprintf(f, ", \"budget\": %d", pc->budget);
+    fprintf(f, ", \"stride\": %d, \"phase\": \"%s\"", pc->stride, PHASE_NAMES[pc->phase]);
+}
+
+void results_write_json_results(FILE *f, const results_context *rc, const char *indent)
+{
     for (int c = 0; c < rc->plan->n_configs; c++) {
-        const replay_config *cfg = &rc->plan->configs[c];
-        const policy_config *pc = &cfg->policy;
         results_line r = results_line_of(rc->plan, rc->acc, c, -1, -1);
-        fprintf(f, "%s\n    {\"policy\": ", c ? "," : "");
-        out_json_string(f, pc->name);
-        fprintf(f, ", \"score\": \"%s\", \"scope\": \"%s\", \"scope_of\": \"%s\", \"gqa\": ",
-                cfg->score_name, cfg->scope_name, SCOPE_OF_NAMES[cfg->scope_of]);
-        if (cfg->scope_of == POLICY_SCOPE_OF_KV_HEAD)
-            fprintf(f, "\"%s\"", GQA_NAMES[pc->gqa]);
-        else
-            fputs("null", f);
-        fprintf(f, ", \"budget_arg\": \"%s\", \"budget\": %d, \"stride\": %d, "
-                   "\"phase\": \"%s\", \"steps\": %ld",
-                cfg->budget_arg, pc->budget, pc->stride, PHASE_NAMES[pc->phase], r.steps);
+        fprintf(f, "%s\n%s", c ? "," : "", indent);
+        results_write_json_config(f, &rc->plan->configs[c], 1);
+        fprintf(f, ", \"steps\": %ld", r.steps);
         json_metric(f, "mean_cache", r.steps > 0, r.mean_cache);
         json_metric(f, "mass", r.steps > 0, r.mass);
         json_metric(f, "overlap", r.has_overlap, r.overlap);
@@ -197,6 +192,29 @@ static void write_json(FILE *f, const void *ctx)
         json_metric(f, "oracle_gap", r.has_gap, r.oracle_gap);
         fputc('}', f);
     }
+}
+
+void results_write_json_identity(FILE *f, const results_context *rc, const char *indent)
+{
+    fprintf(f, "%s\"trace\": ", indent);
+    out_json_string(f, rc->src->name);
+    fprintf(f, ",\n%s\"trace_sha256\": ", indent);
+    if (rc->sha256)
+        out_json_string(f, rc->sha256);
+    else
+        fputs("null", f);
+}
+
+static void write_json(FILE *f, const void *ctx)
+{
+    const results_context *rc = ctx;
+    fprintf(f, "{\n  \"format\": \"kvsim-results\",\n  \"format_version\": 1,\n"
+               "  \"tool_version\": \"%s\",\n", KV_VERSION);
+    results_write_json_identity(f, rc, "  ");
+    fputs(",\n  \"command\": ", f);
+    out_json_string(f, rc->command ? rc->command : "");
+    fputs(",\n  \"results\": [", f);
+    results_write_json_results(f, rc, "    ");
     fputs("\n  ]\n}\n", f);
 }
 

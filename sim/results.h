@@ -42,6 +42,14 @@ void results_write_csv_ids(FILE *f, const results_context *rc, int c, const char
                            const char *scope);
 /* Every line of configuration c: per head, per layer, overall. */
 void results_write_csv_config(FILE *f, const results_context *rc, int c);
+/* JSON pieces (docs/RESULTS.md), shared with sim/many.c: a configuration's labels as
+ * an object left open ({"policy": ... "phase": "stream"; "budget", the resolved B,
+ * only with_budget: across traces of different T it differs); the "trace" and
+ * "trace_sha256" members; the entries of the "results" array, each on a new line
+ * starting with indent. */
+void results_write_json_config(FILE *f, const replay_config *cfg, int with_budget);
+void results_write_json_identity(FILE *f, const results_context *rc, const char *indent);
+void results_write_json_results(FILE *f, const results_context *rc, const char *indent);
 /* Write the whole CSV (all configurations) and/or JSON; NULL paths are skipped and
  * "-" is stdout.  0 or KV_EIO naming the path. */
 int  results_write_files(const results_context *rc, const char *csv_path,

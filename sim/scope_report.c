@@ -53,11 +53,9 @@ static void put_spread(FILE *f, const scope_output *o, int first, int n)
     fputc('\n', f);
 }
 
-static void write_scope_csv(FILE *f, const void *ctx)
+static void write_lines(FILE *f, const scope_output *o)
 {
-    const scope_output *o = ctx;
     const replay_setup *s = o->setup;
-    results_write_csv_header(f);
     for (int c = 0; c < s->n_configs; c++)
         results_write_csv_config(f, &o->ctx, c);
     /* configurations come score by score, scope by scope, sizes innermost */
@@ -71,6 +69,18 @@ static void write_scope_csv(FILE *f, const void *ctx)
         put_spread(f, o, first, n);
         first += n;
     }
+}
+
+static void write_scope_csv(FILE *f, const void *ctx)
+{
+    results_write_csv_header(f);
+    write_lines(f, ctx);
+}
+
+void scope_report_lines(FILE *f, const replay_setup *s, const replay_acc *acc)
+{
+    scope_output out = {{s->src, &s->plan, acc, NULL, NULL}, s};
+    write_lines(f, &out);
 }
 
 int scope_report_write(const replay_setup *s, const replay_acc *acc, const char *command,

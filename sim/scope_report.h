@@ -7,6 +7,8 @@
 #ifndef SCOPE_REPORT_H
 #define SCOPE_REPORT_H
 
+#include <stdio.h>
+
 #include "kv_err.h"
 #include "replay_setup.h"
 
@@ -14,5 +16,8 @@
  * of setup s's sums acc; `command` is the provenance.  0 or KV_EIO. */
 int scope_report_write(const replay_setup *s, const replay_acc *acc, const char *command,
                        const char *csv, const char *json, kv_err *err);
+
+/* Every line of that CSV but the header, into f (sim/many.c: one CSV of many traces). */
+void scope_report_lines(FILE *f, const replay_setup *s, const replay_acc *acc);
 
 #endif /* SCOPE_REPORT_H */

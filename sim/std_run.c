@@ -37,7 +37,17 @@ typedef struct std_output {
     replay_source      *src;
     const replay_setup *setup;
     std_job            *jobs;   /* (n_layers * n_heads,) plan order */
+    const char         *trace;  /* many traces: each line starts with its name */
 } std_output;
+
+/* The `trace` column of a line, when there is one. */
+static void put_trace(FILE *f, const std_output *run)
+{
+    if (run->trace) {
+        out_csv_text(f, run->trace);
+        fputc(',', f);
+    }
+}
 
 /* The k-th sampled token, k < STD_SAMPLES: evenly spaced from the first; -1 when
  * it repeats the previous one (T < STD_SAMPLES). */
@@ -85,11 +95,13 @@ static int std_head(replay_source *src, int li, int hi, std_job *job)
 
 /* --- output ----------------------------------------------------------------------- */
 
-static void put_bins(FILE *f, const std_summary *s, int T, int layer, int head)
+static void put_bins(FILE *f, const std_output *run, const std_summary *s, int T, int layer,
+                     int head)
 {
     for (int b = 0; b < s->n_bins; b++) {
         if (!s->count[b])
             continue;
+        put_trace(f, run);
         int lo, hi;
         std_age_range(b, &lo, &hi);
         hi = hi < T - 1 ? hi : T - 1;   /* the last bin holds the ages there are */
@@ -103,44 +115,64 @@ static void put_bins(FILE *f, const std_summary *s, int T, int layer, int head)
     }
 }
 
-static void write_bins(FILE *f, const void *ctx)
+static void bins_header(FILE *f, int with_trace)
 {
-    const std_output *run = ctx;
+    fprintf(f, "%slayer,head,age_lo,age_hi,n,mean,p10,p50,p90\n", with_trace ? "trace," : "");
+}
+
+static void tokens_header(FILE *f, int with_trace)
+{
+    fprintf(f, "%slayer,head,position,age,sigma\n", with_trace ? "trace," : "");
+}
+
+static void bins_lines(FILE *f, const std_output *run)
+{
     const replay_plan *plan = &run->setup->plan;
-    fputs("layer,head,age_lo,age_hi,n,mean,p10,p50,p90\n", f);
     for (int l = 0; l < plan->n_layers; l++) {
         const int layer = run->src->layers[plan->layers[l]];
         std_summary all = {0};
         int ok = std_summary_init(&all, run->src->T) == 0;
         for (int h = 0; h < plan->n_heads; h++) {
             const std_summary *s = &run->jobs[l * plan->n_heads + h].summary;
-            put_bins(f, s, run->src->T, layer, run->src->heads[plan->heads[h]]);
+            put_bins(f, run, s, run->src->T, layer, run->src->heads[plan->heads[h]]);
             if (ok)
                 std_summary_merge(&all, s);
         }
         if (ok)
-            put_bins(f, &all, run->src->T, layer, -1);
+            put_bins(f, run, &all, run->src->T, layer, -1);
         std_summary_free(&all);
     }
 }
 
-static void write_tokens(FILE *f, const void *ctx)
+static void write_bins(FILE *f, const void *ctx)
 {
-    const std_output *run = ctx;
+    bins_header(f, 0);
+    bins_lines(f, ctx);
+}
+
+static void tokens_lines(FILE *f, const std_output *run)
+{
     const replay_plan *plan = &run->setup->plan;
-    fputs("layer,head,position,age,sigma\n", f);
     for (int l = 0; l < plan->n_layers; l++)
         for (int h = 0; h < plan->n_heads; h++) {
             const std_job *job = &run->jobs[l * plan->n_heads + h];
             for (int k = 0; k < STD_SAMPLES; k++) {   /* token by token, ages increasing */
                 const int pos = sample_position(k, run->src->T);
                 for (int i = 0; pos >= 0 && i < job->n_samples; i++)
-                    if (job->samples[i].position == pos)
+                    if (job->samples[i].position == pos) {
+                        put_trace(f, run);
                         fprintf(f, "%d,%d,%d,%d,%.9g\n", run->src->layers[plan->layers[l]],
                                 run->src->heads[plan->heads[h]], pos, job->samples[i].age,
                                 job->samples[i].sigma);
+                    }
             }
         }
+}
+
+static void write_tokens(FILE *f, const void *ctx)
+{
+    tokens_header(f, 0);
+    tokens_lines(f, ctx);
 }
 
 /* Every job on the OpenMP threads, with progress; the first failure's error. */
@@ -164,20 +196,66 @@ static int run_jobs(const replay_setup *s, std_job *jobs, kv_err *err)
     return rc;
 }
 
-int std_run(const replay_setup *s, const char *csv, const char *tokens_csv, kv_err *err)
+static void free_jobs(std_job *jobs, int n_jobs)
 {
-    const int n_jobs = s->plan.n_layers * s->plan.n_heads;
-    std_job *jobs = calloc((size_t)(n_jobs ? n_jobs : 1), sizeof *jobs);
-    int rc = jobs ? run_jobs(s, jobs, err) : kv_errorf(err, KV_ENOMEM, "out of memory");
-    std_output out = {s->src, s, jobs};
-    if (rc == KV_OK)
-        rc = out_write(csv, write_bins, &out, err);
-    if (rc == KV_OK)
-        rc = out_write(tokens_csv, write_tokens, &out, err);
     for (int j = 0; jobs && j < n_jobs; j++) {
         std_summary_free(&jobs[j].summary);
         free(jobs[j].samples);
     }
     free(jobs);
+}
+
+int std_run(const replay_setup *s, const char *csv, const char *tokens_csv, kv_err *err)
+{
+    const int n_jobs = s->plan.n_layers * s->plan.n_heads;
+    std_job *jobs = calloc((size_t)(n_jobs ? n_jobs : 1), sizeof *jobs);
+    int rc = jobs ? run_jobs(s, jobs, err) : kv_errorf(err, KV_ENOMEM, "out of memory");
+    std_output out = {s->src, s, jobs, NULL};
+    if (rc == KV_OK)
+        rc = out_write(csv, write_bins, &out, err);
+    if (rc == KV_OK)
+        rc = out_write(tokens_csv, write_tokens, &out, err);
+    free_jobs(jobs, n_jobs);
     return rc;
+}
+
+/* One trace of std_run_many: its jobs, its lines into both files. */
+static int std_trace(const replay_request *req, const char *path, out_file *bins,
+                     out_file *tokens, kv_err *err)
+{
+    replay_setup s = {0};
+    replay_request r = *req;
+    r.trace = path;
+    int rc = replay_setup_build(&s, &r, err);
+    const int n_jobs = rc == KV_OK ? s.plan.n_layers * s.plan.n_heads : 0;
+    std_job *jobs = rc == KV_OK ? calloc((size_t)(n_jobs ? n_jobs : 1), sizeof *jobs) : NULL;
+    if (rc == KV_OK)
+        rc = jobs ? run_jobs(&s, jobs, err) : kv_errorf(err, KV_ENOMEM, "out of memory");
+    if (rc == KV_OK) {
+        std_output out = {s.src, &s, jobs, s.src->name};
+        bins_lines(out_stream(bins), &out);
+        tokens_lines(out_stream(tokens), &out);
+    }
+    if (rc != KV_OK)
+        kv_err_prefix(err, "%s: ", path);
+    free_jobs(jobs, n_jobs);
+    replay_setup_free(&s);
+    return rc;
+}
+
+int std_run_many(const replay_request *req, const char *const *paths, int n_paths,
+                 const char *csv, const char *tokens_csv, kv_err *err)
+{
+    out_file *bins = out_open(csv, err), *tokens = bins ? out_open(tokens_csv, err) : NULL;
+    int rc = bins && tokens ? KV_OK : err->code;
+    if (rc == KV_OK) {
+        bins_header(out_stream(bins), 1);
+        tokens_header(out_stream(tokens), 1);
+    }
+    for (int i = 0; rc == KV_OK && i < n_paths; i++)
+        rc = std_trace(req, paths[i], bins, tokens, err);
+    int closed = out_close(bins, rc == KV_OK, err);   /* a failure leaves neither */
+    rc = rc == KV_OK ? closed : rc;
+    closed = out_close(tokens, rc == KV_OK, err);
+    return rc == KV_OK ? closed : rc;
 }

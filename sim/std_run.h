@@ -15,4 +15,11 @@
  * 0 or a KV_E* code with err. */
 int std_run(const replay_setup *s, const char *csv, const char *tokens_csv, kv_err *err);
 
+/* The same over several traces, one after the other in this process: both files get a
+ * leading `trace` column (the trace's name) and hold every trace's lines in order;
+ * committed only when every trace succeeded (a trace that fails is named in err).
+ * `req` is the request of each, with its trace replaced. */
+int std_run_many(const replay_request *req, const char *const *paths, int n_paths,
+                 const char *csv, const char *tokens_csv, kv_err *err);
+
 #endif /* STD_RUN_H */

@@ -26,6 +26,7 @@ void run_words(run *r, const char *line)
 void run_free(run *r)
 {
     replay_setup_free(&r->setup);
+    replay_args_free(&r->args);
     free(r->acc);
     for (int i = 0; r->words[i]; i++)
         free(r->words[i]);

@@ -94,6 +94,7 @@ static void sweep_run(sweep *s, const char *options)
 static void sweep_free(sweep *s)
 {
     replay_setup_free(&s->setup);
+    replay_args_free(&s->args);
     free(s->acc);
     for (int i = 0; s->words[i]; i++)
         free(s->words[i]);

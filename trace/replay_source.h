@@ -56,6 +56,8 @@ struct replay_source {
     int                 model_layers;/* layers in the model, for per-layer schedules */
     int                 head_dim;    /* D of keys and values; 0 = none recorded */
     int                 has_values;  /* 1: read_kv delivers values (output error) */
+    int                 rows_rebuilt;/* 1: rows are rebuilt from queries and keys, not
+                                        stored (a read costs ~D more: sim/many.c) */
     int                 prompt_len;  /* tokens of phase prompt, a prefix of 0..T-1 */
     const policy_entry *tokens;      /* (T,) position, token id, flags */
     void               *impl;        /* the backend's state */

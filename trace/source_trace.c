@@ -167,5 +167,8 @@ replay_source *replay_source_open_trace(const char *path, kv_err *err)
         .kv_of_head = s->kv_of_head, .model_layers = m->header.n_layer,
         .head_dim = m->header.head_dim, .has_values = 1,
         .prompt_len = (int)m->prompt_len, .tokens = s->tokens, .impl = s};
+    for (int li = 0; li < s->src.n_layers && !s->src.rows_rebuilt; li++)
+        for (int h = 0; h < H && !s->src.rows_rebuilt; h++)
+            s->src.rows_rebuilt = !trace_rows_stored(tr, li, h);
     return &s->src;
 }
