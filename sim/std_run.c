@@ -47,11 +47,12 @@ static int sample_position(int k, int T)
     return k && i == (int)((long)(k - 1) * T / STD_SAMPLES) ? -1 : i;
 }
 
-static void keep_samples(std_job *job, const float *sigma, int t, int T)
+static void keep_samples(std_job *job, const float *sigma, int t, int T, int window)
 {
     for (int k = 0; k < STD_SAMPLES; k++) {
         int i = sample_position(k, T);
-        if (i >= 0 && i <= t && std_sample_age(t - i) && job->n_samples < job->cap_samples)
+        if (i >= 0 && i <= t && (window <= 0 || t - i < window) && std_sample_age(t - i) &&
+            job->n_samples < job->cap_samples)
             job->samples[job->n_samples++] = (std_sample){i, t - i, sigma[i]};
     }
 }
@@ -69,12 +70,13 @@ static int std_head(replay_source *src, int li, int hi, std_job *job)
                      std_summary_init(&job->summary, T) == 0
                  ? KV_OK
                  : kv_errorf(&job->err, KV_ENOMEM, "out of memory for T = %d", T);
+    tr.window = src->window ? src->window[li] : 0;   /* a local layer: ages < W */
     for (int t0 = 0; rc == KV_OK && t0 < T; t0 += REPLAY_BLOCK) {
         const int n = T - t0 < REPLAY_BLOCK ? T - t0 : REPLAY_BLOCK;
         rc = replay_source_read_rows(src, li, hi, t0, n, block, (size_t)(t0 + n), &job->err);
         for (int r = 0; rc == KV_OK && r < n; r++) {
             std_tracker_step(&tr, block + (size_t)r * (t0 + n), t0 + r, sigma, &job->summary);
-            keep_samples(job, sigma, t0 + r, T);
+            keep_samples(job, sigma, t0 + r, T, tr.window);
         }
     }
     std_tracker_free(&tr);
