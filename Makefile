@@ -196,7 +196,7 @@ bench: all build/bench $(BENCH_TRACES) build/long_8k.txt
 	    KV_BENCH_TRACE_FREE=build/bench_t2048f.h5 KV_BENCH_LONG=build/long_8k.txt ./build/bench
 
 demo: deps model all
-	@sh scripts/demo.sh
+	@sh scripts/demo.sh $(MODEL)
 
 # Replayed vs real metrics for a small configuration (about 4 minutes on 2 cores):
 # docs/CONFIRM.md, "Prediction quality".

@@ -87,14 +87,15 @@ static int std_head(replay_source *src, int li, int hi, std_job *job)
 
 /* --- output ----------------------------------------------------------------------- */
 
-static void put_bins(FILE *f, const std_summary *s, int T, int layer, int head)
+/* max_age: T - 1, or W - 1 on a sliding-window layer. */
+static void put_bins(FILE *f, const std_summary *s, int max_age, int layer, int head)
 {
     for (int b = 0; b < s->n_bins; b++) {
         if (!s->count[b])
             continue;
         int lo, hi;
         std_age_range(b, &lo, &hi);
-        hi = hi < T - 1 ? hi : T - 1;   /* the last bin holds the ages there are */
+        hi = hi < max_age ? hi : max_age;   /* the last bin holds the ages there are */
         if (head >= 0)
             fprintf(f, "%d,%d,", layer, head);
         else
@@ -112,16 +113,18 @@ static void write_bins(FILE *f, const void *ctx)
     fputs("layer,head,age_lo,age_hi,n,mean,p10,p50,p90\n", f);
     for (int l = 0; l < plan->n_layers; l++) {
         const int layer = run->src->layers[plan->layers[l]];
+        const int W = run->src->window ? run->src->window[plan->layers[l]] : 0;
+        const int max_age = W > 0 && W < run->src->T ? W - 1 : run->src->T - 1;
         std_summary all = {0};
         int ok = std_summary_init(&all, run->src->T) == 0;
         for (int h = 0; h < plan->n_heads; h++) {
             const std_summary *s = &run->jobs[l * plan->n_heads + h].summary;
-            put_bins(f, s, run->src->T, layer, run->src->heads[plan->heads[h]]);
+            put_bins(f, s, max_age, layer, run->src->heads[plan->heads[h]]);
             if (ok)
                 std_summary_merge(&all, s);
         }
         if (ok)
-            put_bins(f, &all, run->src->T, layer, -1);
+            put_bins(f, &all, max_age, layer, -1);
         std_summary_free(&all);
     }
 }
