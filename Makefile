@@ -201,8 +201,8 @@ demo: deps model all
 # Replayed vs real metrics for a small configuration (about 4 minutes on 2 cores):
 # docs/CONFIRM.md, "Prediction quality".
 PREDICT_DIR ?= out/predict
-predict: all $(SMOLLM2)
-	@bash scripts/predict.sh $(PREDICT_DIR)
+predict: all $(if $(filter gemma3-270m,$(MODEL)),$(GEMMA3),$(SMOLLM2))
+	@KV_PREDICT_MODEL=$(MODEL) bash scripts/predict.sh $(PREDICT_DIR)
 
 fixtures:
 	@sh tests/fixtures/make_fixtures.sh
