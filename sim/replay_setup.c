@@ -437,6 +437,14 @@ void replay_setup_notes(const replay_setup *s, FILE *f)
                     s->configs[c].policy.budget, src->T);
             break;
         }
+    int local = 0, W = 0;
+    for (int l = 0; src->window && l < s->plan.n_layers; l++)
+        if (src->window[s->plan.layers[l]] > 0)
+            local++, W = src->window[s->plan.layers[l]];
+    if (local && s->n_requested)
+        fprintf(f, "note: %d of the %d layers slide over a window of W = %d keys: there a "
+                "key older than W is gone, a budget fraction is of min(T, W) and a count "
+                "at most W (docs/POLICIES.md)\n", local, s->plan.n_layers, W);
     if (!src->has_values && (s->plan.metrics & REPLAY_OUTPUT))
         fprintf(f, "note: %s has no recorded values: output_error is left empty\n", src->name);
     if (s->n_configs > s->n_requested)
