@@ -9,7 +9,9 @@
 # layers gets every replay, std and scope result twice, per layer kind
 # (--layer-kind local / global: *_local.csv, *_global.csv and their plots), since a
 # local layer's budget is of its window (docs/POLICIES.md).
-# KV_DEMO_DIR changes the output folder; KV_DEMO_QUICK=1 uses fewer budgets.
+# KV_DEMO_DIR changes the output folder; KV_DEMO_QUICK=1 uses fewer budgets;
+# KV_DEMO_REUSE=1 keeps a trace already recorded there (Gemma records at a few tokens/s
+# on 2 busy cores).
 set -eu
 
 case "${1:-smollm2-135m}" in
@@ -30,8 +32,12 @@ step() { printf '\n== %s\n' "$*"; }
 start=$(date +%s)
 
 step "1/5 record: kvtrace record $MODEL --prompt-file $PROMPT --chat -> $TRACE"
-./bin/kvtrace record "$MODEL" --prompt-file "$PROMPT" --chat --max-new-tokens 64 \
-    --force -o "$TRACE"
+if [ "${KV_DEMO_REUSE:-0}" = 1 ] && [ -f "$TRACE" ]; then
+    echo "(KV_DEMO_REUSE=1: keeping $TRACE)"
+else
+    ./bin/kvtrace record "$MODEL" --prompt-file "$PROMPT" --chat --max-new-tokens 64 \
+        --force -o "$TRACE"
+fi
 ./bin/kvtrace info "$TRACE" | tee "$OUT/trace_info.txt"
 # One pass over every layer, or one per layer kind when some layers slide (suffix _K).
 KINDS=""
@@ -60,6 +66,7 @@ plots() {
 }
 summary() {
     [ -z "$S" ] || printf '## %s layers\n\n' "${S#_}"
+    [ "$S" != _local ] || printf 'On these sliding-window layers a key older than the window is gone and the\nbudget is of the window, floor(f * min(T, W)): B below is of T, mean_cache shows\nwhat they held (docs/POLICIES.md).\n\n'
     sh scripts/summary.sh "$OUT/sweep$S.csv" "$(sed -n 's/.*steps: *//p' "$OUT/trace_info.txt")"
 }
 
