@@ -19,8 +19,8 @@
 # KV_PREDICT_FID_NEW (answer length).
 #
 # KV_PREDICT_MODEL=gemma3-270m (`make predict MODEL=gemma3-270m`) runs Gemma 3 270M with
-# smaller defaults, so that it fits in minutes on 2 cores (its forward pass costs about
-# 2.5 SmolLM2's, most of it the 262K-token vocabulary): the first 5 lines of the text
+# smaller defaults, so that it fits in minutes on 2 cores (a 262K-token vocabulary to
+# score at every step): the first 5 lines of the text
 # (316 tokens) at B = 32, 64, and 3 prompts with 32-token answers at B = 16, 32.  Both
 # inputs are shorter than Gemma's 512-key window, so its local layers evict as its global
 # ones do, in replay and in live generation alike (docs/POLICIES.md).
