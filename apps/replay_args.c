@@ -117,7 +117,9 @@ static const struct {
                  "head),\nthe std of each token's attention as a function of its age, in "
                  "log-spaced age\nbins (median and quartiles over tokens), into -o (default "
                  "std.csv), and a few\nsampled tokens' whole trajectories into "
-                 "<output>_tokens.csv.  Memory: O(T) per\nhead on each thread.",
+                 "<output>_tokens.csv.  Memory: O(T) per\nhead on each thread.  On a "
+                 "sliding-window layer a key is gone at age W:\nits ages stop at W - 1 "
+                 "(--layer-kind global keeps the others).",
                  NULL, std_rows},
     [SCOPE_CMD] = {"kvsim scope", "kvsim scope TRACE --score S --budget B --sizes LIST [options]",
                    "Eviction-scope sensitivity (RoCo): replay each score at a fixed budget "
