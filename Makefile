@@ -215,13 +215,13 @@ bench: all build/bench $(BENCH_TRACES) build/long_8k.txt
 	    KV_BENCH_TRACE_FREE=build/bench_t2048f.h5 KV_BENCH_LONG=build/long_8k.txt ./build/bench
 
 demo: deps model all
-	@sh scripts/demo.sh
+	@sh scripts/demo.sh $(MODEL)
 
 # Replayed vs real metrics for a small configuration (about 4 minutes on 2 cores):
 # docs/CONFIRM.md, "Prediction quality".
 PREDICT_DIR ?= out/predict
-predict: all $(SMOLLM2)
-	@bash scripts/predict.sh $(PREDICT_DIR)
+predict: all $(if $(filter gemma3-270m,$(MODEL)),$(GEMMA3),$(SMOLLM2))
+	@KV_PREDICT_MODEL=$(MODEL) bash scripts/predict.sh $(PREDICT_DIR)
 
 fixtures:
 	@sh tests/fixtures/make_fixtures.sh

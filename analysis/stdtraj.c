@@ -50,6 +50,7 @@ double std_sigma_value(int bin)
 int std_tracker_init(std_tracker *tr, int T)
 {
     tr->T = T;
+    tr->window = 0;
     tr->mean = calloc((size_t)T, sizeof *tr->mean);
     tr->m2 = calloc((size_t)T, sizeof *tr->m2);
     return tr->mean && tr->m2 ? 0 : -1;
@@ -91,7 +92,8 @@ void std_summary_merge(std_summary *into, const std_summary *from)
 
 void std_tracker_step(std_tracker *tr, const float *p, int t, float *sigma, std_summary *s)
 {
-    for (int i = 0; i <= t; i++) {
+    const int oldest = tr->window > 0 && t + 1 > tr->window ? t + 1 - tr->window : 0;
+    for (int i = oldest; i <= t; i++) {
         const double n = t - i + 1, x = p[i];
         const double delta = x - tr->mean[i];
         tr->mean[i] += delta / n;
@@ -99,13 +101,14 @@ void std_tracker_step(std_tracker *tr, const float *p, int t, float *sigma, std_
         sigma[i] = (float)sqrt(tr->m2[i] > 0 ? tr->m2[i] / n : 0);
     }
     /* Ages t − i fall in bins that change only at powers of two: walk them once. */
+    const int max_age = t - oldest;
     for (int b = 0;; b++) {
         int lo, hi;
         std_age_range(b, &lo, &hi);
-        if (lo > t)
+        if (lo > max_age)
             break;
-        if (hi > t)
-            hi = t;
+        if (hi > max_age)
+            hi = max_age;
         uint64_t *hist = s->hist + (size_t)b * STD_SIGMA_BINS;
         double sum = 0;
         for (int age = lo; age <= hi; age++) {

@@ -36,6 +36,8 @@ double std_sigma_value(int bin);
 /* Running statistics of one head's tokens: (3). */
 typedef struct std_tracker {
     int     T;
+    int     window;      /* W > 0: a sliding-window layer; keys older than W steps are
+                            gone (their rows are zero), so ages >= W are not tracked */
     double *mean, *m2;   /* (T,) Welford's mean and sum of squared deviations */
 } std_tracker;
 
@@ -47,14 +49,15 @@ typedef struct std_summary {
     uint64_t *hist;      /* (n_bins, STD_SIGMA_BINS) */
 } std_summary;
 
-int  std_tracker_init(std_tracker *tr, int T);   /* 0 or -1 when out of memory */
+int  std_tracker_init(std_tracker *tr, int T);   /* 0 or -1 when out of memory; window 0 */
 void std_tracker_free(std_tracker *tr);          /* a zeroed tracker is fine */
 int  std_summary_init(std_summary *s, int T);
 void std_summary_free(std_summary *s);
 void std_summary_merge(std_summary *into, const std_summary *from);
 
 /* Step t: fold the full-cache row p[0..t] into the running statistics, write
- * σ_i(t) for i = 0..t to sigma[], and add each to the summary at age t − i. */
+ * σ_i(t) for i = 0..t to sigma[], and add each to the summary at age t − i.  With a
+ * window W, only the keys query t sees, i > t − W, are folded, written and summed. */
 void std_tracker_step(std_tracker *tr, const float *p, int t, float *sigma, std_summary *s);
 
 /* The q-quantile (0 < q < 1) of σ in age bin b, by (2); 0 for an empty bin. */

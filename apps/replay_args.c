@@ -25,6 +25,9 @@ static int load_policy_lib(const char *path, kv_err *err) { return policy_lib_lo
      "model layer numbers, e.g. 0,4,8-11 (default: all recorded)", 0, 0, NULL},           \
     {"heads", 0, OPTS_TEXT, A(req.heads), "H", "model query heads (default: all recorded)", \
      0, 0, NULL},                                                                          \
+    {"layer-kind", 0, OPTS_TEXT, A(req.layer_kind), "K",                                  \
+     "local (sliding-window layers) or global: only those of the\nselected layers "        \
+     "(default: both; `kvtrace info` says which)", 0, 0, NULL},                          \
     {"output", 'o', OPTS_TEXT, A(csv), "FILE", "the CSV (default: stdout)", 0, 0, NULL},  \
     {"threads", 0, OPTS_INT, A(req.threads), "N",                                         \
      "OpenMP threads (results do not depend on it)", 1, 1024, NULL},                     \
@@ -114,7 +117,10 @@ static const struct {
                     "oracle gap\n(docs/METRICS.md).  Writes the metrics CSV of "
                     "docs/RESULTS.md.",
                     "TRACE may be synth:T=512,layers=2,heads=6,kv=2,dim=16,seed=1 (synthetic "
-                    "rows).\n" MANY_HELP, replay_rows},
+                    "rows;\nwindow=W makes its even layers slide over W keys).  On a "
+                    "sliding-window layer a\npolicy manages at most the window: keys older "
+                    "than W are gone, and a fractional\nbudget is of min(T, W) "
+                    "(docs/POLICIES.md, \"Sliding-window layers\").\n" MANY_HELP, replay_rows},
     [SWEEP_CMD] = {"kvsim sweep", "kvsim sweep TRACE... --policies A,B --budgets LIST [options]",
                    "Run every configuration (policy x budget x window x stride) in one pass "
                    "over the\nrows: each row block is read once and fed to all of them.  One "
@@ -128,7 +134,9 @@ static const struct {
                  "head),\nthe std of each token's attention as a function of its age, in "
                  "log-spaced age\nbins (median and quartiles over tokens), into -o (default "
                  "std.csv), and a few\nsampled tokens' whole trajectories into "
-                 "<output>_tokens.csv.  Memory: O(T) per\nhead on each thread.",
+                 "<output>_tokens.csv.  Memory: O(T) per\nhead on each thread.  On a "
+                 "sliding-window layer a key is gone at age W:\nits ages stop at W - 1 "
+                 "(--layer-kind global keeps the others).",
                  "With several traces both files get a leading `trace` column and hold every "
                  "trace's\nlines in order (one process; MPI and --resume are for replay, sweep "
                  "and scope).\n", std_rows},

@@ -58,7 +58,9 @@ static int make_layers(live *lv, int seq_len, kv_err *err)
     for (int h = 0; h < lv->H; h++)
         lv->head_id[h] = h, lv->kv_of[h] = h / lv->G;
     for (int l = 0; l < lv->L; l++) {
-        const policy_shape shape = {l, lv->L, lv->H, lv->head_id, lv->kv_of, lv->K, seq_len};
+        /* window 0: the model masks a sliding window itself, and live eviction budgets
+         * every layer against the sequence (docs/POLICIES.md, "Sliding-window layers") */
+        const policy_shape shape = {l, lv->L, lv->H, lv->head_id, lv->kv_of, lv->K, seq_len, 0};
         if (!(lv->layers[l] = policy_layer_new(&lv->cfg, &shape, err)))
             return err && err->code ? err->code : KV_EUSAGE;
     }

@@ -311,6 +311,24 @@ int policy__evict(policy *p, int k, const float *future, int *slots)
     return k;
 }
 
+int policy__expire(policy *p, int32_t oldest, int *slots)
+{
+    int k = 0;
+    while (k < p->n && p->entries[k].position < oldest) {
+        slots[k] = k;
+        k++;
+    }
+    if (k == 0)
+        return 0;
+    for (int i = 0; i < p->n_columns; i++)
+        if (!p->columns[i].scratch)
+            policy_compact(*column_field(p, i), p->columns[i].size, p->n, slots, k);
+    policy_compact(p->entries, sizeof *p->entries, p->n, slots, k);
+    p->n -= k;
+    p->n_pinned = p->n_pinned > k ? p->n_pinned - k : 0;
+    return k;
+}
+
 int policy__quiet(const policy *p)
 {
     const policy_config *c = &p->cfg;

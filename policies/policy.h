@@ -255,12 +255,19 @@ typedef struct policy_shape {
     const int *kv_of;      /* (H,) the KV head 0..n_kv-1 each one reads */
     int        n_kv;       /* KV heads */
     int        max_len;    /* the longest sequence the driver will feed (0: unknown) */
+    int        window;     /* W > 0: a sliding-window layer, query t sees only keys
+                              t-W+1..t (0: every earlier key); see policy_layer_new */
 } policy_shape;
 
 /* The streams of one layer under cfg (budget resolved, prompt_len set): one per KV
  * head that has a query head, one per query head, or one for the layer, as
  * policy_config_scope_of(cfg) says; stream ids are layer · 1000 + KV head, + query
- * head, or + 0.  NULL and err (KV_EUSAGE for a refused configuration). */
+ * head, or + 0.  NULL and err (KV_EUSAGE for a refused configuration).
+ * A sliding-window layer (shape->window = W > 0): a key the model no longer shows is
+ * already gone, so each step first drops the kept entries at positions <= t - W (the
+ * driver hears of them through io.evicted, pinned ones included), and a stream
+ * manages at most the window: a fractional budget is of min(max_len, W) (max_len 0:
+ * of W), an entry count is capped at W.  Layer schedules apply to that budget. */
 policy_layer *policy_layer_new(const policy_config *cfg, const policy_shape *shape,
                                kv_err *err);
 void          policy_layer_free(policy_layer *L);   /* NULL is allowed */

@@ -48,6 +48,10 @@ void    policy__observe(policy *p, const float *rows, int n_rows);
 void    policy__end_prompt(policy *p);
 int     policy__due(const policy *p);
 int     policy__evict(policy *p, int k, const float *future, int *slots);
+/* Drop the kept entries at positions < oldest (a slot prefix: slot order is position
+ * order), pinned ones too: a sliding window's keys the model no longer shows.  Their
+ * slots go to slots[]; returns how many. */
+int     policy__expire(policy *p, int32_t oldest, int *slots);
 /* How many more entries may join with nothing due after any of them (INT_MAX: none
  * can be due before the sequence ends). */
 int     policy__quiet(const policy *p);

@@ -8,6 +8,11 @@
  * its generator, is layer · 1000 + KV head, + the query head's model number, or + 0.
  * Scratch for the rows, the oracle's future and evicted slots is the layer's, sized
  * by its largest stream; steps allocate only when a stream outgrows it.
+ *
+ * A sliding-window layer (policy.h, policy_layer_new): the model itself forgets keys
+ * older than its window, so a step first drops them from every stream (the policy
+ * never chooses them: they are not an eviction it made), and the budget is of the
+ * window, not of the sequence.
  */
 #include "policy_internal.h"
 
@@ -22,6 +27,7 @@ struct policy_layer {
     int     *member;     /* (H,) head indices 0..H-1 of the shape */
     int     *kv;         /* (n,) KV head of each stream, -1 for a layer stream */
     int      n_kv;
+    int      window;     /* W > 0: keys older than W steps are gone; 0: none */
     int      max_g;      /* most members of one stream */
     int      plans;      /* the policy plans across the layer's streams */
     float   *rows;       /* (max_g, cap) rows of the stream being stepped */
@@ -105,6 +111,18 @@ static policy_layer *fail_free(policy_layer *L)
     return NULL;
 }
 
+/* A sliding-window layer holds at most W keys, min(T, W) over a sequence of T: the
+ * budget is of that, as a global layer's is of T.  Unlimited and unresolved budgets
+ * stay (policy__new refuses the latter). */
+static void window_budget(policy_config *c, const policy_shape *sh)
+{
+    const int W = sh->window, span = sh->max_len > 0 && sh->max_len < W ? sh->max_len : W;
+    if (W <= 0 || c->budget <= 0)
+        return;
+    c->budget = c->budget_arg.is_fraction ? policy_budget_resolve(&c->budget_arg, span)
+                                          : c->budget < W ? c->budget : W;
+}
+
 policy_layer *policy_layer_new(const policy_config *cfg, const policy_shape *shape,
                                kv_err *err)
 {
@@ -122,11 +140,13 @@ policy_layer *policy_layer_new(const policy_config *cfg, const policy_shape *sha
         return fail_free(L);
     }
     L->n_kv = shape->n_kv;
+    L->window = shape->window > 0 ? shape->window : 0;
     const int n = lay_out(L, policy_config_scope_of(cfg), shape, id);
     L->stream = calloc((size_t)(n > 0 ? n : 1), sizeof *L->stream);
     int rc = L->stream ? KV_OK : kv_errorf(err, KV_ENOMEM, "out of memory");
     for (int s = 0; rc == KV_OK && s < n; s++) {
         policy_config c = *cfg;
+        window_budget(&c, shape);
         L->stream[s] = policy__new(&c, shape->layer, shape->n_layers, id[s], 0, err);
         rc = L->stream[s] ? KV_OK : err ? err->code : KV_EUSAGE;
         L->n += L->stream[s] != NULL;
@@ -220,10 +240,21 @@ static int evict_when_due(policy_layer *L, int s, const policy_io *io, void *ctx
     return KV_OK;
 }
 
+/* Keys a sliding window no longer shows query t (positions <= t - W) leave stream s
+ * before t joins: the model evicted them, whatever the policy would keep. */
+static void expire(policy_layer *L, int s, int32_t t, const policy_io *io, void *ctx)
+{
+    const int k = policy__expire(L->stream[s], t - L->window + 1, L->slots);
+    if (io->evicted && k > 0)
+        io->evicted(ctx, s, L->slots, k);
+}
+
 int policy_layer_step(policy_layer *L, const policy_token *tok, const policy_io *io,
                       void *ctx, kv_err *err)
 {
     int rc = KV_OK;
+    for (int s = 0; L->window && s < L->n; s++)
+        expire(L, s, tok->position, io, ctx);
     for (int s = 0; rc == KV_OK && s < L->n; s++)
         rc = attend(L, s, tok, io, ctx, err);
     if (rc == KV_OK && L->plans)
@@ -249,8 +280,13 @@ int policy_layer_quiet(const policy_layer *L)
 {
     int quiet = INT_MAX;
     for (int s = 0; s < L->n; s++) {
-        int q = policy__quiet(L->stream[s]);
+        const policy *p = L->stream[s];
+        int q = policy__quiet(p);
         quiet = q < quiet ? q : quiet;
+        if (L->window && policy_size(p) > 0) {   /* its oldest key expires at step a + W */
+            q = policy_entries(p)[0].position + L->window - policy_seen(p);
+            quiet = q < quiet ? (q > 0 ? q : 0) : quiet;
+        }
     }
     return quiet;
 }

@@ -14,17 +14,34 @@
 #             which is the reference fidelity scores against; the simulated metric of a
 #             configuration is its mean over the prompts, as fidelity's real one is.
 # Run from the repository root after `make` (and `make model`).  Overrides:
-# KV_PREDICT_POLICIES, KV_PREDICT_PPL_BUDGETS, KV_PREDICT_FID_BUDGETS, KV_PREDICT_THREADS.
+# KV_PREDICT_POLICIES, KV_PREDICT_PPL_BUDGETS, KV_PREDICT_FID_BUDGETS, KV_PREDICT_THREADS,
+# KV_PREDICT_PPL_LINES (lines of the text), KV_PREDICT_FID_PROMPTS (how many prompts),
+# KV_PREDICT_FID_NEW (answer length).
+#
+# KV_PREDICT_MODEL=gemma3-270m (`make predict MODEL=gemma3-270m`) runs Gemma 3 270M with
+# smaller defaults, so that it fits in minutes on 2 cores (a 262K-token vocabulary to
+# score at every step): the first 5 lines of the text
+# (316 tokens) at B = 32, 64, and 3 prompts with 32-token answers at B = 16, 32.  Both
+# inputs are shorter than Gemma's 512-key window, so its local layers evict as its global
+# ones do, in replay and in live generation alike (docs/POLICIES.md).
 set -euo pipefail
 
 OUT="${1:-out/predict}"
-MODEL="models/SmolLM2-135M-Instruct.Q4_1.gguf"
+case "${KV_PREDICT_MODEL:-smollm2-135m}" in
+    smollm2-135m) MODEL="models/SmolLM2-135M-Instruct.Q4_1.gguf"; SUB="SmolLM2-135M-Instruct Q4_1"
+                  SIZES=(11 64,128 6 32,64 48) ;;
+    gemma3-270m)  MODEL="models/gemma-3-270m-q4_k_m.gguf"; SUB="Gemma 3 270M Q4_K_M"
+                  SIZES=(5 32,64 3 16,32 32) ;;
+    *) echo "predict.sh: unknown model '$KV_PREDICT_MODEL' (smollm2-135m or gemma3-270m)" >&2
+       exit 2 ;;
+esac
 POLICIES="${KV_PREDICT_POLICIES:-recency,streaming,h2o,mas,tova,roco,scissorhands,random}"
-PPL_BUDGETS="${KV_PREDICT_PPL_BUDGETS:-64,128}"
-FID_BUDGETS="${KV_PREDICT_FID_BUDGETS:-32,64}"
+PPL_LINES="${KV_PREDICT_PPL_LINES:-${SIZES[0]}}"
+PPL_BUDGETS="${KV_PREDICT_PPL_BUDGETS:-${SIZES[1]}}"
+FID_PROMPTS="${KV_PREDICT_FID_PROMPTS:-${SIZES[2]}}"
+FID_BUDGETS="${KV_PREDICT_FID_BUDGETS:-${SIZES[3]}}"
+FID_NEW="${KV_PREDICT_FID_NEW:-${SIZES[4]}}"
 THREADS="${KV_PREDICT_THREADS:-1}"   # 1 is faster on a loaded machine (docs/CONFIRM.md)
-FID_NEW=48
-SUB="SmolLM2-135M-Instruct Q4_1"
 
 for need in bin/kvtrace bin/kvsim "$MODEL" data/lighthouses.txt data/fidelity_prompts.txt; do
     [ -e "$need" ] || { echo "predict.sh: $need is missing (run make and make model at the repository root)" >&2; exit 1; }
@@ -66,7 +83,8 @@ mean_sweeps() {
 }
 
 step "1/5 ppl input: $OUT/text.txt"
-head -n 11 data/lighthouses.txt > "$OUT/text.txt"
+head -n "$PPL_LINES" data/lighthouses.txt > "$OUT/text.txt"
+grep -v '^$' data/fidelity_prompts.txt | head -n "$FID_PROMPTS" > "$OUT/prompts.txt"
 ./bin/kvtrace record "$MODEL" --prompt-file "$OUT/text.txt" --max-new-tokens 0 \
     --threads "$THREADS" --force -o "$OUT/traces/text.h5"
 
@@ -77,7 +95,7 @@ while IFS= read -r prompt || [ -n "$prompt" ]; do
     i=$((i + 1))
     ./bin/kvtrace record "$MODEL" "$prompt" --chat --max-new-tokens "$FID_NEW" \
         --threads "$THREADS" --force -o "$OUT/traces/prompt$i.h5" 2>>"$OUT/record.log"
-done < data/fidelity_prompts.txt
+done < "$OUT/prompts.txt"
 
 step "3/5 replay: kvsim sweep of $POLICIES"
 ./bin/kvsim sweep "$OUT/traces/text.h5" --policies "$POLICIES" --budgets "$PPL_BUDGETS" \
@@ -91,7 +109,7 @@ mean_sweeps "$OUT"/traces/prompt*.csv > "$OUT/sim_fidelity.csv"
 step "4/5 real: kvsim confirm ppl and fidelity"
 ./bin/kvsim confirm ppl "$MODEL" "$OUT/text.txt" --policies "full,$POLICIES" \
     --budgets "$PPL_BUDGETS" --max-tokens 4096 --threads "$THREADS" -o "$OUT/real_ppl.csv"
-./bin/kvsim confirm fidelity "$MODEL" data/fidelity_prompts.txt --policies "$POLICIES" \
+./bin/kvsim confirm fidelity "$MODEL" "$OUT/prompts.txt" --policies "$POLICIES" \
     --budgets "$FID_BUDGETS" --max-new-tokens "$FID_NEW" --threads "$THREADS" \
     -o "$OUT/real_fidelity.csv"
 

@@ -17,6 +17,11 @@
  *   (5) Each row block is read once per layer job and fed to every configuration;
  *       a second, earlier pass reads them once more only when an oracle needs the
  *       column totals (future_t(i) = total(i) − Σ_{τ≤t} p_τ(i)).
+ *   (6) A sliding-window layer (src->window): its streams drop keys older than the
+ *       window and budget a fraction of it (policy_layer_new); the metrics look only
+ *       at the keys query t can see, t-W+1..t: top-B overlap and the full-cache
+ *       score of consistency are taken over them (mass and output error need
+ *       nothing: the rows are zero before).
  */
 #include "replay.h"
 
@@ -46,6 +51,7 @@ typedef struct layer_job {
     const replay_plan *plan;
     int                l, li;        /* plan layer index and recorded layer index */
     int                T, D, H, K;   /* steps, head dim, plan heads, recorded KV heads */
+    int                window;       /* W > 0: a sliding-window layer; 0: none */
     int                need_future;  /* an oracle runs: column totals and running sums */
     int                need_sums;    /* running column sums (oracle or consistency) */
     int                need_keys;    /* a policy reads key vectors */
@@ -145,7 +151,8 @@ void replay_shape_of(const replay_source *src, const replay_plan *plan, int l, i
     }
     *out = (policy_shape){.layer = src->layers[plan->layers[l]], .n_layers = src->model_layers,
                           .n_heads = plan->n_heads, .head_id = head_id, .kv_of = kv_of,
-                          .n_kv = src->n_kv, .max_len = src->T};
+                          .n_kv = src->n_kv, .max_len = src->T,
+                          .window = src->window ? src->window[plan->layers[l]] : 0};
 }
 
 int replay_config_finish(replay_config *c, kv_err *err)
@@ -225,8 +232,10 @@ static int score_has_full_version(policy_score score)
     return score == POLICY_SCORE_AAS || score == POLICY_SCORE_MAS || score == POLICY_SCORE_LTAS;
 }
 
+/* The full-cache score of keys 0..len-1; with a window, the keys it dropped (before
+ * lo) score 0, below every visible key but a zero-scored one (invariant 6). */
 static void full_score(const layer_job *j, policy_score score, int h, const float *p,
-                       int len, float *out)
+                       int lo, int len, float *out)
 {
     const double *S = j->sums + (size_t)h * j->T;
     if (score == POLICY_SCORE_AAS)
@@ -235,6 +244,7 @@ static void full_score(const layer_job *j, policy_score score, int h, const floa
         metrics_full_score_mas(S, len, out);
     else
         memcpy(out, p, (size_t)len * sizeof *out);
+    memset(out, 0, (size_t)lo * sizeof *out);
 }
 
 /* The step's side of the policy_io callbacks: which configuration and step. */
@@ -283,6 +293,7 @@ static void measure(void *ctx, int s, const policy *p)
         return;
     const policy_entry *kept = policy_entries(p);
     const int n = policy_size(p), len = x->t + 1;
+    const int lo = j->window > 0 && len > j->window ? len - j->window : 0;   /* (6) */
     const int consistent = (plan->metrics & REPLAY_CONSISTENCY) &&
                            score_has_full_version(cfg->score) &&
                            policy_scores(p, j->scores) == 0;
@@ -296,7 +307,7 @@ static void measure(void *ctx, int s, const policy *p)
         if (plan->metrics & REPLAY_OVERLAP) {
             float theta;
             int above;
-            top_n(j, h, row, len, n, &theta, &above);
+            top_n(j, h, row + lo, len - lo, n, &theta, &above);
             a->overlap += metrics_overlap(row, kept, n, theta, above);
             a->n_overlap++;
         }
@@ -307,7 +318,7 @@ static void measure(void *ctx, int s, const policy *p)
             a->n_output++;
         }
         if (consistent) {
-            full_score(j, cfg->score, h, row, len, j->full_score);
+            full_score(j, cfg->score, h, row, lo, len, j->full_score);
             a->consistency += metrics_consistency(j->scores, kept, n, j->full_score, len,
                                                   policy_budget_of(p), j->scratch);
             a->n_consistency++;
@@ -412,6 +423,7 @@ static int job_init(layer_job *j, replay_source *src, const replay_plan *plan, i
     j->D = src->head_dim;
     j->H = plan->n_heads;
     j->K = src->n_kv;
+    j->window = src->window ? src->window[j->li] : 0;
     const size_t T = (size_t)j->T, D = (size_t)j->D, H = (size_t)j->H, K = (size_t)j->K;
     int failed = 0;
     j->layers = alloc_zero((size_t)plan->n_configs, sizeof *j->layers, &failed);

@@ -231,6 +231,12 @@ int replay_run_gpu(replay_source *src, const replay_plan *plan, replay_acc *acc,
     if ((plan->metrics & ~allowed) || plan->observe)
         return kv_errorf(err, KV_EUNSUPPORTED, "--device cuda computes mass (and mean_cache), "
                          "overlap and output_error; ask for those with --metrics");
+    for (int l = 0; src->window && l < plan->n_layers; l++)
+        if (src->window[plan->layers[l]] > 0)   /* the kernel knows no sliding window */
+            return kv_errorf(err, KV_EUNSUPPORTED, "--device cuda: layer %d has a sliding "
+                             "window of %d keys, which the GPU replay does not apply yet; "
+                             "replay it on the CPU, or select global layers (--layer-kind "
+                             "global)", src->layers[plan->layers[l]], src->window[plan->layers[l]]);
     const int output = (plan->metrics & REPLAY_OUTPUT) && src->has_values && src->head_dim > 0;
     const gpu_metrics m = {(plan->metrics & REPLAY_OVERLAP) != 0, output ? src->head_dim : 0,
                            src->n_kv};

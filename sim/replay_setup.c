@@ -68,6 +68,28 @@ static int select_indices(const char *text, const int *recorded, int n_recorded,
     return KV_OK;
 }
 
+/* Keep the selected layers of one kind: "local" (a sliding window) or "global".  A
+ * kind the selection lacks is a usage error: an empty run would look like a result. */
+static int select_kind(const char *kind, const replay_source *src, int *sel, int *n,
+                       kv_err *err)
+{
+    if (!kind)
+        return KV_OK;
+    const int local = !strcmp(kind, "local");
+    if (!local && strcmp(kind, "global"))
+        return kv_errorf(err, KV_EUSAGE, "--layer-kind '%s': expected local or global", kind);
+    int kept = 0;
+    for (int i = 0; i < *n; i++)
+        if ((src->window && src->window[sel[i]] > 0) == local)
+            sel[kept++] = sel[i];
+    if (!kept)
+        return kv_errorf(err, KV_EUSAGE, "--layer-kind %s: none of the selected layers of %s "
+                         "is %s (local layers have a sliding window)", kind, src->name,
+                         local ? "local" : "global");
+    *n = kept;
+    return KV_OK;
+}
+
 /* Split a comma list in place; returns the count, items in items[max], or -1 when
  * there are more than max. */
 static int split(char *list, char **items, int max)
@@ -415,6 +437,14 @@ void replay_setup_notes(const replay_setup *s, FILE *f)
                     s->configs[c].policy.budget, src->T);
             break;
         }
+    int local = 0, W = 0;
+    for (int l = 0; src->window && l < s->plan.n_layers; l++)
+        if (src->window[s->plan.layers[l]] > 0)
+            local++, W = src->window[s->plan.layers[l]];
+    if (local && s->n_requested)
+        fprintf(f, "note: %d of the %d layers slide over a window of W = %d keys: there a "
+                "key older than W is gone, a budget fraction is of min(T, W) and a count "
+                "at most W (docs/POLICIES.md)\n", local, s->plan.n_layers, W);
     if (!src->has_values && (s->plan.metrics & REPLAY_OUTPUT))
         fprintf(f, "note: %s has no recorded values: output_error is left empty\n", src->name);
     if (s->n_configs > s->n_requested)
@@ -449,6 +479,8 @@ int replay_setup_build(replay_setup *s, const replay_request *a, kv_err *err)
     if (rc == KV_OK)
         rc = select_indices(a->layers, s->src->layers, s->src->n_layers, "layers", &s->layers,
                             &s->plan.n_layers, err);
+    if (rc == KV_OK)
+        rc = select_kind(a->layer_kind, s->src, s->layers, &s->plan.n_layers, err);
     if (rc == KV_OK)
         rc = select_indices(a->heads, s->src->heads, s->src->n_heads, "heads", &s->heads,
                             &s->plan.n_heads, err);

@@ -25,6 +25,7 @@ typedef struct replay_request {
     const char *policies, *budgets, *strides, *windows;   /* single values or lists */
     const char *scores, *scopes;                          /* `kvsim scope`'s axes */
     const char *layers, *heads;                           /* default: all recorded */
+    const char *layer_kind;   /* "local" (a sliding window), "global", NULL: both */
     const char *metrics;      /* "mass,overlap,..."; default: all (cuda: its three) */
     const char *device;       /* "cpu" (NULL) or "cuda" */
     int         threads;      /* OpenMP threads; 0: leave them */
@@ -45,7 +46,7 @@ typedef struct replay_setup {
 } replay_setup;
 
 /* Set the threads, open the source (warning on an incomplete trace, KV_EFORMAT when
- * strict), select layers and heads, expand the lists into configurations (policy x
+ * strict), select layers (of the kind asked for) and heads, expand the lists into configurations (policy x
  * score x scope x budget x window x stride) and add an oracle at each distinct budget
  * for oracle_gap.  With several policies, each gets only the parameters it reads (a
  * windows axis makes one line for a policy without a window); a parameter that no

@@ -57,11 +57,12 @@ static int sample_position(int k, int T)
     return k && i == (int)((long)(k - 1) * T / STD_SAMPLES) ? -1 : i;
 }
 
-static void keep_samples(std_job *job, const float *sigma, int t, int T)
+static void keep_samples(std_job *job, const float *sigma, int t, int T, int window)
 {
     for (int k = 0; k < STD_SAMPLES; k++) {
         int i = sample_position(k, T);
-        if (i >= 0 && i <= t && std_sample_age(t - i) && job->n_samples < job->cap_samples)
+        if (i >= 0 && i <= t && (window <= 0 || t - i < window) && std_sample_age(t - i) &&
+            job->n_samples < job->cap_samples)
             job->samples[job->n_samples++] = (std_sample){i, t - i, sigma[i]};
     }
 }
@@ -79,12 +80,13 @@ static int std_head(replay_source *src, int li, int hi, std_job *job)
                      std_summary_init(&job->summary, T) == 0
                  ? KV_OK
                  : kv_errorf(&job->err, KV_ENOMEM, "out of memory for T = %d", T);
+    tr.window = src->window ? src->window[li] : 0;   /* a local layer: ages < W */
     for (int t0 = 0; rc == KV_OK && t0 < T; t0 += REPLAY_BLOCK) {
         const int n = T - t0 < REPLAY_BLOCK ? T - t0 : REPLAY_BLOCK;
         rc = replay_source_read_rows(src, li, hi, t0, n, block, (size_t)(t0 + n), &job->err);
         for (int r = 0; rc == KV_OK && r < n; r++) {
             std_tracker_step(&tr, block + (size_t)r * (t0 + n), t0 + r, sigma, &job->summary);
-            keep_samples(job, sigma, t0 + r, T);
+            keep_samples(job, sigma, t0 + r, T, tr.window);
         }
     }
     std_tracker_free(&tr);
@@ -95,8 +97,9 @@ static int std_head(replay_source *src, int li, int hi, std_job *job)
 
 /* --- output ----------------------------------------------------------------------- */
 
-static void put_bins(FILE *f, const std_output *run, const std_summary *s, int T, int layer,
-                     int head)
+/* max_age: T - 1, or W - 1 on a sliding-window layer. */
+static void put_bins(FILE *f, const std_output *run, const std_summary *s, int max_age,
+                     int layer, int head)
 {
     for (int b = 0; b < s->n_bins; b++) {
         if (!s->count[b])
@@ -104,7 +107,7 @@ static void put_bins(FILE *f, const std_output *run, const std_summary *s, int T
         put_trace(f, run);
         int lo, hi;
         std_age_range(b, &lo, &hi);
-        hi = hi < T - 1 ? hi : T - 1;   /* the last bin holds the ages there are */
+        hi = hi < max_age ? hi : max_age;   /* the last bin holds the ages there are */
         if (head >= 0)
             fprintf(f, "%d,%d,", layer, head);
         else
@@ -130,16 +133,18 @@ static void bins_lines(FILE *f, const std_output *run)
     const replay_plan *plan = &run->setup->plan;
     for (int l = 0; l < plan->n_layers; l++) {
         const int layer = run->src->layers[plan->layers[l]];
+        const int W = run->src->window ? run->src->window[plan->layers[l]] : 0;
+        const int max_age = W > 0 && W < run->src->T ? W - 1 : run->src->T - 1;
         std_summary all = {0};
         int ok = std_summary_init(&all, run->src->T) == 0;
         for (int h = 0; h < plan->n_heads; h++) {
             const std_summary *s = &run->jobs[l * plan->n_heads + h].summary;
-            put_bins(f, run, s, run->src->T, layer, run->src->heads[plan->heads[h]]);
+            put_bins(f, run, s, max_age, layer, run->src->heads[plan->heads[h]]);
             if (ok)
                 std_summary_merge(&all, s);
         }
         if (ok)
-            put_bins(f, run, &all, run->src->T, layer, -1);
+            put_bins(f, run, &all, max_age, layer, -1);
         std_summary_free(&all);
     }
 }

@@ -4,7 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-void run_words(run *r, const char *line)
+void run_build(run *r, const char *line)
 {
     memset(r, 0, sizeof *r);
     char *copy = strdup(line);
@@ -16,6 +16,11 @@ void run_words(run *r, const char *line)
     r->rc = replay_args_parse(which, argc, r->words, &r->args, &r->err);
     if (r->rc == KV_OK)
         r->rc = replay_setup_build(&r->setup, &r->args.req, &r->err);
+}
+
+void run_words(run *r, const char *line)
+{
+    run_build(r, line);
     if (r->rc != KV_OK)
         return;
     const replay_plan *p = &r->setup.plan;

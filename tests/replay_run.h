@@ -23,6 +23,9 @@ typedef struct run {
 /* Parse `line` ("replay TRACE ..." or "sweep TRACE ..."), build and run it; r->rc and
  * r->err say how it went. */
 void run_words(run *r, const char *line);
+/* Only parse and build (r->acc stays NULL): a test that sets plan fields (an observer)
+ * and computes itself. */
+void run_build(run *r, const char *line);
 void run_free(run *r);
 
 #endif

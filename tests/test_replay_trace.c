@@ -41,7 +41,7 @@ TestSuite(replay_trace, .init = make_path, .fini = remove_path);
  * the writer after that many steps (an incomplete trace). */
 static void write_trace(trace_dtype dtype, int stop_at)
 {
-    replay_synth_spec spec = {T, L, H, K, D, PROMPT, 1, 5};
+    replay_synth_spec spec = {T, L, H, K, D, PROMPT, 1, 5, 0};
     kv_err err;
     replay_source *src = replay_source_synth(&spec, &err);
     cr_assert_not_null(src, "%s", err.msg);

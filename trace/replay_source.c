@@ -25,18 +25,19 @@ replay_source *replay_source_open(const char *spec, kv_err *err)
 {
     if (strncmp(spec, "synth:", 6) != 0)
         return replay_source_open_trace(spec, err);
-    long T, L, H, K, D, seed, prompt, complete;
+    long T, L, H, K, D, seed, prompt, complete, window;
     if (synth_field(spec, "T", 256, &T) || synth_field(spec, "layers", 2, &L) ||
         synth_field(spec, "heads", 6, &H) || synth_field(spec, "kv", 2, &K) ||
         synth_field(spec, "dim", 16, &D) || synth_field(spec, "seed", 1, &seed) ||
         synth_field(spec, "prompt", 0, &prompt) || synth_field(spec, "complete", 1, &complete) ||
+        synth_field(spec, "window", 0, &window) || window < 0 || window > (1 << 20) ||
         T > (1 << 20) || L > 4096 || H > 4096) {
         kv_errorf(err, KV_EUSAGE, "'%s': expected synth:T=N,layers=N,heads=N,kv=N,dim=N,"
-                  "seed=N,prompt=N,complete=0|1 (integers, T <= 2^20)", spec);
+                  "seed=N,prompt=N,complete=0|1,window=N (integers, T <= 2^20)", spec);
         return NULL;
     }
     replay_synth_spec s = {(int)T, (int)L, (int)H, (int)K, (int)D, (int)prompt, complete != 0,
-                           (unsigned long)seed};
+                           (unsigned long)seed, (int)window};
     return replay_source_synth(&s, err);
 }
 

@@ -54,6 +54,9 @@ struct replay_source {
     const int          *heads;       /* (H,) model query head numbers */
     const int          *kv_of_head;  /* (H,) recorded KV index of each query head */
     int                 model_layers;/* layers in the model, for per-layer schedules */
+    const int          *window;      /* (L,) W > 0: a sliding-window layer whose query t
+                                        sees keys t-W+1..t only (rows are zero before);
+                                        0: every earlier key; NULL: all 0 */
     int                 head_dim;    /* D of keys and values; 0 = none recorded */
     int                 has_values;  /* 1: read_kv delivers values (output error) */
     int                 rows_rebuilt;/* 1: rows are rebuilt from queries and keys, not
@@ -64,8 +67,9 @@ struct replay_source {
 };
 
 /* Open TRACE as a source: a trace file, or `synth:T=512,layers=2,heads=6,kv=2,dim=16,
- * seed=1` (optionally prompt=N, complete=0) for deterministic synthetic rows (tests,
- * benchmarks, trying a command without a model).  NULL and err on failure. */
+ * seed=1` (optionally prompt=N, complete=0, window=W: the even layers slide over W
+ * keys) for deterministic synthetic rows (tests, benchmarks, trying a command without
+ * a model).  NULL and err on failure. */
 replay_source *replay_source_open(const char *spec, kv_err *err);
 
 /* Open a trace file as a source.  NULL and err on failure (trace_open's messages). */
@@ -79,6 +83,7 @@ typedef struct replay_synth_spec {
     int           prompt_len;    /* 0: all prompt */
     int           complete;      /* 0: pretend the recording stopped at T */
     unsigned long seed;
+    int           window;        /* W > 0: layers 0, 2, 4, ... slide over W keys */
 } replay_synth_spec;
 
 replay_source *replay_source_synth(const replay_synth_spec *spec, kv_err *err);

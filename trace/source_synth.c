@@ -8,6 +8,8 @@
  * recency beats random: the orderings the property tests rely on hold by design.
  * Keys are uniform in [-1, 1), values in [-0.5, 1.5): a common direction, as real
  * values have, so relative output errors stay well below 1.
+ * With a window W (spec.window), layers 0, 2, 4, ... slide: row t is the same softmax
+ * over keys t-W+1..t only, zero before, as a model's sliding-window layer masks it.
  */
 #include "replay_source.h"
 
@@ -20,6 +22,7 @@ typedef struct synth {
     replay_source     src;
     replay_synth_spec spec;
     int              *layers, *heads, *kv_of_head;   /* (L,), (H,), (H,) */
+    int              *window;                        /* (L,) */
     policy_entry     *tokens;                        /* (T,) */
 } synth;
 
@@ -42,8 +45,10 @@ static float hash_unit(uint64_t seed, int a, int b, int c, int d)
 
 static void synth_row(const synth *s, int l, int h, int t, float *out)
 {
+    const int W = s->window[l], lo = W > 0 && t + 1 > W ? t + 1 - W : 0;
     float zmax = -INFINITY;
-    for (int i = 0; i <= t; i++) {
+    memset(out, 0, (size_t)lo * sizeof *out);
+    for (int i = lo; i <= t; i++) {
         float z = 2.0f * hash_unit(s->spec.seed, l, h, t, i) +
                   1.5f * expf(-(float)(t - i) / 8.0f);
         if (i == 0)
@@ -54,9 +59,9 @@ static void synth_row(const synth *s, int l, int h, int t, float *out)
         zmax = z > zmax ? z : zmax;
     }
     double sum = 0;
-    for (int i = 0; i <= t; i++)
+    for (int i = lo; i <= t; i++)
         sum += (out[i] = expf(out[i] - zmax));
-    for (int i = 0; i <= t; i++)
+    for (int i = lo; i <= t; i++)
         out[i] = (float)(out[i] / sum);
 }
 
@@ -95,6 +100,7 @@ static void synth_close(replay_source *src)
     free(s->layers);
     free(s->heads);
     free(s->kv_of_head);
+    free(s->window);
     free(s->tokens);
     free(s);
 }
@@ -120,14 +126,17 @@ replay_source *replay_source_synth(const replay_synth_spec *spec, kv_err *err)
     s->heads = malloc((size_t)spec->n_heads * sizeof *s->heads);
     s->kv_of_head = malloc((size_t)spec->n_heads * sizeof *s->kv_of_head);
     s->tokens = malloc((size_t)spec->T * sizeof *s->tokens);
-    if (!s->layers || !s->heads || !s->kv_of_head || !s->tokens) {
+    s->window = calloc((size_t)spec->n_layers, sizeof *s->window);
+    if (!s->layers || !s->heads || !s->kv_of_head || !s->tokens || !s->window) {
         synth_close(&s->src);
         return kv_errorf(err, KV_ENOMEM, "synthetic source: out of memory"), NULL;
     }
     const int prompt = spec->prompt_len > 0 && spec->prompt_len < spec->T ? spec->prompt_len
                                                                            : spec->T;
-    for (int l = 0; l < spec->n_layers; l++)
+    for (int l = 0; l < spec->n_layers; l++) {
         s->layers[l] = l;
+        s->window[l] = l % 2 == 0 && spec->window > 0 ? spec->window : 0;
+    }
     for (int h = 0; h < spec->n_heads; h++) {
         s->heads[h] = h;
         s->kv_of_head[h] = h / (spec->n_heads / spec->n_kv);
@@ -139,7 +148,7 @@ replay_source *replay_source_synth(const replay_synth_spec *spec, kv_err *err)
         .ops = &synth_ops, .name = "synthetic", .T = spec->T, .complete = spec->complete,
         .n_layers = spec->n_layers, .n_heads = spec->n_heads, .n_kv = spec->n_kv,
         .layers = s->layers, .heads = s->heads, .kv_of_head = s->kv_of_head,
-        .model_layers = spec->n_layers, .head_dim = spec->head_dim,
+        .model_layers = spec->n_layers, .window = s->window, .head_dim = spec->head_dim,
         .has_values = spec->head_dim > 0, .prompt_len = prompt, .tokens = s->tokens,
         .impl = s};
     return &s->src;

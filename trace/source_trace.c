@@ -165,6 +165,7 @@ replay_source *replay_source_open_trace(const char *path, kv_err *err)
         .complete = m->complete, .n_layers = m->header.n_layers_rec, .n_heads = H,
         .n_kv = m->n_kv_heads_rec, .layers = m->header.layers, .heads = m->header.heads,
         .kv_of_head = s->kv_of_head, .model_layers = m->header.n_layer,
+        .window = m->header.window,
         .head_dim = m->header.head_dim, .has_values = 1,
         .prompt_len = (int)m->prompt_len, .tokens = s->tokens, .impl = s};
     for (int li = 0; li < s->src.n_layers && !s->src.rows_rebuilt; li++)
