@@ -42,6 +42,8 @@ double bench_replay_seconds(replay_request req, const char *trace, double *eleme
     const double T = setup.src->T, start = bench_now();
     rc = acc ? replay_setup_compute(&setup, acc, &err) : KV_ENOMEM;
     const double seconds = bench_now() - start;
+    if (rc != KV_OK)
+        fprintf(stderr, "bench replay: %s\n", err.msg);
     *elements = (double)p->n_layers * p->n_heads * T * (T + 1) / 2;
     free(acc);
     replay_setup_free(&setup);
