@@ -41,8 +41,8 @@ static const opts_row bench_rows[] = {
      "(default build)", 0, 0, NULL},
     {"threads", 0, OPTS_INT, offsetof(options, threads), "N", "the most threads measured "
      "(default 2)", 1, 1024, NULL},
-    {"quick", 0, OPTS_FLAG, offsetof(options, quick), NULL, "the machine, single-replay and shared-machine "
-     "rows only", 0, 0, NULL},
+    {"quick", 0, OPTS_FLAG, offsetof(options, quick), NULL, "the machine, single-replay "
+     "and shared-machine rows only", 0, 0, NULL},
     {"replay", 0, OPTS_FLAG, offsetof(options, replay), NULL, "the single-replay rows only "
      "(beside memcpy of the same bytes)", 0, 0, NULL},
     {"shared", 0, OPTS_FLAG, offsetof(options, shared), NULL, "the shared-machine rows only "
