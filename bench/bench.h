@@ -8,6 +8,8 @@
 #ifndef BENCH_H
 #define BENCH_H
 
+#include "replay_setup.h"
+
 double bench_now(void);   /* monotonic seconds */
 void   bench_row(const char *name, const char *config, int threads, double value,
                  const char *unit);
@@ -33,5 +35,14 @@ void bench_replay(int quick);
  * the QK^T part against the sgemm yardstick, bytes per token, and 8K tokens of
  * $KV_BENCH_LONG recorded and replayed */
 void bench_rebuild(const char *model, double yardstick);
+
+/* Seconds of one in-process replay of `req` on `trace` (the engine `kvsim sweep` runs);
+ * *elements = attention probabilities replayed (L x H x T(T+1)/2).  Negative on
+ * failure.  (bench_replay.c) */
+double bench_replay_seconds(replay_request req, const char *trace, double *elements);
+
+/* the shared-machine rows (bench_shared.c): a model run and a replay beside two
+ * busy-loop processes, as ratios of the unloaded figures */
+void bench_shared(const char *model);
 
 #endif

@@ -3,7 +3,8 @@
  *
  * Later benchmarks (prefill, decode, record, replay) are reported beside these, as
  * ratios measured in the same run.  Usage: build/bench [--dir DIR] [--threads N] [--quick]
- * (--quick: the machine and single-replay rows only).
+ * [--replay] [--shared] (--quick: the machine, single-replay and shared-machine rows
+ * only; --replay: the single-replay rows only; --shared: the shared-machine rows only).
  */
 #include "bench.h"
 
@@ -32,7 +33,7 @@ void bench_row(const char *name, const char *config, int threads, double value, 
 
 typedef struct options {
     const char *dir;
-    int         threads, quick;
+    int         threads, quick, shared, replay;
 } options;
 
 static const opts_row bench_rows[] = {
@@ -40,14 +41,18 @@ static const opts_row bench_rows[] = {
      "(default build)", 0, 0, NULL},
     {"threads", 0, OPTS_INT, offsetof(options, threads), "N", "the most threads measured "
      "(default 2)", 1, 1024, NULL},
-    {"quick", 0, OPTS_FLAG, offsetof(options, quick), NULL, "the machine and single-replay "
-     "rows only", 0, 0, NULL},
+    {"quick", 0, OPTS_FLAG, offsetof(options, quick), NULL, "the machine, single-replay "
+     "and shared-machine rows only", 0, 0, NULL},
+    {"replay", 0, OPTS_FLAG, offsetof(options, replay), NULL, "the single-replay rows only "
+     "(beside memcpy of the same bytes)", 0, 0, NULL},
+    {"shared", 0, OPTS_FLAG, offsetof(options, shared), NULL, "the shared-machine rows only "
+     "(a run and a replay beside two busy loops)", 0, 0, NULL},
     {NULL, 0, 0, 0, NULL, NULL, 0, 0, NULL},
 };
 
 int main(int argc, char **argv)
 {
-    options o = {"build", 2, 0};
+    options o = {"build", 2, 0, 0, 0};
     const opts_command cmd = {.prog = "bench", .usage = "build/bench [options]",
                               .about = "The benchmark table of `make bench` (bench/).",
                               .groups = {{"options", bench_rows, &o}}};
@@ -66,6 +71,15 @@ int main(int argc, char **argv)
            "value", "unit");
     printf("|%s|%s|%s|%s|%s|\n", "------------------------", "--------------------------------",
            "---------", "------------", "----------");
+    const char *model = getenv("KV_MODEL") ? getenv("KV_MODEL")
+                                           : "models/SmolLM2-135M-Instruct.Q4_1.gguf";
+    if (o.shared || o.replay) {
+        if (o.replay)
+            bench_replay(1);
+        if (o.shared)
+            bench_shared(model);
+        return 0;
+    }
     double yardstick = 0;
     for (int t = 1; t <= max_threads; t++) {
         omp_set_num_threads(t);
@@ -74,8 +88,6 @@ int main(int argc, char **argv)
         bench_memory(t);
         bench_disk(t, dir);
     }
-    const char *model = getenv("KV_MODEL") ? getenv("KV_MODEL")
-                                           : "models/SmolLM2-135M-Instruct.Q4_1.gguf";
     for (int t = 1; !quick && t <= max_threads; t++)
         bench_model(t, model);
     if (!quick)
@@ -83,5 +95,6 @@ int main(int argc, char **argv)
     bench_replay(quick);
     if (!quick)
         bench_rebuild(model, yardstick);
+    bench_shared(model);
     return 0;
 }

@@ -26,9 +26,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Seconds of one in-process replay of `req` (the engine `kvsim sweep` runs); elements
- * = attention probabilities replayed (L x H x T(T+1)/2).  Negative on failure. */
-static double time_sweep(replay_request req, const char *trace, double *elements)
+double bench_replay_seconds(replay_request req, const char *trace, double *elements)
 {
     replay_setup setup;
     kv_err err = {0};
@@ -44,6 +42,8 @@ static double time_sweep(replay_request req, const char *trace, double *elements
     const double T = setup.src->T, start = bench_now();
     rc = acc ? replay_setup_compute(&setup, acc, &err) : KV_ENOMEM;
     const double seconds = bench_now() - start;
+    if (rc != KV_OK)
+        fprintf(stderr, "bench replay: %s\n", err.msg);
     *elements = (double)p->n_layers * p->n_heads * T * (T + 1) / 2;
     free(acc);
     replay_setup_free(&setup);
@@ -97,7 +97,7 @@ static void single_replays(const char *trace, double copy_gbs)
                 const replay_request req = {.policies = policies[pi], .budgets = "0.2",
                                             .metrics = sets[s].metrics};
                 omp_set_num_threads(threads);
-                double elements, sec = time_sweep(req, trace, &elements);
+                double elements, sec = bench_replay_seconds(req, trace, &elements);
                 if (sec <= 0)
                     return;
                 snprintf(config, sizeof config, "%s B=0.2 %s", policies[pi], sets[s].name);
@@ -120,8 +120,8 @@ static void sweep_marginal(const char *trace)
     const replay_request single = {.policies = "h2o", .budgets = "0.2", .metrics = "mass"};
     const replay_request sweep = {.policies = "h2o,mas", .budgets = "0.02:0.5:0.02",
                                   .metrics = "mass"};
-    double one = time_sweep(single, trace, &elements);
-    double fifty = time_sweep(sweep, trace, &elements);
+    double one = bench_replay_seconds(single, trace, &elements);
+    double fifty = bench_replay_seconds(sweep, trace, &elements);
     if (one <= 0 || fifty <= 0)
         return;
     bench_row("sweep 50 configs", "h2o,mas x 25 budgets, deflate:1", 2, fifty, "s");
@@ -140,7 +140,7 @@ static void numpy_peer(const char *trace)
     req.params.n = 1;
     req.params.key[0] = "scope-of";
     req.params.value[0] = "kv-head";
-    double ours = time_sweep(req, trace, &elements);
+    double ours = bench_replay_seconds(req, trace, &elements);
     snprintf(cmd, sizeof cmd, "python3 tests/fixtures/replay_reference.py '%s' --policies h2o "
              "--budgets 410 --time 2>/dev/null", trace);
     FILE *p = popen(cmd, "r");
@@ -176,8 +176,8 @@ static void gpu_rows(const char *trace)
         double elements;
         replay_request gpu = runs[i].req;
         gpu.device = "cuda";
-        const double cpu_s = time_sweep(runs[i].req, trace, &elements);
-        const double gpu_s = time_sweep(gpu, trace, &elements);
+        const double cpu_s = bench_replay_seconds(runs[i].req, trace, &elements);
+        const double gpu_s = bench_replay_seconds(gpu, trace, &elements);
         if (cpu_s <= 0 || gpu_s <= 0)
             return;
         bench_row("replay on the GPU", runs[i].name, 2, gpu_s, "s");

@@ -1,6 +1,8 @@
 /* cli.c — subcommand dispatch and top-level help; see cli.h. */
 #include "cli.h"
 
+#include "wait_policy.h"
+
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
@@ -49,7 +51,8 @@ static int dispatch(const cli_program *prog, int argc, char **argv)
         return 0;
     }
     if (!strcmp(arg, "--version")) {
-        printf("%s %s\n", prog->name, KV_VERSION);
+        printf("%s %s\nOpenMP threads wait: %s\n", prog->name, KV_VERSION,
+               wait_policy_describe());
         return 0;
     }
     const cli_command *cmd = find(prog, arg);

@@ -32,7 +32,9 @@ const opts_row session_options_rows[] = {
     {"seed", 0, OPTS_U64, S(sampling.seed), "S",
      "seed of the sampler (default 0); runs repeat exactly", 0, 0, NULL},
     {"threads", 0, OPTS_INT, S(threads), "N",
-     "CPU threads (default: OpenMP's, usually every core)", 1, 1024, NULL},
+     "CPU threads (default: OpenMP's, usually every core); idle\nthreads sleep "
+     "at once when the machine is busy at start\n(docs/RUNTIME.md, 'Threads on a shared "
+     "machine';\nOMP_WAIT_POLICY overrides)", 1, 1024, NULL},
     {NULL, 0, 0, 0, NULL, NULL, 0, 0, NULL},
 };
 
