@@ -33,6 +33,9 @@ const opts_row session_options_rows[] = {
      "seed of the sampler (default 0); runs repeat exactly", 0, 0, NULL},
     {"threads", 0, OPTS_INT, S(threads), "N",
      "CPU threads (default: OpenMP's, usually every core)", 1, 1024, NULL},
+    {"device", 0, OPTS_TEXT, S(device), "D",
+     "cpu (default), cuda, or auto (cuda when a device is\npresent): where the forward "
+     "pass runs (docs/RUNTIME.md)", 0, 0, NULL},
     {NULL, 0, 0, 0, NULL, NULL, 0, 0, NULL},
 };
 
@@ -44,6 +47,9 @@ int session_check(const session_options *o, kv_err *err)
     if (!o->prompt && !o->prompt_file)
         return kv_errorf(err, KV_EUSAGE, "expected a PROMPT after MODEL (or --prompt-file F, "
                          "or - for stdin)");
+    if (o->device && strcmp(o->device, "cpu") && strcmp(o->device, "cuda") &&
+        strcmp(o->device, "auto"))
+        return kv_errorf(err, KV_EUSAGE, "--device '%s': expected cpu, cuda or auto", o->device);
     if (o->prompt && o->prompt_file)
         return kv_errorf(err, KV_EUSAGE, "both PROMPT '%s' and --prompt-file %s: give one",
                          o->prompt, o->prompt_file);
@@ -87,7 +93,8 @@ int session_open(session *s, const session_options *o, kv_err *err)
     if (read_prompt(s, o, err) != 0)
         return err->code;
     if (!(s->file = gguf_open(o->model, err)) || !(s->tok = tokenizer_from_gguf(s->file, err)) ||
-        !(s->model = model_open(o->model, err)))
+        !(s->model = model_open(o->model, err)) ||
+        model_set_device(s->model, s->file, o->device, err))
         return err->code ? err->code : KV_EIO;
     int rc = encode_prompt(s, o, err);
     if (rc)
