@@ -12,14 +12,17 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "attention.h"
 #include "dequant.h"
 #include "forward_rules.h"
 #include "gguf.h"
+#include "gguf_builder.h"
 #include "gpu.h"
 #include "model.h"
 #include "test_shell.h"
+#include "tokenizer.h"
 
 static uint32_t next_rand(uint32_t *s)
 {
@@ -274,4 +277,57 @@ Test(gpu_forward, cuda_logits_are_the_cpus_on_smollm2_and_gemma3)
 {
     compare_devices(test_model());
     compare_devices(test_gemma_model());
+}
+
+/* ---- the random llama of gguf_builder_llama (the speed model of scripts/gpu_check.sh) -- */
+
+Test(gpu_forward, a_random_llama_opens_tokenizes_and_runs)
+{
+    char dir[] = "/tmp/kv-llama-XXXXXX", path[300];
+    cr_assert_not_null(mkdtemp(dir));
+    snprintf(path, sizeof path, "%s/r.gguf", dir);
+    const gguf_llama_shape shape = {2, 64, 160, 4, 2, 300, 64};
+    cr_assert_eq(gguf_builder_llama(path, &shape), 0);
+    kv_err err = {0};
+    gguf_file *f = gguf_open(path, &err);
+    model *m = f ? model_open(path, &err) : NULL;
+    tokenizer *tok = m ? tokenizer_from_gguf(f, &err) : NULL;
+    cr_assert(tok, "%s", err.msg);
+    const model_config *c = model_config_of(m);
+    cr_assert(c->n_layer == 2 && c->n_head_kv == 2 && c->head_dim == 16 && c->n_vocab == 300);
+    tokenizer_ids ids = {0};
+    cr_assert_eq(tokenizer_encode(tok, "héllo", 6, TOKENIZER_ADD_SPECIAL, &ids, &err), 0, "%s", err.msg);
+    cr_assert_geq(ids.n, 6, "BOS and byte tokens");
+    kv_cache *cache = model_cache_new(m, 16, &err);
+    float *logits = malloc((size_t)ids.n * c->n_vocab * sizeof *logits);
+    cr_assert_eq(model_forward(m, cache, ids.ids, (int)ids.n, MODEL_LOGITS_ALL, logits, NULL, &err), 0, "%s", err.msg);
+    double spread = 0;
+    for (size_t i = 0; i < ids.n * (size_t)c->n_vocab; i++) {
+        cr_assert(isfinite(logits[i]));
+        spread = fmax(spread, fabs(logits[i] - logits[0]));
+    }
+    cr_assert_gt(spread, 1e-3, "random weights give logits that differ");
+    free(logits);
+    kv_cache_free(cache);
+    tokenizer_ids_free(&ids);
+    tokenizer_free(tok);
+    model_free(m);
+    gguf_close(f);
+    remove(path), rmdir(dir);
+}
+
+/* The 7B-shaped llama (LLaMA-2-7B's shapes, 3.8 GB) for scripts/gpu_check.sh: written
+ * only when $KV_SYNTH_GGUF names where (skipped otherwise). */
+Test(gpu_forward, write_the_7b_shaped_llama, .timeout = 600)
+{
+    const char *path = getenv("KV_SYNTH_GGUF");
+    if (!path)
+        cr_skip_test("$KV_SYNTH_GGUF is not set: scripts/gpu_check.sh writes the 7B-shaped model");
+    const gguf_llama_shape shape = {32, 4096, 11008, 32, 32, 32000, 4096};
+    cr_assert_eq(gguf_builder_llama(path, &shape), 0, "%s: cannot write", path);
+    kv_err err = {0};
+    gguf_file *f = gguf_open(path, &err);
+    cr_assert_not_null(f, "%s", err.msg);
+    cr_assert_eq(gguf_n_tensors(f), 3 + 9 * 32);
+    gguf_close(f);
 }
