@@ -43,9 +43,11 @@ pack() {
     mkdir -p "$bundle/fixtures" "$bundle/bench"
     cp tests/fixtures/tiny_*.gguf "$bundle/fixtures/"
     cp bench/bench_prompt.txt "$bundle/bench/"
-    # every shared library but the C library itself, which the device machine has
+    # every shared library but the C library itself and CUDA's (cuBLAS alone is 600 MB),
+    # which the device machine has: the binaries find CUDA's through their rpath
     ldd "$bundle/bin/kvsim" "$bundle/build/tests" | awk '/=> \//{print $3}' | sort -u |
-        grep -v -E '/lib(c|m|dl|pthread|rt)\.so|ld-linux' | xargs -I{} cp -L {} "$bundle/lib/"
+        grep -v -E '/lib(c|m|dl|pthread|rt)\.so|ld-linux|/libcu(blas|blasLt|dart)\.so' |
+        xargs -I{} cp -L {} "$bundle/lib/"
     tar -cJf .devlib/bundle.tar.xz -C "$bundle" .
     grep -qx '/.devlib/' .git/info/exclude || echo '/.devlib/' >> .git/info/exclude
     git worktree remove --force "$scratch/src"
