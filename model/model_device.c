@@ -19,7 +19,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define DEVICE_MAX_TOKENS 512   /* tokens per device call; longer calls are split */
+#define DEVICE_MAX_TOKENS 512    /* tokens per device call; longer calls are split */
+#define DEVICE_MAX_CTX    32768  /* positions the device cache holds at most */
 
 struct model_device {
     gpu_forward *g;
@@ -83,7 +84,8 @@ static gpu_forward *upload(const model *m, const gguf_file *f, kv_err *err)
         .layers = layers,
     };
     char why[256];
-    gpu_forward *g = gpu_forward_new(&d, c->n_ctx, DEVICE_MAX_TOKENS, why, sizeof why);
+    const int n_ctx = c->n_ctx < DEVICE_MAX_CTX ? c->n_ctx : DEVICE_MAX_CTX;
+    gpu_forward *g = gpu_forward_new(&d, n_ctx, DEVICE_MAX_TOKENS, why, sizeof why);
     free(layers);
     if (!g)
         kv_errorf(err, KV_EUNSUPPORTED, "%s: the CUDA forward pass: %s", gguf_path(f), why);
