@@ -1,6 +1,7 @@
 /* gpu_none.c — the stand-in for builds without nvcc: no device, and it says why
- * (gpu.h and gpu_replay.h). */
+ * (gpu.h, gpu_replay.h and gpu_forward.h). */
 #include "gpu.h"
+#include "gpu_forward.h"
 #include "gpu_replay.h"
 
 #include <stdio.h>
@@ -41,3 +42,26 @@ int gpu_replay_results(gpu_replay *g, gpu_acc *out, char *why, size_t len)
 }
 
 void gpu_replay_free(gpu_replay *g) { (void)g; }
+
+gpu_forward *gpu_forward_new(const gpu_model_desc *d, int n_ctx, int max_tokens, char *why,
+                             size_t len)
+{
+    (void)d, (void)n_ctx, (void)max_tokens;
+    snprintf(why, len, "this build has no CUDA (nvcc was not found at build time)");
+    return NULL;
+}
+
+/* Unreachable: gpu_forward_new never returns a forward here. */
+int gpu_forward_run(gpu_forward *g, const int *tokens, int n, int pos0,
+                    const gpu_forward_out *out, char *why, size_t len)
+{
+    (void)g, (void)tokens, (void)n, (void)pos0, (void)out;
+    snprintf(why, len, "built without CUDA");
+    return -1;
+}
+
+void *gpu_host_alloc(size_t bytes) { (void)bytes; return NULL; }
+void gpu_host_free(void *p) { (void)p; }
+void gpu_forward_reset(gpu_forward *g) { (void)g; }
+const char *gpu_forward_device(const gpu_forward *g) { (void)g; return "none"; }
+void gpu_forward_free(gpu_forward *g) { (void)g; }

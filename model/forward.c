@@ -521,6 +521,8 @@ int model_forward(model *m, kv_cache *cache, const int32_t *tokens, int n,
 {
     const model_config *c = &m->cfg;
     int rc = check_call(m, cache, tokens, n, err);
+    if (!rc && m->dev)
+        return model__forward_device(m, cache, tokens, n, which, logits, hooks, err);
     if (rc || (rc = scratch_reserve(m, n, max_keys_after(cache, n), err)) ||
         (rc = kv_cache_reserve(cache, n, err)))   /* so no append below can fail */
         return rc;

@@ -505,6 +505,7 @@ void model_free(model *m)
     free(m->rope_factors);
     free(m->geom);
     model__scratch_free(&m->s);
+    model__device_free(m->dev);
     free(m);
 }
 

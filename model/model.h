@@ -46,6 +46,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "gguf.h"
 #include "kv_cache.h"
 #include "kv_err.h"
 
@@ -204,6 +205,20 @@ void   model_set_rope(model *m, model_rope rope);
 void   model_set_threads(int n);
 
 size_t model_weight_bytes(const model *m);   /* bytes of weights held in memory */
+
+/* ---- devices ---------------------------------------------------------------------- */
+
+/* Run model_forward() on `device`: "cpu" (NULL; the default), "cuda", or "auto" (CUDA
+ * when this build finds a device and the architecture runs there, else the CPU).  For
+ * CUDA the weights of `f`, the model's GGUF file (open for as long as the model is),
+ * are uploaded once (gpu/gpu_forward.h); model_forward() then runs on the device with
+ * the full cache only, shows queries but no attention rows to the hooks, and appends
+ * the new keys and values to the CPU cache as before (model_device.c).  KV_EUSAGE for
+ * another word; KV_EUNSUPPORTED for "cuda" without a device, or for gptneox. */
+int model_set_device(model *m, const gguf_file *f, const char *device, kv_err *err);
+
+/* "cpu", or the CUDA device's name. */
+const char *model_device_name(const model *m);
 
 /* ---- running --------------------------------------------------------------------- */
 

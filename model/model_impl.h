@@ -74,6 +74,8 @@ typedef struct model_scratch {
     size_t bytes;          /* everything above */
 } model_scratch;
 
+typedef struct model_device model_device;   /* model_device.c */
+
 struct model {
     model_config  cfg;
     qmatrix       tok_embd;     /* (n_vocab, d) */
@@ -85,11 +87,20 @@ struct model {
     model_geometry *geom;       /* (n_layer,) */
     size_t        weight_bytes; /* blocks and norms held */
     model_scratch s;
+    model_device *dev;          /* the CUDA forward, or NULL: the CPU's */
 };
 
 /* ---- forward.c ------------------------------------------------------------------- */
 
 void model__scratch_free(model_scratch *s);   /* releases the buffers, leaves s empty */
+
+/* ---- model_device.c -------------------------------------------------------------- */
+
+/* model_forward() on the device (m->dev set), after its checks of the call. */
+int  model__forward_device(model *m, kv_cache *cache, const int32_t *tokens, int n,
+                           model_logits which, float *logits, const model_hooks *hooks,
+                           kv_err *err);
+void model__device_free(model_device *dv);   /* NULL does nothing */
 
 /* ---- model_kernels.c: weight blocks ------------------------------------------------ */
 

@@ -35,6 +35,9 @@ const opts_row session_options_rows[] = {
      "CPU threads (default: OpenMP's, usually every core); idle\nthreads sleep "
      "at once when the machine is busy at start\n(docs/RUNTIME.md, 'Threads on a shared "
      "machine';\nOMP_WAIT_POLICY overrides)", 1, 1024, NULL},
+    {"device", 0, OPTS_TEXT, S(device), "D",
+     "cpu (default), cuda, or auto (cuda when a device is\npresent): where the forward "
+     "pass runs (docs/RUNTIME.md)", 0, 0, NULL},
     {NULL, 0, 0, 0, NULL, NULL, 0, 0, NULL},
 };
 
@@ -46,6 +49,9 @@ int session_check(const session_options *o, kv_err *err)
     if (!o->prompt && !o->prompt_file)
         return kv_errorf(err, KV_EUSAGE, "expected a PROMPT after MODEL (or --prompt-file F, "
                          "or - for stdin)");
+    if (o->device && strcmp(o->device, "cpu") && strcmp(o->device, "cuda") &&
+        strcmp(o->device, "auto"))
+        return kv_errorf(err, KV_EUSAGE, "--device '%s': expected cpu, cuda or auto", o->device);
     if (o->prompt && o->prompt_file)
         return kv_errorf(err, KV_EUSAGE, "both PROMPT '%s' and --prompt-file %s: give one",
                          o->prompt, o->prompt_file);
@@ -89,7 +95,8 @@ int session_open(session *s, const session_options *o, kv_err *err)
     if (read_prompt(s, o, err) != 0)
         return err->code;
     if (!(s->file = gguf_open(o->model, err)) || !(s->tok = tokenizer_from_gguf(s->file, err)) ||
-        !(s->model = model_open(o->model, err)))
+        !(s->model = model_open(o->model, err)) ||
+        model_set_device(s->model, s->file, o->device, err))
         return err->code ? err->code : KV_EIO;
     int rc = encode_prompt(s, o, err);
     if (rc)

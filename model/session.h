@@ -29,6 +29,7 @@ typedef struct session_options {
     int            chat;         /* --chat */
     int            max_new;      /* --max-new-tokens (default 256) */
     int            threads;      /* --threads; 0: OpenMP's default */
+    const char    *device;       /* --device cpu|cuda|auto; NULL: cpu (model_set_device) */
     sampler_config sampling;     /* --temperature --top-k --top-p --seed */
 } session_options;
 
@@ -43,15 +44,16 @@ typedef struct session {
 
 session_options session_options_default(void);
 
-/* The shared options (--chat, --prompt-file, --max-new-tokens, sampling, --threads)
+/* The shared options (--chat, --prompt-file, --max-new-tokens, sampling, --threads,
+ * --device)
  * as an opts table whose destination is a session_options. */
 extern const opts_row session_options_rows[];
 
 /* MODEL and a prompt (PROMPT, --prompt-file F, or '-'), not both: KV_EUSAGE otherwise. */
 int  session_check(const session_options *o, kv_err *err);
 
-/* Load the model and tokenizer, read and encode the prompt, build the sampler.  A
- * prompt longer than the context (or empty) is KV_ERANGE. */
+/* Load the model and tokenizer (on --device: model_set_device), read and encode the
+ * prompt, build the sampler.  A prompt longer than the context (or empty) is KV_ERANGE. */
 int  session_open(session *s, const session_options *o, kv_err *err);
 void session_close(session *s);
 

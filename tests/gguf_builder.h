@@ -44,6 +44,17 @@ typedef struct tiny_layout {
 /* Build the tiny file into b (which must start empty); fills lay if non-NULL. */
 void gguf_builder_tiny(gbuf *b, tiny_layout *lay);
 
+/* A llama of this shape (head_dim n_embd / n_head) with random Q4_0 weights, norms of
+ * ones, an untied output and a SentencePiece vocabulary of <unk> <s> </s>, the 256 byte
+ * tokens and filler pieces (n_vocab >= 259), streamed to `path` (tests/gguf_llama.c):
+ * for speed measurements of real shapes without a download.  0, or -1 when the file
+ * cannot be written. */
+typedef struct gguf_llama_shape {
+    int n_layer, n_embd, n_ff, n_head, n_head_kv, n_vocab, n_ctx;
+} gguf_llama_shape;
+
+int gguf_builder_llama(const char *path, const gguf_llama_shape *s);
+
 /* Write n bytes to a file `name` in a new temporary directory; its path goes to `path`. */
 void gguf_builder_write_temp(const void *p, size_t n, const char *name, char path[256]);
 

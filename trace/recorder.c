@@ -286,7 +286,8 @@ static int open_writer(recorder *r, const session_options *so, const char *path,
         .planned_steps = r->T_cap,
         .prompt = r->s->prompt_text, .chat = so->chat, .max_new_tokens = so->max_new,
         .top_k = so->sampling.top_k, .temperature = so->sampling.temperature,
-        .top_p = so->sampling.top_p, .seed = so->sampling.seed, .device = "cpu",
+        .top_p = so->sampling.top_p, .seed = so->sampling.seed,
+        .device = model_device_name(r->s->model),
         .threads = omp_get_max_threads(),
         .n_layers_rec = r->L, .layers = r->layers, .n_heads_rec = r->H, .heads = r->heads,
     };
@@ -310,6 +311,10 @@ static int recorder_open(recorder *r, session *s, const session_options *so, con
         rc = kv_errorf(err, KV_EUSAGE, "nothing to record: --layers and --heads select no rows");
     if (!rc)
         rc = select_rows(r, ro->rows, err);
+    if (!rc && r->Lr > 0 && strcmp(model_device_name(s->model), "cpu"))
+        rc = kv_errorf(err, KV_EUNSUPPORTED, "--rows %s: --device cuda records row-free "
+                       "traces only (--rows none, the default; rows are rebuilt on reading)",
+                       ro->rows);
     if (!rc)
         rc = select_kv_heads(r, err);
     if (!rc)

@@ -73,8 +73,8 @@ int trace_info_print(const char *path, FILE *out, kv_err *err)
     }
     char comp[32];
     int64_t T = m->steps;
-    fprintf(out, "%s: kvtrace format %d, written by kvtrace %s on %s\n", path,
-            m->format_version, m->header.tool_version, m->header.created);
+    fprintf(out, "%s: kvtrace format %d, written by kvtrace %s on %s, device %s\n", path,
+            m->format_version, m->header.tool_version, m->header.created, m->header.device);
     print_model(out, m);
     print_steps(out, tr);
     const trace_options *o = &m->options;
