@@ -58,7 +58,8 @@ static void print_stats(const policy_config *cfg, int n_prompt, const live_outpu
     fprintf(stderr, "kept entries per stream: mean attended %.1f over %ld steps, final %.1f; "
             "evicted %ld\n", s->steps ? s->attended_sum / s->steps : 0.0, s->steps,
             s->kept_final, s->evicted);
-    fprintf(stderr, "KV bytes (allocator): %zu final, %zu peak\n", s->kv_bytes, s->kv_bytes_peak);
+    fprintf(stderr, "KV bytes (allocator): %zu final, %zu peak after the prompt, %zu while "
+            "the prompt was fed\n", s->kv_bytes, s->kv_bytes_peak, s->kv_bytes_prefill);
 }
 
 static int generate(session *s, const session_options *o, policy_config *cfg, int reposition,

@@ -110,7 +110,10 @@ int confirm_configs(const confirm_request *a, int T, int prompt_len, int with_fu
                                      : a->policies ? a->policies : "full";
     int np = split(policies, pb, sizeof pb, pol);
     int nb = split(a->budgets ? a->budgets : "", bb, sizeof bb, bud);
-    int ns = split(a->strides ? a->strides : "1", sb, sizeof sb, str);
+    /* no --strides: the stride is left unset (each policy's default; pace refuses one) */
+    int ns = a->strides ? split(a->strides, sb, sizeof sb, str) : 1;
+    if (!a->strides)
+        str[0] = NULL;
     *n = 0;
     if (!(*out = calloc((size_t)np * (nb ? nb : 1) * ns, sizeof **out)))
         return kv_errorf(err, KV_ENOMEM, "out of memory");

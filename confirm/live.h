@@ -35,7 +35,11 @@
  *      (recency, ties, sinks), and with no eviction both modes give the same tokens.
  *  (6) Accounting.  KV bytes are kv_cache_bytes(), the allocator's own count; the
  *      cache is reserved for B + s entries per stream (the whole sequence when the
- *      policy may hold it), so the bytes follow the budget.
+ *      policy may hold it), so the bytes follow the budget.  When the prompt has been
+ *      fed, a cache reserved for the whole sequence is fitted (kv_cache_fit) to what
+ *      each stream kept plus the tokens still to come: a one-shot compression frees
+ *      the prompt it compressed.  kv_bytes_peak counts from then on (the cache a
+ *      run holds); kv_bytes_prefill is the largest while the prompt was fed.
  *
  * Memory on top of the model and cache: the row buffer, 4 · chunk · L · H · n_max
  * bytes (n_max: the largest stream during a chunk), and O(n) per stream in policies.
@@ -63,7 +67,8 @@ typedef struct live_stats {
     double kept_final;      /* mean entries per stream now */
     long   evicted;         /* entries evicted, summed over streams */
     size_t kv_bytes;        /* kv_cache_bytes() now */
-    size_t kv_bytes_peak;   /* its largest value after any step */
+    size_t kv_bytes_peak;   /* its largest value once the prompt was fed (6) */
+    size_t kv_bytes_prefill;/* its largest value while the prompt was fed, before (6) */
     size_t row_bytes;       /* the row buffer's size */
 } live_stats;
 

@@ -1,0 +1,139 @@
+/*
+ * test_studies.c — regressions of issue #18 ("nine wrong outputs"), each reproducing
+ * what was wrong through the commands a researcher runs: labels that must join,
+ * parameters that must be refused, memory that must follow the kept cache, budgets
+ * that must hold on average.
+ */
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "test_shell.h"
+
+/* Field `col` (0-based) of the first CSV line whose second field is `policy`, into
+ * buf; NULL when there is none. */
+static const char *field_of(const char *csv, const char *policy, int col, char *buf,
+                            size_t len)
+{
+    char key[64];
+    snprintf(key, sizeof key, ",%s,", policy);
+    for (const char *line = csv; line && *line; line = strchr(line, '\n'), line += !!line) {
+        const char *comma = strchr(line, ',');
+        if (!comma || strncmp(comma, key, strlen(key)))
+            continue;
+        const char *f = line;
+        for (int c = 0; c < col && f; c++)
+            f = strchr(f, ',') + 1;
+        size_t n = strcspn(f, ",\n");
+        snprintf(buf, len, "%.*s", (int)(n < len ? n : len - 1), f);
+        return buf;
+    }
+    return NULL;
+}
+
+/* Index of column `name` in a CSV header; -1 when absent. */
+static int column_of(const char *csv, const char *name)
+{
+    int c = 0;
+    size_t n = strlen(name);
+    for (const char *f = csv; *f && *f != '\n'; c++) {
+        if (!strncmp(f, name, n) && (f[n] == ',' || f[n] == '\n'))
+            return c;
+        f += strcspn(f, ",\n");
+        f += *f == ',';
+    }
+    return -1;
+}
+
+/* (2) snapkv and pyramidkv carry one phase label in replay and in confirm, so that
+ * `kvsim confirm predict` joins their lines. */
+Test(studies, snapkv_phase_label_joins_replay_and_confirm)
+{
+    char cmd[4096], out[16384];
+    const char *bin = getenv("KV_BIN"), *model = test_model(), *root = getenv("KV_ROOT");
+    const int id = (int)getpid();
+    snprintf(cmd, sizeof cmd,
+             "%s/kvsim sweep %s --policies snapkv,pyramidkv --budgets 32 --metrics mass "
+             "-o /tmp/kv_st_sim_%d.csv 2>/dev/null && "
+             "%s/kvsim confirm ppl %s %s/data/lighthouses.txt --max-tokens 48 --prompt-tokens "
+             "40 --policies snapkv,pyramidkv --budgets 32 --threads 1 -o /tmp/kv_st_real_%d.csv "
+             "2>/dev/null && %s/kvsim confirm predict /tmp/kv_st_sim_%d.csv "
+             "/tmp/kv_st_real_%d.csv --sim-metric mass --real-metric ppl 2>&1; s=$?; "
+             "grep -h ',snapkv,' /tmp/kv_st_real_%d.csv; rm -f /tmp/kv_st_*_%d.csv; exit $s",
+             bin, test_trace(), id, bin, model, root, id, bin, id, id, id, id);
+    cr_assert_eq(test_shell(cmd, out, sizeof out), 0, "%s", out);
+    cr_assert(strstr(out, "mass,ppl,32,2,"), "both policies join at B = 32:\n%s", out);
+    cr_assert(strstr(out, ",oneshot,"), "%s", out);
+}
+
+/* (4) pace's stride is adaptive: a --strides list is refused, not written as lines
+ * labelled with strides pace never used. */
+Test(studies, pace_refuses_strides)
+{
+    char cmd[4096], out[8192];
+    const char *bin = getenv("KV_BIN"), *model = test_model();
+    snprintf(cmd, sizeof cmd, "%s/kvsim confirm passkey %s --policies pace --budgets 32 "
+             "--lengths 96 --depths 0.5 --seeds 1 --max-new-tokens 2 --strides 1,4 "
+             "--threads 1 2>&1", bin, model);
+    cr_assert_eq(test_shell(cmd, out, sizeof out), 2, "%s", out);
+    cr_assert(strstr(out, "pace") && strstr(out, "'stride' does not apply") &&
+              strstr(out, "stride-max"), "%s", out);
+    snprintf(cmd, sizeof cmd, "%s/kvsim sweep %s --policies pace --budgets 32 --strides 1,4 "
+             "--metrics mass 2>&1", bin, test_trace());
+    cr_assert_eq(test_shell(cmd, out, sizeof out), 2, "%s", out);
+    cr_assert(strstr(out, "'stride' does not apply"), "%s", out);
+    /* without --strides pace runs, at its own stride-max */
+    snprintf(cmd, sizeof cmd, "%s/kvsim sweep %s --policies pace --budgets 32 --metrics mass "
+             "2>/dev/null | grep -c ',pace,.*,32,32,8,stream,'", bin, test_trace());
+    cr_assert_eq(test_shell(cmd, out, sizeof out), 0, "%s", out);
+}
+
+/* (7) A one-shot compression frees the prompt it compressed: after snapkv keeps 32 of
+ * ~84 prompt entries, the cache holds about B + the tokens to come, not the prompt. */
+Test(studies, oneshot_compression_frees_memory)
+{
+    char cmd[4096], out[8192];
+    const char *bin = getenv("KV_BIN"), *model = test_model(), *root = getenv("KV_ROOT");
+    snprintf(cmd, sizeof cmd, "%s/kvtrace generate %s --prompt-file "
+             "%s/tests/fixtures/trace_prompt.txt --max-new-tokens 4 --threads 1 "
+             "--policy %%s --budget 32 2>&1 >/dev/null | grep 'KV bytes'", bin, model, root);
+    char line[4200];
+    size_t bytes[2][3];
+    const char *names[2] = {"full", "snapkv"};
+    for (int i = 0; i < 2; i++) {
+        snprintf(line, sizeof line, cmd, names[i]);
+        cr_assert_eq(test_shell(line, out, sizeof out), 0, "%s", out);
+        cr_assert_eq(sscanf(out, "KV bytes (allocator): %zu final, %zu peak after the prompt, "
+                            "%zu while", &bytes[i][0], &bytes[i][1], &bytes[i][2]), 3, "%s", out);
+    }
+    /* the prompt of ~84 tokens is held once by both, while it is fed */
+    cr_assert_eq(bytes[1][2], bytes[0][2], "prefill: snapkv %zu, full %zu", bytes[1][2],
+                 bytes[0][2]);
+    /* then snapkv holds 32 + 4 entries per stream: well under half of full's ~88 */
+    cr_assert_lt(bytes[1][0] * 2, bytes[0][0], "final: snapkv %zu, full %zu", bytes[1][0],
+                 bytes[0][0]);
+    cr_assert_eq(bytes[1][1], bytes[1][0], "nothing grows after the fit");
+}
+
+/* (3) kv_bytes_peak of `kvsim confirm` is what the compressed cache holds: below the
+ * full cache's for snapkv, fastgen and knorm on a passkey prompt. */
+Test(studies, confirm_bytes_follow_the_compressed_cache)
+{
+    char cmd[4096], out[8192], a[64], b[64];
+    const char *bin = getenv("KV_BIN"), *model = test_model();
+    snprintf(cmd, sizeof cmd, "%s/kvsim confirm passkey %s --policies snapkv,fastgen,knorm "
+             "--budgets 32 --lengths 128 --depths 0.5 --seeds 1 --max-new-tokens 2 "
+             "--threads 1 2>/dev/null", bin, model);
+    cr_assert_eq(test_shell(cmd, out, sizeof out), 0, "%s", out);
+    const int col = column_of(out, "kv_bytes_peak");
+    cr_assert_geq(col, 0, "%s", out);
+    cr_assert_not_null(field_of(out, "full", col, a, sizeof a), "%s", out);
+    const char *pol[] = {"snapkv", "fastgen", "knorm"};
+    for (int i = 0; i < 3; i++) {
+        cr_assert_not_null(field_of(out, pol[i], col, b, sizeof b), "%s", out);
+        cr_assert_lt(strtod(b, NULL), strtod(a, NULL), "%s %s vs full %s:\n%s", pol[i], b, a,
+                     out);
+    }
+}
