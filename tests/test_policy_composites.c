@@ -59,10 +59,11 @@ Test(policy_snapkv, needs_the_prompt_length_and_an_odd_kernel)
 }
 
 /* PyramidKV, L 4, B 20, w 4, β 20, prompt 64: min = 16/20 = 0, max = 32 - 0 = 32,
- * steps = 32/3 = 10, layer l keeps 4 + 32 - 10 l = 36 26 16 6. */
+ * layer l keeps 4 + 32 - ⌈32 l/3⌉ = 36 25 14 4, mean 19.75 <= B (KVCache-Factory's
+ * ⌊32/3⌋ = 10 steps gave 36 26 16 6, mean 21 > B: #18 item 6). */
 Test(policy_snapkv, pyramidkv_budgets_fall_linearly_with_depth)
 {
-    const int want[4] = {36, 26, 16, 6};
+    const int want[4] = {36, 25, 14, 4};
     for (int l = 0; l < 4; l++) {
         policy_config cfg = config_of("pyramidkv", "obs-window=4", 20, 64);
         policy_layer *p = stream_new_g(&cfg, l, 4, 1);
@@ -71,6 +72,25 @@ Test(policy_snapkv, pyramidkv_budgets_fall_linearly_with_depth)
         cr_assert_eq(B, want[l], "layer %d: B %d", l, B);
         cr_assert_eq(policy_size(stream_of(p)), want[l]);
         policy_layer_free(p);
+    }
+}
+
+/* #18 item 6: a budget is a budget.  Over SmolLM2's 30 layers, for budgets from tight
+ * to loose, the layers keep B on average (at most half an entry under it). */
+Test(policy_snapkv, pyramidkv_layers_average_the_budget)
+{
+    const int budgets[] = {12, 16, 24, 40, 56};   /* q = 120 >= 2(B - w): all pyramids */
+    for (int b = 0; b < 5; b++) {
+        double sum = 0;
+        for (int l = 0; l < 30; l++) {
+            policy_config cfg = config_of("pyramidkv", "obs-window=8", budgets[b], 120);
+            policy_layer *p = stream_new_g(&cfg, l, 30, 1);
+            drive(p, 120, uniform_w, NULL, NULL, NULL);
+            sum += policy_size(stream_of(p));
+            policy_layer_free(p);
+        }
+        cr_assert_leq(sum / 30, budgets[b], "B %d: mean kept %.2f", budgets[b], sum / 30);
+        cr_assert_geq(sum / 30, budgets[b] - 0.5, "B %d: mean kept %.2f", budgets[b], sum / 30);
     }
 }
 

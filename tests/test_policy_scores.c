@@ -106,7 +106,7 @@ Test(policy_scores, knorm_evicts_the_largest_key_norm)
 
 Test(policy_scores, knorm_keeps_layers_below_skip_layers_whole_and_says_so)
 {
-    policy_config cfg = config_of("knorm", NULL, 3, 0);
+    policy_config cfg = config_of("knorm", "skip-layers=2", 3, 0);
     policy_layer *p = stream_new_g(&cfg, 1, 30, 1);
     drive(p, 10, uniform_w, NULL, NULL, NULL);
     cr_assert_eq(policy_size(stream_of(p)), 10);

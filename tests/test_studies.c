@@ -137,3 +137,16 @@ Test(studies, confirm_bytes_follow_the_compressed_cache)
                      out);
     }
 }
+
+/* (6) A budget is a budget: knorm by default keeps no layer whole, so at equal B it
+ * holds the cache h2o holds (mean_cache of the overall lines), not 7-27% more. */
+Test(studies, knorm_default_meets_the_budget)
+{
+    char cmd[4096], out[8192];
+    snprintf(cmd, sizeof cmd, "%s/kvsim sweep %s --policies knorm,h2o --budgets 32 "
+             "--metrics mass --json - -o /dev/null 2>/dev/null | grep -o '\"policy\": \"[a-z0-9]*\"\\|"
+             "\"mean_cache\": [0-9.]*'", getenv("KV_BIN"), test_trace());
+    cr_assert_eq(test_shell(cmd, out, sizeof out), 0, "%s", out);
+    cr_assert(strstr(out, "\"policy\": \"knorm\"\n\"mean_cache\": 33\n\"policy\": \"h2o\"\n"
+                          "\"mean_cache\": 33\n"), "%s", out);
+}
