@@ -215,6 +215,50 @@ Test(policy_adakv, heads_share_the_budget_with_a_floor)
     policy_layer_free(L);
 }
 
+/* #18 item 8: adakv one-shot (kvpress's AdaKVPress).  The same two heads with a
+ * 4-token prompt: nothing goes while it streams; at its end the layer plans once,
+ * 8 entries down to H·B = 4.  MAS at t=3: h0 .521 .361 .292 .25; h1 (row 3 is
+ * [.9 .1 0 0]) .925 .083 .025 0.  The floors keep position 0 of each; the lowest four
+ * of the rest are h1's 3, 2, 1 and h0's 3.  The 2 generated tokens are kept. */
+static int adakv_oneshot_rows(void *ctx, int s, const policy *p, float *rows, kv_err *err)
+{
+    const int t = *(const int *)ctx, n = policy_size(p);
+    if (t < 4)
+        return adakv_rows(ctx, s, p, rows, err);
+    for (int i = 0; i < n; i++)
+        rows[i] = 1.0f / (float)n;
+    return 0;
+}
+
+Test(policy_adakv, oneshot_plans_the_layer_once_when_the_prompt_ends)
+{
+    policy_config cfg = config_of("adakv", "window=0,floor=0.5,phase=oneshot", 2, 4);
+    const int head_id[2] = {0, 1}, kv_of[2] = {0, 1};
+    const policy_shape two = {0, 1, 2, head_id, kv_of, 2, 0};
+    kv_err err = {0};
+    policy_layer *L = policy_layer_new(&cfg, &two, &err);
+    cr_assert_not_null(L, "oneshot is supported: %s", err.msg);
+    const policy_io io = {adakv_oneshot_rows, NULL, NULL, NULL};
+    const policy *h0 = policy_layer_stream(L, 0), *h1 = policy_layer_stream(L, 1);
+    for (int t = 0; t < 6; t++) {
+        const policy_token tok = {.position = t, .token = t,
+                                  .flags = t < 4 ? POLICY_FLAG_PROMPT : 0};
+        cr_assert_eq(policy_layer_step(L, &tok, &io, &t, &err), 0, "%s", err.msg);
+        if (t < 3)
+            cr_assert_eq(policy_size(h0) + policy_size(h1), 2 * (t + 1), "t=%d", t);
+        if (t == 3)
+            cr_assert_eq(policy_size(h0) + policy_size(h1), 4, "down to H·B at once");
+    }
+    const int want0[] = {0, 1, 2, 4, 5}, want1[] = {0, 4, 5};
+    cr_assert_eq(policy_size(h0), 5);
+    cr_assert_eq(policy_size(h1), 3);
+    for (int i = 0; i < 5; i++)
+        cr_assert_eq(policy_entries(h0)[i].position, want0[i], "h0 slot %d", i);
+    for (int i = 0; i < 3; i++)
+        cr_assert_eq(policy_entries(h1)[i].position, want1[i], "h1 slot %d", i);
+    policy_layer_free(L);
+}
+
 /* --- pace ------------------------------------------------------------------------ */
 
 /* Settled: every row puts .9 on position 0; the others share .1, far below 1/n, and
