@@ -405,11 +405,18 @@ static unsigned parse_metrics(const char *text, kv_err *err)
 
 /* --- setup ------------------------------------------------------------------------ */
 
+/* fastgen sizes its own cache: B is not used, so B >= T says nothing about it. */
+static int sizes_itself(const replay_config *c)
+{
+    const policy_def *def = policy_find(c->policy.name);
+    return def && (def->flags & POLICY_SIZES_ITSELF);
+}
+
 void replay_setup_notes(const replay_setup *s, FILE *f)
 {
     const replay_source *src = s->src;
     for (int c = 0; c < s->n_requested; c++)
-        if (s->configs[c].policy.budget >= src->T) {
+        if (s->configs[c].policy.budget >= src->T && !sizes_itself(&s->configs[c])) {
             fprintf(f, "note: budget %s resolves to %d >= T = %d: nothing is evicted, the "
                     "policy equals full; all steps are averaged\n", s->configs[c].budget_arg,
                     s->configs[c].policy.budget, src->T);

@@ -150,3 +150,74 @@ Test(studies, knorm_default_meets_the_budget)
     cr_assert(strstr(out, "\"policy\": \"knorm\"\n\"mean_cache\": 33\n\"policy\": \"h2o\"\n"
                           "\"mean_cache\": 33\n"), "%s", out);
 }
+
+/* (5) fastgen sizes its own cache: a budget >= T is no "equals full" note; each
+ * stream's chosen profile is reported, and a profile short of full recovered at least
+ * the recovery threshold T on the prompt. */
+Test(studies, fastgen_reports_its_profiles_not_equals_full)
+{
+    char cmd[4096], out[16384];
+    const int id = (int)getpid();
+    snprintf(cmd, sizeof cmd, "%s/kvsim replay %s --policy fastgen --budget 200 --metrics mass "
+             "-o /dev/null --streams /tmp/kv_fg_%d.csv 2>&1; cat /tmp/kv_fg_%d.csv; "
+             "rm -f /tmp/kv_fg_%d.csv", getenv("KV_BIN"), test_trace(), id, id, id);
+    cr_assert_eq(test_shell(cmd, out, sizeof out), 0, "%s", out);
+    cr_assert_null(strstr(out, "equals full"), "%s", out);
+    const char *line = strstr(out, "layer,kv_head,kept,profile,recovered\n");
+    cr_assert_not_null(line, "%s", out);
+    int streams = 0, short_of_full = 0;
+    for (line = strchr(line, '\n') + 1; *line; line = strchr(line, '\n') + 1, streams++) {
+        int l, k, n;
+        char profile[16];
+        double rec;
+        cr_assert_eq(sscanf(line, "%d,%d,%d,%15[a-z],%lf", &l, &k, &n, profile, &rec), 5,
+                     "%.60s", line);
+        cr_assert(strstr(" special punct frequent local full ", profile), "%s", profile);
+        if (strcmp(profile, "full")) {
+            short_of_full++;
+            cr_assert_geq(rec, 0.95, "layer %d head %d: %s recovered %g", l, k, profile, rec);
+        }
+    }
+    cr_assert_eq(streams, 90, "30 layers x 3 KV heads");
+    cr_assert_gt(short_of_full, 0, "some heads compress: %s", out);
+}
+
+/* (9) The kept set after a one-shot compression, from replay and from live generation
+ * of the trace's own prompt: snapkv votes on the same full-cache rows in both, so the
+ * two tools keep the same positions (32 of the prompt + the 24 generated, per stream). */
+Test(studies, kept_set_agrees_between_replay_and_live)
+{
+    char cmd[4096], out[8192];
+    const char *bin = getenv("KV_BIN"), *root = getenv("KV_ROOT");
+    const int id = (int)getpid();
+    snprintf(cmd, sizeof cmd,
+             "%s/kvsim replay %s --policy snapkv --budget 32 --metrics mass -o /dev/null "
+             "--kept /tmp/kv_kr_%d.csv 2>/dev/null && "
+             "%s/kvtrace generate %s --prompt-file %s/tests/fixtures/trace_prompt.txt "
+             "--max-new-tokens 24 --threads 1 --policy snapkv --budget 32 "
+             "--kept /tmp/kv_kg_%d.csv >/dev/null 2>&1 && "
+             "cmp /tmp/kv_kr_%d.csv /tmp/kv_kg_%d.csv && head -1 /tmp/kv_kr_%d.csv && "
+             "grep -c '^7,1,' /tmp/kv_kr_%d.csv; s=$?; rm -f /tmp/kv_k[rg]_%d.csv; exit $s",
+             bin, test_trace(), id, bin, test_model(), root, id, id, id, id, id, id);
+    cr_assert_eq(test_shell(cmd, out, sizeof out), 0, "%s", out);
+    cr_assert_str_eq(out, "layer,kv_head,position\n56\n");
+}
+
+/* (9) A heatmap of a trace takes the policy's parameters (was: "unknown or incomplete
+ * option" for --phase). */
+Test(studies, heatmap_takes_policy_parameters)
+{
+    char cmd[4096], out[8192];
+    const int id = (int)getpid();
+    snprintf(cmd, sizeof cmd, "%s/kvsim plot heatmap %s --layer 3 --head 0 --policy adakv "
+             "--budget 32 --phase oneshot -o /tmp/kv_hm_%d.svg 2>&1 && "
+             "awk -F, 'NR > 1 && $1 == 100 && $4 == 1' /tmp/kv_hm_%d.csv | wc -l; "
+             "rm -f /tmp/kv_hm_%d.svg /tmp/kv_hm_%d.csv", getenv("KV_BIN"), test_trace(), id,
+             id, id, id);
+    cr_assert_eq(test_shell(cmd, out, sizeof out), 0, "%s", out);
+    cr_assert(strstr(out, "wrote"), "%s", out);
+    /* query 100 attended part of its 101 keys: the one-shot plan evicted the rest */
+    const char *last = strchr(strstr(out, "wrote"), '\n');
+    const int kept = last ? atoi(last + 1) : -1;
+    cr_assert(kept > 24 && kept < 101, "kept %d at t = 100:\n%s", kept, out);
+}
