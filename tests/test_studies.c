@@ -221,3 +221,23 @@ Test(studies, heatmap_takes_policy_parameters)
     const int kept = last ? atoi(last + 1) : -1;
     cr_assert(kept > 24 && kept < 101, "kept %d at t = 100:\n%s", kept, out);
 }
+
+/* (1) `kvsim plot sweep` draws each configuration it is given: h2o and its oracle at
+ * strides 1 and 16 are four lines with their own legend entries (they were averaged
+ * into one line per policy). */
+Test(studies, plot_sweep_draws_each_configuration)
+{
+    char cmd[4096], out[8192];
+    const char *bin = getenv("KV_BIN");
+    const int id = (int)getpid();
+    snprintf(cmd, sizeof cmd,
+             "%s/kvsim sweep synth:T=128,layers=1,heads=2,kv=1,dim=8,seed=2 --policies h2o "
+             "--budgets 16,32 --strides 1,16 --metrics overlap,oracle_gap "
+             "-o /tmp/kv_sw_%d.csv 2>/dev/null && %s/kvsim plot sweep /tmp/kv_sw_%d.csv "
+             "--metric overlap -o /tmp/kv_sw_%d.svg 2>/dev/null && "
+             "grep -o '<text[^>]*>[^<]*</text>' /tmp/kv_sw_%d.svg | sed 's/<[^>]*>//g' | "
+             "grep -x 'h2o s=1\\|h2o s=16\\|oracle s=1\\|oracle s=16\\|h2o\\|oracle'; "
+             "s=$?; rm -f /tmp/kv_sw_%d.*; exit $s", bin, id, bin, id, id, id, id);
+    cr_assert_eq(test_shell(cmd, out, sizeof out), 0, "%s", out);
+    cr_assert_str_eq(out, "h2o s=1\nh2o s=16\noracle s=1\noracle s=16\n");
+}
