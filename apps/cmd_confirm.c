@@ -23,6 +23,7 @@ typedef struct confirm_cli {
     confirm_fidelity_options     fidelity;
     confirm_reconstruct_options  reconstruct;
     confirm_predict_options      predict;
+    confirm_study_options        study;
     char                         command[1024];
     const struct experiment     *experiment;
 } confirm_cli;
@@ -102,6 +103,18 @@ static const opts_row predict_rows[] = {
     END,
 };
 
+static const opts_row study_rows[] = {
+    {"max-tokens", 0, OPTS_INT, C(study.max_tokens), "N",
+     "perplexity over the first N tokens of TEXT (default 384)", 2, 1 << 30, NULL},
+    {"prompt-tokens", 0, OPTS_INT, C(study.prompt_tokens), "P",
+     "generation: the first P tokens are the prompt (default 128)", 1, 1 << 30, NULL},
+    {"max-new-tokens", 0, OPTS_INT, C(study.max_new), "N",
+     "generation: tokens generated for TTFT and TPOT (default 32)", 1, 4096, NULL},
+    {"figure", 0, OPTS_TEXT, C(study.figure), "FILE.png",
+     "also draw the study's figure (kvsim plot study) from -o", 0, 0, NULL},
+    END,
+};
+
 static const char POLICY_PARAMS[] =
     "policy parameters: any of `kvsim policies` as --KEY VALUE (--sinks 4, --phase\n"
     "stream, ...); with several policies each takes the ones it reads.";
@@ -128,6 +141,14 @@ static int run_fidelity(confirm_cli *c, kv_err *err)
 static int run_reconstruct(confirm_cli *c, kv_err *err)
 {
     return confirm_reconstruct(&c->req, &c->reconstruct, err);
+}
+static int run_study(confirm_cli *c, kv_err *err)
+{
+    if (c->req.params.n || c->req.strides)
+        return kv_errorf(err, KV_EUSAGE, "study: each method sets its own parameters (--%s "
+                         "is not taken); docs/CONFIRM.md lists them",
+                         c->req.params.n ? c->req.params.key[0] : "strides");
+    return confirm_study(&c->req, &c->study, err);
 }
 static int run_predict(confirm_cli *c, kv_err *err)
 {
@@ -174,6 +195,20 @@ static const experiment EXPERIMENTS[] = {
      "columns after the identifying ones: passages rouge_l bleu bleu_corpus generated\n"
      "mean_cache kv_bytes_peak\n",
      reconstruct_rows, 1, 1, run_reconstruct},
+    {"study", "the kvcompress study: eight methods, PPL/accuracy/TTFT/TPOT/bytes",
+     "kvsim confirm study MODEL.gguf TEXT [--budgets 64,128] [-o study.csv --figure "
+     "study.png]",
+     "The kvcompress study (docs/CONFIRM.md): its eight methods (L2, fix-size-L2,\n"
+     "StreamingLLM, H2O-L2, SnapKV-Lite, pyramid, adaptive-L2, recent-only) and the full\n"
+     "cache at each budget: teacher-forced perplexity and next-token accuracy over the\n"
+     "text, tokens/s, peak KV bytes, mean entries; TTFT and TPOT of a greedy\n"
+     "continuation; each also as % of full, with a verdict.  --policies picks methods.",
+     "columns: text method policy budget tokens ppl accuracy ttft_s tpot_s tokens_per_s\n"
+     "kv_bytes mean_cache, then ppl accuracy ttft_s tpot_s tokens_per_s kv_bytes as _pct\n"
+     "of full, verdict (ppl <= 105% good, <= 120% fair, else poor)\n"
+     "example: kvsim confirm study models/SmolLM2-135M-Instruct.Q4_1.gguf \\\n"
+     "           data/lighthouses.txt -o study.csv --json study.json --figure study.png\n",
+     study_rows, 1, 1, run_study},
     {"predict", "Spearman rho per budget, replayed vs real metrics",
      "kvsim confirm predict SIM.csv REAL.csv --sim-metric M --real-metric M [options]",
      "Spearman's rho across policies, per budget, between a replayed metric (SIM.csv from\n"
@@ -193,6 +228,7 @@ static confirm_cli defaults(void)
         .fidelity = {.max_new = 48, .chat = 1},
         .reconstruct = {.passage_tokens = 96, .passages = 3},
         .predict = {.sim_metric = "mass", .real_metric = "ppl", .rounds = 2000, .seed = 1},
+        .study = {.max_tokens = 384, .prompt_tokens = 128, .max_new = 32},
     };
 }
 

@@ -67,12 +67,21 @@ typedef struct confirm_predict_options {
     const char *points;                     /* also write the joined pairs here */
 } confirm_predict_options;
 
+typedef struct confirm_study_options {
+    int         max_tokens;     /* perplexity over the first N tokens of TEXT */
+    int         prompt_tokens;  /* generation: its first P tokens are the prompt ... */
+    int         max_new;        /* ... and this many are generated (TTFT, TPOT) */
+    const char *figure;         /* the study's figure (PNG/SVG), or NULL */
+} confirm_study_options;
+
 /* Each returns 0 or a KV_E* code with err (KV_EUSAGE for a bad option value). */
 int confirm_ppl(const confirm_request *r, const confirm_ppl_options *o, kv_err *err);
 int confirm_passkey(const confirm_request *r, const confirm_passkey_options *o, kv_err *err);
 int confirm_fidelity(const confirm_request *r, const confirm_fidelity_options *o, kv_err *err);
 int confirm_reconstruct(const confirm_request *r, const confirm_reconstruct_options *o,
                         kv_err *err);
+/* The kvcompress study (confirm_study.c): r->policies lists study methods (NULL: all). */
+int confirm_study(const confirm_request *r, const confirm_study_options *o, kv_err *err);
 /* SIM.csv is r->model, REAL.csv r->input. */
 int confirm_predict(const confirm_request *r, const confirm_predict_options *o, kv_err *err);
 

@@ -305,9 +305,13 @@ static void account(live *lv)
     if (lv->t >= lv->cfg.prompt_len && !lv->fitted) {
         lv->fitted = 1;
         const int to_come = lv->seq_len - lv->t;
-        for (int l = 0; lv->whole && l < lv->L; l++)
-            for (int k = 0; k < lv->K; k++)   /* a failed shrink keeps the larger stream */
-                (void)kv_cache_fit(lv->cache, l, k, kv_cache_size(lv->cache, l, k) + to_come);
+        for (int l = 0; lv->whole && l < lv->L; l++) {
+            const int cap = policy_layer_capacity(lv->layers[l]);   /* 0: may hold all */
+            for (int k = 0; k < lv->K; k++) {   /* a failed shrink keeps the larger stream */
+                const int need = kv_cache_size(lv->cache, l, k) + to_come;
+                (void)kv_cache_fit(lv->cache, l, k, cap > 0 && cap < need ? cap : need);
+            }
+        }
     }
     lv->stats.kv_bytes = kv_cache_bytes(lv->cache);
     if (lv->t >= lv->cfg.prompt_len)

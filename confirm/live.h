@@ -37,8 +37,9 @@
  *      cache is reserved for B + s entries per stream (the whole sequence when the
  *      policy may hold it), so the bytes follow the budget.  When the prompt has been
  *      fed, a cache reserved for the whole sequence is fitted (kv_cache_fit) to what
- *      each stream kept plus the tokens still to come: a one-shot compression frees
- *      the prompt it compressed.  kv_bytes_peak counts from then on (the cache a
+ *      each stream kept plus the tokens still to come, or its layer's capacity when
+ *      smaller (a per-layer budget: the whole-sequence reserve was another layer's):
+ *      a one-shot compression frees the prompt it compressed.  kv_bytes_peak counts from then on (the cache a
  *      run holds); kv_bytes_prefill is the largest while the prompt was fed.
  *
  * Memory on top of the model and cache: the row buffer, 4 · chunk · L · H · n_max

@@ -23,7 +23,8 @@
 #include "kv_err.h"
 #include "plot_heatmap.h"
 
-typedef enum plot_kind { PLOT_STD, PLOT_SWEEP, PLOT_SCOPE, PLOT_HEATMAP, PLOT_CONFIRM } plot_kind;
+typedef enum plot_kind { PLOT_STD, PLOT_SWEEP, PLOT_SCOPE, PLOT_HEATMAP, PLOT_CONFIRM,
+                         PLOT_STUDY } plot_kind;
 
 /* One figure to draw.  Strings are borrowed; NULL means "the script's default". */
 typedef struct plot_request {

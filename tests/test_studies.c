@@ -241,3 +241,28 @@ Test(studies, plot_sweep_draws_each_configuration)
     cr_assert_eq(test_shell(cmd, out, sizeof out), 0, "%s", out);
     cr_assert_str_eq(out, "h2o s=1\nh2o s=16\noracle s=1\noracle s=16\n");
 }
+
+/* Study A (`kvsim confirm study`): full first as the 100% reference, each method's row
+ * with its % of full; a method's compressed cache holds fewer bytes than full's. */
+Test(studies, kvcompress_study_table)
+{
+    char cmd[4096], out[8192], v[64];
+    const char *bin = getenv("KV_BIN"), *root = getenv("KV_ROOT");
+    snprintf(cmd, sizeof cmd, "%s/kvsim confirm study %s %s/data/lighthouses.txt --budgets 16 "
+             "--max-tokens 32 --prompt-tokens 20 --max-new-tokens 2 --threads 1 "
+             "--policies StreamingLLM,SnapKV-Lite 2>/dev/null", bin, test_model(), root);
+    cr_assert_eq(test_shell(cmd, out, sizeof out), 0, "%s", out);
+    cr_assert(!strncmp(out, "text,method,policy,budget,tokens,ppl,accuracy,ttft_s,tpot_s,"
+                            "tokens_per_s,kv_bytes,mean_cache,ppl_pct,accuracy_pct,ttft_pct,"
+                            "tpot_pct,tokens_per_s_pct,kv_bytes_pct,verdict\n", 150), "%s", out);
+    const int pct = column_of(out, "kv_bytes_pct"), ver = column_of(out, "verdict");
+    cr_assert_str_eq(field_of(out, "full", pct, v, sizeof v), "100");
+    cr_assert_str_eq(field_of(out, "full", ver, v, sizeof v), "reference");
+    cr_assert_lt(strtod(field_of(out, "StreamingLLM", pct, v, sizeof v), NULL), 100, "%s", out);
+    cr_assert_lt(strtod(field_of(out, "SnapKV-Lite", pct, v, sizeof v), NULL), 100, "%s", out);
+    cr_assert_eq(column_of(out, "ppl"), 5);
+    /* a parameter the methods set themselves is refused */
+    snprintf(cmd, sizeof cmd, "%s/kvsim confirm study %s %s/data/lighthouses.txt --window 8 "
+             "2>&1", bin, test_model(), root);
+    cr_assert_eq(test_shell(cmd, out, sizeof out), 2, "%s", out);
+}
