@@ -24,6 +24,7 @@ typedef struct confirm_cli {
     confirm_reconstruct_options  reconstruct;
     confirm_predict_options      predict;
     confirm_study_options        study;
+    confirm_fastgen_options      fastgen;
     char                         command[1024];
     const struct experiment     *experiment;
 } confirm_cli;
@@ -115,6 +116,16 @@ static const opts_row study_rows[] = {
     END,
 };
 
+static const opts_row fastgen_rows[] = {
+    {"max-new-tokens", 0, OPTS_INT, C(fastgen.max_new), "N",
+     "tokens generated after TEXT (default 32)", 0, 4096, NULL},
+    {"trace", 0, OPTS_TEXT, C(fastgen.trace), "TRACE.h5",
+     "also replay fastgen over this recorded trace (its lines:\nsource replay)", 0, 0, NULL},
+    {"figure", 0, OPTS_TEXT, C(fastgen.figure), "FILE.png",
+     "also draw the memory bars and the profile heatmap from -o", 0, 0, NULL},
+    END,
+};
+
 static const char POLICY_PARAMS[] =
     "policy parameters: any of `kvsim policies` as --KEY VALUE (--sinks 4, --phase\n"
     "stream, ...); with several policies each takes the ones it reads.";
@@ -149,6 +160,13 @@ static int run_study(confirm_cli *c, kv_err *err)
                          "is not taken); docs/CONFIRM.md lists them",
                          c->req.params.n ? c->req.params.key[0] : "strides");
     return confirm_study(&c->req, &c->study, err);
+}
+static int run_fastgen(confirm_cli *c, kv_err *err)
+{
+    if (c->req.policies || c->req.budgets || c->req.strides)
+        return kv_errorf(err, KV_EUSAGE, "fastgen-memory runs fastgen only, without a budget "
+                         "(its parameters: --recovery, --r-f, --r-l)");
+    return confirm_fastgen_memory(&c->req, &c->fastgen, err);
 }
 static int run_predict(confirm_cli *c, kv_err *err)
 {
@@ -209,6 +227,18 @@ static const experiment EXPERIMENTS[] = {
      "example: kvsim confirm study models/SmolLM2-135M-Instruct.Q4_1.gguf \\\n"
      "           data/lighthouses.txt -o study.csv --json study.json --figure study.png\n",
      study_rows, 1, 1, run_study},
+    {"fastgen-memory", "FastGen's per-layer raw vs compressed KV MB, head profiles",
+     "kvsim confirm fastgen-memory MODEL.gguf TEXT [--trace T.h5] [-o fg.csv --figure "
+     "fg.png]",
+     "The FastGen memory table (docs/CONFIRM.md): fastgen with the study's T = 0.95,\n"
+     "r_f = r_l = 0.8 on TEXT as the prompt and a greedy continuation, in a live\n"
+     "compressed cache (and replayed over --trace): per layer the raw and compressed KV\n"
+     "MB and the saving, a mean line, and each (layer, KV head)'s chosen profile.",
+     "columns: source layer kv_head raw_entries kept_entries raw_mb compressed_mb\n"
+     "saving_pct profile recovered (kv_head `all`: the layer; layer `mean`: the mean)\n"
+     "example: kvsim confirm fastgen-memory models/SmolLM2-135M-Instruct.Q4_1.gguf \\\n"
+     "           data/fastgen_prompt.txt -o fg.csv --figure fg.png\n",
+     fastgen_rows, 1, 1, run_fastgen},
     {"predict", "Spearman rho per budget, replayed vs real metrics",
      "kvsim confirm predict SIM.csv REAL.csv --sim-metric M --real-metric M [options]",
      "Spearman's rho across policies, per budget, between a replayed metric (SIM.csv from\n"
@@ -229,6 +259,7 @@ static confirm_cli defaults(void)
         .reconstruct = {.passage_tokens = 96, .passages = 3},
         .predict = {.sim_metric = "mass", .real_metric = "ppl", .rounds = 2000, .seed = 1},
         .study = {.max_tokens = 384, .prompt_tokens = 128, .max_new = 32},
+        .fastgen = {.max_new = 32},
     };
 }
 

@@ -74,6 +74,12 @@ typedef struct confirm_study_options {
     const char *figure;         /* the study's figure (PNG/SVG), or NULL */
 } confirm_study_options;
 
+typedef struct confirm_fastgen_options {
+    int         max_new;        /* tokens generated after TEXT */
+    const char *trace;          /* also replay this trace (NULL: live only) */
+    const char *figure;         /* the memory bars and profile heatmap, or NULL */
+} confirm_fastgen_options;
+
 /* Each returns 0 or a KV_E* code with err (KV_EUSAGE for a bad option value). */
 int confirm_ppl(const confirm_request *r, const confirm_ppl_options *o, kv_err *err);
 int confirm_passkey(const confirm_request *r, const confirm_passkey_options *o, kv_err *err);
@@ -82,6 +88,9 @@ int confirm_reconstruct(const confirm_request *r, const confirm_reconstruct_opti
                         kv_err *err);
 /* The kvcompress study (confirm_study.c): r->policies lists study methods (NULL: all). */
 int confirm_study(const confirm_request *r, const confirm_study_options *o, kv_err *err);
+/* The FastGen memory table (confirm_fastgen.c). */
+int confirm_fastgen_memory(const confirm_request *r, const confirm_fastgen_options *o,
+                           kv_err *err);
 /* SIM.csv is r->model, REAL.csv r->input. */
 int confirm_predict(const confirm_request *r, const confirm_predict_options *o, kv_err *err);
 

@@ -95,6 +95,17 @@ void kept_set_observe(void *ctx, const replay_attended *a)
     (void)kept_set_put(k, li, ki, a->kept, a->n, desc, NULL);   /* no memory: no line */
 }
 
+int kept_set_count(const kept_set *k, int li, int ki, const char **description)
+{
+    const stream_end *e = &k->s[(size_t)li * k->K + ki];
+    if (description)
+        *description = e->desc;
+    return e->seen ? e->n : -1;
+}
+
+int kept_set_layers(const kept_set *k) { return k->L; }
+int kept_set_kv_heads(const kept_set *k) { return k->K; }
+
 static int layer_number(const kept_set *k, int li) { return k->layers ? k->layers[li] : li; }
 
 static void write_kept(FILE *f, const void *ctx)

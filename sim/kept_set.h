@@ -32,6 +32,12 @@ int kept_set_put(kept_set *k, int li, int ki, const policy_entry *kept, int n,
 /* An empty recorder of L layers x K KV heads (model numbering: layer li, KV head ki). */
 kept_set *kept_set_new_shape(int L, int K, kv_err *err);
 
+/* Entries stream (li, ki) held (-1 when never seen) and its description (borrowed,
+ * "" when none); li, ki index the recorder's layers and KV heads. */
+int kept_set_count(const kept_set *k, int li, int ki, const char **description);
+int kept_set_layers(const kept_set *k);
+int kept_set_kv_heads(const kept_set *k);
+
 /* Write either file (NULL: not wanted) by the output rule.  0 or KV_EIO. */
 int kept_set_write(const kept_set *k, const char *kept_csv, const char *streams_csv,
                    kv_err *err);

@@ -266,3 +266,39 @@ Test(studies, kvcompress_study_table)
              "2>&1", bin, test_model(), root);
     cr_assert_eq(test_shell(cmd, out, sizeof out), 2, "%s", out);
 }
+
+/* Study B (`kvsim confirm fastgen-memory`): per (layer, KV head) lines with the chosen
+ * profile, a line per layer summing its heads, and the mean line; fastgen keeps at most
+ * what was fed, and a head that chose `full` kept everything. */
+Test(studies, fastgen_memory_table)
+{
+    char cmd[4096], out[32768];
+    snprintf(cmd, sizeof cmd, "%s/kvsim confirm fastgen-memory %s %s/data/fastgen_prompt.txt "
+             "--max-new-tokens 4 --threads 1 2>/dev/null", getenv("KV_BIN"), test_model(),
+             getenv("KV_ROOT"));
+    cr_assert_eq(test_shell(cmd, out, sizeof out), 0, "%s", out);
+    cr_assert(!strncmp(out, "source,layer,kv_head,raw_entries,kept_entries,raw_mb,compressed_mb,"
+                            "saving_pct,profile,recovered\n", 95), "%s", out);
+    int lines = 0, heads = 0, layer_kept = 0, sum_kept = 0;
+    for (const char *l = strchr(out, '\n') + 1; *l; l = strchr(l, '\n') + 1, lines++) {
+        char layer[8], head[8], profile[16] = "";
+        int raw, kept;
+        cr_assert_geq(sscanf(l, "live,%7[^,],%7[^,],%d,%d,%*[^,],%*[^,],%*[^,],%15[a-z]", layer,
+                             head, &raw, &kept, profile), 4, "%.80s", l);
+        cr_assert_leq(kept, raw, "%.80s", l);
+        if (!strcmp(head, "all")) {
+            layer_kept = kept;
+            if (strcmp(layer, "mean"))
+                cr_assert_eq(layer_kept, sum_kept, "layer %s", layer);
+            sum_kept = 0;
+            continue;
+        }
+        heads++;
+        sum_kept += kept;
+        cr_assert(strstr(" special punct frequent local full ", profile), "%.80s", l);
+        if (!strcmp(profile, "full"))
+            cr_assert_eq(kept, raw, "%.80s", l);
+    }
+    cr_assert_eq(heads, 90);
+    cr_assert_eq(lines, 90 + 30 + 1);
+}
