@@ -8,6 +8,7 @@
 
 #include "confirm.h"
 #include "opts.h"
+#include "plot.h"
 #include "out.h"
 
 #include <stddef.h>
@@ -25,6 +26,7 @@ typedef struct confirm_cli {
     confirm_predict_options      predict;
     confirm_study_options        study;
     confirm_fastgen_options      fastgen;
+    confirm_passkey_study_options pstudy;
     char                         command[1024];
     const struct experiment     *experiment;
 } confirm_cli;
@@ -69,6 +71,24 @@ static const opts_row passkey_rows[] = {
      "(default 3)", 1, 100000, NULL},
     {"max-new-tokens", 0, OPTS_INT, C(passkey.max_new), "N", "answer length (default 8)", 1,
      4096, NULL},
+    END,
+};
+
+static const opts_row passkey_study_rows[] = {
+    {"lengths", 0, OPTS_TEXT, C(passkey.lengths), "LIST", "prompt tokens (default 256)", 0, 0,
+     NULL},
+    {"depths", 0, OPTS_TEXT, C(passkey.depths), "LIST", "key depths (default 0.25,0.75)", 0,
+     0, NULL},
+    {"seeds", 0, OPTS_INT, C(passkey.seeds), "N", "keys per (length, depth) (default 2)", 1,
+     100000, NULL},
+    {"max-new-tokens", 0, OPTS_INT, C(passkey.max_new), "N", "answer length (default 8)", 1,
+     4096, NULL},
+    {"stride-policy", 0, OPTS_TEXT, C(pstudy.stride_policy), "P",
+     "the stride sweep's policy (default roco)", 0, 0, NULL},
+    {"stride-budget", 0, OPTS_TEXT, C(pstudy.stride_budget), "B",
+     "the stride sweep's budget (default 96)", 0, 0, NULL},
+    {"figure", 0, OPTS_TEXT, C(pstudy.figure), "FILE.png",
+     "also draw the study's figure (kvsim plot passkey) from -o", 0, 0, NULL},
     END,
 };
 
@@ -145,6 +165,18 @@ static int run_passkey(confirm_cli *c, kv_err *err)
 {
     return confirm_passkey(&c->req, &c->passkey, err);
 }
+static int run_passkey_study(confirm_cli *c, kv_err *err)
+{
+    if (c->pstudy.figure && (!c->req.csv || !strcmp(c->req.csv, "-")))
+        return kv_errorf(err, KV_EUSAGE, "--figure draws from the CSV: give -o FILE.csv");
+    if (c->pstudy.figure && plot_check_output(c->pstudy.figure, err))
+        return KV_EUSAGE;
+    if (!c->passkey.depths)
+        c->passkey.depths = "0.25,0.75";
+    if (c->passkey.seeds == 3)
+        c->passkey.seeds = 2;
+    return confirm_passkey_study(&c->req, &c->passkey, &c->pstudy, err);
+}
 static int run_fidelity(confirm_cli *c, kv_err *err)
 {
     return confirm_fidelity(&c->req, &c->fidelity, err);
@@ -194,6 +226,17 @@ static const experiment EXPERIMENTS[] = {
      "columns after the identifying ones: length depth trials accuracy context_tokens\n"
      "mean_cache kv_bytes_peak full_accuracy calibrated\n",
      passkey_rows, 1, 0, run_passkey},
+    {"passkey-study", "passkey: accuracy vs budget, vs stride (with pace), cost vs stride",
+     "kvsim confirm passkey-study MODEL.gguf [-o passkey.csv --figure passkey.png]",
+     "The passkey study (docs/CONFIRM.md): retrieval accuracy against the budget (stride\n"
+     "1) at each length and depth for --policies (default roco,streaming; --budgets\n"
+     "default 48,96,160), then at the first length and --stride-budget, accuracy and the\n"
+     "eviction cost per token against --strides (default 1,4,16,32) for --stride-policy,\n"
+     "with pace (its adaptive stride) on the same axes.",
+     "columns: those of kvsim confirm passkey; stride_sweep is 1 on the stride sweep's\n"
+     "lines; policy_ms_per_token is the wall time of the policies' steps per token fed,\n"
+     "mean_block the entries a stream evicted at once\n",
+     passkey_study_rows, 1, 0, run_passkey_study},
     {"fidelity", "answers against the full cache's; speed and memory",
      "kvsim confirm fidelity MODEL.gguf PROMPTS --policies A,B --budgets LIST [options]",
      "Greedy answers to each line of PROMPTS under each configuration, against the full\n"
@@ -260,6 +303,7 @@ static confirm_cli defaults(void)
         .predict = {.sim_metric = "mass", .real_metric = "ppl", .rounds = 2000, .seed = 1},
         .study = {.max_tokens = 384, .prompt_tokens = 128, .max_new = 32},
         .fastgen = {.max_new = 32},
+        .pstudy = {.stride_policy = "roco", .stride_budget = "96"},
     };
 }
 

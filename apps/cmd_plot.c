@@ -75,7 +75,7 @@ static int check_args(plot_args *a, kv_err *err)
 {
     int kind = plot_kind_parse(a->kind);
     if (kind < 0)
-        return kv_errorf(err, KV_EUSAGE, "unknown plot '%s'; expected std, sweep, scope, study, fastgen, "
+        return kv_errorf(err, KV_EUSAGE, "unknown plot '%s'; expected std, sweep, scope, study, fastgen, passkey, "
                          "heatmap or confirm", a->kind);
     a->req.kind = (plot_kind)kind;
     if (!a->req.out)

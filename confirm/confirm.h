@@ -80,6 +80,12 @@ typedef struct confirm_fastgen_options {
     const char *figure;         /* the memory bars and profile heatmap, or NULL */
 } confirm_fastgen_options;
 
+typedef struct confirm_passkey_study_options {
+    const char *stride_policy;  /* the stride sweep's policy (roco) */
+    const char *stride_budget;  /* its fixed budget */
+    const char *figure;         /* accuracy vs budget, vs stride, cost vs stride */
+} confirm_passkey_study_options;
+
 /* Each returns 0 or a KV_E* code with err (KV_EUSAGE for a bad option value). */
 int confirm_ppl(const confirm_request *r, const confirm_ppl_options *o, kv_err *err);
 int confirm_passkey(const confirm_request *r, const confirm_passkey_options *o, kv_err *err);
@@ -88,6 +94,9 @@ int confirm_reconstruct(const confirm_request *r, const confirm_reconstruct_opti
                         kv_err *err);
 /* The kvcompress study (confirm_study.c): r->policies lists study methods (NULL: all). */
 int confirm_study(const confirm_request *r, const confirm_study_options *o, kv_err *err);
+/* The passkey study (confirm_passkey.c): a budget sweep, a stride sweep with pace. */
+int confirm_passkey_study(const confirm_request *r, const confirm_passkey_options *o,
+                          const confirm_passkey_study_options *so, kv_err *err);
 /* The FastGen memory table (confirm_fastgen.c). */
 int confirm_fastgen_memory(const confirm_request *r, const confirm_fastgen_options *o,
                            kv_err *err);

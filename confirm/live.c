@@ -242,6 +242,7 @@ static void drop_slots(void *ctx, int s, const int *slots, int k)
             model_cache_reposition(lv->m, lv->cache, x->l, h);
     }
     lv->stats.evicted += k;
+    lv->stats.evictions++;
 }
 
 /* Chunk token i's keys and values in layer l, every KV head, from the cache: evictions
@@ -328,8 +329,10 @@ int live_feed(live *lv, const int32_t *tokens, int n, model_logits which, float 
     lv->t0 = lv->t;
     lv->n = n;
     rc = model_forward(lv->m, lv->cache, tokens, n, which, logits, lv->full ? NULL : &hooks, err);
+    const double t0 = omp_get_wtime();   /* the eviction cost: observe, score, select */
     for (int i = 0; rc == KV_OK && i < n; i++)
         rc = step(lv, i, tokens[i], err);
+    lv->stats.policy_s += omp_get_wtime() - t0;
     if (rc == KV_OK)
         lv->t += n;
     account(lv);

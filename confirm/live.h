@@ -67,6 +67,8 @@ typedef struct live_stats {
     double attended_sum;    /* Σ_t mean over streams of the entries query t attended */
     double kept_final;      /* mean entries per stream now */
     long   evicted;         /* entries evicted, summed over streams */
+    long   evictions;       /* eviction rounds (a stream dropping a block), summed */
+    double policy_s;        /* wall seconds in the policies' steps (scores, selection) */
     size_t kv_bytes;        /* kv_cache_bytes() now */
     size_t kv_bytes_peak;   /* its largest value once the prompt was fed (6) */
     size_t kv_bytes_prefill;/* its largest value while the prompt was fed, before (6) */

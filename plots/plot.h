@@ -24,7 +24,7 @@
 #include "plot_heatmap.h"
 
 typedef enum plot_kind { PLOT_STD, PLOT_SWEEP, PLOT_SCOPE, PLOT_HEATMAP, PLOT_CONFIRM,
-                         PLOT_STUDY, PLOT_FASTGEN } plot_kind;
+                         PLOT_STUDY, PLOT_FASTGEN, PLOT_PASSKEY } plot_kind;
 
 /* One figure to draw.  Strings are borrowed; NULL means "the script's default". */
 typedef struct plot_request {

@@ -302,3 +302,25 @@ Test(studies, fastgen_memory_table)
     cr_assert_eq(heads, 90);
     cr_assert_eq(lines, 90 + 30 + 1);
 }
+
+/* Study C (`kvsim confirm passkey-study`): the budget sweep at stride 1, then the
+ * stride sweep at one budget with pace on it.  roco evicts exactly its stride at once
+ * (mean_block), pace a mean block within its range [1, 8].  (Its cost column is a
+ * wall time: measured by the study, never asserted by a test.) */
+Test(studies, passkey_study_sweeps_budget_and_stride)
+{
+    char cmd[4096], out[8192];
+    snprintf(cmd, sizeof cmd, "%s/kvsim confirm passkey-study %s --lengths 80 --depths 0.5 "
+             "--seeds 1 --budgets 32 --stride-budget 40 --strides 1,8 --max-new-tokens 2 "
+             "--threads 1 2>/dev/null | cut -d, -f2,8,9,19,22", getenv("KV_BIN"),
+             test_model());
+    cr_assert_eq(test_shell(cmd, out, sizeof out), 0, "%s", out);
+    cr_assert(!strncmp(out, "policy,budget,stride,mean_block,stride_sweep\nfull,0,1,", 52),
+              "%s", out);
+    cr_assert(strstr(out, "\nroco,32,1,1,0\n") && strstr(out, "\nroco,40,1,1,1\n") &&
+              strstr(out, "\nroco,40,8,8,1\n"), "%s", out);
+    double block;
+    const char *pace = strstr(out, "\npace,40,8,");
+    cr_assert(pace && sscanf(pace, "\npace,40,8,%lf", &block) == 1, "%s", out);
+    cr_assert(block >= 1 && block <= 8, "pace's mean block %g", block);
+}
