@@ -324,3 +324,29 @@ Test(studies, passkey_study_sweeps_budget_and_stride)
     cr_assert(pace && sscanf(pace, "\npace,40,8,%lf", &block) == 1, "%s", out);
     cr_assert(block >= 1 && block <= 8, "pace's mean block %g", block);
 }
+
+/* Study D: tasks with reference answers.  A PROMPT<TAB>REFERENCE line is scored against
+ * its reference (the *_ref columns), the full cache's answer too; a file without
+ * references leaves the columns empty. */
+Test(studies, fidelity_scores_against_reference_answers)
+{
+    char cmd[4096], out[8192], v[64];
+    const int id = (int)getpid();
+    snprintf(cmd, sizeof cmd, "printf 'Name the planet closest to the Sun.\\tMercury is the "
+             "planet closest to the Sun.\\n' > /tmp/kv_ref_%d.tsv && %s/kvsim confirm fidelity "
+             "%s /tmp/kv_ref_%d.tsv --policies streaming --budgets 12 --max-new-tokens 12 "
+             "--threads 1 2>/dev/null; rm -f /tmp/kv_ref_%d.tsv", id, getenv("KV_BIN"),
+             test_model(), id, id);
+    cr_assert_eq(test_shell(cmd, out, sizeof out), 0, "%s", out);
+    const int col = column_of(out, "rouge_l_ref");
+    cr_assert_geq(col, 0, "%s", out);
+    const double full = strtod(field_of(out, "full", col, v, sizeof v), NULL);
+    cr_assert(full > 0 && full <= 1, "the full cache's answer names Mercury: %s", out);
+    cr_assert_not_null(field_of(out, "streaming", col, v, sizeof v));
+    snprintf(cmd, sizeof cmd, "printf 'Name three colours.\\n' > /tmp/kv_ref_%d.txt && "
+             "%s/kvsim confirm fidelity %s /tmp/kv_ref_%d.txt --policies streaming --budgets 12 "
+             "--max-new-tokens 4 --threads 1 2>/dev/null; rm -f /tmp/kv_ref_%d.txt", id,
+             getenv("KV_BIN"), test_model(), id, id);
+    cr_assert_eq(test_shell(cmd, out, sizeof out), 0, "%s", out);
+    cr_assert_str_eq(field_of(out, "full", column_of(out, "rouge_l_ref"), v, sizeof v), "");
+}
