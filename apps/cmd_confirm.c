@@ -167,9 +167,7 @@ static int run_passkey(confirm_cli *c, kv_err *err)
 }
 static int run_passkey_study(confirm_cli *c, kv_err *err)
 {
-    if (c->pstudy.figure && (!c->req.csv || !strcmp(c->req.csv, "-")))
-        return kv_errorf(err, KV_EUSAGE, "--figure draws from the CSV: give -o FILE.csv");
-    if (c->pstudy.figure && plot_check_output(c->pstudy.figure, err))
+    if (confirm_figure_check(c->req.csv, c->pstudy.figure, err))
         return KV_EUSAGE;
     if (!c->passkey.depths)
         c->passkey.depths = "0.25,0.75";

@@ -21,6 +21,7 @@
 
 #include "kv_err.h"
 #include "live.h"
+#include "plot.h"
 #include "policy.h"
 #include "replay.h"
 #include "session.h"
@@ -147,6 +148,15 @@ int confirm_run(const confirm_experiment *e, const confirm_request *r, int T, in
 int  confirm_table_write(const confirm_table *t, const confirm_request *r, const char *input,
                          kv_err *err);
 void confirm_table_free(confirm_table *t);
+
+/* The JSON file's head every experiment writes, up to the opening of "results". */
+void confirm_json_head(FILE *f, const char *format, const char *input, const char *command);
+
+/* --figure FILE: it is drawn from the CSV, so -o FILE.csv is needed, and FILE must end
+ * in .png or .svg (checked before a run); confirm_figure() draws it after.  NULL
+ * figure: nothing.  0 or KV_EUSAGE / plot_render's code. */
+int confirm_figure_check(const char *csv, const char *figure, kv_err *err);
+int confirm_figure(const char *csv, const char *figure, plot_kind kind, kv_err *err);
 
 /* MODEL's file, tokenizer, model and a greedy sampler into s (no prompt), with the
  * request's threads; session_close() releases them, also after a failure. */

@@ -226,12 +226,7 @@ static void write_json(FILE *f, const void *ctx)
         return;
     write_csv(m, t);
     fclose(m);
-    fprintf(f, "{\n  \"format\": \"kvsim-confirm-fastgen-memory\",\n  \"format_version\": 1,\n"
-               "  \"tool_version\": \"%s\",\n  \"input\": ", KV_VERSION);
-    out_json_string(f, t->r->input);
-    fputs(",\n  \"command\": ", f);
-    out_json_string(f, t->r->command ? t->r->command : "");
-    fputs(",\n  \"results\": [", f);
+    confirm_json_head(f, "kvsim-confirm-fastgen-memory", t->r->input, t->r->command);
     char *save = NULL, *header = strtok_r(text, "\n", &save), *names[16];
     int n_names = 0;
     for (char *w = strtok(header, ","); w && n_names < 16; w = strtok(NULL, ","))
@@ -266,13 +261,7 @@ static int write_files(const fg_table *t, kv_err *err)
     int rc = out_write(t->r->csv ? t->r->csv : "-", write_csv, t, err);
     if (rc == KV_OK && t->r->json)
         rc = out_write(t->r->json, write_json, t, err);
-    if (rc == KV_OK && t->o->figure) {
-        plot_request req = {.kind = PLOT_FASTGEN, .csv = t->r->csv, .out = t->o->figure};
-        rc = plot_render(&req, err);
-        if (rc == KV_OK)
-            fprintf(stderr, "fastgen-memory: wrote %s\n", t->o->figure);
-    }
-    return rc;
+    return rc == KV_OK ? confirm_figure(t->r->csv, t->o->figure, PLOT_FASTGEN, err) : rc;
 }
 
 static void summary(const fg_table *t)
@@ -297,13 +286,11 @@ static void summary(const fg_table *t)
 int confirm_fastgen_memory(const confirm_request *r, const confirm_fastgen_options *o,
                            kv_err *err)
 {
-    if (o->figure && (!r->csv || !strcmp(r->csv, "-")))
-        return kv_errorf(err, KV_EUSAGE, "--figure draws from the CSV: give -o FILE.csv");
-    if (o->figure && plot_check_output(o->figure, err))
-        return KV_EUSAGE;
     fg_table t = {.r = r, .o = o};
     session s = {0};
-    int rc = confirm_open_text(&s, r, err);
+    int rc = confirm_figure_check(r->csv, o->figure, err);
+    if (rc == KV_OK)
+        rc = confirm_open_text(&s, r, err);
     if (rc == KV_OK)
         rc = run_live(&t, &s, err);
     if (rc == KV_OK && o->trace)

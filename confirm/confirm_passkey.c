@@ -199,12 +199,8 @@ int confirm_passkey_study(const confirm_request *r, const confirm_passkey_option
         rc = confirm_run(&by_depth, &pace, p.length + p.max_new, 0, &p, &t, err);
     if (rc >= 0)
         rc = confirm_table_write(&t, r, "passkey", err);
-    if (rc >= 0 && so->figure) {
-        plot_request req = {.kind = PLOT_PASSKEY, .csv = r->csv, .out = so->figure};
-        rc = plot_render(&req, err);
-        if (rc == KV_OK)
-            fprintf(stderr, "passkey-study: wrote %s\n", so->figure);
-    }
+    if (rc >= 0)
+        rc = confirm_figure(r->csv, so->figure, PLOT_PASSKEY, err);
     confirm_table_free(&t);
     session_close(&s);
     return rc;

@@ -241,12 +241,7 @@ static void write_csv(FILE *f, const void *ctx)
 static void write_json(FILE *f, const void *ctx)
 {
     const study *st = ctx;
-    fprintf(f, "{\n  \"format\": \"kvsim-confirm-study\",\n  \"format_version\": 1,\n"
-               "  \"tool_version\": \"%s\",\n  \"input\": ", KV_VERSION);
-    out_json_string(f, st->r->input);
-    fputs(",\n  \"command\": ", f);
-    out_json_string(f, st->r->command ? st->r->command : "");
-    fputs(",\n  \"results\": [", f);
+    confirm_json_head(f, "kvsim-confirm-study", st->r->input, st->r->command);
     for (int i = 0; i < st->n_rows; i++) {
         const study_row *row = &st->rows[i];
         fprintf(f, "%s\n    {\"method\": ", i ? "," : "");
@@ -270,14 +265,8 @@ static int write_files(const study *st, kv_err *err)
     int rc = out_write(st->r->csv ? st->r->csv : "-", write_csv, st, err);
     if (rc == KV_OK && st->r->json)
         rc = out_write(st->r->json, write_json, st, err);
-    if (rc == KV_OK && st->o->figure) {
-        if (!st->r->csv || !strcmp(st->r->csv, "-"))
-            return kv_errorf(err, KV_EUSAGE, "--figure draws from the CSV: give -o FILE.csv");
-        plot_request req = {.kind = PLOT_STUDY, .csv = st->r->csv, .out = st->o->figure};
-        rc = plot_render(&req, err);
-        if (rc == KV_OK)
-            fprintf(stderr, "study: wrote %s\n", st->o->figure);
-    }
+    if (rc == KV_OK)
+        rc = confirm_figure(st->r->csv, st->o->figure, PLOT_STUDY, err);
     return rc;
 }
 
@@ -288,8 +277,8 @@ int confirm_study(const confirm_request *r, const confirm_study_options *o, kv_e
     if (nb < 0)
         return -nb > 0 ? -nb : KV_EUSAGE;
     int rc = check_methods(r->policies, err);
-    if (rc == KV_OK && o->figure && plot_check_output(o->figure, err))
-        rc = KV_EUSAGE;
+    if (rc == KV_OK)
+        rc = confirm_figure_check(r->csv, o->figure, err);
     study st = {.r = r, .o = o};
     if (rc == KV_OK)
         rc = confirm_open_text(&st.s, r, err);
