@@ -412,6 +412,21 @@ static int sizes_itself(const replay_config *c)
     return def && (def->flags & POLICY_SIZES_ITSELF);
 }
 
+/* #18 item 6: a budget is a budget.  knorm with skip-layers keeps its first layers
+ * whole, so its cache is larger than B on average: say so, loudly, once per line. */
+static void whole_layers_note(const replay_config *c, FILE *f)
+{
+    char text[POLICY_VALUE_MAX];
+    const char *score = policy_config_value(&c->policy, "score", text, sizeof text);
+    if (!score || strcmp(score, "knorm"))
+        return;
+    const char *skip = policy_config_value(&c->policy, "skip-layers", text, sizeof text);
+    if (skip && atoi(skip) > 0)
+        fprintf(f, "NOTE: %s at budget %s keeps layers 0..%d whole (skip-layers %s): its "
+                "cache exceeds B on average; compare policies at equal cache by mean_cache\n",
+                c->policy.name, c->budget_arg, atoi(skip) - 1, skip);
+}
+
 void replay_setup_notes(const replay_setup *s, FILE *f)
 {
     const replay_source *src = s->src;
@@ -422,6 +437,8 @@ void replay_setup_notes(const replay_setup *s, FILE *f)
                     s->configs[c].policy.budget, src->T);
             break;
         }
+    for (int c = 0; c < s->n_requested; c++)
+        whole_layers_note(&s->configs[c], f);
     if (!src->has_values && (s->plan.metrics & REPLAY_OUTPUT))
         fprintf(f, "note: %s has no recorded values: output_error is left empty\n", src->name);
     if (s->n_configs > s->n_requested)

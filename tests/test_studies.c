@@ -149,6 +149,11 @@ Test(studies, knorm_default_meets_the_budget)
     cr_assert_eq(test_shell(cmd, out, sizeof out), 0, "%s", out);
     cr_assert(strstr(out, "\"policy\": \"knorm\"\n\"mean_cache\": 33\n\"policy\": \"h2o\"\n"
                           "\"mean_cache\": 33\n"), "%s", out);
+    /* the paper's skip-layers 2 keeps more than B, and the replay says so loudly */
+    snprintf(cmd, sizeof cmd, "%s/kvsim replay %s --policy knorm --skip-layers 2 --budget 32 "
+             "--metrics mass -o /dev/null 2>&1", getenv("KV_BIN"), test_trace());
+    cr_assert_eq(test_shell(cmd, out, sizeof out), 0, "%s", out);
+    cr_assert(strstr(out, "NOTE: knorm at budget 32 keeps layers 0..1 whole"), "%s", out);
 }
 
 /* (5) fastgen sizes its own cache: a budget >= T is no "equals full" note; each
