@@ -2,7 +2,7 @@
  * plot.h — figures from kvsim's CSVs, drawn by gnuplot.
  *
  * The figures themselves are the readable scripts plots/{std,sweep,scope,heatmap,
- * confirm}.gp,
+ * confirm,study,fastgen,passkey}.gp,
  * which a user can rerun by hand on a CSV; plots/common.gp holds what they share (the
  * terminal, the one colour per policy, metric labels).  This module only
  *
@@ -44,7 +44,8 @@ typedef struct plot_request {
     const char *plotdir;  /* where the .gp files live; NULL: plot_find_dir() */
 } plot_request;
 
-/* "std", "sweep", "scope", "heatmap", "confirm"; plot_kind_parse returns -1 for anything else. */
+/* "std", "sweep", "scope", "heatmap", "confirm", "study", "fastgen", "passkey";
+ * plot_kind_parse returns -1 for anything else. */
 const char *plot_kind_name(plot_kind kind);
 int         plot_kind_parse(const char *name);
 
