@@ -8,6 +8,7 @@
 
 #include "confirm.h"
 #include "opts.h"
+#include "plot.h"
 #include "out.h"
 
 #include <stddef.h>
@@ -23,6 +24,9 @@ typedef struct confirm_cli {
     confirm_fidelity_options     fidelity;
     confirm_reconstruct_options  reconstruct;
     confirm_predict_options      predict;
+    confirm_study_options        study;
+    confirm_fastgen_options      fastgen;
+    confirm_passkey_study_options pstudy;
     char                         command[1024];
     const struct experiment     *experiment;
 } confirm_cli;
@@ -70,6 +74,24 @@ static const opts_row passkey_rows[] = {
     END,
 };
 
+static const opts_row passkey_study_rows[] = {
+    {"lengths", 0, OPTS_TEXT, C(passkey.lengths), "LIST", "prompt tokens (default 256)", 0, 0,
+     NULL},
+    {"depths", 0, OPTS_TEXT, C(passkey.depths), "LIST", "key depths (default 0.25,0.75)", 0,
+     0, NULL},
+    {"seeds", 0, OPTS_INT, C(passkey.seeds), "N", "keys per (length, depth) (default 2)", 1,
+     100000, NULL},
+    {"max-new-tokens", 0, OPTS_INT, C(passkey.max_new), "N", "answer length (default 8)", 1,
+     4096, NULL},
+    {"stride-policy", 0, OPTS_TEXT, C(pstudy.stride_policy), "P",
+     "the stride sweep's policy (default roco)", 0, 0, NULL},
+    {"stride-budget", 0, OPTS_TEXT, C(pstudy.stride_budget), "B",
+     "the stride sweep's budget (default 96)", 0, 0, NULL},
+    {"figure", 0, OPTS_TEXT, C(pstudy.figure), "FILE.png",
+     "also draw the study's figure (kvsim plot passkey) from -o", 0, 0, NULL},
+    END,
+};
+
 static const opts_row fidelity_rows[] = {
     {"max-new-tokens", 0, OPTS_INT, C(fidelity.max_new), "N", "answer length (default 48)", 1,
      4096, NULL},
@@ -102,6 +124,28 @@ static const opts_row predict_rows[] = {
     END,
 };
 
+static const opts_row study_rows[] = {
+    {"max-tokens", 0, OPTS_INT, C(study.max_tokens), "N",
+     "perplexity over the first N tokens of TEXT (default 384)", 2, 1 << 30, NULL},
+    {"prompt-tokens", 0, OPTS_INT, C(study.prompt_tokens), "P",
+     "generation: the first P tokens are the prompt (default 128)", 1, 1 << 30, NULL},
+    {"max-new-tokens", 0, OPTS_INT, C(study.max_new), "N",
+     "generation: tokens generated for TTFT and TPOT (default 32)", 1, 4096, NULL},
+    {"figure", 0, OPTS_TEXT, C(study.figure), "FILE.png",
+     "also draw the study's figure (kvsim plot study) from -o", 0, 0, NULL},
+    END,
+};
+
+static const opts_row fastgen_rows[] = {
+    {"max-new-tokens", 0, OPTS_INT, C(fastgen.max_new), "N",
+     "tokens generated after TEXT (default 32)", 0, 4096, NULL},
+    {"trace", 0, OPTS_TEXT, C(fastgen.trace), "TRACE.h5",
+     "also replay fastgen over this recorded trace (its lines:\nsource replay)", 0, 0, NULL},
+    {"figure", 0, OPTS_TEXT, C(fastgen.figure), "FILE.png",
+     "also draw the memory bars and the profile heatmap from -o", 0, 0, NULL},
+    END,
+};
+
 static const char POLICY_PARAMS[] =
     "policy parameters: any of `kvsim policies` as --KEY VALUE (--sinks 4, --phase\n"
     "stream, ...); with several policies each takes the ones it reads.";
@@ -121,6 +165,16 @@ static int run_passkey(confirm_cli *c, kv_err *err)
 {
     return confirm_passkey(&c->req, &c->passkey, err);
 }
+static int run_passkey_study(confirm_cli *c, kv_err *err)
+{
+    if (confirm_figure_check(c->req.csv, c->pstudy.figure, err))
+        return KV_EUSAGE;
+    if (!c->passkey.depths)
+        c->passkey.depths = "0.25,0.75";
+    if (c->passkey.seeds == 3)
+        c->passkey.seeds = 2;
+    return confirm_passkey_study(&c->req, &c->passkey, &c->pstudy, err);
+}
 static int run_fidelity(confirm_cli *c, kv_err *err)
 {
     return confirm_fidelity(&c->req, &c->fidelity, err);
@@ -128,6 +182,21 @@ static int run_fidelity(confirm_cli *c, kv_err *err)
 static int run_reconstruct(confirm_cli *c, kv_err *err)
 {
     return confirm_reconstruct(&c->req, &c->reconstruct, err);
+}
+static int run_study(confirm_cli *c, kv_err *err)
+{
+    if (c->req.params.n || c->req.strides)
+        return kv_errorf(err, KV_EUSAGE, "study: each method sets its own parameters (--%s "
+                         "is not taken); docs/CONFIRM.md lists them",
+                         c->req.params.n ? c->req.params.key[0] : "strides");
+    return confirm_study(&c->req, &c->study, err);
+}
+static int run_fastgen(confirm_cli *c, kv_err *err)
+{
+    if (c->req.policies || c->req.budgets || c->req.strides)
+        return kv_errorf(err, KV_EUSAGE, "fastgen-memory runs fastgen only, without a budget "
+                         "(its parameters: --recovery, --r-f, --r-l)");
+    return confirm_fastgen_memory(&c->req, &c->fastgen, err);
 }
 static int run_predict(confirm_cli *c, kv_err *err)
 {
@@ -155,6 +224,17 @@ static const experiment EXPERIMENTS[] = {
      "columns after the identifying ones: length depth trials accuracy context_tokens\n"
      "mean_cache kv_bytes_peak full_accuracy calibrated\n",
      passkey_rows, 1, 0, run_passkey},
+    {"passkey-study", "passkey: accuracy vs budget, vs stride (with pace), cost vs stride",
+     "kvsim confirm passkey-study MODEL.gguf [-o passkey.csv --figure passkey.png]",
+     "The passkey study (docs/CONFIRM.md): retrieval accuracy against the budget (stride\n"
+     "1) at each length and depth for --policies (default roco,streaming; --budgets\n"
+     "default 48,96,160), then at the first length and --stride-budget, accuracy and the\n"
+     "eviction cost per token against --strides (default 1,4,16,32) for --stride-policy,\n"
+     "with pace (its adaptive stride) on the same axes.",
+     "columns: those of kvsim confirm passkey; stride_sweep is 1 on the stride sweep's\n"
+     "lines; policy_ms_per_token is the wall time of the policies' steps per token fed,\n"
+     "mean_block the entries a stream evicted at once\n",
+     passkey_study_rows, 1, 0, run_passkey_study},
     {"fidelity", "answers against the full cache's; speed and memory",
      "kvsim confirm fidelity MODEL.gguf PROMPTS --policies A,B --budgets LIST [options]",
      "Greedy answers to each line of PROMPTS under each configuration, against the full\n"
@@ -174,6 +254,32 @@ static const experiment EXPERIMENTS[] = {
      "columns after the identifying ones: passages rouge_l bleu bleu_corpus generated\n"
      "mean_cache kv_bytes_peak\n",
      reconstruct_rows, 1, 1, run_reconstruct},
+    {"study", "the kvcompress study: eight methods, PPL/accuracy/TTFT/TPOT/bytes",
+     "kvsim confirm study MODEL.gguf TEXT [--budgets 64,128] [-o study.csv --figure "
+     "study.png]",
+     "The kvcompress study (docs/CONFIRM.md): its eight methods (L2, fix-size-L2,\n"
+     "StreamingLLM, H2O-L2, SnapKV-Lite, pyramid, adaptive-L2, recent-only) and the full\n"
+     "cache at each budget: teacher-forced perplexity and next-token accuracy over the\n"
+     "text, tokens/s, peak KV bytes, mean entries; TTFT and TPOT of a greedy\n"
+     "continuation; each also as % of full, with a verdict.  --policies picks methods.",
+     "columns: text method policy budget tokens ppl accuracy ttft_s tpot_s tokens_per_s\n"
+     "kv_bytes mean_cache, then ppl accuracy ttft_s tpot_s tokens_per_s kv_bytes as _pct\n"
+     "of full, verdict (ppl <= 105% good, <= 120% fair, else poor)\n"
+     "example: kvsim confirm study models/SmolLM2-135M-Instruct.Q4_1.gguf \\\n"
+     "           data/lighthouses.txt -o study.csv --json study.json --figure study.png\n",
+     study_rows, 1, 1, run_study},
+    {"fastgen-memory", "FastGen's per-layer raw vs compressed KV MB, head profiles",
+     "kvsim confirm fastgen-memory MODEL.gguf TEXT [--trace T.h5] [-o fg.csv --figure "
+     "fg.png]",
+     "The FastGen memory table (docs/CONFIRM.md): fastgen with the study's T = 0.95,\n"
+     "r_f = r_l = 0.8 on TEXT as the prompt and a greedy continuation, in a live\n"
+     "compressed cache (and replayed over --trace): per layer the raw and compressed KV\n"
+     "MB and the saving, a mean line, and each (layer, KV head)'s chosen profile.",
+     "columns: source layer kv_head raw_entries kept_entries raw_mb compressed_mb\n"
+     "saving_pct profile recovered (kv_head `all`: the layer; layer `mean`: the mean)\n"
+     "example: kvsim confirm fastgen-memory models/SmolLM2-135M-Instruct.Q4_1.gguf \\\n"
+     "           data/fastgen_prompt.txt -o fg.csv --figure fg.png\n",
+     fastgen_rows, 1, 1, run_fastgen},
     {"predict", "Spearman rho per budget, replayed vs real metrics",
      "kvsim confirm predict SIM.csv REAL.csv --sim-metric M --real-metric M [options]",
      "Spearman's rho across policies, per budget, between a replayed metric (SIM.csv from\n"
@@ -193,6 +299,9 @@ static confirm_cli defaults(void)
         .fidelity = {.max_new = 48, .chat = 1},
         .reconstruct = {.passage_tokens = 96, .passages = 3},
         .predict = {.sim_metric = "mass", .real_metric = "ppl", .rounds = 2000, .seed = 1},
+        .study = {.max_tokens = 384, .prompt_tokens = 128, .max_new = 32},
+        .fastgen = {.max_new = 32},
+        .pstudy = {.stride_policy = "roco", .stride_budget = "96"},
     };
 }
 

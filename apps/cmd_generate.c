@@ -12,7 +12,9 @@
  */
 #include "commands.h"
 
+#include "kept_set.h"
 #include "live.h"
+#include "out.h"
 #include "opts.h"
 #include "policy.h"
 #include "session.h"
@@ -25,6 +27,7 @@ static int load_policy_lib(const char *path, kv_err *err) { return policy_lib_lo
 
 typedef struct options {
     int reposition;
+    const char *kept, *streams;   /* the kept set and per-stream lines after the run */
     const char *policy_lib;   /* loaded as soon as it is read (OPTS_EARLY) */
 } options;
 
@@ -32,6 +35,11 @@ static const opts_row generate_rows[] = {
     {"reposition", 0, OPTS_FLAG, offsetof(options, reposition), NULL,
      "after each eviction, re-rotate the kept keys to positions\n0..n-1 and give the next "
      "token position n (StreamingLLM)", 0, 0, NULL},
+    {"kept", 0, OPTS_TEXT, offsetof(options, kept), "FILE",
+     "after the run, the kept set: layer,kv_head,position per entry", 0, 0, NULL},
+    {"streams", 0, OPTS_TEXT, offsetof(options, streams), "FILE",
+     "after the run, one line per stream: layer,kv_head,kept and\nwhat the policy says "
+     "of it (fastgen: profile,recovered)", 0, 0, NULL},
     {"policy-lib", 0, OPTS_EARLY, offsetof(options, policy_lib), "FILE.so",
      "load policies compiled against policies/policy.h\n(docs/POLICIES.md, \"Writing a "
      "policy\")", 0, 0, load_policy_lib},
@@ -58,11 +66,48 @@ static void print_stats(const policy_config *cfg, int n_prompt, const live_outpu
     fprintf(stderr, "kept entries per stream: mean attended %.1f over %ld steps, final %.1f; "
             "evicted %ld\n", s->steps ? s->attended_sum / s->steps : 0.0, s->steps,
             s->kept_final, s->evicted);
-    fprintf(stderr, "KV bytes (allocator): %zu final, %zu peak\n", s->kv_bytes, s->kv_bytes_peak);
+    fprintf(stderr, "KV bytes (allocator): %zu final, %zu peak after the prompt, %zu while "
+            "the prompt was fed\n", s->kv_bytes, s->kv_bytes_peak, s->kv_bytes_prefill);
 }
 
-static int generate(session *s, const session_options *o, policy_config *cfg, int reposition,
-                    kv_err *err)
+/* Each stream's entries at the end of the run (a policy's original positions; the
+ * cache's for `full`, which never evicts) into --kept / --streams. */
+static int write_kept(const live *lv, const options *o, kv_err *err)
+{
+    const kv_cache *c = live_cache(lv);
+    const int L = kv_cache_n_layer(c), K = kv_cache_n_kv_head(c);
+    kept_set *ks = kept_set_new_shape(L, K, err);
+    int rc = ks ? KV_OK : KV_ENOMEM;
+    policy_entry *tmp = NULL;
+    for (int l = 0; rc == KV_OK && l < L; l++)
+        for (int k = 0; rc == KV_OK && k < K; k++) {
+            const policy *p = live_policy(lv, l, k);
+            char desc[256] = "";
+            if (p) {
+                policy_describe(p, desc, sizeof desc);
+                rc = kept_set_put(ks, l, k, policy_entries(p), policy_size(p), desc, err);
+                continue;
+            }
+            const int n = kv_cache_size(c, l, k);
+            policy_entry *t = realloc(tmp, (size_t)(n > 0 ? n : 1) * sizeof *t);
+            if (!t) {
+                rc = kv_errorf(err, KV_ENOMEM, "out of memory");
+                break;
+            }
+            tmp = t;
+            for (int i = 0; i < n; i++)
+                tmp[i] = (policy_entry){.position = kv_cache_positions(c, l, k)[i]};
+            rc = kept_set_put(ks, l, k, tmp, n, NULL, err);
+        }
+    if (rc == KV_OK)
+        rc = kept_set_write(ks, o->kept, o->streams, err);
+    free(tmp);
+    kept_set_free(ks);
+    return rc;
+}
+
+static int generate(session *s, const session_options *o, policy_config *cfg,
+                    const options *opt, kv_err *err)
 {
     const int n_prompt = (int)s->prompt.n, n_ctx = model_config_of(s->model)->n_ctx;
     const int T = n_prompt + o->max_new < n_ctx ? n_prompt + o->max_new : n_ctx;
@@ -72,7 +117,7 @@ static int generate(session *s, const session_options *o, policy_config *cfg, in
     if (!lv)
         return err->code;
     live_output out = {0};
-    int rc = live_set_reposition(lv, reposition, err);
+    int rc = live_set_reposition(lv, opt->reposition, err);
     if (rc == KV_OK)
         rc = live_generate(lv, s->sampler, s->prompt.ids, n_prompt, o->max_new, print_token,
                            s->tok, &out, err);
@@ -80,6 +125,8 @@ static int generate(session *s, const session_options *o, policy_config *cfg, in
     fflush(stdout);
     if (rc == KV_OK)
         print_stats(cfg, n_prompt, &out, live_streams(lv));
+    if (rc == KV_OK && (opt->kept || opt->streams))
+        rc = write_kept(lv, opt, err);
     live_output_free(&out);
     live_free(lv);
     return rc;
@@ -97,13 +144,17 @@ static int run(void *ctx, kv_err *err)
     policy_config cfg = policy_config_default();
     int rc = session_check(&c->so, err);
     if (rc == KV_OK)
+        rc = out_check(c->o.kept, NULL, 0, err);
+    if (rc == KV_OK)
+        rc = out_check(c->o.streams, NULL, 0, err);
+    if (rc == KV_OK)
         rc = policy_config_apply(&cfg, &c->params, err);
     cfg.seed = c->so.sampling.seed;
     session s = {0};
     if (rc == KV_OK)
         rc = session_open(&s, &c->so, err);
     if (rc == KV_OK)
-        rc = generate(&s, &c->so, &cfg, c->o.reposition, err);
+        rc = generate(&s, &c->so, &cfg, &c->o, err);
     session_close(&s);
     return rc;
 }

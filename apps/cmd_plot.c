@@ -9,6 +9,7 @@
 #include "heatmap_trace.h"
 #include "opts.h"
 #include "plot.h"
+#include "policy.h"
 
 #include <stddef.h>
 #include <stdio.h>
@@ -67,12 +68,14 @@ static int parse_int(const char *s, int *v)
     return 0;
 }
 
+static int is_csv(const char *path);
+
 /* The options each kind needs. */
 static int check_args(plot_args *a, kv_err *err)
 {
     int kind = plot_kind_parse(a->kind);
     if (kind < 0)
-        return kv_errorf(err, KV_EUSAGE, "unknown plot '%s'; expected std, sweep, scope, "
+        return kv_errorf(err, KV_EUSAGE, "unknown plot '%s'; expected std, sweep, scope, study, fastgen, passkey, "
                          "heatmap or confirm", a->kind);
     a->req.kind = (plot_kind)kind;
     if (!a->req.out)
@@ -83,6 +86,9 @@ static int check_args(plot_args *a, kv_err *err)
         a->req.head = a->head;
     if (a->req.predict && kind != PLOT_CONFIRM)
         return kv_errorf(err, KV_EUSAGE, "--predict belongs to the confirm plot");
+    if (a->heat.params.n && (kind != PLOT_HEATMAP || is_csv(a->req.csv)))
+        return kv_errorf(err, KV_EUSAGE, "--%s: policy parameters belong to a heatmap of a "
+                         "trace with --policy", a->heat.params.key[0]);
     return KV_OK;
 }
 
@@ -119,6 +125,9 @@ static int extract_heatmap(plot_args *a, char *csv, size_t len, kv_err *err)
                          a->range);
     if ((h->policy == NULL) != (h->budget == NULL))
         return kv_errorf(err, KV_EUSAGE, "--policy and --budget go together");
+    if (!h->policy && h->params.n)
+        return kv_errorf(err, KV_EUSAGE, "--%s is a policy parameter: it needs --policy and "
+                         "--budget", h->params.key[0]);
     h->trace = a->req.csv;
     snprintf(csv, len, "%.*s.csv", (int)(strlen(a->req.out) - 4), a->req.out);
     plot_heatmap_writer *w = plot_heatmap_open(csv, h->policy != NULL, err);
@@ -159,13 +168,18 @@ int cmd_plot(int argc, char **argv)
         .about = "Draw a figure with gnuplot from a CSV that kvsim wrote (docs/PLOTS.md).\n\n"
                  "  std      STD.csv      attention std vs token age, one curve per layer "
                  "(kvsim std)\n"
-                 "  sweep    SWEEP.csv    a metric vs KV budget, one line per policy (kvsim "
+                 "  sweep    SWEEP.csv    a metric vs KV budget, one line per configuration (kvsim "
                  "sweep/replay)\n"
                  "  scope    SCOPE.csv    a metric vs protected size r, window vs std scope "
                  "(kvsim scope)\n"
                  "  heatmap  HEAT.csv     one head's attention matrix, t,key,prob[,kept] per "
                  "line\n"
                  "           TRACE --layer L --head H [--range a:b] [--policy P --budget B]\n"
+                 "  study    STUDY.csv    the kvcompress study (kvsim confirm study)\n"
+                 "  fastgen  FASTGEN.csv  KV MB per layer and head profiles (confirm "
+                 "fastgen-memory)\n"
+                 "  passkey  PASSKEY.csv  accuracy vs budget and stride, cost vs stride "
+                 "(passkey-study)\n"
                  "  confirm  POINTS.csv   simulated vs real metric, one point per (policy, "
                  "budget), from\n"
                  "                        kvsim confirm predict --points [--predict "
@@ -173,6 +187,10 @@ int cmd_plot(int argc, char **argv)
         .groups = {{"options", plot_rows, &a}},
         .positional = {&a.kind, &a.req.csv},
         .required = 2,
+        .other = policy_args_take,   /* a heatmap's policy takes any of its parameters */
+        .other_ctx = &a.heat.params,
+        .other_help = "heatmap from a trace: every policy parameter of `kvsim policies` as "
+                      "--KEY VALUE\n(--phase oneshot, --stride 4, --obs-window 16 ...).\n",
         .footer = "The scripts are plots/*.gp; rerun one by hand:\n"
                   "  gnuplot -e \"csv='sweep.csv'; out='budget.png'\" plots/sweep.gp\n",
     };

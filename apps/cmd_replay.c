@@ -9,6 +9,7 @@
  */
 #include "commands.h"
 
+#include "kept_set.h"
 #include "many.h"
 #include "opts.h"
 #include "par.h"
@@ -30,7 +31,19 @@ static int replay_and_write(replay_setup *s, const replay_args *a, int scope, kv
         return kv_errorf(err, KV_ENOMEM, "out of memory for %d configurations", s->n_configs);
     replay_setup_notes(s, stderr);
     s->plan.progress = 1;
+    kept_set *ks = NULL;
+    if ((a->kept || a->streams) && !(ks = kept_set_new(s->src, 0, err))) {
+        free(acc);
+        return KV_ENOMEM;
+    }
+    if (ks) {
+        s->plan.observe = kept_set_observe;
+        s->plan.observe_ctx = ks;
+    }
     int rc = replay_setup_compute(s, acc, err);
+    if (rc == KV_OK && ks)
+        rc = kept_set_write(ks, a->kept, a->streams, err);
+    kept_set_free(ks);
     if (rc == KV_OK && scope)
         rc = scope_report_write(s, acc, a->command, a->csv, a->json, err);
     else if (rc == KV_OK) {

@@ -68,6 +68,11 @@ static const opts_row replay_rows[] = {
      NULL},
     {"window", 0, OPTS_TEXT, A(req.windows), "r",
      "protected window: 0.3 = fraction of B, 32 = entries", 0, 0, NULL},
+    {"kept", 0, OPTS_TEXT, A(kept), "FILE",
+     "the kept set at the last step: layer,kv_head,position per entry", 0, 0, NULL},
+    {"streams", 0, OPTS_TEXT, A(streams), "FILE",
+     "one line per stream: layer,kv_head,kept and what the policy\nsays of it "
+     "(fastgen: profile,recovered)", 0, 0, NULL},
     ROWS_REPLAYING,
     END,
 };
@@ -231,6 +236,10 @@ int replay_args_parse(replay_command which, int argc, char **argv, replay_args *
         rc = out_check(out->json, out->traces, out->n_traces, err);
     if (rc == KV_OK)
         rc = out_check(out->resume, out->traces, out->n_traces, err);
+    if (rc == KV_OK)
+        rc = out_check(out->kept, out->traces, out->n_traces, err);
+    if (rc == KV_OK)
+        rc = out_check(out->streams, out->traces, out->n_traces, err);
     if (rc == KV_OK && out->follow &&
         (rc = trace_follow(out->req.trace, out->followed, sizeof out->followed, err)) == KV_OK)
         out->req.trace = out->traces[0] = out->followed;

@@ -24,6 +24,7 @@ typedef struct replay_args {
     const char    *resume;       /* --resume FILE: the unit journal (sim/many.h) */
     const char    *csv, *json;   /* -o (default stdout), --json */
     const char    *sizes;        /* kvsim scope: the protected sizes r */
+    const char    *kept, *streams;/* kvsim replay: the end kept set, per-stream lines */
     const char    *policy_lib;   /* --policy-lib, loaded while parsing */
     int            follow;       /* --follow: wait for a recording in progress */
     char           followed[4096];/* the file --follow found (NAME or NAME.partial) */

@@ -4,6 +4,7 @@
 #include "out.h"
 
 #include "cli.h"
+#include "plot.h"
 #include "results.h"
 
 #include <math.h>
@@ -110,7 +111,10 @@ int confirm_configs(const confirm_request *a, int T, int prompt_len, int with_fu
                                      : a->policies ? a->policies : "full";
     int np = split(policies, pb, sizeof pb, pol);
     int nb = split(a->budgets ? a->budgets : "", bb, sizeof bb, bud);
-    int ns = split(a->strides ? a->strides : "1", sb, sizeof sb, str);
+    /* no --strides: the stride is left unset (each policy's default; pace refuses one) */
+    int ns = a->strides ? split(a->strides, sb, sizeof sb, str) : 1;
+    if (!a->strides)
+        str[0] = NULL;
     *n = 0;
     if (!(*out = calloc((size_t)np * (nb ? nb : 1) * ns, sizeof **out)))
         return kv_errorf(err, KV_ENOMEM, "out of memory");
@@ -204,16 +208,39 @@ static void json_ids(FILE *f, const table_output *o, int r)
     }
 }
 
+void confirm_json_head(FILE *f, const char *format, const char *input, const char *command)
+{
+    fprintf(f, "{\n  \"format\": \"%s\",\n  \"format_version\": 1,\n"
+               "  \"tool_version\": \"%s\",\n  \"input\": ", format, KV_VERSION);
+    out_json_string(f, input);
+    fputs(",\n  \"command\": ", f);
+    out_json_string(f, command ? command : "");
+    fputs(",\n  \"results\": [", f);
+}
+
+int confirm_figure_check(const char *csv, const char *figure, kv_err *err)
+{
+    if (!figure)
+        return KV_OK;
+    if (!csv || !strcmp(csv, "-"))
+        return kv_errorf(err, KV_EUSAGE, "--figure draws from the CSV: give -o FILE.csv");
+    return plot_check_output(figure, err) ? KV_EUSAGE : KV_OK;
+}
+
+int confirm_figure(const char *csv, const char *figure, plot_kind kind, kv_err *err)
+{
+    plot_request req = {.kind = kind, .csv = csv, .out = figure};
+    int rc = figure ? plot_render(&req, err) : KV_OK;
+    if (rc == KV_OK && figure)
+        fprintf(stderr, "kvsim confirm: wrote %s\n", figure);
+    return rc;
+}
+
 static void write_json(FILE *f, const void *ctx)
 {
     const table_output *o = ctx;
     const confirm_table *t = o->t;
-    fprintf(f, "{\n  \"format\": \"kvsim-confirm\",\n  \"format_version\": 1,\n"
-               "  \"tool_version\": \"%s\",\n  \"input\": ", KV_VERSION);
-    out_json_string(f, base_name(o->input));
-    fputs(",\n  \"command\": ", f);
-    out_json_string(f, o->command ? o->command : "");
-    fputs(",\n  \"results\": [", f);
+    confirm_json_head(f, "kvsim-confirm", base_name(o->input), o->command);
     for (int r = 0; r < t->n_rows; r++) {
         fprintf(f, "%s\n    {", r ? "," : "");
         json_ids(f, o, r);

@@ -21,6 +21,7 @@
 
 #include "kv_err.h"
 #include "live.h"
+#include "plot.h"
 #include "policy.h"
 #include "replay.h"
 #include "session.h"
@@ -67,12 +68,39 @@ typedef struct confirm_predict_options {
     const char *points;                     /* also write the joined pairs here */
 } confirm_predict_options;
 
+typedef struct confirm_study_options {
+    int         max_tokens;     /* perplexity over the first N tokens of TEXT */
+    int         prompt_tokens;  /* generation: its first P tokens are the prompt ... */
+    int         max_new;        /* ... and this many are generated (TTFT, TPOT) */
+    const char *figure;         /* the study's figure (PNG/SVG), or NULL */
+} confirm_study_options;
+
+typedef struct confirm_fastgen_options {
+    int         max_new;        /* tokens generated after TEXT */
+    const char *trace;          /* also replay this trace (NULL: live only) */
+    const char *figure;         /* the memory bars and profile heatmap, or NULL */
+} confirm_fastgen_options;
+
+typedef struct confirm_passkey_study_options {
+    const char *stride_policy;  /* the stride sweep's policy (roco) */
+    const char *stride_budget;  /* its fixed budget */
+    const char *figure;         /* accuracy vs budget, vs stride, cost vs stride */
+} confirm_passkey_study_options;
+
 /* Each returns 0 or a KV_E* code with err (KV_EUSAGE for a bad option value). */
 int confirm_ppl(const confirm_request *r, const confirm_ppl_options *o, kv_err *err);
 int confirm_passkey(const confirm_request *r, const confirm_passkey_options *o, kv_err *err);
 int confirm_fidelity(const confirm_request *r, const confirm_fidelity_options *o, kv_err *err);
 int confirm_reconstruct(const confirm_request *r, const confirm_reconstruct_options *o,
                         kv_err *err);
+/* The kvcompress study (confirm_study.c): r->policies lists study methods (NULL: all). */
+int confirm_study(const confirm_request *r, const confirm_study_options *o, kv_err *err);
+/* The passkey study (confirm_passkey.c): a budget sweep, a stride sweep with pace. */
+int confirm_passkey_study(const confirm_request *r, const confirm_passkey_options *o,
+                          const confirm_passkey_study_options *so, kv_err *err);
+/* The FastGen memory table (confirm_fastgen.c). */
+int confirm_fastgen_memory(const confirm_request *r, const confirm_fastgen_options *o,
+                           kv_err *err);
 /* SIM.csv is r->model, REAL.csv r->input. */
 int confirm_predict(const confirm_request *r, const confirm_predict_options *o, kv_err *err);
 
@@ -120,6 +148,15 @@ int confirm_run(const confirm_experiment *e, const confirm_request *r, int T, in
 int  confirm_table_write(const confirm_table *t, const confirm_request *r, const char *input,
                          kv_err *err);
 void confirm_table_free(confirm_table *t);
+
+/* The JSON file's head every experiment writes, up to the opening of "results". */
+void confirm_json_head(FILE *f, const char *format, const char *input, const char *command);
+
+/* --figure FILE: it is drawn from the CSV, so -o FILE.csv is needed, and FILE must end
+ * in .png or .svg (checked before a run); confirm_figure() draws it after.  NULL
+ * figure: nothing.  0 or KV_EUSAGE / plot_render's code. */
+int confirm_figure_check(const char *csv, const char *figure, kv_err *err);
+int confirm_figure(const char *csv, const char *figure, plot_kind kind, kv_err *err);
 
 /* MODEL's file, tokenizer, model and a greedy sampler into s (no prompt), with the
  * request's threads; session_close() releases them, also after a failure. */

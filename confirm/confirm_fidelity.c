@@ -10,11 +10,17 @@
  * per configuration holds the means over the prompts; `full` is always run and
  * written first.  Budget fractions resolve per prompt (prompt + max new tokens):
  * `budget` is the first prompt's, `budget_mean` the mean.
+ *
+ * Tasks with references (summarization, instruction following): a line may be
+ * "PROMPT<TAB>REFERENCE"; every configuration's answer (the full cache's too) is then
+ * also scored against the reference answer (`*_ref` columns, means over the prompts
+ * that have one; empty when none has).
  */
 #include "confirm.h"
 
 #include "text_metrics.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,9 +28,11 @@
 static const char *const COLS[] = {"prompts", "rouge_l", "bleu", "bleu_corpus", "meteor",
                                    "token_agreement", "first_divergence", "generated",
                                    "mean_cache", "kv_bytes_peak", "ttft_s", "tokens_per_s",
-                                   "budget_mean"};
+                                   "budget_mean", "rouge_l_ref", "bleu_ref", "bleu_corpus_ref",
+                                   "meteor_ref"};
 enum { C_PROMPTS, C_ROUGE, C_BLEU, C_CORPUS, C_METEOR, C_AGREE, C_DIVERGE, C_GENERATED,
-       C_CACHE, C_BYTES, C_TTFT, C_TPS, C_BUDGET, N_COLS };
+       C_CACHE, C_BYTES, C_TTFT, C_TPS, C_BUDGET, C_ROUGE_REF, C_BLEU_REF, C_CORPUS_REF,
+       C_METEOR_REF, N_COLS };
 
 #define MAX_PROMPTS 256
 
@@ -33,6 +41,7 @@ typedef struct prompt {
     tokenizer_ids ids;
     live_output   full;
     char         *full_text;
+    char         *reference;   /* the reference answer after a tab, or NULL */
 } prompt;
 
 typedef struct run_state {
@@ -42,13 +51,21 @@ typedef struct run_state {
     int                 n, max_new;
     const char         *hyps[MAX_PROMPTS];   /* one configuration's answers, for corpus BLEU */
     const char         *refs[MAX_PROMPTS];
+    int                 n_refs;               /* prompts with a reference answer */
 } run_state;
 
 /* --- prompts ------------------------------------------------------------------------- */
 
-static int encode(run_state *r, const char *line, int chat, kv_err *err)
+static int encode(run_state *r, char *line, int chat, kv_err *err)
 {
     prompt *p = &r->p[r->n++];
+    char *tab = strchr(line, '\t');
+    if (tab) {   /* PROMPT<TAB>REFERENCE */
+        *tab = '\0';
+        if (!(p->reference = strdup(tab + 1)))
+            return kv_errorf(err, KV_ENOMEM, "out of memory");
+        r->n_refs++;
+    }
     if (chat) {
         tokenizer_message msg = {"user", line};
         return tokenizer_chat_encode(r->s->tok, &msg, 1, true, &p->ids, err);
@@ -84,6 +101,7 @@ static void release(run_state *r)
         tokenizer_ids_free(&r->p[i].ids);
         live_output_free(&r->p[i].full);
         free(r->p[i].full_text);
+        free(r->p[i].reference);
     }
 }
 
@@ -119,7 +137,25 @@ static int score(run_state *r, int i, const live_output *out, double *v, char **
     v[C_BYTES] += (double)out->stats.kv_bytes_peak;
     v[C_TTFT] += out->ttft_s;
     v[C_TPS] += out->n && out->decode_s > 0 ? out->n / out->decode_s : 0;
+    if (p->reference) {
+        v[C_ROUGE_REF] += text_rouge_l(*text, p->reference);
+        v[C_BLEU_REF] += text_bleu_sentence(*text, p->reference);
+        v[C_METEOR_REF] += text_meteor_exact(*text, p->reference);
+    }
     return KV_OK;
+}
+
+/* The *_ref columns: means over the prompts with a reference, corpus BLEU over them. */
+static void reference_means(run_state *r, double *v)
+{
+    const char *hyps[MAX_PROMPTS], *refs[MAX_PROMPTS];
+    int n = 0;
+    for (int i = 0; i < r->n; i++)
+        if (r->p[i].reference)
+            hyps[n] = r->hyps[i], refs[n++] = r->p[i].reference;
+    for (int k = C_ROUGE_REF; k <= C_METEOR_REF; k++)
+        v[k] = n ? v[k] / n : NAN;
+    v[C_CORPUS_REF] = n ? text_bleu_corpus(hyps, refs, n) : NAN;
 }
 
 /* Run configuration c over every prompt; its means go to row v. */
@@ -145,11 +181,13 @@ static int measure(void *ctx, const replay_config *first, int c, double *v, char
         live_output_free(&out);
     }
     v[C_PROMPTS] = r->n;
-    for (int k = C_ROUGE; k < N_COLS; k++)
+    for (int k = C_ROUGE; k < C_ROUGE_REF; k++)
         if (k != C_CORPUS)
             v[k] /= r->n;
-    if (rc == KV_OK)
+    if (rc == KV_OK) {
         v[C_CORPUS] = text_bleu_corpus(r->hyps, r->refs, r->n);
+        reference_means(r, v);
+    }
     for (int i = 0; i < r->n; i++)
         free(texts[i]);
     snprintf(note, len, "ROUGE-L %.3f BLEU %.1f agreement %.3f, %.1f tokens/s", v[C_ROUGE],

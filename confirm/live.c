@@ -29,6 +29,9 @@ struct live {
     int                *head_id;     /* (H,) 0..H-1, the shape of every layer */
     int                *kv_of;       /* (H,) each query head's KV head */
     int                 t;           /* tokens fed: the next position */
+    int                 seq_len;     /* the longest sequence the run feeds */
+    int                 whole;       /* the cache was reserved for the whole sequence */
+    int                 fitted;      /* (6) done once the prompt was fed */
     int                 t0, n, width;/* the chunk's first position, length, row stride */
     float              *rows;        /* (chunk, L, H, width) */
     size_t              rows_cap;    /* floats allocated */
@@ -121,6 +124,8 @@ live *live_new(model *m, const tokenizer *tok, const policy_config *cfg, int seq
                        "query head; live eviction supports kv-head and layer", cfg->name);
     if (!rc && !lv->full)
         rc = make_layers(lv, seq_len, err);
+    lv->seq_len = seq_len;
+    lv->whole = !rc && !lv->full && reserve_of(lv, seq_len) == seq_len;
     if (!rc && !(lv->cache = model_cache_new(m, reserve_of(lv, seq_len), err)))
         rc = err && err->code ? err->code : KV_ENOMEM;
     if (rc) {
@@ -239,6 +244,7 @@ static void drop_slots(void *ctx, int s, const int *slots, int k)
             model_cache_reposition(lv->m, lv->cache, x->l, h);
     }
     lv->stats.evicted += k;
+    lv->stats.evictions++;
 }
 
 /* Chunk token i's keys and values in layer l, every KV head, from the cache: evictions
@@ -289,6 +295,32 @@ static int step(live *lv, int i, int32_t id, kv_err *err)
     return rc;
 }
 
+static size_t max_size(size_t a, size_t b) { return a > b ? a : b; }
+
+/* (6) The bytes after a feed: the prefill's largest, then, once the prompt is in, the
+ * whole-sequence reserve fitted to what each stream kept plus the tokens to come. */
+static void account(live *lv)
+{
+    const int in_prompt = lv->t0 < lv->cfg.prompt_len;
+    if (in_prompt)
+        lv->stats.kv_bytes_prefill = max_size(lv->stats.kv_bytes_prefill,
+                                              kv_cache_bytes(lv->cache));
+    if (lv->t >= lv->cfg.prompt_len && !lv->fitted) {
+        lv->fitted = 1;
+        const int to_come = lv->seq_len - lv->t;
+        for (int l = 0; lv->whole && l < lv->L; l++) {
+            const int cap = policy_layer_capacity(lv->layers[l]);   /* 0: may hold all */
+            for (int k = 0; k < lv->K; k++) {   /* a failed shrink keeps the larger stream */
+                const int need = kv_cache_size(lv->cache, l, k) + to_come;
+                (void)kv_cache_fit(lv->cache, l, k, cap > 0 && cap < need ? cap : need);
+            }
+        }
+    }
+    lv->stats.kv_bytes = kv_cache_bytes(lv->cache);
+    if (lv->t >= lv->cfg.prompt_len)
+        lv->stats.kv_bytes_peak = max_size(lv->stats.kv_bytes_peak, lv->stats.kv_bytes);
+}
+
 int live_feed(live *lv, const int32_t *tokens, int n, model_logits which, float *logits,
               kv_err *err)
 {
@@ -299,13 +331,13 @@ int live_feed(live *lv, const int32_t *tokens, int n, model_logits which, float 
     lv->t0 = lv->t;
     lv->n = n;
     rc = model_forward(lv->m, lv->cache, tokens, n, which, logits, lv->full ? NULL : &hooks, err);
+    const double t0 = omp_get_wtime();   /* the eviction cost: observe, score, select */
     for (int i = 0; rc == KV_OK && i < n; i++)
         rc = step(lv, i, tokens[i], err);
+    lv->stats.policy_s += omp_get_wtime() - t0;
     if (rc == KV_OK)
         lv->t += n;
-    size_t bytes = kv_cache_bytes(lv->cache);
-    lv->stats.kv_bytes = bytes;
-    lv->stats.kv_bytes_peak = bytes > lv->stats.kv_bytes_peak ? bytes : lv->stats.kv_bytes_peak;
+    account(lv);
     lv->stats.kept_final = mean_cache_size(lv);
     return rc;
 }

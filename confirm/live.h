@@ -35,7 +35,12 @@
  *      (recency, ties, sinks), and with no eviction both modes give the same tokens.
  *  (6) Accounting.  KV bytes are kv_cache_bytes(), the allocator's own count; the
  *      cache is reserved for B + s entries per stream (the whole sequence when the
- *      policy may hold it), so the bytes follow the budget.
+ *      policy may hold it), so the bytes follow the budget.  When the prompt has been
+ *      fed, a cache reserved for the whole sequence is fitted (kv_cache_fit) to what
+ *      each stream kept plus the tokens still to come, or its layer's capacity when
+ *      smaller (a per-layer budget: the whole-sequence reserve was another layer's):
+ *      a one-shot compression frees the prompt it compressed.  kv_bytes_peak counts from then on (the cache a
+ *      run holds); kv_bytes_prefill is the largest while the prompt was fed.
  *
  * Memory on top of the model and cache: the row buffer, 4 · chunk · L · H · n_max
  * bytes (n_max: the largest stream during a chunk), and O(n) per stream in policies.
@@ -62,8 +67,11 @@ typedef struct live_stats {
     double attended_sum;    /* Σ_t mean over streams of the entries query t attended */
     double kept_final;      /* mean entries per stream now */
     long   evicted;         /* entries evicted, summed over streams */
+    long   evictions;       /* eviction rounds (a stream dropping a block), summed */
+    double policy_s;        /* wall seconds in the policies' steps (scores, selection) */
     size_t kv_bytes;        /* kv_cache_bytes() now */
-    size_t kv_bytes_peak;   /* its largest value after any step */
+    size_t kv_bytes_peak;   /* its largest value once the prompt was fed (6) */
+    size_t kv_bytes_prefill;/* its largest value while the prompt was fed, before (6) */
     size_t row_bytes;       /* the row buffer's size */
 } live_stats;
 

@@ -84,6 +84,14 @@ static int stream_reserve(kv_cache *c, kv_stream *s, int need)
     return stream_grow(c, s, s->cap + KV_CACHE_CHUNK > need ? s->cap + KV_CACHE_CHUNK : need);
 }
 
+int kv_cache_fit(kv_cache *c, int layer, int kv_head, int cap)
+{
+    kv_stream *s = stream_at(c, layer, kv_head);
+    int want = cap > s->n ? cap : s->n;
+    want = want > 1 ? want : 1;
+    return want < s->cap ? stream_grow(c, s, want) : 0;
+}
+
 static void stream_release(kv_cache *c, kv_stream *s)
 {
     size_t rb = row_bytes(c), cap = (size_t)s->cap;

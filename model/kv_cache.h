@@ -60,6 +60,12 @@ int  kv_cache_append(kv_cache *c, int layer, int kv_head, const float *keys,
  * forward pass cannot fail halfway through its layers.  0 or KV_ENOMEM. */
 int  kv_cache_reserve(kv_cache *c, int extra, kv_err *err);
 
+/* (4) Shrink stream (layer, kv_head) to max(cap, its size, 1) entries and give the rest
+ * back (counted by (5)): after a one-shot compression the cache holds what was kept,
+ * not the prompt it was chosen from.  A stream at or below that size is untouched; it
+ * grows by chunks again when appended to.  0, or KV_ENOMEM with the stream unchanged. */
+int  kv_cache_fit(kv_cache *c, int layer, int kv_head, int cap);
+
 /* (2) Remove the k slots in slots[] (strictly ascending, each < the stream's size) and
  * compact the rest in order. */
 void kv_cache_remove(kv_cache *c, int layer, int kv_head, const int *slots_ascending, int k);

@@ -1,7 +1,7 @@
 # common.gp — what every kvsim figure shares: the output terminal, the one colour and
 # point type per policy, metric labels, and the title block.  Loaded by std.gp,
-# sweep.gp, scope.gp, heatmap.gp and confirm.gp (kvsim inlines it into the scripts it
-# prints).
+# sweep.gp, scope.gp, heatmap.gp, confirm.gp, study.gp, fastgen.gp and passkey.gp
+# (kvsim inlines it into the scripts it prints).
 #
 # Variables it reads (set them with -e before the figure script):
 #   out    output file; .png gives pngcairo, .svg gives svg                (required)

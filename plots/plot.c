@@ -38,6 +38,11 @@ static const plot_figure figures[] = {
     [PLOT_SCOPE]   = {"scope", "trace,policy,score,scope,layer,head,budget", 1},
     [PLOT_HEATMAP] = {"heatmap", "t,key,prob", 0},
     [PLOT_CONFIRM] = {"confirm", "sim_metric,real_metric,policy,budget_arg,sim,real", 0},
+    [PLOT_STUDY]   = {"study", "method,budget,ppl,tokens_per_s,kv_bytes,ppl_pct,accuracy_pct,"
+                      "ttft_pct,tpot_pct,tokens_per_s_pct,kv_bytes_pct", 0},
+    [PLOT_FASTGEN] = {"fastgen", "source,layer,kv_head,raw_mb,compressed_mb,profile", 0},
+    [PLOT_PASSKEY] = {"passkey", "policy,budget,stride,length,accuracy,policy_ms_per_token,"
+                      "mean_block,stride_sweep", 0},
 };
 
 const char *plot_kind_name(plot_kind kind) { return figures[kind].name; }

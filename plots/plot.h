@@ -2,7 +2,7 @@
  * plot.h — figures from kvsim's CSVs, drawn by gnuplot.
  *
  * The figures themselves are the readable scripts plots/{std,sweep,scope,heatmap,
- * confirm}.gp,
+ * confirm,study,fastgen,passkey}.gp,
  * which a user can rerun by hand on a CSV; plots/common.gp holds what they share (the
  * terminal, the one colour per policy, metric labels).  This module only
  *
@@ -23,7 +23,8 @@
 #include "kv_err.h"
 #include "plot_heatmap.h"
 
-typedef enum plot_kind { PLOT_STD, PLOT_SWEEP, PLOT_SCOPE, PLOT_HEATMAP, PLOT_CONFIRM } plot_kind;
+typedef enum plot_kind { PLOT_STD, PLOT_SWEEP, PLOT_SCOPE, PLOT_HEATMAP, PLOT_CONFIRM,
+                         PLOT_STUDY, PLOT_FASTGEN, PLOT_PASSKEY } plot_kind;
 
 /* One figure to draw.  Strings are borrowed; NULL means "the script's default". */
 typedef struct plot_request {
@@ -43,7 +44,8 @@ typedef struct plot_request {
     const char *plotdir;  /* where the .gp files live; NULL: plot_find_dir() */
 } plot_request;
 
-/* "std", "sweep", "scope", "heatmap", "confirm"; plot_kind_parse returns -1 for anything else. */
+/* "std", "sweep", "scope", "heatmap", "confirm", "study", "fastgen", "passkey";
+ * plot_kind_parse returns -1 for anything else. */
 const char *plot_kind_name(plot_kind kind);
 int         plot_kind_parse(const char *name);
 

@@ -18,6 +18,7 @@
 #define PLOT_HEATMAP_H
 
 #include "kv_err.h"
+#include "policy.h"
 
 /* What the user asked for on the command line; strings borrowed. */
 typedef struct plot_heatmap_request {
@@ -28,6 +29,7 @@ typedef struct plot_heatmap_request {
     int         t_hi;    /* one past the last; -1: the end of the trace */
     const char *policy;  /* overlay this policy's kept set; NULL: no overlay */
     const char *budget;  /* as written ("0.4" or "512"); set when policy is */
+    policy_args params;  /* every other policy parameter (--phase oneshot, --stride 4 ...) */
 } plot_heatmap_request;
 
 typedef struct plot_heatmap_writer plot_heatmap_writer;  /* opaque */

@@ -354,7 +354,10 @@ int policy__capacity(const policy *p)
     if ((p->flags & (POLICY_NEVER_EVICTS | POLICY_SIZES_ITSELF)) ||
         p->budget <= 0 || p->cfg.phase != POLICY_PHASE_STREAM)
         return 0;
-    return p->budget + p->cfg.stride;
+    /* length-adaptive limits: the cache reaches soft-limit entries before B holds */
+    const int most = p->cfg.hard_limit > 0 && p->cfg.soft_limit > p->budget ? p->cfg.soft_limit
+                                                                            : p->budget;
+    return most + p->cfg.stride;
 }
 
 /* --- queries and what ops may do ---------------------------------------------------- */

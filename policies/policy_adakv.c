@@ -15,6 +15,8 @@
  *      position, then the lowest stream (invariant 4).
  *
  * Streams therefore end up with different cache sizes; the layer's total is exact.
+ * With phase oneshot (kvpress's AdaKVPress compresses the prompt once) the layer plans
+ * once, when the prompt ends, down to H·B at once; generated tokens are kept.
  */
 #include "policy_scored.h"
 
@@ -31,6 +33,7 @@ typedef struct adakv {
     int         *victims;    /* (slot, scratch) the planned slots */
     policy_rank *items;      /* the layer's candidates (the first stream's only) */
     int          cap;
+    int          planned;    /* oneshot: the layer's one plan was made (first stream's) */
 } adakv;
 
 static const policy_param adakv_params[] = {
@@ -48,10 +51,12 @@ static const policy_column adakv_columns[] = {POLICY_SCRATCH(adakv, victims), {0
 
 static int adakv_init(policy *p, kv_err *err)
 {
-    if (policy_config_of(p)->phase == POLICY_PHASE_ONESHOT)
-        return kv_errorf(err, KV_EUSAGE, "adakv: phase oneshot is not supported (stream or "
-                         "decode)");
     return scored_init(p, err);
+}
+
+static int is_oneshot(const policy *p)
+{
+    return policy_config_of(p)->phase == POLICY_PHASE_ONESHOT;
 }
 
 /* Does the budget govern stream p yet (a decode-phase stream waits for its prompt)? */
@@ -105,7 +110,13 @@ static void adakv_plan(policy *const *streams, int n)
     }
     adakv *lead = policy_state(streams[0]);
     const int over = counted - budget;
-    if (over <= 0 || over < stride || reserve(lead, total) != 0)
+    /* oneshot (kvpress's AdaKVPress): one plan when the prompt ends, down to H·B at
+     * once whatever the stride; nothing after it */
+    const int once = is_oneshot(streams[0]);
+    if (once && (lead->planned || !policy_prompt_ended(streams[0])))
+        return;
+    lead->planned |= once;
+    if (over <= 0 || (!once && over < stride) || reserve(lead, total) != 0)
         return;
     int count = 0;
     for (int h = 0; h < n; h++)

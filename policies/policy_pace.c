@@ -58,6 +58,11 @@ static int pace_init(policy *p, kv_err *err)
     if (c->phase == POLICY_PHASE_ONESHOT)
         return kv_errorf(err, KV_EUSAGE, "pace: the adaptive stride needs phase stream or "
                          "decode, not oneshot");
+    /* A stride given to pace would label lines it never shaped (#18 item 4). */
+    if (policy_config_is_set(c, "stride"))
+        return kv_errorf(err, KV_EUSAGE, "pace: parameter 'stride' does not apply: its "
+                         "stride is adaptive, set its range with stride-min and stride-max "
+                         "(run pace apart from a --strides list)");
     c->stride = s->stride_max;   /* the capacity the driver should expect: B + max */
     return scored_init(p, err);
 }

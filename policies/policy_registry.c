@@ -12,7 +12,7 @@
 #define POLICY_LIST(X)                                                                  \
     X(full) X(scored) X(random) X(recency) X(streaming) X(h2o) X(mas) X(roco) X(tova)    \
     X(scissorhands) X(knorm) X(oracle) X(snapkv) X(pyramidkv) X(fastgen) X(adakv)       \
-    X(pace) X(vatp)
+    X(pace) X(vatp) X(snapkv_lite)
 
 #define POLICY_DECLARE(name) extern const policy_def policy_##name;
 POLICY_LIST(POLICY_DECLARE)

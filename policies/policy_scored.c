@@ -40,7 +40,7 @@ static const policy_param scored_params[] = {
      "newest entries the std scope always protects (EasyKV: 10)"},
     {"history", POLICY_PARAM_INT, offsetof(scored, history), "400", 1, 65536, NULL,
      "aqas: steps of history counted (Scissorhands window)"},
-    {"skip-layers", POLICY_PARAM_INT, offsetof(scored, skip_layers), "2", 0, 1e6, NULL,
+    {"skip-layers", POLICY_PARAM_INT, offsetof(scored, skip_layers), "0", 0, 1e6, NULL,
      "knorm: layers below this keep everything"},
     {0},
 };

@@ -6,8 +6,8 @@
  * axis (max or avg over `kernel` neighbours) so that spans survive together; the
  * window is kept and the prefix keeps its top B - w pooled votes.  Generated tokens
  * are never evicted (phase oneshot).  PyramidKV gives layer l its own budget on a
- * linear schedule, large at the bottom and small at the top, averaging B
- * (KVCache-Factory's integer arithmetic, docs/POLICIES.md).
+ * linear schedule, large at the bottom and small at the top, averaging B (as the
+ * paper allocates; KVCache-Factory's rounding averaged over it: docs/POLICIES.md).
  *
  * The votes need to know which rows are the last w of the prompt while they stream
  * by: cfg.prompt_len, set by the driver; memory stays O(T).
@@ -100,8 +100,11 @@ static int pyramid_budget(const policy *p, int q_len)
         max_n = q_len - w;
         min_n = 2 * (B - w) - max_n;
     }
-    int steps = (max_n - min_n) / (L - 1);
-    int keep = w + max_n - policy_layer_number(p) * steps;
+    /* KVCache-Factory steps by ⌊(max − min)/(L − 1)⌋, which averages up to 15% over B
+     * (#18 item 6); ⌈l·(max − min)/(L − 1)⌉ keeps layers l and L−1−l at 2B or one
+     * below, so the mean over layers is B or up to half an entry under it. */
+    const long span = max_n - min_n, l = policy_layer_number(p);
+    int keep = w + max_n - (int)((l * span + L - 2) / (L - 1));
     return keep < 1 ? 1 : keep;
 }
 

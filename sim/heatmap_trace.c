@@ -105,7 +105,7 @@ static int replay_policy(heatmap_job *job, kv_err *err)
     snprintf(layer, sizeof layer, "%d", job->req->layer);
     const replay_request request = {.trace = job->req->trace, .policies = job->req->policy,
                                     .budgets = job->req->budget, .layers = layer,
-                                    .metrics = "mass"};
+                                    .metrics = "mass", .params = job->req->params};
     replay_setup setup;
     int rc = replay_setup_build(&setup, &request, err);
     replay_acc *acc = NULL;

@@ -273,7 +273,8 @@ static void tell_observer(const step_ctx *x, const int *heads, int G, const poli
     const layer_job *j = x->j;
     for (int g = 0; g < G; g++) {
         replay_attended a = {x->c, j->src->layers[j->li], j->src->heads[j->plan->heads[heads[g]]],
-                             x->t, row_of(j, heads[g], x->t), policy_entries(p), policy_size(p)};
+                             x->t, row_of(j, heads[g], x->t), policy_entries(p), policy_size(p),
+                             p};
         j->plan->observe(j->plan->observe_ctx, &a);
     }
 }

@@ -63,6 +63,7 @@ typedef struct replay_attended {
     const float        *p;        /* (t + 1,) the full-cache row p_t */
     const policy_entry *kept;     /* (n,) C_t, slot order = position order */
     int                 n;
+    const policy       *policy;   /* the stream's policy (policy_describe), borrowed */
 } replay_attended;
 
 /* Called for every (stream member, step), from the thread replaying that layer:

@@ -427,11 +427,33 @@ static unsigned parse_metrics(const char *text, kv_err *err)
 
 /* --- setup ------------------------------------------------------------------------ */
 
+/* fastgen sizes its own cache: B is not used, so B >= T says nothing about it. */
+static int sizes_itself(const replay_config *c)
+{
+    const policy_def *def = policy_find(c->policy.name);
+    return def && (def->flags & POLICY_SIZES_ITSELF);
+}
+
+/* #18 item 6: a budget is a budget.  knorm with skip-layers keeps its first layers
+ * whole, so its cache is larger than B on average: say so, loudly, once per line. */
+static void whole_layers_note(const replay_config *c, FILE *f)
+{
+    char text[POLICY_VALUE_MAX];
+    const char *score = policy_config_value(&c->policy, "score", text, sizeof text);
+    if (!score || strcmp(score, "knorm"))
+        return;
+    const char *skip = policy_config_value(&c->policy, "skip-layers", text, sizeof text);
+    if (skip && atoi(skip) > 0)
+        fprintf(f, "NOTE: %s at budget %s keeps layers 0..%d whole (skip-layers %s): its "
+                "cache exceeds B on average; compare policies at equal cache by mean_cache\n",
+                c->policy.name, c->budget_arg, atoi(skip) - 1, skip);
+}
+
 void replay_setup_notes(const replay_setup *s, FILE *f)
 {
     const replay_source *src = s->src;
     for (int c = 0; c < s->n_requested; c++)
-        if (s->configs[c].policy.budget >= src->T) {
+        if (s->configs[c].policy.budget >= src->T && !sizes_itself(&s->configs[c])) {
             fprintf(f, "note: budget %s resolves to %d >= T = %d: nothing is evicted, the "
                     "policy equals full; all steps are averaged\n", s->configs[c].budget_arg,
                     s->configs[c].policy.budget, src->T);
@@ -445,6 +467,8 @@ void replay_setup_notes(const replay_setup *s, FILE *f)
         fprintf(f, "note: %d of the %d layers slide over a window of W = %d keys: there a "
                 "key older than W is gone, a budget fraction is of min(T, W) and a count "
                 "at most W (docs/POLICIES.md)\n", local, s->plan.n_layers, W);
+    for (int c = 0; c < s->n_requested; c++)
+        whole_layers_note(&s->configs[c], f);
     if (!src->has_values && (s->plan.metrics & REPLAY_OUTPUT))
         fprintf(f, "note: %s has no recorded values: output_error is left empty\n", src->name);
     if (s->n_configs > s->n_requested)

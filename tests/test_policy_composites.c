@@ -59,10 +59,11 @@ Test(policy_snapkv, needs_the_prompt_length_and_an_odd_kernel)
 }
 
 /* PyramidKV, L 4, B 20, w 4, β 20, prompt 64: min = 16/20 = 0, max = 32 - 0 = 32,
- * steps = 32/3 = 10, layer l keeps 4 + 32 - 10 l = 36 26 16 6. */
+ * layer l keeps 4 + 32 - ⌈32 l/3⌉ = 36 25 14 4, mean 19.75 <= B (KVCache-Factory's
+ * ⌊32/3⌋ = 10 steps gave 36 26 16 6, mean 21 > B: #18 item 6). */
 Test(policy_snapkv, pyramidkv_budgets_fall_linearly_with_depth)
 {
-    const int want[4] = {36, 26, 16, 6};
+    const int want[4] = {36, 25, 14, 4};
     for (int l = 0; l < 4; l++) {
         policy_config cfg = config_of("pyramidkv", "obs-window=4", 20, 64);
         policy_layer *p = stream_new_g(&cfg, l, 4, 1);
@@ -71,6 +72,25 @@ Test(policy_snapkv, pyramidkv_budgets_fall_linearly_with_depth)
         cr_assert_eq(B, want[l], "layer %d: B %d", l, B);
         cr_assert_eq(policy_size(stream_of(p)), want[l]);
         policy_layer_free(p);
+    }
+}
+
+/* #18 item 6: a budget is a budget.  Over SmolLM2's 30 layers, for budgets from tight
+ * to loose, the layers keep B on average (at most half an entry under it). */
+Test(policy_snapkv, pyramidkv_layers_average_the_budget)
+{
+    const int budgets[] = {12, 16, 24, 40, 56};   /* q = 120 >= 2(B - w): all pyramids */
+    for (int b = 0; b < 5; b++) {
+        double sum = 0;
+        for (int l = 0; l < 30; l++) {
+            policy_config cfg = config_of("pyramidkv", "obs-window=8", budgets[b], 120);
+            policy_layer *p = stream_new_g(&cfg, l, 30, 1);
+            drive(p, 120, uniform_w, NULL, NULL, NULL);
+            sum += policy_size(stream_of(p));
+            policy_layer_free(p);
+        }
+        cr_assert_leq(sum / 30, budgets[b], "B %d: mean kept %.2f", budgets[b], sum / 30);
+        cr_assert_geq(sum / 30, budgets[b] - 0.5, "B %d: mean kept %.2f", budgets[b], sum / 30);
     }
 }
 
@@ -192,6 +212,50 @@ Test(policy_adakv, heads_share_the_budget_with_a_floor)
     for (int i = 0; i < 3; i++)
         cr_assert_eq(policy_entries(h0)[i].position, i);
     cr_assert_eq(policy_entries(h1)[0].position, 0);
+    policy_layer_free(L);
+}
+
+/* #18 item 8: adakv one-shot (kvpress's AdaKVPress).  The same two heads with a
+ * 4-token prompt: nothing goes while it streams; at its end the layer plans once,
+ * 8 entries down to H·B = 4.  MAS at t=3: h0 .521 .361 .292 .25; h1 (row 3 is
+ * [.9 .1 0 0]) .925 .083 .025 0.  The floors keep position 0 of each; the lowest four
+ * of the rest are h1's 3, 2, 1 and h0's 3.  The 2 generated tokens are kept. */
+static int adakv_oneshot_rows(void *ctx, int s, const policy *p, float *rows, kv_err *err)
+{
+    const int t = *(const int *)ctx, n = policy_size(p);
+    if (t < 4)
+        return adakv_rows(ctx, s, p, rows, err);
+    for (int i = 0; i < n; i++)
+        rows[i] = 1.0f / (float)n;
+    return 0;
+}
+
+Test(policy_adakv, oneshot_plans_the_layer_once_when_the_prompt_ends)
+{
+    policy_config cfg = config_of("adakv", "window=0,floor=0.5,phase=oneshot", 2, 4);
+    const int head_id[2] = {0, 1}, kv_of[2] = {0, 1};
+    const policy_shape two = {0, 1, 2, head_id, kv_of, 2, 0};
+    kv_err err = {0};
+    policy_layer *L = policy_layer_new(&cfg, &two, &err);
+    cr_assert_not_null(L, "oneshot is supported: %s", err.msg);
+    const policy_io io = {adakv_oneshot_rows, NULL, NULL, NULL};
+    const policy *h0 = policy_layer_stream(L, 0), *h1 = policy_layer_stream(L, 1);
+    for (int t = 0; t < 6; t++) {
+        const policy_token tok = {.position = t, .token = t,
+                                  .flags = t < 4 ? POLICY_FLAG_PROMPT : 0};
+        cr_assert_eq(policy_layer_step(L, &tok, &io, &t, &err), 0, "%s", err.msg);
+        if (t < 3)
+            cr_assert_eq(policy_size(h0) + policy_size(h1), 2 * (t + 1), "t=%d", t);
+        if (t == 3)
+            cr_assert_eq(policy_size(h0) + policy_size(h1), 4, "down to H·B at once");
+    }
+    const int want0[] = {0, 1, 2, 4, 5}, want1[] = {0, 4, 5};
+    cr_assert_eq(policy_size(h0), 5);
+    cr_assert_eq(policy_size(h1), 3);
+    for (int i = 0; i < 5; i++)
+        cr_assert_eq(policy_entries(h0)[i].position, want0[i], "h0 slot %d", i);
+    for (int i = 0; i < 3; i++)
+        cr_assert_eq(policy_entries(h1)[i].position, want1[i], "h1 slot %d", i);
     policy_layer_free(L);
 }
 

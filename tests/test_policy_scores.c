@@ -106,7 +106,7 @@ Test(policy_scores, knorm_evicts_the_largest_key_norm)
 
 Test(policy_scores, knorm_keeps_layers_below_skip_layers_whole_and_says_so)
 {
-    policy_config cfg = config_of("knorm", NULL, 3, 0);
+    policy_config cfg = config_of("knorm", "skip-layers=2", 3, 0);
     policy_layer *p = stream_new_g(&cfg, 1, 30, 1);
     drive(p, 10, uniform_w, NULL, NULL, NULL);
     cr_assert_eq(policy_size(stream_of(p)), 10);
@@ -312,4 +312,24 @@ Test(policy_scores, random_is_determined_by_the_seed)
     cr_assert_neq(memcmp(a.gone, c.gone, sizeof a.gone), 0);
     for (int t = 8; t < 64; t++)
         cr_assert_eq(a.n_gone[t], 1);
+}
+
+/* snapkv-lite (the kvcompress study's SnapKV-Lite): norms 1 9 2 3 4 .5, B 4, w 1.
+ * kernel 3, t=4: older 0..3, −norm −1 −9 −2 −3 max-pooled −1 −1 −2 −2: position 2 goes
+ * (tie with 3, the oldest); t=5: older 0 1 3 4, pooled −1 −1 −3 −3: position 3 goes.
+ * Pooling keeps position 1 beside its neighbour despite the largest norm; kernel 1
+ * (no pooling) evicts it first, then 4: {0 2 3 5}. */
+Test(policy_scores, snapkv_lite_pools_the_inverted_key_norm)
+{
+    const float norms[6] = {1, 9, 2, 3, 4, 0.5f};
+    policy_config cfg = config_of("snapkv-lite", "obs-window=1,kernel=3", 4, 0);
+    policy_layer *p = stream_new_g(&cfg, 2, 30, 1);
+    drive(p, 6, uniform_w, NULL, norms, NULL);
+    assert_kept(p, (int[]){0, 1, 4, 5}, 4);
+    policy_layer_free(p);
+    cfg = config_of("snapkv-lite", "obs-window=1,kernel=1", 4, 0);
+    p = stream_new_g(&cfg, 2, 30, 1);
+    drive(p, 6, uniform_w, NULL, norms, NULL);
+    assert_kept(p, (int[]){0, 2, 3, 5}, 4);
+    policy_layer_free(p);
 }
