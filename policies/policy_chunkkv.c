@@ -43,20 +43,11 @@ static void base_scores(policy *p, int n, double *acc)
         case BASE_KNORM:   kvpress_knorm_scores(s, h, n, acc); break;
         case BASE_KEYDIFF: kvpress_keydiff_scores(s, h, n, acc); break;
         case BASE_CUR:     /* CURPress's defaults: 4 sinks, windows of 16, kv-product */
-            kvpress_cur_scores(s, h, n, policy_entries(p), 4, 16, 3, c->base.tmp, acc);
+            kvpress_cur_scores(s, h, n, 4, 16, 3, c->base.tmp, acc);
             break;
         default:           /* LagKVPress's: 4 sinks, lag 128 */
             kvpress_lagkv_scores(s, h, n, 4, 128, c->base.tmp, acc);
         }
-}
-
-/* The kept fraction f: the budget's own when it was written as one (kvpress's
- * 1 − ratio, exactly), else B over the prompt. */
-static double kept_fraction(const policy *p, int n)
-{
-    const policy_config *cfg = policy_config_of(p);
-    return cfg->budget_arg.is_fraction ? cfg->budget_arg.fraction
-                                       : (double)policy_budget_of(p) / n;
 }
 
 /* Mark the kept chunks in score[] (1 kept, 0 not) and make their size the budget. */
@@ -79,7 +70,7 @@ static void chunkkv_end_prompt(policy *p)
             sum += (float)acc[i];
         chunk_score[j] = (float)(sum / (b - a));
     }
-    int keep = (int)(chunks * kept_fraction(p, n)), kept = 0;
+    int keep = (int)(chunks * kvpress_kept_fraction(p, n)), kept = 0;
     keep = keep < 1 ? 1 : keep;
     for (int j = 0; j < chunks; j++) {   /* chunk j stays when fewer than keep beat it */
         int better = 0;

@@ -31,6 +31,7 @@ static const policy_param cur_params[] = {
      "cur: squared norms relative to windows of this many entries (0: global)"},
     {"leverage", POLICY_PARAM_CHOICE, offsetof(cur, leverage), "kv-product", 0, 0,
      "key value kv-avg kv-product", "cur: key | value | kv-avg | kv-product"},
+    KVPRESS_CHUNK_PARAM,
     {0},
 };
 
@@ -55,8 +56,8 @@ static void relative(double *x, int n, int w)
     }
 }
 
-void kvpress_cur_scores(const policy_vecs *s, int head, int n, const policy_entry *e,
-                        int sinks, int window, int type, double *tmp, double *out)
+void kvpress_cur_scores(const policy_vecs *s, int head, int n, int sinks, int window,
+                        int type, double *tmp, double *out)
 {
     double *k2 = tmp, *v2 = tmp + n, total = 0;
     for (int i = 0; i < n; i++) {
@@ -71,22 +72,17 @@ void kvpress_cur_scores(const policy_vecs *s, int head, int n, const policy_entr
         total += k2[i];
     }
     for (int i = 0; i < n; i++)
-        out[i] += e[i].position < sinks ? 1.0 : k2[i] / total;
+        out[i] += i < sinks ? 1.0 : k2[i] / total;   /* the first of the cache given */
 }
 
-static void cur_head(policy *p, int head, int n, double *acc)
+static void cur_head(policy *p, const policy_vecs *v, int head, int n, double *tmp,
+                     double *acc)
 {
-    cur *c = policy_state(p);
-    kvpress_cur_scores(&c->base.vecs, head, n, policy_entries(p), c->sinks, c->window,
-                       c->leverage, c->base.tmp, acc);
+    const cur *c = policy_state(p);
+    kvpress_cur_scores(v, head, n, c->sinks, c->window, c->leverage, tmp, acc);
 }
 
-static int cur_init(policy *p, kv_err *err) { return kvpress_oneshot(p, 0, err); }
-
-static int cur_choose(policy *p, int k, int *out)
-{
-    return kvpress_scorer_choose(p, k, out, cur_head);
-}
+static int cur_init(policy *p, kv_err *err) { return kvpress_scorer_init(p, cur_head, err); }
 
 const policy_def policy_cur = {
     .name = "cur",
@@ -98,6 +94,5 @@ const policy_def policy_cur = {
     .scope_of = POLICY_SCOPE_OF_KV_HEAD,
     .flags = POLICY_READS_KEYS | POLICY_READS_VALUES,
     .state_size = sizeof(cur),
-    .ops = {.init = cur_init, .append = kvpress_scorer_append, .choose = cur_choose,
-            .destroy = kvpress_scorer_destroy},
+    .ops = KVPRESS_SCORER_OPS(cur_init),
 };

@@ -48,27 +48,26 @@ void kvpress_keydiff_scores(const policy_vecs *s, int head, int n, double *out)
     }
 }
 
-static void keydiff_head(policy *p, int head, int n, double *acc)
+static void keydiff_head(policy *p, const policy_vecs *v, int head, int n, double *tmp,
+                         double *acc)
 {
-    kvpress_keydiff_scores(&((kvpress_scorer *)policy_state(p))->vecs, head, n, acc);
+    (void)p, (void)tmp;
+    kvpress_keydiff_scores(v, head, n, acc);
 }
 
-static int keydiff_init(policy *p, kv_err *err) { return kvpress_oneshot(p, 0, err); }
+static int keydiff_init(policy *p, kv_err *err) { return kvpress_scorer_init(p, keydiff_head, err); }
 
-static int keydiff_choose(policy *p, int k, int *out)
-{
-    return kvpress_scorer_choose(p, k, out, keydiff_head);
-}
+static const policy_param keydiff_params[] = {KVPRESS_CHUNK_PARAM, {0}};
 
 const policy_def policy_keydiff = {
     .name = "keydiff",
     .summary = "keep the keys least similar (cosine) to the mean normalised key; oneshot",
     .provenance = "KeyDiff (arXiv 2504.15364); kvpress KeyDiffPress",
+    .params = keydiff_params,
     .columns = kvpress_scorer_columns,
     .defaults = "",
     .scope_of = POLICY_SCOPE_OF_KV_HEAD,
     .flags = POLICY_READS_KEYS | POLICY_READS_VALUES,
     .state_size = sizeof(kvpress_scorer),
-    .ops = {.init = keydiff_init, .append = kvpress_scorer_append, .choose = keydiff_choose,
-            .destroy = kvpress_scorer_destroy},
+    .ops = KVPRESS_SCORER_OPS(keydiff_init),
 };

@@ -163,26 +163,83 @@ KVPRESS_PRESET(observed_attention, "observed-attention", "score=mas,scope=none",
 
 const policy_column kvpress_scorer_columns[] = {
     POLICY_SCRATCH(kvpress_scorer, score), POLICY_SCRATCH(kvpress_scorer, acc),
-    POLICY_SCRATCH(kvpress_scorer, drop),
+    POLICY_SCRATCH(kvpress_scorer, drop),  POLICY_SCRATCH(kvpress_scorer, rank),
     {offsetof(kvpress_scorer, tmp), 2 * sizeof(double), 1}, {0},
 };
+
+int kvpress_scorer_init(policy *p, kvpress_head_fn fn, kv_err *err)
+{
+    kvpress_scorer *s = policy_state(p);
+    s->fn = fn;
+    return kvpress_oneshot(p, s->chunk > 0, err);
+}
+
+double kvpress_kept_fraction(const policy *p, int n)
+{
+    const policy_config *cfg = policy_config_of(p);
+    return cfg->budget_arg.is_fraction ? cfg->budget_arg.fraction
+                                       : (double)policy_budget_of(p) / n;
+}
+
+/* acc[from .. from+n) += the score of slots from .. from+n-1 taken as a cache of their
+ * own (a view of the vectors), summed over the stream's heads. */
+static void score_range(policy *p, int from, int n)
+{
+    kvpress_scorer *s = policy_state(p);
+    policy_vecs view = s->vecs;
+    const size_t at = (size_t)from * view.per * view.dim;
+    view.key += at;
+    view.value += at;
+    for (int i = from; i < from + n; i++)
+        s->acc[i] = 0;
+    for (int h = 0; h < view.per; h++)
+        s->fn(p, &view, h, n, s->tmp + 2 * (size_t)from, s->acc + from);
+}
+
+/* ChunkPress: each chunk keeps its max(1, int(len·f)) best (ties: the newer), marked 1
+ * in score[]; the total becomes the budget. */
+void kvpress_scorer_end_prompt(policy *p)
+{
+    kvpress_scorer *s = policy_state(p);
+    const int n = policy_size(p), c = s->chunk;
+    if (!c || s->vecs.missing || policy_budget_of(p) == POLICY_BUDGET_UNLIMITED)
+        return;
+    const double f = kvpress_kept_fraction(p, n);
+    const policy_entry *e = policy_entries(p);
+    int kept = 0;
+    for (int a = 0; a < n; a += c) {
+        const int m = a + c < n ? c : n - a;
+        int keep = (int)(m * f);
+        keep = keep < 1 ? 1 : keep;
+        score_range(p, a, m);
+        for (int i = 0; i < m; i++) {
+            s->rank[i] = (policy_rank){(float)s->acc[a + i], e[a + i].position, 0, a + i};
+            s->score[a + i] = 1;
+        }
+        policy_select_lowest(s->rank, m, m - keep);
+        for (int j = 0; j < m - keep; j++)
+            s->score[s->rank[j].slot] = 0;
+        kept += keep;
+    }
+    policy_set_budget(p, kept);
+}
 
 void kvpress_scorer_append(policy *p, int slot, const policy_vectors *v)
 {
     policy_vecs_put(&((kvpress_scorer *)policy_state(p))->vecs, slot, v);
 }
 
-int kvpress_scorer_choose(policy *p, int k, int *out, kvpress_head_fn fn)
+int kvpress_scorer_choose(policy *p, int k, int *out)
 {
     kvpress_scorer *s = policy_state(p);
     const int n = policy_size(p);
     if (s->vecs.missing)
         return 0;   /* no vectors, no score: nothing is chosen (knorm's rule) */
-    memset(s->acc, 0, (size_t)n * sizeof *s->acc);
-    for (int h = 0; h < s->vecs.per; h++)
-        fn(p, h, n, s->acc);
-    for (int i = 0; i < n; i++)
-        s->score[i] = (float)s->acc[i];
+    if (!s->chunk) {   /* else end_prompt marked the kept entries in score[] */
+        score_range(p, 0, n);
+        for (int i = 0; i < n; i++)
+            s->score[i] = (float)s->acc[i];
+    }
     int m = policy_pick_lowest(p, s->score, NULL, k, out);
     policy_vecs_drop(&s->vecs, n, out, m, s->drop);
     return m;

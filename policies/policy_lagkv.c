@@ -28,6 +28,7 @@ static const policy_param lagkv_params[] = {
      "protected first positions (score 1)"},
     {"lag", POLICY_PARAM_INT, offsetof(lagkv, lag), "128", 2, 1e6, NULL,
      "lagkv: block length; each block is normalised by the next"},
+    KVPRESS_CHUNK_PARAM,
     {0},
 };
 
@@ -107,18 +108,14 @@ void kvpress_lagkv_scores(const policy_vecs *s, int head, int n, int sinks, int 
         block_ranks(s, head, a, lag, sk, sv, out);
 }
 
-static void lagkv_head(policy *p, int head, int n, double *acc)
+static void lagkv_head(policy *p, const policy_vecs *v, int head, int n, double *tmp,
+                       double *acc)
 {
-    lagkv *l = policy_state(p);
-    kvpress_lagkv_scores(&l->base.vecs, head, n, l->sinks, l->lag, l->base.tmp, acc);
+    const lagkv *l = policy_state(p);
+    kvpress_lagkv_scores(v, head, n, l->sinks, l->lag, tmp, acc);
 }
 
-static int lagkv_init(policy *p, kv_err *err) { return kvpress_oneshot(p, 0, err); }
-
-static int lagkv_choose(policy *p, int k, int *out)
-{
-    return kvpress_scorer_choose(p, k, out, lagkv_head);
-}
+static int lagkv_init(policy *p, kv_err *err) { return kvpress_scorer_init(p, lagkv_head, err); }
 
 const policy_def policy_lagkv = {
     .name = "lagkv",
@@ -131,6 +128,5 @@ const policy_def policy_lagkv = {
     .scope_of = POLICY_SCOPE_OF_KV_HEAD,
     .flags = POLICY_READS_KEYS | POLICY_READS_VALUES,
     .state_size = sizeof(lagkv),
-    .ops = {.init = lagkv_init, .append = kvpress_scorer_append, .choose = lagkv_choose,
-            .destroy = kvpress_scorer_destroy},
+    .ops = KVPRESS_SCORER_OPS(lagkv_init),
 };
