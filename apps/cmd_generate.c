@@ -188,7 +188,9 @@ int cmd_generate(int argc, char **argv)
     generate_cli c = {.so = session_options_default()};
     const opts_command cmd = {
         .prog = "kvtrace generate",
-        .usage = "kvtrace generate MODEL.gguf PROMPT --policy P --budget B [options]",
+        .usage = "kvtrace generate MODEL.gguf PROMPT --policy P --budget B [options]\n"
+                 "       kvtrace generate MODEL.gguf --context FILE --questions FILE "
+                 "--policy P --budget B",
         .about = "Generate a continuation of PROMPT while an eviction policy keeps each "
                  "(layer, KV\nhead) cache within budget B, seeing the real attention over "
                  "the kept entries.\nThe text streams to stdout; kept entries, KV bytes, "

@@ -55,7 +55,10 @@ static void keydiff_head(policy *p, const policy_vecs *v, int head, int n, doubl
     kvpress_keydiff_scores(v, head, n, acc);
 }
 
-static int keydiff_init(policy *p, kv_err *err) { return kvpress_scorer_init(p, keydiff_head, err); }
+static int keydiff_init(policy *p, kv_err *err)
+{
+    return kvpress_scorer_init(p, keydiff_head, err);
+}
 
 static const policy_param keydiff_params[] = {KVPRESS_CHUNK_PARAM, {0}};
 

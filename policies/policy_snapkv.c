@@ -194,6 +194,9 @@ const policy_def policy_snapkv = {
 #define SNAPKV_OPS                                                                      \
     {.init = snapkv_init, .append = snapkv_append, .observe = snapkv_observe,           \
      .choose = snapkv_choose, .scores = snapkv_scores}
+#define PYRAMIDKV_OPS                                                                   \
+    {.init = snapkv_init, .append = snapkv_append, .observe = snapkv_observe,           \
+     .end_prompt = pyramidkv_end_prompt, .choose = snapkv_choose, .scores = snapkv_scores}
 
 const policy_def policy_pyramidkv = {
     .name = "pyramidkv",
@@ -204,9 +207,7 @@ const policy_def policy_pyramidkv = {
     .defaults = "",
     .scope_of = POLICY_SCOPE_OF_KV_HEAD,
     .state_size = sizeof(snapkv),
-    .ops = {.init = snapkv_init, .append = snapkv_append, .observe = snapkv_observe,
-            .end_prompt = pyramidkv_end_prompt, .choose = snapkv_choose,
-            .scores = snapkv_scores},
+    .ops = PYRAMIDKV_OPS,
 };
 
 /* kvpress's defaults under kvpress's names (policy_kvpress.c has the others). */
@@ -229,7 +230,5 @@ const policy_def policy_pyramidkv_kvpress = {
     .defaults = "obs-window=64,kernel=5,pool=avg,schedule=kvpress",
     .scope_of = POLICY_SCOPE_OF_KV_HEAD,
     .state_size = sizeof(snapkv),
-    .ops = {.init = snapkv_init, .append = snapkv_append, .observe = snapkv_observe,
-            .end_prompt = pyramidkv_end_prompt, .choose = snapkv_choose,
-            .scores = snapkv_scores},
+    .ops = PYRAMIDKV_OPS,
 };
