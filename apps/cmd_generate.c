@@ -9,6 +9,14 @@
  * --seed seeds both the sampler and the policy.  A budget fraction resolves against
  * prompt + --max-new-tokens.  --reposition re-rotates the kept keys to contiguous
  * positions after every eviction (live.h (5)).
+ *
+ * --context FILE --questions FILE asks as kvpress's pipeline does: the context is the
+ * prompt the policy compresses (a oneshot policy compresses it once, at its end; a
+ * budget fraction resolves against the context), then each question (one per line,
+ * not seen by the compression) is fed after it and answered.  Each question starts
+ * from the same compressed cache: the context is prefilled again for each one, which
+ * gives the same kept entries (the run is deterministic) at the cost of one prefill
+ * per question; a cache that is snapshotted and rewound is not written yet.
  */
 #include "commands.h"
 
@@ -18,6 +26,8 @@
 #include "opts.h"
 #include "policy.h"
 #include "session.h"
+#include "input.h"
+#include "vec.h"
 
 #include <stddef.h>
 #include <stdlib.h>
@@ -29,6 +39,7 @@ typedef struct options {
     int reposition;
     const char *kept, *streams;   /* the kept set and per-stream lines after the run */
     const char *policy_lib;   /* loaded as soon as it is read (OPTS_EARLY) */
+    const char *context, *questions;   /* --context FILE --questions FILE */
 } options;
 
 static const opts_row generate_rows[] = {
@@ -36,13 +47,20 @@ static const opts_row generate_rows[] = {
      "after each eviction, re-rotate the kept keys to positions\n0..n-1 and give the next "
      "token position n (StreamingLLM)", 0, 0, NULL},
     {"kept", 0, OPTS_TEXT, offsetof(options, kept), "FILE",
-     "after the run, the kept set: layer,kv_head,position per entry", 0, 0, NULL},
+     "after the run, the kept set: layer,kv_head,position per entry\n(with --questions: "
+     "after the last question)", 0, 0, NULL},
     {"streams", 0, OPTS_TEXT, offsetof(options, streams), "FILE",
      "after the run, one line per stream: layer,kv_head,kept and\nwhat the policy says "
      "of it (fastgen: profile,recovered)", 0, 0, NULL},
     {"policy-lib", 0, OPTS_EARLY, offsetof(options, policy_lib), "FILE.so",
      "load policies compiled against policies/policy.h\n(docs/POLICIES.md, \"Writing a "
      "policy\")", 0, 0, load_policy_lib},
+    {"context", 0, OPTS_TEXT, offsetof(options, context), "FILE",
+     "the context to compress (instead of PROMPT); then answer\neach line of --questions "
+     "from its compressed cache", 0, 0, NULL},
+    {"questions", 0, OPTS_TEXT, offsetof(options, questions), "FILE",
+     "with --context: one question per line, asked after the\ncontext, unseen by the "
+     "compression (kvpress's pipeline)", 0, 0, NULL},
     {NULL, 0, 0, 0, NULL, NULL, 0, 0, NULL},
 };
 
@@ -106,20 +124,24 @@ static int write_kept(const live *lv, const options *o, kv_err *err)
     return rc;
 }
 
+/* Generate after ids[0..n_prompt); the policy's prompt is the first n_compress of them
+ * (all of them, or the context before a question), and a budget fraction resolves
+ * against `resolve_len`. */
 static int generate(session *s, const session_options *o, policy_config *cfg,
-                    const options *opt, kv_err *err)
+                    const options *opt, const int32_t *ids, int n_prompt, int n_compress,
+                    int resolve_len, kv_err *err)
 {
-    const int n_prompt = (int)s->prompt.n, n_ctx = model_config_of(s->model)->n_ctx;
+    const int n_ctx = model_config_of(s->model)->n_ctx;
     const int T = n_prompt + o->max_new < n_ctx ? n_prompt + o->max_new : n_ctx;
-    policy_config_resolve(cfg, n_prompt + o->max_new);
-    cfg->prompt_len = n_prompt;
+    policy_config_resolve(cfg, resolve_len);
+    cfg->prompt_len = n_compress;
     live *lv = live_new(s->model, s->tok, cfg, T, err);
     if (!lv)
         return err->code;
     live_output out = {0};
     int rc = live_set_reposition(lv, opt->reposition, err);
     if (rc == KV_OK)
-        rc = live_generate(lv, s->sampler, s->prompt.ids, n_prompt, o->max_new, print_token,
+        rc = live_generate(lv, s->sampler, ids, n_prompt, o->max_new, print_token,
                            s->tok, &out, err);
     printf("\n");
     fflush(stdout);
@@ -129,6 +151,47 @@ static int generate(session *s, const session_options *o, policy_config *cfg,
         rc = write_kept(lv, opt, err);
     live_output_free(&out);
     live_free(lv);
+    return rc;
+}
+
+/* --context/--questions: each line of the questions file after the context. */
+static int ask_questions(session *s, const session_options *o, const policy_config *cfg,
+                         const options *opt, kv_err *err)
+{
+    FILE *fp = fopen(opt->questions, "rb");
+    if (!fp)
+        return kv_errorf(err, KV_EIO, "%s: cannot open the questions file", opt->questions);
+    size_t len;
+    char *text = input_read_all(fp, opt->questions, &len, err);
+    fclose(fp);
+    if (!text)
+        return err->code;
+    const int n_context = (int)s->prompt.n;
+    tokenizer_ids ids = {0};
+    int rc = KV_OK, asked = 0;
+    for (char *line = text, *next; rc == KV_OK && line < text + len; line = next) {
+        next = line + strcspn(line, "\n");
+        *next++ = '\0';
+        if (!line[strspn(line, " \t\r")])
+            continue;   /* blank lines separate nothing */
+        if (vec_reserve((void **)&ids.ids, sizeof *ids.ids, s->prompt.n, &ids.cap) != 0) {
+            rc = kv_errorf(err, KV_ENOMEM, "out of memory for a question");
+            break;
+        }
+        memcpy(ids.ids, s->prompt.ids, s->prompt.n * sizeof *ids.ids);
+        ids.n = s->prompt.n;
+        rc = tokenizer_encode(s->tok, line, strlen(line), 0, &ids, err);
+        if (rc != KV_OK)
+            break;
+        printf("Q: %s\nA: ", line);
+        policy_config c = *cfg;
+        rc = generate(s, o, &c, opt, ids.ids, (int)ids.n, n_context, n_context, err);
+        asked++;
+    }
+    if (rc == KV_OK && !asked)
+        rc = kv_errorf(err, KV_EUSAGE, "%s: no question (one per line)", opt->questions);
+    tokenizer_ids_free(&ids);
+    free(text);
     return rc;
 }
 
@@ -142,7 +205,16 @@ static int run(void *ctx, kv_err *err)
 {
     generate_cli *c = ctx;
     policy_config cfg = policy_config_default();
-    int rc = session_check(&c->so, err);
+    int rc = KV_OK;
+    if (!c->o.context != !c->o.questions)
+        rc = kv_errorf(err, KV_EUSAGE, "--context and --questions go together");
+    else if (c->o.context && (c->so.prompt || c->so.prompt_file || c->so.chat))
+        rc = kv_errorf(err, KV_EUSAGE, "--context replaces PROMPT and --prompt-file, and "
+                       "does not take --chat");
+    else if (c->o.context)
+        c->so.prompt_file = c->o.context;
+    if (rc == KV_OK)
+        rc = session_check(&c->so, err);
     if (rc == KV_OK)
         rc = out_check(c->o.kept, NULL, 0, err);
     if (rc == KV_OK)
@@ -153,8 +225,11 @@ static int run(void *ctx, kv_err *err)
     session s = {0};
     if (rc == KV_OK)
         rc = session_open(&s, &c->so, err);
-    if (rc == KV_OK)
-        rc = generate(&s, &c->so, &cfg, &c->o, err);
+    if (rc == KV_OK && c->o.context)
+        rc = ask_questions(&s, &c->so, &cfg, &c->o, err);
+    else if (rc == KV_OK)
+        rc = generate(&s, &c->so, &cfg, &c->o, s.prompt.ids, (int)s.prompt.n,
+                      (int)s.prompt.n, (int)s.prompt.n + c->so.max_new, err);
     session_close(&s);
     return rc;
 }
@@ -164,7 +239,9 @@ int cmd_generate(int argc, char **argv)
     generate_cli c = {.so = session_options_default()};
     const opts_command cmd = {
         .prog = "kvtrace generate",
-        .usage = "kvtrace generate MODEL.gguf PROMPT --policy P --budget B [options]",
+        .usage = "kvtrace generate MODEL.gguf PROMPT --policy P --budget B [options]\n"
+                 "       kvtrace generate MODEL.gguf --context FILE --questions FILE "
+                 "--policy P --budget B",
         .about = "Generate a continuation of PROMPT while an eviction policy keeps each "
                  "(layer, KV\nhead) cache within budget B, seeing the real attention over "
                  "the kept entries.\nThe text streams to stdout; kept entries, KV bytes, "
@@ -185,7 +262,9 @@ int cmd_generate(int argc, char **argv)
                   "context,\n2 bad usage (unknown policy, bad budget, budget above the "
                   "context)\nexample:\n  kvtrace generate "
                   "models/SmolLM2-135M-Instruct.Q4_1.gguf \"Tell me a story\" --chat "
-                  "--policy roco --budget 0.4\n",
+                  "--policy roco --budget 0.4\n  kvtrace generate "
+                  "models/SmolLM2-135M-Instruct.Q4_1.gguf --context doc.txt --questions q.txt "
+                  "\\\n      --policy snapkv-kvpress --budget 0.5\n",
     };
     return opts_main(&cmd, argc, argv, run, &c);
 }

@@ -12,7 +12,10 @@
 #define POLICY_LIST(X)                                                                  \
     X(full) X(scored) X(random) X(recency) X(streaming) X(h2o) X(mas) X(roco) X(tova)    \
     X(scissorhands) X(knorm) X(oracle) X(snapkv) X(pyramidkv) X(fastgen) X(adakv)       \
-    X(pace) X(vatp) X(snapkv_lite)
+    X(pace) X(vatp) X(snapkv_lite)                                                      \
+    X(streaming_kvpress) X(tova_kvpress) X(knorm_kvpress) X(snapkv_kvpress)             \
+    X(pyramidkv_kvpress) X(observed_attention) X(keydiff) X(lagkv) X(cur) X(chunkkv)   \
+    X(simlayerkv) X(duo_attention)
 
 #define POLICY_DECLARE(name) extern const policy_def policy_##name;
 POLICY_LIST(POLICY_DECLARE)

@@ -18,12 +18,14 @@
 #include <stddef.h>
 
 enum { POOL_MAX, POOL_AVG };
+enum { SCHEDULE_FACTORY, SCHEDULE_KVPRESS };
 
 typedef struct snapkv {
     int            obs_window;  /* w */
     int            kernel;      /* pooling width, odd */
     int            pool;        /* POOL_* */
     int            beta;        /* pyramidkv: bottom/top ratio */
+    int            schedule;    /* pyramidkv: SCHEDULE_* */
     double        *vote;        /* (slot) Σ over the window rows */
     float         *pooled;      /* (slot, scratch) pooled votes, the eviction score */
     unsigned char *mask;        /* (slot, scratch) 1 = prefix entry */
@@ -42,6 +44,8 @@ static const policy_param snapkv_params[] = {
 static const policy_param pyramidkv_params[] = {
     {"beta", POLICY_PARAM_INT, offsetof(snapkv, beta), "20", 1, 1e6, NULL,
      "pyramidkv: bottom/top budget ratio"},
+    {"schedule", POLICY_PARAM_CHOICE, offsetof(snapkv, schedule), "factory", 0, 0,
+     "factory kvpress", "pyramidkv: KVCache-Factory's integer schedule or kvpress's"},
     {0},
 };
 
@@ -108,10 +112,38 @@ static int pyramid_budget(const policy *p, int q_len)
     return keep < 1 ? 1 : keep;
 }
 
+/* kvpress's PyramidKVPress (0.5.5): the same line in floating point around the mean
+ * kept size m = q·(1 − ratio), window included, rounded half to even (Python's round);
+ * the uniform round(m) when the line leaves [w, q].  m is q times the budget's
+ * fraction when written as one (kvpress's ratio exactly), else B. */
+static int pyramid_budget_kvpress(const policy *p, int q_len)
+{
+    const snapkv *s = policy_state(p);
+    const policy_config *c = policy_config_of(p);
+    const double m = c->budget_arg.is_fraction ? q_len * c->budget_arg.fraction
+                                               : policy_budget_of(p);
+    const int w = s->obs_window, L = policy_model_layers(p);
+    double min_n = m / s->beta, max_n = 2 * m - min_n;
+    if (max_n >= q_len - w) {
+        max_n = q_len - w;
+        min_n = 2 * m - max_n;
+    }
+    if (!(q_len >= max_n && max_n >= min_n && min_n >= w)) {
+        double r = nearbyint(m);
+        return r < 1 ? 1 : (int)r;
+    }
+    double steps = L > 1 ? (max_n - min_n) / (L - 1) : 0.0;
+    return (int)nearbyint(max_n - policy_layer_number(p) * steps);
+}
+
 static void pyramidkv_end_prompt(policy *p)
 {
-    if (policy_budget_of(p) != POLICY_BUDGET_UNLIMITED)
-        policy_set_budget(p, pyramid_budget(p, policy_size(p)));
+    const snapkv *s = policy_state(p);
+    if (policy_budget_of(p) == POLICY_BUDGET_UNLIMITED)
+        return;
+    policy_set_budget(p, s->schedule == SCHEDULE_KVPRESS
+                             ? pyramid_budget_kvpress(p, policy_size(p))
+                             : pyramid_budget(p, policy_size(p)));
 }
 
 /* Pool the votes of the prefix slots [0, m): max with -inf padding or average with
@@ -162,6 +194,13 @@ const policy_def policy_snapkv = {
             .choose = snapkv_choose, .scores = snapkv_scores},
 };
 
+#define SNAPKV_OPS                                                                      \
+    {.init = snapkv_init, .append = snapkv_append, .observe = snapkv_observe,           \
+     .choose = snapkv_choose, .scores = snapkv_scores}
+#define PYRAMIDKV_OPS                                                                   \
+    {.init = snapkv_init, .append = snapkv_append, .observe = snapkv_observe,           \
+     .end_prompt = pyramidkv_end_prompt, .choose = snapkv_choose, .scores = snapkv_scores}
+
 const policy_def policy_pyramidkv = {
     .name = "pyramidkv",
     .summary = "snapkv with a linear per-layer budget, bottom layers larger",
@@ -171,7 +210,28 @@ const policy_def policy_pyramidkv = {
     .defaults = "",
     .scope_of = POLICY_SCOPE_OF_KV_HEAD,
     .state_size = sizeof(snapkv),
-    .ops = {.init = snapkv_init, .append = snapkv_append, .observe = snapkv_observe,
-            .end_prompt = pyramidkv_end_prompt, .choose = snapkv_choose,
-            .scores = snapkv_scores},
+    .ops = PYRAMIDKV_OPS,
+};
+
+/* kvpress's defaults under kvpress's names (policy_kvpress.c has the others). */
+const policy_def policy_snapkv_kvpress = {
+    .name = "snapkv-kvpress",
+    .summary = "kvpress SnapKVPress: window 64, kernel 5, average pooling",
+    .provenance = "SnapKV (NeurIPS 2024) as kvpress 0.5.5 runs it",
+    .base = &policy_snapkv,
+    .defaults = "obs-window=64,kernel=5,pool=avg",
+    .scope_of = POLICY_SCOPE_OF_KV_HEAD,
+    .state_size = sizeof(snapkv),
+    .ops = SNAPKV_OPS,
+};
+
+const policy_def policy_pyramidkv_kvpress = {
+    .name = "pyramidkv-kvpress",
+    .summary = "kvpress PyramidKVPress: snapkv-kvpress with kvpress's layer schedule",
+    .provenance = "PyramidKV (arXiv 2406.02069) as kvpress 0.5.5 runs it",
+    .base = &policy_pyramidkv,
+    .defaults = "obs-window=64,kernel=5,pool=avg,schedule=kvpress",
+    .scope_of = POLICY_SCOPE_OF_KV_HEAD,
+    .state_size = sizeof(snapkv),
+    .ops = PYRAMIDKV_OPS,
 };

@@ -18,11 +18,15 @@ void run_build(run *r, const char *line)
         r->rc = replay_setup_build(&r->setup, &r->args.req, &r->err);
 }
 
-void run_words(run *r, const char *line)
+void run_words(run *r, const char *line) { run_words_observe(r, line, NULL, NULL); }
+
+void run_words_observe(run *r, const char *line, replay_observe_fn observe, void *ctx)
 {
     run_build(r, line);
     if (r->rc != KV_OK)
         return;
+    r->setup.plan.observe = observe;
+    r->setup.plan.observe_ctx = ctx;
     const replay_plan *p = &r->setup.plan;
     r->acc = calloc((size_t)p->n_configs * p->n_layers * p->n_heads, sizeof *r->acc);
     r->rc = replay_setup_compute(&r->setup, r->acc, &r->err);

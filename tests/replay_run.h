@@ -23,6 +23,8 @@ typedef struct run {
 /* Parse `line` ("replay TRACE ..." or "sweep TRACE ..."), build and run it; r->rc and
  * r->err say how it went. */
 void run_words(run *r, const char *line);
+/* The same, with plan.observe = observe (every C_t to observe(ctx, ...)). */
+void run_words_observe(run *r, const char *line, replay_observe_fn observe, void *ctx);
 /* Only parse and build (r->acc stays NULL): a test that sets plan fields (an observer)
  * and computes itself. */
 void run_build(run *r, const char *line);

@@ -159,7 +159,8 @@ Test(policy_config, every_preset_runs_with_its_defaults)
         const float norms[100] = {0};
         drive_input in = {.w = busy_w, .keys = norms, .values = norms};
         kv_err err = {0};
-        drive_log log;
+        static drive_log log;   /* counts evictions per step: zeroed for each policy */
+        memset(&log, 0, sizeof log);
         cr_assert_eq(drive_steps(L, 0, 100, &in, &log, &err), 0, "%s: %s", def->name, err.msg);
         const policy *p = stream_of(L);
         if (policy_layer_capacity(L) == 0)   /* a policy that may hold the sequence */

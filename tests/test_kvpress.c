@@ -1,0 +1,216 @@
+/*
+ * test_kvpress.c — our kvpress presets and kvpress-derived policies keep what kvpress
+ * 0.5.5 itself keeps.
+ *
+ * tests/fixtures/kvpress_kept.txt holds, per kvpress press and compression ratio, the
+ * positions kvpress kept in every (layer, KV head) of SmolLM2 on the committed prompt
+ * (tests/fixtures/kvpress_fixture.py: transformers from the same GGUF, float32, eager
+ * attention, fed our token ids), and the replay arguments that map it to ours
+ * (docs/POLICIES.md, "kvpress").  The test records the same prompt with `kvtrace
+ * record --max-new-tokens 1 --dtype f32` (as the script did), replays each mapping,
+ * reads the cache the generated token attended (the compressed prompt, itself
+ * excluded) and compares, stream by stream: Jaccard |ours ∩ theirs| / |ours ∪ theirs|.
+ * Every stream must agree exactly, except inside a tie class the cut splits: where the
+ * fixture lists the positions whose score equals kvpress's lowest kept score (exact
+ * ties, e.g. one token twice in layer 0, whose keys have equal norms), torch.topk keeps
+ * some of them its own way and we evict the oldest first; the kept sets must then have
+ * the same size and agree everywhere else.
+ */
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "replay_run.h"
+#include "test_shell.h"
+
+#define KP_LAYERS 30
+#define KP_KV     3
+#define KP_GROUP  3     /* SmolLM2: 9 query heads over 3 KV heads */
+#define KP_MAXLEN 1024
+
+typedef struct kept_sets {
+    int           prompt_len;
+    unsigned char ours[KP_LAYERS][KP_KV][KP_MAXLEN];
+    unsigned char theirs[KP_LAYERS][KP_KV][KP_MAXLEN];
+    unsigned char ties[KP_LAYERS][KP_KV][KP_MAXLEN];   /* 1: a split tie class */
+    int           seen[KP_LAYERS][KP_KV];
+} kept_sets;
+
+/* The generated token (step prompt_len) attended the compressed prompt and itself. */
+static void observe_kept(void *ctx, const replay_attended *a)
+{
+    kept_sets *k = ctx;
+    if (a->t != k->prompt_len || a->layer >= KP_LAYERS)
+        return;
+    const int kv = a->head / KP_GROUP;
+    memset(k->ours[a->layer][kv], 0, KP_MAXLEN);
+    for (int i = 0; i < a->n; i++)
+        if (a->kept[i].position < k->prompt_len)
+            k->ours[a->layer][kv][a->kept[i].position] = 1;
+    k->seen[a->layer][kv] = 1;
+}
+
+static int hex_digit(char c)
+{
+    return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+}
+
+static void read_mask(const char *hex, int L, unsigned char *out)
+{
+    for (int i = 0; i < L; i++) {
+        int d = hex_digit(hex[i / 4]);
+        cr_assert(d >= 0, "bad hex digit in the fixture");
+        out[i] = (d >> (i % 4)) & 1;
+    }
+}
+
+/* Same size, and equal outside the tie class. */
+static int agree_up_to_ties(const unsigned char *a, const unsigned char *b,
+                            const unsigned char *tie, int L)
+{
+    int na = 0, nb = 0, off = 0;
+    for (int i = 0; i < L; i++) {
+        na += a[i];
+        nb += b[i];
+        off += a[i] != b[i] && !tie[i];
+    }
+    return na == nb && off == 0;
+}
+
+static double jaccard(const unsigned char *a, const unsigned char *b, int L)
+{
+    int both = 0, any = 0;
+    for (int i = 0; i < L; i++) {
+        both += a[i] && b[i];
+        any += a[i] || b[i];
+    }
+    return any ? (double)both / any : 1.0;
+}
+
+static void record_trace(char *path)
+{
+    char cmd[2048], out[4096];
+    snprintf(cmd, sizeof cmd, "'%s/kvtrace' record '%s' --prompt-file '%s/kvpress_prompt.txt' "
+             "--max-new-tokens 1 --dtype f32 --force -o '%s' 2>&1", getenv("KV_BIN"),
+             test_model(), getenv("KV_FIXTURES"), path);
+    cr_assert_eq(test_shell(cmd, out, sizeof out), 0, "%s\n%s", cmd, out);
+}
+
+/* One config: replay our mapping, compare every stream; returns the streams that
+ * disagree beyond split ties and reports the figures. */
+static int check_config(const char *trace, const char *label, const char *args, kept_sets *k)
+{
+    char line[1024];
+    snprintf(line, sizeof line, "replay %s %s --metrics mass", trace, args);
+    memset(k->seen, 0, sizeof k->seen);
+    run r;
+    run_words_observe(&r, line, observe_kept, k);
+    cr_assert_eq(r.rc, 0, "%s: %s", line, r.err.msg);
+    run_free(&r);
+    double min = 1, sum = 0;
+    int exact = 0, tied = 0, bad = 0;
+    for (int l = 0; l < KP_LAYERS; l++)
+        for (int h = 0; h < KP_KV; h++) {
+            cr_assert(k->seen[l][h], "%s: no cache seen for layer %d head %d", args, l, h);
+            double j = jaccard(k->ours[l][h], k->theirs[l][h], k->prompt_len);
+            min = j < min ? j : min;
+            sum += j;
+            exact += j == 1.0;
+            if (j < 1.0 && agree_up_to_ties(k->ours[l][h], k->theirs[l][h], k->ties[l][h],
+                                            k->prompt_len))
+                tied++;
+            else if (j < 1.0)
+                bad++;
+        }
+    printf("kvpress parity: %-60.60s | %-48s | exact %2d/90, split ties %d, other %d; "
+           "Jaccard mean %.4f, min %.4f\n", label, args, exact, tied, bad, sum / 90, min);
+    memset(k->ties, 0, sizeof k->ties);
+    return bad;
+}
+
+Test(kvpress, kept_sets_match_kvpress, .timeout = 1800)
+{
+    if (!test_model())
+        cr_skip_test("the model is not here (make test-fast)");
+    char path[] = "/tmp/kv_kvpress_XXXXXX.h5", fixture[1024], line[4096];
+    close(mkstemps(path, 3));
+    record_trace(path);
+    snprintf(fixture, sizeof fixture, "%s/kvpress_kept.txt", getenv("KV_FIXTURES"));
+    FILE *f = fopen(fixture, "r");
+    cr_assert_not_null(f, "%s", fixture);
+    static kept_sets k;
+    char label[512] = "", args[512] = "";
+    int current = -1, failed = 0, configs = 0;
+    while (fgets(line, sizeof line, f)) {
+        int id, layer, head;
+        char hex[KP_MAXLEN / 4 + 2], ties[KP_MAXLEN / 4 + 2];
+        if (line[0] == '#' || line[0] == '\n')
+            continue;
+        if (sscanf(line, "prompt_len %d", &k.prompt_len) == 1) {
+            cr_assert(k.prompt_len > 0 && k.prompt_len <= KP_MAXLEN);
+        } else if (!strncmp(line, "config ", 7)) {
+            if (current >= 0)
+                failed += check_config(path, label, args, &k) > 0, configs++;
+            char *bar1 = strchr(line, '|'), *bar2 = bar1 ? strchr(bar1 + 1, '|') : NULL;
+            cr_assert(bar1 && bar2, "config line without two '|': %s", line);
+            snprintf(label, sizeof label, "%.*s", (int)(bar2 - bar1 - 2), bar1 + 2);
+            snprintf(args, sizeof args, "%s", bar2 + 2);
+            args[strcspn(args, "\n")] = '\0';
+            current = atoi(line + 7);
+        } else {
+            int got = sscanf(line, "%d %d %d %256s %256s", &id, &layer, &head, hex, ties);
+            cr_assert(got >= 4 && id == current && layer < KP_LAYERS && head < KP_KV, "%s",
+                      line);
+            read_mask(hex, k.prompt_len, k.theirs[layer][head]);
+            if (got == 5)
+                read_mask(ties, k.prompt_len, k.ties[layer][head]);
+        }
+    }
+    fclose(f);
+    if (current >= 0)
+        failed += check_config(path, label, args, &k) > 0, configs++;
+    unlink(path);
+    cr_assert_gt(configs, 0, "no configuration in %s", fixture);
+    cr_assert_eq(failed, 0, "%d of %d kvpress configurations disagree (see the lines above)",
+                 failed, configs);
+}
+
+/* kvpress's way of asking: the context is compressed once as the policy's prompt, the
+ * questions come after it; each question sees the same compressed context. */
+Test(kvpress, generate_answers_questions_from_the_compressed_context, .timeout = 600)
+{
+    if (!test_model())
+        cr_skip_test("the model is not here (make test-fast)");
+    char dir[] = "/tmp/kv_ctx_XXXXXX", cmd[2048], out[8192], path[600];
+    cr_assert_not_null(mkdtemp(dir));
+    snprintf(path, sizeof path, "%s/context.txt", dir);
+    FILE *f = fopen(path, "w");
+    fputs("The harbour master wrote each arrival in green ink. The code for the customs "
+          "shed that week was 4817, and only she and her deputy knew it. The fourth ship, "
+          "the Lantern, came in late at night without signalling.\n", f);
+    fclose(f);
+    snprintf(path, sizeof path, "%s/questions.txt", dir);
+    f = fopen(path, "w");
+    fputs("What was the code for the customs shed?\n\nWhich ship came without signalling?\n",
+          f);
+    fclose(f);
+    snprintf(cmd, sizeof cmd, "'%s/kvtrace' generate '%s' --context %s/context.txt "
+             "--questions %s/questions.txt --policy snapkv-kvpress --obs-window 8 "
+             "--budget 0.5 --max-new-tokens 2 2>&1", getenv("KV_BIN"), test_model(), dir, dir);
+    cr_assert_eq(test_shell(cmd, out, sizeof out), 0, "%s", out);
+    const char *q1 = strstr(out, "Q: What was the code"), *q2 = strstr(out, "Q: Which ship");
+    cr_assert(q1 && q2 && q1 < q2, "two questions, in order:\n%s", out);
+    /* the same compression for both: the same budget and the same entries evicted */
+    const char *e1 = strstr(q1, "evicted "), *e2 = strstr(q2, "evicted ");
+    const char *b1 = strstr(q1, "budget "), *b2 = strstr(q2, "budget ");
+    cr_assert(e1 && e2 && b1 && b2, "%s", out);
+    cr_assert_eq(atol(e1 + 8), atol(e2 + 8), "%s", out);
+    cr_assert_gt(atol(e1 + 8), 0, "the context was compressed:\n%s", out);
+    cr_assert_eq(atoi(b1 + 7), atoi(b2 + 7), "%s", out);
+    snprintf(cmd, sizeof cmd, "'%s/kvtrace' generate '%s' --context %s/context.txt "
+             "--policy snapkv-kvpress --budget 0.5 2>&1", getenv("KV_BIN"), test_model(), dir);
+    cr_assert_eq(test_shell(cmd, out, sizeof out), 2, "--context needs --questions: %s", out);
+    cr_assert(strstr(out, "--context and --questions go together"), "%s", out);
+}
