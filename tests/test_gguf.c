@@ -389,6 +389,8 @@ Test(gguf, rejects_tensor_data_past_the_end)
     tiny_layout lay;
     gbuf b = tiny(&lay);
     put_u64(&b, lay.b_offset_at, 1 << 20);
+    REFUSED(b.p, b.n, KV_EFORMAT, "tensor #1 'b.weight'", "is past the end of the file");
+    put_u64(&b, lay.b_offset_at, (b.n - lay.data_at) / 64 * 64);   /* starts inside, ends past */
     REFUSED(b.p, b.n, KV_EFORMAT, "tensor #1 'b.weight'", "runs past the end of the file");
     put_u64(&b, lay.b_offset_at, UINT64_MAX - 63);   /* start + offset wraps (#17) */
     REFUSED(b.p, b.n, KV_EFORMAT, "tensor #1 'b.weight'",

@@ -180,6 +180,9 @@ static int read_model(trace *tr, kv_err *err)
         return kv_errorf(err, KV_EFORMAT, "%s: attn_scale %g / attn_softcap %g: expected a "
                          "positive scale and a cap >= 0", tr->path, h->attn_scale,
                          h->attn_softcap);
+    if (!(h->rope_base >= 0 && h->rope_base < 1e12))   /* shown by info, in JSON: finite */
+        return kv_errorf(err, KV_EFORMAT, "%s: rope_base %g: expected a finite number >= 0",
+                         tr->path, h->rope_base);
     if (h->n_head % h->n_head_kv)
         return kv_errorf(err, KV_EFORMAT, "%s: n_head %d is not a multiple of n_head_kv %d",
                          tr->path, h->n_head, h->n_head_kv);
