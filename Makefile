@@ -211,12 +211,14 @@ fixtures:
 # not part of `make test`).  GGUF seeds: the tiny GGUF of tests/gguf_builder.c and the
 # model's first 8 KiB; trace seeds: four tiny real traces recorded here (rows stored,
 # rebuilt, some of each; compressed or not).  -timeout makes an input that hangs a finding.  FUZZ_RUNS
-# inputs each (FUZZ_MAX_TIME seconds at most, 0: no limit); a crash leaves its input in build/fuzz/crash-*: turn it into a test
+# inputs each (FUZZ_MAX_TIME seconds at most, 0: no limit; the trace target in FUZZ_JOBS
+# processes, going on past a finding); a crash leaves its input in build/fuzz/crash-*: turn it into a test
 # (tests/test_gguf.c, tests/test_damaged.c).
 FUZZ_CC    ?= clang
 FUZZ_RUNS  ?= 200000
 FUZZ_TIMEOUT ?= 10
 FUZZ_MAX_TIME ?= 0
+FUZZ_JOBS  ?= 1
 FUZZ_FLAGS := -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined \
               -fno-sanitize-recover=undefined -Icommon -Imodel -Itests
 FUZZ_MODEL := models/SmolLM2-135M-Instruct.Q4_1.gguf
@@ -267,13 +269,14 @@ fuzz-gguf: build/fuzz/fuzz_gguf build/fuzz/make_seed
 
 fuzz-trace: build/fuzz/fuzz_trace $(FUZZ_SEEDS)
 	@mkdir -p build/fuzz/trace_work
-	OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 build/fuzz/fuzz_trace -runs=$(FUZZ_RUNS) \
-	    -max_len=81920 -seed=1 -timeout=$(FUZZ_TIMEOUT) -max_total_time=$(FUZZ_MAX_TIME) \
+	OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 ASAN_OPTIONS=detect_leaks=0 \
+	    build/fuzz/fuzz_trace -runs=$(FUZZ_RUNS) -max_len=81920 -seed=1 -timeout=$(FUZZ_TIMEOUT) -max_total_time=$(FUZZ_MAX_TIME) \
+	    $(if $(filter-out 1,$(FUZZ_JOBS)),-fork=$(FUZZ_JOBS) -ignore_crashes=1 -ignore_timeouts=1) \
 	    -detect_leaks=0 -print_final_stats=1 -artifact_prefix=build/fuzz/trace- \
 	    build/fuzz/trace_work build/fuzz/trace_corpus
 	@echo "leaks: every input of the corpus once more, with LeakSanitizer"
 	OMP_NUM_THREADS=1 LSAN_OPTIONS=suppressions=tests/fuzz/lsan.supp:print_suppressions=0 \
-	    build/fuzz/fuzz_trace -runs=0 -detect_leaks=1 -artifact_prefix=build/fuzz/trace- \
+	    build/fuzz/fuzz_trace -runs=0 -detect_leaks=1 -artifact_prefix=build/fuzz/trace-leak- \
 	    build/fuzz/trace_work
 
 clean:

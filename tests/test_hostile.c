@@ -167,6 +167,34 @@ Test(hostile, a_full_disk_at_creation_leaves_nothing_and_exits_1)
     cr_assert_eq(access(p, F_OK), -1, "no partial file is left");
 }
 
+/* A file-size limit (ulimit -f 2000: 2000 KiB) reached mid-way, after the first batch
+ * of 64 steps: the next batch is refused before HDF5 writes any of it, so the trace
+ * keeps its first 64 steps, readable and marked incomplete.  Before, HDF5's writes
+ * were cut off part-way (EFBIG) and the superblock promised more bytes than the file
+ * held: "truncated file" at every open, the flushed steps lost with it. */
+Test(hostile, a_file_size_limit_mid_way_keeps_every_flushed_batch_readable, .timeout = 300)
+{
+    if (!test_model() || !getenv("KV_ROOT"))
+        cr_skip_test("KV_MODEL or KV_ROOT not set");
+    char cmd[2048], out[4096];
+    /* a prompt of about 200 tokens (prefilled in chunks: quicker than generating) */
+    snprintf(cmd, sizeof cmd, "head -c 900 '%s/bench/bench_prompt.txt' > '%s/p.txt' && "
+             "trap '' XFSZ; prlimit --fsize=2048000 '%s/kvtrace' record '%s' "
+             "--prompt-file '%s/p.txt' --layers 0,1 --rows all --compress none "
+             "--max-new-tokens 0 -o '%s/t.h5' 2>&1; echo \"exit $?\"", getenv("KV_ROOT"), dir,
+             bin(), test_model(), dir, dir);
+    cr_assert_eq(test_shell(cmd, out, sizeof out), 0, "%s", out);
+    cr_assert(strstr(out, "exit 1\n"), "%s", out);
+    cr_assert(strstr(out, "64 steps on disk, marked incomplete") &&
+              strstr(out, "past the file-size limit (ulimit -f)"), "%s", out);
+    snprintf(cmd, sizeof cmd, "'%s/kvtrace' info '%s/t.h5' 2>&1", bin(), dir);
+    cr_assert_eq(test_shell(cmd, out, sizeof out), 0, "%s", out);
+    cr_assert(strstr(out, "T = 64 (64 prompt, 0 generated), truncated at step 64"), "%s", out);
+    snprintf(cmd, sizeof cmd, "'%s/kvtrace' verify '%s/t.h5' 2>&1", bin(), dir);
+    cr_assert_eq(test_shell(cmd, out, sizeof out), 1, "%s", out);
+    cr_assert(strstr(out, "rows ok, but the trace is incomplete"), "%s", out);
+}
+
 /* ---------------------------------------------------------------- damaged traces - */
 
 /* Run each tool on `path` (under a timeout); every one must exit 0 or 1, and name the

@@ -659,7 +659,9 @@ static int read_tokens(trace *tr, kv_err *err)
 
 /* ---------------------------------------------------------------- open ----------- */
 
+#ifndef TRACE_READ_ATTEMPTS
 #define TRACE_READ_ATTEMPTS 20
+#endif
 
 /* Open read-only as an SWMR reader, which also opens a trace that is being written or
  * whose writer was killed (trace_file.h invariant 5); a file of an older HDF5 format
