@@ -1192,3 +1192,34 @@ Test(trace_file, a_file_marked_open_for_writing_says_so)
     cr_assert(strstr(err.msg, "h5clear -s"), "%s", err.msg);
     cr_assert_null(strstr(err.msg, "damaged"), "%s", err.msg);
 }
+
+/* Item 5: `kvtrace verify` decodes every key and value chunk, queries recorded or not
+ * (it used to read them only to recompute rows from queries, and passed a trace whose
+ * value chunks replay then failed to inflate). */
+Test(trace_file, verify_rejects_a_damaged_value_chunk_without_queries)
+{
+    const char *p = path_in("kvbad.h5");
+    trace_options o = opts(TRACE_F16, "deflate:1");
+    o.record_queries = 0;
+    kv_err err = {0};
+    cr_assert_eq(write_fake(p, 130, &o, -1, NULL, &err), 0, "%s", err.msg);
+    cr_assert_eq(run_verify(p), 0, "the undamaged trace verifies");
+    hid_t f = H5Fopen(p, H5F_ACC_RDONLY, H5P_DEFAULT), d = H5Dopen2(f, "kv/values", H5P_DEFAULT);
+    hsize_t n = 0, at[4], size = 0;
+    haddr_t addr = 0;
+    unsigned mask = 0;
+    hid_t space = H5Dget_space(d);
+    cr_assert_geq(H5Dget_num_chunks(d, space, &n), 0);
+    cr_assert_geq(H5Dget_chunk_info(d, space, n / 2, at, &mask, &addr, &size), 0);
+    cr_assert(n > 1 && size > 0 && addr != HADDR_UNDEF);
+    H5Sclose(space);
+    H5Dclose(d);
+    H5Fclose(f);
+    FILE *fp = fopen(p, "r+b");
+    char junk[16];
+    memset(junk, 0x5a, sizeof junk);
+    cr_assert_eq(fseek(fp, (long)(addr + size / 2), SEEK_SET), 0);
+    cr_assert_eq(fwrite(junk, 1, sizeof junk, fp), sizeof junk);
+    fclose(fp);
+    cr_assert_eq(run_verify(p), 1, "a damaged value chunk fails verify");
+}
