@@ -627,6 +627,17 @@ Test(trace_file, read_rows_rejects_indices_outside_the_trace)
     trace_close(tr);
 }
 
+/* Overwrite 64 bytes in the middle of the stored chunk at addr (size bytes). */
+static void overwrite_chunk(const char *p, haddr_t addr, hsize_t size)
+{
+    FILE *fp = fopen(p, "r+b");
+    char junk[64];
+    memset(junk, 0xa5, sizeof junk);
+    cr_assert_eq(fseek(fp, (long)(addr + size / 2), SEEK_SET), 0);
+    cr_assert_eq(fwrite(junk, 1, sizeof junk, fp), sizeof junk);
+    fclose(fp);
+}
+
 /* Overwrite the middle of the stored chunk of rows 64.. of (layer 0, head 0). */
 static void damage_chunk(const char *p)
 {
@@ -637,12 +648,7 @@ static void damage_chunk(const char *p)
     cr_assert_geq(H5Dget_chunk_info_by_coord(d, at, &mask, &addr, &size), 0);
     H5Dclose(d);
     H5Fclose(f);
-    FILE *fp = fopen(p, "r+b");
-    char junk[64];
-    memset(junk, 0xa5, sizeof junk);
-    cr_assert_eq(fseek(fp, (long)(addr + size / 2), SEEK_SET), 0);
-    cr_assert_eq(fwrite(junk, 1, sizeof junk, fp), sizeof junk);
-    fclose(fp);
+    overwrite_chunk(p, addr, size);
 }
 
 Test(trace_file, a_damaged_compressed_chunk_is_an_error_not_garbage)
@@ -1215,11 +1221,6 @@ Test(trace_file, verify_rejects_a_damaged_value_chunk_without_queries)
     H5Sclose(space);
     H5Dclose(d);
     H5Fclose(f);
-    FILE *fp = fopen(p, "r+b");
-    char junk[16];
-    memset(junk, 0x5a, sizeof junk);
-    cr_assert_eq(fseek(fp, (long)(addr + size / 2), SEEK_SET), 0);
-    cr_assert_eq(fwrite(junk, 1, sizeof junk, fp), sizeof junk);
-    fclose(fp);
+    overwrite_chunk(p, addr, size);
     cr_assert_eq(run_verify(p), 1, "a damaged value chunk fails verify");
 }
