@@ -205,13 +205,13 @@ static void every_tool_copes(const char *path, const char *what)
     static const char *tools[] = {
         "'%s/kvtrace' info '%s'",
         "'%s/kvtrace' verify '%s'",
-        "'%s/kvsim' replay '%s' --policy h2o --budget 4 --threads 1 -o '%s.csv'",
+        "'%s/kvsim' replay '%s' --policy h2o --budget 4 --threads 1 -o '%s/out.csv'",
     };
     for (size_t i = 0; i < sizeof tools / sizeof *tools; i++) {
-        char tool[1024], cmd[1200], out[4096];
-        snprintf(tool, sizeof tool, tools[i], bin(), path, path);
-        snprintf(cmd, sizeof cmd, "timeout 20 %s >/dev/null 2>'%s.err'; s=$?; cat '%s.err'; "
-                 "exit $s", tool, path, path);
+        char tool[1024], cmd[1400], out[4096];
+        snprintf(tool, sizeof tool, tools[i], bin(), path, dir);
+        snprintf(cmd, sizeof cmd, "rm -f '%s/out.csv'; timeout 20 %s >/dev/null 2>'%s/err'; "
+                 "s=$?; cat '%s/err'; exit $s", dir, tool, dir, dir);
         int st = test_shell(cmd, out, sizeof out);
         cr_assert(st == 0 || st == 1, "%s: `%s` exited %d (124: a hang, 2: usage, -1 and "
                   ">128: a signal): %s", what, tool, st, out);
