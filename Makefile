@@ -213,7 +213,7 @@ fixtures:
 # rebuilt, some of each; compressed or not).  -timeout makes an input that hangs a finding.  FUZZ_RUNS
 # inputs each (FUZZ_MAX_TIME seconds at most, 0: no limit; the trace target in FUZZ_JOBS
 # processes, going on past a finding); a crash leaves its input in build/fuzz/crash-*: turn it into a test
-# (tests/test_gguf.c, tests/test_damaged.c).
+# (tests/test_gguf.c, tests/test_hostile.c with tests/fixtures/fuzz_*.h5).
 FUZZ_CC    ?= clang
 FUZZ_RUNS  ?= 200000
 FUZZ_TIMEOUT ?= 10
