@@ -12,7 +12,7 @@
 #   make demo     deps, model, build, then the demo run
 #   make predict  does replay predict real generation? rho per budget (PREDICT_DIR)
 #   make fixtures regenerate tests/fixtures/ with the independent Python packages
-#   make fuzz     fuzz the GGUF reader with libFuzzer (clang) for FUZZ_RUNS inputs
+#   make fuzz     fuzz the GGUF and trace readers with libFuzzer (clang), FUZZ_RUNS inputs each
 #
 # Sources are found by wildcard: a new .c file in a folder is built into that folder's
 # library without touching this file.  The two mains are apps/*_main.c.
@@ -90,7 +90,7 @@ build/san-lib/lib$1.a: $(call obj_of,$(call layer_src,$1),san)
 endef
 $(foreach l,$(LAYERS),$(eval $(call layer_rules,$l)))
 
-.PHONY: all deps model test test-fast test-plain test-asan check-layers bench demo predict fixtures fuzz clean check-nvcc help
+.PHONY: all deps model test test-fast test-plain test-asan check-layers bench demo predict fixtures fuzz fuzz-gguf fuzz-trace clean check-nvcc help
 all: check-nvcc bin/kvtrace bin/kvsim $(MPI_BIN)
 
 help:
@@ -226,29 +226,77 @@ predict: all $(if $(filter gemma3-270m,$(MODEL)),$(GEMMA3),$(SMOLLM2))
 fixtures:
 	@sh tests/fixtures/make_fixtures.sh
 
-# libFuzzer on the GGUF reader and dequantisers (clang only; not part of `make test`).
-# Seeds: the tiny GGUF of tests/gguf_builder.c and the model's first 8 KiB.  A crash
-# leaves its input in build/fuzz/crash-*: turn it into a test in tests/test_gguf.c.
+# libFuzzer on the GGUF reader and dequantisers and on the trace reader (clang only;
+# not part of `make test`).  GGUF seeds: the tiny GGUF of tests/gguf_builder.c and the
+# model's first 8 KiB; trace seeds: four tiny real traces recorded here (rows stored,
+# rebuilt, some of each; compressed or not).  -timeout makes an input that hangs a finding.  FUZZ_RUNS
+# inputs each (FUZZ_MAX_TIME seconds at most, 0: no limit; the trace target in FUZZ_JOBS
+# processes, going on past a finding); a crash leaves its input in build/fuzz/crash-*: turn it into a test
+# (tests/test_gguf.c, tests/test_hostile.c with tests/fixtures/fuzz_*.h5).
 FUZZ_CC    ?= clang
 FUZZ_RUNS  ?= 200000
+FUZZ_TIMEOUT ?= 10
+FUZZ_MAX_TIME ?= 0
+FUZZ_JOBS  ?= 1
 FUZZ_FLAGS := -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined \
               -fno-sanitize-recover=undefined -Icommon -Imodel -Itests
 FUZZ_MODEL := models/SmolLM2-135M-Instruct.Q4_1.gguf
+FUZZ_TRACE_SRC := tests/fuzz/fuzz_trace.c trace/trace_h5.c trace/trace_read.c \
+                  trace/trace_chunks.c trace/trace_rebuild.c trace/trace_info.c \
+                  trace/trace_verify.c model/attention.c common/kv_err.c common/fp16.c \
+                  common/vec.c
+FUZZ_SEEDS := $(addprefix build/fuzz/trace_corpus/,rows.h5 free.h5 some.h5 raw.h5)
 
 build/fuzz/fuzz_gguf: tests/fuzz/fuzz_gguf.c model/gguf.c model/dequant.c common/kv_err.c common/fp16.c
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(FUZZ_FLAGS) $^ -o $@
 
+build/fuzz/fuzz_trace: $(FUZZ_TRACE_SRC)
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_FLAGS) -fopenmp -Wno-pass-failed -Itrace $(shell pkg-config --cflags $(PKGS)) \
+	    -I/usr/include/x86_64-linux-gnu/openblas-openmp $^ -o $@ $(shell pkg-config --libs $(PKGS)) -lopenblas -lm
+
 build/fuzz/make_seed: tests/fuzz/make_seed.c tests/gguf_builder.c
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) -std=c11 -D_GNU_SOURCE -O1 -Itests $^ -o $@
 
-fuzz: build/fuzz/fuzz_gguf build/fuzz/make_seed
+# Tiny traces: 2 layers x 2 heads (1 x 1 uncompressed), 3 prompt tokens and 3
+# generated: 10 to 40 KB each.
+FUZZ_REC = ./bin/kvtrace record $(FUZZ_MODEL) "The cat sat" --max-new-tokens 3 --threads 1 \
+           --force -o $@
+build/fuzz/trace_corpus/rows.h5: | bin/kvtrace
+	@mkdir -p $(dir $@)
+	$(FUZZ_REC) --layers 0,1 --heads 0,3 --rows all --record-queries --compress deflate:1
+build/fuzz/trace_corpus/free.h5: | bin/kvtrace
+	@mkdir -p $(dir $@)
+	$(FUZZ_REC) --layers 0,1 --heads 0,3 --rows none --compress deflate:1
+build/fuzz/trace_corpus/some.h5: | bin/kvtrace
+	@mkdir -p $(dir $@)
+	$(FUZZ_REC) --layers 0,1 --heads 0,3 --rows 0:0 --dtype f32 --compress deflate:9
+build/fuzz/trace_corpus/raw.h5: | bin/kvtrace
+	@mkdir -p $(dir $@)
+	$(FUZZ_REC) --layers 0 --heads 0 --rows none --qk-dtype f16 --compress none
+
+fuzz: fuzz-gguf fuzz-trace
+
+fuzz-gguf: build/fuzz/fuzz_gguf build/fuzz/make_seed
 	@mkdir -p build/fuzz/corpus
 	build/fuzz/make_seed build/fuzz/corpus/tiny.gguf
 	@if [ -f $(FUZZ_MODEL) ]; then head -c 8192 $(FUZZ_MODEL) > build/fuzz/corpus/model_head.gguf; fi
-	build/fuzz/fuzz_gguf -runs=$(FUZZ_RUNS) -max_len=8192 -seed=1 \
+	build/fuzz/fuzz_gguf -runs=$(FUZZ_RUNS) -max_len=8192 -seed=1 -timeout=$(FUZZ_TIMEOUT) \
 	    -artifact_prefix=build/fuzz/ build/fuzz/corpus
+
+fuzz-trace: build/fuzz/fuzz_trace $(FUZZ_SEEDS)
+	@mkdir -p build/fuzz/trace_work
+	OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 ASAN_OPTIONS=detect_leaks=0 \
+	    build/fuzz/fuzz_trace -runs=$(FUZZ_RUNS) -max_len=81920 -seed=1 -timeout=$(FUZZ_TIMEOUT) -max_total_time=$(FUZZ_MAX_TIME) \
+	    $(if $(filter-out 1,$(FUZZ_JOBS)),-fork=$(FUZZ_JOBS) -ignore_crashes=1 -ignore_timeouts=1) \
+	    -detect_leaks=0 -print_final_stats=1 -artifact_prefix=build/fuzz/trace- \
+	    build/fuzz/trace_work build/fuzz/trace_corpus
+	@echo "leaks: every input of the corpus once more, with LeakSanitizer"
+	OMP_NUM_THREADS=1 LSAN_OPTIONS=suppressions=tests/fuzz/lsan.supp:print_suppressions=0 \
+	    build/fuzz/fuzz_trace -runs=0 -detect_leaks=1 -artifact_prefix=build/fuzz/trace-leak- \
+	    build/fuzz/trace_work
 
 clean:
 	rm -rf build bin

@@ -34,7 +34,10 @@ static inline float exp_nonpositive(float x)
     p = fmaf(p, r, 0.5f);
     p = fmaf(p, r, 1.0f);
     p = fmaf(p, r, 1.0f);
-    const int32_t e = (int32_t)n + 127;
+    /* n below -128 (x = -inf) or NaN (a NaN score: damaged weights or trace) would make
+     * the cast undefined; clamped, e <= 0 gives a scale of 0 as before, and a NaN x
+     * still comes out NaN (NaN * 0), for the caller's checks to see. */
+    const int32_t e = (int32_t)fmaxf(n, -128.0f) + 127;
     int32_t bits = (e > 0 ? e : 0) << 23;
     float scale;
     memcpy(&scale, &bits, sizeof scale);

@@ -516,6 +516,19 @@ static void ffn_block(model *m, int l, int n)
         rmsnorm(s->xb2, s->xb2, w->post_ffn_norm, n, d, c->rms_eps);
 }
 
+/* NaN or infinite logits (NaN or huge weights, an overflow) would still pick a token
+ * (argmax of NaNs is token 0): an error instead, naming the first position. */
+static int check_logits(const float *logits, int rows, int V, int pos0, kv_err *err)
+{
+    for (size_t i = 0; i < (size_t)rows * V; i++)
+        if (!isfinite(logits[i]))
+            return kv_errorf(err, KV_EFORMAT, "the forward pass gave a non-finite logit (%g) "
+                             "at position %d, token id %zu: the model's weights hold NaN or "
+                             "inf values, or overflow", logits[i], pos0 + (int)(i / V),
+                             i % V);
+    return 0;
+}
+
 int model_forward(model *m, kv_cache *cache, const int32_t *tokens, int n,
                   model_logits which, float *logits, const model_hooks *hooks, kv_err *err)
 {
@@ -564,5 +577,5 @@ int model_forward(model *m, kv_cache *cache, const int32_t *tokens, int n,
     matmul(m, logits, s->xb, &m->output, rows);
     if (c->final_softcap > 0.0f)
         attention_softcap(logits, (size_t)rows * c->n_vocab, c->final_softcap);
-    return 0;
+    return check_logits(logits, rows, c->n_vocab, kv_cache_next_pos(cache) - rows, err);
 }

@@ -447,8 +447,12 @@ static int place_tensors(cursor *c)
         if (t->offset % a)
             return fail(c, KV_EFORMAT, start, "data offset %llu is not a multiple of the alignment %llu",
                         (unsigned long long)t->offset, (unsigned long long)a);
-        if (t->offset > room || t->nbytes > room - t->offset)
-            return fail(c, KV_EFORMAT, t->offset <= room ? start + t->offset : start,
+        if (t->offset > room)   /* start + offset may wrap: never computed, never shown */
+            return fail(c, KV_EFORMAT, start, "data offset %llu is past the end of the file "
+                        "(data section at %llu, file %zu bytes)",
+                        (unsigned long long)t->offset, (unsigned long long)start, f->size);
+        if (t->nbytes > room - t->offset)
+            return fail(c, KV_EFORMAT, start + t->offset,
                         "data at %llu + %zu bytes runs past the end of the file (%zu bytes)",
                         (unsigned long long)(start + t->offset), t->nbytes, f->size);
         t->data = f->base + start + t->offset;
@@ -483,7 +487,7 @@ static int parse_version(cursor *c)
         return rc;
     if (f->version == 2 || f->version == 3)
         return 0;
-    if ((f->version & 0xFFFF) == 0)
+    if (f->version != 0 && (f->version & 0xFFFF) == 0)   /* 0 is just a bad version */
         return fail(c, KV_EUNSUPPORTED, at,
                     "version field 0x%08x looks byte-swapped: big-endian GGUF files are not supported",
                     f->version);

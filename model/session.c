@@ -19,7 +19,8 @@ const opts_row session_options_rows[] = {
     {"chat", 0, OPTS_FLAG, S(chat), NULL,
      "wrap the prompt as one user message in the chat template", 0, 0, NULL},
     {"prompt-file", 0, OPTS_TEXT, S(prompt_file), "F",
-     "read the prompt from file F (PROMPT '-' reads stdin)", 0, 0, NULL},
+     "read the prompt from file F (PROMPT '-' reads stdin); at\nmost 64 MiB, more is "
+     "refused", 0, 0, NULL},
     {"max-new-tokens", 0, OPTS_INT, S(max_new), "N",
      "stop after N new tokens (default 256); generation also\nstops at an "
      "end-of-sequence token or the context's end", 0, 1 << 30, NULL},

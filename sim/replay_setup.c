@@ -90,16 +90,33 @@ static int select_kind(const char *kind, const replay_source *src, int *sel, int
     return KV_OK;
 }
 
-/* Split a comma list in place; returns the count, items in items[max], or -1 when
- * there are more than max. */
-static int split(char *list, char **items, int max)
+#define MAX_ITEMS 256
+
+static int too_many(const char *option, int max, kv_err *err)
+{
+    return kv_errorf(err, KV_EUSAGE, "--%s: more than %d items", option, max);
+}
+
+/* Split the comma list of --option in place into items[max]; returns the count, or
+ * KV_EUSAGE for more than max items or an empty one ("h2o,,tova", a leading or a
+ * trailing comma): a typo there must not silently run fewer configurations. */
+static int split(char *list, char **items, int max, const char *option, kv_err *err)
 {
     int n = 0;
-    for (char *tok = strtok(list, ","); tok; tok = strtok(NULL, ","))
+    if (!*list)
+        return kv_errorf(err, KV_EUSAGE, "--%s: empty list", option);
+    for (char *tok = list; tok;) {
+        char *comma = strchr(tok, ',');
+        if (comma)
+            *comma = '\0';
+        if (!*tok)
+            return kv_errorf(err, KV_EUSAGE, "--%s: empty item %d in the list (two commas, "
+                             "or a comma at an end)", option, n + 1);
         if (n == max)
-            return -1;
-        else
-            items[n++] = tok;
+            return too_many(option, max, err);
+        items[n++] = tok;
+        tok = comma ? comma + 1 : NULL;
+    }
     return n;
 }
 
@@ -113,13 +130,6 @@ static void budget_text(double v, int fraction, char *buf, size_t len)
     snprintf(buf, len, "%.6g", v);
     if (!strpbrk(buf, ".e"))
         strncat(buf, ".0", len - strlen(buf) - 1);
-}
-
-#define MAX_ITEMS 256
-
-static int too_many(const char *option, int max, kv_err *err)
-{
-    return kv_errorf(err, KV_EUSAGE, "--%s: more than %d items", option, max);
 }
 
 /* Expand "a:b:step" (inclusive, to within step/1000) or "x,y,z" into budget texts. */
@@ -148,16 +158,14 @@ static int expand_budgets(const char *text, char (*out)[32], int *n, kv_err *err
         return kv_errorf(err, KV_EUSAGE, "--budgets: the list is longer than %zu characters",
                          sizeof copy - 1);
     snprintf(copy, sizeof copy, "%s", text);
-    int count = split(copy, items, MAX_ITEMS);
+    int count = split(copy, items, MAX_ITEMS, "budgets", err);
     if (count < 0)
-        return too_many("budgets", MAX_ITEMS, err);
+        return count;
     for (int i = 0; i < count; i++)
         if (strlen(items[i]) >= 32)
             return kv_errorf(err, KV_EUSAGE, "--budgets: '%.40s' is too long", items[i]);
         else
             memcpy(out[(*n)++], items[i], strlen(items[i]) + 1);
-    if (!count)
-        return kv_errorf(err, KV_EUSAGE, "--budget: empty list");
     return KV_OK;
 }
 
@@ -302,12 +310,10 @@ static int split_axes(replay_setup *s, const replay_request *a, char *budgets[MA
         } else {
             size_t len = strlen(lists[x]) + 1;
             memcpy(next, lists[x], len);
-            count[x] = split(next, items[x], MAX_ITEMS);
+            count[x] = split(next, items[x], MAX_ITEMS, AXIS_KEYS[x], err);
             next += len;
             if (count[x] < 0)
-                return too_many(AXIS_KEYS[x], MAX_ITEMS, err);
-            if (!count[x])
-                return kv_errorf(err, KV_EUSAGE, "--%s: empty list", AXIS_KEYS[x]);
+                return count[x];
         }
     }
     return KV_OK;
@@ -409,9 +415,9 @@ static unsigned parse_metrics(const char *text, kv_err *err)
     char copy[256], *items[8];
     snprintf(copy, sizeof copy, "%s", text);
     unsigned bits = REPLAY_MASS;
-    const int n = split(copy, items, 8);
+    const int n = split(copy, items, 8, "metrics", err);
     if (n < 0)
-        return (unsigned)too_many("metrics", 8, err), 0;
+        return 0;
     for (int i = 0; i < n; i++) {
         unsigned bit = 0;
         for (size_t k = 0; k < sizeof names / sizeof *names; k++)

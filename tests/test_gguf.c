@@ -361,6 +361,8 @@ Test(gguf, rejects_an_unsupported_version)
     REFUSED(b.p, b.n, KV_EUNSUPPORTED, "offset 4", "GGUF version 4, expected 2 or 3");
     put_u32(&b, 4, 0x03000000);
     REFUSED(b.p, b.n, KV_EUNSUPPORTED, "offset 4", "big-endian");
+    put_u32(&b, 4, 0);                           /* #17: 0 is not a byte-swapped version */
+    REFUSED(b.p, b.n, KV_EUNSUPPORTED, "offset 4", "GGUF version 0, expected 2 or 3");
     put_u32(&b, 4, 2);
     kv_err err = {0};
     gguf_file *f = open_bytes(b.p, b.n, &err);
@@ -387,9 +389,12 @@ Test(gguf, rejects_tensor_data_past_the_end)
     tiny_layout lay;
     gbuf b = tiny(&lay);
     put_u64(&b, lay.b_offset_at, 1 << 20);
+    REFUSED(b.p, b.n, KV_EFORMAT, "tensor #1 'b.weight'", "is past the end of the file");
+    put_u64(&b, lay.b_offset_at, (b.n - lay.data_at) / 64 * 64);   /* starts inside, ends past */
     REFUSED(b.p, b.n, KV_EFORMAT, "tensor #1 'b.weight'", "runs past the end of the file");
-    put_u64(&b, lay.b_offset_at, UINT64_MAX - 63);
-    REFUSED(b.p, b.n, KV_EFORMAT, "tensor #1 'b.weight'", "runs past the end of the file");
+    put_u64(&b, lay.b_offset_at, UINT64_MAX - 63);   /* start + offset wraps (#17) */
+    REFUSED(b.p, b.n, KV_EFORMAT, "tensor #1 'b.weight'",
+            "data offset 18446744073709551552 is past the end of the file");
     gbuf_free(&b);
 }
 
@@ -609,4 +614,26 @@ Test(kvtrace_info, tells_an_hdf5_trace_from_a_model_and_reports_usage_errors)
     run_info("--help", &r);
     cr_assert_eq(r.status, 0);
     cr_assert(strstr(r.out, "usage: kvtrace info MODEL.gguf"), "%s", r.out);
+}
+
+/* #17: an empty, a text or an unknown binary file is called what it is, not a GGUF with
+ * a wrong magic. */
+Test(kvtrace_info, names_an_empty_text_or_unknown_file_for_what_it_is)
+{
+    static const struct { const char *bytes; size_t n; const char *says; } cases[] = {
+        {"", 0, "empty file: neither a GGUF model nor an HDF5 trace"},
+        {"hello world\nthis is text\n", 25, "a text file, not a GGUF model"},
+        {"\x7f" "ELF\x02\x01", 6, "it starts 7f 45 4c 46"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char path[256], args[300];
+        gguf_builder_write_temp(cases[i].bytes, cases[i].n, "what.bin", path);
+        snprintf(args, sizeof args, "'%s'", path);
+        run_result r;
+        run_info(args, &r);
+        gguf_builder_remove_temp(path);
+        cr_assert_eq(r.status, 1, "exit %d, stderr: %s", r.status, r.err);
+        cr_assert(strstr(r.err, "what.bin: ") && strstr(r.err, cases[i].says), "%s", r.err);
+        cr_assert_null(strstr(r.err, "magic is"), "not a GGUF magic error: %s", r.err);
+    }
 }

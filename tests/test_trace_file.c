@@ -627,6 +627,17 @@ Test(trace_file, read_rows_rejects_indices_outside_the_trace)
     trace_close(tr);
 }
 
+/* Overwrite 64 bytes in the middle of the stored chunk at addr (size bytes). */
+static void overwrite_chunk(const char *p, haddr_t addr, hsize_t size)
+{
+    FILE *fp = fopen(p, "r+b");
+    char junk[64];
+    memset(junk, 0xa5, sizeof junk);
+    cr_assert_eq(fseek(fp, (long)(addr + size / 2), SEEK_SET), 0);
+    cr_assert_eq(fwrite(junk, 1, sizeof junk, fp), sizeof junk);
+    fclose(fp);
+}
+
 /* Overwrite the middle of the stored chunk of rows 64.. of (layer 0, head 0). */
 static void damage_chunk(const char *p)
 {
@@ -637,12 +648,7 @@ static void damage_chunk(const char *p)
     cr_assert_geq(H5Dget_chunk_info_by_coord(d, at, &mask, &addr, &size), 0);
     H5Dclose(d);
     H5Fclose(f);
-    FILE *fp = fopen(p, "r+b");
-    char junk[64];
-    memset(junk, 0xa5, sizeof junk);
-    cr_assert_eq(fseek(fp, (long)(addr + size / 2), SEEK_SET), 0);
-    cr_assert_eq(fwrite(junk, 1, sizeof junk, fp), sizeof junk);
-    fclose(fp);
+    overwrite_chunk(p, addr, size);
 }
 
 Test(trace_file, a_damaged_compressed_chunk_is_an_error_not_garbage)
@@ -1142,3 +1148,79 @@ static void follow_case(int kill_writer)
 Test(trace_file, replay_follows_a_recording_in_progress) { follow_case(0); }
 
 Test(trace_file, replay_follows_a_recording_whose_writer_was_killed) { follow_case(1); }
+
+/* ---------------------------------------------------------------- #17, item 9 ---- */
+
+/* A NaN attn_scale (or rope_base) is refused at open, never used to rebuild a row. */
+Test(trace_file, a_nan_attn_scale_is_refused)
+{
+    trace_options o = rows_opts(TRACE_ROWS_NONE);
+    kv_err err = {0};
+    const char *p = path_in("nanscale.h5");
+    cr_assert_eq(write_fake(p, 10, &o, -1, NULL, &err), 0, "%s", err.msg);
+    double nan = NAN;
+    delete_root_attr_and_put(p, "attn_scale", H5T_NATIVE_DOUBLE, &nan);
+    expect_open_error(p, KV_EFORMAT, "attn_scale nan");
+}
+
+/* A dataset that is there by name but cannot be opened (a dangling link, a group) is
+ * "missing or unreadable", not a dataset of "rank -1". */
+Test(trace_file, an_unreadable_dataset_is_named_not_given_rank_minus_1)
+{
+    const char *p = finished_trace("heads.h5", 10);
+    hid_t f = H5Fopen(p, H5F_ACC_RDWR, H5P_DEFAULT);
+    cr_assert_geq(H5Ldelete(f, "heads", H5P_DEFAULT), 0);
+    cr_assert_geq(H5Lcreate_soft("/nowhere", f, "heads", H5P_DEFAULT, H5P_DEFAULT), 0);
+    H5Fclose(f);
+    expect_open_error(p, KV_EFORMAT, "dataset /heads is missing or unreadable");
+    kv_err err = {0};
+    cr_assert_null(trace_open(p, &err));
+    cr_assert_null(strstr(err.msg, "rank -1"), "%s", err.msg);
+}
+
+/* A file another program holds open for writing (HDF5's mark in the superblock; here
+ * a child that opens it read-write and exits without closing, like a killed writer)
+ * is reported as such, with the way out, not as damaged or truncated. */
+Test(trace_file, a_file_marked_open_for_writing_says_so)
+{
+    const char *p = finished_trace("held.h5", 10);
+    pid_t pid = fork();
+    if (pid == 0) {
+        hid_t f = H5Fopen(p, H5F_ACC_RDWR, H5P_DEFAULT);
+        _exit(f >= 0 && H5Fflush(f, H5F_SCOPE_GLOBAL) >= 0 ? 0 : 3);
+    }
+    int status;
+    cr_assert_eq(waitpid(pid, &status, 0), pid);
+    cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    kv_err err = {0};
+    cr_assert_null(trace_open(p, &err));
+    cr_assert(strstr(err.msg, "another program has this file open for writing"), "%s", err.msg);
+    cr_assert(strstr(err.msg, "h5clear -s"), "%s", err.msg);
+    cr_assert_null(strstr(err.msg, "damaged"), "%s", err.msg);
+}
+
+/* Item 5: `kvtrace verify` decodes every key and value chunk, queries recorded or not
+ * (it used to read them only to recompute rows from queries, and passed a trace whose
+ * value chunks replay then failed to inflate). */
+Test(trace_file, verify_rejects_a_damaged_value_chunk_without_queries)
+{
+    const char *p = path_in("kvbad.h5");
+    trace_options o = opts(TRACE_F16, "deflate:1");
+    o.record_queries = 0;
+    kv_err err = {0};
+    cr_assert_eq(write_fake(p, 130, &o, -1, NULL, &err), 0, "%s", err.msg);
+    cr_assert_eq(run_verify(p), 0, "the undamaged trace verifies");
+    hid_t f = H5Fopen(p, H5F_ACC_RDONLY, H5P_DEFAULT), d = H5Dopen2(f, "kv/values", H5P_DEFAULT);
+    hsize_t n = 0, at[4], size = 0;
+    haddr_t addr = 0;
+    unsigned mask = 0;
+    hid_t space = H5Dget_space(d);
+    cr_assert_geq(H5Dget_num_chunks(d, space, &n), 0);
+    cr_assert_geq(H5Dget_chunk_info(d, space, n / 2, at, &mask, &addr, &size), 0);
+    cr_assert(n > 1 && size > 0 && addr != HADDR_UNDEF);
+    H5Sclose(space);
+    H5Dclose(d);
+    H5Fclose(f);
+    overwrite_chunk(p, addr, size);
+    cr_assert_eq(run_verify(p), 1, "a damaged value chunk fails verify");
+}

@@ -6,6 +6,17 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* ---------------------------------------------------------------- the library ---- */
+
+/* No HDF5 exit handler.  A file whose close failed (its last flush hit a full disk)
+ * stays in HDF5's table of open files, and 1.10.8's exit handler then closes it again
+ * and crashes in H5F__close_cb, or prints "infinite loop closing library": the process
+ * that had already reported the error cleanly would die of SIGSEGV.  Every trace is
+ * closed explicitly (trace_writer_close / _abort, trace_close), so the handler has
+ * nothing to do for a good file.  It must be switched off before any other HDF5 call,
+ * hence a constructor: this object is linked into every program that uses HDF5. */
+__attribute__((constructor)) static void no_exit_handler(void) { H5dont_atexit(); }
+
 /* ---------------------------------------------------------------- types ---------- */
 
 hid_t trace__f16_type(void)
@@ -87,7 +98,7 @@ static herr_t innermost(unsigned n, const H5E_error2_t *e, void *ctx)
 }
 
 /* "…, errno = 28, error message = 'No space left on device', …" -> the quoted part. */
-static void h5_reason(char *buf, size_t size)
+void trace__h5_reason(char *buf, size_t size)
 {
     char desc[KV_ERR_MSG_MAX] = "";
     H5Ewalk2(H5E_DEFAULT, H5E_WALK_UPWARD, innermost, desc);
@@ -108,7 +119,7 @@ int trace__h5_fail(kv_err *err, int code, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(head, sizeof head, fmt, ap);
     va_end(ap);
-    h5_reason(reason, sizeof reason);
+    trace__h5_reason(reason, sizeof reason);
     H5Eclear2(H5E_DEFAULT);
     if (reason[0])
         return kv_errorf(err, code, "%s: %s", head, reason);

@@ -27,6 +27,9 @@ void  trace__h5_restore_errors(hid_t saved);
  * message of the current HDF5 error stack when there is one. */
 int  trace__h5_fail(kv_err *err, int code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+/* The innermost message of the current HDF5 error stack (the system's reason when
+ * there is one) into buf; "" when the stack is empty.  Leaves the stack as it is. */
+void trace__h5_reason(char *buf, size_t size);
 
 /* Strings are written fixed-length (stored in the object header, not HDF5's global
  * heap, whose damaged bytes crash libhdf5 1.10 before we could check them). */

@@ -183,6 +183,9 @@ static int read_model(trace *tr, kv_err *err)
         return kv_errorf(err, KV_EFORMAT, "%s: attn_scale %g / attn_softcap %g: expected a "
                          "positive scale and a cap >= 0", tr->path, h->attn_scale,
                          h->attn_softcap);
+    if (!(h->rope_base >= 0 && h->rope_base < 1e12))   /* shown by info, in JSON: finite */
+        return kv_errorf(err, KV_EFORMAT, "%s: rope_base %g: expected a finite number >= 0",
+                         tr->path, h->rope_base);
     if (h->n_head % h->n_head_kv)
         return kv_errorf(err, KV_EFORMAT, "%s: n_head %d is not a multiple of n_head_kv %d",
                          tr->path, h->n_head, h->n_head_kv);
@@ -274,6 +277,11 @@ static int ds_open(trace *tr, const char *name, int rank, const int64_t *want,
     hid_t s = d < 0 ? -1 : H5Dget_space(d);
     hsize_t dims[4] = {0};
     int r = s < 0 ? -1 : H5Sget_simple_extent_ndims(s);
+    if (r < 0) {                      /* not a dataset, or its header is damaged */
+        close_id(s, H5Sclose);
+        close_id(d, H5Dclose);
+        return missing(tr, name, err);
+    }
     int ok = r == rank && H5Sget_simple_extent_dims(s, dims, NULL) == rank;
     *T_axis = -1;
     for (int i = 0; ok && i < rank; i++) {
@@ -654,6 +662,10 @@ static int read_tokens(trace *tr, kv_err *err)
 
 /* ---------------------------------------------------------------- open ----------- */
 
+#ifndef TRACE_READ_ATTEMPTS
+#define TRACE_READ_ATTEMPTS 20
+#endif
+
 /* Open read-only as an SWMR reader, which also opens a trace that is being written or
  * whose writer was killed (trace_file.h invariant 5); a file of an older HDF5 format
  * cannot be opened that way and is opened plainly.  No HDF5 file lock: the writer's
@@ -662,6 +674,11 @@ static hid_t h5_open(const char *path)
 {
     hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
     H5Pset_file_locking(fapl, 0, 1);
+    /* An SWMR reader re-reads a block whose checksum fails (the writer may be flushing
+     * it), sleeping 1, 2, 4, ... ns in between: HDF5's default of 100 attempts sleeps
+     * 2^100 ns on a damaged block, a hang.  20 attempts wait 1 ms in all per block,
+     * ample for a writer's flush; then the block is reported as damaged. */
+    H5Pset_metadata_read_attempts(fapl, TRACE_READ_ATTEMPTS);
     hid_t f = H5Fopen(path, H5F_ACC_RDONLY | H5F_ACC_SWMR_READ, fapl);
     if (f < 0)
         f = H5Fopen(path, H5F_ACC_RDONLY, fapl);
@@ -687,6 +704,13 @@ static int open_file(trace *tr, kv_err *err)
     tr->file = h5_open(tr->path);
     if (tr->file < 0) {
         tr->file = 0;
+        char why[KV_ERR_MSG_MAX];
+        trace__h5_reason(why, sizeof why);
+        if (strstr(why, "already open for write"))
+            return kv_errorf(err, KV_EIO, "%s: another program has this file open for writing "
+                             "(HDF5 marks it so until that writer closes it); wait for it, or, "
+                             "if no writer is running any more, clear the mark with "
+                             "`h5clear -s %s`", tr->path, tr->path);
         return trace__h5_fail(err, KV_EFORMAT, "%s: damaged or truncated HDF5 file",
                               tr->path);
     }

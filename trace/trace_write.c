@@ -41,6 +41,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -507,10 +508,48 @@ static int write_tokens(trace_writer *w, const batch *b)
     return bad ? -1 : 0;
 }
 
+/* An upper bound of the bytes batch b adds to the file: every chunk it touches
+ * uncompressed, its tokens and text, and room for HDF5's index and header blocks. */
+static uint64_t batch_bytes(const trace_writer *w, const batch *b)
+{
+    const uint64_t E = (uint64_t)(b->t0 + b->n);
+    const uint64_t col_chunks = (E + TRACE_CHUNK_COLS - 1) / TRACE_CHUNK_COLS;
+    uint64_t data = (uint64_t)w->Lr * w->Hr * col_chunks * TRACE_BATCH * TRACE_CHUNK_COLS *
+                    w->esize;
+    data += (uint64_t)w->L * w->K * TRACE_BATCH * w->D * (w->qk_esize + w->esize);
+    if (w->has_queries)
+        data += (uint64_t)w->L * w->H * TRACE_BATCH * w->D * w->qk_esize;
+    data += TRACE_BATCH * 32 + b->text_len;
+    return data + data / 8 + (1u << 20);
+}
+
+/* Refuse a batch that would pass the process's file-size limit (ulimit -f) before
+ * HDF5 writes any of it.  Cut off in the middle of HDF5's writes (EFBIG), the file's
+ * superblock promises more bytes than it holds: "truncated file" at every open, the
+ * batches flushed before lost with it.  Refused here, the file closes as it stood after
+ * the last batch: a trace of those steps, marked incomplete. */
+static int check_room(trace_writer *w, const batch *b, kv_err *err)
+{
+    struct rlimit lim;
+    struct stat st;
+    if (getrlimit(RLIMIT_FSIZE, &lim) != 0 || lim.rlim_cur == RLIM_INFINITY ||
+        fstat(w->lock_fd, &st) != 0)
+        return KV_OK;
+    const uint64_t need = batch_bytes(w, b);
+    if ((uint64_t)st.st_size + need <= (uint64_t)lim.rlim_cur)
+        return KV_OK;
+    return kv_errorf(err, KV_EIO, "%s: writing steps %lld..%lld: %s: they need up to "
+                     "%.1f MiB more, past the file-size limit (ulimit -f) of %.1f MiB",
+                     w->path, (long long)b->t0, (long long)(b->t0 + b->n - 1),
+                     strerror(EFBIG), need / 1048576.0, lim.rlim_cur / 1048576.0);
+}
+
 /* Invariant 4: data, flush and sync, then the step count, flush and sync. */
 static int batch_write(trace_writer *w, const batch *b, kv_err *err)
 {
     const int64_t E = b->t0 + b->n;
+    if (check_room(w, b, err) < 0)
+        return KV_EIO;
     if (grow(w, (hsize_t)E, (hsize_t)(b->text_base + (int64_t)b->text_len)) < 0)
         return trace__h5_fail(err, KV_EIO, "%s: extending the datasets to %lld steps",
                               w->path, (long long)E);
