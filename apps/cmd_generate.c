@@ -195,6 +195,13 @@ static int ask_questions(session *s, const session_options *o, const policy_conf
     return rc;
 }
 
+/* Does the run evict (a --policy other than full)?  The GPU holds the full cache only. */
+static int cfg_evicts(const policy_args *params)
+{
+    const char *name = policy_args_get(params, "policy");
+    return (name && strcmp(name, "full") != 0) || policy_args_get(params, "score");
+}
+
 typedef struct generate_cli {
     session_options so;
     options         o;
@@ -215,10 +222,16 @@ static int run(void *ctx, kv_err *err)
         c->so.prompt_file = c->o.context;
     if (rc == KV_OK)
         rc = session_check(&c->so, err);
+    const int evicts = cfg_evicts(&c->params);
+    if (rc == KV_OK && evicts && c->so.device && !strcmp(c->so.device, "cuda"))
+        rc = kv_errorf(err, KV_EUSAGE, "--device cuda runs the full cache only: live eviction "
+                       "runs on the CPU (--device cpu or auto)");
+    if (evicts && c->so.device && !strcmp(c->so.device, "auto"))
+        c->so.device = "cpu";   /* auto: where an evicting policy can run */
+    const char *inputs[] = {c->so.model, c->so.prompt_file, c->o.questions};
+    const char *outputs[] = {c->o.kept, c->o.streams};
     if (rc == KV_OK)
-        rc = out_check(c->o.kept, NULL, 0, err);
-    if (rc == KV_OK)
-        rc = out_check(c->o.streams, NULL, 0, err);
+        rc = out_check_all(outputs, 2, inputs, 3, err);
     if (rc == KV_OK)
         rc = policy_config_apply(&cfg, &c->params, err);
     cfg.seed = c->so.sampling.seed;

@@ -98,13 +98,19 @@ static void report(const char *path, const record_result *res)
             res->seconds > 0 ? (double)res->steps / res->seconds : 0.0, path);
 }
 
-static int record(const session_options *so, options *o, kv_err *err)
+static int record(session_options *so, options *o, kv_err *err)
 {
     int rc = session_check(so, err);
     if (rc == KV_OK)
         rc = check_trace_options(so, o, err);
     if (rc != KV_OK)
         return rc;
+    const int stores_rows = strcmp(o->record.rows, "none") != 0;
+    if (stores_rows && so->device && !strcmp(so->device, "cuda"))
+        return kv_errorf(err, KV_EUSAGE, "--device cuda records row-free traces only (--rows "
+                         "none); stored rows come from the CPU");
+    if (stores_rows && so->device && !strcmp(so->device, "auto"))
+        so->device = "cpu";   /* auto: where this trace can be made */
     o->record.progress = true;
     o->record.stop = &interrupted;
     interrupted = 0;

@@ -71,6 +71,9 @@ static int run_many(const replay_args *a, int scope, int *speak, kv_err *err)
     if (a->req.device && strcmp(a->req.device, "cpu"))
         return kv_errorf(err, KV_EUSAGE, "--device %s replays one trace in one process; "
                          "many traces, --resume and MPI run on the CPU", a->req.device);
+    if (a->kept || a->streams)
+        return kv_errorf(err, KV_EUSAGE, "--kept and --streams write one trace's kept set: "
+                         "not with several traces, --resume or MPI");
     many_run m;
     int rc = many_run_all(&m, &a->req, a->traces, a->n_traces, a->resume, err);
     if (rc == KV_OK)

@@ -9,6 +9,7 @@
 #include "trace_file.h"
 #include "vec.h"
 
+#include <errno.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -168,7 +169,8 @@ static int read_trace_list(replay_args *a, kv_err *err)
 {
     FILE *f = fopen(a->traces_file, "r");
     if (!f)
-        return kv_errorf(err, KV_EUSAGE, "--traces %s: cannot open it", a->traces_file);
+        return kv_errorf(err, KV_EIO, "--traces %s: cannot open it: %s", a->traces_file,
+                         strerror(errno));
     size_t len;
     a->list_text = input_read_all(f, a->traces_file, &len, err);
     fclose(f);
@@ -231,15 +233,13 @@ int replay_args_parse(replay_command which, int argc, char **argv, replay_args *
         rc = gather_traces(out, cmd.usage, err);
     if (rc != KV_OK)
         return rc;
-    rc = out_check(out->csv, out->traces, out->n_traces, err);
-    if (rc == KV_OK)
-        rc = out_check(out->json, out->traces, out->n_traces, err);
-    if (rc == KV_OK)
-        rc = out_check(out->resume, out->traces, out->n_traces, err);
-    if (rc == KV_OK)
-        rc = out_check(out->kept, out->traces, out->n_traces, err);
-    if (rc == KV_OK)
-        rc = out_check(out->streams, out->traces, out->n_traces, err);
+    /* the inputs: every trace and the list naming them */
+    if (out->traces_file && (rc = add_trace(out, out->traces_file, err)) != KV_OK)
+        return rc;
+    const char *outputs[] = {out->csv, out->json, out->resume, out->kept, out->streams};
+    rc = out_check_all(outputs, 5, out->traces, out->n_traces, err);
+    if (out->traces_file)
+        out->n_traces--;
     if (rc == KV_OK && out->follow &&
         (rc = trace_follow(out->req.trace, out->followed, sizeof out->followed, err)) == KV_OK)
         out->req.trace = out->traces[0] = out->followed;

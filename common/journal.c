@@ -84,8 +84,12 @@ static int read_records(journal *j, FILE *f, int *torn)
             break;
         }
         record r;
-        if (parse_line(line, (size_t)len - 1, &r) != 0 || journal_find(j, r.key, &(size_t){0}))
+        if (parse_line(line, (size_t)len - 1, &r) != 0)
             continue;
+        if (journal_find(j, r.key, &(size_t){0})) {   /* a unit journaled twice */
+            free(r.v);
+            continue;
+        }
         if (vec_reserve((void **)&j->rec, sizeof *j->rec, j->n + 1, &j->cap) != 0) {
             free(r.v);
             free(line);

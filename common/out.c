@@ -106,6 +106,40 @@ int out_check(const char *path, const char *const *inputs, int n_inputs, kv_err 
     return KV_OK;
 }
 
+/* Do a and b name one file: the same target, or the same inode once it exists? */
+static int same_output(const char *a, const char *b)
+{
+    char ta[PATH_MAX], tb[PATH_MAX];
+    kv_err ignored = {0};
+    if (out_target(a, ta, sizeof ta, &ignored) != KV_OK ||
+        out_target(b, tb, sizeof tb, &ignored) != KV_OK)
+        return 0;
+    struct stat sa, sb;
+    const int ea = stat(ta, &sa) == 0, eb = stat(tb, &sb) == 0;
+    if ((ea && !S_ISREG(sa.st_mode)) || (eb && !S_ISREG(sb.st_mode)))
+        return 0;   /* /dev/null, a FIFO: written in place (rule 4), never replaced */
+    if (ea && eb)
+        return sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
+    return !strcmp(ta, tb);
+}
+
+int out_check_all(const char *const *outputs, int n_outputs, const char *const *inputs,
+                  int n_inputs, kv_err *err)
+{
+    for (int i = 0; i < n_outputs; i++) {
+        if (!outputs[i] || !strcmp(outputs[i], "-"))
+            continue;
+        int rc = out_check(outputs[i], inputs, n_inputs, err);
+        if (rc != KV_OK)
+            return rc;
+        for (int j = 0; j < i; j++)
+            if (outputs[j] && strcmp(outputs[j], "-") && same_output(outputs[i], outputs[j]))
+                return kv_errorf(err, KV_EUSAGE, "%s and %s are the same file: two outputs "
+                                 "of this command cannot share it", outputs[j], outputs[i]);
+    }
+    return KV_OK;
+}
+
 /* --- writing ------------------------------------------------------------------------ */
 
 static out_file *fail(out_file *o)

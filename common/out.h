@@ -29,6 +29,11 @@ typedef struct out_file out_file;   /* opaque */
  * 0, KV_EIO naming the path and the reason, or KV_EUSAGE for an input. */
 int out_check(const char *path, const char *const *inputs, int n_inputs, kv_err *err);
 
+/* out_check() for each of a command's outputs (NULL entries skipped), and no two of
+ * them the same file: `-o x --json x` would leave only one of the two. */
+int out_check_all(const char *const *outputs, int n_outputs, const char *const *inputs,
+                  int n_inputs, kv_err *err);
+
 /* Open `path` for writing by the rule.  NULL and err on failure. */
 out_file *out_open(const char *path, kv_err *err);
 FILE     *out_stream(out_file *o);   /* where to write; borrowed */

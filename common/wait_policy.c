@@ -12,6 +12,7 @@
 #define SPIN_VAR   "GOMP_SPINCOUNT="
 #define POLICY_VAR "OMP_WAIT_POLICY="
 #define CHOSEN_VAR "KV_WAIT_CHOSEN="
+#define NO_RESTART_VAR "KV_WAIT_NO_RESTART="   /* set (to anything): keep OpenMP's defaults */
 
 /* Everything below up to choose() runs before the C library (and, in the sanitizer
  * build, its interceptors) is initialised: system calls and plain loops only. */
@@ -113,8 +114,9 @@ static void choose(int argc, char **argv, char **envp)
     const int before = chosen_before(envp, pid);
     int n = 0, kept = 0;
     for (; envp && envp[n]; n++)
-        if (!before && (starts(envp[n], SPIN_VAR) || starts(envp[n], POLICY_VAR)))
-            return;   /* the user's choice */
+        if ((!before && (starts(envp[n], SPIN_VAR) || starts(envp[n], POLICY_VAR))) ||
+            starts(envp[n], NO_RESTART_VAR))
+            return;   /* the user's choice, or no restart wanted */
     if (before == 1)
         return;
     const int busy = machine_busy();
@@ -126,7 +128,19 @@ static void choose(int argc, char **argv, char **envp)
     env[kept] = busy ? POLICY_VAR "passive" : SPIN_VAR WAIT_POLICY_SPINCOUNT;
     env[kept + 1] = (char *)mark(busy, pid);
     env[kept + 2] = NULL;
-    execve("/proc/self/exe", argv, env);
+    /* The program's own path, not /proc/self/exe: the kernel names a process after the
+     * path it was exec'd by ("exe" in ps, top, pkill), and under valgrind or
+     * `ld.so ./kvsim` /proc/self/exe is the tool or the loader (valgrind answers this
+     * readlink with the real program).  Started by a loader: no restart. */
+    static char self[4096];
+    const ssize_t len = readlink("/proc/self/exe", self, sizeof self - 1);
+    if (len <= 0)
+        return;
+    self[len] = '\0';
+    const char *base = strrchr(self, '/') ? strrchr(self, '/') + 1 : self;
+    if (starts(base, "ld-") || starts(base, "ld.so"))
+        return;
+    execve(self, argv, env);
 }
 
 __attribute__((section(".preinit_array"), used))
@@ -138,7 +152,9 @@ const char *wait_policy_describe(void)
     const char *policy = getenv("OMP_WAIT_POLICY"), *spin = getenv("GOMP_SPINCOUNT");
     const char *chosen = getenv("KV_WAIT_CHOSEN");
     if (!policy && !spin)
-        return "OpenMP's defaults (the restart that chooses failed)";
+        return getenv("KV_WAIT_NO_RESTART") ? "OpenMP's defaults (KV_WAIT_NO_RESTART is set)"
+                                            : "OpenMP's defaults (the restart that chooses "
+                                              "failed, or a loader started the program)";
     if (chosen && starts(chosen, "busy") && policy && !spin)
         return POLICY_VAR "passive (chosen: the machine was busy at start; set "
                "OMP_WAIT_POLICY or GOMP_SPINCOUNT to choose)";

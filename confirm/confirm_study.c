@@ -139,7 +139,7 @@ static int measure_generation(study *st, const method *m, int B, double *v, kv_e
 {
     const int P = st->o->prompt_tokens < st->n ? st->o->prompt_tokens : st->n;
     policy_config cfg;
-    live_output out;
+    live_output out = {0};
     int rc = make_config(m, B, P + st->o->max_new, P, &cfg, err);
     if (rc == KV_OK)
         rc = confirm_generate(&st->s, st->s.prompt.ids, P, st->o->max_new, cfg,

@@ -145,6 +145,8 @@ static void write_streams(FILE *f, const void *ctx)
     for (int l = 0; l < k->L; l++)
         for (int h = 0; h < k->K; h++) {
             const stream_end *e = &k->s[(size_t)l * k->K + h];
+            if (!e->seen)   /* a layer the run did not select */
+                continue;
             fprintf(f, "%d,%d,%d", layer_number(k, l), h, e->n);
             desc_fields(f, e->desc, 0);
             fputc('\n', f);

@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #define ACC_FIELDS 9   /* a replay_acc as doubles (its longs are exact below 2^53) */
 
@@ -45,8 +46,11 @@ static replay_request with_trace(const replay_request *req, const char *path)
 
 /* --- shapes ------------------------------------------------------------------------ */
 
-/* The journal's signature of a trace's plan: the path as given, name, T, layers,
- * heads, metrics and the CSV labels of every configuration. */
+/* The journal's signature of a trace's plan: the path as given, its size and mtime
+ * (a trace recorded again in place is another trace), name, T, layers, heads, metrics,
+ * and every configuration's CSV labels and parameters (a unit computed with another
+ * --sinks or --seed must not be restored).  Code loaded with --policy-lib is not in
+ * it: change the library, start a new journal. */
 static char *signature_of(const replay_setup *s, const char *path)
 {
     char *text = NULL;
@@ -55,6 +59,10 @@ static char *signature_of(const replay_setup *s, const char *path)
     if (!f)
         return NULL;
     const replay_plan *p = &s->plan;
+    struct stat st;
+    if (stat(path, &st) == 0)
+        fprintf(f, "size=%lld mtime=%lld.%09ld ", (long long)st.st_size,
+                (long long)st.st_mtim.tv_sec, st.st_mtim.tv_nsec);
     fprintf(f, "%s %s T=%d complete=%d metrics=%u layers", path, s->src->name, s->src->T,
             s->src->complete, p->metrics);
     for (int l = 0; l < p->n_layers; l++)
@@ -66,6 +74,11 @@ static char *signature_of(const replay_setup *s, const char *path)
     const results_context rc = {s->src, p, NULL, NULL, NULL};
     for (int c = 0; c < s->n_configs; c++) {
         results_write_csv_ids(f, &rc, c, NULL, NULL);
+        const policy_config *pc = &s->configs[c].policy;
+        fprintf(f, " decay=%.17g soft=%d hard=%d seed=%llu", pc->layer_decay,
+                pc->soft_limit, pc->hard_limit, (unsigned long long)pc->seed);
+        for (int i = 0; i < pc->n_own; i++)
+            fprintf(f, " %s=%s", pc->own[i].key, pc->own[i].value);
         fputc('\n', f);
     }
     fclose(f);

@@ -228,7 +228,10 @@ static void copy_results(const gpu_acc *g, int n, replay_acc *acc)
 int replay_run_gpu(replay_source *src, const replay_plan *plan, replay_acc *acc, kv_err *err)
 {
     const unsigned allowed = REPLAY_MASS | REPLAY_OVERLAP | REPLAY_OUTPUT;
-    if ((plan->metrics & ~allowed) || plan->observe)
+    if (plan->observe)
+        return kv_errorf(err, KV_EUSAGE, "--device cuda does not report kept sets (--kept, "
+                         "--streams): replay on the CPU for those");
+    if (plan->metrics & ~allowed)
         return kv_errorf(err, KV_EUNSUPPORTED, "--device cuda computes mass (and mean_cache), "
                          "overlap and output_error; ask for those with --metrics");
     for (int l = 0; src->window && l < plan->n_layers; l++)

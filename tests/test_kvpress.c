@@ -213,4 +213,13 @@ Test(kvpress, generate_answers_questions_from_the_compressed_context, .timeout =
              "--policy snapkv-kvpress --budget 0.5 2>&1", getenv("KV_BIN"), test_model(), dir);
     cr_assert_eq(test_shell(cmd, out, sizeof out), 2, "--context needs --questions: %s", out);
     cr_assert(strstr(out, "--context and --questions go together"), "%s", out);
+    /* the kept set never replaces an input, and never goes to the GPU's full cache */
+    snprintf(cmd, sizeof cmd, "'%s/kvtrace' generate '%s' --context %s/context.txt "
+             "--questions %s/questions.txt --policy h2o --budget 0.5 --kept "
+             "%s/questions.txt 2>&1", getenv("KV_BIN"), test_model(), dir, dir, dir);
+    cr_assert_eq(test_shell(cmd, out, sizeof out), 2, "--kept over --questions: %s", out);
+    cr_assert(strstr(out, "is an input"), "%s", out);
+    snprintf(cmd, sizeof cmd, "'%s/kvtrace' generate '%s' hello --policy h2o --budget 8 "
+             "--device cuda 2>&1", getenv("KV_BIN"), test_model());
+    cr_assert_eq(test_shell(cmd, out, sizeof out), 2, "eviction on --device cuda: %s", out);
 }

@@ -450,3 +450,56 @@ Test(many, bootstrap_of_one_or_equal_values_is_a_point)
     cr_expect(ci.lo == 0.5 && ci.hi == 0.5);
     cr_expect_eq(bootstrap_mean_ci(same, 0, 100, 0.95, 1, &ci), -1);
 }
+
+/* A journal restores a unit only for the same parameters: after --sinks changes, the
+ * resumed sweep is the fresh one with the new value, not the journal's numbers. */
+Test(many, resume_recomputes_units_whose_parameters_changed, .timeout = 300)
+{
+    fixture fx;
+    need_traces(&fx, 0);
+    static char out[OUT_MAX];
+    char args[4096], journal[128], fresh[128], resumed[128];
+    snprintf(journal, sizeof journal, "%s/journal", fx.dir);
+    snprintf(fresh, sizeof fresh, "%s/fresh.csv", fx.dir);
+    snprintf(resumed, sizeof resumed, "%s/resumed.csv", fx.dir);
+    const char *base = "sweep --policies streaming --budgets 24 --layers 0 --threads 1";
+    snprintf(args, sizeof args, "%s '%s' '%s' --sinks 4 --resume '%s' -o /dev/null", base,
+             fx.a, fx.b, journal);
+    cr_assert_eq(kvsim(&fx, 0, args, out), 0, "%s", out);
+    snprintf(args, sizeof args, "%s '%s' '%s' --sinks 16 -o '%s'", base, fx.a, fx.b, fresh);
+    cr_assert_eq(kvsim(&fx, 0, args, out), 0, "%s", out);
+    snprintf(args, sizeof args, "%s '%s' '%s' --sinks 16 --resume '%s' -o '%s'", base, fx.a,
+             fx.b, journal, resumed);
+    cr_assert_eq(kvsim(&fx, 0, args, out), 0, "%s", out);
+    char *a = slurp(fresh), *b = slurp(resumed);
+    cr_assert_str_eq(b, a, "units journaled with --sinks 4 were restored for --sinks 16");
+    free(a), free(b);
+    cleanup(&fx);
+}
+
+/* Outputs never replace an input or each other, and --kept is one trace's. */
+Test(many, outputs_clash_with_no_input_and_no_other_output, .timeout = 120)
+{
+    fixture fx;
+    need_traces(&fx, 0);
+    static char out[OUT_MAX];
+    char args[4096], list[128], csv[128], cmd[1024];
+    snprintf(list, sizeof list, "%s/list.txt", fx.dir);
+    snprintf(csv, sizeof csv, "%s/x.csv", fx.dir);
+    snprintf(cmd, sizeof cmd, "printf '%%s\\n' '%s' '%s' > '%s'", fx.a, fx.b, list);
+    cr_assert_eq(test_shell(cmd, out, OUT_MAX), 0);
+    const char *run = "sweep --policies h2o --budgets 24 --layers 0";
+    snprintf(args, sizeof args, "%s --traces '%s' -o '%s'", run, list, list);
+    cr_assert_eq(kvsim(&fx, 0, args, out), 2, "the list file is an input: %s", out);
+    snprintf(args, sizeof args, "%s '%s' -o '%s' --json '%s'", run, fx.a, csv, csv);
+    cr_assert_eq(kvsim(&fx, 0, args, out), 2, "-o and --json share a file: %s", out);
+    cr_assert(strstr(out, "the same file"), "%s", out);
+    snprintf(args, sizeof args, "replay '%s' '%s' --policy h2o --budget 24 --kept '%s'", fx.a,
+             fx.b, csv);
+    cr_assert_eq(kvsim(&fx, 0, args, out), 2, "--kept with two traces: %s", out);
+    cr_assert_eq(access(csv, F_OK), -1, "nothing written");
+    char *l = slurp(list);
+    cr_assert(strstr(l, fx.a) && strstr(l, fx.b), "the list is intact");
+    free(l);
+    cleanup(&fx);
+}

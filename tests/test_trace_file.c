@@ -411,15 +411,21 @@ Test(trace_file, chunks_hold_one_head_and_skip_the_upper_triangle)
 
 /* ---------------------------------------------------------------- completeness --- */
 
-Test(trace_file, complete_is_set_only_by_close)
+/* An abort before any step reached the disk leaves NAME as it was: no empty trace
+ * replaces a good one (an interrupted re-record), and none appears where there was none. */
+Test(trace_file, an_abort_before_the_first_step_leaves_the_file_as_it_was)
 {
     const char *p = path_in("abort.h5");
     trace_options o = opts(TRACE_F32, "none");
     kv_err err = {0};
     cr_assert_eq(write_fake(p, 150, &o, 0, NULL, &err), 0);
+    cr_assert_eq(access(p, F_OK), -1, "an aborted empty recording left %s", p);
+    cr_assert_eq(write_fake(p, 5, &o, -1, NULL, &err), 0, "%s", err.msg);
+    o.force = 1;   /* a re-record over it, interrupted at once */
+    cr_assert_eq(write_fake(p, 150, &o, 0, NULL, &err), 0, "%s", err.msg);
     trace *tr = open_ok(p);
-    cr_assert_eq(trace_get_meta(tr)->complete, 0);
-    cr_assert_eq(trace_get_meta(tr)->steps, 0);
+    cr_assert_eq(trace_get_meta(tr)->complete, 1, "the earlier trace is intact");
+    cr_assert_eq(trace_get_meta(tr)->steps, 5);
     trace_close(tr);
 }
 

@@ -449,8 +449,11 @@ int record_trace(session *s, const session_options *so, const char *path,
         res->steps = trace_writer_steps(r.writer);
         if (rc) {
             res->steps = trace_writer_abort(r.writer);   /* (4) complete stays 0 */
-            kv_err_prefix(err, "%s: %lld steps on disk, marked incomplete: ", path,
-                          (long long)res->steps);
+            if (res->steps > 0)
+                kv_err_prefix(err, "%s: %lld steps on disk, marked incomplete: ", path,
+                              (long long)res->steps);
+            else
+                kv_err_prefix(err, "%s: nothing recorded (the file is as it was): ", path);
         } else {
             rc = trace_writer_close(r.writer, err);
         }

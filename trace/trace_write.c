@@ -981,8 +981,9 @@ int trace_writer_set_next(trace_writer *w, int64_t t, float logprob_next, float 
 int64_t trace_writer_steps(const trace_writer *w) { return w->steps; }
 
 /* Stop the writer thread the `how` way, put NAME.partial in place as NAME (complete
- * or not: either is a readable trace), release the lock and free w; *on_disk receives
- * the steps the file's /status/steps records. */
+ * or not: either is a readable trace; an abort before any step reached the disk removes
+ * it instead and leaves NAME as it was), release the lock and free w; *on_disk
+ * receives the steps the file's /status/steps records. */
 static int writer_finish(trace_writer *w, int how, int64_t *on_disk, kv_err *err)
 {
     if (w->buf[w->fill].n > 0 && w->buf[w->fill].t0 + w->buf[w->fill].n == w->steps)
@@ -994,7 +995,9 @@ static int writer_finish(trace_writer *w, int how, int64_t *on_disk, kv_err *err
     pthread_join(w->thread, NULL);
     int rc = w->failed ? kv_errorf(err, w->err.code, "%s", w->err.msg) : KV_OK;
     kv_err place = {0};
-    if (fsync(w->lock_fd) != 0 || out_place(w->partial, w->path, &place) != KV_OK) {
+    if (how == ABORT && w->on_disk == 0)   /* nothing to keep: NAME stays as it was */
+        unlink(w->partial);
+    else if (fsync(w->lock_fd) != 0 || out_place(w->partial, w->path, &place) != KV_OK) {
         if (rc == KV_OK)
             rc = kv_errorf(err, KV_EIO, "%s: the trace stays in %s: %s", w->path, w->partial,
                            place.msg[0] ? place.msg : strerror(errno));
