@@ -15,6 +15,7 @@
 #include <signal.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <zlib.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -670,6 +671,50 @@ Test(trace_file, a_damaged_compressed_chunk_is_an_error_not_garbage)
     cr_assert_eq(trace_read_rows(tr, 0, 0, 64, 36, out, 100, &err), KV_EFORMAT);
     cr_assert(strstr(err.msg, "damaged chunk of steps 64"), "%s", err.msg);
     trace_close(tr);
+}
+
+/* Replace the chunk at `at` of dataset `name` with a valid deflate stream of only
+ * 256 zero bytes (a chunk here is 1024), stored with filter mask `mask`: libhdf5 1.10's own read copied a
+ * whole chunk out of it, past its buffer (the fuzzer's tests/fixtures/
+ * fuzz_hdf5_overread.h5). */
+static void store_short_chunk(const char *p, const char *name, const hsize_t *at,
+                              uint32_t mask)
+{
+    unsigned char plain[256] = {0}, packed[512];
+    uLongf packed_len = sizeof packed;
+    cr_assert_eq(compress2(packed, &packed_len, plain, sizeof plain, 1), Z_OK);
+    hid_t f = H5Fopen(p, H5F_ACC_RDWR, H5P_DEFAULT), d = H5Dopen2(f, name, H5P_DEFAULT);
+    cr_assert_geq(H5Dwrite_chunk(d, H5P_DEFAULT, mask, at, packed_len, packed), 0);
+    H5Dclose(d);
+    H5Fclose(f);
+}
+
+Test(trace_file, a_chunk_that_decodes_short_is_an_error_not_an_overread)
+{
+    const char *p = path_in("short.h5");
+    trace_options o = opts(TRACE_F16, "deflate:1");
+    kv_err err = {0};
+    cr_assert_eq(write_fake(p, 100, &o, -1, NULL, &err), 0, "%s", err.msg);
+    const hsize_t key_chunk[4] = {1, 1, 64, 0};
+    store_short_chunk(p, "kv/keys", key_chunk, 0);
+    trace *tr = open_ok(p);
+    float keys[100 * 64];
+    cr_assert_eq(trace_read_kv(tr, 1, 0, 0, 64, keys, NULL, &err), KV_OK, "%s", err.msg);
+    cr_assert_eq(trace_read_kv(tr, 1, 1, 60, 10, keys, NULL, &err), KV_EFORMAT);
+    cr_assert(strstr(err.msg, "/kv/keys: damaged chunk"), "%s", err.msg);
+    trace_close(tr);
+
+    /* the compressor marked as skipped: the stored bytes are then the chunk itself,
+     * and too few of them */
+    store_short_chunk(p, "kv/keys", key_chunk, 2);
+    tr = open_ok(p);
+    cr_assert_eq(trace_read_kv(tr, 1, 1, 64, 1, keys, NULL, &err), KV_EFORMAT);
+    trace_close(tr);
+
+    /* a 1-D dataset: read whole when the trace opens */
+    const hsize_t first[1] = {0};
+    store_short_chunk(p, "tokens/position", first, 0);
+    expect_open_error(p, KV_EFORMAT, "/tokens/position: damaged chunk");
 }
 
 /* ---------------------------------------------------------------- kvtrace verify - */

@@ -89,21 +89,41 @@ static int little_endian_host(void)
     return *(const unsigned char *)&one == 1;
 }
 
+/* The codec of a pipeline the writer makes — none, or shuffle then deflate or LZ4 —
+ * into *codec; -1 for any other pipeline. */
+static int pipeline_of(hid_t dcpl, trace_codec *codec)
+{
+    H5Z_filter_t ids[4];
+    int n = filters_of(dcpl, ids, 4);
+    *codec = TRACE_CODEC_NONE;
+    if (n == 0)
+        return 0;
+    if (n != 2 || ids[0] != H5Z_FILTER_SHUFFLE)
+        return -1;
+    if (ids[1] == H5Z_FILTER_DEFLATE)
+        *codec = TRACE_CODEC_DEFLATE;
+    else if (ids[1] == TRACE_LZ4_FILTER)
+        *codec = TRACE_CODEC_LZ4;
+    return *codec == TRACE_CODEC_NONE ? -1 : 0;
+}
+
+int trace__pipeline_check(hid_t d, trace_codec *codec)
+{
+    hid_t dcpl = H5Dget_create_plist(d);
+    int rc = dcpl < 0 ? -1 : pipeline_of(dcpl, codec);
+    if (dcpl >= 0)
+        H5Pclose(dcpl);
+    H5Eclear2(H5E_DEFAULT);
+    return rc;
+}
+
 trace_chunk_layout trace__chunk_layout_of(hid_t d, size_t esize)
 {
     trace_chunk_layout lay = {0, TRACE_CODEC_NONE, esize};
     hid_t dcpl = H5Dget_create_plist(d), type = H5Dget_type(d);
-    H5Z_filter_t ids[4];
-    int n = dcpl >= 0 ? filters_of(dcpl, ids, 4) : -1;
     int le = type >= 0 && H5Tget_order(type) == H5T_ORDER_LE && little_endian_host();
-    if (n >= 0 && le && chunk_shape_is_ours(dcpl)) {
-        if (n == 0)
-            lay.direct = 1;
-        else if (n == 2 && ids[0] == H5Z_FILTER_SHUFFLE && ids[1] == H5Z_FILTER_DEFLATE)
-            lay.direct = 1, lay.codec = TRACE_CODEC_DEFLATE;
-        else if (n == 2 && ids[0] == H5Z_FILTER_SHUFFLE && ids[1] == TRACE_LZ4_FILTER)
-            lay.direct = 1, lay.codec = TRACE_CODEC_LZ4;
-    }
+    if (dcpl >= 0 && le && chunk_shape_is_ours(dcpl) && pipeline_of(dcpl, &lay.codec) == 0)
+        lay.direct = 1;
     if (dcpl >= 0)
         H5Pclose(dcpl);
     if (type >= 0)
@@ -231,10 +251,11 @@ static int unlz4(const unsigned char *in, size_t len, unsigned char *out, size_t
     return 0;
 }
 
-static int uncompress_chunk(const trace_chunk_buf *b, const unsigned char *in, size_t len,
+/* Exactly `want` bytes from a deflate stream or an LZ4 frame of `len` bytes. */
+static int uncompress_exact(trace_codec codec, const unsigned char *in, size_t len,
                             unsigned char *out, size_t want)
 {
-    if (b->layout.codec == TRACE_CODEC_LZ4)
+    if (codec == TRACE_CODEC_LZ4)
         return unlz4(in, len, out, want);
     uLongf got = (uLongf)want;
     return uncompress(out, &got, in, (uLong)len) == Z_OK && got == want ? 0 : -1;
@@ -251,33 +272,46 @@ static void unshuffle(const unsigned char *in, unsigned char *out, size_t elemen
     }
 }
 
-/* Chunk c's plain bytes (CHUNK_ELEMENTS elements), undoing the filters HDF5 applied
- * (its mask says which it skipped); NULL when the chunk is damaged. */
-static const unsigned char *plain_chunk(trace_chunk_buf *b, int c)
+/* A chunk of `elements` elements of `esize` bytes, stored as `len` bytes under the
+ * pipeline [shuffle, codec] (or none), with HDF5's filter mask (bit i: filter i was
+ * skipped): its plain bytes, in `inflated` or `plain` (room for the chunk each) or in
+ * place; NULL when it does not decode to exactly elements x esize bytes.  Every size
+ * is checked here, never trusted: libhdf5 1.10 copies a whole chunk out of whatever a
+ * filter returned. */
+static const unsigned char *decode_chunk(trace_codec codec, size_t esize, size_t elements,
+                                         const unsigned char *data, size_t len,
+                                         uint32_t mask, unsigned char *inflated,
+                                         unsigned char *plain, int aligned)
 {
-    const size_t bytes = CHUNK_ELEMENTS * b->layout.esize;
-    const unsigned char *data = b->bytes + b->chunk[c].offset;
-    size_t len = b->chunk[c].size;
-    int in_place = 1;   /* data still points into b->bytes */
-    if (b->layout.codec != TRACE_CODEC_NONE && !(b->chunk[c].mask & 2u)) {
-        if (uncompress_chunk(b, data, len, b->inflated, bytes) < 0)
+    const size_t bytes = elements * esize;
+    if (codec != TRACE_CODEC_NONE && !(mask & 2u)) {
+        if (uncompress_exact(codec, data, len, inflated, bytes) < 0)
             return NULL;
-        data = b->inflated;
+        data = inflated;
         len = bytes;
-        in_place = 0;
+        aligned = 1;
     }
     if (len != bytes)
         return NULL;
-    if (b->layout.codec != TRACE_CODEC_NONE && !(b->chunk[c].mask & 1u)) {
-        unshuffle(data, b->plain, CHUNK_ELEMENTS, b->layout.esize);
-        data = b->plain;
-    } else if (in_place && b->chunk[c].offset % b->layout.esize) {
-        /* both filters skipped: the raw bytes sit after odd-sized compressed chunks,
-         * and elements are read in place only when aligned */
-        memcpy(b->plain, data, bytes);
-        data = b->plain;
+    if (codec != TRACE_CODEC_NONE && !(mask & 1u)) {
+        unshuffle(data, plain, elements, esize);
+        data = plain;
+    } else if (!aligned) {
+        /* both filters skipped: the raw bytes may sit after odd-sized chunks, and
+         * elements are read in place only when aligned */
+        memcpy(plain, data, bytes);
+        data = plain;
     }
     return data;
+}
+
+/* Chunk c's plain bytes (CHUNK_ELEMENTS elements); NULL when the chunk is damaged. */
+static const unsigned char *plain_chunk(trace_chunk_buf *b, int c)
+{
+    const stored_chunk *k = &b->chunk[c];
+    return decode_chunk(b->layout.codec, b->layout.esize, CHUNK_ELEMENTS,
+                        b->bytes + k->offset, k->size, k->mask, b->inflated, b->plain,
+                        k->offset % b->layout.esize == 0);
 }
 
 /* Columns [c0, c1) of the block's rows from chunk data (NULL: a zero chunk). */
@@ -331,5 +365,197 @@ int trace_decode_rows(trace_chunk_buf *b, float *out, size_t width, kv_err *err)
         rc = decode_chunks(b, out, width, err);
     for (int r = 0; rc == KV_OK && r < b->n && width > b->cols; r++)
         memset(out + (size_t)r * width + b->cols, 0, (width - b->cols) * sizeof *out);
+    return rc;
+}
+
+/* ---------------------------------------------------------------- any box -------- */
+
+/* One read of a box of a filtered dataset: its geometry and one chunk's buffers. */
+typedef struct box_read {
+    hid_t          d;
+    const char    *path;
+    int            rank;
+    hsize_t        chunk[4];                  /* chunk dims */
+    const hsize_t *start, *count;             /* the box */
+    size_t         esize, chunk_elements;     /* file bytes per element; per chunk */
+    trace_codec    codec;
+    unsigned char *raw, *inflated, *plain;    /* one chunk: stored, inflated, unshuffled */
+    size_t         raw_cap;
+    unsigned char *dense;                     /* the box, file-typed, row-major */
+} box_read;
+
+static int box_setup(box_read *r, hid_t ftype, kv_err *err)
+{
+    hid_t dcpl = H5Dget_create_plist(r->d);
+    int ok = dcpl >= 0 && H5Pget_layout(dcpl) == H5D_CHUNKED &&
+             H5Pget_chunk(dcpl, r->rank, r->chunk) == r->rank;
+    if (dcpl >= 0)
+        H5Pclose(dcpl);
+    H5T_class_t cls = H5Tget_class(ftype);
+    r->esize = H5Tget_size(ftype);
+    ok = ok && (cls == H5T_INTEGER || cls == H5T_FLOAT) && r->esize >= 1 && r->esize <= 8;
+    r->chunk_elements = 1;
+    for (int i = 0; ok && i < r->rank; i++) {
+        ok = r->chunk[i] > 0 && r->chunk[i] <= TRACE_MAX_CHUNK_BYTES;
+        r->chunk_elements *= ok ? (size_t)r->chunk[i] : 1;
+        ok = ok && r->chunk_elements * r->esize <= TRACE_MAX_CHUNK_BYTES;
+    }
+    H5Eclear2(H5E_DEFAULT);
+    if (!ok)
+        return kv_errorf(err, KV_EFORMAT, "%s: a filtered dataset whose chunks or element "
+                         "type kvtrace does not write", r->path);
+    const size_t bytes = r->chunk_elements * r->esize;
+    if (!(r->inflated = malloc(bytes)) || !(r->plain = malloc(bytes)))
+        return kv_errorf(err, KV_ENOMEM, "%s: no memory to decode a chunk", r->path);
+    return KV_OK;
+}
+
+/* The plain bytes of the chunk at `at` into *data (NULL: never written, all zeros). */
+static int box_fetch(box_read *r, const hsize_t *at, const unsigned char **data,
+                     kv_err *err)
+{
+    const size_t bytes = r->chunk_elements * r->esize;
+    hsize_t size = 0;
+    uint32_t mask = 0;
+    *data = NULL;
+    if (H5Dget_chunk_storage_size(r->d, at, &size) < 0 || size == 0) {
+        H5Eclear2(H5E_DEFAULT);
+        return KV_OK;
+    }
+    /* no codec output is much larger than its input: a bigger size is a lie */
+    if (size > bytes + bytes / 8 + 4096)
+        return kv_errorf(err, KV_EFORMAT, "%s: a chunk claims %llu stored bytes for %zu "
+                         "plain ones: the trace is damaged", r->path,
+                         (unsigned long long)size, bytes);
+    if (reserve((void **)&r->raw, &r->raw_cap, (size_t)size) < 0)
+        return kv_errorf(err, KV_ENOMEM, "%s: no memory for a chunk", r->path);
+    if (H5Dread_chunk(r->d, H5P_DEFAULT, at, &mask, r->raw) < 0)
+        return trace__h5_fail(err, KV_EIO, "%s: reading a stored chunk", r->path);
+    *data = decode_chunk(r->codec, r->esize, r->chunk_elements, r->raw, (size_t)size, mask,
+                         r->inflated, r->plain, 1);
+    return *data ? KV_OK
+                 : kv_errorf(err, KV_EFORMAT, "%s: damaged chunk at (%llu, %llu, %llu, "
+                             "%llu): it does not decode to %zu bytes", r->path,
+                             (unsigned long long)at[0],
+                             (unsigned long long)(r->rank > 1 ? at[1] : 0),
+                             (unsigned long long)(r->rank > 2 ? at[2] : 0),
+                             (unsigned long long)(r->rank > 3 ? at[3] : 0), bytes);
+}
+
+/* Copy the part of the chunk at `at` that lies in the box into r->dense. */
+static void box_place(const box_read *r, const hsize_t *at, const unsigned char *data)
+{
+    hsize_t lo[4], hi[4], p[4], cstride[4], bstride[4];
+    for (int i = r->rank - 1; i >= 0; i--) {
+        lo[i] = at[i] > r->start[i] ? at[i] : r->start[i];
+        hi[i] = at[i] + r->chunk[i] < r->start[i] + r->count[i] ? at[i] + r->chunk[i]
+                                                               : r->start[i] + r->count[i];
+        cstride[i] = i == r->rank - 1 ? 1 : cstride[i + 1] * r->chunk[i + 1];
+        bstride[i] = i == r->rank - 1 ? 1 : bstride[i + 1] * r->count[i + 1];
+        p[i] = lo[i];
+    }
+    const int last = r->rank - 1;
+    const size_t run = (size_t)(hi[last] - lo[last]) * r->esize;
+    for (;;) {
+        size_t src = 0, dst = 0;
+        for (int i = 0; i < r->rank; i++) {
+            src += (size_t)((p[i] - at[i]) * cstride[i]);
+            dst += (size_t)((p[i] - r->start[i]) * bstride[i]);
+        }
+        if (data)
+            memcpy(r->dense + dst * r->esize, data + src * r->esize, run);
+        else
+            memset(r->dense + dst * r->esize, 0, run);
+        int i = last - 1;   /* the next run: an odometer over every dimension but the last */
+        while (i >= 0 && ++p[i] >= hi[i])
+            p[i] = lo[i], i--;
+        if (i < 0)
+            return;
+    }
+}
+
+/* Every chunk the box touches, fetched, decoded and placed. */
+static int box_chunks(box_read *r, kv_err *err)
+{
+    hsize_t first[4], final[4], idx[4], at[4];
+    for (int i = 0; i < r->rank; i++) {
+        first[i] = idx[i] = r->start[i] / r->chunk[i];
+        final[i] = (r->start[i] + r->count[i] - 1) / r->chunk[i];
+    }
+    for (;;) {
+        const unsigned char *data;
+        for (int i = 0; i < r->rank; i++)
+            at[i] = idx[i] * r->chunk[i];
+        int rc = box_fetch(r, at, &data, err);
+        if (rc < 0)
+            return rc;
+        box_place(r, at, data);
+        int i = r->rank - 1;
+        while (i >= 0 && ++idx[i] > final[i])
+            idx[i] = first[i], i--;
+        if (i < 0)
+            return KV_OK;
+    }
+}
+
+/* HDF5's own read of the box: for datasets without filters, which HDF5 reads
+ * straight from the file at the chunk's address. */
+static int hdf5_box(hid_t d, hid_t mem, int rank, const hsize_t *start,
+                    const hsize_t *count, void *out, const char *path, kv_err *err)
+{
+    hid_t fs = H5Dget_space(d), ms = H5Screate_simple(rank, count, NULL);
+    int rc = fs < 0 || ms < 0 ||
+             H5Sselect_hyperslab(fs, H5S_SELECT_SET, start, NULL, count, NULL) < 0 ||
+             H5Dread(d, mem, ms, fs, H5P_DEFAULT, out) < 0
+                 ? trace__h5_fail(err, KV_EIO, "%s: reading a dataset", path)
+                 : KV_OK;
+    if (ms >= 0)
+        H5Sclose(ms);
+    if (fs >= 0)
+        H5Sclose(fs);
+    return rc;
+}
+
+int trace__read_box(hid_t d, hid_t mem, int rank, const hsize_t *start, const hsize_t *count,
+                    void *out, const char *path, kv_err *err)
+{
+    box_read r = {.d = d, .path = path, .rank = rank, .start = start, .count = count};
+    size_t n = 1;
+    for (int i = 0; i < rank; i++)
+        n *= (size_t)count[i];
+    if (n == 0)
+        return KV_OK;
+    if (trace__pipeline_check(d, &r.codec) < 0)
+        return kv_errorf(err, KV_EFORMAT, "%s: a dataset with a filter pipeline kvtrace "
+                         "does not write (only none, or shuffle then deflate or LZ4)", path);
+    if (r.codec == TRACE_CODEC_NONE)
+        return hdf5_box(d, mem, rank, start, count, out, path, err);
+    hid_t ftype = H5Dget_type(d);
+    int rc = ftype < 0 ? trace__h5_fail(err, KV_EFORMAT, "%s: a dataset's type is unreadable",
+                                        path)
+                       : box_setup(&r, ftype, err);
+    const size_t msize = rc == KV_OK ? H5Tget_size(mem) : 0;
+    const int same = rc == KV_OK && H5Tequal(ftype, mem) > 0;
+    /* H5Tconvert converts in place: room for the wider of the two types */
+    if (rc == KV_OK && !same &&
+        !(r.dense = malloc(n * (msize > r.esize ? msize : r.esize))))
+        rc = kv_errorf(err, KV_ENOMEM, "%s: no memory for %zu elements", path, n);
+    if (rc == KV_OK && same)
+        r.dense = out;
+    if (rc == KV_OK)
+        rc = box_chunks(&r, err);
+    if (rc == KV_OK && !same) {
+        if (H5Tconvert(ftype, mem, n, r.dense, NULL, H5P_DEFAULT) < 0)
+            rc = trace__h5_fail(err, KV_EFORMAT, "%s: converting a dataset's elements", path);
+        else
+            memcpy(out, r.dense, n * msize);
+    }
+    if (r.dense != out)
+        free(r.dense);
+    free(r.raw);
+    free(r.inflated);
+    free(r.plain);
+    if (ftype >= 0)
+        H5Tclose(ftype);
     return rc;
 }

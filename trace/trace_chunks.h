@@ -11,6 +11,12 @@
  * Only pipelines the writer produces are decoded here: none, shuffle + deflate,
  * shuffle + LZ4 (filter 32004), little-endian, chunks [1, 1, TRACE_BATCH,
  * TRACE_CHUNK_COLS].  Anything else keeps HDF5's own path (trace_read_rows).
+ *
+ * Every other read of a filtered dataset goes through trace__read_box, which decodes
+ * the same way: HDF5's filter pipeline never runs on bytes from a trace.  libhdf5
+ * 1.10 copies a whole chunk out of whatever a filter returned, so a damaged chunk that
+ * inflates short made it read past its buffer (tests/fixtures/fuzz_hdf5_overread.h5);
+ * here every chunk must decode to exactly its size or the read fails.
  */
 #ifndef TRACE_CHUNKS_H
 #define TRACE_CHUNKS_H
@@ -41,5 +47,15 @@ int trace__chunks_fetch(trace_chunk_buf *b, hid_t d, const trace_chunk_layout *l
  * which trace_decode_rows then copies out.  NULL and err when out of memory. */
 float *trace__chunks_fallback(trace_chunk_buf *b, const char *path, int n, size_t cols,
                               kv_err *err);
+
+/* 0 when d's filter pipeline is one the writer makes (its codec into *codec), -1 for
+ * any other: such a dataset is never read. */
+int trace__pipeline_check(hid_t d, trace_codec *codec);
+
+/* Read the box [start, start + count) of the rank-`rank` dataset d as memory type
+ * `mem` into out (dense, row-major), like H5Dread of that hyperslab; filtered chunks
+ * are fetched raw and decoded here, every size checked. */
+int trace__read_box(hid_t d, hid_t mem, int rank, const hsize_t *start, const hsize_t *count,
+                    void *out, const char *path, kv_err *err);
 
 #endif /* TRACE_CHUNKS_H */

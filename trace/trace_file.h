@@ -78,6 +78,7 @@
 #define TRACE_MAX_STEPS      (1 << 22)
 #define TRACE_MAX_TEXT_BYTES ((int64_t)1 << 32)   /* all token pieces together */
 #define TRACE_MAX_PROMPT     ((int64_t)1 << 28)   /* prompt bytes */
+#define TRACE_MAX_CHUNK_BYTES ((size_t)1 << 26)   /* one chunk, plain (ours: <= 1 MiB) */
 
 /* Token flags: the same bits as POLICY_FLAG_* in policies/policy.h. */
 enum {

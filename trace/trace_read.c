@@ -46,8 +46,8 @@ struct trace {
     int64_t     *text_end;                       /* (steps,) */
     char        *text_bytes;                     /* every piece, each NUL-terminated */
     char       **text;                           /* (steps,) into text_bytes */
-    uint16_t    *scratch;                        /* one f16 block */
-    size_t       scratch_cap;                    /* elements */
+    void        *scratch;                        /* one block as stored (f16 or f32) */
+    size_t       scratch_cap;                    /* bytes */
     trace_chunk_layout probs_layout;             /* how /attn/probs chunks decode */
     trace_chunk_buf   *own;                      /* trace_read_rows' chunk buffer */
     trace_rebuild_buf *rebuild;                  /* trace_rows' rebuild buffer */
@@ -265,6 +265,24 @@ static int missing(trace *tr, const char *name, kv_err *err)
                           tr->path, name);
 }
 
+/* Read the box [start, start + count) of dataset `name` (open as d) into out, dense:
+ * the one way the reader reads a dataset (trace__read_box says why). */
+static int read_box(trace *tr, hid_t d, const char *name, hid_t mem, int rank,
+                    const hsize_t *start, const hsize_t *count, void *out, kv_err *err)
+{
+    char where[PATH_MAX + 64];
+    snprintf(where, sizeof where, "%s: /%s", tr->path, name);
+    return trace__read_box(d, mem, rank, start, count, out, where, err);
+}
+
+/* All n entries of the 1-D dataset `name`. */
+static int read_all(trace *tr, hid_t d, const char *name, hid_t mem, int64_t n, void *out,
+                    kv_err *err)
+{
+    const hsize_t start = 0, count = (hsize_t)n;
+    return read_box(tr, d, name, mem, 1, &start, &count, out, err);
+}
+
 /* Open `name` into *out and check its rank and shape: want[i] >= 0 must match
  * exactly, -1 marks a T axis, whose common size is returned in *T_axis. */
 static int ds_open(trace *tr, const char *name, int rank, const int64_t *want,
@@ -293,6 +311,13 @@ static int ds_open(trace *tr, const char *name, int rank, const int64_t *want,
             ok = (int64_t)dims[i] == want[i];
     }
     close_id(s, H5Sclose);
+    trace_codec codec;
+    if (ok && trace__pipeline_check(d, &codec) < 0) {
+        close_id(d, H5Dclose);
+        return kv_errorf(err, KV_EFORMAT, "%s: dataset /%s has a filter pipeline kvtrace "
+                         "does not write (only none, or shuffle then deflate or LZ4): it is "
+                         "not read", tr->path, name);
+    }
     if (ok) {
         *out = d;
         return KV_OK;
@@ -322,8 +347,8 @@ static int read_index_list(trace *tr, const char *name, int limit, int *n_out, i
                        name, (long long)n, limit);
     else if (!(*out = malloc((size_t)n * sizeof **out)))
         rc = kv_errorf(err, KV_ENOMEM, "%s: no memory for /%s", tr->path, name);
-    else if (H5Dread(d, H5T_NATIVE_INT, H5S_ALL, H5S_ALL, H5P_DEFAULT, *out) < 0)
-        rc = missing(tr, name, err);
+    else
+        rc = read_all(tr, d, name, H5T_NATIVE_INT, n, *out, err);
     for (int i = 0; rc == KV_OK && i < n; i++)
         if ((*out)[i] < 0 || (*out)[i] >= limit || (i && (*out)[i] <= (*out)[i - 1]))
             rc = kv_errorf(err, KV_EFORMAT, "%s: /%s[%d] = %d, expected increasing values in "
@@ -344,8 +369,8 @@ static int read_int_array(trace *tr, const char *name, int n, int lo, int hi, in
         return rc;
     if (!(*out = malloc((size_t)n * sizeof **out)))
         rc = kv_errorf(err, KV_ENOMEM, "%s: no memory for /%s", tr->path, name);
-    else if (H5Dread(d, H5T_NATIVE_INT, H5S_ALL, H5S_ALL, H5P_DEFAULT, *out) < 0)
-        rc = missing(tr, name, err);
+    else
+        rc = read_all(tr, d, name, H5T_NATIVE_INT, n, *out, err);
     for (int i = 0; rc == KV_OK && i < n; i++)
         if ((*out)[i] < lo || (*out)[i] > hi)
             rc = kv_errorf(err, KV_EFORMAT, "%s: /%s[%d] = %d, expected %d..%d", tr->path,
@@ -447,9 +472,8 @@ static int read_prompt(trace *tr, kv_err *err)
                        TRACE_DS_PROMPT, (long long)n, (long long)TRACE_MAX_PROMPT);
     else if (!(tr->prompt = calloc((size_t)n + 1, 1)))
         rc = kv_errorf(err, KV_ENOMEM, "%s: no memory for the prompt", tr->path);
-    else if (n > 0 && H5Dread(d, H5T_NATIVE_UCHAR, H5S_ALL, H5S_ALL, H5P_DEFAULT,
-                              tr->prompt) < 0)
-        rc = missing(tr, TRACE_DS_PROMPT, err);
+    else
+        rc = read_all(tr, d, TRACE_DS_PROMPT, H5T_NATIVE_UCHAR, n, tr->prompt, err);
     H5Dclose(d);
     tr->meta.header.prompt = tr->prompt;
     return rc;
@@ -573,18 +597,11 @@ static int read_token_array(trace *tr, const char *name, hid_t mem, size_t esize
     if (rc < 0)
         return rc;
     rc = extent_ok(tr, name, E, err);
-    hsize_t start = 0, count = (hsize_t)T;
     *out = rc == KV_OK ? calloc((size_t)T + 1, esize) : NULL;
     if (rc == KV_OK && !*out)
         rc = kv_errorf(err, KV_ENOMEM, "%s: no memory for /%s", tr->path, name);
-    if (rc == KV_OK && T > 0) {
-        hid_t fs = H5Dget_space(d), ms = H5Screate_simple(1, &count, NULL);
-        if (H5Sselect_hyperslab(fs, H5S_SELECT_SET, &start, NULL, &count, NULL) < 0 ||
-            H5Dread(d, mem, ms, fs, H5P_DEFAULT, *out) < 0)
-            rc = missing(tr, name, err);
-        H5Sclose(ms);
-        H5Sclose(fs);
-    }
+    if (rc == KV_OK)
+        rc = read_all(tr, d, name, mem, T, *out, err);
     H5Dclose(d);
     return rc;
 }
@@ -613,15 +630,8 @@ static int read_texts(trace *tr, kv_err *err)
                        tr->path, TRACE_DS_TEXT_BYTES, (long long)E, (long long)total);
     else if (!bytes || !tr->text_bytes || !tr->text)
         rc = kv_errorf(err, KV_ENOMEM, "%s: no memory for token texts", tr->path);
-    if (rc == KV_OK && total > 0) {
-        hsize_t start = 0, count = (hsize_t)total;
-        hid_t fs = H5Dget_space(d), ms = H5Screate_simple(1, &count, NULL);
-        if (H5Sselect_hyperslab(fs, H5S_SELECT_SET, &start, NULL, &count, NULL) < 0 ||
-            H5Dread(d, H5T_NATIVE_UCHAR, ms, fs, H5P_DEFAULT, bytes) < 0)
-            rc = missing(tr, TRACE_DS_TEXT_BYTES, err);
-        H5Sclose(ms);
-        H5Sclose(fs);
-    }
+    if (rc == KV_OK)
+        rc = read_all(tr, d, TRACE_DS_TEXT_BYTES, H5T_NATIVE_UCHAR, total, bytes, err);
     for (int64_t t = 0, at = 0, from = 0; rc == KV_OK && t < T; t++) {
         const int64_t len = tr->text_end[t] - from;
         tr->text[t] = tr->text_bytes + at;
@@ -796,42 +806,39 @@ static int check_block(const trace *tr, const char *what, int li, int hi, int n_
     return KV_OK;
 }
 
-/* Room for `n` f16 elements in the scratch buffer. */
-static int scratch_reserve(trace *tr, size_t n, kv_err *err)
+/* Room for `bytes` in the scratch buffer. */
+static int scratch_reserve(trace *tr, size_t bytes, kv_err *err)
 {
-    if (n <= tr->scratch_cap)
+    if (bytes <= tr->scratch_cap)
         return KV_OK;
     free(tr->scratch);
-    tr->scratch = malloc(n * sizeof *tr->scratch);
-    tr->scratch_cap = tr->scratch ? n : 0;
+    tr->scratch = malloc(bytes);
+    tr->scratch_cap = tr->scratch ? bytes : 0;
     return tr->scratch ? KV_OK : kv_errorf(err, KV_ENOMEM, "%s: no memory for a row block",
                                            tr->path);
 }
 
-/* Read the hyperslab [start, start+count) of d as float32 into `out`, a buffer of
- * count[2] rows of `width` floats; columns count[3]..width-1 are zeroed. */
-static int slab_read(trace *tr, hid_t d, trace_dtype dtype, const hsize_t *start,
-                     const hsize_t *count, float *out, size_t width, kv_err *err)
+/* Read the hyperslab [start, start+count) of d (`name`) as float32 into `out`, a buffer
+ * of count[2] rows of `width` floats; columns count[3]..width-1 are zeroed.  f16 is
+ * read as stored and converted here (HDF5 1.10 converts ~14x slower). */
+static int slab_read(trace *tr, hid_t d, const char *name, trace_dtype dtype,
+                     const hsize_t *start, const hsize_t *count, float *out, size_t width,
+                     kv_err *err)
 {
     const size_t rows = count[2], cols = count[3];
-    int rc = KV_OK, f16 = dtype == TRACE_F16;
-    if (f16 && (rc = scratch_reserve(tr, rows * cols, err)) < 0)
-        return rc;
-    hsize_t mdims[2] = {rows, f16 ? cols : width}, morigin[2] = {0, 0}, mcount[2] = {rows, cols};
-    hid_t fs = H5Dget_space(d), ms = H5Screate_simple(2, mdims, NULL);
-    if (fs < 0 || ms < 0 ||
-        H5Sselect_hyperslab(fs, H5S_SELECT_SET, start, NULL, count, NULL) < 0 ||
-        H5Sselect_hyperslab(ms, H5S_SELECT_SET, morigin, NULL, mcount, NULL) < 0 ||
-        H5Dread(d, f16 ? tr->f16 : H5T_NATIVE_FLOAT, ms, fs, H5P_DEFAULT,
-                f16 ? (void *)tr->scratch : (void *)out) < 0)
-        rc = trace__h5_fail(err, KV_EIO, "%s: reading steps %llu..%llu", tr->path,
-                            (unsigned long long)start[2],
-                            (unsigned long long)(start[2] + rows - 1));
-    close_id(ms, H5Sclose);
-    close_id(fs, H5Sclose);
+    const int f16 = dtype == TRACE_F16;
+    if (!f16 && width == cols)   /* already the layout wanted */
+        return read_box(tr, d, name, H5T_NATIVE_FLOAT, 4, start, count, out, err);
+    int rc = scratch_reserve(tr, rows * cols * (f16 ? 2 : 4), err);
+    if (rc == KV_OK)
+        rc = read_box(tr, d, name, f16 ? tr->f16 : H5T_NATIVE_FLOAT, 4, start, count,
+                      tr->scratch, err);
     for (size_t i = rc == KV_OK ? 0 : rows; i < rows; i++) {
         if (f16)
-            fp16_to_f32_n(tr->scratch + i * cols, out + i * width, cols);
+            fp16_to_f32_n((const uint16_t *)tr->scratch + i * cols, out + i * width, cols);
+        else
+            memcpy(out + i * width, (const float *)tr->scratch + i * cols,
+                   cols * sizeof *out);
         memset(out + i * width + cols, 0, (width - cols) * sizeof *out);
     }
     return rc;
@@ -846,7 +853,8 @@ static int read_rows_hdf5(trace *tr, int si, int sj, int64_t t0, int n, float *o
     size_t cols = (size_t)(t0 + n);
     hsize_t start[4] = {(hsize_t)si, (hsize_t)sj, (hsize_t)t0, 0};
     hsize_t count[4] = {1, 1, (hsize_t)n, cols};
-    return slab_read(tr, tr->probs, tr->meta.options.dtype, start, count, out, width, err);
+    return slab_read(tr, tr->probs, TRACE_DS_PROBS, tr->meta.options.dtype, start, count,
+                     out, width, err);
 }
 
 /* Rows starting on a chunk row of a layout we decode: the direct path. */
@@ -990,13 +998,13 @@ int trace_rows(trace *tr, int li, int hi, int64_t t0, int n, float *out, size_t 
     return rc < 0 ? rc : trace_rebuild_rows(tr->rebuild, out, width, err);
 }
 
-static int read_vectors(trace *tr, hid_t d, trace_dtype dtype, int li, int k, int64_t t0,
-                        int n, float *out, kv_err *err)
+static int read_vectors(trace *tr, hid_t d, const char *name, trace_dtype dtype, int li,
+                        int k, int64_t t0, int n, float *out, kv_err *err)
 {
     const size_t D = (size_t)tr->meta.header.head_dim;
     hsize_t start[4] = {(hsize_t)li, (hsize_t)k, (hsize_t)t0, 0};
     hsize_t count[4] = {1, 1, (hsize_t)n, D};
-    return out ? slab_read(tr, d, dtype, start, count, out, D, err) : KV_OK;
+    return out ? slab_read(tr, d, name, dtype, start, count, out, D, err) : KV_OK;
 }
 
 int trace_read_kv(trace *tr, int li, int ki, int64_t t0, int n, float *keys, float *values,
@@ -1006,9 +1014,9 @@ int trace_read_kv(trace *tr, int li, int ki, int64_t t0, int n, float *keys, flo
     int rc = check_block(tr, "reading keys/values", li, ki, tr->meta.n_kv_heads_rec, t0, n,
                          err);
     if (rc == KV_OK)
-        rc = read_vectors(tr, tr->keys, o->qk_dtype, li, ki, t0, n, keys, err);
+        rc = read_vectors(tr, tr->keys, TRACE_DS_KEYS, o->qk_dtype, li, ki, t0, n, keys, err);
     if (rc == KV_OK)
-        rc = read_vectors(tr, tr->values, o->dtype, li, ki, t0, n, values, err);
+        rc = read_vectors(tr, tr->values, TRACE_DS_VALUES, o->dtype, li, ki, t0, n, values, err);
     return rc;
 }
 
@@ -1019,8 +1027,8 @@ int trace_read_queries(trace *tr, int li, int hi, int64_t t0, int n, float *out,
                          "stored and it was recorded without --record-queries)", tr->path);
     int rc = check_block(tr, "reading queries", li, hi, tr->meta.header.n_heads_rec, t0, n,
                          err);
-    return rc < 0 ? rc : read_vectors(tr, tr->queries, tr->meta.options.qk_dtype, li, hi, t0,
-                                      n, out, err);
+    return rc < 0 ? rc : read_vectors(tr, tr->queries, TRACE_DS_QUERIES,
+                                      tr->meta.options.qk_dtype, li, hi, t0, n, out, err);
 }
 
 /* ---------------------------------------------------------------- sizes ---------- */
