@@ -24,7 +24,44 @@ struct journal {
     char   *path;
     record *rec;
     size_t  n, cap;
+    size_t *index;   /* open addressing over rec: record number + 1, 0 = empty */
+    size_t  slots;   /* a power of two, at least twice n: a sweep restores 1e5 units */
 };
+
+/* FNV-1a of a key: keys are digests already, any mixing spreads them. */
+static size_t key_hash(const char *key)
+{
+    uint64_t h = 1469598103934665603ull;
+    for (; *key; key++)
+        h = (h ^ (unsigned char)*key) * 1099511628211ull;
+    return (size_t)h;
+}
+
+/* The slot holding key, or the empty slot where it would go. */
+static size_t *slot_of(const journal *j, const char *key)
+{
+    for (size_t h = key_hash(key) & (j->slots - 1);; h = (h + 1) & (j->slots - 1))
+        if (!j->index[h] || !strcmp(j->rec[j->index[h] - 1].key, key))
+            return &j->index[h];
+}
+
+/* Room in the index for one more record. */
+static int index_reserve(journal *j)
+{
+    if (2 * (j->n + 1) <= j->slots)
+        return 0;
+    size_t *old = j->index, old_slots = j->slots;
+    j->slots = old_slots ? 2 * old_slots : 64;
+    if (!(j->index = calloc(j->slots, sizeof *j->index))) {
+        j->index = old, j->slots = old_slots;
+        return -1;
+    }
+    for (size_t i = 0; i < old_slots; i++)
+        if (old[i])
+            *slot_of(j, j->rec[old[i] - 1].key) = old[i];
+    free(old);
+    return 0;
+}
 
 void journal_key(const char *text, size_t len, char key[JOURNAL_KEY + 1])
 {
@@ -90,12 +127,14 @@ static int read_records(journal *j, FILE *f, int *torn)
             free(r.v);
             continue;
         }
-        if (vec_reserve((void **)&j->rec, sizeof *j->rec, j->n + 1, &j->cap) != 0) {
+        if (vec_reserve((void **)&j->rec, sizeof *j->rec, j->n + 1, &j->cap) != 0 ||
+            index_reserve(j) != 0) {
             free(r.v);
             free(line);
             return -1;
         }
         j->rec[j->n++] = r;
+        *slot_of(j, r.key) = j->n;
     }
     free(line);
     return 0;
@@ -132,13 +171,9 @@ journal *journal_open(const char *path, kv_err *err)
 
 const double *journal_find(const journal *j, const char *key, size_t *n)
 {
-    for (size_t i = 0; i < j->n; i++)
-        if (!strcmp(j->rec[i].key, key)) {
-            *n = j->rec[i].n;
-            return j->rec[i].v;
-        }
-    *n = 0;
-    return NULL;
+    const size_t at = j->slots ? *slot_of(j, key) : 0;
+    *n = at ? j->rec[at - 1].n : 0;
+    return at ? j->rec[at - 1].v : NULL;
 }
 
 int journal_append(journal *j, const char *key, const double *v, size_t n, kv_err *err)
@@ -180,6 +215,7 @@ void journal_close(journal *j)
     for (size_t i = 0; i < j->n; i++)
         free(j->rec[i].v);
     free(j->rec);
+    free(j->index);
     free(j->path);
     free(j);
 }

@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "bootstrap.h"
+#include "journal.h"
 #include "test_shell.h"
 
 #define SWEEP "sweep --policies h2o,tova,snapkv --budgets 0.3,0.6 --layers 0,15 --threads 2"
@@ -502,4 +503,41 @@ Test(many, outputs_clash_with_no_input_and_no_other_output, .timeout = 120)
     cr_assert(strstr(l, fx.a) && strstr(l, fx.b), "the list is intact");
     free(l);
     cleanup(&fx);
+}
+
+/* The journal's index: every one of 3000 records is found after reopening, a key
+ * journaled twice keeps its first record, an unknown key is absent. */
+Test(many, the_journal_finds_every_record_and_keeps_the_first_of_twins)
+{
+    char path[] = "/tmp/kvsim_journal_XXXXXX";
+    int fd = mkstemp(path);
+    cr_assert_geq(fd, 0);
+    close(fd);
+    kv_err err = {0};
+    journal *j = journal_open(path, &err);
+    cr_assert_not_null(j, "%s", err.msg);
+    char key[JOURNAL_KEY + 1], text[32];
+    for (int i = 0; i < 3000; i++) {
+        const double v[2] = {i, -0.5 * i};
+        snprintf(text, sizeof text, "unit %d", i % 2500);   /* 500 twins */
+        journal_key(text, strlen(text), key);
+        cr_assert_eq(journal_append(j, key, v, 2, &err), KV_OK, "%s", err.msg);
+    }
+    journal_close(j);
+    j = journal_open(path, &err);
+    cr_assert_not_null(j, "%s", err.msg);
+    cr_assert_eq(journal_records(j), 2500);
+    for (int i = 0; i < 2500; i++) {
+        size_t n;
+        snprintf(text, sizeof text, "unit %d", i);
+        journal_key(text, strlen(text), key);
+        const double *v = journal_find(j, key, &n);
+        cr_assert(v && n == 2 && v[0] == i && v[1] == -0.5 * i, "unit %d", i);
+    }
+    size_t n = 7;
+    journal_key("no such unit", 12, key);
+    cr_assert_null(journal_find(j, key, &n));
+    cr_assert_eq(n, 0);
+    journal_close(j);
+    unlink(path);
 }
