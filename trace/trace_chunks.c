@@ -146,6 +146,10 @@ static int reserve(void **p, size_t *cap, size_t want)
     return 0;
 }
 
+/* The most bytes a chunk of `bytes` plain bytes can take stored: no codec's output is
+ * much larger than its input, so a bigger size in the chunk index is a lie. */
+static size_t stored_bound(size_t bytes) { return bytes + bytes / 8 + 4096; }
+
 /* Stored size of every chunk, and room for them all. */
 static int size_chunks(trace_chunk_buf *b, hid_t d, int li, int hi, kv_err *err)
 {
@@ -156,6 +160,12 @@ static int size_chunks(trace_chunk_buf *b, hid_t d, int li, int hi, kv_err *err)
         /* an unallocated chunk (never written: all zeros) reports an error or 0 */
         if (H5Dget_chunk_storage_size(d, at, &size) < 0)
             size = 0;
+        if (size > stored_bound(CHUNK_ELEMENTS * b->layout.esize)) {
+            H5Eclear2(H5E_DEFAULT);
+            return kv_errorf(err, KV_EFORMAT, "%s: the chunk of steps %lld.. at column %d "
+                             "claims %llu stored bytes: the trace is damaged", b->path,
+                             (long long)b->t0, c * TRACE_CHUNK_COLS, (unsigned long long)size);
+        }
         b->chunk[c].offset = total;
         b->chunk[c].size = (size_t)size;
         total += (size_t)size;
@@ -422,8 +432,7 @@ static int box_fetch(box_read *r, const hsize_t *at, const unsigned char **data,
         H5Eclear2(H5E_DEFAULT);
         return KV_OK;
     }
-    /* no codec output is much larger than its input: a bigger size is a lie */
-    if (size > bytes + bytes / 8 + 4096)
+    if (size > stored_bound(bytes))
         return kv_errorf(err, KV_EFORMAT, "%s: a chunk claims %llu stored bytes for %zu "
                          "plain ones: the trace is damaged", r->path,
                          (unsigned long long)size, bytes);
