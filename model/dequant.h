@@ -89,4 +89,8 @@ int dequant_row(int type, const void *src, float *dst, int64_t n, kv_err *err);
 int dequant_k_sub_blocks(int type, const void *block, float d[8], float m[8],
                          uint8_t q[8][32]);
 
+/* Only the scales: d[k] and m[k] of dequant_k_sub_blocks, without unpacking q (the
+ * model's kernels read q from the block themselves). */
+int dequant_k_scales(int type, const void *block, float d[8], float m[8]);
+
 #endif /* DEQUANT_H */

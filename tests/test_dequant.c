@@ -167,16 +167,14 @@ static unsigned check_model_rows(const char *model, const char *name)
         const void *want = take(&fx, 4 * (size_t)n);
         expect_same(got, want, n, what);
         if (t->type != GGML_TYPE_F32 && n % 32 == 0) {   /* F32: norms, not matrices */
-            qmatrix w = {.rows = 1, .cols = (int)n};
-            if (model__keeps_float(t->type))
-                w.f = malloc(4 * (size_t)n);
-            else
-                w.blocks = malloc(n / 32 * sizeof(qblock));
-            cr_assert_eq(model__qmatrix_from_gguf(&w, t->type, src, &err), 0, "%s", err.msg);
+            qmatrix w;
+            size_t held = 0;
+            cr_assert_eq(model__qmatrix_init(&w, t->type, 1, (int)n, src, 1, &held, &err), 0,
+                         "%s", err.msg);
             model__qmatrix_row(got, &w, 0);
             strcat(what, " as the model keeps it");
             expect_equal(got, want, n, what);
-            free(w.blocks), free(w.f);
+            model__qmatrix_free(&w);
         }
         types |= 1u << (t->type & 31);
         free(got);
