@@ -148,28 +148,24 @@ static size_t unit_bytes(int type)
     return type == TYPE_QBLOCK ? sizeof(qblock) : (size_t)ggml_type_bytes(type);
 }
 
-#ifdef __AVX2__
+#if defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
 #include <immintrin.h>
 
-/* A block of 32 weights in registers: q[k] holds elements 8k .. 8k+7 as floats. */
-typedef struct qvec {
-    __m256 q[4];
-    float  d, m;
-} qvec;
-
-static inline __m256 i8_to_ps(__m128i v)   /* the low 8 signed bytes as floats */
+/* fp16 d (and m) at b by F16C: exact, as fp16_to_f32 (which the load used), but for a
+ * signalling NaN, which F16C quiets; a NaN scale poisons its rows either way. */
+static inline float f16c_at(const uint8_t *b)
 {
-    return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(v));
+    uint16_t h;
+    memcpy(&h, b, 2);
+    return _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(h)));
 }
 
-/* 32 signed bytes (elements 0..15 in lo, 16..31 in hi) into v->q. */
-static inline void qvec_from_bytes(qvec *v, __m128i lo, __m128i hi)
-{
-    v->q[0] = i8_to_ps(lo);
-    v->q[1] = i8_to_ps(_mm_srli_si128(lo, 8));
-    v->q[2] = i8_to_ps(hi);
-    v->q[3] = i8_to_ps(_mm_srli_si128(hi, 8));
-}
+/* A block of 32 weights unpacked: elements 0..15 in lo, 16..31 in hi, as signed bytes
+ * (every exact type's q fits: at most 5 bits, or Q8_0's int8). */
+typedef struct qbytes {
+    __m128i lo, hi;
+    float   d, m;
+} qbytes;
 
 /* 16 bytes of packed nibbles: low nibbles (elements 0..15) and high (16..31). */
 static inline void nibbles(const uint8_t *qs, __m128i *lo, __m128i *hi)
@@ -195,15 +191,15 @@ static inline void fifth_bits(const uint8_t *p, __m128i *lo, __m128i *hi)
     *hi = _mm256_extracti128_si256(bytes, 1);
 }
 
-static inline void qvec_from_qblock(qvec *v, const qblock *b)
+static inline void qbytes_from_qblock(qbytes *v, const qblock *b)
 {
     v->d = b->d, v->m = b->m;
-    for (int k = 0; k < 4; k++)
-        v->q[k] = i8_to_ps(_mm_loadl_epi64((const __m128i *)(b->q + 8 * k)));
+    v->lo = _mm_loadu_si128((const __m128i *)b->q);
+    v->hi = _mm_loadu_si128((const __m128i *)(b->q + 16));
 }
 
 /* Q4_K: sub-block 2c is the low nibbles of qs[32c ..], 2c+1 the high ones. */
-static inline void unpack_q4_k(const uint8_t *b, qvec *v)
+static inline void unpack_q4_k(const uint8_t *b, qbytes *v)
 {
     float d[8], m[8];
     dequant_k_scales(GGML_TYPE_Q4_K, b, d, m);
@@ -211,57 +207,68 @@ static inline void unpack_q4_k(const uint8_t *b, qvec *v)
     for (int c = 0; c < 4; c++) {
         __m256i q = _mm256_loadu_si256((const __m256i *)(b + 16 + 32 * c));
         __m256i lo = _mm256_and_si256(q, m4), hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
-        qvec_from_bytes(&v[2 * c], _mm256_castsi256_si128(lo), _mm256_extracti128_si256(lo, 1));
-        qvec_from_bytes(&v[2 * c + 1], _mm256_castsi256_si128(hi), _mm256_extracti128_si256(hi, 1));
+        v[2 * c].lo = _mm256_castsi256_si128(lo), v[2 * c].hi = _mm256_extracti128_si256(lo, 1);
+        v[2 * c + 1].lo = _mm256_castsi256_si128(hi), v[2 * c + 1].hi = _mm256_extracti128_si256(hi, 1);
     }
     for (int k = 0; k < 8; k++)
         v[k].d = d[k], v[k].m = -m[k];
 }
 
-/* One unit at b as qvecs, the values convert_block_exact / convert_super_k give;
+/* One unit at b unpacked, the values convert_block_exact / convert_super_k give;
  * returns the blocks written (1, or 8 for a K-quant). */
-static inline int unpack(int type, const uint8_t *b, qvec *v)
+static inline int unpack(int type, const uint8_t *b, qbytes *v)
 {
     __m128i lo, hi, h_lo, h_hi;
     const __m128i eight = _mm_set1_epi8(8), sixteen = _mm_set1_epi8(16);
     switch (type) {
     case GGML_TYPE_Q8_0:
-        v->d = f16_at(b), v->m = 0.0f;
-        for (int k = 0; k < 4; k++)
-            v->q[k] = i8_to_ps(_mm_loadl_epi64((const __m128i *)(b + 2 + 8 * k)));
+        v->d = f16c_at(b), v->m = 0.0f;
+        v->lo = _mm_loadu_si128((const __m128i *)(b + 2));
+        v->hi = _mm_loadu_si128((const __m128i *)(b + 18));
         return 1;
     case GGML_TYPE_Q4_0:
-        v->d = f16_at(b), v->m = 0.0f;
+        v->d = f16c_at(b), v->m = 0.0f;
         nibbles(b + 2, &lo, &hi);
-        qvec_from_bytes(v, _mm_sub_epi8(lo, eight), _mm_sub_epi8(hi, eight));
+        v->lo = _mm_sub_epi8(lo, eight), v->hi = _mm_sub_epi8(hi, eight);
         return 1;
     case GGML_TYPE_Q4_1:
-        v->d = f16_at(b), v->m = f16_at(b + 2);
-        nibbles(b + 4, &lo, &hi);
-        qvec_from_bytes(v, lo, hi);
+        v->d = f16c_at(b), v->m = f16c_at(b + 2);
+        nibbles(b + 4, &v->lo, &v->hi);
         return 1;
     case GGML_TYPE_Q5_0:
-        v->d = f16_at(b), v->m = 0.0f;
+        v->d = f16c_at(b), v->m = 0.0f;
         nibbles(b + 6, &lo, &hi);
         fifth_bits(b + 2, &h_lo, &h_hi);
-        qvec_from_bytes(v, _mm_sub_epi8(_mm_or_si128(lo, h_lo), sixteen),
-                        _mm_sub_epi8(_mm_or_si128(hi, h_hi), sixteen));
+        v->lo = _mm_sub_epi8(_mm_or_si128(lo, h_lo), sixteen);
+        v->hi = _mm_sub_epi8(_mm_or_si128(hi, h_hi), sixteen);
         return 1;
     case GGML_TYPE_Q4_K:
         unpack_q4_k(b, v);
         return 8;
     case TYPE_QBLOCK:
-        qvec_from_qblock(v, (const qblock *)b);
+        qbytes_from_qblock(v, (const qblock *)b);
         return 1;
     default: {   /* Q5_1, Q5_K: through 8-bit blocks (no model we ship has them) */
         qblock t[8];
         int n = is_k_quant(type) ? (convert_super_k(type, b, t), 8)
                                  : convert_block_exact(type, b, t);
         for (int k = 0; k < n; k++)
-            qvec_from_qblock(&v[k], &t[k]);
+            qbytes_from_qblock(&v[k], &t[k]);
         return n;
     }
     }
+}
+
+static inline __m256 i8_to_ps(__m128i v)   /* the low 8 signed bytes as floats */
+{
+    return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(v));
+}
+
+/* Elements 8k .. 8k+7 of a block as floats. */
+static inline __m256 q_ps(const qbytes *v, int k)
+{
+    __m128i h = k < 2 ? v->lo : v->hi;
+    return i8_to_ps(k & 1 ? _mm_srli_si128(h, 8) : h);
 }
 
 static inline float hsum(__m256 v)
@@ -272,25 +279,87 @@ static inline float hsum(__m256 v)
     return _mm_cvtss_f32(s);
 }
 
-/* Σ_b d_b · (q_b · x_b) + m_b · xs_b over one row of `cols` weights of `type`. */
+/* The dot product of one block, lane by lane: p = q·x over elements l, 8+l, 16+l,
+ * 24+l of lane l (a multiply, then three fused multiply-adds), then acc += d·p. */
+static inline __m256 block_dot(__m256 acc, const qbytes *v, const float *x)
+{
+    __m256 p = _mm256_mul_ps(q_ps(v, 0), _mm256_loadu_ps(x));
+    p = _mm256_fmadd_ps(q_ps(v, 1), _mm256_loadu_ps(x + 8), p);
+    p = _mm256_fmadd_ps(q_ps(v, 2), _mm256_loadu_ps(x + 16), p);
+    p = _mm256_fmadd_ps(q_ps(v, 3), _mm256_loadu_ps(x + 24), p);
+    return _mm256_fmadd_ps(_mm256_set1_ps(v->d), p, acc);
+}
+
+#if defined(__AVX512F__) && defined(__AVX512DQ__)
+#define PAIRS 1   /* two blocks' q·x in one 16-lane register */
+
+/* Elements 8k .. 8k+7 of blocks a (lanes 0..7) and b (lanes 8..15) as floats. */
+static inline __m512 pair_ps(const qbytes *a, const qbytes *b, int k)
+{
+    __m128i ha = k < 2 ? a->lo : a->hi, hb = k < 2 ? b->lo : b->hi;
+    __m128i q = k & 1 ? _mm_unpackhi_epi64(ha, hb) : _mm_unpacklo_epi64(ha, hb);
+    return _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(q));
+}
+
+/* block_dot of blocks a then b, their p computed side by side from xp, the pair's 64
+ * activations reordered by pair_x: the same operations on the same values. */
+static inline __m256 pair_dot(__m256 acc, const qbytes *a, const qbytes *b, const float *xp)
+{
+    __m512 p = _mm512_mul_ps(pair_ps(a, b, 0), _mm512_loadu_ps(xp));
+    p = _mm512_fmadd_ps(pair_ps(a, b, 1), _mm512_loadu_ps(xp + 16), p);
+    p = _mm512_fmadd_ps(pair_ps(a, b, 2), _mm512_loadu_ps(xp + 32), p);
+    p = _mm512_fmadd_ps(pair_ps(a, b, 3), _mm512_loadu_ps(xp + 48), p);
+    acc = _mm256_fmadd_ps(_mm256_set1_ps(a->d), _mm512_castps512_ps256(p), acc);
+    return _mm256_fmadd_ps(_mm256_set1_ps(b->d), _mm512_extractf32x8_ps(p, 1), acc);
+}
+#else
+#define PAIRS 0
+#endif
+
+/* x reordered for pair_dot: for blocks 2i and 2i+1, 16 floats per k holding elements
+ * 8k .. 8k+7 of each. */
+static void pair_x(float *xp, const float *x, int nb)
+{
+    for (int i = 0; i + 1 < nb; i += 2, x += 2 * QBLOCK, xp += 2 * QBLOCK)
+        for (int k = 0; k < 4; k++) {
+            memcpy(xp + 16 * k, x + 8 * k, 8 * sizeof *x);
+            memcpy(xp + 16 * k + 8, x + QBLOCK + 8 * k, 8 * sizeof *x);
+        }
+}
+
+/* Σ_b d_b · (q_b · x_b) + m_b · xs_b over one row of `cols` weights of `type`; with
+ * AVX-512 blocks go two at a time (xp: pair_x of x).  (Two rows side by side, to
+ * overlap their chains of additions, measured slower: registers ran out.) */
 static inline __attribute__((always_inline)) float
-row_dot(int type, const uint8_t *src, int cols, const float *x, const float *xs)
+row_dot(int type, const uint8_t *src, int cols, const float *x, const float *xp,
+        const float *xs)
 {
     __m256 acc = _mm256_setzero_ps();
     float offset = 0.0f;
     const size_t ub = unit_bytes(type);
-    qvec v[8];
-    for (int i = 0; i < cols / QBLOCK; src += ub) {
+    const int nb = cols / QBLOCK;
+    qbytes v[8];
+    for (int i = 0; i < nb;) {
         int n = unpack(type, src, v);
-        for (int k = 0; k < n; k++, i++, x += QBLOCK) {
-            __m256 p = _mm256_mul_ps(v[k].q[0], _mm256_loadu_ps(x));
-            p = _mm256_fmadd_ps(v[k].q[1], _mm256_loadu_ps(x + 8), p);
-            p = _mm256_fmadd_ps(v[k].q[2], _mm256_loadu_ps(x + 16), p);
-            p = _mm256_fmadd_ps(v[k].q[3], _mm256_loadu_ps(x + 24), p);
-            acc = _mm256_fmadd_ps(_mm256_set1_ps(v[k].d), p, acc);
+        src += ub;
+        if (PAIRS && n == 1 && i + 1 < nb) {   /* a second block to pair with */
+            n += unpack(type, src, v + 1);
+            src += ub;
+        }
+        int k = 0;
+#if PAIRS
+        for (; k + 1 < n; k += 2, i += 2) {
+            acc = pair_dot(acc, &v[k], &v[k + 1], xp + (size_t)i * QBLOCK);
+            offset += v[k].m * xs[i];
+            offset += v[k + 1].m * xs[i + 1];
+        }
+#endif
+        for (; k < n; k++, i++) {
+            acc = block_dot(acc, &v[k], x + (size_t)i * QBLOCK);
             offset += v[k].m * xs[i];
         }
     }
+    (void)xp;
     return hsum(acc) + offset;
 }
 
@@ -299,13 +368,13 @@ static inline __attribute__((always_inline)) void
 row_dequant(int type, const uint8_t *src, int cols, float *y)
 {
     const size_t ub = unit_bytes(type);
-    qvec v[8];
+    qbytes v[8];
     for (int i = 0; i < cols / QBLOCK; src += ub) {
         int n = unpack(type, src, v);
         for (int k = 0; k < n; k++, i++, y += QBLOCK) {
             __m256 d = _mm256_set1_ps(v[k].d), m = _mm256_set1_ps(v[k].m);
             for (int j = 0; j < 4; j++)
-                _mm256_storeu_ps(y + 8 * j, _mm256_add_ps(_mm256_mul_ps(v[k].q[j], d), m));
+                _mm256_storeu_ps(y + 8 * j, _mm256_add_ps(_mm256_mul_ps(q_ps(&v[k], j), d), m));
         }
     }
 }
@@ -325,8 +394,14 @@ static inline int unpack(int type, const uint8_t *b, qblock *v)
     return convert_block_exact(type, b, v);
 }
 
-static float row_dot(int type, const uint8_t *src, int cols, const float *x, const float *xs)
+#define PAIRS 0
+
+static void pair_x(float *xp, const float *x, int nb) { (void)xp, (void)x, (void)nb; }
+
+static float row_dot(int type, const uint8_t *src, int cols, const float *x, const float *xp,
+                     const float *xs)
 {
+    (void)xp;
     float acc = 0.0f;
     const size_t ub = unit_bytes(type);
     qblock v[8];
@@ -484,17 +559,16 @@ static int row_at(const qmatrix *w, int r, const uint8_t **src)
     return TYPE_QBLOCK;
 }
 
-/* out[r] for every row, the row loop specialised for one storage type (row_dot is
- * inlined with `type` a constant). */
-#define MATVEC_CASE(T)                                                                  \
-    case T:                                                                             \
-        _Pragma("omp parallel for schedule(static)")                                    \
-        for (int r = 0; r < w->rows; r++) {                                             \
-            const uint8_t *src;                                                         \
-            row_at(w, r, &src);                                                         \
-            out[r] = row_dot(T, src, w->cols, x, xs);                                   \
-        }                                                                               \
-        return;
+/* out[r] for every row, the loop written out for each storage type T, a constant
+ * inside the parallel region (OpenMP outlines it: a variable would not be folded into
+ * row_dot). */
+#define MATVEC_ROWS(T)                                                                  \
+    _Pragma("omp parallel for schedule(static)")                                        \
+    for (int r = 0; r < w->rows; r++) {                                                 \
+        const uint8_t *src;                                                             \
+        row_at(w, r, &src);                                                             \
+        out[r] = row_dot(T, src, w->cols, x, xp, xs);                                   \
+    }
 
 void model__matvec(float *out, const qmatrix *w, const float *x)
 {
@@ -505,26 +579,21 @@ void model__matvec(float *out, const qmatrix *w, const float *x)
     }
     float xs[MODEL_MAX_COLS / QBLOCK];   /* model_open refuses wider rows */
     block_sums(xs, x, w->cols / QBLOCK);
+    float xp[PAIRS ? w->cols : 1];   /* at most 256 KiB, on the calling thread's stack */
+    pair_x(xp, x, w->cols / QBLOCK);
     const uint8_t *src0;
-    switch (row_at(w, 0, &src0)) {
-        MATVEC_CASE(GGML_TYPE_Q4_0)
-        MATVEC_CASE(GGML_TYPE_Q4_1)
-        MATVEC_CASE(GGML_TYPE_Q5_0)
-        MATVEC_CASE(GGML_TYPE_Q8_0)
-        MATVEC_CASE(GGML_TYPE_Q4_K)
-        MATVEC_CASE(TYPE_QBLOCK)
-    default: {
-        const int type = w->type;
-#pragma omp parallel for schedule(static)
-        for (int r = 0; r < w->rows; r++) {
-            const uint8_t *src;
-            row_at(w, r, &src);
-            out[r] = row_dot(type, src, w->cols, x, xs);
-        }
-    }
+    const int type = row_at(w, 0, &src0);
+    switch (type) {
+    case GGML_TYPE_Q4_0: MATVEC_ROWS(GGML_TYPE_Q4_0) break;
+    case GGML_TYPE_Q4_1: MATVEC_ROWS(GGML_TYPE_Q4_1) break;
+    case GGML_TYPE_Q5_0: MATVEC_ROWS(GGML_TYPE_Q5_0) break;
+    case GGML_TYPE_Q8_0: MATVEC_ROWS(GGML_TYPE_Q8_0) break;
+    case GGML_TYPE_Q4_K: MATVEC_ROWS(GGML_TYPE_Q4_K) break;
+    case TYPE_QBLOCK:    MATVEC_ROWS(TYPE_QBLOCK) break;
+    default:             MATVEC_ROWS(type) break;
     }
 }
-#undef MATVEC_CASE
+#undef MATVEC_ROWS
 
 void model__qmatrix_row(float *dst, const qmatrix *w, int r)
 {
