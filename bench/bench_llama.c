@@ -8,7 +8,7 @@
  * there is none the rows say "not measured" and how to build one.  The speeds
  * alternate, ours then llama-bench's, BENCH_ROUNDS times, and each side's best is
  * kept: on a shared machine noise only ever slows a run down.  Peak RSS is each
- * program's own as a new process (wait4's ru_maxrss): `kvtrace run` of the same
+ * program's own as a new process (its VmHWM): `kvtrace run` of the same
  * ~512-token prompt and 32 greedy tokens, and llama-bench's -pg 512,32 (one context).
  * llama.cpp's numbers are from 8-bit activations (its Q4_1/Q8_0 dot products); ours
  * keep float32 activations, exact to the fp32 reference (docs/RUNTIME.md).
@@ -24,7 +24,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -43,8 +42,26 @@ static const char *llama_bench_path(void)
     return access(p, X_OK) == 0 ? p : NULL;
 }
 
-/* Run argv as a new process, its standard output into out (cap bytes, NUL-ended),
- * standard error discarded; *rss_mb its peak RSS.  0 on a clean exit. */
+/* VmHWM of a running process in MB, or -1 once it has exited (no memory left). */
+static double vm_hwm_mb(pid_t pid)
+{
+    char path[64], line[256];
+    snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
+    FILE *f = fopen(path, "r");
+    double kb = -1;
+    while (f && fgets(line, sizeof line, f))
+        if (!strncmp(line, "VmHWM:", 6))
+            kb = atof(line + 6);
+    if (f)
+        fclose(f);
+    return kb < 0 ? -1 : kb / 1024.0;
+}
+
+/* Run argv as a new process, its standard output into out (cap bytes, NUL-ended; more
+ * is left in the pipe, which then stalls the child: the programs run here print
+ * little), standard error discarded; *rss_mb its peak RSS.  0 on a clean exit.  The peak is the
+ * process's own VmHWM, polled until it exits: wait4's ru_maxrss would also count this
+ * benchmark's memory, which a spawned child holds until its exec. */
 static int run_child(char *const argv[], char *out, size_t cap, double *rss_mb)
 {
     int fds[2];
@@ -56,26 +73,30 @@ static int run_child(char *const argv[], char *out, size_t cap, double *rss_mb)
     posix_spawn_file_actions_addopen(&fa, 2, "/dev/null", O_WRONLY, 0);
     posix_spawn_file_actions_addclose(&fa, fds[0]);
     pid_t pid;
-    int rc = posix_spawn(&pid, argv[0], &fa, NULL, argv, environ);
+    int rc = posix_spawn(&pid, argv[0], &fa, NULL, argv, environ), status = 0;
     posix_spawn_file_actions_destroy(&fa);
     close(fds[1]);
+    *rss_mb = -1;
+    fcntl(fds[0], F_SETFL, O_NONBLOCK);
     size_t n = 0;
     ssize_t got;
-    while (rc == 0 && (got = read(fds[0], out + n, cap - 1 - n)) > 0)
+    while (rc == 0) {
+        while (n + 1 < cap && (got = read(fds[0], out + n, cap - 1 - n)) > 0)
+            n += (size_t)got;
+        double hwm = vm_hwm_mb(pid);
+        *rss_mb = hwm > *rss_mb ? hwm : *rss_mb;
+        pid_t done = waitpid(pid, &status, WNOHANG);
+        if (done == pid || done < 0) {
+            rc = done < 0;
+            break;
+        }
+        usleep(2000);
+    }
+    while (rc == 0 && n + 1 < cap && (got = read(fds[0], out + n, cap - 1 - n)) > 0)
         n += (size_t)got;
     out[n] = '\0';
-    char sink[4096];
-    while (rc == 0 && read(fds[0], sink, sizeof sink) > 0)   /* beyond cap: dropped */
-        ;
     close(fds[0]);
-    if (rc)
-        return -1;
-    int status;
-    struct rusage ru;
-    if (wait4(pid, &status, 0, &ru) != pid)
-        return -1;
-    *rss_mb = (double)ru.ru_maxrss / 1024.0;
-    return WIFEXITED(status) && WEXITSTATUS(status) == 0 ? 0 : -1;
+    return rc == 0 && WIFEXITED(status) && WEXITSTATUS(status) == 0 ? 0 : -1;
 }
 
 /* llama-bench's tokens/s of one test ("-p P -n N -d D", or "-pg P,N" when pg), and its
