@@ -231,10 +231,14 @@ static inline int unpack(int type, const uint8_t *b, qbytes *v)
         nibbles(b + 2, &lo, &hi);
         v->lo = _mm_sub_epi8(lo, eight), v->hi = _mm_sub_epi8(hi, eight);
         return 1;
-    case GGML_TYPE_Q4_1:
-        v->d = f16c_at(b), v->m = f16c_at(b + 2);
+    case GGML_TYPE_Q4_1: {   /* d and m side by side: one conversion */
+        uint32_t dm;
+        memcpy(&dm, b, 4);
+        __m128 f = _mm_cvtph_ps(_mm_cvtsi32_si128((int)dm));
+        v->d = _mm_cvtss_f32(f), v->m = _mm_cvtss_f32(_mm_movehdup_ps(f));
         nibbles(b + 4, &v->lo, &v->hi);
         return 1;
+    }
     case GGML_TYPE_Q5_0:
         v->d = f16c_at(b), v->m = 0.0f;
         nibbles(b + 6, &lo, &hi);
@@ -327,6 +331,13 @@ static void pair_x(float *xp, const float *x, int nb)
         }
 }
 
+/* Types whose m is always 0: their offsets 0·Σx are skipped (the sum stays +0, as it
+ * did when they were added, for any finite activations). */
+static inline int symmetric(int type)
+{
+    return type == GGML_TYPE_Q8_0 || type == GGML_TYPE_Q4_0 || type == GGML_TYPE_Q5_0;
+}
+
 /* Σ_b d_b · (q_b · x_b) + m_b · xs_b over one row of `cols` weights of `type`; with
  * AVX-512 blocks go two at a time (xp: pair_x of x).  (Two rows side by side, to
  * overlap their chains of additions, measured slower: registers ran out.) */
@@ -350,13 +361,16 @@ row_dot(int type, const uint8_t *src, int cols, const float *x, const float *xp,
 #if PAIRS
         for (; k + 1 < n; k += 2, i += 2) {
             acc = pair_dot(acc, &v[k], &v[k + 1], xp + (size_t)i * QBLOCK);
-            offset += v[k].m * xs[i];
-            offset += v[k + 1].m * xs[i + 1];
+            if (!symmetric(type)) {
+                offset += v[k].m * xs[i];
+                offset += v[k + 1].m * xs[i + 1];
+            }
         }
 #endif
         for (; k < n; k++, i++) {
             acc = block_dot(acc, &v[k], x + (size_t)i * QBLOCK);
-            offset += v[k].m * xs[i];
+            if (!symmetric(type))
+                offset += v[k].m * xs[i];
         }
     }
     (void)xp;
@@ -580,7 +594,8 @@ void model__matvec(float *out, const qmatrix *w, const float *x)
     float xs[MODEL_MAX_COLS / QBLOCK];   /* model_open refuses wider rows */
     block_sums(xs, x, w->cols / QBLOCK);
     float xp[PAIRS ? w->cols : 1];   /* at most 256 KiB, on the calling thread's stack */
-    pair_x(xp, x, w->cols / QBLOCK);
+    if (PAIRS)
+        pair_x(xp, x, w->cols / QBLOCK);
     const uint8_t *src0;
     const int type = row_at(w, 0, &src0);
     switch (type) {

@@ -22,7 +22,7 @@
 
 #include "dequant.h"
 #include "gguf.h"
-#include "model_impl.h"   /* the 8-bit blocks weights are kept in */
+#include "model_impl.h"   /* how the model holds its weights */
 #include "test_shell.h"
 
 /* ---- fixture files ----------------------------------------------------------------- */
@@ -133,8 +133,8 @@ Test(dequant, matches_gguf_py_bit_for_bit_on_random_blocks_of_every_type)
 }
 
 /* Sampled rows of one tensor of each type of a model file (fixture `name`), through
- * dequant_row, and for the types the model keeps exactly as 8-bit blocks also through
- * that conversion (model_kernels.c): both bit for bit.  Returns the types seen. */
+ * dequant_row, and for the types the model holds exactly also as the model
+ * dequantises them (model_kernels.c): both bit for bit.  Returns the types seen. */
 static unsigned check_model_rows(const char *model, const char *name)
 {
     kv_err err = {0};
@@ -195,7 +195,7 @@ Test(dequant, matches_gguf_py_on_rows_of_the_smollm2_model)
     cr_assert(types & (1u << GGML_TYPE_Q4_1) && types & (1u << GGML_TYPE_Q8_0));
 }
 
-/* Gemma 3's Q4_K_M file: Q8_0, Q5_0, Q4_K (8-bit blocks) and Q6_K (floats), all exact. */
+/* Gemma 3's Q4_K_M file: Q8_0, Q5_0, Q4_K (raw blocks) and Q6_K (floats), all exact. */
 Test(dequant, matches_gguf_py_on_rows_of_the_gemma3_model)
 {
     unsigned types = check_model_rows(test_gemma_model(), "dequant_gemma3.bin");
