@@ -23,7 +23,7 @@ typedef struct qblock {
  * Held in one of three forms (model_kernels.c says why):
  *  - raw: the GGUF's own blocks, byte for byte (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K,
  *    Q5_K: the types whose blocks convert exactly to qblocks), read directly by the
- *    kernels: 0.56 bytes a weight for Q4_1;
+ *    kernels: 0.625 bytes a weight for Q4_1;
  *  - blocks: 8-bit blocks, for the types that have no exact 8-bit form and are
  *    requantised (IQ4_NL ...);
  *  - f: float32 rows for Q6_K, Q3_K and Q2_K, whose 16-weight sub-blocks have scales of
