@@ -8,6 +8,7 @@
 #ifndef BENCH_H
 #define BENCH_H
 
+#include "model.h"
 #include "replay_setup.h"
 
 double bench_now(void);   /* monotonic seconds */
@@ -20,8 +21,15 @@ double bench_gemm(int threads);
 void bench_memory(int threads);
 void bench_disk(int threads, const char *dir);
 
-/* the model runtime (bench_model.c): prefill, decode, peak RSS for the GGUF at path */
-void bench_model(int threads, const char *path);
+/* the model runtime (bench_model.c): prefill, decode, peak RSS for the GGUF at path;
+ * tokens/s of one prefill of T tokens, and of decode after a prefill to `context` */
+void   bench_model(int threads, const char *path);
+double bench_model_prefill(model *m, int T);
+double bench_model_decode(model *m, int context);
+
+/* the same model beside llama.cpp (bench_llama.c): decode, prefill and peak RSS as
+ * ratios, or "not measured" rows when no llama.cpp build is found */
+void bench_llama(int threads, const char *path, model *m);
 
 /* the recorder (bench_record.c): record time vs a plain run, bytes per element and
  * write MB/s for each compression, at 512 and 2048 tokens */

@@ -3,8 +3,9 @@
  *
  * Later benchmarks (prefill, decode, record, replay) are reported beside these, as
  * ratios measured in the same run.  Usage: build/bench [--dir DIR] [--threads N] [--quick]
- * [--replay] [--shared] (--quick: the machine, single-replay and shared-machine rows
- * only; --replay: the single-replay rows only; --shared: the shared-machine rows only).
+ * [--replay] [--shared] [--model] (--quick: the machine, single-replay and
+ * shared-machine rows only; --replay: the single-replay rows only; --shared: the
+ * shared-machine rows only; --model: the model rows, beside llama.cpp when built).
  */
 #include "bench.h"
 
@@ -33,7 +34,7 @@ void bench_row(const char *name, const char *config, int threads, double value, 
 
 typedef struct options {
     const char *dir;
-    int         threads, quick, shared, replay;
+    int         threads, quick, shared, replay, model;
 } options;
 
 static const opts_row bench_rows[] = {
@@ -47,12 +48,14 @@ static const opts_row bench_rows[] = {
      "(beside memcpy of the same bytes)", 0, 0, NULL},
     {"shared", 0, OPTS_FLAG, offsetof(options, shared), NULL, "the shared-machine rows only "
      "(a run and a replay beside two busy loops)", 0, 0, NULL},
+    {"model", 0, OPTS_FLAG, offsetof(options, model), NULL, "the model rows only (prefill, "
+     "decode, peak RSS, beside llama.cpp when built)", 0, 0, NULL},
     {NULL, 0, 0, 0, NULL, NULL, 0, 0, NULL},
 };
 
 int main(int argc, char **argv)
 {
-    options o = {"build", 2, 0, 0, 0};
+    options o = {"build", 2, 0, 0, 0, 0};
     const opts_command cmd = {.prog = "bench", .usage = "build/bench [options]",
                               .about = "The benchmark table of `make bench` (bench/).",
                               .groups = {{"options", bench_rows, &o}}};
@@ -73,6 +76,10 @@ int main(int argc, char **argv)
            "---------", "------------", "----------");
     const char *model = getenv("KV_MODEL") ? getenv("KV_MODEL")
                                            : "models/SmolLM2-135M-Instruct.Q4_1.gguf";
+    for (int t = 1; o.model && t <= max_threads; t++)
+        bench_model(t, model);
+    if (o.model)
+        return 0;
     if (o.shared || o.replay) {
         if (o.replay)
             bench_replay(1);

@@ -6,6 +6,7 @@
  * token, the attention's 4 · layers · heads · head_dim · (keys per query), and the
  * output matrix for the last token only.  Decode is timed over DECODE_STEPS tokens
  * after a prefill to the stated context, greedy, logits of every step computed.
+ * The same model then goes beside llama.cpp (bench_llama.c).
  */
 #include "bench.h"
 
@@ -94,6 +95,27 @@ static double time_decode(model *m, kv_cache *cache, float *logits)
     return bench_now() - t0;
 }
 
+double bench_model_prefill(model *m, int T)
+{
+    float *logits = malloc((size_t)model_config_of(m)->n_vocab * sizeof *logits);
+    kv_cache *cache = logits ? model_cache_new(m, T, NULL) : NULL;
+    double dt = cache ? time_prefill(m, cache, T, logits) : -1.0;
+    kv_cache_free(cache);
+    free(logits);
+    return dt > 0 ? T / dt : -1.0;
+}
+
+double bench_model_decode(model *m, int context)
+{
+    float *logits = malloc((size_t)model_config_of(m)->n_vocab * sizeof *logits);
+    kv_cache *cache = logits ? model_cache_new(m, context + DECODE_STEPS, NULL) : NULL;
+    double dt = cache && time_prefill(m, cache, context, logits) > 0
+                    ? time_decode(m, cache, logits) : -1.0;
+    kv_cache_free(cache);
+    free(logits);
+    return dt > 0 ? DECODE_STEPS / dt : -1.0;
+}
+
 void bench_model(int threads, const char *path)
 {
     kv_err err = {0};
@@ -105,7 +127,7 @@ void bench_model(int threads, const char *path)
         return;
     }
     model_set_threads(threads);
-    bench_row("model load", "SmolLM2-135M Q4_1 -> 8-bit", threads, bench_now() - t0, "s");
+    bench_row("model load", "SmolLM2-135M Q4_1, GGUF blocks", threads, bench_now() - t0, "s");
     bench_row("model weights", "in memory", threads, model_weight_bytes(m) / 1e6, "MB");
     const model_config *c = model_config_of(m);
     float *logits = malloc((size_t)c->n_vocab * sizeof *logits);
@@ -130,5 +152,6 @@ void bench_model(int threads, const char *path)
     }
     bench_row("peak RSS", "load + runs up to 2048 tokens", threads, peak_rss_mb(), "MB");
     free(logits);
+    bench_llama(threads, path, m);
     model_free(m);
 }

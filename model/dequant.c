@@ -206,8 +206,7 @@ int dequant_k_sub_blocks(int type, const void *block, float d[8], float m[8],
         return KV_EUNSUPPORTED;
     const uint8_t *b = block;
     const bool five = type == GGML_TYPE_Q5_K;
-    float d0 = half_at(b), dmin = half_at(b + 2);
-    const uint8_t *scales = b + 4, *qh = b + 16, *qs = b + (five ? 48 : 16);
+    const uint8_t *qh = b + 16, *qs = b + (five ? 48 : 16);
     /* chunk c (64 outputs) reads qs[32c..]: low nibbles form sub-block 2c, high
      * nibbles sub-block 2c+1; Q5_K's bit s of qh[l] is the 5th bit of element l of
      * sub-block s */
@@ -216,9 +215,18 @@ int dequant_k_sub_blocks(int type, const void *block, float d[8], float m[8],
             q[2 * c][l] = (uint8_t)((qs[l] & 0x0F) | (five ? ((qh[l] >> (2 * c)) & 1) << 4 : 0));
             q[2 * c + 1][l] = (uint8_t)((qs[l] >> 4) | (five ? ((qh[l] >> (2 * c + 1)) & 1) << 4 : 0));
         }
+    return dequant_k_scales(type, block, d, m);
+}
+
+int dequant_k_scales(int type, const void *block, float d[8], float m[8])
+{
+    if (type != GGML_TYPE_Q4_K && type != GGML_TYPE_Q5_K)
+        return KV_EUNSUPPORTED;
+    const uint8_t *b = block;
+    float d0 = half_at(b), dmin = half_at(b + 2);
     for (int k = 0; k < 8; k++) {
         uint8_t sc, mn;
-        scale_min_k4(k, scales, &sc, &mn);
+        scale_min_k4(k, b + 4, &sc, &mn);
         d[k] = d0 * (float)sc;
         m[k] = dmin * (float)mn;
     }

@@ -85,8 +85,12 @@ int dequant_row(int type, const void *src, float *dst, int64_t n, kv_err *err);
 
 /* A Q4_K or Q5_K block (256 elements) as its 8 sub-blocks of 32: element l of sub-block
  * k dequantises to d[k] · q[k][l] − m[k], the very floats dequant_row computes (the
- * model keeps them as 8-bit blocks, exactly).  KV_EUNSUPPORTED for another type. */
+ * model computes with them, exactly).  KV_EUNSUPPORTED for another type. */
 int dequant_k_sub_blocks(int type, const void *block, float d[8], float m[8],
                          uint8_t q[8][32]);
+
+/* Only the scales: d[k] and m[k] of dequant_k_sub_blocks, without unpacking q (the
+ * model's kernels read q from the block themselves). */
+int dequant_k_scales(int type, const void *block, float d[8], float m[8]);
 
 #endif /* DEQUANT_H */

@@ -5,8 +5,8 @@
  * Read model_forward() first, then attention_block() and ffn_block(): they are the
  * block of model.h step by step, with the architecture's switches.  Everything above
  * them is a building block: RMSNorm and LayerNorm, RoPE per layer geometry (and the
- * re-rotation of kept keys that live eviction's --reposition uses), matmul (8-bit dot
- * products for one token, dequantise-then-sgemm for a batch), the gated and plain
+ * re-rotation of kept keys that live eviction's --reposition uses), matmul (dot
+ * products on the GGUF's blocks for one token, dequantise-then-sgemm for a batch), the gated and plain
  * activations, and attention, which is computed per query head in blocks of ATT_ROWS
  * query rows so that no T×T matrix is ever held for all heads at once, masks a
  * sliding layer's keys outside its window, and shows each probability row to the hook.
@@ -130,7 +130,7 @@ static void sgemm_tiled(float *out, int ldo, const float *x, int n, const float 
     }
 }
 
-/* out (n, rows) = x (n, cols) · Wᵀ.  One token reads the 8-bit blocks directly; a batch
+/* out (n, rows) = x (n, cols) · Wᵀ.  One token reads the weight blocks directly; a batch
  * dequantises WBUF_FLOATS worth of rows at a time and multiplies them tile by tile. */
 static void matmul(model *m, float *out, const float *x, const qmatrix *w, int n)
 {

@@ -672,6 +672,17 @@ void gguf_close(gguf_file *f)
     free(f);
 }
 
+void gguf_release(const gguf_file *f, const void *p, size_t n)
+{
+    long page = sysconf(_SC_PAGESIZE);
+    if (!f || !f->mapped || page <= 0)
+        return;
+    uintptr_t a = ((uintptr_t)p + (uintptr_t)page - 1) & ~((uintptr_t)page - 1);
+    uintptr_t e = ((uintptr_t)p + n) & ~((uintptr_t)page - 1);
+    if (e > a)
+        madvise((void *)a, e - a, MADV_DONTNEED);   /* advice: failure costs memory only */
+}
+
 /* ---- the file ------------------------------------------------------------------------- */
 
 const char *gguf_path(const gguf_file *f) { return f->path; }

@@ -88,6 +88,12 @@ gguf_file  *gguf_open_buffer(const void *buf, size_t size, const char *name, kv_
 
 void        gguf_close(gguf_file *f);                 /* NULL is a no-op */
 
+/* The caller is done with bytes [p, p + n) of the file for now: a mapped file drops
+ * the whole pages among them from memory (they are read from the file again if
+ * touched); a buffer is left alone.  Keeps the peak memory of a model load to one
+ * copy of the weights. */
+void        gguf_release(const gguf_file *f, const void *p, size_t n);
+
 /* ---- the file ---------------------------------------------------------------------- */
 
 const char *gguf_path(const gguf_file *f);            /* as given to gguf_open */

@@ -2,8 +2,9 @@
  * model.c — open a GGUF model of one of the architectures of model.h: hyper-parameters
  * from the metadata (keys of reference/inference.md §2, §2b), each layer's attention
  * geometry, every tensor the architecture needs checked against the shape the
- * hyper-parameters imply, weights converted to 8-bit blocks (model_kernels.c).  The
- * file is closed again before model_open() returns: nothing is borrowed from it.
+ * hyper-parameters imply, weights copied as the GGUF's own blocks or converted
+ * (model_kernels.c).  The file is closed again before model_open() returns: nothing is
+ * borrowed from it.
  */
 #include "model_impl.h"
 
@@ -327,24 +328,18 @@ static int load_vec(model *m, const gguf_file *f, const char *name, int n, float
     return rc ? kv_err_prefix(err, "%s: tensor '%s': ", gguf_path(f), name) : 0;
 }
 
-/* Rows r0 .. r0+rows-1 of tensor t (cols wide) as 8-bit blocks (or floats). */
+/* Rows r0 .. r0+rows-1 of tensor t (cols wide) as the model holds them
+ * (model_kernels.c); the file's pages of them are released once copied, so that the
+ * peak memory of loading is the weights once, not twice. */
 static int load_rows(model *m, const gguf_file *f, const gguf_tensor *t, int r0, int rows,
                      int cols, qmatrix *w, kv_err *err)
 {
-    const int keep_float = model__keeps_float(t->type);
-    size_t bytes = keep_float ? (size_t)rows * cols * sizeof(float)
-                              : (size_t)rows * (cols / QBLOCK) * sizeof(qblock), row_bytes;
+    size_t row_bytes;
     if (ggml_row_size(t->type, cols, &row_bytes, err))
         return kv_err_prefix(err, "%s: tensor '%s': ", gguf_path(f), t->name);
-    *w = (qmatrix){.rows = rows, .cols = cols};
-    if (keep_float)
-        w->f = malloc(bytes);
-    else
-        w->blocks = malloc(bytes);
-    if (!w->blocks && !w->f)
-        return kv_errorf(err, KV_ENOMEM, "out of memory for '%s' (%zu bytes)", t->name, bytes);
-    m->weight_bytes += bytes;
-    int rc = model__qmatrix_from_gguf(w, t->type, (const uint8_t *)t->data + (size_t)r0 * row_bytes, err);
+    const uint8_t *src = (const uint8_t *)t->data + (size_t)r0 * row_bytes;
+    int rc = model__qmatrix_init(w, t->type, rows, cols, src, 1, &m->weight_bytes, err);
+    gguf_release(f, src, (size_t)rows * row_bytes);
     return rc ? kv_err_prefix(err, "%s: tensor '%s': ", gguf_path(f), t->name) : 0;
 }
 
@@ -441,8 +436,10 @@ static int load_weights(model *m, const gguf_file *f, kv_err *err)
          (rc = load_vec(m, f, "output_norm.bias", c->n_embd, &m->output_norm_b, err))))
         return rc;
     c->tied_output = gguf_find_tensor(f, "output.weight") == NULL;
-    if (c->tied_output)
+    if (c->tied_output) {
         m->output = m->tok_embd;
+        m->output.shared = 1;
+    }
     else if ((rc = load_matrix(m, f, "output.weight", c->n_vocab, c->n_embd, &m->output, err)))
         return rc;
     if (gguf_find_tensor(f, "rope_freqs.weight") &&
@@ -486,7 +483,7 @@ static void free_layer(model_layer *w)
         free(w->bk), free(w->bv);
     qmatrix *mats[] = {&w->wq, &w->wk, &w->wv, &w->wo, &w->w_gate, &w->w_up, &w->w_down};
     for (size_t i = 0; i < sizeof mats / sizeof *mats; i++)
-        free(mats[i]->blocks), free(mats[i]->f);
+        model__qmatrix_free(mats[i]);
 }
 
 void model_free(model *m)
@@ -496,10 +493,8 @@ void model_free(model *m)
     for (int l = 0; m->layers && l < m->cfg.n_layer; l++)
         free_layer(&m->layers[l]);
     free(m->layers);
-    if (!m->cfg.tied_output)
-        free(m->output.blocks), free(m->output.f);
-    free(m->tok_embd.blocks);
-    free(m->tok_embd.f);
+    model__qmatrix_free(&m->output);   /* only forgets tok_embd's when tied */
+    model__qmatrix_free(&m->tok_embd);
     free(m->output_norm);
     free(m->output_norm_b);
     free(m->rope_factors);

@@ -26,11 +26,11 @@
  * the others (NEOX), over the first n_rot dimensions of each head.  Query head h reads
  * KV head h / (n_head / n_head_kv).
  *
- * Weights live in memory as 8-bit blocks (model_kernels.c): 32 weights share a float
- * scale d and offset m, w = d·q + m with q an int8.  Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K
- * and Q5_K convert exactly; Q6_K, Q3_K and Q2_K are kept as float32 rows (exact; their
- * 16-weight sub-blocks do not fit one 8-bit block); other types (F16, F32, BF16,
- * IQ4_NL) are dequantised and requantised to 8 bits (lossy, about 1/255 of each
+ * Weights live in memory as the GGUF's own blocks where every block of 32 is exactly
+ * w = d·q + m with q at most 8 bits (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K:
+ * model_kernels.c); Q6_K, Q3_K and Q2_K are kept as float32 rows (exact; their
+ * 16-weight sub-blocks have scales of their own); other types (F16, F32, BF16,
+ * IQ4_NL) are dequantised and requantised to 8-bit blocks (lossy, about 1/255 of each
  * block's range).  Decoding one
  * token runs vectorised dot products straight on the blocks; a batch of tokens (prefill)
  * dequantises one weight matrix at a time, in row chunks, into a reused float buffer

@@ -20,13 +20,23 @@ typedef struct qblock {
 } qblock;
 
 /* A weight matrix W (rows, cols), row-major, cols a multiple of QBLOCK: y = W·x.
- * Kept as 8-bit blocks, or — for Q6_K, Q3_K and Q2_K, whose 16-weight sub-blocks have
- * scales of their own that one 8-bit block of 32 cannot hold exactly — as float32 rows
- * (model__keeps_float): exact, at 4 bytes a weight. */
+ * Held in one of three forms (model_kernels.c says why):
+ *  - raw: the GGUF's own blocks, byte for byte (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K,
+ *    Q5_K: the types whose blocks convert exactly to qblocks), read directly by the
+ *    kernels: 0.625 bytes a weight for Q4_1;
+ *  - blocks: 8-bit blocks, for the types that have no exact 8-bit form and are
+ *    requantised (IQ4_NL ...);
+ *  - f: float32 rows for Q6_K, Q3_K and Q2_K, whose 16-weight sub-blocks have scales of
+ *    their own that one 8-bit block of 32 cannot hold exactly (model__keeps_float):
+ *    exact, at 4 bytes a weight. */
 typedef struct qmatrix {
+    const uint8_t *raw;    /* (rows, row_bytes) GGUF blocks of `type`, or NULL */
     qblock *blocks;        /* (rows, cols / QBLOCK), or NULL */
     float  *f;             /* (rows, cols) when the type is kept as floats, else NULL */
+    size_t  row_bytes;     /* bytes of one row of raw */
+    int     type;          /* the GGUF's ggml type */
     int     rows, cols;
+    int     shared;        /* another qmatrix owns the storage (the tied output) */
 } qmatrix;
 
 /* One block's weights; a pointer is NULL (a matrix has rows 0) where the architecture
@@ -102,15 +112,20 @@ int  model__forward_device(model *m, kv_cache *cache, const int32_t *tokens, int
                            kv_err *err);
 void model__device_free(model_device *dv);   /* NULL does nothing */
 
-/* ---- model_kernels.c: weight blocks ------------------------------------------------ */
+/* ---- model_kernels.c: weight matrices ---------------------------------------------- */
 
-/* Is a tensor of this ggml type kept as float32 rows rather than 8-bit blocks? */
+/* Is a tensor of this ggml type kept as float32 rows / as its own GGUF blocks? */
 int  model__keeps_float(int type);
+int  model__keeps_raw(int type);
 
-/* Convert `rows` rows of a GGUF tensor of ggml type `type` into W; W->blocks must hold
- * rows · cols / QBLOCK blocks (or W->f rows · cols floats when model__keeps_float).
- * KV_EUNSUPPORTED for a type dequant_row cannot read. */
-int  model__qmatrix_from_gguf(qmatrix *w, int type, const void *data, kv_err *err);
+/* W (rows, cols) from `rows` rows of a GGUF tensor of ggml type `type` at `data`:
+ * allocates W's storage (raw when `native` and model__keeps_raw(type), else 8-bit blocks,
+ * or floats when model__keeps_float) and fills it; *bytes += the bytes it holds.
+ * KV_EUNSUPPORTED for a type dequant_row cannot read, KV_ENOMEM.  Free with
+ * model__qmatrix_free. */
+int  model__qmatrix_init(qmatrix *w, int type, int rows, int cols, const void *data,
+                         int native, size_t *bytes, kv_err *err);
+void model__qmatrix_free(qmatrix *w);   /* leaves W empty; a shared W only forgets */
 
 /* out[r] = W[r] · x for every row (one token), rows spread over the OpenMP threads. */
 void model__matvec(float *out, const qmatrix *w, const float *x);

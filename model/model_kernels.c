@@ -1,18 +1,29 @@
 /*
- * model_kernels.c — 8-bit weight blocks: conversion from GGUF tensors, the decode
- * matrix-vector product, and dequantisation of rows for the prefill GEMM.
+ * model_kernels.c — weight matrices: how they are held, the decode matrix-vector
+ * product, and dequantisation of rows for the prefill GEMM.
  *
- * Why 8-bit blocks with a float scale and offset (qblock, model_impl.h): SmolLM2's
- * GGUF mixes Q4_1 and Q8_0, Gemma 3's Q5_0, Q8_0 and Q4_K, and all of them fit
- * w = d·q + m exactly (a K-quant's sub-block of 32 has one scale and one min), so one
- * kernel reads every matrix at 10 bits per weight.  Decode is bound by the bytes it reads per token
- * (reference/inference.md §6): 168 MB here instead of 538 MB as float32.  The dot
- * product of a block is d·Σ q·x + m·Σ x; Σ x per block is computed once per vector.
+ * Decode is bound by the bytes it reads per token (reference/inference.md §6), so a
+ * matrix whose GGUF type converts exactly to w = d·q + m blocks of 32 (Q4_0, Q4_1,
+ * Q5_0, Q5_1, Q8_0, and Q4_K/Q5_K, whose sub-blocks of 32 have one scale and one min)
+ * is held as the GGUF's own blocks, copied byte for byte ("raw"): SmolLM2's Q4_1 is
+ * read at 0.625 bytes a weight instead of the 1.25 of the 8-bit blocks (qblock) the
+ * model used to widen everything to.  The kernels unpack a block into registers —
+ * floats q, scale d, offset m, the very values the 8-bit block would hold — and then
+ * do exactly what they did on 8-bit blocks: the dot product of a block is
+ * d·Σ q·x + m·Σ x with Σ x per block computed once per vector, the same float
+ * operations in the same order, so decode's logits are bit-identical to the 8-bit
+ * blocks' (tests/test_dequant.c checks every type against them).  Activations stay
+ * float32 (no 8-bit activations as llama.cpp's); that is what keeps the forward pass
+ * equal to an fp32 reference.
+ *
+ * Types with no exact 8-bit form are requantised to 8-bit blocks (lossy, the fallback
+ * for IQ4_NL and the like); Q6_K, Q3_K and Q2_K are kept as float32 rows.
  *
  * Dequantisation computes d·q + m as a multiply then an add, never a fused
  * multiply-add, so the floats equal ggml's dequantize_row_* for the exact types.
- * With AVX2 (the build uses -march=native) the loops are vectorised by hand; without
- * it the portable versions at the end of the file are compiled instead.
+ * With AVX2 (the build uses -march=native) blocks are unpacked and multiplied with
+ * intrinsics; without it the portable versions convert each block to a qblock and
+ * loop over it, with the same results.
  */
 #include "model_impl.h"
 
@@ -23,6 +34,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 /* ---- conversion from GGUF blocks ------------------------------------------------- */
 
@@ -48,7 +60,7 @@ static void add_high_bits(int8_t *q, const uint8_t *qh4, int offset)
 }
 
 /* One GGUF block of an exactly convertible 32-element type; 0 if `type` is not one
- * (Q4_K and Q5_K convert exactly too, a 256-element block at a time: convert_row_k). */
+ * (Q4_K and Q5_K convert exactly too, a 256-element block at a time: convert_super_k). */
 static int convert_block_exact(int type, const uint8_t *b, qblock *out)
 {
     switch (type) {
@@ -96,66 +108,445 @@ static void requantise_block(const float *x, qblock *out)
     }
 }
 
-/* One row of Q4_K or Q5_K: each sub-block of 32 is w = d·q − m with q at most 5 bits,
- * so it becomes one 8-bit block exactly (m stored negated). */
-static void convert_row_k(int type, const uint8_t *src, qblock *dst, int cols)
+/* One block of Q4_K or Q5_K (256 weights): each sub-block of 32 is w = d·q − m with q
+ * at most 5 bits, so it becomes one 8-bit block exactly (m stored negated). */
+static void convert_super_k(int type, const uint8_t *src, qblock *dst)
 {
-    size_t block_bytes = (size_t)ggml_type_bytes(type);
-    for (int sb = 0; sb < cols / 256; sb++) {
-        float d[8], m[8];
-        uint8_t q[8][32];
-        dequant_k_sub_blocks(type, src + (size_t)sb * block_bytes, d, m, q);
-        for (int k = 0; k < 8; k++) {
-            qblock *b = &dst[sb * 8 + k];
-            *b = (qblock){.d = d[k], .m = -m[k]};
-            for (int l = 0; l < QBLOCK; l++)
-                b->q[l] = (int8_t)q[k][l];
-        }
+    float d[8], m[8];
+    uint8_t q[8][32];
+    dequant_k_sub_blocks(type, src, d, m, q);
+    for (int k = 0; k < 8; k++) {
+        dst[k] = (qblock){.d = d[k], .m = -m[k]};
+        for (int l = 0; l < QBLOCK; l++)
+            dst[k].q[l] = (int8_t)q[k][l];
     }
 }
+
+static int is_k_quant(int type) { return type == GGML_TYPE_Q4_K || type == GGML_TYPE_Q5_K; }
 
 int model__keeps_float(int type)
 {
     return type == GGML_TYPE_Q6_K || type == GGML_TYPE_Q3_K || type == GGML_TYPE_Q2_K;
 }
 
-int model__qmatrix_from_gguf(qmatrix *w, int type, const void *data, kv_err *err)
+int model__keeps_raw(int type)
 {
-    size_t row_bytes;
-    if (ggml_row_size(type, w->cols, &row_bytes, err))
-        return err ? err->code : KV_EFORMAT;
-    if (w->f) {   /* float rows: dequantised once, exactly */
-        int rc = 0;
-        for (int r = 0; r < w->rows && !rc; r++)
-            rc = dequant_row(type, (const uint8_t *)data + (size_t)r * row_bytes,
-                             w->f + (size_t)r * w->cols, w->cols, err);
-        return rc;
+    qblock b;
+    static const uint8_t zero[64];
+    return convert_block_exact(type, zero, &b) || is_k_quant(type);
+}
+
+/* ---- unpacking: one unit of a row (a block of 32, or a K-quant's 8 sub-blocks) ------ */
+
+/* Storage "type" of a matrix kept as 8-bit blocks: its unit is one qblock. */
+#define TYPE_QBLOCK (-1)
+
+static int unit_blocks(int type) { return is_k_quant(type) ? 8 : 1; }
+
+static size_t unit_bytes(int type)
+{
+    return type == TYPE_QBLOCK ? sizeof(qblock) : (size_t)ggml_type_bytes(type);
+}
+
+#if defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
+#include <immintrin.h>
+
+/* fp16 d (and m) at b by F16C: exact, as fp16_to_f32 (which the load used), but for a
+ * signalling NaN, which F16C quiets; a NaN scale poisons its rows either way. */
+static inline float f16c_at(const uint8_t *b)
+{
+    uint16_t h;
+    memcpy(&h, b, 2);
+    return _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(h)));
+}
+
+/* A block of 32 weights unpacked: elements 0..15 in lo, 16..31 in hi, as signed bytes
+ * (every exact type's q fits: at most 5 bits, or Q8_0's int8). */
+typedef struct qbytes {
+    __m128i lo, hi;
+    float   d, m;
+} qbytes;
+
+/* 16 bytes of packed nibbles: low nibbles (elements 0..15) and high (16..31). */
+static inline void nibbles(const uint8_t *qs, __m128i *lo, __m128i *hi)
+{
+    const __m128i m4 = _mm_set1_epi8(0x0F);
+    __m128i v = _mm_loadu_si128((const __m128i *)qs);
+    *lo = _mm_and_si128(v, m4);
+    *hi = _mm_and_si128(_mm_srli_epi16(v, 4), m4);
+}
+
+/* Bit j of the little-endian u32 at p as byte j (0x10 or 0): Q5's fifth bits. */
+static inline void fifth_bits(const uint8_t *p, __m128i *lo, __m128i *hi)
+{
+    uint32_t x;
+    memcpy(&x, p, 4);
+    const __m256i shuf = _mm256_set_epi64x(0x0303030303030303, 0x0202020202020202,
+                                           0x0101010101010101, 0x0000000000000000);
+    __m256i bytes = _mm256_shuffle_epi8(_mm256_set1_epi32((int)x), shuf);
+    bytes = _mm256_or_si256(bytes, _mm256_set1_epi64x(0x7fbfdfeff7fbfdfe));
+    bytes = _mm256_and_si256(_mm256_cmpeq_epi8(bytes, _mm256_set1_epi64x(-1)),
+                             _mm256_set1_epi8(0x10));
+    *lo = _mm256_castsi256_si128(bytes);
+    *hi = _mm256_extracti128_si256(bytes, 1);
+}
+
+static inline void qbytes_from_qblock(qbytes *v, const qblock *b)
+{
+    v->d = b->d, v->m = b->m;
+    v->lo = _mm_loadu_si128((const __m128i *)b->q);
+    v->hi = _mm_loadu_si128((const __m128i *)(b->q + 16));
+}
+
+/* Q4_K: sub-block 2c is the low nibbles of qs[32c ..], 2c+1 the high ones. */
+static inline void unpack_q4_k(const uint8_t *b, qbytes *v)
+{
+    float d[8], m[8];
+    dequant_k_scales(GGML_TYPE_Q4_K, b, d, m);
+    const __m256i m4 = _mm256_set1_epi8(0x0F);
+    for (int c = 0; c < 4; c++) {
+        __m256i q = _mm256_loadu_si256((const __m256i *)(b + 16 + 32 * c));
+        __m256i lo = _mm256_and_si256(q, m4), hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
+        v[2 * c].lo = _mm256_castsi256_si128(lo), v[2 * c].hi = _mm256_extracti128_si256(lo, 1);
+        v[2 * c + 1].lo = _mm256_castsi256_si128(hi), v[2 * c + 1].hi = _mm256_extracti128_si256(hi, 1);
     }
-    int nb = w->cols / QBLOCK, exact = convert_block_exact(type, data, &w->blocks[0]);
-    const int k_quant = type == GGML_TYPE_Q4_K || type == GGML_TYPE_Q5_K;
-    size_t type_bytes = (size_t)ggml_type_bytes(type);
-    float *tmp = exact || k_quant ? NULL : malloc((size_t)w->cols * sizeof *tmp);
-    if (!exact && !k_quant && !tmp)
+    for (int k = 0; k < 8; k++)
+        v[k].d = d[k], v[k].m = -m[k];
+}
+
+/* One unit at b unpacked, the values convert_block_exact / convert_super_k give;
+ * returns the blocks written (1, or 8 for a K-quant). */
+static inline int unpack(int type, const uint8_t *b, qbytes *v)
+{
+    __m128i lo, hi, h_lo, h_hi;
+    const __m128i eight = _mm_set1_epi8(8), sixteen = _mm_set1_epi8(16);
+    switch (type) {
+    case GGML_TYPE_Q8_0:
+        v->d = f16c_at(b), v->m = 0.0f;
+        v->lo = _mm_loadu_si128((const __m128i *)(b + 2));
+        v->hi = _mm_loadu_si128((const __m128i *)(b + 18));
+        return 1;
+    case GGML_TYPE_Q4_0:
+        v->d = f16c_at(b), v->m = 0.0f;
+        nibbles(b + 2, &lo, &hi);
+        v->lo = _mm_sub_epi8(lo, eight), v->hi = _mm_sub_epi8(hi, eight);
+        return 1;
+    case GGML_TYPE_Q4_1: {   /* d and m side by side: one conversion */
+        uint32_t dm;
+        memcpy(&dm, b, 4);
+        __m128 f = _mm_cvtph_ps(_mm_cvtsi32_si128((int)dm));
+        v->d = _mm_cvtss_f32(f), v->m = _mm_cvtss_f32(_mm_movehdup_ps(f));
+        nibbles(b + 4, &v->lo, &v->hi);
+        return 1;
+    }
+    case GGML_TYPE_Q5_0:
+        v->d = f16c_at(b), v->m = 0.0f;
+        nibbles(b + 6, &lo, &hi);
+        fifth_bits(b + 2, &h_lo, &h_hi);
+        v->lo = _mm_sub_epi8(_mm_or_si128(lo, h_lo), sixteen);
+        v->hi = _mm_sub_epi8(_mm_or_si128(hi, h_hi), sixteen);
+        return 1;
+    case GGML_TYPE_Q4_K:
+        unpack_q4_k(b, v);
+        return 8;
+    case TYPE_QBLOCK:
+        qbytes_from_qblock(v, (const qblock *)b);
+        return 1;
+    default: {   /* Q5_1, Q5_K: through 8-bit blocks (no model we ship has them) */
+        qblock t[8];
+        int n = is_k_quant(type) ? (convert_super_k(type, b, t), 8)
+                                 : convert_block_exact(type, b, t);
+        for (int k = 0; k < n; k++)
+            qbytes_from_qblock(&v[k], &t[k]);
+        return n;
+    }
+    }
+}
+
+static inline __m256 i8_to_ps(__m128i v)   /* the low 8 signed bytes as floats */
+{
+    return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(v));
+}
+
+/* Elements 8k .. 8k+7 of a block as floats. */
+static inline __m256 q_ps(const qbytes *v, int k)
+{
+    __m128i h = k < 2 ? v->lo : v->hi;
+    return i8_to_ps(k & 1 ? _mm_srli_si128(h, 8) : h);
+}
+
+static inline float hsum(__m256 v)
+{
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+/* The dot product of one block, lane by lane: p = q·x over elements l, 8+l, 16+l,
+ * 24+l of lane l (a multiply, then three fused multiply-adds), then acc += d·p. */
+static inline __m256 block_dot(__m256 acc, const qbytes *v, const float *x)
+{
+    __m256 p = _mm256_mul_ps(q_ps(v, 0), _mm256_loadu_ps(x));
+    p = _mm256_fmadd_ps(q_ps(v, 1), _mm256_loadu_ps(x + 8), p);
+    p = _mm256_fmadd_ps(q_ps(v, 2), _mm256_loadu_ps(x + 16), p);
+    p = _mm256_fmadd_ps(q_ps(v, 3), _mm256_loadu_ps(x + 24), p);
+    return _mm256_fmadd_ps(_mm256_set1_ps(v->d), p, acc);
+}
+
+#if defined(__AVX512F__) && defined(__AVX512DQ__)
+#define PAIRS 1   /* two blocks' q·x in one 16-lane register */
+
+/* Elements 8k .. 8k+7 of blocks a (lanes 0..7) and b (lanes 8..15) as floats. */
+static inline __m512 pair_ps(const qbytes *a, const qbytes *b, int k)
+{
+    __m128i ha = k < 2 ? a->lo : a->hi, hb = k < 2 ? b->lo : b->hi;
+    __m128i q = k & 1 ? _mm_unpackhi_epi64(ha, hb) : _mm_unpacklo_epi64(ha, hb);
+    return _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(q));
+}
+
+/* block_dot of blocks a then b, their p computed side by side from xp, the pair's 64
+ * activations reordered by pair_x: the same operations on the same values. */
+static inline __m256 pair_dot(__m256 acc, const qbytes *a, const qbytes *b, const float *xp)
+{
+    __m512 p = _mm512_mul_ps(pair_ps(a, b, 0), _mm512_loadu_ps(xp));
+    p = _mm512_fmadd_ps(pair_ps(a, b, 1), _mm512_loadu_ps(xp + 16), p);
+    p = _mm512_fmadd_ps(pair_ps(a, b, 2), _mm512_loadu_ps(xp + 32), p);
+    p = _mm512_fmadd_ps(pair_ps(a, b, 3), _mm512_loadu_ps(xp + 48), p);
+    acc = _mm256_fmadd_ps(_mm256_set1_ps(a->d), _mm512_castps512_ps256(p), acc);
+    return _mm256_fmadd_ps(_mm256_set1_ps(b->d), _mm512_extractf32x8_ps(p, 1), acc);
+}
+#else
+#define PAIRS 0
+#endif
+
+/* x reordered for pair_dot: for blocks 2i and 2i+1, 16 floats per k holding elements
+ * 8k .. 8k+7 of each. */
+static void pair_x(float *xp, const float *x, int nb)
+{
+    for (int i = 0; i + 1 < nb; i += 2, x += 2 * QBLOCK, xp += 2 * QBLOCK)
+        for (int k = 0; k < 4; k++) {
+            memcpy(xp + 16 * k, x + 8 * k, 8 * sizeof *x);
+            memcpy(xp + 16 * k + 8, x + QBLOCK + 8 * k, 8 * sizeof *x);
+        }
+}
+
+/* Types whose m is always 0: their offsets 0·Σx are skipped (the sum stays +0, as it
+ * did when they were added, for any finite activations). */
+static inline int symmetric(int type)
+{
+    return type == GGML_TYPE_Q8_0 || type == GGML_TYPE_Q4_0 || type == GGML_TYPE_Q5_0;
+}
+
+/* Σ_b d_b · (q_b · x_b) + m_b · xs_b over one row of `cols` weights of `type`; with
+ * AVX-512 blocks go two at a time (xp: pair_x of x).  (Two rows side by side, to
+ * overlap their chains of additions, measured slower: registers ran out.) */
+static inline __attribute__((always_inline)) float
+row_dot(int type, const uint8_t *src, int cols, const float *x, const float *xp,
+        const float *xs)
+{
+    __m256 acc = _mm256_setzero_ps();
+    float offset = 0.0f;
+    const size_t ub = unit_bytes(type);
+    const int nb = cols / QBLOCK;
+    qbytes v[8];
+    for (int i = 0; i < nb;) {
+        int n = unpack(type, src, v);
+        src += ub;
+        if (PAIRS && n == 1 && i + 1 < nb) {   /* a second block to pair with */
+            n += unpack(type, src, v + 1);
+            src += ub;
+        }
+        int k = 0;
+#if PAIRS
+        for (; k + 1 < n; k += 2, i += 2) {
+            acc = pair_dot(acc, &v[k], &v[k + 1], xp + (size_t)i * QBLOCK);
+            if (!symmetric(type)) {
+                offset += v[k].m * xs[i];
+                offset += v[k + 1].m * xs[i + 1];
+            }
+        }
+#endif
+        for (; k < n; k++, i++) {
+            acc = block_dot(acc, &v[k], x + (size_t)i * QBLOCK);
+            if (!symmetric(type))
+                offset += v[k].m * xs[i];
+        }
+    }
+    (void)xp;
+    return hsum(acc) + offset;
+}
+
+/* y = q·d + m, a multiply then an add, for one row. */
+static inline __attribute__((always_inline)) void
+row_dequant(int type, const uint8_t *src, int cols, float *y)
+{
+    const size_t ub = unit_bytes(type);
+    qbytes v[8];
+    for (int i = 0; i < cols / QBLOCK; src += ub) {
+        int n = unpack(type, src, v);
+        for (int k = 0; k < n; k++, i++, y += QBLOCK) {
+            __m256 d = _mm256_set1_ps(v[k].d), m = _mm256_set1_ps(v[k].m);
+            for (int j = 0; j < 4; j++)
+                _mm256_storeu_ps(y + 8 * j, _mm256_add_ps(_mm256_mul_ps(q_ps(&v[k], j), d), m));
+        }
+    }
+}
+
+#else /* portable versions: each unit through 8-bit blocks */
+
+static inline int unpack(int type, const uint8_t *b, qblock *v)
+{
+    if (type == TYPE_QBLOCK) {
+        *v = *(const qblock *)b;
+        return 1;
+    }
+    if (is_k_quant(type)) {
+        convert_super_k(type, b, v);
+        return 8;
+    }
+    return convert_block_exact(type, b, v);
+}
+
+#define PAIRS 0
+
+static void pair_x(float *xp, const float *x, int nb) { (void)xp, (void)x, (void)nb; }
+
+static float row_dot(int type, const uint8_t *src, int cols, const float *x, const float *xp,
+                     const float *xs)
+{
+    (void)xp;
+    float acc = 0.0f;
+    const size_t ub = unit_bytes(type);
+    qblock v[8];
+    for (int i = 0; i < cols / QBLOCK; src += ub) {
+        int n = unpack(type, src, v);
+        for (int k = 0; k < n; k++, i++, x += QBLOCK) {
+            float p = 0.0f;
+            for (int j = 0; j < QBLOCK; j++)
+                p += (float)v[k].q[j] * x[j];
+            acc += v[k].d * p + v[k].m * xs[i];
+        }
+    }
+    return acc;
+}
+
+static void row_dequant(int type, const uint8_t *src, int cols, float *y)
+{
+    const size_t ub = unit_bytes(type);
+    qblock v[8];
+    for (int i = 0; i < cols / QBLOCK; src += ub) {
+        int n = unpack(type, src, v);
+        for (int k = 0; k < n; k++, i++, y += QBLOCK)
+            for (int j = 0; j < QBLOCK; j++)
+                y[j] = (float)v[k].q[j] * v[k].d + v[k].m;
+    }
+}
+
+#endif
+
+/* ---- holding a matrix ------------------------------------------------------------- */
+
+/* Memory for `bytes` of weights: 2 MiB aligned and advised to use huge pages, so that
+ * decode's stream through them misses the TLB less. */
+static void *weights_alloc(size_t bytes)
+{
+    const size_t huge = (size_t)2 << 20;
+    void *p = NULL;
+    if (posix_memalign(&p, bytes >= huge ? huge : 64, bytes ? bytes : 1))
+        return NULL;
+#ifdef MADV_HUGEPAGE
+    if (bytes >= huge)
+        madvise(p, bytes - bytes % huge, MADV_HUGEPAGE);   /* advice only */
+#endif
+    return p;
+}
+
+/* Rows of an inexact type: dequantised, then requantised block by block. */
+static int requantise_rows(qmatrix *w, const uint8_t *data, kv_err *err)
+{
+    int nb = w->cols / QBLOCK, rc = 0;
+    float *tmp = malloc((size_t)w->cols * sizeof *tmp);
+    if (!tmp)
         return kv_errorf(err, KV_ENOMEM, "out of memory converting a %d-wide row", w->cols);
-    int rc = 0;
     for (int r = 0; r < w->rows && !rc; r++) {
-        const uint8_t *src = (const uint8_t *)data + (size_t)r * row_bytes;
-        qblock *dst = w->blocks + (size_t)r * nb;
-        if (exact) {
-            for (int b = 0; b < nb; b++)
-                convert_block_exact(type, src + (size_t)b * type_bytes, &dst[b]);
-            continue;
-        }
-        if (k_quant) {
-            convert_row_k(type, src, dst, w->cols);
-            continue;
-        }
-        rc = dequant_row(type, src, tmp, w->cols, err);
+        rc = dequant_row(w->type, data + (size_t)r * w->row_bytes, tmp, w->cols, err);
         for (int b = 0; b < nb && !rc; b++)
-            requantise_block(tmp + b * QBLOCK, &dst[b]);
+            requantise_block(tmp + b * QBLOCK, &w->blocks[(size_t)r * nb + b]);
     }
     free(tmp);
     return rc;
+}
+
+/* Rows of an exact type as 8-bit blocks (the form before raw blocks; kept for the
+ * tests that hold raw blocks to it). */
+static void convert_rows(qmatrix *w, const uint8_t *data)
+{
+    const int nb = w->cols / QBLOCK, per = unit_blocks(w->type);
+    const size_t ub = (size_t)ggml_type_bytes(w->type);
+    for (int r = 0; r < w->rows; r++) {
+        const uint8_t *src = data + (size_t)r * w->row_bytes;
+        qblock *dst = w->blocks + (size_t)r * nb;
+        for (int b = 0; b < nb; b += per, src += ub)
+            if (per == 8)
+                convert_super_k(w->type, src, &dst[b]);
+            else
+                convert_block_exact(w->type, src, &dst[b]);
+    }
+}
+
+static int float_rows(qmatrix *w, const uint8_t *data, kv_err *err)
+{
+    int rc = 0;
+    for (int r = 0; r < w->rows && !rc; r++)
+        rc = dequant_row(w->type, data + (size_t)r * w->row_bytes, w->f + (size_t)r * w->cols,
+                         w->cols, err);
+    return rc;
+}
+
+int model__qmatrix_init(qmatrix *w, int type, int rows, int cols, const void *data,
+                        int native, size_t *bytes, kv_err *err)
+{
+    *w = (qmatrix){.type = type, .rows = rows, .cols = cols};
+    if (ggml_row_size(type, cols, &w->row_bytes, err))
+        return err ? err->code : KV_EFORMAT;
+    if (!ggml_type_can_dequant(type))
+        return kv_errorf(err, KV_EUNSUPPORTED, "no dequantisation for ggml type %s (id %d)",
+                         ggml_type_name(type), type);
+    const int keep_float = model__keeps_float(type), raw = native && model__keeps_raw(type);
+    size_t n = keep_float ? (size_t)rows * cols * sizeof(float)
+             : raw ? (size_t)rows * w->row_bytes
+             : (size_t)rows * (cols / QBLOCK) * sizeof(qblock);
+    void *p = weights_alloc(n);
+    if (!p)
+        return kv_errorf(err, KV_ENOMEM, "out of memory for a %d x %d matrix (%zu bytes)",
+                         rows, cols, n);
+    *bytes += n;
+    int rc = 0;
+    if (raw) {
+        memcpy(p, data, n);
+        w->raw = p;
+    } else if (keep_float) {
+        w->f = p;
+        rc = float_rows(w, data, err);
+    } else {
+        w->blocks = p;
+        if (model__keeps_raw(type))
+            convert_rows(w, data);
+        else
+            rc = requantise_rows(w, data, err);
+    }
+    return rc;
+}
+
+void model__qmatrix_free(qmatrix *w)
+{
+    if (!w->shared) {
+        free((void *)w->raw);
+        free(w->blocks);
+        free(w->f);
+    }
+    *w = (qmatrix){0};
 }
 
 /* ---- kernels --------------------------------------------------------------------- */
@@ -171,66 +562,27 @@ static void block_sums(float *xs, const float *x, int nb)
     }
 }
 
-#ifdef __AVX2__
-#include <immintrin.h>
-
-static inline __m256 q8_to_ps(const int8_t *q)
+/* Row r of W: its storage "type" and first byte. */
+static int row_at(const qmatrix *w, int r, const uint8_t **src)
 {
-    return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)q)));
-}
-
-static inline float hsum(__m256 v)
-{
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_movehdup_ps(s));
-    return _mm_cvtss_f32(s);
-}
-
-/* Σ_b d_b · (q_b · x_b) + m_b · xs_b over one row of nb blocks. */
-static float qrow_dot(const qblock *b, int nb, const float *x, const float *xs)
-{
-    __m256 acc = _mm256_setzero_ps();
-    float offset = 0.0f;
-    for (int i = 0; i < nb; i++, x += QBLOCK) {
-        __m256 p = _mm256_mul_ps(q8_to_ps(b[i].q), _mm256_loadu_ps(x));
-        p = _mm256_fmadd_ps(q8_to_ps(b[i].q + 8), _mm256_loadu_ps(x + 8), p);
-        p = _mm256_fmadd_ps(q8_to_ps(b[i].q + 16), _mm256_loadu_ps(x + 16), p);
-        p = _mm256_fmadd_ps(q8_to_ps(b[i].q + 24), _mm256_loadu_ps(x + 24), p);
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(b[i].d), p, acc);
-        offset += b[i].m * xs[i];
+    if (w->raw) {
+        *src = w->raw + (size_t)r * w->row_bytes;
+        return w->type;
     }
-    return hsum(acc) + offset;
+    *src = (const uint8_t *)(w->blocks + (size_t)r * (w->cols / QBLOCK));
+    return TYPE_QBLOCK;
 }
 
-static void qblock_dequant(float *y, const qblock *b)
-{
-    __m256 d = _mm256_set1_ps(b->d), m = _mm256_set1_ps(b->m);
-    for (int i = 0; i < QBLOCK; i += 8)
-        _mm256_storeu_ps(y + i, _mm256_add_ps(_mm256_mul_ps(q8_to_ps(b->q + i), d), m));
-}
-
-#else /* portable versions */
-
-static float qrow_dot(const qblock *b, int nb, const float *x, const float *xs)
-{
-    float acc = 0.0f;
-    for (int i = 0; i < nb; i++, x += QBLOCK) {
-        float p = 0.0f;
-        for (int j = 0; j < QBLOCK; j++)
-            p += (float)b[i].q[j] * x[j];
-        acc += b[i].d * p + b[i].m * xs[i];
+/* out[r] for every row, the loop written out for each storage type T, a constant
+ * inside the parallel region (OpenMP outlines it: a variable would not be folded into
+ * row_dot). */
+#define MATVEC_ROWS(T)                                                                  \
+    _Pragma("omp parallel for schedule(static)")                                        \
+    for (int r = 0; r < w->rows; r++) {                                                 \
+        const uint8_t *src;                                                             \
+        row_at(w, r, &src);                                                             \
+        out[r] = row_dot(T, src, w->cols, x, xp, xs);                                   \
     }
-    return acc;
-}
-
-static void qblock_dequant(float *y, const qblock *b)
-{
-    for (int i = 0; i < QBLOCK; i++)
-        y[i] = (float)b->q[i] * b->d + b->m;
-}
-
-#endif
 
 void model__matvec(float *out, const qmatrix *w, const float *x)
 {
@@ -239,13 +591,24 @@ void model__matvec(float *out, const qmatrix *w, const float *x)
                     0.0f, out, 1);
         return;
     }
-    int nb = w->cols / QBLOCK;
     float xs[MODEL_MAX_COLS / QBLOCK];   /* model_open refuses wider rows */
-    block_sums(xs, x, nb);
-#pragma omp parallel for schedule(static)
-    for (int r = 0; r < w->rows; r++)
-        out[r] = qrow_dot(w->blocks + (size_t)r * nb, nb, x, xs);
+    block_sums(xs, x, w->cols / QBLOCK);
+    float xp[PAIRS ? w->cols : 1];   /* at most 256 KiB, on the calling thread's stack */
+    if (PAIRS)
+        pair_x(xp, x, w->cols / QBLOCK);
+    const uint8_t *src0;
+    const int type = row_at(w, 0, &src0);
+    switch (type) {
+    case GGML_TYPE_Q4_0: MATVEC_ROWS(GGML_TYPE_Q4_0) break;
+    case GGML_TYPE_Q4_1: MATVEC_ROWS(GGML_TYPE_Q4_1) break;
+    case GGML_TYPE_Q5_0: MATVEC_ROWS(GGML_TYPE_Q5_0) break;
+    case GGML_TYPE_Q8_0: MATVEC_ROWS(GGML_TYPE_Q8_0) break;
+    case GGML_TYPE_Q4_K: MATVEC_ROWS(GGML_TYPE_Q4_K) break;
+    case TYPE_QBLOCK:    MATVEC_ROWS(TYPE_QBLOCK) break;
+    default:             MATVEC_ROWS(type) break;
+    }
 }
+#undef MATVEC_ROWS
 
 void model__qmatrix_row(float *dst, const qmatrix *w, int r)
 {
@@ -253,10 +616,9 @@ void model__qmatrix_row(float *dst, const qmatrix *w, int r)
         memcpy(dst, w->f + (size_t)r * w->cols, (size_t)w->cols * sizeof *dst);
         return;
     }
-    int nb = w->cols / QBLOCK;
-    const qblock *b = w->blocks + (size_t)r * nb;
-    for (int i = 0; i < nb; i++)
-        qblock_dequant(dst + i * QBLOCK, &b[i]);
+    const uint8_t *src;
+    int type = row_at(w, r, &src);
+    row_dequant(type, src, w->cols, dst);
 }
 
 void model__dequant_rows(float *dst, const qmatrix *w, int r0, int n)

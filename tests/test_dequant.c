@@ -5,7 +5,8 @@
  * in them): random blocks of all twelve supported types, and sampled rows of every
  * tensor type in the SmolLM2 and Gemma 3 models, read here through model/gguf.c — and,
  * for the types model_kernels.c converts exactly (Q8_0, Q4_1, Q5_0, Q4_K...), through
- * the 8-bit blocks the model keeps too.
+ * the raw blocks the model keeps too; and those raw blocks against the 8-bit blocks
+ * decode read before (the same products, bit for bit).
  *
  * Tolerance: none — outputs must be bit-identical.  gguf-py computes in float32 with
  * the operations and order of ggml's reference dequantizers (d*q; (d*q)+m;
@@ -21,7 +22,7 @@
 
 #include "dequant.h"
 #include "gguf.h"
-#include "model_impl.h"   /* the 8-bit blocks weights are kept in */
+#include "model_impl.h"   /* how the model holds its weights */
 #include "test_shell.h"
 
 /* ---- fixture files ----------------------------------------------------------------- */
@@ -132,8 +133,8 @@ Test(dequant, matches_gguf_py_bit_for_bit_on_random_blocks_of_every_type)
 }
 
 /* Sampled rows of one tensor of each type of a model file (fixture `name`), through
- * dequant_row, and for the types the model keeps exactly as 8-bit blocks also through
- * that conversion (model_kernels.c): both bit for bit.  Returns the types seen. */
+ * dequant_row, and for the types the model holds exactly also as the model
+ * dequantises them (model_kernels.c): both bit for bit.  Returns the types seen. */
 static unsigned check_model_rows(const char *model, const char *name)
 {
     kv_err err = {0};
@@ -167,16 +168,14 @@ static unsigned check_model_rows(const char *model, const char *name)
         const void *want = take(&fx, 4 * (size_t)n);
         expect_same(got, want, n, what);
         if (t->type != GGML_TYPE_F32 && n % 32 == 0) {   /* F32: norms, not matrices */
-            qmatrix w = {.rows = 1, .cols = (int)n};
-            if (model__keeps_float(t->type))
-                w.f = malloc(4 * (size_t)n);
-            else
-                w.blocks = malloc(n / 32 * sizeof(qblock));
-            cr_assert_eq(model__qmatrix_from_gguf(&w, t->type, src, &err), 0, "%s", err.msg);
+            qmatrix w;
+            size_t held = 0;
+            cr_assert_eq(model__qmatrix_init(&w, t->type, 1, (int)n, src, 1, &held, &err), 0,
+                         "%s", err.msg);
             model__qmatrix_row(got, &w, 0);
             strcat(what, " as the model keeps it");
             expect_equal(got, want, n, what);
-            free(w.blocks), free(w.f);
+            model__qmatrix_free(&w);
         }
         types |= 1u << (t->type & 31);
         free(got);
@@ -196,12 +195,115 @@ Test(dequant, matches_gguf_py_on_rows_of_the_smollm2_model)
     cr_assert(types & (1u << GGML_TYPE_Q4_1) && types & (1u << GGML_TYPE_Q8_0));
 }
 
-/* Gemma 3's Q4_K_M file: Q8_0, Q5_0, Q4_K (8-bit blocks) and Q6_K (floats), all exact. */
+/* Gemma 3's Q4_K_M file: Q8_0, Q5_0, Q4_K (raw blocks) and Q6_K (floats), all exact. */
 Test(dequant, matches_gguf_py_on_rows_of_the_gemma3_model)
 {
     unsigned types = check_model_rows(test_gemma_model(), "dequant_gemma3.bin");
     cr_assert(types & (1u << GGML_TYPE_Q4_K) && types & (1u << GGML_TYPE_Q6_K) &&
               types & (1u << GGML_TYPE_Q5_0) && types & (1u << GGML_TYPE_Q8_0));
+}
+
+/* ---- the model's raw blocks against its 8-bit blocks ----------------------------------- */
+
+/* A (rows, n) matrix of record `raw` (one row of n weights of `type`), row r rotated by
+ * r units, held both ways; matvec and dequantised rows must agree bit for bit, and the
+ * products must match a double-precision sum over gguf-py's weights `want`. */
+static void check_raw_against_blocks(int type, const uint8_t *raw, const float *want, int n)
+{
+    enum { ROWS = 5 };
+    size_t row_bytes, ub = (size_t)ggml_type_bytes(type);
+    cr_assert_eq(ggml_row_size(type, n, &row_bytes, NULL), 0);
+    const size_t units = row_bytes / ub, per = (size_t)ggml_type_block(type);
+    uint8_t *m = malloc(ROWS * row_bytes);
+    float *wf = malloc(sizeof *wf * ROWS * (size_t)n), *x = malloc(sizeof *x * (size_t)n);
+    for (int r = 0; r < ROWS; r++)
+        for (size_t u = 0; u < units; u++) {
+            size_t from = (u + (size_t)r) % units;
+            memcpy(m + r * row_bytes + u * ub, raw + from * ub, ub);
+            memcpy(wf + (size_t)r * n + u * per, want + from * per, per * sizeof *wf);
+        }
+    for (int i = 0; i < n; i++)
+        x[i] = (float)sin(0.37 * i + 0.1) * (i % 7 == 3 ? 4.0f : 1.0f);
+    qmatrix nat, blk;
+    size_t held_nat = 0, held_blk = 0;
+    kv_err err = {0};
+    cr_assert_eq(model__qmatrix_init(&nat, type, ROWS, n, m, 1, &held_nat, &err), 0, "%s", err.msg);
+    cr_assert_eq(model__qmatrix_init(&blk, type, ROWS, n, m, 0, &held_blk, &err), 0, "%s", err.msg);
+    cr_assert_not_null(nat.raw, "%s is held as its own blocks", ggml_type_name(type));
+    cr_assert_eq(held_nat, ROWS * row_bytes, "%s: raw blocks hold the file's bytes", ggml_type_name(type));
+    float y_nat[ROWS], y_blk[ROWS];
+    model__matvec(y_nat, &nat, x);
+    model__matvec(y_blk, &blk, x);
+    for (int r = 0; r < ROWS; r++) {
+        cr_assert(!memcmp(&y_nat[r], &y_blk[r], 4), "%s row %d: raw %.9g, 8-bit %.9g",
+                  ggml_type_name(type), r, y_nat[r], y_blk[r]);
+        double ref = 0, mag = 0;
+        for (int i = 0; i < n; i++) {
+            ref += (double)wf[(size_t)r * n + i] * x[i];
+            mag += fabs((double)wf[(size_t)r * n + i] * x[i]);
+        }
+        cr_assert(fabs(y_nat[r] - ref) <= (n + 8) * 6e-8 * mag + 1e-30, "%s row %d: %.9g, float64 %.9g",
+                  ggml_type_name(type), r, y_nat[r], ref);
+    }
+    float *a = malloc(sizeof *a * (size_t)n), *b = malloc(sizeof *b * (size_t)n);
+    for (int r = 0; r < ROWS; r++) {
+        model__qmatrix_row(a, &nat, r);
+        model__qmatrix_row(b, &blk, r);
+        cr_assert(!memcmp(a, b, sizeof *a * (size_t)n), "%s row %d dequantised", ggml_type_name(type), r);
+        char what[64];
+        snprintf(what, sizeof what, "%s row %d raw", ggml_type_name(type), r);
+        expect_equal(a, wf + (size_t)r * n, n, what);
+    }
+    model__qmatrix_free(&nat), model__qmatrix_free(&blk);
+    free(a), free(b), free(m), free(wf), free(x);
+}
+
+/* Every type the model keeps as raw GGUF blocks (Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K,
+ * Q5_K) gives the 8-bit blocks' results bit for bit: decode did not change. */
+Test(dequant, raw_blocks_compute_what_8_bit_blocks_compute)
+{
+    fixture fx;
+    load(&fx, "dequant_random.bin", "KVDQRND1");
+    take_versions(&fx);
+    uint32_t n_rec = take_u32(&fx), checked = 0;
+    for (uint32_t r = 0; r < n_rec; r++) {
+        int type = (int)take_u32(&fx);
+        uint32_t n = take_u32(&fx), nbytes = take_u32(&fx);
+        const uint8_t *raw = take(&fx, nbytes);
+        float *want = malloc(4 * (size_t)n);
+        memcpy(want, take(&fx, 4 * (size_t)n), 4 * (size_t)n);
+        if (model__keeps_raw(type) && n % 32 == 0) {
+            check_raw_against_blocks(type, raw, want, (int)n);
+            checked |= 1u << type;
+        }
+        free(want);
+    }
+    cr_assert_eq(checked, 1u << GGML_TYPE_Q8_0 | 1u << GGML_TYPE_Q4_0 | 1u << GGML_TYPE_Q4_1 |
+                          1u << GGML_TYPE_Q5_0 | 1u << GGML_TYPE_Q5_1 | 1u << GGML_TYPE_Q4_K |
+                          1u << GGML_TYPE_Q5_K);
+    free(fx.p);
+}
+
+/* SmolLM2's weights are held in the bytes the GGUF stores them in (plus float norms):
+ * not widened (the 8-bit blocks took 1.8x). */
+Test(dequant, the_smollm2_model_holds_its_gguf_bytes)
+{
+    const char *path = test_model();
+    if (!path || access(path, R_OK) != 0)
+        cr_skip_test("KV_MODEL not set or not readable");
+    kv_err err = {0};
+    gguf_file *f = gguf_open(path, &err);
+    cr_assert_not_null(f, "%s", err.msg);
+    size_t tensors = 0;
+    for (int64_t i = 0; i < gguf_n_tensors(f); i++)
+        tensors += gguf_tensor_at(f, i)->nbytes;
+    gguf_close(f);
+    model *m = model_open(path, &err);
+    cr_assert_not_null(m, "%s", err.msg);
+    size_t held = model_weight_bytes(m);
+    model_free(m);
+    cr_assert(held <= tensors + tensors / 100, "holds %zu bytes, the file's tensors %zu", held,
+              tensors);
 }
 
 /* ---- the table and the edges --------------------------------------------------------- */
