@@ -723,6 +723,9 @@ static int batch_put(trace_writer *w, batch *b, const trace_step *s)
 {
     const int i = b->n;
     const size_t t = (size_t)(b->t0 + i);
+    /* The rows are most of a step's bytes and converting them was the recording's one
+     * serial loop: spread over the caller's OpenMP threads (each row its own bytes). */
+#pragma omp parallel for schedule(static) if (w->Lr * w->Hr > 1 && t >= 256)
     for (int r = 0; r < w->Lr * w->Hr; r++) {
         size_t at = ((size_t)r * TRACE_BATCH + i) * b->width;
         put_floats(w->dtype, (char *)b->probs + at * w->esize, s->rows[r], t + 1,
