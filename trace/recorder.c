@@ -451,17 +451,15 @@ int record_trace(session *s, const session_options *so, const char *path,
         if (!rc)
             rc = record_generation(&r, so->max_new, next, &res->generated, err);
         progress_finish(&r.bar);
-        res->steps = trace_writer_steps(r.writer);
-        if (rc) {
+        if (rc)
             res->steps = trace_writer_abort(r.writer);   /* (4) complete stays 0 */
-            if (res->steps > 0)
-                kv_err_prefix(err, "%s: %lld steps on disk, marked incomplete: ", path,
-                              (long long)res->steps);
-            else
-                kv_err_prefix(err, "%s: nothing recorded (the file is as it was): ", path);
-        } else {
-            rc = trace_writer_close(r.writer, err);
-        }
+        else   /* the writer thread may fail after the last append: close says so */
+            rc = trace_writer_close(r.writer, &res->steps, err);
+        if (rc && res->steps > 0)
+            kv_err_prefix(err, "%s: %lld steps on disk, marked incomplete: ", path,
+                          (long long)res->steps);
+        else if (rc)
+            kv_err_prefix(err, "%s: nothing recorded (the file is as it was): ", path);
         res->seconds = progress_now() - start;
     }
     res->prompt_tokens = (int)s->prompt.n;

@@ -215,8 +215,10 @@ int64_t trace_writer_steps(const trace_writer *w);   /* steps appended so far */
 /* Write the last batch, mark the trace complete, close the file and free w, on every
  * path.  The last step's logprob_next is stored as given: NaN when no next token was
  * produced, the stop token's log-probability when generation ended on one.  Returns the first error of
- * the whole write (KV_EIO), in which case the file stays complete = 0. */
-int trace_writer_close(trace_writer *w, kv_err *err);
+ * the whole write (KV_EIO), in which case the file stays complete = 0 — and when no
+ * batch reached the disk, NAME stays as it was, as after trace_writer_abort.
+ * *on_disk (may be NULL) receives the steps the file holds. */
+int trace_writer_close(trace_writer *w, int64_t *on_disk, kv_err *err);
 
 /* The Ctrl-C / error path: write the steps already appended, leave complete = 0, close
  * the file and free w.  Returns the steps the file now holds (its /status/steps; 0 for
