@@ -13,7 +13,8 @@
  *       failing layer.
  *   (4) Memory is O(T) per stream, O(T·D) per KV head for the keys and values a policy
  *       or a metric reads, plus one block of REPLAY_BLOCK rows per head of the layer
- *       being replayed; no T x T matrix is ever resident.
+ *       being replayed (floats, or the trace's f16 chunks: replay_source_rows); no
+ *       T x T matrix is ever resident.
  *   (5) Each row block is read once per layer job and fed to every configuration;
  *       a second, earlier pass reads them once more only when an oracle needs the
  *       column totals (future_t(i) = total(i) − Σ_{τ≤t} p_τ(i)).
@@ -62,7 +63,7 @@ typedef struct layer_job {
                                         f16 chunks (REPLAY_F16_COLS wide) */
     size_t             block_floats; /* REPLAY_BLOCK x T floats, or n_cols f16 chunks */
     replay_block      *rows;         /* (H,) the current block of each head */
-    const unsigned char **cols;      /* (H, n_cols) where in-place rows lie */
+    const unsigned char **cols;      /* (H, n_cols) each head's f16 chunks in block */
     int                n_cols;       /* ceil(T / REPLAY_F16_COLS) */
     float             *row_f;        /* (H, T) row t of an f16 block, as floats */
     int               *row_f_t;      /* (H,) the step row_f holds, -1 none */
@@ -125,7 +126,8 @@ static int read_block(layer_job *j, int t0, int n, kv_err *err)
 }
 
 /* Row t of head h as floats, entries 0..t (all any metric reads): where it was read,
- * or converted once per step from rows read in place. */
+ * or converted once per step from an f16 block (only overlap, output error,
+ * consistency, sums and observers need it; mass gathers the kept entries). */
 static const float *row_of(const layer_job *j, int h, int t)
 {
     const replay_block *b = &j->rows[h];
