@@ -6,9 +6,15 @@
  */
 #include "metrics.h"
 
+#include "fp16.h"
+
 #include <math.h>
 #include <stdint.h>
 #include <string.h>
+
+#ifdef __F16C__
+#include <immintrin.h>
+#endif
 
 /* --- selection ------------------------------------------------------------------- */
 
@@ -103,35 +109,52 @@ float metrics_kth_largest(const float *v, int n, int k, float *scratch, int *n_a
 
 /* --- mass and overlap ------------------------------------------------------------ */
 
-double metrics_gather(const float *p, const policy_entry *kept, int n, float *out)
+/* The gathered entries' mass m, and the entries divided by it (a uniform row when m
+ * underflowed).  Four partial sums, of entries j = 0, 1, 2, 3 mod 4 (one chain of
+ * dependent double adds was the replay's bottleneck, 4 cycles each) and the tail into
+ * the first, in a fixed order, so results stay reproducible. */
+typedef double f64x4 __attribute__((vector_size(32)));
+typedef float f32x4 __attribute__((vector_size(16)));
+
+static double renormalise(float *out, int n)
 {
-    /* four partial sums: one chain of dependent double adds was the replay's
-     * bottleneck (4 cycles each); the order is fixed, so results stay reproducible */
-    double m0 = 0, m1 = 0, m2 = 0, m3 = 0;
+    f64x4 m4 = {0, 0, 0, 0};   /* lane k: m_k, one vector add per four entries */
     int j = 0;
     for (; j + 4 <= n; j += 4) {
-        out[j] = p[kept[j].position];
-        out[j + 1] = p[kept[j + 1].position];
-        out[j + 2] = p[kept[j + 2].position];
-        out[j + 3] = p[kept[j + 3].position];
-        m0 += out[j];
-        m1 += out[j + 1];
-        m2 += out[j + 2];
-        m3 += out[j + 3];
+        f32x4 v;
+        memcpy(&v, out + j, sizeof v);
+        m4 += __builtin_convertvector(v, f64x4);
     }
-    for (; j < n; j++) {
-        out[j] = p[kept[j].position];
+    double m0 = m4[0];
+    for (; j < n; j++)
         m0 += out[j];
-    }
-    const double m = (m0 + m1) + (m2 + m3);
+    const double m = (m0 + m4[1]) + (m4[2] + m4[3]);
     float scale = m > 0 ? (float)(1.0 / m) : 0.0f;
     if (m > 0)
-        for (int j = 0; j < n; j++)
+        for (j = 0; j < n; j++)
             out[j] *= scale;
     else
-        for (int j = 0; j < n; j++)
+        for (j = 0; j < n; j++)
             out[j] = 1.0f / (float)n;
     return m;
+}
+
+double metrics_gather(const float *p, const policy_entry *kept, int n, float *out)
+{
+    for (int j = 0; j < n; j++)
+        out[j] = p[kept[j].position];
+    return renormalise(out, n);
+}
+
+double metrics_gather_f16(const unsigned char *const *col, size_t roff,
+                          const policy_entry *kept, int n, uint16_t *half, float *out)
+{
+    for (int j = 0; j < n; j++) {   /* the halves, then all converted at once */
+        const uint32_t i = (uint32_t)kept[j].position;
+        half[j] = fp16_load(col[i / METRICS_F16_COLS] + 2 * (roff + i % METRICS_F16_COLS));
+    }
+    fp16_to_f32_n(half, out, (size_t)n);
+    return renormalise(out, n);
 }
 
 double metrics_overlap(const float *p, const policy_entry *kept, int n, float theta,

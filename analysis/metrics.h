@@ -21,6 +21,7 @@
 #define METRICS_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "policy.h"
 
@@ -33,6 +34,15 @@ float metrics_kth_largest(const float *v, int n, int k, float *scratch, int *n_a
  * kept entries.  Returns m, the mass kept (before renormalising).  A cache whose mass
  * underflows to 0 gets a uniform row, so the policy always sees a distribution. */
 double metrics_gather(const float *p, const policy_entry *kept, int n, float *out);
+
+/* The same gather from an f16 row stored in column chunks of METRICS_F16_COLS entries
+ * (a trace's chunks read in place): p(i) = the f16 at byte 2·(roff + i % METRICS_F16_COLS)
+ * of col[i / METRICS_F16_COLS] (any alignment).  The same floats and sums as metrics_gather on the converted
+ * row (f16 -> f32 is exact), without converting the entries it does not keep; `half`
+ * is scratch for n values. */
+#define METRICS_F16_COLS 256
+double metrics_gather_f16(const unsigned char *const *col, size_t roff,
+                          const policy_entry *kept, int n, uint16_t *half, float *out);
 
 /* Top-B overlap: |C ∩ Top_n(p)| / n, where Top_n(p) is given by theta and n_above
  * from metrics_kth_largest(p, len, n, ...). */

@@ -16,6 +16,17 @@ void fp16_to_f32_n(const uint16_t *src, float *dst, size_t n)
         dst[i] = fp16_to_f32(src[i]);
 }
 
+void fp16_bytes_to_f32_n(const unsigned char *src, float *dst, size_t n)
+{
+    size_t i = 0;
+#ifdef __F16C__
+    for (; i + 8 <= n; i += 8)
+        _mm256_storeu_ps(dst + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(src + 2 * i))));
+#endif
+    for (; i < n; i++)
+        dst[i] = fp16_to_f32(fp16_load(src + 2 * i));
+}
+
 void fp16_from_f32_n(const float *src, uint16_t *dst, size_t n)
 {
     size_t i = 0;

@@ -77,8 +77,17 @@ static inline uint16_t bf16_from_f32(float f)
     return (uint16_t)((x + 0x7fffu + ((x >> 16) & 1u)) >> 16);
 }
 
-/* Bulk conversions of n values. */
+/* The f16 at p, which need not be 2-byte aligned (HDF5 places chunks at any byte). */
+static inline uint16_t fp16_load(const void *p)
+{
+    uint16_t h;
+    memcpy(&h, p, sizeof h);
+    return h;
+}
+
+/* Bulk conversions of n values; fp16_bytes_to_f32_n reads n f16 at any byte. */
 void fp16_to_f32_n(const uint16_t *src, float *dst, size_t n);
+void fp16_bytes_to_f32_n(const unsigned char *src, float *dst, size_t n);
 void fp16_from_f32_n(const float *src, uint16_t *dst, size_t n);
 
 #endif /* FP16_H */

@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 static const uint32_t K[64] = {
@@ -38,6 +39,73 @@ static void compress(uint32_t s[8], const uint8_t b[64])
     s[0] += a, s[1] += bb, s[2] += c, s[3] += d, s[4] += e, s[5] += f, s[6] += g, s[7] += h;
 }
 
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+#define SHA256_NI 1
+
+/* The same compression with the x86 SHA extensions (SHA-NI): about 5x faster, which
+ * matters because `kvtrace record` hashes the whole model file before its first token
+ * (0.3 s of a 512-token recording on 2 cores with the portable loop).  Chosen at run
+ * time (sha_ni_usable); same digests, checked against the portable loop by the tests.
+ * The round structure is Intel's published one: state kept as ABEF/CDGH, four rounds
+ * per _mm_sha256rnds2_epu32 pair, the schedule from sha256msg1/msg2. */
+__attribute__((target("sha,sse4.1"))) static void compress_ni(uint32_t s[8], const uint8_t b[64])
+{
+    const __m128i swap = _mm_set_epi64x(0x0c0d0e0f08090a0bULL, 0x0405060700010203ULL);
+    __m128i t = _mm_loadu_si128((const __m128i *)&s[0]);    /* DCBA */
+    __m128i st1 = _mm_loadu_si128((const __m128i *)&s[4]);  /* HGFE */
+    t = _mm_shuffle_epi32(t, 0xB1);                         /* CDAB */
+    st1 = _mm_shuffle_epi32(st1, 0x1B);                     /* EFGH */
+    __m128i st0 = _mm_alignr_epi8(t, st1, 8);               /* ABEF */
+    st1 = _mm_blend_epi16(st1, t, 0xF0);                    /* CDGH */
+    const __m128i abef = st0, cdgh = st1;
+    __m128i m[4];
+    for (int i = 0; i < 4; i++)
+        m[i] = _mm_shuffle_epi8(_mm_loadu_si128((const __m128i *)(b + 16 * i)), swap);
+    for (int r = 0; r < 16; r++) {   /* rounds 4r .. 4r+3 */
+        __m128i w = m[r % 4];
+        if (r >= 4) {   /* w[4r..4r+3] from the four groups before */
+            __m128i prev = _mm_alignr_epi8(m[(r + 3) % 4], m[(r + 2) % 4], 4);
+            w = _mm_sha256msg2_epu32(_mm_add_epi32(_mm_sha256msg1_epu32(m[r % 4],
+                                                                         m[(r + 1) % 4]),
+                                                   prev),
+                                     m[(r + 3) % 4]);
+            m[r % 4] = w;
+        }
+        __m128i k = _mm_add_epi32(w, _mm_loadu_si128((const __m128i *)&K[4 * r]));
+        st1 = _mm_sha256rnds2_epu32(st1, st0, k);
+        st0 = _mm_sha256rnds2_epu32(st0, st1, _mm_shuffle_epi32(k, 0x0E));
+    }
+    st0 = _mm_add_epi32(st0, abef);
+    st1 = _mm_add_epi32(st1, cdgh);
+    t = _mm_shuffle_epi32(st0, 0x1B);                       /* FEBA */
+    st1 = _mm_shuffle_epi32(st1, 0xB1);                     /* DCHG */
+    _mm_storeu_si128((__m128i *)&s[0], _mm_blend_epi16(t, st1, 0xF0));   /* DCBA */
+    _mm_storeu_si128((__m128i *)&s[4], _mm_alignr_epi8(st1, t, 8));      /* HGFE */
+}
+
+static int sha_ni_usable(void)
+{
+    static int usable = -1;   /* a benign race: every thread computes the same answer */
+    if (usable < 0)
+        usable = __builtin_cpu_supports("sha") && __builtin_cpu_supports("sse4.1") &&
+                 !getenv("KV_SHA256_PORTABLE");
+    return usable;
+}
+#endif
+
+/* One 64-byte block into the state, the fastest way this CPU has. */
+static void compress_block(uint32_t s[8], const uint8_t b[64])
+{
+#ifdef SHA256_NI
+    if (sha_ni_usable()) {
+        compress_ni(s, b);
+        return;
+    }
+#endif
+    compress(s, b);
+}
+
 void sha256_init(sha256_ctx *c)
 {
     static const uint32_t h0[8] = {0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a,
@@ -51,12 +119,16 @@ void sha256_update(sha256_ctx *c, const void *data, size_t n)
 {
     const uint8_t *p = data;
     c->bytes += n;
+    while (c->used == 0 && n >= 64) {   /* whole blocks straight from the input */
+        compress_block(c->state, p);
+        p += 64, n -= 64;
+    }
     while (n > 0) {
         size_t take = 64 - c->used < n ? 64 - c->used : n;
         memcpy(c->block + c->used, p, take);
         c->used += take, p += take, n -= take;
         if (c->used == 64) {
-            compress(c->state, c->block);
+            compress_block(c->state, c->block);
             c->used = 0;
         }
     }

@@ -1,5 +1,10 @@
 /*
  * sha256.h — SHA-256 (FIPS 180-4), to name the exact model file a trace came from.
+ *
+ * Blocks are compressed with the x86 SHA extensions when the CPU has them (`kvtrace
+ * record` hashes the whole model before its first token: 0.77 s -> 0.17 s for a 98 MB
+ * GGUF), else by the portable loop; KV_SHA256_PORTABLE=1 in the environment forces
+ * the portable loop (the tests check both give the same digests).
  */
 #ifndef SHA256_H
 #define SHA256_H

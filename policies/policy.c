@@ -230,14 +230,18 @@ static void reduce_rows(policy *p, const float *rows, int n_rows, float *out)
     memcpy(out, rows, (size_t)n * sizeof *out);
     for (int g = 1; g < n_rows; g++) {
         const float *row = rows + (size_t)g * n;
+        /* omp simd: out never overlaps rows, and each entry's result is the same */
         if (p->cfg.gqa == POLICY_GQA_MAX)
+#pragma omp simd
             for (int i = 0; i < n; i++)
                 out[i] = row[i] > out[i] ? row[i] : out[i];
         else
+#pragma omp simd
             for (int i = 0; i < n; i++)
                 out[i] += row[i];
     }
     if (p->cfg.gqa == POLICY_GQA_MEAN && n_rows > 1)
+#pragma omp simd
         for (int i = 0; i < n; i++)
             out[i] /= (float)n_rows;
 }

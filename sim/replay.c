@@ -13,7 +13,8 @@
  *       failing layer.
  *   (4) Memory is O(T) per stream, O(T·D) per KV head for the keys and values a policy
  *       or a metric reads, plus one block of REPLAY_BLOCK rows per head of the layer
- *       being replayed; no T x T matrix is ever resident.
+ *       being replayed (floats, or the trace's f16 chunks: replay_source_rows); no
+ *       T x T matrix is ever resident.
  *   (5) Each row block is read once per layer job and fed to every configuration;
  *       a second, earlier pass reads them once more only when an oracle needs the
  *       column totals (future_t(i) = total(i) − Σ_{τ≤t} p_τ(i)).
@@ -25,6 +26,7 @@
  */
 #include "replay.h"
 
+#include "fp16.h"
 #include "metrics.h"
 #include "progress.h"
 
@@ -57,8 +59,15 @@ typedef struct layer_job {
     int                need_keys;    /* a policy reads key vectors */
     int                need_output;  /* output error */
     int                need_values;  /* output error, or a policy reads value vectors */
-    float             *block;        /* (H, REPLAY_BLOCK, T) the current rows */
-    int                t0, width;    /* the block's first step and row stride */
+    float             *block;        /* (H, block_floats) each head's rows: floats, or
+                                        f16 chunks (REPLAY_F16_COLS wide) */
+    size_t             block_floats; /* REPLAY_BLOCK x T floats, or n_cols f16 chunks */
+    replay_block      *rows;         /* (H,) the current block of each head */
+    const unsigned char **cols;      /* (H, n_cols) each head's f16 chunks in block */
+    int                n_cols;       /* ceil(T / REPLAY_F16_COLS) */
+    float             *row_f;        /* (H, T) row t of an f16 block, as floats */
+    int               *row_f_t;      /* (H,) the step row_f holds, -1 none */
+    int                t0;           /* the block's first step */
     float             *keys;         /* (K, T, D) */
     float             *values;       /* (K, T, D) */
     double            *total, *sums; /* (H, T) column totals and running sums */
@@ -67,6 +76,7 @@ typedef struct layer_job {
     float             *full_score;   /* (T,) */
     float             *scores;       /* (T,) the policy's scores, for consistency */
     float             *scratch;      /* (T,) selection */
+    uint16_t          *half;         /* (T,) the f16 entries a gather keeps */
     double            *mass;         /* (H,) mass kept by each member of the stream
                                         being stepped */
     theta_memo        *memo;         /* (H,) */
@@ -85,12 +95,16 @@ static void *alloc_zero(size_t n, size_t size, int *failed)
 
 /* --- reading ---------------------------------------------------------------------- */
 
+/* Rows t0..t0+n-1 of plan head h into its part of block: f16 chunks or floats. */
 static int read_rows(layer_job *j, int h, int t0, int n, kv_err *err)
 {
-    replay_source *src = j->src;
-    float *out = j->block + (size_t)h * REPLAY_BLOCK * j->T;
-    return replay_source_read_rows(src, j->li, j->plan->heads[h], t0, n, out,
-                                   (size_t)(t0 + n), err);
+    float *buf = j->block + (size_t)h * j->block_floats;
+    j->rows[h].col = j->cols + (size_t)h * j->n_cols;
+    j->row_f_t[h] = -1;
+    j->t0 = t0;
+    return replay_source_rows(j->src, j->li, j->plan->heads[h], t0, n, buf,
+                              j->block_floats * sizeof *buf, (size_t)(t0 + n), &j->rows[h],
+                              err);
 }
 
 static int read_kv(layer_job *j, int k, int t0, int n, kv_err *err)
@@ -108,14 +122,27 @@ static int read_block(layer_job *j, int t0, int n, kv_err *err)
         rc = read_rows(j, h, t0, n, err);
     for (int k = 0; rc == KV_OK && (j->need_keys || j->need_values) && k < j->K; k++)
         rc = read_kv(j, k, t0, n, err);
-    j->t0 = t0;
-    j->width = t0 + n;
     return rc;
 }
 
+/* Row t of head h as floats, entries 0..t (all any metric reads): where it was read,
+ * or converted once per step from an f16 block (only overlap, output error,
+ * consistency, sums and observers need it; mass gathers the kept entries). */
 static const float *row_of(const layer_job *j, int h, int t)
 {
-    return j->block + (size_t)h * REPLAY_BLOCK * j->T + (size_t)(t - j->t0) * j->width;
+    const replay_block *b = &j->rows[h];
+    const size_t r = (size_t)(t - j->t0);
+    if (b->f32)
+        return b->f32 + r * b->width;
+    float *out = j->row_f + (size_t)h * j->T;
+    if (j->row_f_t[h] != t) {
+        for (int c0 = 0; c0 <= t; c0 += REPLAY_F16_COLS)
+            fp16_bytes_to_f32_n(b->col[c0 / REPLAY_F16_COLS] + 2 * r * REPLAY_F16_COLS,
+                                out + c0, t + 1 - c0 < REPLAY_F16_COLS ? (size_t)(t + 1 - c0)
+                                                                 : REPLAY_F16_COLS);
+        j->row_f_t[h] = t;
+    }
+    return out;
 }
 
 /* The oracle's pre-pass: column totals of every head over the whole trace. */
@@ -128,9 +155,8 @@ static int read_totals(layer_job *j, kv_err *err)
             if (rc != KV_OK)
                 return rc;
             double *total = j->total + (size_t)h * j->T;
-            const float *rows = j->block + (size_t)h * REPLAY_BLOCK * j->T;
             for (int r = 0; r < n; r++) {
-                const float *row = rows + (size_t)r * (t0 + n);
+                const float *row = row_of(j, h, t0 + r);
 #pragma omp simd
                 for (int i = 0; i <= t0 + r; i++)
                     total[i] += row[i];
@@ -262,9 +288,15 @@ static int gather_rows(void *ctx, int s, const policy *p, float *rows, kv_err *e
     layer_job *j = x->j;
     const int *heads;
     const int G = policy_layer_members(j->layers[x->c], s, &heads), n = policy_size(p);
-    for (int g = 0; g < G; g++)
-        j->mass[g] = metrics_gather(row_of(j, heads[g], x->t), policy_entries(p), n,
-                                    rows + (size_t)g * n);
+    for (int g = 0; g < G; g++) {
+        const replay_block *b = &j->rows[heads[g]];
+        const size_t r = (size_t)(x->t - j->t0);
+        j->mass[g] = b->f32 ? metrics_gather(b->f32 + r * b->width, policy_entries(p), n,
+                                             rows + (size_t)g * n)
+                            : metrics_gather_f16(b->col, r * REPLAY_F16_COLS,
+                                                 policy_entries(p), n, j->half,
+                                                 rows + (size_t)g * n);
+    }
     return KV_OK;
 }
 
@@ -300,7 +332,8 @@ static void measure(void *ctx, int s, const policy *p)
                            policy_scores(p, j->scores) == 0;
     for (int g = 0; g < G; g++) {
         const int h = heads[g];
-        const float *row = row_of(j, h, x->t);
+        const int needs_row = (plan->metrics & REPLAY_OVERLAP) || j->need_output || consistent;
+        const float *row = needs_row ? row_of(j, h, x->t) : NULL;   /* mass: gathered */
         replay_acc *a = replay_acc_at(x->acc, plan, x->c, j->l, h);
         a->steps++;
         a->cache += n;
@@ -365,7 +398,7 @@ static int replay_step(layer_job *j, int c, int t, replay_acc *acc, kv_err *err)
 static void step_shared(layer_job *j, int t)
 {
     for (int h = 0; h < j->H; h++) {
-        const float *p = row_of(j, h, t);
+        const float *p = j->need_sums || j->need_output ? row_of(j, h, t) : NULL;
         if (j->need_sums) {
             double *S = j->sums + (size_t)h * j->T;
 #pragma omp simd
@@ -390,6 +423,10 @@ static void job_free(layer_job *j)
     free(j->head_id);
     free(j->kv_of);
     free(j->block);
+    free(j->rows);
+    free(j->cols);
+    free(j->row_f);
+    free(j->row_f_t);
     free(j->keys);
     free(j->values);
     free(j->total);
@@ -399,6 +436,7 @@ static void job_free(layer_job *j)
     free(j->full_score);
     free(j->scores);
     free(j->scratch);
+    free(j->half);
     free(j->mass);
     free(j->memo);
 }
@@ -436,7 +474,14 @@ static int job_init(layer_job *j, replay_source *src, const replay_plan *plan, i
     j->need_sums = j->need_future || plan_needs_consistency(plan);
     j->need_output = (plan->metrics & REPLAY_OUTPUT) && src->has_values && j->D > 0;
     j->need_values |= j->need_output;
-    j->block = alloc_zero(H * REPLAY_BLOCK * T, sizeof *j->block, &failed);
+    j->n_cols = (j->T + REPLAY_F16_COLS - 1) / REPLAY_F16_COLS;
+    const size_t f16_floats = (size_t)j->n_cols * REPLAY_BLOCK * REPLAY_F16_COLS / 2;
+    j->block_floats = REPLAY_BLOCK * T > f16_floats ? REPLAY_BLOCK * T : f16_floats;
+    j->block = alloc_zero(H * j->block_floats, sizeof *j->block, &failed);
+    j->rows = alloc_zero(H, sizeof *j->rows, &failed);
+    j->cols = alloc_zero(H * (size_t)j->n_cols, sizeof *j->cols, &failed);
+    j->row_f = alloc_zero(H * T, sizeof *j->row_f, &failed);
+    j->row_f_t = alloc_zero(H, sizeof *j->row_f_t, &failed);
     if (j->need_keys)
         j->keys = alloc_zero(K * T * D, sizeof *j->keys, &failed);
     if (j->need_values)
@@ -450,6 +495,7 @@ static int job_init(layer_job *j, replay_source *src, const replay_plan *plan, i
     j->full_score = alloc_zero(T, sizeof *j->full_score, &failed);
     j->scores = alloc_zero(T, sizeof *j->scores, &failed);
     j->scratch = alloc_zero(T, sizeof *j->scratch, &failed);
+    j->half = alloc_zero(T, sizeof *j->half, &failed);
     j->mass = alloc_zero(H, sizeof *j->mass, &failed);
     j->memo = alloc_zero(H, sizeof *j->memo, &failed);
     return failed ? kv_errorf(err, KV_ENOMEM, "out of memory for a layer of %d heads x %d "

@@ -79,7 +79,7 @@ static void write_trace(trace_dtype dtype, int stop_at)
         cr_assert_eq(trace_writer_append_step(w, &s, &err), KV_OK, "%s", err.msg);
     }
     if (w)
-        cr_assert_eq(trace_writer_close(w, &err), KV_OK, "%s", err.msg);
+        cr_assert_eq(trace_writer_close(w, NULL, &err), KV_OK, "%s", err.msg);
     free(rows);
     replay_source_close(src);
 }

@@ -187,7 +187,7 @@ static int write_fake(const char *path, int T, const trace_options *opt, int sto
         trace_writer_abort(w);
         return rc;
     }
-    return trace_writer_close(w, err);
+    return trace_writer_close(w, NULL, err);
 }
 
 static trace_options opts(trace_dtype dtype, const char *compression)
@@ -540,7 +540,7 @@ Test(trace_file, set_next_applies_to_the_last_step_only)
     cr_assert_eq(trace_writer_set_next(w, 2, -1, 1, &err), 0);
     cr_assert_eq(trace_writer_steps(w), 3);
     free(b);
-    cr_assert_eq(trace_writer_close(w, &err), 0, "%s", err.msg);
+    cr_assert_eq(trace_writer_close(w, NULL, &err), 0, "%s", err.msg);
 }
 
 /* ---------------------------------------------------------------- reader faults -- */
@@ -1036,7 +1036,7 @@ Test(trace_file, a_second_writer_is_refused_and_touches_nothing)
     cr_assert_null(trace_writer_open(p, &h, &o, &err));
     cr_assert_eq(err.code, KV_EEXIST);
     cr_assert(strstr(err.msg, "another kvtrace is recording"), "%s", err.msg);
-    cr_assert_eq(trace_writer_close(a, &err), 0, "%s", err.msg);
+    cr_assert_eq(trace_writer_close(a, NULL, &err), 0, "%s", err.msg);
     free(b);
     trace *tr = open_ok(p);
     cr_assert_eq(trace_get_meta(tr)->steps, 70);
@@ -1153,7 +1153,7 @@ static void follow_case(int kill_writer)
             if (t == 128)
                 (void)!read(hold[0], &c, 1);
         }
-        _exit(trace_writer_close(w, &err) == KV_OK ? 0 : 1);
+        _exit(trace_writer_close(w, NULL, &err) == KV_OK ? 0 : 1);
     }
     close(hold[0]);
     char partial[160], cmd[512];

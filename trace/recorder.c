@@ -391,14 +391,19 @@ static int record_prompt(recorder *r, int max_new, int32_t *next, kv_err *err)
         bool last_chunk = r->t0 + n == n_prompt;
         *next = last_chunk && max_new > 0 && kv_cache_next_pos(r->cache) < r->cfg->n_ctx
                     ? sampler_sample(r->s->sampler, r->logits + (size_t)(n - 1) * V) : -1;
+        float logprob[RECORD_CHUNK], entropy[RECORD_CHUNK];
+        /* each position's statistics alone, on every thread (a vocabulary of exps each) */
+#pragma omp parallel for schedule(static)
         for (int c = 0; c < n; c++) {
-            int t = r->t0 + c;
-            int32_t following = t + 1 < n_prompt ? ids[t + 1] : *next;
-            float logprob, entropy;
-            record_next_token_stats(r->logits + (size_t)c * V, V, following, &logprob, &entropy);
-            if ((rc = append_step(r, c, ids[t], TRACE_PHASE_PROMPT, logprob, entropy, err)))
-                return rc;
+            const int t = r->t0 + c;
+            record_next_token_stats(r->logits + (size_t)c * V, V,
+                                    t + 1 < n_prompt ? ids[t + 1] : *next, &logprob[c],
+                                    &entropy[c]);
         }
+        for (int c = 0; c < n; c++)
+            if ((rc = append_step(r, c, ids[r->t0 + c], TRACE_PHASE_PROMPT, logprob[c],
+                                  entropy[c], err)))
+                return rc;
         progress_update(&r->bar, r->t0 + n, r->megabytes);
         if ((rc = check_stop(r, err)))
             return rc;
@@ -446,17 +451,15 @@ int record_trace(session *s, const session_options *so, const char *path,
         if (!rc)
             rc = record_generation(&r, so->max_new, next, &res->generated, err);
         progress_finish(&r.bar);
-        res->steps = trace_writer_steps(r.writer);
-        if (rc) {
+        if (rc)
             res->steps = trace_writer_abort(r.writer);   /* (4) complete stays 0 */
-            if (res->steps > 0)
-                kv_err_prefix(err, "%s: %lld steps on disk, marked incomplete: ", path,
-                              (long long)res->steps);
-            else
-                kv_err_prefix(err, "%s: nothing recorded (the file is as it was): ", path);
-        } else {
-            rc = trace_writer_close(r.writer, err);
-        }
+        else   /* the writer thread may fail after the last append: close says so */
+            rc = trace_writer_close(r.writer, &res->steps, err);
+        if (rc && res->steps > 0)
+            kv_err_prefix(err, "%s: %lld steps on disk, marked incomplete: ", path,
+                          (long long)res->steps);
+        else if (rc)
+            kv_err_prefix(err, "%s: nothing recorded (the file is as it was): ", path);
         res->seconds = progress_now() - start;
     }
     res->prompt_tokens = (int)s->prompt.n;

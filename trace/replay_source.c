@@ -58,3 +58,15 @@ int replay_source_read_kv(replay_source *s, int li, int ki, int t0, int n, float
 {
     return s->ops->read_kv(s, li, ki, t0, n, keys, values, err);
 }
+
+int replay_source_rows(replay_source *s, int li, int hi, int t0, int n, void *buf,
+                       size_t cap, size_t width, replay_block *out, kv_err *err)
+{
+    int rc = s->ops->f16_rows ? s->ops->f16_rows(s, li, hi, t0, n, buf, cap, out->col, err)
+                              : 0;
+    out->f32 = rc == 1 ? NULL : buf;
+    out->width = width;
+    if (rc == 0)
+        rc = s->ops->read_rows(s, li, hi, t0, n, buf, width, err);
+    return rc == 1 ? KV_OK : rc;
+}

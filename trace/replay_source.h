@@ -38,6 +38,11 @@ typedef struct replay_source_ops {
     int  (*read_kv)(replay_source *s, int li, int ki, int t0, int n, float *keys,
                     float *values, kv_err *err);
     void (*close)(replay_source *s);
+    /* Optional: rows t0..t0+n-1 of (li, hi) as checked f16 chunks in buf (cap bytes),
+     * col[c] set for c < ceil((t0+n) / REPLAY_F16_COLS) (replay_block); 1 done, 0 no
+     * such form (read_rows is used instead), or a KV_E* code. */
+    int  (*f16_rows)(replay_source *s, int li, int hi, int t0, int n, void *buf, size_t cap,
+                     const unsigned char **col, kv_err *err);
 } replay_source_ops;
 
 struct replay_source {
@@ -90,6 +95,24 @@ replay_source *replay_source_synth(const replay_synth_spec *spec, kv_err *err);
 
 /* Close any source.  NULL does nothing. */
 void replay_source_close(replay_source *s);
+
+/* A block of rows as replay_source_rows hands it out, in the caller's buffer: floats
+ * (f32 != NULL: entry (t0+r, i) = f32[r·width + i]), or f16 as the trace stores them,
+ * in chunks of REPLAY_F16_COLS columns (entry (t0+r, i) = the f16 at
+ * byte 2·(r·REPLAY_F16_COLS + i % REPLAY_F16_COLS) of col[i / REPLAY_F16_COLS], at any
+ * alignment: metrics_gather_f16's layout).  Either way rows are checked (invariant 1). */
+#define REPLAY_F16_COLS 256   /* = TRACE_CHUNK_COLS = METRICS_F16_COLS */
+typedef struct replay_block {
+    const float          *f32;
+    size_t                width;
+    const unsigned char **col;   /* the caller's, room for ceil(T / REPLAY_F16_COLS) */
+} replay_block;
+
+/* Rows t0..t0+n-1 of (li, hi) into buf (cap bytes): as f16 chunks when the source
+ * has them (an f16 trace: nothing widened to float), else read_rows' n x width
+ * floats.  0 or a KV_E* code. */
+int replay_source_rows(replay_source *s, int li, int hi, int t0, int n, void *buf,
+                       size_t cap, size_t width, replay_block *out, kv_err *err);
 
 /* s->ops->read_rows / read_kv: callers use these, never the ops directly. */
 int replay_source_read_rows(replay_source *s, int li, int hi, int t0, int n, float *out,

@@ -82,6 +82,32 @@ static int ts_read_rows(replay_source *src, int li, int hi, int t0, int n, float
     return rc;
 }
 
+/* Rows as f16 chunks in buf (trace_fetch_f16), with thread `me`'s chunk buffer. */
+static int f16_block(trace_source *s, int me, int li, int hi, int t0, int n, void *buf,
+                     size_t cap, const unsigned char **col, kv_err *err)
+{
+    int rc;
+#pragma omp critical(trace_source_io)
+    rc = trace_fetch_f16(s->tr, li, hi, t0, n, s->bufs[me], buf, cap, err);
+    if (rc != 1)
+        return rc;
+    rc = trace_decode_f16(s->bufs[me], col, err);
+    if (rc == KV_OK)
+        rc = trace_check_f16(s->tr, li, hi, t0, n, col, err);
+    return rc == KV_OK ? 1 : rc;
+}
+
+static int ts_f16_rows(replay_source *src, int li, int hi, int t0, int n, void *buf,
+                       size_t cap, const unsigned char **col, kv_err *err)
+{
+    _Static_assert(REPLAY_F16_COLS == TRACE_CHUNK_COLS, "f16 blocks are trace chunks");
+    trace_source *s = src->impl;
+    const int me = thread_index();
+    if (!trace_rows_stored(s->tr, li, hi) || me < 0 || me >= s->n_bufs)
+        return 0;   /* rebuilt, or nested: as floats (ts_read_rows) */
+    return f16_block(s, me, li, hi, t0, n, buf, cap, col, err);
+}
+
 static int ts_read_kv(replay_source *src, int li, int ki, int t0, int n, float *keys,
                       float *values, kv_err *err)
 {
@@ -108,7 +134,8 @@ static void ts_close(replay_source *src)
     free(s);
 }
 
-static const replay_source_ops trace_source_ops = {ts_read_rows, ts_read_kv, ts_close};
+static const replay_source_ops trace_source_ops = {ts_read_rows, ts_read_kv, ts_close,
+                                                   ts_f16_rows};
 
 /* A chunk buffer and a rebuild buffer for each thread replay may run on, and a spare
  * pair (a rebuild buffer allocates its keys only when it first rebuilds a row). */

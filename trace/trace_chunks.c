@@ -40,6 +40,8 @@ struct trace_chunk_buf {
     float         *rows;
     size_t         rows_cap;
     int            fallback;
+    /* trace_fetch_f16's destination: the caller's buffer, of `count` plain chunks */
+    unsigned char *dst;
 };
 
 trace_chunk_buf *trace_chunk_buf_new(void) { return calloc(1, sizeof(trace_chunk_buf)); }
@@ -177,10 +179,32 @@ static int size_chunks(trace_chunk_buf *b, hid_t d, int li, int hi, kv_err *err)
     return KV_OK;
 }
 
+/* Unfiltered chunks straight into b->dst, each at its place there: one copy, out of
+ * the page cache.  A chunk of another size is not read (decoding reports it). */
+static int fetch_plain_into_dst(trace_chunk_buf *b, hid_t d, int li, int hi, kv_err *err)
+{
+    const size_t bytes = CHUNK_ELEMENTS * b->layout.esize;
+    for (int c = 0; c < b->count; c++) {
+        hsize_t at[4] = {(hsize_t)li, (hsize_t)hi, (hsize_t)b->t0,
+                         (hsize_t)c * TRACE_CHUNK_COLS}, size = 0;
+        stored_chunk *k = &b->chunk[c];
+        if (H5Dget_chunk_storage_size(d, at, &size) < 0)
+            size = 0;   /* never written: all zeros */
+        H5Eclear2(H5E_DEFAULT);
+        *k = (stored_chunk){(size_t)c * bytes, (size_t)size, 0};
+        if (k->size == bytes && H5Dread_chunk(d, H5P_DEFAULT, at, &k->mask, b->dst + k->offset) < 0)
+            return trace__h5_fail(err, KV_EIO, "%s: reading the stored chunk of steps %lld.. "
+                                  "at column %d", b->path, (long long)b->t0,
+                                  c * TRACE_CHUNK_COLS);
+    }
+    return KV_OK;
+}
+
 int trace__chunks_fetch(trace_chunk_buf *b, hid_t d, const trace_chunk_layout *lay,
                         const char *path, int li, int hi, int64_t t0, int n, size_t cols,
-                        kv_err *err)
+                        unsigned char *dst, kv_err *err)
 {
+    b->dst = dst;
     b->path = path;
     b->layout = *lay;
     b->t0 = t0;
@@ -190,6 +214,8 @@ int trace__chunks_fetch(trace_chunk_buf *b, hid_t d, const trace_chunk_layout *l
     b->count = (int)((cols + TRACE_CHUNK_COLS - 1) / TRACE_CHUNK_COLS);
     if (reserve((void **)&b->chunk, &b->chunk_cap, (size_t)b->count * sizeof *b->chunk) < 0)
         return kv_errorf(err, KV_ENOMEM, "%s: no memory for a chunk list", path);
+    if (dst && lay->codec == TRACE_CODEC_NONE)
+        return fetch_plain_into_dst(b, d, li, hi, err);
     int rc = size_chunks(b, d, li, hi, err);
     for (int c = 0; rc == KV_OK && c < b->count; c++) {
         hsize_t at[4] = {(hsize_t)li, (hsize_t)hi, (hsize_t)t0, (hsize_t)c * TRACE_CHUNK_COLS};
@@ -315,13 +341,31 @@ static const unsigned char *decode_chunk(trace_codec codec, size_t esize, size_t
     return data;
 }
 
-/* Chunk c's plain bytes (CHUNK_ELEMENTS elements); NULL when the chunk is damaged. */
-static const unsigned char *plain_chunk(trace_chunk_buf *b, int c)
+/* Chunk c's plain bytes (CHUNK_ELEMENTS elements), in `plain` or where they were;
+ * NULL when the chunk is damaged. */
+static const unsigned char *plain_chunk(trace_chunk_buf *b, int c, unsigned char *plain)
 {
     const stored_chunk *k = &b->chunk[c];
     return decode_chunk(b->layout.codec, b->layout.esize, CHUNK_ELEMENTS,
-                        b->bytes + k->offset, k->size, k->mask, b->inflated, b->plain,
+                        b->bytes + k->offset, k->size, k->mask, b->inflated, plain,
                         k->offset % b->layout.esize == 0);
+}
+
+static int damaged(const trace_chunk_buf *b, int c, kv_err *err)
+{
+    return kv_errorf(err, KV_EFORMAT, "%s: damaged chunk of steps %lld.. at column %zu (it "
+                     "does not decode to %zu bytes)", b->path, (long long)b->t0,
+                     (size_t)c * TRACE_CHUNK_COLS, CHUNK_ELEMENTS * b->layout.esize);
+}
+
+static int decode_scratch(trace_chunk_buf *b, kv_err *err)
+{
+    const size_t most = CHUNK_ELEMENTS * sizeof(float);   /* the buffer may meet f32 later */
+    if (b->layout.codec != TRACE_CODEC_NONE &&
+        ((!b->inflated && !(b->inflated = malloc(most))) ||
+         (!b->plain && !(b->plain = malloc(most)))))
+        return kv_errorf(err, KV_ENOMEM, "%s: no memory to decode a chunk", b->path);
+    return KV_OK;
 }
 
 /* Columns [c0, c1) of the block's rows from chunk data (NULL: a zero chunk). */
@@ -342,23 +386,36 @@ static void place_chunk(const trace_chunk_buf *b, const unsigned char *data, siz
 
 static int decode_chunks(trace_chunk_buf *b, float *out, size_t width, kv_err *err)
 {
-    const size_t bytes = CHUNK_ELEMENTS * b->layout.esize;
-    const size_t most = CHUNK_ELEMENTS * sizeof(float);   /* the buffer may meet f32 later */
-    if (b->layout.codec != TRACE_CODEC_NONE &&
-        ((!b->inflated && !(b->inflated = malloc(most))) ||
-         (!b->plain && !(b->plain = malloc(most)))))
-        return kv_errorf(err, KV_ENOMEM, "%s: no memory to decode a chunk", b->path);
-    for (int c = 0; c < b->count; c++) {
+    int rc = decode_scratch(b, err);
+    for (int c = 0; rc == KV_OK && c < b->count; c++) {
         const size_t c0 = (size_t)c * TRACE_CHUNK_COLS;
         const size_t c1 = c0 + TRACE_CHUNK_COLS < b->cols ? c0 + TRACE_CHUNK_COLS : b->cols;
-        const unsigned char *data = b->chunk[c].size ? plain_chunk(b, c) : NULL;
+        const unsigned char *data = b->chunk[c].size ? plain_chunk(b, c, b->plain) : NULL;
         if (b->chunk[c].size && !data)
-            return kv_errorf(err, KV_EFORMAT, "%s: damaged chunk of steps %lld.. at column "
-                             "%zu (it does not decode to %zu bytes)", b->path,
-                             (long long)b->t0, c0, bytes);
+            return damaged(b, c, err);
         place_chunk(b, data, c0, c1, out, width);
     }
-    return KV_OK;
+    return rc;
+}
+
+int trace_decode_f16(trace_chunk_buf *b, const unsigned char **col, kv_err *err)
+{
+    const size_t bytes = CHUNK_ELEMENTS * b->layout.esize;
+    int rc = decode_scratch(b, err);
+    for (int c = 0; rc == KV_OK && c < b->count; c++) {
+        unsigned char *home = b->dst + (size_t)c * bytes;
+        const stored_chunk *k = &b->chunk[c];
+        const unsigned char *data = NULL;
+        if (k->size == 0)
+            memset(home, 0, bytes);
+        else if (b->layout.codec == TRACE_CODEC_NONE ? k->size != bytes
+                                                     : !(data = plain_chunk(b, c, home)))
+            return damaged(b, c, err);
+        else if (data && data != home)
+            memcpy(home, data, bytes);
+        col[c] = home;
+    }
+    return rc;
 }
 
 int trace_decode_rows(trace_chunk_buf *b, float *out, size_t width, kv_err *err)

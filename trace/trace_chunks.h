@@ -37,11 +37,12 @@ typedef struct trace_chunk_layout {
 trace_chunk_layout trace__chunk_layout_of(hid_t d, size_t esize);
 
 /* Fetch the stored chunks of rows t0..t0+n-1 (t0 a multiple of TRACE_BATCH) of
- * (li, hi) into b, for `cols` columns.  Calls HDF5: not thread-safe.  `path` names
+ * (li, hi) into b, for `cols` columns; with dst (trace_fetch_f16), unfiltered chunks
+ * go straight to their place in dst.  Calls HDF5: not thread-safe.  `path` names
  * the file in errors and must outlive b's next decode. */
 int trace__chunks_fetch(trace_chunk_buf *b, hid_t d, const trace_chunk_layout *lay,
                         const char *path, int li, int hi, int64_t t0, int n, size_t cols,
-                        kv_err *err);
+                        unsigned char *dst, kv_err *err);
 
 /* Prepare b for a block that HDF5's path reads instead: the n x cols floats to fill,
  * which trace_decode_rows then copies out.  NULL and err when out of memory. */

@@ -216,8 +216,10 @@ int64_t trace_writer_steps(const trace_writer *w);   /* steps appended so far */
 /* Write the last batch, mark the trace complete, close the file and free w, on every
  * path.  The last step's logprob_next is stored as given: NaN when no next token was
  * produced, the stop token's log-probability when generation ended on one.  Returns the first error of
- * the whole write (KV_EIO), in which case the file stays complete = 0. */
-int trace_writer_close(trace_writer *w, kv_err *err);
+ * the whole write (KV_EIO), in which case the file stays complete = 0 — and when no
+ * batch reached the disk, NAME stays as it was, as after trace_writer_abort.
+ * *on_disk (may be NULL) receives the steps the file holds. */
+int trace_writer_close(trace_writer *w, int64_t *on_disk, kv_err *err);
 
 /* The Ctrl-C / error path: write the steps already appended, leave complete = 0, close
  * the file and free w.  Returns the steps the file now holds (its /status/steps; 0 for
@@ -299,6 +301,22 @@ int trace_fetch_rows(trace *tr, int li, int hi, int64_t t0, int n, trace_chunk_b
                      kv_err *err);
 int trace_decode_rows(trace_chunk_buf *b, float *out, size_t width, kv_err *err);
 
+/* The same row block as f16 chunks in the caller's buffer, never widened to float
+ * (the replay gathers the few entries it keeps: metrics_gather_f16): trace_fetch_f16
+ * fetches the stored chunks (unfiltered ones straight into dst; not thread-safe), then
+ * trace_decode_f16 decompresses the others into dst (any thread) and sets col[c], for
+ * c < ceil((t0+n) / TRACE_CHUNK_COLS), to the chunk of columns c·TRACE_CHUNK_COLS..:
+ * entry (t0+r, i) is the f16 at byte 2·(r·TRACE_CHUNK_COLS + i % TRACE_CHUNK_COLS) of
+ * col[i / TRACE_CHUNK_COLS].  dst holds cap bytes; TRACE_F16_CHUNK_BYTES per chunk are
+ * needed.  trace_fetch_f16 returns 1, or 0 when the block has no such form (f32 rows,
+ * a block off the chunk grid, an unknown pipeline, dst too small: use
+ * trace_fetch_rows), or KV_E* as trace_fetch_rows; trace_decode_f16 returns 0 or
+ * KV_EFORMAT (a damaged chunk).  Check the rows with trace_check_f16. */
+#define TRACE_F16_CHUNK_BYTES ((size_t)TRACE_BATCH * TRACE_CHUNK_COLS * 2)
+int trace_fetch_f16(trace *tr, int li, int hi, int64_t t0, int n, trace_chunk_buf *b,
+                    unsigned char *dst, size_t cap, kv_err *err);
+int trace_decode_f16(trace_chunk_buf *b, const unsigned char **col, kv_err *err);
+
 /* Rows the trace does not store, rebuilt from its queries and keys (trace_rebuild.c),
  * in the same two halves: trace_fetch_inputs reads what rows t0..t0+n-1 of (li, hi)
  * need into b (the keys of the head's KV head that b does not hold yet, and the
@@ -329,6 +347,11 @@ double trace_row_sum_tolerance(trace_dtype dtype, int64_t t);
  * every bad row).  The row source checks every block it reads. */
 int trace_check_rows(const trace *tr, int li, int hi, int64_t t0, int n, const float *rows,
                      size_t width, kv_err *err);
+
+/* trace_check_rows for a block of f16 chunks (trace_decode_f16): the same checks, sums
+ * and messages, read from the chunks.  Touches only them: any thread. */
+int trace_check_f16(const trace *tr, int li, int hi, int64_t t0, int n,
+                    const unsigned char *const *col, kv_err *err);
 
 /* Keys and values of (layer index li, KV head index ki), steps t0 .. t0+n-1, as
  * float32 (n x D each).  keys or values may be NULL to skip one.  Not thread-safe. */

@@ -896,7 +896,7 @@ int trace_fetch_rows(trace *tr, int li, int hi, int64_t t0, int n, trace_chunk_b
     const size_t cols = (size_t)(t0 + n);
     if (chunk_aligned(tr, t0) && n <= TRACE_BATCH)
         return trace__chunks_fetch(b, tr->probs, &tr->probs_layout, tr->path, si, sj, t0, n,
-                                   cols, err);
+                                   cols, NULL, err);
     float *rows = trace__chunks_fallback(b, tr->path, n, cols, err);
     return rows ? read_rows_hdf5(tr, si, sj, t0, n, rows, cols, err) : KV_ENOMEM;
 }
@@ -932,21 +932,36 @@ double trace_row_sum_tolerance(trace_dtype dtype, int64_t t)
     return tol;
 }
 
+/* Entry j of a row: of f32 when not NULL, else of the in-place f16 chunks `col`, the
+ * row starting `roff` entries into each (trace_fetch_f16's layout). */
+typedef struct row_ref {
+    const float                *f32;
+    const unsigned char *const *col;
+    size_t                      roff;
+} row_ref;
+
+static inline const unsigned char *f16_at(const row_ref *r, int64_t j)
+{
+    return r->col[j / TRACE_CHUNK_COLS] + 2 * (r->roff + j % TRACE_CHUNK_COLS);
+}
+
 /* One row's sum, and whether every entry is a probability (NaN fails the compare).
  * Eight lanes at once (one serial chain of double adds was 27% of a replay's time): the
  * order moves the sum by about 1e-13, far inside any tolerance, and only this check
- * reads it. */
-static double row_sum(const float *row, int64_t len, float limit, int *bad)
+ * reads it.  f16 rows are summed in the same order as their floats would be (a chunk
+ * holds whole groups of eight), so both layouts give the same sums and messages. */
+static double row_sum(const row_ref *row, int64_t len, float limit, int *bad)
 {
     double sum = 0;
     int outside = 0;
     int64_t j = 0;
-#ifdef __AVX__
+#if defined(__AVX__) && defined(__F16C__)
     __m256d lo = _mm256_setzero_pd(), hi = _mm256_setzero_pd();
     __m256 all_ok = _mm256_castsi256_ps(_mm256_set1_epi32(-1));
     const __m256 zero = _mm256_setzero_ps(), top = _mm256_set1_ps(limit);
     for (; j + 8 <= len; j += 8) {
-        const __m256 x = _mm256_loadu_ps(row + j);
+        const __m256 x = row->f32 ? _mm256_loadu_ps(row->f32 + j)
+                                  : _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)f16_at(row, j)));
         /* not (0 <= x <= limit), NaN included: the ordered compares fail for it */
         const __m256 ok = _mm256_and_ps(_mm256_cmp_ps(x, zero, _CMP_GE_OQ),
                                         _mm256_cmp_ps(x, top, _CMP_LE_OQ));
@@ -960,23 +975,28 @@ static double row_sum(const float *row, int64_t len, float limit, int *bad)
     outside = _mm256_movemask_ps(all_ok) != 0xFF;
 #endif
     for (; j < len; j++) {
-        outside |= !(row[j] >= 0 && row[j] <= limit);
-        sum += row[j];
+        const float x = row->f32 ? row->f32[j] : fp16_to_f32(fp16_load(f16_at(row, j)));
+        outside |= !(x >= 0 && x <= limit);
+        sum += x;
     }
     *bad = outside;
     return sum;
 }
 
-int trace_check_rows(const trace *tr, int li, int hi, int64_t t0, int n, const float *rows,
-                     size_t width, kv_err *err)
+/* Rows t0..t0+n-1 of (li, hi), of floats `rows` or f16 chunks `col`, checked. */
+static int check_block_rows(const trace *tr, int li, int hi, int64_t t0, int n,
+                            const float *rows, size_t width, const unsigned char *const *col,
+                            kv_err *err)
 {
     const trace_dtype dtype = trace_rows_stored(tr, li, hi) ? tr->meta.options.dtype
                                                             : TRACE_F32;
     for (int i = 0; i < n; i++) {
         const int64_t t = t0 + i;
         const double tol = trace_row_sum_tolerance(dtype, t);
+        const row_ref row = {rows ? rows + (size_t)i * width : NULL, col,
+                             (size_t)i * TRACE_CHUNK_COLS};
         int bad;
-        const double sum = row_sum(rows + (size_t)i * width, t + 1, (float)(1 + tol), &bad);
+        const double sum = row_sum(&row, t + 1, (float)(1 + tol), &bad);
         if (bad || !(fabs(sum - 1) <= tol))
             return kv_errorf(err, KV_EFORMAT, "%s: layer %d head %d step %lld: %s (sum %.7g): "
                              "the trace is damaged (kvtrace verify lists every bad row)",
@@ -985,6 +1005,33 @@ int trace_check_rows(const trace *tr, int li, int hi, int64_t t0, int n, const f
                                                : "the row does not sum to 1", sum);
     }
     return KV_OK;
+}
+
+int trace_check_rows(const trace *tr, int li, int hi, int64_t t0, int n, const float *rows,
+                     size_t width, kv_err *err)
+{
+    return check_block_rows(tr, li, hi, t0, n, rows, width, NULL, err);
+}
+
+int trace_check_f16(const trace *tr, int li, int hi, int64_t t0, int n,
+                       const unsigned char *const *col, kv_err *err)
+{
+    return check_block_rows(tr, li, hi, t0, n, NULL, 0, col, err);
+}
+
+int trace_fetch_f16(trace *tr, int li, int hi, int64_t t0, int n, trace_chunk_buf *b,
+                    unsigned char *dst, size_t cap, kv_err *err)
+{
+    int si, sj, rc = check_rows(tr, li, hi, t0, n, &si, &sj, err);
+    if (rc < 0)
+        return rc;
+    const size_t cols = (size_t)(t0 + n);
+    const size_t need = (cols + TRACE_CHUNK_COLS - 1) / TRACE_CHUNK_COLS * TRACE_F16_CHUNK_BYTES;
+    if (!chunk_aligned(tr, t0) || n > TRACE_BATCH || tr->probs_layout.esize != 2 || cap < need)
+        return 0;
+    rc = trace__chunks_fetch(b, tr->probs, &tr->probs_layout, tr->path, si, sj, t0, n, cols,
+                             dst, err);
+    return rc < 0 ? rc : 1;
 }
 
 int trace_rows(trace *tr, int li, int hi, int64_t t0, int n, float *out, size_t width,

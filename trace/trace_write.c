@@ -723,6 +723,9 @@ static int batch_put(trace_writer *w, batch *b, const trace_step *s)
 {
     const int i = b->n;
     const size_t t = (size_t)(b->t0 + i);
+    /* The rows are most of a step's bytes and converting them was the recording's one
+     * serial loop: spread over the caller's OpenMP threads (each row its own bytes). */
+#pragma omp parallel for schedule(static) if (w->Lr * w->Hr > 1 && t >= 256)
     for (int r = 0; r < w->Lr * w->Hr; r++) {
         size_t at = ((size_t)r * TRACE_BATCH + i) * b->width;
         put_floats(w->dtype, (char *)b->probs + at * w->esize, s->rows[r], t + 1,
@@ -995,7 +998,9 @@ static int writer_finish(trace_writer *w, int how, int64_t *on_disk, kv_err *err
     pthread_join(w->thread, NULL);
     int rc = w->failed ? kv_errorf(err, w->err.code, "%s", w->err.msg) : KV_OK;
     kv_err place = {0};
-    if (how == ABORT && w->on_disk == 0)   /* nothing to keep: NAME stays as it was */
+    /* nothing to keep: NAME stays as it was; also when a close finds that the thread
+     * failed before its first batch was on disk (the caller may not have seen it yet) */
+    if ((how == ABORT || w->failed) && w->on_disk == 0)
         unlink(w->partial);
     else if (fsync(w->lock_fd) != 0 || out_place(w->partial, w->path, &place) != KV_OK) {
         if (rc == KV_OK)
@@ -1007,12 +1012,13 @@ static int writer_finish(trace_writer *w, int how, int64_t *on_disk, kv_err *err
     return rc;
 }
 
-int trace_writer_close(trace_writer *w, kv_err *err)
+int trace_writer_close(trace_writer *w, int64_t *on_disk, kv_err *err)
 {
-    if (!w)
-        return KV_OK;
-    int64_t on_disk;
-    return writer_finish(w, CLOSE, &on_disk, err);
+    int64_t steps = 0;
+    int rc = w ? writer_finish(w, CLOSE, &steps, err) : KV_OK;
+    if (on_disk)
+        *on_disk = steps;
+    return rc;
 }
 
 int64_t trace_writer_abort(trace_writer *w)

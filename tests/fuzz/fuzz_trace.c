@@ -6,7 +6,7 @@
  * Each input is written to one file in /dev/shm (trace_open takes a path, and the
  * bytes must reach HDF5 exactly as a file on disk would) and read the way the tools
  * read it: open (every attribute and shape check) and every row block of every
- * (layer, head) whichever way it is stored (read, fetch + decode, rebuild), keys,
+ * (layer, head) whichever way it is stored (read, fetch + decode, f16, rebuild), keys,
  * values and queries; or `kvtrace info`; or `kvtrace verify`.  A refused input must say so through a kv_err
  * naming the file; anything else AddressSanitizer, UBSan or the -timeout catch.
  */
@@ -27,6 +27,18 @@ static void refused(const kv_err *err)
         abort();                          /* every refusal is explained, naming the file */
 }
 
+/* The block as f16 chunks (the replay's path: trace_fetch_f16), checked as it is. */
+static unsigned char f16_block[(4096 / TRACE_CHUNK_COLS + 1) * TRACE_F16_CHUNK_BYTES];
+
+static void read_f16(trace *tr, int li, int hi, int64_t t0, int n, trace_chunk_buf *cb)
+{
+    const unsigned char *col[4096 / TRACE_CHUNK_COLS + 1];
+    kv_err err = {0};
+    if (trace_fetch_f16(tr, li, hi, t0, n, cb, f16_block, sizeof f16_block, &err) == 1 &&
+        trace_decode_f16(cb, col, &err) == 0)
+        trace_check_f16(tr, li, hi, t0, n, col, &err);
+}
+
 /* Every block of rows of (li, hi), through each reader that applies. */
 static void read_pair(trace *tr, int li, int hi, float *out, size_t width,
                       trace_chunk_buf *cb, trace_rebuild_buf *rb)
@@ -40,6 +52,7 @@ static void read_pair(trace *tr, int li, int hi, float *out, size_t width,
         if (trace_rows_stored(tr, li, hi)) {
             if (trace_fetch_rows(tr, li, hi, t0, n, cb, &err) == 0)
                 trace_decode_rows(cb, out, width, &err);
+            read_f16(tr, li, hi, t0, n, cb);
         } else if (trace_fetch_inputs(tr, li, hi, t0, n, rb, &err) == 0) {
             trace_rebuild_rows(rb, out, width, &err);
         }
