@@ -154,8 +154,21 @@ static policy *fail_free(policy *p)
     return NULL;
 }
 
+/* The layer's RoPE, its frequencies copied (the shape's are borrowed).  0 or -1. */
+static int copy_rope(policy *p, const policy_rope *rope)
+{
+    if (!rope || !rope->freq || rope->n_rot < 2)
+        return 0;
+    float *f = malloc((size_t)(rope->n_rot / 2) * sizeof *f);
+    if (!f)
+        return -1;
+    memcpy(f, rope->freq, (size_t)(rope->n_rot / 2) * sizeof *f);
+    p->rope = (policy_rope){f, rope->n_rot, rope->halves};
+    return 0;
+}
+
 policy *policy__new(const policy_config *cfg, int layer, int n_layers, uint64_t stream_id,
-                    int capacity_hint, kv_err *err)
+                    int capacity_hint, const policy_rope *rope, kv_err *err)
 {
     char names[512];
     const policy_def *def = cfg ? policy_find(cfg->name) : NULL;
@@ -178,6 +191,10 @@ policy *policy__new(const policy_config *cfg, int layer, int n_layers, uint64_t 
                (def->ops.due ? POLICY_DECIDES_DUE : 0);
     p->layer = layer;
     p->n_layers = n_layers;
+    if (copy_rope(p, rope) != 0) {
+        kv_errorf(err, KV_ENOMEM, "out of memory");
+        return fail_free(p);
+    }
     if (check_config(&p->cfg, err) || policy__fill_params(def, &p->cfg, p->state, err) ||
         check_reads(p, err) || add_declared_columns(p, err))
         return fail_free(p);
@@ -206,6 +223,7 @@ void policy__free(policy *p)
     free(p->rank);
     free(p->values);
     free(p->mask);
+    free((float *)p->rope.freq);
     free(p->state);
     free(p);
 }
@@ -375,6 +393,21 @@ int policy_layer_number(const policy *p) { return p->layer; }
 int policy_model_layers(const policy *p) { return p->n_layers; }
 const policy_def *policy_def_of(const policy *p) { return p->def; }
 const float *policy_future(const policy *p) { return p->future; }
+const policy_rope *policy_rope_of(const policy *p) { return &p->rope; }
+
+/* The forward pass turned pair (a, b) into (a·c − b·s, a·s + b·c) with c, s the float
+ * cos and sin of the float angle; the transpose turns it back. */
+void policy_rope_unrotate(const policy_rope *r, float *x, int position)
+{
+    const int pair = r->halves ? 1 : 2, partner = r->halves ? r->n_rot / 2 : 1;
+    for (int i = 0; r->freq && i < r->n_rot / 2; i++) {
+        const float angle = (float)position * r->freq[i];
+        const float c = cosf(angle), s = sinf(angle);
+        const float a = x[i * pair], b = x[i * pair + partner];
+        x[i * pair] = a * c + b * s;
+        x[i * pair + partner] = b * c - a * s;
+    }
+}
 void policy_add_flags(policy *p, unsigned flags) { p->flags |= flags; }
 void policy_set_budget(policy *p, int budget) { p->budget = budget; }
 policy_config *policy_config_edit(policy *p) { return &p->cfg; }

@@ -97,6 +97,14 @@ typedef struct policy_vectors {
     const float *key, *value;
     int          dim, n;
     size_t       stride;
+    /* The queries the entry's own token issued in this layer, for a policy that reads
+     * them (POLICY_READS_QUERIES): n_query vectors of dim floats, contiguous, one per
+     * member head of the stream in head order (the G heads of a KV-head stream, every
+     * head of a layer stream).  Post-RoPE, at the entry's position, as the trace stores
+     * them (GGUF dimension order); policy_rope_of() undoes the rotation.  NULL when the
+     * driver has none. */
+    const float *query;
+    int          n_query;
 } policy_vectors;
 
 /* The mean over the vectors of their L2 norm (each rounded to float, as the replay
@@ -246,6 +254,18 @@ int policy_span_parse(const char *text, policy_span *out, kv_err *err);
 typedef struct policy        policy;
 typedef struct policy_layer  policy_layer;
 
+/* A layer's rotary position embedding, for policies that read queries and keys before
+ * the rotation (expected-attention): dimension pair i of a head (i < n_rot/2) is turned
+ * by the angle (float)position · freq[i], computed in float as the forward pass does
+ * (RoPE scaling folded into freq); the pairs are (2i, 2i+1) (GGUF llama order) or
+ * (i, i + n_rot/2) when `halves` (NEOX: qwen, gemma3, gptneox); dimensions from n_rot
+ * on are not rotated.  freq is copied by policy_layer_new. */
+typedef struct policy_rope {
+    const float *freq;     /* (n_rot/2) radians per position; NULL: unknown */
+    int          n_rot;
+    int          halves;
+} policy_rope;
+
 /* The heads of one model layer as the driver has them. */
 typedef struct policy_shape {
     int        layer;      /* the model layer number (schedules, stream ids) */
@@ -257,6 +277,7 @@ typedef struct policy_shape {
     int        max_len;    /* the longest sequence the driver will feed (0: unknown) */
     int        window;     /* W > 0: a sliding-window layer, query t sees only keys
                               t-W+1..t (0: every earlier key); see policy_layer_new */
+    policy_rope rope;      /* the layer's rotary embedding (freq NULL: unknown) */
 } policy_shape;
 
 /* The streams of one layer under cfg (budget resolved, prompt_len set): one per KV
@@ -282,6 +303,10 @@ typedef struct policy_token {
     const float *values;     /* the same for values; NULL when none */
     int          dim;
     size_t       stride;
+    const float *queries;    /* its post-RoPE queries, head h (0..H-1 of the shape) at
+                                queries + h·query_stride (dim floats); NULL: none.
+                                Needed only by POLICY_READS_QUERIES policies */
+    size_t       query_stride;
 } policy_token;
 
 typedef struct policy_io {
@@ -429,6 +454,8 @@ enum policy_capability {
                                          rule sizes it, at any step (fastgen) */
     POLICY_DECIDES_DUE   = 1u << 5,   /* set for a policy with a `due` op */
     POLICY_PLANS_LAYER   = 1u << 6,   /* set for a policy with a `plan` op */
+    POLICY_READS_QUERIES = 1u << 7,   /* append needs the entry's queries and the layer's
+                                         RoPE (policy_shape.rope) */
 };
 
 typedef struct policy_ops {
@@ -505,6 +532,11 @@ int                 policy_model_layers(const policy *p);
 const policy_def   *policy_def_of(const policy *p);
 /* Future attention of each kept slot, valid in choose (POLICY_NEEDS_FUTURE), or NULL. */
 const float        *policy_future(const policy *p);
+/* The layer's rotary embedding (policy_shape.rope; freq NULL when the driver gave none). */
+const policy_rope  *policy_rope_of(const policy *p);
+/* Undo the rotation of one head vector x[dim] at `position` in place (the pre-RoPE query
+ * or key), in float as the forward pass turned it. */
+void                policy_rope_unrotate(const policy_rope *r, float *x, int position);
 /* (5) The stream's deterministic generator (splitmix64). */
 uint64_t            policy_rand_u64(policy *p);
 

@@ -34,6 +34,8 @@ struct policy_layer {
     float   *future;     /* (cap,) */
     int     *slots;      /* (cap,) */
     int      cap;
+    float   *query;      /* (max_g, query_dim) the member queries of the joining token */
+    int      query_dim;
 };
 
 /* --- building ---------------------------------------------------------------------- */
@@ -147,7 +149,8 @@ policy_layer *policy_layer_new(const policy_config *cfg, const policy_shape *sha
     for (int s = 0; rc == KV_OK && s < n; s++) {
         policy_config c = *cfg;
         window_budget(&c, shape);
-        L->stream[s] = policy__new(&c, shape->layer, shape->n_layers, id[s], 0, err);
+        L->stream[s] = policy__new(&c, shape->layer, shape->n_layers, id[s], 0, &shape->rope,
+                                   err);
         rc = L->stream[s] ? KV_OK : err ? err->code : KV_EUSAGE;
         L->n += L->stream[s] != NULL;
     }
@@ -177,22 +180,47 @@ void policy_layer_free(policy_layer *L)
     free(L->rows);
     free(L->future);
     free(L->slots);
+    free(L->query);
     free(L);
 }
 
 /* --- the step ----------------------------------------------------------------------- */
 
+/* Stream s's member queries of the token, gathered contiguous into L->query (NULL
+ * without queries, or out of memory: the policy then has none, as with no keys). */
+static const float *member_queries(policy_layer *L, int s, const policy_token *tok)
+{
+    if (!tok->queries || tok->dim < 1)
+        return NULL;
+    if (L->query_dim != tok->dim) {
+        free(L->query);
+        L->query = malloc((size_t)(L->max_g > 0 ? L->max_g : 1) * tok->dim * sizeof *L->query);
+        L->query_dim = L->query ? tok->dim : 0;
+        if (!L->query)
+            return NULL;
+    }
+    for (int g = L->first[s]; g < L->first[s + 1]; g++)
+        memcpy(L->query + (size_t)(g - L->first[s]) * tok->dim,
+               tok->queries + (size_t)L->member[g] * tok->query_stride,
+               (size_t)tok->dim * sizeof *L->query);
+    return L->query;
+}
+
 /* Stream s's view of the token's vectors: its KV head's, or every KV head's. */
-static policy_vectors vectors_of(const policy_layer *L, int s, const policy_token *tok)
+static policy_vectors vectors_of(policy_layer *L, int s, const policy_token *tok)
 {
     const int kv = L->kv[s];
     const size_t at = kv >= 0 ? (size_t)kv * tok->stride : 0;
+    const int wants = (policy_flags(L->stream[s]) & POLICY_READS_QUERIES) != 0;
+    const float *q = wants ? member_queries(L, s, tok) : NULL;
     return (policy_vectors){
         .key = tok->keys ? tok->keys + at : NULL,
         .value = tok->values ? tok->values + at : NULL,
         .dim = tok->dim,
         .n = kv >= 0 ? 1 : L->n_kv,
         .stride = tok->stride,
+        .query = q,
+        .n_query = q ? L->first[s + 1] - L->first[s] : 0,
     };
 }
 

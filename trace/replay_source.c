@@ -58,3 +58,11 @@ int replay_source_read_kv(replay_source *s, int li, int ki, int t0, int n, float
 {
     return s->ops->read_kv(s, li, ki, t0, n, keys, values, err);
 }
+
+int replay_source_read_queries(replay_source *s, int li, int hi, int t0, int n, float *out,
+                               kv_err *err)
+{
+    if (!s->has_queries || !s->ops->read_queries)
+        return kv_errorf(err, KV_ENOTFOUND, "%s has no queries recorded", s->name);
+    return s->ops->read_queries(s, li, hi, t0, n, out, err);
+}
