@@ -80,7 +80,7 @@ static int make_layers(live *lv, int seq_len, kv_err *err)
         model_rope_freqs(lv->m, l, lv->rope + (size_t)l * half);
         const policy_shape shape = {l, lv->L, lv->H, lv->head_id, lv->kv_of, lv->K, seq_len, 0,
                                     {lv->rope + (size_t)l * half, g->n_rot,
-                                     g->rope == MODEL_ROPE_NEOX}};
+                                     g->rope == MODEL_ROPE_NEOX}, NULL, 0, 0};
         if (!(lv->layers[l] = policy_layer_new(&lv->cfg, &shape, err)))
             return err && err->code ? err->code : KV_EUSAGE;
     }
@@ -88,6 +88,9 @@ static int make_layers(live *lv, int seq_len, kv_err *err)
     if (flags & POLICY_NEEDS_FUTURE)
         return kv_errorf(err, KV_EUSAGE, "policy %s needs future attention: it runs in "
                          "replay only (kvsim replay)", lv->cfg.name);
+    if (flags & POLICY_READS_OUT_PROJ)   /* live generation does not lend W_o yet */
+        return kv_errorf(err, KV_EUSAGE, "policy %s reads the output projection: it runs "
+                         "in replay only (kvsim replay --model)", lv->cfg.name);
     lv->vectors = (flags & (POLICY_READS_KEYS | POLICY_READS_VALUES)) != 0;
     lv->queries_on = (flags & POLICY_READS_QUERIES) != 0;
     return KV_OK;

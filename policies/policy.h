@@ -105,6 +105,11 @@ typedef struct policy_vectors {
      * driver has none. */
     const float *query;
     int          n_query;
+    /* For a policy that reads them (POLICY_READS_OUT_PROJ): per member head, in the
+     * order of `query`, ‖W_o,h v‖₁, the L1 norm of the entry's value through that
+     * head's slice of the layer's output projection (policy_shape.out_proj); NULL
+     * when the driver has no output projection. */
+    const float *out_norm;
 } policy_vectors;
 
 /* The mean over the vectors of their L2 norm (each rounded to float, as the replay
@@ -278,6 +283,12 @@ typedef struct policy_shape {
     int        window;     /* W > 0: a sliding-window layer, query t sees only keys
                               t-W+1..t (0: every earlier key); see policy_layer_new */
     policy_rope rope;      /* the layer's rotary embedding (freq NULL: unknown) */
+    /* The layer's output projection W_o, rows × cols floats row-major (rows = model
+     * width, cols = query heads × head_dim; head h's slice is columns h·D..h·D+D-1 of
+     * the model's head numbering, head_id), borrowed for the layer's life; NULL:
+     * unknown.  The step turns it into policy_vectors.out_norm. */
+    const float *out_proj;
+    int          out_rows, out_cols;
 } policy_shape;
 
 /* The streams of one layer under cfg (budget resolved, prompt_len set): one per KV
@@ -456,6 +467,7 @@ enum policy_capability {
     POLICY_PLANS_LAYER   = 1u << 6,   /* set for a policy with a `plan` op */
     POLICY_READS_QUERIES = 1u << 7,   /* append needs the entry's queries and the layer's
                                          RoPE (policy_shape.rope) */
+    POLICY_READS_OUT_PROJ = 1u << 8,  /* append needs out_norm (policy_shape.out_proj) */
 };
 
 typedef struct policy_ops {

@@ -54,6 +54,7 @@ static const policy_param expected_params[] = {
      "expected-attention: multiply by the value L2 norm"},
     {"epsilon", POLICY_PARAM_REAL, offsetof(expected, epsilon), "0", 0, 1e9, NULL,
      "expected-attention: added to the score before the value norm"},
+    KVPRESS_CRITICAL_PARAMS,
     {0},
 };
 
@@ -238,6 +239,11 @@ static void expected_destroy(policy *p)
     kvpress_scorer_destroy(p);
 }
 
+#define EXPECTED_OPS                                                                    \
+    {.init = expected_init, .append = expected_append,                                   \
+     .end_prompt = kvpress_scorer_end_prompt, .choose = expected_choose,                 \
+     .destroy = expected_destroy}
+
 const policy_def policy_expected_attention = {
     .name = "expected-attention",
     .summary = "keep the largest expected future attention (query mean and covariance, "
@@ -249,7 +255,20 @@ const policy_def policy_expected_attention = {
     .scope_of = POLICY_SCOPE_OF_KV_HEAD,
     .flags = POLICY_READS_KEYS | POLICY_READS_VALUES | POLICY_READS_QUERIES,
     .state_size = sizeof(expected),
-    .ops = {.init = expected_init, .append = expected_append,
-            .end_prompt = kvpress_scorer_end_prompt, .choose = expected_choose,
-            .destroy = expected_destroy},
+    .ops = EXPECTED_OPS,
+};
+
+/* kvpress's CriticalKVPress as it is used: around ExpectedAttentionPress without its
+ * value norm (kvpress warns that use_vnorm should be off there), first stage 0.5. */
+const policy_def policy_criticalkv = {
+    .name = "criticalkv",
+    .summary = "CriticalKV around expected-attention (vnorm no): half the kept entries by "
+               "the score, the rest by score x ||W_o v||_1; oneshot",
+    .provenance = "CriticalKV (arXiv 2502.03805); kvpress CriticalKVPress(ExpectedAttentionPress)",
+    .base = &policy_expected_attention,
+    .defaults = "critical=0.5,vnorm=no",
+    .scope_of = POLICY_SCOPE_OF_KV_HEAD,
+    .flags = POLICY_READS_KEYS | POLICY_READS_VALUES | POLICY_READS_QUERIES,
+    .state_size = sizeof(expected),
+    .ops = EXPECTED_OPS,
 };

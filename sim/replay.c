@@ -158,6 +158,12 @@ void replay_shape_of(const replay_source *src, const replay_plan *plan, int l, i
                           .n_heads = plan->n_heads, .head_id = head_id, .kv_of = kv_of,
                           .n_kv = src->n_kv, .max_len = src->T,
                           .window = src->window ? src->window[plan->layers[l]] : 0};
+    const int ml = src->layers[plan->layers[l]];
+    if (plan->out_proj && ml < plan->out_layers) {
+        out->out_proj = plan->out_proj[ml];
+        out->out_rows = plan->out_rows;
+        out->out_cols = plan->out_cols;
+    }
     if (src->rope_freq)
         out->rope = (policy_rope){src->rope_freq + (size_t)plan->layers[l] * (src->head_dim / 2),
                                   src->head_dim, src->rope_halves};
@@ -213,6 +219,15 @@ static int build_layers(layer_job *j, kv_err *err)
                              j->src->name, j->src->has_queries ? "no RoPE it can rebuild "
                              "(docs/POLICIES.md)" : "no queries recorded (record it with "
                              "--record-queries, or row-free)");
+        if ((flags & POLICY_READS_OUT_PROJ) && !shape.out_proj)
+            return kv_errorf(err, KV_EUSAGE, "policy %s reads the output projection W_o: "
+                             "give --model FILE, the GGUF %s was recorded from",
+                             plan->configs[c].policy.name, j->src->name);
+        for (int h = 0; (flags & POLICY_READS_OUT_PROJ) && h < shape.n_heads; h++)
+            if ((shape.head_id[h] + 1) * j->D > shape.out_cols)
+                return kv_errorf(err, KV_EUSAGE, "--model: W_o has %d columns, too few for "
+                                 "head %d of %d dimensions: not the model %s was recorded "
+                                 "from", shape.out_cols, shape.head_id[h], j->D, j->src->name);
         if ((flags & POLICY_READS_VALUES) && !j->src->has_values)
             return kv_errorf(err, KV_EUSAGE, "policy %s reads value vectors: %s has none "
                              "recorded", plan->configs[c].policy.name, j->src->name);

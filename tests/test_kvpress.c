@@ -102,8 +102,13 @@ static void record_trace(char *path)
  * disagree beyond split ties and reports the figures. */
 static int check_config(const char *trace, const char *label, const char *args, kept_sets *k)
 {
-    char line[1024];
-    snprintf(line, sizeof line, "replay %s %s --metrics mass", trace, args);
+    char line[2048], given[512];
+    snprintf(given, sizeof given, "%s", args);
+    char *model = strstr(given, "--model MODEL");   /* the fixture's stand-in for ours */
+    if (model)
+        snprintf(model, sizeof given - (size_t)(model - given), "--model %s%s", test_model(),
+                 strstr(args, "--model MODEL") + 13);
+    snprintf(line, sizeof line, "replay %s %s --metrics mass", trace, given);
     memset(k->seen, 0, sizeof k->seen);
     run r;
     run_words_observe(&r, line, observe_kept, k);
