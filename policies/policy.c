@@ -19,6 +19,11 @@
 static int layer_budget(const policy *p)
 {
     const policy_config *c = &p->cfg;
+    if (c->n_layer_budgets > 0 && p->layer < c->n_layer_budgets) {   /* checked in new */
+        const double b = c->layer_budgets[p->layer];
+        const policy_budget own = {b < 0, -b, b > 0 ? (long)b : 0};
+        return policy_budget_resolve(&own, c->resolved_len > 0 ? c->resolved_len : INT_MAX / 2);
+    }
     if (c->budget <= 0 || c->layer_decay == 1.0 || p->n_layers <= 1)
         return c->budget;
     double total = 0;
@@ -193,6 +198,14 @@ policy *policy__new(const policy_config *cfg, int layer, int n_layers, uint64_t 
     p->n_layers = n_layers;
     if (copy_rope(p, rope) != 0) {
         kv_errorf(err, KV_ENOMEM, "out of memory");
+        return fail_free(p);
+    }
+    if (p->cfg.n_layer_budgets > 0 && (layer >= p->cfg.n_layer_budgets ||
+                                       p->cfg.budget_arg.entries + p->cfg.budget_arg.is_fraction == 0 ||
+                                       p->cfg.layer_decay != 1.0)) {
+        kv_errorf(err, KV_EUSAGE, "layer-budgets lists %d layers: layer %d has none, or "
+                  "--budget (the nominal B) is missing, or layer-decay is set too",
+                  p->cfg.n_layer_budgets, layer);
         return fail_free(p);
     }
     if (check_config(&p->cfg, err) || policy__fill_params(def, &p->cfg, p->state, err) ||

@@ -155,6 +155,7 @@ typedef struct policy_budget {
 } policy_budget;
 
 #define POLICY_OWN_MAX   16   /* own parameters one configuration may set */
+#define POLICY_LAYERS_MAX 128 /* layers `layer-budgets` may list */
 #define POLICY_KEY_MAX   24
 #define POLICY_VALUE_MAX 40
 
@@ -170,6 +171,9 @@ typedef struct policy_config {
     double          layer_decay; /* `layer-decay` d: B_l ∝ d^l, mean over layers = B */
     int             soft_limit;  /* `soft-limit`: no eviction below this length; 0 off */
     int             hard_limit;  /* `hard-limit`: B in force from this length on */
+    int             n_layer_budgets; /* `layer-budgets`: each layer's own B (0: none) */
+    double          layer_budgets[POLICY_LAYERS_MAX]; /* > 0 entries, < 0 −fraction */
+    int             resolved_len;/* T of policy_config_resolve (layer-budgets' fractions) */
     uint64_t        seed;        /* `seed` */
     int             prompt_len;  /* set by the driver: tokens in the prompt */
     uint32_t        set;         /* bit i: common parameter i was set explicitly */
