@@ -212,6 +212,13 @@ policy *policy__new(const policy_config *cfg, int layer, int n_layers, uint64_t 
         check_reads(p, err) || add_declared_columns(p, err))
         return fail_free(p);
     p->budget = layer_budget(p);
+    if (p->cfg.decode_interval > 0 &&
+        (p->cfg.decode_budget < 1 || p->cfg.prompt_len <= 0 ||
+         (p->flags & (POLICY_DECIDES_DUE | POLICY_SIZES_ITSELF | POLICY_PLANS_LAYER)))) {
+        kv_errorf(err, KV_EUSAGE, "policy '%s': decode-interval needs decode-budget >= 1, the "
+                  "prompt length, and a policy that evicts by the budget rule", def->name);
+        return fail_free(p);
+    }
     p->rng = p->cfg.seed ^ (stream_id * 0xd1b54a32d192ed03ull);
     if (def->ops.init && def->ops.init(p, err) != KV_OK)
         return fail_free(p);
@@ -294,11 +301,23 @@ void policy__end_prompt(policy *p)
         p->def->ops.end_prompt(p);
 }
 
+/* kvpress's DecodingPress: at generated tokens N, 2N, ... the cache goes back to the
+ * decode budget (the prompt's own rule, or the oneshot compression, came before). */
+static int decode_due(const policy *p, int counted)
+{
+    const policy_config *c = &p->cfg;
+    const int g = p->seen - c->prompt_len;
+    return g % c->decode_interval == 0 && counted > c->decode_budget
+               ? counted - c->decode_budget : 0;
+}
+
 int policy__due(const policy *p)
 {
     if (p->flags & POLICY_NEVER_EVICTS)
         return 0;
     int counted = p->n - p->n_pinned;
+    if (p->cfg.decode_interval > 0 && p->prompt_ended && p->seen > p->cfg.prompt_len)
+        return decode_due(p, counted);
     if (p->cfg.phase == POLICY_PHASE_ONESHOT && (!p->prompt_ended || p->oneshot_done))
         return 0;
     if (p->cfg.phase == POLICY_PHASE_DECODE && !p->prompt_ended)
@@ -371,6 +390,8 @@ int policy__quiet(const policy *p)
     }
     if ((p->flags & POLICY_SIZES_ITSELF) && p->prompt_ended)
         return 0;   /* its own rule may evict at any step */
+    if (c->decode_interval > 0 && p->prompt_ended)   /* the next multiple of N */
+        return c->decode_interval - 1 - (p->seen - c->prompt_len) % c->decode_interval;
     int B = p->budget;
     if (B <= 0)
         return INT_MAX;   /* unlimited (knorm's skipped layers) */
@@ -382,7 +403,7 @@ int policy__quiet(const policy *p)
 
 int policy__capacity(const policy *p)
 {
-    if ((p->flags & (POLICY_NEVER_EVICTS | POLICY_SIZES_ITSELF)) ||
+    if ((p->flags & (POLICY_NEVER_EVICTS | POLICY_SIZES_ITSELF)) || p->cfg.decode_interval ||
         p->budget <= 0 || p->cfg.phase != POLICY_PHASE_STREAM)
         return 0;
     /* length-adaptive limits: the cache reaches soft-limit entries before B holds */

@@ -171,6 +171,9 @@ typedef struct policy_config {
     double          layer_decay; /* `layer-decay` d: B_l ∝ d^l, mean over layers = B */
     int             soft_limit;  /* `soft-limit`: no eviction below this length; 0 off */
     int             hard_limit;  /* `hard-limit`: B in force from this length on */
+    int             decode_interval; /* `decode-interval` N: after the prompt, every N-th
+                                        generated token compresses to decode_budget */
+    int             decode_budget;   /* `decode-budget`: entries kept then */
     int             n_layer_budgets; /* `layer-budgets`: each layer's own B (0: none) */
     double          layer_budgets[POLICY_LAYERS_MAX]; /* > 0 entries, < 0 −fraction */
     int             resolved_len;/* T of policy_config_resolve (layer-budgets' fractions) */

@@ -42,6 +42,11 @@ enum common_kind { C_POLICY, C_BUDGET, C_INT, C_REAL, C_CHOICE, C_U64, C_LIST };
     X("layer-budgets", C_LIST, F(layer_budgets), 0, 0,   "",       NULL,                \
       "each layer's own B, in layer order: 0.7,0.5,... (fractions) or\n245,105,... (entries); "\
       "--budget stays the nominal B (kvpress\nPerLayerCompressionPress)")                 \
+    X("decode-interval", C_INT, F(decode_interval), 0, 1e9, "0",   NULL,                \
+      "after the prompt, every N-th generated token compresses the cache\nto decode-budget "\
+      "(0 = off; kvpress DecodingPress)")                                                 \
+    X("decode-budget", C_INT,  F(decode_budget), 0,   1e9,  "0",      NULL,                \
+      "entries kept by each decode-interval compression")                                \
     X("soft-limit",  C_INT,    F(soft_limit),  0,    1e9,  "0",      NULL,                \
       "length below which nothing is evicted (0 = off)")                                \
     X("hard-limit",  C_INT,    F(hard_limit),  0,    1e9,  "0",      NULL,                \
