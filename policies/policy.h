@@ -100,9 +100,9 @@ typedef struct policy_vectors {
     /* The queries the entry's own token issued in this layer, for a policy that reads
      * them (POLICY_READS_QUERIES): n_query vectors of dim floats, contiguous, one per
      * member head of the stream in head order (the G heads of a KV-head stream, every
-     * head of a layer stream).  Post-RoPE, at the entry's position, as the trace stores
-     * them (GGUF dimension order); policy_rope_of() undoes the rotation.  NULL when the
-     * driver has none. */
+     * head of a layer stream; n_query is that count even without queries).  Post-RoPE,
+     * at the entry's position, as the trace stores them (GGUF dimension order);
+     * policy_rope_unrotate() undoes the rotation.  NULL when the driver has none. */
     const float *query;
     int          n_query;
     /* For a policy that reads them (POLICY_READS_OUT_PROJ): per member head, in the
