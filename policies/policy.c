@@ -200,9 +200,9 @@ policy *policy__new(const policy_config *cfg, int layer, int n_layers, uint64_t 
         kv_errorf(err, KV_ENOMEM, "out of memory");
         return fail_free(p);
     }
-    if (p->cfg.n_layer_budgets > 0 && (layer >= p->cfg.n_layer_budgets ||
-                                       p->cfg.budget_arg.entries + p->cfg.budget_arg.is_fraction == 0 ||
-                                       p->cfg.layer_decay != 1.0)) {
+    const int nominal = p->cfg.budget_arg.is_fraction || p->cfg.budget_arg.entries > 0;
+    if (p->cfg.n_layer_budgets > 0 &&
+        (layer >= p->cfg.n_layer_budgets || !nominal || p->cfg.layer_decay != 1.0)) {
         kv_errorf(err, KV_EUSAGE, "layer-budgets lists %d layers: layer %d has none, or "
                   "--budget (the nominal B) is missing, or layer-decay is set too",
                   p->cfg.n_layer_budgets, layer);
