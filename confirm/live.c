@@ -41,6 +41,8 @@ struct live {
     size_t              queries_cap; /* floats allocated */
     float              *rope;        /* (L, n_rot/2) each layer's RoPE frequencies */
     live_stats          stats;
+    int                 mark;        /* live_mark's position, -1: none */
+    live_stats          mark_stats;
 };
 
 /* --- the hook: called by model_forward, possibly from several threads ------------- */
@@ -139,6 +141,7 @@ live *live_new(model *m, const tokenizer *tok, const policy_config *cfg, int seq
     lv->L = lv->c->n_layer, lv->H = lv->c->n_head, lv->K = lv->c->n_head_kv;
     lv->G = lv->H / lv->K;
     lv->full = !cfg->name || !strcmp(cfg->name, "full");
+    lv->mark = -1;
     int rc = check_sizes(lv, seq_len, err);
     if (!rc && policy_config_scope_of(cfg) == POLICY_SCOPE_OF_QUERY_HEAD)
         rc = kv_errorf(err, KV_EUSAGE, "policy %s: scope-of query-head needs a KV cache per "
@@ -444,6 +447,41 @@ int live_generate(live *lv, sampler *smp, const int32_t *prompt, int n_prompt, i
     out->decode_s = omp_get_wtime() - t1;
     live_get_stats(lv, &out->stats);
     free(logits);
+    return rc;
+}
+
+int live_prefill(live *lv, const int32_t *tokens, int n, kv_err *err)
+{
+    float *logits = malloc((size_t)lv->c->n_vocab * sizeof *logits);
+    if (!logits)
+        return kv_errorf(err, KV_ENOMEM, "out of memory for the logits");
+    int rc = feed_prompt(lv, tokens, n, logits, err);
+    free(logits);
+    return rc;
+}
+
+int live_mark(live *lv)
+{
+    for (int l = 0; !lv->full && l < lv->L; l++)
+        if (!policy_layer_settled(lv->layers[l]))
+            return 0;
+    if (lv->reposition)
+        return 0;
+    lv->mark = lv->t;
+    lv->mark_stats = lv->stats;
+    return 1;
+}
+
+int live_rewind(live *lv, kv_err *err)
+{
+    if (lv->mark < 0)
+        return kv_errorf(err, KV_EUSAGE, "live_rewind: no mark");
+    int rc = KV_OK;
+    for (int l = 0; rc == KV_OK && !lv->full && l < lv->L; l++)
+        rc = policy_layer_truncate(lv->layers[l], lv->mark, err);
+    kv_cache_truncate(lv->cache, lv->mark);
+    lv->t = lv->mark;
+    lv->stats = lv->mark_stats;
     return rc;
 }
 

@@ -361,6 +361,15 @@ int policy__evict(policy *p, int k, const float *future, int *slots)
     return k;
 }
 
+int policy__truncate(policy *p, int32_t pos)
+{
+    const int n = p->n;
+    while (p->n > p->n_pinned && p->entries[p->n - 1].position >= pos)
+        p->n--;   /* the suffix: every per-slot array is simply shorter */
+    p->seen = pos < p->seen ? pos : p->seen;
+    return n - p->n;
+}
+
 int policy__expire(policy *p, int32_t oldest, int *slots)
 {
     int k = 0;

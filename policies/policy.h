@@ -345,6 +345,14 @@ typedef struct policy_io {
 int policy_layer_step(policy_layer *L, const policy_token *tok, const policy_io *io,
                       void *ctx, kv_err *err);
 
+/* Is every stream done evicting for good (a oneshot policy that has compressed, with no
+ * decode-interval, no due or plan op of its own)?  Then what joins after has no say in
+ * its choices and policy_layer_truncate can take the layer back. */
+int           policy_layer_settled(const policy_layer *L);
+/* Drop every stream's entries at positions >= pos, and count pos tokens seen.  Only
+ * for a settled layer (KV_EUSAGE otherwise). */
+int           policy_layer_truncate(policy_layer *L, int32_t pos, kv_err *err);
+
 int           policy_layer_streams(const policy_layer *L);
 policy       *policy_layer_stream(const policy_layer *L, int s);
 /* Stream s's member heads (0..H-1 of the shape) into *heads; returns G. */

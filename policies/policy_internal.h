@@ -53,6 +53,10 @@ int     policy__evict(policy *p, int k, const float *future, int *slots);
  * order), pinned ones too: a sliding window's keys the model no longer shows.  Their
  * slots go to slots[]; returns how many. */
 int     policy__expire(policy *p, int32_t oldest, int *slots);
+/* Drop the entries at positions >= pos (a slot suffix) and count `pos` entries seen:
+ * the stream as it was when pos tokens had joined, for a policy that will never evict
+ * again (policy_layer_truncate says which).  Returns how many went. */
+int     policy__truncate(policy *p, int32_t pos);
 /* How many more entries may join with nothing due after any of them (INT_MAX: none
  * can be due before the sequence ends). */
 int     policy__quiet(const policy *p);

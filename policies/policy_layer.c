@@ -352,6 +352,27 @@ int policy_layer_step(policy_layer *L, const policy_token *tok, const policy_io 
 
 /* --- queries ------------------------------------------------------------------------- */
 
+int policy_layer_settled(const policy_layer *L)
+{
+    for (int s = 0; s < L->n; s++) {
+        const policy *p = L->stream[s];
+        if (p->cfg.phase != POLICY_PHASE_ONESHOT || !p->oneshot_done ||
+            p->cfg.decode_interval > 0 ||
+            (p->flags & (POLICY_DECIDES_DUE | POLICY_PLANS_LAYER | POLICY_SIZES_ITSELF)))
+            return 0;
+    }
+    return 1;
+}
+
+int policy_layer_truncate(policy_layer *L, int32_t pos, kv_err *err)
+{
+    if (!policy_layer_settled(L))
+        return kv_errorf(err, KV_EUSAGE, "policy_layer_truncate: the layer may still evict");
+    for (int s = 0; s < L->n; s++)
+        policy__truncate(L->stream[s], pos);
+    return KV_OK;
+}
+
 int policy_layer_streams(const policy_layer *L) { return L->n; }
 policy *policy_layer_stream(const policy_layer *L, int s) { return L->stream[s]; }
 int policy_layer_kv(const policy_layer *L, int s) { return L->kv[s]; }

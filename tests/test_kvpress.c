@@ -245,3 +245,50 @@ Test(kvpress, generate_answers_questions_from_the_compressed_context, .timeout =
              "--device cuda 2>&1", getenv("KV_BIN"), test_model());
     cr_assert_eq(test_shell(cmd, out, sizeof out), 2, "eviction on --device cuda: %s", out);
 }
+
+/* Feeding the context once and rewinding the compressed cache after each answer gives
+ * the answers that prefilling the context again for each question gives (byte for
+ * byte), where the policy is done evicting; otherwise it prefills again. */
+Test(kvpress, rewinding_the_context_answers_as_a_fresh_prefill, .timeout = 600)
+{
+    if (!test_model())
+        cr_skip_test("the model is not here (make test-fast)");
+    char dir[] = "/tmp/kv_rewind_XXXXXX", cmd[2048], base[1024], path[600];
+    static char once[8192], again[8192], note[8192];
+    cr_assert_not_null(mkdtemp(dir));
+    snprintf(path, sizeof path, "%s/context.txt", dir);
+    FILE *f = fopen(path, "w");
+    fputs("The harbour master wrote each arrival in green ink. The code for the customs "
+          "shed that week was 4817, and only she and her deputy knew it. The fourth ship, "
+          "the Lantern, came in late at night without signalling.\n", f);
+    fclose(f);
+    snprintf(path, sizeof path, "%s/questions.txt", dir);
+    f = fopen(path, "w");
+    fputs("Which ship came without signalling?\nWho wrote each arrival, and in what ink?\n"
+          "What was the code for the customs shed?\n", f);
+    fclose(f);
+    static const char *const policies[] = {
+        "snapkv-kvpress --obs-window 8 --budget 0.5", "knorm-kvpress --budget 0.6",
+        "expected-attention --budget 0.4"};
+    for (size_t i = 0; i < sizeof policies / sizeof *policies; i++) {
+        snprintf(base, sizeof base, "'%s/kvtrace' generate '%s' --context %s/context.txt "
+                 "--questions %s/questions.txt --policy %s --max-new-tokens 10",
+                 getenv("KV_BIN"), test_model(), dir, dir, policies[i]);
+        snprintf(cmd, sizeof cmd, "%s 2>/dev/null", base);
+        cr_assert_eq(test_shell(cmd, once, sizeof once), 0, "%s", once);
+        snprintf(cmd, sizeof cmd, "%s --reprefill 2>/dev/null", base);
+        cr_assert_eq(test_shell(cmd, again, sizeof again), 0, "%s", again);
+        cr_assert(strstr(once, "Q: What was the code"), "%s", once);
+        cr_assert_str_eq(once, again, "%s: rewound vs prefilled again", policies[i]);
+        snprintf(cmd, sizeof cmd, "%s 2>&1 >/dev/null", base);
+        cr_assert_eq(test_shell(cmd, note, sizeof note), 0, "%s", note);
+        cr_assert(strstr(note, "fed once; the cache is rewound"), "%s took the rewind: %s",
+                  policies[i], note);
+    }
+    /* h2o streams: its choices read what each question adds, so it prefills again */
+    snprintf(cmd, sizeof cmd, "'%s/kvtrace' generate '%s' --context %s/context.txt "
+             "--questions %s/questions.txt --policy h2o --budget 0.5 --max-new-tokens 2 "
+             "2>&1 >/dev/null", getenv("KV_BIN"), test_model(), dir, dir);
+    cr_assert_eq(test_shell(cmd, note, sizeof note), 0, "%s", note);
+    cr_assert_null(strstr(note, "fed once"), "h2o cannot rewind: %s", note);
+}
