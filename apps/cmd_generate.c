@@ -29,7 +29,6 @@
 #include "policy.h"
 #include "session.h"
 #include "input.h"
-#include "vec.h"
 
 #include <stddef.h>
 #include <stdlib.h>

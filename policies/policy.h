@@ -71,7 +71,8 @@
 
 #include "kv_err.h"
 
-#define POLICY_ABI_VERSION 1   /* of this header, for --policy-lib files */
+#define POLICY_ABI_VERSION 2   /* of this header, for --policy-lib files (2: policy_config
+                                  grew decode-interval and layer-budgets) */
 
 /* =================================================================================
  * Entries: what a policy may know about a cached token besides its attention. */
