@@ -14,9 +14,11 @@
  * prompt the policy compresses (a oneshot policy compresses it once, at its end; a
  * budget fraction resolves against the context), then each question (one per line,
  * not seen by the compression) is fed after it and answered.  Each question starts
- * from the same compressed cache: the context is prefilled again for each one, which
- * gives the same kept entries (the run is deterministic) at the cost of one prefill
- * per question; a cache that is snapshotted and rewound is not written yet.
+ * from the same compressed cache: the context is fed once and, after each answer, the
+ * cache and the policy's streams are rewound to it (live_mark, live_rewind), which is
+ * what a fresh prefill would give when the policy will never evict again (a oneshot
+ * policy that compressed); otherwise, or with --reprefill, the context is prefilled
+ * again for each question (the run is deterministic: the same kept entries).
  */
 #include "commands.h"
 
@@ -27,7 +29,6 @@
 #include "policy.h"
 #include "session.h"
 #include "input.h"
-#include "vec.h"
 
 #include <stddef.h>
 #include <stdlib.h>
@@ -37,6 +38,7 @@ static int load_policy_lib(const char *path, kv_err *err) { return policy_lib_lo
 
 typedef struct options {
     int reposition;
+    int reprefill;   /* --reprefill: the context fed again for each question */
     const char *kept, *streams;   /* the kept set and per-stream lines after the run */
     const char *policy_lib;   /* loaded as soon as it is read (OPTS_EARLY) */
     const char *context, *questions;   /* --context FILE --questions FILE */
@@ -61,6 +63,10 @@ static const opts_row generate_rows[] = {
     {"questions", 0, OPTS_TEXT, offsetof(options, questions), "FILE",
      "with --context: one question per line, asked after the\ncontext, unseen by the "
      "compression (kvpress's pipeline)", 0, 0, NULL},
+    {"reprefill", 0, OPTS_FLAG, offsetof(options, reprefill), NULL,
+     "with --questions: prefill the context again for each question\n(default: feed it "
+     "once and rewind the compressed cache after\neach answer, where the policy is done "
+     "evicting)", 0, 0, NULL},
     {NULL, 0, 0, 0, NULL, NULL, 0, 0, NULL},
 };
 
@@ -154,44 +160,121 @@ static int generate(session *s, const session_options *o, policy_config *cfg,
     return rc;
 }
 
-/* --context/--questions: each line of the questions file after the context. */
-static int ask_questions(session *s, const session_options *o, const policy_config *cfg,
-                         const options *opt, kv_err *err)
+/* The questions file: its non-blank lines (pointers into text, NUL-terminated) and the
+ * token ids of each after the context, all in one array; q[i] starts at at[i]. */
+typedef struct questions {
+    char          *text;
+    char         **line;
+    size_t        *at;    /* (n + 1,) offsets into ids */
+    tokenizer_ids  ids;
+    int            n;
+} questions;
+
+static void questions_free(questions *q)
 {
-    FILE *fp = fopen(opt->questions, "rb");
+    free(q->text);
+    free(q->line);
+    free(q->at);
+    tokenizer_ids_free(&q->ids);
+}
+
+static int read_questions(const session *s, const char *path, questions *q, kv_err *err)
+{
+    FILE *fp = fopen(path, "rb");
     if (!fp)
-        return kv_errorf(err, KV_EIO, "%s: cannot open the questions file", opt->questions);
+        return kv_errorf(err, KV_EIO, "%s: cannot open the questions file", path);
     size_t len;
-    char *text = input_read_all(fp, opt->questions, &len, err);
+    q->text = input_read_all(fp, path, &len, err);
     fclose(fp);
-    if (!text)
+    if (!q->text)
         return err->code;
-    const int n_context = (int)s->prompt.n;
-    tokenizer_ids ids = {0};
-    int rc = KV_OK, asked = 0;
-    for (char *line = text, *next; rc == KV_OK && line < text + len; line = next) {
+    q->line = calloc(len + 1, sizeof *q->line);
+    q->at = calloc(len + 2, sizeof *q->at);
+    int rc = q->line && q->at ? KV_OK : kv_errorf(err, KV_ENOMEM, "out of memory");
+    for (char *line = q->text, *next; rc == KV_OK && line < q->text + len; line = next) {
         next = line + strcspn(line, "\n");
         *next++ = '\0';
         if (!line[strspn(line, " \t\r")])
             continue;   /* blank lines separate nothing */
-        if (vec_reserve((void **)&ids.ids, sizeof *ids.ids, s->prompt.n, &ids.cap) != 0) {
-            rc = kv_errorf(err, KV_ENOMEM, "out of memory for a question");
-            break;
-        }
-        memcpy(ids.ids, s->prompt.ids, s->prompt.n * sizeof *ids.ids);
-        ids.n = s->prompt.n;
-        rc = tokenizer_encode(s->tok, line, strlen(line), 0, &ids, err);
-        if (rc != KV_OK)
-            break;
-        printf("Q: %s\nA: ", line);
-        policy_config c = *cfg;
-        rc = generate(s, o, &c, opt, ids.ids, (int)ids.n, n_context, n_context, err);
-        asked++;
+        q->line[q->n++] = line;
+        rc = tokenizer_encode(s->tok, line, strlen(line), 0, &q->ids, err);
+        q->at[q->n] = q->ids.n;
     }
-    if (rc == KV_OK && !asked)
-        rc = kv_errorf(err, KV_EUSAGE, "%s: no question (one per line)", opt->questions);
-    tokenizer_ids_free(&ids);
-    free(text);
+    if (rc == KV_OK && !q->n)
+        rc = kv_errorf(err, KV_EUSAGE, "%s: no question (one per line)", path);
+    return rc;
+}
+
+/* The context prefilled again before each question. */
+static int ask_prefilling(session *s, const session_options *o, const policy_config *cfg,
+                          const options *opt, const questions *q, kv_err *err)
+{
+    const int n_context = (int)s->prompt.n;
+    int32_t *ids = malloc((n_context + q->ids.n + 1) * sizeof *ids);
+    int rc = ids ? KV_OK : kv_errorf(err, KV_ENOMEM, "out of memory for a question");
+    for (int i = 0; rc == KV_OK && i < q->n; i++) {
+        const int n_q = (int)(q->at[i + 1] - q->at[i]);
+        memcpy(ids, s->prompt.ids, (size_t)n_context * sizeof *ids);
+        memcpy(ids + n_context, q->ids.ids + q->at[i], (size_t)n_q * sizeof *ids);
+        printf("Q: %s\nA: ", q->line[i]);
+        policy_config c = *cfg;
+        rc = generate(s, o, &c, opt, ids, n_context + n_q, n_context, n_context, err);
+    }
+    free(ids);
+    return rc;
+}
+
+/* The context fed once; after each answer the cache goes back to it (live_rewind).
+ * *done = 0 when the policy could still evict after the context (then prefill). */
+static int ask_rewinding(session *s, const session_options *o, policy_config cfg,
+                         const options *opt, const questions *q, int *done, kv_err *err)
+{
+    const int n_context = (int)s->prompt.n, n_ctx = model_config_of(s->model)->n_ctx;
+    size_t longest = 0;
+    for (int i = 0; i < q->n; i++)
+        longest = q->at[i + 1] - q->at[i] > longest ? q->at[i + 1] - q->at[i] : longest;
+    const long want = (long)n_context + (long)longest + o->max_new;
+    policy_config_resolve(&cfg, n_context);
+    cfg.prompt_len = n_context;
+    live *lv = live_new(s->model, s->tok, &cfg, want < n_ctx ? (int)want : n_ctx, err);
+    if (!lv)
+        return err->code;
+    int rc = live_prefill(lv, s->prompt.ids, n_context, err);
+    *done = rc == KV_OK && live_mark(lv);
+    if (*done)
+        fprintf(stderr, "context: %d tokens fed once; the cache is rewound to it after each "
+                "answer\n", n_context);
+    for (int i = 0; rc == KV_OK && *done && i < q->n; i++) {
+        const int n_q = (int)(q->at[i + 1] - q->at[i]);
+        live_output out = {0};
+        printf("Q: %s\nA: ", q->line[i]);
+        rc = live_generate(lv, s->sampler, q->ids.ids + q->at[i], n_q, o->max_new,
+                           print_token, s->tok, &out, err);
+        printf("\n");
+        fflush(stdout);
+        if (rc == KV_OK)
+            print_stats(&cfg, n_context + n_q, &out, live_streams(lv));
+        if (rc == KV_OK && i == q->n - 1 && (opt->kept || opt->streams))
+            rc = write_kept(lv, opt, err);
+        live_output_free(&out);
+        if (rc == KV_OK)
+            rc = live_rewind(lv, err);
+    }
+    live_free(lv);
+    return rc;
+}
+
+/* --context/--questions: each line of the questions file after the context. */
+static int ask_questions(session *s, const session_options *o, const policy_config *cfg,
+                         const options *opt, kv_err *err)
+{
+    questions q = {0};
+    int rc = read_questions(s, opt->questions, &q, err), done = 0;
+    if (rc == KV_OK && !opt->reprefill && !opt->reposition)
+        rc = ask_rewinding(s, o, *cfg, opt, &q, &done, err);
+    if (rc == KV_OK && !done)
+        rc = ask_prefilling(s, o, cfg, opt, &q, err);
+    questions_free(&q);
     return rc;
 }
 

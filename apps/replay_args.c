@@ -69,6 +69,9 @@ static const opts_row replay_rows[] = {
      NULL},
     {"window", 0, OPTS_TEXT, A(req.windows), "r",
      "protected window: 0.3 = fraction of B, 32 = entries", 0, 0, NULL},
+    {"model", 0, OPTS_TEXT, A(req.model), "FILE",
+     "the GGUF the trace was recorded from, for policies that read\nthe output projection "
+     "W_o (criticalkv, --critical); only its\nshapes are checked", 0, 0, NULL},
     {"kept", 0, OPTS_TEXT, A(kept), "FILE",
      "the kept set at the last step: layer,kv_head,position per entry", 0, 0, NULL},
     {"streams", 0, OPTS_TEXT, A(streams), "FILE",

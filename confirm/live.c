@@ -36,7 +36,13 @@ struct live {
     float              *rows;        /* (chunk, L, H, width) */
     size_t              rows_cap;    /* floats allocated */
     float              *vec;         /* (2, K, D) the joining token's keys and values */
+    int                 queries_on;  /* a policy reads queries (expected-attention) */
+    float              *queries;     /* (chunk, L, H, D) post-RoPE, from the query hook */
+    size_t              queries_cap; /* floats allocated */
+    float              *rope;        /* (L, n_rot/2) each layer's RoPE frequencies */
     live_stats          stats;
+    int                 mark;        /* live_mark's position, -1: none */
+    live_stats          mark_stats;
 };
 
 /* --- the hook: called by model_forward, possibly from several threads ------------- */
@@ -48,6 +54,13 @@ static void on_row(void *ctx, int layer, int q_head, int pos, const float *probs
     memcpy(lv->rows + at, probs, (size_t)n * sizeof *probs);   /* (3) one place per head */
 }
 
+static void on_query(void *ctx, int layer, int q_head, int pos, const float *q, int dim)
+{
+    live *lv = ctx;
+    size_t at = (((size_t)(pos - lv->t0) * lv->L + layer) * lv->H + q_head) * dim;
+    memcpy(lv->queries + at, q, (size_t)dim * sizeof *q);
+}
+
 /* --- set-up ------------------------------------------------------------------------ */
 
 static int make_layers(live *lv, int seq_len, kv_err *err)
@@ -56,14 +69,20 @@ static int make_layers(live *lv, int seq_len, kv_err *err)
     lv->head_id = calloc((size_t)lv->H, sizeof *lv->head_id);
     lv->kv_of = calloc((size_t)lv->H, sizeof *lv->kv_of);
     lv->vec = calloc((size_t)2 * lv->K * lv->c->head_dim, sizeof *lv->vec);
-    if (!lv->layers || !lv->head_id || !lv->kv_of || !lv->vec)
+    const int half = lv->c->head_dim;   /* room for n_rot/2 <= head_dim frequencies */
+    lv->rope = calloc((size_t)lv->L * half, sizeof *lv->rope);
+    if (!lv->layers || !lv->head_id || !lv->kv_of || !lv->vec || !lv->rope)
         return kv_errorf(err, KV_ENOMEM, "out of memory for %d layers of streams", lv->L);
     for (int h = 0; h < lv->H; h++)
         lv->head_id[h] = h, lv->kv_of[h] = h / lv->G;
     for (int l = 0; l < lv->L; l++) {
         /* window 0: the model masks a sliding window itself, and live eviction budgets
          * every layer against the sequence (docs/POLICIES.md, "Sliding-window layers") */
-        const policy_shape shape = {l, lv->L, lv->H, lv->head_id, lv->kv_of, lv->K, seq_len, 0};
+        const model_geometry *g = model_layer_geometry(lv->m, l);
+        model_rope_freqs(lv->m, l, lv->rope + (size_t)l * half);
+        const policy_shape shape = {l, lv->L, lv->H, lv->head_id, lv->kv_of, lv->K, seq_len, 0,
+                                    {lv->rope + (size_t)l * half, g->n_rot,
+                                     g->rope == MODEL_ROPE_NEOX}, NULL, 0, 0};
         if (!(lv->layers[l] = policy_layer_new(&lv->cfg, &shape, err)))
             return err && err->code ? err->code : KV_EUSAGE;
     }
@@ -71,7 +90,11 @@ static int make_layers(live *lv, int seq_len, kv_err *err)
     if (flags & POLICY_NEEDS_FUTURE)
         return kv_errorf(err, KV_EUSAGE, "policy %s needs future attention: it runs in "
                          "replay only (kvsim replay)", lv->cfg.name);
+    if (flags & POLICY_READS_OUT_PROJ)   /* live generation does not lend W_o yet */
+        return kv_errorf(err, KV_EUSAGE, "policy %s reads the output projection: it runs "
+                         "in replay only (kvsim replay --model)", lv->cfg.name);
     lv->vectors = (flags & (POLICY_READS_KEYS | POLICY_READS_VALUES)) != 0;
+    lv->queries_on = (flags & POLICY_READS_QUERIES) != 0;
     return KV_OK;
 }
 
@@ -118,6 +141,7 @@ live *live_new(model *m, const tokenizer *tok, const policy_config *cfg, int seq
     lv->L = lv->c->n_layer, lv->H = lv->c->n_head, lv->K = lv->c->n_head_kv;
     lv->G = lv->H / lv->K;
     lv->full = !cfg->name || !strcmp(cfg->name, "full");
+    lv->mark = -1;
     int rc = check_sizes(lv, seq_len, err);
     if (!rc && policy_config_scope_of(cfg) == POLICY_SCOPE_OF_QUERY_HEAD)
         rc = kv_errorf(err, KV_EUSAGE, "policy %s: scope-of query-head needs a KV cache per "
@@ -146,6 +170,8 @@ void live_free(live *lv)
     free(lv->kv_of);
     free(lv->rows);
     free(lv->vec);
+    free(lv->queries);
+    free(lv->rope);
     kv_cache_free(lv->cache);
     free(lv);
 }
@@ -154,6 +180,9 @@ int live_set_reposition(live *lv, int on, kv_err *err)
 {
     if (lv->t > 0 || kv_cache_set_compact_positions(lv->cache, on))
         return kv_errorf(err, KV_EUSAGE, "--reposition must be chosen before the first token");
+    if (on && lv->queries_on)   /* its queries would turn at compact positions */
+        return kv_errorf(err, KV_EUSAGE, "policy %s reads queries at their positions: "
+                         "--reposition is refused with it", lv->cfg.name);
     lv->reposition = on != 0;
     return KV_OK;
 }
@@ -207,6 +236,13 @@ static int rows_reserve(live *lv, int n, kv_err *err)
                              "floats", (size_t)n * lv->L * lv->H, lv->width);
         lv->rows_cap = need;
         lv->stats.row_bytes = need * sizeof *lv->rows;
+    }
+    need = (size_t)n * lv->L * lv->H * lv->c->head_dim;
+    if (lv->queries_on && need > lv->queries_cap) {
+        if (grow(&lv->queries, need, sizeof *lv->queries))
+            return kv_errorf(err, KV_ENOMEM, "out of memory for %zu queries",
+                             (size_t)n * lv->L * lv->H);
+        lv->queries_cap = need;
     }
     return KV_OK;
 }
@@ -289,6 +325,10 @@ static int step(live *lv, int i, int32_t id, kv_err *err)
         step_ctx x = {lv, l, i};
         if (lv->vectors)
             token_vectors(lv, l, i, &tok);
+        if (lv->queries_on) {
+            tok.queries = lv->queries + ((size_t)i * lv->L + l) * lv->H * lv->c->head_dim;
+            tok.query_stride = (size_t)lv->c->head_dim;
+        }
         rc = policy_layer_step(lv->layers[l], &tok, &io, &x, err);
     }
     lv->stats.steps++;
@@ -327,7 +367,7 @@ int live_feed(live *lv, const int32_t *tokens, int n, model_logits which, float 
     int rc = lv->full ? KV_OK : rows_reserve(lv, n, err);
     if (rc)
         return rc;
-    model_hooks hooks = {on_row, NULL, lv};
+    model_hooks hooks = {on_row, lv->queries_on ? on_query : NULL, lv};
     lv->t0 = lv->t;
     lv->n = n;
     rc = model_forward(lv->m, lv->cache, tokens, n, which, logits, lv->full ? NULL : &hooks, err);
@@ -407,6 +447,41 @@ int live_generate(live *lv, sampler *smp, const int32_t *prompt, int n_prompt, i
     out->decode_s = omp_get_wtime() - t1;
     live_get_stats(lv, &out->stats);
     free(logits);
+    return rc;
+}
+
+int live_prefill(live *lv, const int32_t *tokens, int n, kv_err *err)
+{
+    float *logits = malloc((size_t)lv->c->n_vocab * sizeof *logits);
+    if (!logits)
+        return kv_errorf(err, KV_ENOMEM, "out of memory for the logits");
+    int rc = feed_prompt(lv, tokens, n, logits, err);
+    free(logits);
+    return rc;
+}
+
+int live_mark(live *lv)
+{
+    for (int l = 0; !lv->full && l < lv->L; l++)
+        if (!policy_layer_settled(lv->layers[l]))
+            return 0;
+    if (lv->reposition)
+        return 0;
+    lv->mark = lv->t;
+    lv->mark_stats = lv->stats;
+    return 1;
+}
+
+int live_rewind(live *lv, kv_err *err)
+{
+    if (lv->mark < 0)
+        return kv_errorf(err, KV_EUSAGE, "live_rewind: no mark");
+    int rc = KV_OK;
+    for (int l = 0; rc == KV_OK && !lv->full && l < lv->L; l++)
+        rc = policy_layer_truncate(lv->layers[l], lv->mark, err);
+    kv_cache_truncate(lv->cache, lv->mark);
+    lv->t = lv->mark;
+    lv->stats = lv->mark_stats;
     return rc;
 }
 

@@ -125,4 +125,17 @@ int  live_generate(live *lv, sampler *smp, const int32_t *prompt, int n_prompt, 
                    live_token_fn on_token, void *ctx, live_output *out, kv_err *err);
 void live_output_free(live_output *out);   /* frees tokens; NULL does nothing */
 
+/* ---- one compressed context, several questions ------------------------------------ */
+
+/* Feed n tokens in the chunks live_generate would (the context, no sampling). */
+int  live_prefill(live *lv, const int32_t *tokens, int n, kv_err *err);
+/* Remember this point (after the context) to come back to: 1 when every layer is
+ * settled (policy_layer_settled: a oneshot policy that compressed and will never evict
+ * again, so what joins later has no say), 0 when a rewind could not equal a fresh
+ * prefill (then prefill again).  Not with --reposition. */
+int  live_mark(live *lv);
+/* Back to the mark: the cache and every stream forget what joined since (positions >=
+ * the mark's), the statistics are the mark's.  KV_EUSAGE without a mark. */
+int  live_rewind(live *lv, kv_err *err);
+
 #endif /* LIVE_H */

@@ -257,6 +257,13 @@ static void rope(float *v, int n, int n_heads, int h0, int h1, const model_scrat
                       s->rope_sin + (size_t)t * half, g);
 }
 
+void model_rope_freqs(const model *m, int layer, float *out)
+{
+    const model_geometry *g = model_layer_geometry(m, layer);
+    for (int i = 0; i < g->n_rot / 2; i++)
+        out[i] = rope_inv_freq(g, i);
+}
+
 void model_rope_shift(const model *m, int layer, float *x, int n, int delta)
 {
     const model_geometry *g = &m->geom[layer];

@@ -206,6 +206,17 @@ void kv_cache_clear(kv_cache *c)
     c->next_pos = 0;
 }
 
+void kv_cache_truncate(kv_cache *c, int pos)
+{
+    size_t n = (size_t)c->n_layer * c->n_kv_head;
+    for (size_t i = 0; i < n; i++) {
+        kv_stream *s = &c->streams[i];
+        while (s->n > 0 && s->pos[s->n - 1] >= pos)
+            s->n--;
+    }
+    c->next_pos = pos < c->next_pos ? pos : c->next_pos;
+}
+
 /* ---- queries ---------------------------------------------------------------------- */
 
 int kv_cache_size(const kv_cache *c, int layer, int kv_head)

@@ -72,6 +72,11 @@ void kv_cache_remove(kv_cache *c, int layer, int kv_head, const int *slots_ascen
 
 /* Empty every stream and forget the positions seen; capacities are kept. */
 void kv_cache_clear(kv_cache *c);
+/* Forget every entry at an original position >= pos (each stream's newest: slots are in
+ * position order) and rewind the next position to pos: back to the cache as it was
+ * when pos tokens had joined, less what was evicted before (a compressed context asked
+ * several questions).  Not with compact positions. */
+void kv_cache_truncate(kv_cache *c, int pos);
 
 int            kv_cache_size(const kv_cache *c, int layer, int kv_head);   /* entries n */
 const float   *kv_cache_keys(const kv_cache *c, int layer, int kv_head);   /* (n, head_dim) */

@@ -245,6 +245,10 @@ int model_forward(model *m, kv_cache *cache, const int32_t *tokens, int n,
  * rotations compose; a vector rotated for position 0 is the un-rotated one). */
 void model_rope_shift(const model *m, int layer, float *x, int n, int delta);
 
+/* The n_rot/2 angular frequencies of layer `layer` (scaling included), as the forward
+ * pass forms its angles: pair i turns by (float)position · out[i]. */
+void model_rope_freqs(const model *m, int layer, float *out);
+
 /* Compact positions (kv_cache.h (3)): after a removal from stream (layer, kv_head),
  * rotate each kept key from the position it was rotated for to its slot index, so the
  * stream's positions read 0..n-1 again.  Slots before the first removed one do not

@@ -19,6 +19,11 @@
 static int layer_budget(const policy *p)
 {
     const policy_config *c = &p->cfg;
+    if (c->n_layer_budgets > 0 && p->layer < c->n_layer_budgets) {   /* checked in new */
+        const double b = c->layer_budgets[p->layer];
+        const policy_budget own = {b < 0, -b, b > 0 ? (long)b : 0};
+        return policy_budget_resolve(&own, c->resolved_len > 0 ? c->resolved_len : INT_MAX / 2);
+    }
     if (c->budget <= 0 || c->layer_decay == 1.0 || p->n_layers <= 1)
         return c->budget;
     double total = 0;
@@ -154,8 +159,21 @@ static policy *fail_free(policy *p)
     return NULL;
 }
 
+/* The layer's RoPE, its frequencies copied (the shape's are borrowed).  0 or -1. */
+static int copy_rope(policy *p, const policy_rope *rope)
+{
+    if (!rope || !rope->freq || rope->n_rot < 2)
+        return 0;
+    float *f = malloc((size_t)(rope->n_rot / 2) * sizeof *f);
+    if (!f)
+        return -1;
+    memcpy(f, rope->freq, (size_t)(rope->n_rot / 2) * sizeof *f);
+    p->rope = (policy_rope){f, rope->n_rot, rope->halves};
+    return 0;
+}
+
 policy *policy__new(const policy_config *cfg, int layer, int n_layers, uint64_t stream_id,
-                    int capacity_hint, kv_err *err)
+                    int capacity_hint, const policy_rope *rope, kv_err *err)
 {
     char names[512];
     const policy_def *def = cfg ? policy_find(cfg->name) : NULL;
@@ -178,10 +196,29 @@ policy *policy__new(const policy_config *cfg, int layer, int n_layers, uint64_t 
                (def->ops.due ? POLICY_DECIDES_DUE : 0);
     p->layer = layer;
     p->n_layers = n_layers;
+    if (copy_rope(p, rope) != 0) {
+        kv_errorf(err, KV_ENOMEM, "out of memory");
+        return fail_free(p);
+    }
+    const int nominal = p->cfg.budget_arg.is_fraction || p->cfg.budget_arg.entries > 0;
+    if (p->cfg.n_layer_budgets > 0 &&
+        (layer >= p->cfg.n_layer_budgets || !nominal || p->cfg.layer_decay != 1.0)) {
+        kv_errorf(err, KV_EUSAGE, "layer-budgets lists %d layers: layer %d has none, or "
+                  "--budget (the nominal B) is missing, or layer-decay is set too",
+                  p->cfg.n_layer_budgets, layer);
+        return fail_free(p);
+    }
     if (check_config(&p->cfg, err) || policy__fill_params(def, &p->cfg, p->state, err) ||
         check_reads(p, err) || add_declared_columns(p, err))
         return fail_free(p);
     p->budget = layer_budget(p);
+    if (p->cfg.decode_interval > 0 &&
+        (p->cfg.decode_budget < 1 || p->cfg.prompt_len <= 0 ||
+         (p->flags & (POLICY_DECIDES_DUE | POLICY_SIZES_ITSELF | POLICY_PLANS_LAYER)))) {
+        kv_errorf(err, KV_EUSAGE, "policy '%s': decode-interval needs decode-budget >= 1, the "
+                  "prompt length, and a policy that evicts by the budget rule", def->name);
+        return fail_free(p);
+    }
     p->rng = p->cfg.seed ^ (stream_id * 0xd1b54a32d192ed03ull);
     if (def->ops.init && def->ops.init(p, err) != KV_OK)
         return fail_free(p);
@@ -206,6 +243,7 @@ void policy__free(policy *p)
     free(p->rank);
     free(p->values);
     free(p->mask);
+    free((float *)p->rope.freq);
     free(p->state);
     free(p);
 }
@@ -267,11 +305,23 @@ void policy__end_prompt(policy *p)
         p->def->ops.end_prompt(p);
 }
 
+/* kvpress's DecodingPress: at generated tokens N, 2N, ... the cache goes back to the
+ * decode budget (the prompt's own rule, or the oneshot compression, came before). */
+static int decode_due(const policy *p, int counted)
+{
+    const policy_config *c = &p->cfg;
+    const int g = p->seen - c->prompt_len;
+    return g % c->decode_interval == 0 && counted > c->decode_budget
+               ? counted - c->decode_budget : 0;
+}
+
 int policy__due(const policy *p)
 {
     if (p->flags & POLICY_NEVER_EVICTS)
         return 0;
     int counted = p->n - p->n_pinned;
+    if (p->cfg.decode_interval > 0 && p->prompt_ended && p->seen > p->cfg.prompt_len)
+        return decode_due(p, counted);
     if (p->cfg.phase == POLICY_PHASE_ONESHOT && (!p->prompt_ended || p->oneshot_done))
         return 0;
     if (p->cfg.phase == POLICY_PHASE_DECODE && !p->prompt_ended)
@@ -315,6 +365,15 @@ int policy__evict(policy *p, int k, const float *future, int *slots)
     return k;
 }
 
+int policy__truncate(policy *p, int32_t pos)
+{
+    const int n = p->n;
+    while (p->n > p->n_pinned && p->entries[p->n - 1].position >= pos)
+        p->n--;   /* the suffix: every per-slot array is simply shorter */
+    p->seen = pos < p->seen ? pos : p->seen;
+    return n - p->n;
+}
+
 int policy__expire(policy *p, int32_t oldest, int *slots)
 {
     int k = 0;
@@ -344,6 +403,8 @@ int policy__quiet(const policy *p)
     }
     if ((p->flags & POLICY_SIZES_ITSELF) && p->prompt_ended)
         return 0;   /* its own rule may evict at any step */
+    if (c->decode_interval > 0 && p->prompt_ended)   /* the next multiple of N */
+        return c->decode_interval - 1 - (p->seen - c->prompt_len) % c->decode_interval;
     int B = p->budget;
     if (B <= 0)
         return INT_MAX;   /* unlimited (knorm's skipped layers) */
@@ -355,7 +416,7 @@ int policy__quiet(const policy *p)
 
 int policy__capacity(const policy *p)
 {
-    if ((p->flags & (POLICY_NEVER_EVICTS | POLICY_SIZES_ITSELF)) ||
+    if ((p->flags & (POLICY_NEVER_EVICTS | POLICY_SIZES_ITSELF)) || p->cfg.decode_interval ||
         p->budget <= 0 || p->cfg.phase != POLICY_PHASE_STREAM)
         return 0;
     /* length-adaptive limits: the cache reaches soft-limit entries before B holds */
@@ -379,6 +440,21 @@ int policy_layer_number(const policy *p) { return p->layer; }
 int policy_model_layers(const policy *p) { return p->n_layers; }
 const policy_def *policy_def_of(const policy *p) { return p->def; }
 const float *policy_future(const policy *p) { return p->future; }
+const policy_rope *policy_rope_of(const policy *p) { return &p->rope; }
+
+/* The forward pass turned pair (a, b) into (a·c − b·s, a·s + b·c) with c, s the float
+ * cos and sin of the float angle; the transpose turns it back. */
+void policy_rope_unrotate(const policy_rope *r, float *x, int position)
+{
+    const int pair = r->halves ? 1 : 2, partner = r->halves ? r->n_rot / 2 : 1;
+    for (int i = 0; r->freq && i < r->n_rot / 2; i++) {
+        const float angle = (float)position * r->freq[i];
+        const float c = cosf(angle), s = sinf(angle);
+        const float a = x[i * pair], b = x[i * pair + partner];
+        x[i * pair] = a * c + b * s;
+        x[i * pair + partner] = b * c - a * s;
+    }
+}
 void policy_add_flags(policy *p, unsigned flags) { p->flags |= flags; }
 void policy_set_budget(policy *p, int budget) { p->budget = budget; }
 policy_config *policy_config_edit(policy *p) { return &p->cfg; }

@@ -71,7 +71,8 @@
 
 #include "kv_err.h"
 
-#define POLICY_ABI_VERSION 1   /* of this header, for --policy-lib files */
+#define POLICY_ABI_VERSION 2   /* of this header, for --policy-lib files (2: policy_config
+                                  grew decode-interval and layer-budgets) */
 
 /* =================================================================================
  * Entries: what a policy may know about a cached token besides its attention. */
@@ -97,6 +98,19 @@ typedef struct policy_vectors {
     const float *key, *value;
     int          dim, n;
     size_t       stride;
+    /* The queries the entry's own token issued in this layer, for a policy that reads
+     * them (POLICY_READS_QUERIES): n_query vectors of dim floats, contiguous, one per
+     * member head of the stream in head order (the G heads of a KV-head stream, every
+     * head of a layer stream; n_query is that count even without queries).  Post-RoPE,
+     * at the entry's position, as the trace stores them (GGUF dimension order);
+     * policy_rope_unrotate() undoes the rotation.  NULL when the driver has none. */
+    const float *query;
+    int          n_query;
+    /* For a policy that reads them (POLICY_READS_OUT_PROJ): per member head, in the
+     * order of `query`, ‖W_o,h v‖₁, the L1 norm of the entry's value through that
+     * head's slice of the layer's output projection (policy_shape.out_proj); NULL
+     * when the driver has no output projection. */
+    const float *out_norm;
 } policy_vectors;
 
 /* The mean over the vectors of their L2 norm (each rounded to float, as the replay
@@ -142,6 +156,7 @@ typedef struct policy_budget {
 } policy_budget;
 
 #define POLICY_OWN_MAX   16   /* own parameters one configuration may set */
+#define POLICY_LAYERS_MAX 128 /* layers `layer-budgets` may list */
 #define POLICY_KEY_MAX   24
 #define POLICY_VALUE_MAX 40
 
@@ -157,6 +172,12 @@ typedef struct policy_config {
     double          layer_decay; /* `layer-decay` d: B_l ∝ d^l, mean over layers = B */
     int             soft_limit;  /* `soft-limit`: no eviction below this length; 0 off */
     int             hard_limit;  /* `hard-limit`: B in force from this length on */
+    int             decode_interval; /* `decode-interval` N: after the prompt, every N-th
+                                        generated token compresses to decode_budget */
+    int             decode_budget;   /* `decode-budget`: entries kept then */
+    int             n_layer_budgets; /* `layer-budgets`: each layer's own B (0: none) */
+    double          layer_budgets[POLICY_LAYERS_MAX]; /* > 0 entries, < 0 −fraction */
+    int             resolved_len;/* T of policy_config_resolve (layer-budgets' fractions) */
     uint64_t        seed;        /* `seed` */
     int             prompt_len;  /* set by the driver: tokens in the prompt */
     uint32_t        set;         /* bit i: common parameter i was set explicitly */
@@ -246,6 +267,18 @@ int policy_span_parse(const char *text, policy_span *out, kv_err *err);
 typedef struct policy        policy;
 typedef struct policy_layer  policy_layer;
 
+/* A layer's rotary position embedding, for policies that read queries and keys before
+ * the rotation (expected-attention): dimension pair i of a head (i < n_rot/2) is turned
+ * by the angle (float)position · freq[i], computed in float as the forward pass does
+ * (RoPE scaling folded into freq); the pairs are (2i, 2i+1) (GGUF llama order) or
+ * (i, i + n_rot/2) when `halves` (NEOX: qwen, gemma3, gptneox); dimensions from n_rot
+ * on are not rotated.  freq is copied by policy_layer_new. */
+typedef struct policy_rope {
+    const float *freq;     /* (n_rot/2) radians per position; NULL: unknown */
+    int          n_rot;
+    int          halves;
+} policy_rope;
+
 /* The heads of one model layer as the driver has them. */
 typedef struct policy_shape {
     int        layer;      /* the model layer number (schedules, stream ids) */
@@ -257,6 +290,13 @@ typedef struct policy_shape {
     int        max_len;    /* the longest sequence the driver will feed (0: unknown) */
     int        window;     /* W > 0: a sliding-window layer, query t sees only keys
                               t-W+1..t (0: every earlier key); see policy_layer_new */
+    policy_rope rope;      /* the layer's rotary embedding (freq NULL: unknown) */
+    /* The layer's output projection W_o, rows × cols floats row-major (rows = model
+     * width, cols = query heads × head_dim; head h's slice is columns h·D..h·D+D-1 of
+     * the model's head numbering, head_id), borrowed for the layer's life; NULL:
+     * unknown.  The step turns it into policy_vectors.out_norm. */
+    const float *out_proj;
+    int          out_rows, out_cols;
 } policy_shape;
 
 /* The streams of one layer under cfg (budget resolved, prompt_len set): one per KV
@@ -282,6 +322,10 @@ typedef struct policy_token {
     const float *values;     /* the same for values; NULL when none */
     int          dim;
     size_t       stride;
+    const float *queries;    /* its post-RoPE queries, head h (0..H-1 of the shape) at
+                                queries + h·query_stride (dim floats); NULL: none.
+                                Needed only by POLICY_READS_QUERIES policies */
+    size_t       query_stride;
 } policy_token;
 
 typedef struct policy_io {
@@ -301,6 +345,14 @@ typedef struct policy_io {
 /* (2) Token `tok` through every stream of the layer.  0, or a KV_E* code with err. */
 int policy_layer_step(policy_layer *L, const policy_token *tok, const policy_io *io,
                       void *ctx, kv_err *err);
+
+/* Is every stream done evicting for good (a oneshot policy that has compressed, with no
+ * decode-interval, no due or plan op of its own)?  Then what joins after has no say in
+ * its choices and policy_layer_truncate can take the layer back. */
+int           policy_layer_settled(const policy_layer *L);
+/* Drop every stream's entries at positions >= pos, and count pos tokens seen.  Only
+ * for a settled layer (KV_EUSAGE otherwise). */
+int           policy_layer_truncate(policy_layer *L, int32_t pos, kv_err *err);
 
 int           policy_layer_streams(const policy_layer *L);
 policy       *policy_layer_stream(const policy_layer *L, int s);
@@ -429,6 +481,9 @@ enum policy_capability {
                                          rule sizes it, at any step (fastgen) */
     POLICY_DECIDES_DUE   = 1u << 5,   /* set for a policy with a `due` op */
     POLICY_PLANS_LAYER   = 1u << 6,   /* set for a policy with a `plan` op */
+    POLICY_READS_QUERIES = 1u << 7,   /* append needs the entry's queries and the layer's
+                                         RoPE (policy_shape.rope) */
+    POLICY_READS_OUT_PROJ = 1u << 8,  /* append needs out_norm (policy_shape.out_proj) */
 };
 
 typedef struct policy_ops {
@@ -505,6 +560,11 @@ int                 policy_model_layers(const policy *p);
 const policy_def   *policy_def_of(const policy *p);
 /* Future attention of each kept slot, valid in choose (POLICY_NEEDS_FUTURE), or NULL. */
 const float        *policy_future(const policy *p);
+/* The layer's rotary embedding (policy_shape.rope; freq NULL when the driver gave none). */
+const policy_rope  *policy_rope_of(const policy *p);
+/* Undo the rotation of one head vector x[dim] at `position` in place (the pre-RoPE query
+ * or key), in float as the forward pass turned it. */
+void                policy_rope_unrotate(const policy_rope *r, float *x, int position);
 /* (5) The stream's deterministic generator (splitmix64). */
 uint64_t            policy_rand_u64(policy *p);
 

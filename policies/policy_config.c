@@ -19,7 +19,7 @@
 
 /* --- the common parameters ------------------------------------------------------- */
 
-enum common_kind { C_POLICY, C_BUDGET, C_INT, C_REAL, C_CHOICE, C_U64 };
+enum common_kind { C_POLICY, C_BUDGET, C_INT, C_REAL, C_CHOICE, C_U64, C_LIST };
 
 #define F(field) offsetof(policy_config, field)
 
@@ -39,6 +39,14 @@ enum common_kind { C_POLICY, C_BUDGET, C_INT, C_REAL, C_CHOICE, C_U64 };
       "streams: kv-head (default) | query-head | layer (tova's default)")               \
     X("layer-decay", C_REAL,   F(layer_decay), 1e-3, 1e3,  "1",      NULL,                \
       "geometric per-layer budget B_l = B·L·d^l / Σ_j d^j")                              \
+    X("layer-budgets", C_LIST, F(layer_budgets), 0, 0,   "",       NULL,                \
+      "each layer's own B, in layer order: 0.7,0.5,... (fractions) or\n245,105,... (entries); "\
+      "--budget stays the nominal B (kvpress\nPerLayerCompressionPress)")                 \
+    X("decode-interval", C_INT, F(decode_interval), 0, 1e9, "0",   NULL,                \
+      "after the prompt, every N-th generated token compresses the cache\nto decode-budget "\
+      "(0 = off; kvpress DecodingPress)")                                                 \
+    X("decode-budget", C_INT,  F(decode_budget), 0,   1e9,  "0",      NULL,                \
+      "entries kept by each decode-interval compression")                                \
     X("soft-limit",  C_INT,    F(soft_limit),  0,    1e9,  "0",      NULL,                \
       "length below which nothing is evicted (0 = off)")                                \
     X("hard-limit",  C_INT,    F(hard_limit),  0,    1e9,  "0",      NULL,                \
@@ -265,6 +273,7 @@ int policy_budget_resolve(const policy_budget *b, int T)
 
 void policy_config_resolve(policy_config *cfg, int T)
 {
+    cfg->resolved_len = T;
     if (cfg->budget_arg.is_fraction || cfg->budget_arg.entries > 0)
         cfg->budget = policy_budget_resolve(&cfg->budget_arg, T);
 }
@@ -286,6 +295,29 @@ static int set_budget(policy_config *cfg, const char *value, kv_err *err)
     return KV_OK;
 }
 
+/* "0.7,0.5" or "245,105": one budget per layer, stored > 0 entries, < 0 −fraction. */
+static int set_layer_budgets(policy_config *cfg, const char *v, kv_err *err)
+{
+    cfg->n_layer_budgets = 0;
+    for (const char *s = v; *v && s;) {
+        char item[64];
+        const size_t n = strcspn(s, ",");
+        policy_budget b;
+        snprintf(item, sizeof item, "%.*s", (int)(n < 63 ? n : 63), s);
+        if (cfg->n_layer_budgets == POLICY_LAYERS_MAX)
+            return kv_errorf(err, KV_EUSAGE, "layer-budgets: more than %d layers",
+                             POLICY_LAYERS_MAX);
+        if (policy_budget_parse(item, &b, err) != KV_OK) {
+            kv_err_prefix(err, "layer-budgets, layer %d: ", cfg->n_layer_budgets);
+            return KV_EUSAGE;
+        }
+        cfg->layer_budgets[cfg->n_layer_budgets++] = b.is_fraction ? -b.fraction
+                                                                   : (double)b.entries;
+        s = s[n] ? s + n + 1 : NULL;
+    }
+    return KV_OK;
+}
+
 static int set_common(policy_config *cfg, const common_param *c, const char *v, kv_err *err)
 {
     void *field = (char *)cfg + c->info.offset;
@@ -301,6 +333,8 @@ static int set_common(policy_config *cfg, const common_param *c, const char *v, 
     }
     case C_BUDGET:
         return set_budget(cfg, v, err);
+    case C_LIST:
+        return set_layer_budgets(cfg, v, err);
     case C_INT:
         return parse_int(c->info.key, v, c->info.lo, c->info.hi, field, err);
     case C_REAL:

@@ -32,6 +32,7 @@ static const policy_param cur_params[] = {
     {"leverage", POLICY_PARAM_CHOICE, offsetof(cur, leverage), "kv-product", 0, 0,
      "key value kv-avg kv-product", "cur: key | value | kv-avg | kv-product"},
     KVPRESS_CHUNK_PARAM,
+    KVPRESS_CRITICAL_PARAMS,
     {0},
 };
 

@@ -30,6 +30,7 @@ struct policy {
     unsigned char    *mask;       /* (capacity,) scratch for policy_pick_outside */
     const float      *future;     /* (n,) set before an evict, oracle only */
     uint64_t          rng;        /* splitmix64 state */
+    policy_rope       rope;       /* the layer's, freq an owned copy (or NULL) */
     void             *state;      /* def->state_size bytes, parameters filled */
     int               n_columns;
     policy_column     columns[POLICY_COLUMNS_MAX];
@@ -41,7 +42,7 @@ struct policy {
 /* A policy for one stream: cfg's parameters applied to def's table, then init.
  * stream_id seeds the generator; capacity_hint sizes the first allocation. */
 policy *policy__new(const policy_config *cfg, int layer, int n_layers, uint64_t stream_id,
-                    int capacity_hint, kv_err *err);
+                    int capacity_hint, const policy_rope *rope, kv_err *err);
 void    policy__free(policy *p);
 int     policy__append(policy *p, const policy_entry *e, const policy_vectors *v);
 void    policy__observe(policy *p, const float *rows, int n_rows);
@@ -52,6 +53,10 @@ int     policy__evict(policy *p, int k, const float *future, int *slots);
  * order), pinned ones too: a sliding window's keys the model no longer shows.  Their
  * slots go to slots[]; returns how many. */
 int     policy__expire(policy *p, int32_t oldest, int *slots);
+/* Drop the entries at positions >= pos (a slot suffix) and count `pos` entries seen:
+ * the stream as it was when pos tokens had joined, for a policy that will never evict
+ * again (policy_layer_truncate says which).  Returns how many went. */
+int     policy__truncate(policy *p, int32_t pos);
 /* How many more entries may join with nothing due after any of them (INT_MAX: none
  * can be due before the sequence ends). */
 int     policy__quiet(const policy *p);

@@ -60,7 +60,8 @@ static int keydiff_init(policy *p, kv_err *err)
     return kvpress_scorer_init(p, keydiff_head, err);
 }
 
-static const policy_param keydiff_params[] = {KVPRESS_CHUNK_PARAM, {0}};
+static const policy_param keydiff_params[] = {KVPRESS_CHUNK_PARAM, KVPRESS_CRITICAL_PARAMS,
+                                               {0}};
 
 const policy_def policy_keydiff = {
     .name = "keydiff",

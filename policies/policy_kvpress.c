@@ -13,6 +13,7 @@
 #include "policy_kvpress.h"
 #include "policy_scored.h"
 
+#include <float.h>
 #include <math.h>
 #include <stddef.h>
 #include <stdlib.h>
@@ -162,6 +163,7 @@ KVPRESS_PRESET(observed_attention, "observed-attention", "score=mas,scope=none",
 /* --- policies that score the cache from its vectors ------------------------------------ */
 
 const policy_column kvpress_scorer_columns[] = {
+    POLICY_COLUMN(kvpress_scorer, wov),
     POLICY_SCRATCH(kvpress_scorer, score), POLICY_SCRATCH(kvpress_scorer, acc),
     POLICY_SCRATCH(kvpress_scorer, drop),  POLICY_SCRATCH(kvpress_scorer, rank),
     {offsetof(kvpress_scorer, tmp), 2 * sizeof(double), 1}, {0},
@@ -171,6 +173,13 @@ int kvpress_scorer_init(policy *p, kvpress_head_fn fn, kv_err *err)
 {
     kvpress_scorer *s = policy_state(p);
     s->fn = fn;
+    if (s->critical > 0) {
+        const policy_config *c = policy_config_of(p);
+        if (policy_config_scope_of(c) != POLICY_SCOPE_OF_KV_HEAD || s->chunk > 0)
+            return kv_errorf(err, KV_EUSAGE, "%s: critical runs per KV head (scope-of "
+                             "kv-head), without press-chunk", c->name);
+        policy_add_flags(p, POLICY_READS_OUT_PROJ);
+    }
     return kvpress_oneshot(p, s->chunk > 0, err);
 }
 
@@ -226,7 +235,35 @@ void kvpress_scorer_end_prompt(policy *p)
 
 void kvpress_scorer_append(policy *p, int slot, const policy_vectors *v)
 {
-    policy_vecs_put(&((kvpress_scorer *)policy_state(p))->vecs, slot, v);
+    kvpress_scorer *s = policy_state(p);
+    policy_vecs_put(&s->vecs, slot, v);
+    if (s->critical <= 0)
+        return;
+    if (!v || !v->out_norm || v->n_query < 1) {
+        s->vecs.missing = 1;
+        return;
+    }
+    float sum = 0;   /* kvpress: the float32 mean over the KV head's query heads */
+    for (int g = 0; g < v->n_query; g++)
+        sum += v->out_norm[g];
+    s->wov[slot] = sum / (float)v->n_query;
+}
+
+/* CriticalKV's two stages over score[n]: the max(1, int(f·n·critical)) best by the
+ * score alone are kept (score FLT_MAX; ties: the newer), every other entry scores
+ * (score + epsilon)·‖W_o v‖₁, in float32 as kvpress computes it. */
+static void critical_stages(policy *p, kvpress_scorer *s, int n)
+{
+    int sel = (int)(kvpress_kept_fraction(p, n) * n * s->critical);
+    sel = sel < 1 ? 1 : sel > n ? n : sel;
+    const policy_entry *e = policy_entries(p);
+    for (int i = 0; i < n; i++)
+        s->rank[i] = (policy_rank){-s->score[i], -e[i].position, 0, i};
+    policy_select_lowest(s->rank, n, sel);
+    for (int i = 0; i < n; i++)
+        s->score[i] = (s->score[i] + (float)s->critical_eps) * s->wov[i];
+    for (int j = 0; j < sel; j++)
+        s->score[s->rank[j].slot] = FLT_MAX;
 }
 
 int kvpress_scorer_choose(policy *p, int k, int *out)
@@ -239,6 +276,8 @@ int kvpress_scorer_choose(policy *p, int k, int *out)
         score_range(p, 0, n);
         for (int i = 0; i < n; i++)
             s->score[i] = (float)s->acc[i];
+        if (s->critical > 0)
+            critical_stages(p, s, n);
     }
     int m = policy_pick_lowest(p, s->score, NULL, k, out);
     policy_vecs_drop(&s->vecs, n, out, m, s->drop);

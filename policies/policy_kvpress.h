@@ -47,6 +47,9 @@ typedef struct kvpress_scorer {
     double     *tmp;     /* (slot, scratch) two doubles per slot for the scorers */
     policy_rank *rank;   /* (slot, scratch) a chunk's candidates */
     int          chunk;  /* `press-chunk`: score and cut each chunk of this many apart */
+    double       critical;     /* `critical`: CriticalKV's first-stage share (0: off) */
+    double       critical_eps; /* `critical-epsilon` */
+    float       *wov;    /* (slot) ‖W_o v‖₁, the mean over the stream's query heads */
     void       (*fn)(policy *p, const policy_vecs *v, int head, int n, double *tmp,
                      double *acc);   /* the policy's score of one head */
 } kvpress_scorer;
@@ -58,6 +61,15 @@ extern const policy_column kvpress_scorer_columns[];
     {"press-chunk", POLICY_PARAM_INT, offsetof(kvpress_scorer, chunk), "0", 0, 1e9, NULL, \
      "keydiff/lagkv/cur: score and cut each chunk of this many\nentries apart, each "     \
      "keeping its share (kvpress ChunkPress; 0: off)"}
+
+/* kvpress's CriticalKVPress around the scorer: its two parameters (rows of the table). */
+#define KVPRESS_CRITICAL_PARAMS                                                          \
+    {"critical", POLICY_PARAM_REAL, offsetof(kvpress_scorer, critical), "0", 0, 1, NULL,  \
+     "CriticalKV's first stage: this share of the kept entries by\nthe score alone, the "  \
+     "rest by (score + critical-epsilon) x ||W_o v||_1\n(0: off; needs the output "        \
+     "projection, kvsim replay --model)"},                                               \
+    {"critical-epsilon", POLICY_PARAM_REAL, offsetof(kvpress_scorer, critical_eps), "1e-4", \
+     0, 1e9, NULL, "CriticalKV: added to the score before the projected norm"}
 
 /* Add head h's score of the n entries of v (slots 0..n-1 of the view) to acc[n]
  * (higher = kept); tmp holds 2n doubles of scratch. */

@@ -29,6 +29,7 @@ static const policy_param lagkv_params[] = {
     {"lag", POLICY_PARAM_INT, offsetof(lagkv, lag), "128", 2, 1e6, NULL,
      "lagkv: block length; each block is normalised by the next"},
     KVPRESS_CHUNK_PARAM,
+    KVPRESS_CRITICAL_PARAMS,
     {0},
 };
 

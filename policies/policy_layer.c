@@ -17,6 +17,7 @@
 #include "policy_internal.h"
 
 #include <limits.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -34,6 +35,13 @@ struct policy_layer {
     float   *future;     /* (cap,) */
     int     *slots;      /* (cap,) */
     int      cap;
+    float   *query;      /* (max_g, query_dim) the member queries of the joining token */
+    int      query_dim;
+    float   *out_norm;   /* (max_g) ‖W_o,h v‖₁ of the members, when out_proj is given */
+    const float *out_proj;   /* the shape's, borrowed */
+    int      out_rows, out_cols;
+    int     *head_id;    /* (H,) the shape's model head numbers, and their KV heads */
+    int     *kv_of;
 };
 
 /* --- building ---------------------------------------------------------------------- */
@@ -123,6 +131,23 @@ static void window_budget(policy_config *c, const policy_shape *sh)
                                           : c->budget < W ? c->budget : W;
 }
 
+/* What member_out_norms needs of the shape: W_o (borrowed) and the head maps. */
+static int keep_out_proj(policy_layer *L, const policy_shape *sh)
+{
+    const size_t H = (size_t)(sh->n_heads > 0 ? sh->n_heads : 1);
+    L->head_id = malloc(H * sizeof *L->head_id);
+    L->kv_of = malloc(H * sizeof *L->kv_of);
+    L->out_norm = malloc((size_t)(L->max_g > 0 ? L->max_g : 1) * sizeof *L->out_norm);
+    if (!L->head_id || !L->kv_of || !L->out_norm)
+        return KV_ENOMEM;
+    memcpy(L->head_id, sh->head_id, (size_t)sh->n_heads * sizeof *L->head_id);
+    memcpy(L->kv_of, sh->kv_of, (size_t)sh->n_heads * sizeof *L->kv_of);
+    L->out_proj = sh->out_proj;
+    L->out_rows = sh->out_rows;
+    L->out_cols = sh->out_cols;
+    return KV_OK;
+}
+
 policy_layer *policy_layer_new(const policy_config *cfg, const policy_shape *shape,
                                kv_err *err)
 {
@@ -147,7 +172,8 @@ policy_layer *policy_layer_new(const policy_config *cfg, const policy_shape *sha
     for (int s = 0; rc == KV_OK && s < n; s++) {
         policy_config c = *cfg;
         window_budget(&c, shape);
-        L->stream[s] = policy__new(&c, shape->layer, shape->n_layers, id[s], 0, err);
+        L->stream[s] = policy__new(&c, shape->layer, shape->n_layers, id[s], 0, &shape->rope,
+                                   err);
         rc = L->stream[s] ? KV_OK : err ? err->code : KV_EUSAGE;
         L->n += L->stream[s] != NULL;
     }
@@ -155,6 +181,11 @@ policy_layer *policy_layer_new(const policy_config *cfg, const policy_shape *sha
     if (rc != KV_OK)
         return fail_free(L);
     L->plans = n > 0 && (policy_flags(L->stream[0]) & POLICY_PLANS_LAYER);
+    if (n > 0 && (policy_flags(L->stream[0]) & POLICY_READS_OUT_PROJ) && shape->out_proj &&
+        keep_out_proj(L, shape) != KV_OK) {
+        kv_errorf(err, KV_ENOMEM, "out of memory for the streams of layer %d", shape->layer);
+        return fail_free(L);
+    }
     int cap = policy_layer_capacity(L);
     if (grow_scratch(L, cap > 0 && (!shape->max_len || cap < shape->max_len) ? cap
                         : shape->max_len > 0 ? shape->max_len : 64) != KV_OK) {
@@ -177,22 +208,77 @@ void policy_layer_free(policy_layer *L)
     free(L->rows);
     free(L->future);
     free(L->slots);
+    free(L->query);
+    free(L->out_norm);
+    free(L->head_id);
+    free(L->kv_of);
     free(L);
 }
 
 /* --- the step ----------------------------------------------------------------------- */
 
+/* Stream s's member queries of the token, gathered contiguous into L->query (NULL
+ * without queries, or out of memory: the policy then has none, as with no keys). */
+static const float *member_queries(policy_layer *L, int s, const policy_token *tok)
+{
+    if (!tok->queries || tok->dim < 1)
+        return NULL;
+    if (L->query_dim != tok->dim) {
+        free(L->query);
+        L->query = malloc((size_t)(L->max_g > 0 ? L->max_g : 1) * tok->dim * sizeof *L->query);
+        L->query_dim = L->query ? tok->dim : 0;
+        if (!L->query)
+            return NULL;
+    }
+    for (int g = L->first[s]; g < L->first[s + 1]; g++)
+        memcpy(L->query + (size_t)(g - L->first[s]) * tok->dim,
+               tok->queries + (size_t)L->member[g] * tok->query_stride,
+               (size_t)tok->dim * sizeof *L->query);
+    return L->query;
+}
+
+/* ‖W_o,h v‖₁ for each member h of stream s, v its KV head's value: the value through
+ * the head's columns of the output projection (kvpress CriticalKV's vwl1norm; one
+ * float32 rounding of each output, summed in double).  NULL without them. */
+static const float *member_out_norms(policy_layer *L, int s, const policy_token *tok)
+{
+    if (!L->out_norm || !tok->values)
+        return NULL;
+    const int D = tok->dim;
+    for (int g = L->first[s]; g < L->first[s + 1]; g++) {
+        const int m = L->member[g], col = L->head_id[m] * D;
+        const float *v = tok->values + (size_t)L->kv_of[m] * tok->stride;
+        if (col + D > L->out_cols)
+            return NULL;
+        double sum = 0;
+        for (int r = 0; r < L->out_rows; r++) {
+            const float *w = L->out_proj + (size_t)r * L->out_cols + col;
+            double o = 0;
+            for (int d = 0; d < D; d++)
+                o += (double)w[d] * v[d];
+            sum += fabsf((float)o);
+        }
+        L->out_norm[g - L->first[s]] = (float)sum;
+    }
+    return L->out_norm;
+}
+
 /* Stream s's view of the token's vectors: its KV head's, or every KV head's. */
-static policy_vectors vectors_of(const policy_layer *L, int s, const policy_token *tok)
+static policy_vectors vectors_of(policy_layer *L, int s, const policy_token *tok)
 {
     const int kv = L->kv[s];
     const size_t at = kv >= 0 ? (size_t)kv * tok->stride : 0;
+    const unsigned flags = policy_flags(L->stream[s]);
+    const float *q = flags & POLICY_READS_QUERIES ? member_queries(L, s, tok) : NULL;
     return (policy_vectors){
         .key = tok->keys ? tok->keys + at : NULL,
         .value = tok->values ? tok->values + at : NULL,
         .dim = tok->dim,
         .n = kv >= 0 ? 1 : L->n_kv,
         .stride = tok->stride,
+        .query = q,
+        .n_query = L->first[s + 1] - L->first[s],
+        .out_norm = flags & POLICY_READS_OUT_PROJ ? member_out_norms(L, s, tok) : NULL,
     };
 }
 
@@ -265,6 +351,27 @@ int policy_layer_step(policy_layer *L, const policy_token *tok, const policy_io 
 }
 
 /* --- queries ------------------------------------------------------------------------- */
+
+int policy_layer_settled(const policy_layer *L)
+{
+    for (int s = 0; s < L->n; s++) {
+        const policy *p = L->stream[s];
+        if (p->cfg.phase != POLICY_PHASE_ONESHOT || !p->oneshot_done ||
+            p->cfg.decode_interval > 0 ||
+            (p->flags & (POLICY_DECIDES_DUE | POLICY_PLANS_LAYER | POLICY_SIZES_ITSELF)))
+            return 0;
+    }
+    return 1;
+}
+
+int policy_layer_truncate(policy_layer *L, int32_t pos, kv_err *err)
+{
+    if (!policy_layer_settled(L))
+        return kv_errorf(err, KV_EUSAGE, "policy_layer_truncate: the layer may still evict");
+    for (int s = 0; s < L->n; s++)
+        policy__truncate(L->stream[s], pos);
+    return KV_OK;
+}
 
 int policy_layer_streams(const policy_layer *L) { return L->n; }
 policy *policy_layer_stream(const policy_layer *L, int s) { return L->stream[s]; }

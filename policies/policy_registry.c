@@ -15,7 +15,7 @@
     X(pace) X(vatp) X(snapkv_lite)                                                      \
     X(streaming_kvpress) X(tova_kvpress) X(knorm_kvpress) X(snapkv_kvpress)             \
     X(pyramidkv_kvpress) X(observed_attention) X(keydiff) X(lagkv) X(cur) X(chunkkv)   \
-    X(simlayerkv) X(duo_attention)
+    X(simlayerkv) X(duo_attention) X(expected_attention) X(criticalkv)
 
 #define POLICY_DECLARE(name) extern const policy_def policy_##name;
 POLICY_LIST(POLICY_DECLARE)

@@ -59,6 +59,7 @@ typedef struct layer_job {
     int                need_keys;    /* a policy reads key vectors */
     int                need_output;  /* output error */
     int                need_values;  /* output error, or a policy reads value vectors */
+    int                need_queries; /* a policy reads queries (expected-attention) */
     float             *block;        /* (H, block_floats) each head's rows: floats, or
                                         f16 chunks (REPLAY_F16_COLS wide) */
     size_t             block_floats; /* REPLAY_BLOCK x T floats, or n_cols f16 chunks */
@@ -70,6 +71,7 @@ typedef struct layer_job {
     int                t0;           /* the block's first step */
     float             *keys;         /* (K, T, D) */
     float             *values;       /* (K, T, D) */
+    float             *queries;      /* (H, T, D) post-RoPE, when need_queries */
     double            *total, *sums; /* (H, T) column totals and running sums */
     float             *o_full;       /* (H, D) full-cache output of each head at t */
     float             *o_kept;       /* (D,) */
@@ -122,6 +124,9 @@ static int read_block(layer_job *j, int t0, int n, kv_err *err)
         rc = read_rows(j, h, t0, n, err);
     for (int k = 0; rc == KV_OK && (j->need_keys || j->need_values) && k < j->K; k++)
         rc = read_kv(j, k, t0, n, err);
+    for (int h = 0; rc == KV_OK && j->need_queries && h < j->H; h++)
+        rc = replay_source_read_queries(j->src, j->li, j->plan->heads[h], t0, n,
+                                        j->queries + ((size_t)h * j->T + t0) * j->D, err);
     return rc;
 }
 
@@ -179,6 +184,15 @@ void replay_shape_of(const replay_source *src, const replay_plan *plan, int l, i
                           .n_heads = plan->n_heads, .head_id = head_id, .kv_of = kv_of,
                           .n_kv = src->n_kv, .max_len = src->T,
                           .window = src->window ? src->window[plan->layers[l]] : 0};
+    const int ml = src->layers[plan->layers[l]];
+    if (plan->out_proj && ml < plan->out_layers) {
+        out->out_proj = plan->out_proj[ml];
+        out->out_rows = plan->out_rows;
+        out->out_cols = plan->out_cols;
+    }
+    if (src->rope_freq)
+        out->rope = (policy_rope){src->rope_freq + (size_t)plan->layers[l] * (src->head_dim / 2),
+                                  src->head_dim, src->rope_halves};
 }
 
 int replay_config_finish(replay_config *c, kv_err *err)
@@ -224,6 +238,22 @@ static int build_layers(layer_job *j, kv_err *err)
         if ((flags & (POLICY_READS_KEYS | POLICY_READS_VALUES)) && j->D == 0)
             return kv_errorf(err, KV_EUSAGE, "policy %s reads key and value vectors: %s has "
                              "none recorded", plan->configs[c].policy.name, j->src->name);
+        j->need_queries |= (flags & POLICY_READS_QUERIES) != 0;
+        if ((flags & POLICY_READS_QUERIES) && (!j->src->has_queries || !j->src->rope_freq))
+            return kv_errorf(err, KV_EUSAGE, "policy %s reads the queries and the RoPE "
+                             "frequencies: %s has %s", plan->configs[c].policy.name,
+                             j->src->name, j->src->has_queries ? "no RoPE it can rebuild "
+                             "(docs/POLICIES.md)" : "no queries recorded (record it with "
+                             "--record-queries, or row-free)");
+        if ((flags & POLICY_READS_OUT_PROJ) && !shape.out_proj)
+            return kv_errorf(err, KV_EUSAGE, "policy %s reads the output projection W_o: "
+                             "give --model FILE, the GGUF %s was recorded from",
+                             plan->configs[c].policy.name, j->src->name);
+        for (int h = 0; (flags & POLICY_READS_OUT_PROJ) && h < shape.n_heads; h++)
+            if ((shape.head_id[h] + 1) * j->D > shape.out_cols)
+                return kv_errorf(err, KV_EUSAGE, "--model: W_o has %d columns, too few for "
+                                 "head %d of %d dimensions: not the model %s was recorded "
+                                 "from", shape.out_cols, shape.head_id[h], j->D, j->src->name);
         if ((flags & POLICY_READS_VALUES) && !j->src->has_values)
             return kv_errorf(err, KV_EUSAGE, "policy %s reads value vectors: %s has none "
                              "recorded", plan->configs[c].policy.name, j->src->name);
@@ -390,6 +420,8 @@ static int replay_step(layer_job *j, int c, int t, replay_acc *acc, kv_err *err)
         .values = j->need_values ? j->values + (size_t)t * j->D : NULL,
         .dim = j->D,
         .stride = (size_t)j->T * j->D,
+        .queries = j->need_queries ? j->queries + (size_t)t * j->D : NULL,
+        .query_stride = (size_t)j->T * j->D,
     };
     return policy_layer_step(j->layers[c], &tok, &io, &x, err);
 }
@@ -429,6 +461,7 @@ static void job_free(layer_job *j)
     free(j->row_f_t);
     free(j->keys);
     free(j->values);
+    free(j->queries);
     free(j->total);
     free(j->sums);
     free(j->o_full);
@@ -486,6 +519,8 @@ static int job_init(layer_job *j, replay_source *src, const replay_plan *plan, i
         j->keys = alloc_zero(K * T * D, sizeof *j->keys, &failed);
     if (j->need_values)
         j->values = alloc_zero(K * T * D, sizeof *j->values, &failed);
+    if (j->need_queries)
+        j->queries = alloc_zero(H * T * D, sizeof *j->queries, &failed);
     if (j->need_sums) {
         j->total = alloc_zero(H * T, sizeof *j->total, &failed);
         j->sums = alloc_zero(H * T, sizeof *j->sums, &failed);

@@ -81,6 +81,9 @@ typedef struct replay_plan {
     replay_observe_fn    observe;   /* optional: who wants each C_t (the heatmap) */
     void                *observe_ctx;
     int                  progress;  /* 1: layers done on stderr (a terminal only) */
+    const float *const  *out_proj;  /* (out_layers,) each model layer's W_o, out_rows x
+                                       out_cols (policy_shape.out_proj), or NULL */
+    int                  out_layers, out_rows, out_cols;
 } replay_plan;
 
 /* The sums behind one CSV line: one (configuration, layer, query head). */

@@ -529,6 +529,12 @@ int replay_setup_build(replay_setup *s, const replay_request *a, kv_err *err)
         rc = build_configs(s, a, err);
     else if (rc == KV_OK && a->budgets)   /* a budget means a replay: it needs a policy */
         rc = kv_errorf(err, KV_EUSAGE, "--policy and --budget are required; see --help");
+    if (rc == KV_OK && a->model)
+        rc = out_proj_load(a->model, &s->proj, err);
+    s->plan.out_proj = (const float *const *)s->proj.w;
+    s->plan.out_layers = s->proj.n_layer;
+    s->plan.out_rows = s->proj.rows;
+    s->plan.out_cols = s->proj.cols;
     s->plan.layers = s->layers;
     s->plan.heads = s->heads;
     s->plan.configs = s->configs;
@@ -543,6 +549,7 @@ void replay_setup_free(replay_setup *s)
     free(s->layers);
     free(s->heads);
     free(s->strings);
+    out_proj_free(&s->proj);
     memset(s, 0, sizeof *s);
 }
 

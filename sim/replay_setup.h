@@ -15,6 +15,7 @@
 #include <stdio.h>
 
 #include "kv_err.h"
+#include "out_proj.h"
 #include "policy.h"
 #include "replay.h"
 #include "replay_source.h"
@@ -28,6 +29,8 @@ typedef struct replay_request {
     const char *layer_kind;   /* "local" (a sliding window), "global", NULL: both */
     const char *metrics;      /* "mass,overlap,..."; default: all (cuda: its three) */
     const char *device;       /* "cpu" (NULL) or "cuda" */
+    const char *model;        /* the GGUF the trace was recorded from: its output
+                                 projections (criticalkv); NULL: none */
     int         threads;      /* OpenMP threads; 0: leave them */
     int         strict;       /* refuse an incomplete trace */
     policy_args params;       /* every other policy parameter, in order */
@@ -43,6 +46,7 @@ typedef struct replay_setup {
     int           *layers, *heads;
     replay_plan    plan;
     char          *strings;      /* owned copies behind configs' names */
+    out_proj       proj;         /* --model's output projections, or empty */
 } replay_setup;
 
 /* Set the threads, open the source (warning on an incomplete trace, KV_EFORMAT when

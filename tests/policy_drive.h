@@ -54,7 +54,8 @@ static inline policy_layer *stream_new_g(const policy_config *cfg, int layer, in
                                          int G)
 {
     int head_id[8] = {0, 1, 2, 3, 4, 5, 6, 7}, kv_of[8] = {0};
-    const policy_shape shape = {layer, n_layers, G, head_id, kv_of, 1, 0, 0};
+    const policy_shape shape = {layer, n_layers, G, head_id, kv_of, 1, 0, 0,
+                                {NULL, 0, 0}, NULL, 0, 0};
     kv_err err = {0};
     policy_layer *L = policy_layer_new(cfg, &shape, &err);
     cr_assert_not_null(L, "policy_layer_new(%s): %s", cfg->name, err.msg);
@@ -89,7 +90,7 @@ static inline policy_layer *make_policy(const char *name, const char *params, in
 static inline void expect_refused(const policy_config *cfg, const char *needle)
 {
     const int head = 0, kv = 0;
-    const policy_shape one = {0, 1, 1, &head, &kv, 1, 0, 0};
+    const policy_shape one = {0, 1, 1, &head, &kv, 1, 0, 0, {NULL, 0, 0}, NULL, 0, 0};
     kv_err err = {0};
     cr_assert_null(policy_layer_new(cfg, &one, &err), "%s accepted", cfg->name);
     cr_assert(strstr(err.msg, needle), "%s: message '%s' lacks '%s'", cfg->name, err.msg,

@@ -169,7 +169,7 @@ static void check_scores(const char *score, int gpu_score, int gqa, const char *
     cr_assert_eq(policy_config_set(&cfg, "gqa", gqa_name, &err), 0, "%s", err.msg);
     cr_assert_eq(policy_config_set(&cfg, "budget", "1000", &err), 0, "%s", err.msg);
     int head_id[CHECK_G] = {0, 1, 2}, kv_of[CHECK_G] = {0, 0, 0};
-    const policy_shape shape = {0, 1, CHECK_G, head_id, kv_of, 1, 0, 0};
+    const policy_shape shape = {0, 1, CHECK_G, head_id, kv_of, 1, 0, 0, {NULL, 0, 0}, NULL, 0, 0};
     policy_layer *L = policy_layer_new(&cfg, &shape, &err);
     cr_assert_not_null(L, "%s", err.msg);
     static kernel_view k;

@@ -196,7 +196,7 @@ Test(policy_adakv, heads_share_the_budget_with_a_floor)
 {
     policy_config cfg = config_of("adakv", "window=0,floor=0.5", 2, 0);
     const int head_id[2] = {0, 1}, kv_of[2] = {0, 1};
-    const policy_shape two = {0, 1, 2, head_id, kv_of, 2, 0, 0};
+    const policy_shape two = {0, 1, 2, head_id, kv_of, 2, 0, 0, {NULL, 0, 0}, NULL, 0, 0};
     kv_err err = {0};
     policy_layer *L = policy_layer_new(&cfg, &two, &err);
     cr_assert_not_null(L, "%s", err.msg);
@@ -234,7 +234,7 @@ Test(policy_adakv, oneshot_plans_the_layer_once_when_the_prompt_ends)
 {
     policy_config cfg = config_of("adakv", "window=0,floor=0.5,phase=oneshot", 2, 4);
     const int head_id[2] = {0, 1}, kv_of[2] = {0, 1};
-    const policy_shape two = {0, 1, 2, head_id, kv_of, 2, 0, 0};
+    const policy_shape two = {0, 1, 2, head_id, kv_of, 2, 0, 0, {NULL, 0, 0}, NULL, 0, 0};
     kv_err err = {0};
     policy_layer *L = policy_layer_new(&cfg, &two, &err);
     cr_assert_not_null(L, "oneshot is supported: %s", err.msg);

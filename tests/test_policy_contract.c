@@ -155,7 +155,7 @@ Test(policy_contract, unknown_policy_is_an_error_naming_the_valid_ones)
     cr_assert(strstr(err.msg, "full") && strstr(err.msg, "recency"), "message: %s", err.msg);
     cfg.name = "h2oo";
     const int head = 0, kv = 0;
-    const policy_shape one = {0, 1, 1, &head, &kv, 1, 0, 0};
+    const policy_shape one = {0, 1, 1, &head, &kv, 1, 0, 0, {NULL, 0, 0}, NULL, 0, 0};
     cr_assert_null(policy_layer_new(&cfg, &one, &err));
     cr_assert(strstr(err.msg, "unknown policy 'h2oo'"), "message: %s", err.msg);
 }

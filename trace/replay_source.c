@@ -70,3 +70,11 @@ int replay_source_rows(replay_source *s, int li, int hi, int t0, int n, void *bu
         rc = s->ops->read_rows(s, li, hi, t0, n, buf, width, err);
     return rc == 1 ? KV_OK : rc;
 }
+
+int replay_source_read_queries(replay_source *s, int li, int hi, int t0, int n, float *out,
+                               kv_err *err)
+{
+    if (!s->has_queries || !s->ops->read_queries)
+        return kv_errorf(err, KV_ENOTFOUND, "%s has no queries recorded", s->name);
+    return s->ops->read_queries(s, li, hi, t0, n, out, err);
+}

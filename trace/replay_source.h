@@ -43,6 +43,10 @@ typedef struct replay_source_ops {
      * such form (read_rows is used instead), or a KV_E* code. */
     int  (*f16_rows)(replay_source *s, int li, int hi, int t0, int n, void *buf, size_t cap,
                      const unsigned char **col, kv_err *err);
+    /* Optional (NULL: none): post-RoPE queries of (li, hi), steps t0..t0+n-1, n x
+     * head_dim, for policies that read them (expected-attention). */
+    int  (*read_queries)(replay_source *s, int li, int hi, int t0, int n, float *out,
+                         kv_err *err);
 } replay_source_ops;
 
 struct replay_source {
@@ -69,6 +73,11 @@ struct replay_source {
     int                 prompt_len;  /* tokens of phase prompt, a prefix of 0..T-1 */
     const policy_entry *tokens;      /* (T,) position, token id, flags */
     void               *impl;        /* the backend's state */
+    int                 has_queries; /* 1: read_queries delivers queries */
+    const float        *rope_freq;   /* (L, head_dim/2) each recorded layer's RoPE
+                                        frequencies, or NULL when the trace does not
+                                        determine them (policy_rope) */
+    int                 rope_halves; /* pairs (i, i + D/2) (NEOX), else (2i, 2i+1) */
 };
 
 /* Open TRACE as a source: a trace file, or `synth:T=512,layers=2,heads=6,kv=2,dim=16,
@@ -119,5 +128,8 @@ int replay_source_read_rows(replay_source *s, int li, int hi, int t0, int n, flo
                             size_t width, kv_err *err);
 int replay_source_read_kv(replay_source *s, int li, int ki, int t0, int n, float *keys,
                           float *values, kv_err *err);
+/* KV_ENOTFOUND when the source has no queries. */
+int replay_source_read_queries(replay_source *s, int li, int hi, int t0, int n, float *out,
+                               kv_err *err);
 
 #endif /* REPLAY_SOURCE_H */

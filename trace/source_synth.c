@@ -105,7 +105,8 @@ static void synth_close(replay_source *src)
     free(s);
 }
 
-static const replay_source_ops synth_ops = {synth_read_rows, synth_read_kv, synth_close, NULL};
+static const replay_source_ops synth_ops = {synth_read_rows, synth_read_kv, synth_close, NULL,
+                                            NULL};
 
 replay_source *replay_source_synth(const replay_synth_spec *spec, kv_err *err)
 {

@@ -34,6 +34,7 @@ typedef struct trace_source {
     char         *path;         /* owned copy: name and src.path point into it */
     int          *kv_of_head;   /* (H,) */
     policy_entry *tokens;       /* (T,) */
+    float        *rope_freq;    /* (L, D/2) or NULL */
     int                 n_bufs;    /* per OpenMP thread: a chunk buffer and a rebuild */
     trace_chunk_buf   **bufs;      /* buffer, and one more of each for nested calls, */
     trace_rebuild_buf **rebuilds;  /* which take them under the lock */
@@ -118,6 +119,39 @@ static int ts_read_kv(replay_source *src, int li, int ki, int t0, int n, float *
     return rc;
 }
 
+static int ts_read_queries(replay_source *src, int li, int hi, int t0, int n, float *out,
+                           kv_err *err)
+{
+    trace_source *s = src->impl;
+    int rc;
+#pragma omp critical(trace_source_io)
+    rc = trace_read_queries(s->tr, li, hi, t0, n, out, err);
+    return rc;
+}
+
+/* The RoPE frequencies of each recorded layer as the forward pass forms them
+ * (model/forward.c: 1/base^(2i/D) in float), where the trace determines them: the
+ * architecture fixes the pairing and gemma3's local (sliding) layers use base 10000.
+ * RoPE scaling (llama 3's rope_freqs, linear factors) and partial rotation (gptneox)
+ * are not recorded: NULL for gptneox, unscaled otherwise (docs/POLICIES.md). */
+static void rope_frequencies(trace_source *s, const trace_meta *m)
+{
+    const trace_header *h = &m->header;
+    const int L = h->n_layers_rec, half = h->head_dim / 2;
+    if (half < 1 || !strcmp(h->architecture, "gptneox") || h->rope_base <= 0 ||
+        !(s->rope_freq = malloc((size_t)L * half * sizeof *s->rope_freq)))
+        return;
+    for (int li = 0; li < L; li++) {
+        const int local = !strcmp(h->architecture, "gemma3") && h->window && h->window[li] > 0;
+        const float base = local ? 10000.0f : (float)h->rope_base;
+        for (int i = 0; i < half; i++)
+            s->rope_freq[(size_t)li * half + i] =
+                1.0f / powf(base, (float)(2 * i) / (float)h->head_dim);
+    }
+    s->src.rope_freq = s->rope_freq;
+    s->src.rope_halves = strcmp(h->architecture, "llama") != 0;
+}
+
 static void ts_close(replay_source *src)
 {
     trace_source *s = src->impl;
@@ -131,11 +165,12 @@ static void ts_close(replay_source *src)
     free(s->path);
     free(s->kv_of_head);
     free(s->tokens);
+    free(s->rope_freq);
     free(s);
 }
 
 static const replay_source_ops trace_source_ops = {ts_read_rows, ts_read_kv, ts_close,
-                                                   ts_f16_rows};
+                                                   ts_f16_rows, ts_read_queries};
 
 /* A chunk buffer and a rebuild buffer for each thread replay may run on, and a spare
  * pair (a rebuild buffer allocates its keys only when it first rebuilds a row). */
@@ -194,7 +229,9 @@ replay_source *replay_source_open_trace(const char *path, kv_err *err)
         .kv_of_head = s->kv_of_head, .model_layers = m->header.n_layer,
         .window = m->header.window,
         .head_dim = m->header.head_dim, .has_values = 1,
-        .prompt_len = (int)m->prompt_len, .tokens = s->tokens, .impl = s};
+        .prompt_len = (int)m->prompt_len, .tokens = s->tokens, .impl = s,
+        .has_queries = trace_options_queries(&m->options)};
+    rope_frequencies(s, m);
     for (int li = 0; li < s->src.n_layers && !s->src.rows_rebuilt; li++)
         for (int h = 0; h < H && !s->src.rows_rebuilt; h++)
             s->src.rows_rebuilt = !trace_rows_stored(tr, li, h);
