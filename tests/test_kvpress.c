@@ -199,25 +199,34 @@ Test(kvpress, kept_sets_match_kvpress, .timeout = 1800)
                  failed, configs);
 }
 
-/* kvpress's way of asking: the context is compressed once as the policy's prompt, the
- * questions come after it; each question sees the same compressed context. */
-Test(kvpress, generate_answers_questions_from_the_compressed_context, .timeout = 600)
+/* dir/context.txt (a short harbour passage) and dir/questions.txt = `questions`. */
+static void write_context(const char *dir, const char *questions)
 {
-    if (!test_model())
-        cr_skip_test("the model is not here (make test-fast)");
-    char dir[] = "/tmp/kv_ctx_XXXXXX", cmd[2048], out[8192], path[600];
-    cr_assert_not_null(mkdtemp(dir));
+    char path[600];
     snprintf(path, sizeof path, "%s/context.txt", dir);
     FILE *f = fopen(path, "w");
+    cr_assert_not_null(f);
     fputs("The harbour master wrote each arrival in green ink. The code for the customs "
           "shed that week was 4817, and only she and her deputy knew it. The fourth ship, "
           "the Lantern, came in late at night without signalling.\n", f);
     fclose(f);
     snprintf(path, sizeof path, "%s/questions.txt", dir);
     f = fopen(path, "w");
-    fputs("What was the code for the customs shed?\n\nWhich ship came without signalling?\n",
-          f);
+    cr_assert_not_null(f);
+    fputs(questions, f);
     fclose(f);
+}
+
+/* kvpress's way of asking: the context is compressed once as the policy's prompt, the
+ * questions come after it; each question sees the same compressed context. */
+Test(kvpress, generate_answers_questions_from_the_compressed_context, .timeout = 600)
+{
+    if (!test_model())
+        cr_skip_test("the model is not here (make test-fast)");
+    char dir[] = "/tmp/kv_ctx_XXXXXX", cmd[2048], out[8192];
+    cr_assert_not_null(mkdtemp(dir));
+    write_context(dir, "What was the code for the customs shed?\n\n"
+                       "Which ship came without signalling?\n");
     snprintf(cmd, sizeof cmd, "'%s/kvtrace' generate '%s' --context %s/context.txt "
              "--questions %s/questions.txt --policy snapkv-kvpress --obs-window 8 "
              "--budget 0.5 --max-new-tokens 2 2>&1", getenv("KV_BIN"), test_model(), dir, dir);
@@ -253,20 +262,12 @@ Test(kvpress, rewinding_the_context_answers_as_a_fresh_prefill, .timeout = 600)
 {
     if (!test_model())
         cr_skip_test("the model is not here (make test-fast)");
-    char dir[] = "/tmp/kv_rewind_XXXXXX", cmd[2048], base[1024], path[600];
+    char dir[] = "/tmp/kv_rewind_XXXXXX", cmd[2048], base[1024];
     static char once[8192], again[8192], note[8192];
     cr_assert_not_null(mkdtemp(dir));
-    snprintf(path, sizeof path, "%s/context.txt", dir);
-    FILE *f = fopen(path, "w");
-    fputs("The harbour master wrote each arrival in green ink. The code for the customs "
-          "shed that week was 4817, and only she and her deputy knew it. The fourth ship, "
-          "the Lantern, came in late at night without signalling.\n", f);
-    fclose(f);
-    snprintf(path, sizeof path, "%s/questions.txt", dir);
-    f = fopen(path, "w");
-    fputs("Which ship came without signalling?\nWho wrote each arrival, and in what ink?\n"
-          "What was the code for the customs shed?\n", f);
-    fclose(f);
+    write_context(dir, "Which ship came without signalling?\n"
+                       "Who wrote each arrival, and in what ink?\n"
+                       "What was the code for the customs shed?\n");
     static const char *const policies[] = {
         "snapkv-kvpress --obs-window 8 --budget 0.5", "knorm-kvpress --budget 0.6",
         "expected-attention --budget 0.4"};
