@@ -451,13 +451,10 @@ typedef struct box_read {
     unsigned char *dense;                     /* the box, file-typed, row-major */
 } box_read;
 
-static int box_setup(box_read *r, hid_t ftype, kv_err *err)
+static int box_setup(box_read *r, hid_t dcpl, hid_t ftype, kv_err *err)
 {
-    hid_t dcpl = H5Dget_create_plist(r->d);
-    int ok = dcpl >= 0 && H5Pget_layout(dcpl) == H5D_CHUNKED &&
+    int ok = H5Pget_layout(dcpl) == H5D_CHUNKED &&
              H5Pget_chunk(dcpl, r->rank, r->chunk) == r->rank;
-    if (dcpl >= 0)
-        H5Pclose(dcpl);
     H5T_class_t cls = H5Tget_class(ftype);
     r->esize = H5Tget_size(ftype);
     ok = ok && (cls == H5T_INTEGER || cls == H5T_FLOAT) && r->esize >= 1 && r->esize <= 8;
@@ -591,15 +588,23 @@ int trace__read_box(hid_t d, hid_t mem, int rank, const hsize_t *start, const hs
         n *= (size_t)count[i];
     if (n == 0)
         return KV_OK;
-    if (trace__pipeline_check(d, &r.codec) < 0)
+    hid_t dcpl = H5Dget_create_plist(d);   /* one lookup for the pipeline and the chunks */
+    if (dcpl < 0 || pipeline_of(dcpl, &r.codec) < 0) {
+        if (dcpl >= 0)
+            H5Pclose(dcpl);
+        H5Eclear2(H5E_DEFAULT);
         return kv_errorf(err, KV_EFORMAT, "%s: a dataset with a filter pipeline kvtrace "
                          "does not write (only none, or shuffle then deflate or LZ4)", path);
-    if (r.codec == TRACE_CODEC_NONE)
+    }
+    if (r.codec == TRACE_CODEC_NONE) {
+        H5Pclose(dcpl);
         return hdf5_box(d, mem, rank, start, count, out, path, err);
+    }
     hid_t ftype = H5Dget_type(d);
     int rc = ftype < 0 ? trace__h5_fail(err, KV_EFORMAT, "%s: a dataset's type is unreadable",
                                         path)
-                       : box_setup(&r, ftype, err);
+                       : box_setup(&r, dcpl, ftype, err);
+    H5Pclose(dcpl);
     const size_t msize = rc == KV_OK ? H5Tget_size(mem) : 0;
     const int same = rc == KV_OK && H5Tequal(ftype, mem) > 0;
     /* H5Tconvert converts in place: room for the wider of the two types */
