@@ -360,9 +360,9 @@ static void measure(void *ctx, int s, const policy *p)
     const int consistent = (plan->metrics & REPLAY_CONSISTENCY) &&
                            score_has_full_version(cfg->score) &&
                            policy_scores(p, j->scores) == 0;
+    const int needs_row = (plan->metrics & REPLAY_OVERLAP) || j->need_output || consistent;
     for (int g = 0; g < G; g++) {
         const int h = heads[g];
-        const int needs_row = (plan->metrics & REPLAY_OVERLAP) || j->need_output || consistent;
         const float *row = needs_row ? row_of(j, h, x->t) : NULL;   /* mass: gathered */
         replay_acc *a = replay_acc_at(x->acc, plan, x->c, j->l, h);
         a->steps++;
