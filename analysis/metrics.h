@@ -30,6 +30,13 @@
  * is overwritten.  O(n): two streaming passes and a select inside one bucket. */
 float metrics_kth_largest(const float *v, int n, int k, float *scratch, int *n_above);
 
+/* The same, given a guess of it (the last step's, say): when the k-th largest lies
+ * within a factor 2 of the guess, one vectorised pass over v and a select among the
+ * entries in that band find it; otherwise metrics_kth_largest does.  Equal results
+ * either way: both are defined by the values alone.  `scratch` holds 2n floats. */
+float metrics_kth_largest_near(const float *v, int n, int k, float guess, float *scratch,
+                               int *n_above);
+
 /* Gather and renormalise in one pass: out[j] = p[kept[j].position] / m for the n
  * kept entries.  Returns m, the mass kept (before renormalising).  A cache whose mass
  * underflows to 0 gets a uniform row, so the policy always sees a distribution. */
@@ -57,6 +64,15 @@ void metrics_output_full(const float *p, int len, const float *values, int D, fl
  * renormalised (m = the mass kept). */
 void metrics_output_kept(const float *p, const policy_entry *kept, int n, double m,
                          const float *values, int D, float *o);
+
+/* The same for `rows` queries that share the values (the query heads of one KV head):
+ * row r's weights p[r], mass m[r], output o[r].  Each o[r] equals the one-row call's bit
+ * for bit; the values are read once per ROWS_AT_ONCE rows. */
+void metrics_output_full_rows(const float *const *p, int rows, int len, const float *values,
+                              int D, float *const *o);
+void metrics_output_kept_rows(const float *const *p, int rows, const policy_entry *kept,
+                              int n, const double *m, const float *values, int D,
+                              float *const *o);
 
 /* ‖a − b‖ / ‖b‖ over D elements; 0 when both are 0, and +inf when only b is. */
 double metrics_relative_error(const float *a, const float *b, int D);

@@ -45,6 +45,7 @@ typedef struct theta_memo {
     int   count;
     int   n[THETA_MEMO], above[THETA_MEMO];
     float theta[THETA_MEMO];
+    float last;   /* the threshold found last, kept across steps: a guess for the next */
 } theta_memo;
 
 /* Everything one layer job owns. */
@@ -74,10 +75,10 @@ typedef struct layer_job {
     float             *queries;      /* (H, T, D) post-RoPE, when need_queries */
     double            *total, *sums; /* (H, T) column totals and running sums */
     float             *o_full;       /* (H, D) full-cache output of each head at t */
-    float             *o_kept;       /* (D,) */
+    float             *o_kept;       /* (H, D) each member head's output over C_t */
     float             *full_score;   /* (T,) */
     float             *scores;       /* (T,) the policy's scores, for consistency */
-    float             *scratch;      /* (T,) selection */
+    float             *scratch;      /* (2T,) selection */
     uint16_t          *half;         /* (T,) the f16 entries a gather keeps */
     double            *mass;         /* (H,) mass kept by each member of the stream
                                         being stepped */
@@ -149,6 +150,15 @@ static const float *row_of(const layer_job *j, int h, int t)
     }
     return out;
 }
+
+/* The values plan head h attends to: its KV head's (T, D). */
+static const float *values_of(const layer_job *j, int h)
+{
+    return j->values + (size_t)j->src->kv_of_head[j->plan->heads[h]] * j->T * j->D;
+}
+
+/* Query heads summed together in one pass over their KV head's values (a GQA group). */
+#define ROWS_MAX 8
 
 /* The oracle's pre-pass: column totals of every head over the whole trace. */
 static int read_totals(layer_job *j, kv_err *err)
@@ -274,7 +284,9 @@ static void top_n(layer_job *j, int h, const float *p, int len, int n, float *th
             *above = m->above[i];
             return;
         }
-    *theta = metrics_kth_largest(p, len, n, j->scratch, above);
+    /* consecutive steps' thresholds are close: the last one narrows the search */
+    *theta = metrics_kth_largest_near(p, len, n, m->last, j->scratch, above);
+    m->last = *theta;
     if (m->count < THETA_MEMO) {
         m->n[m->count] = n;
         m->theta[m->count] = *theta;
@@ -341,6 +353,25 @@ static void tell_observer(const step_ctx *x, const int *heads, int G, const poli
     }
 }
 
+/* Each member head's output over the kept entries into o_kept (G, D): members that
+ * share a KV head in one pass over its values. */
+static void kept_outputs(layer_job *j, const int *heads, int G, int t,
+                         const policy_entry *kept, int n)
+{
+    for (int g0 = 0; g0 < G;) {
+        const float *p[ROWS_MAX];
+        float *o[ROWS_MAX];
+        const float *v = values_of(j, heads[g0]);
+        int R = 0;
+        for (; R < ROWS_MAX && g0 + R < G && values_of(j, heads[g0 + R]) == v; R++) {
+            p[R] = row_of(j, heads[g0 + R], t);
+            o[R] = j->o_kept + (size_t)(g0 + R) * j->D;
+        }
+        metrics_output_kept_rows(p, R, kept, n, j->mass + g0, v, j->D, o);
+        g0 += R;
+    }
+}
+
 /* Compare C_t with the full cache for each member head and add to its accumulator. */
 static void measure(void *ctx, int s, const policy *p)
 {
@@ -361,6 +392,8 @@ static void measure(void *ctx, int s, const policy *p)
                            score_has_full_version(cfg->score) &&
                            policy_scores(p, j->scores) == 0;
     const int needs_row = (plan->metrics & REPLAY_OVERLAP) || j->need_output || consistent;
+    if (j->need_output)
+        kept_outputs(j, heads, G, x->t, kept, n);
     for (int g = 0; g < G; g++) {
         const int h = heads[g];
         const float *row = needs_row ? row_of(j, h, x->t) : NULL;   /* mass: gathered */
@@ -376,9 +409,8 @@ static void measure(void *ctx, int s, const policy *p)
             a->n_overlap++;
         }
         if (j->need_output) {
-            const float *v = j->values + (size_t)j->src->kv_of_head[plan->heads[h]] * j->T * j->D;
-            metrics_output_kept(row, kept, n, j->mass[g], v, j->D, j->o_kept);
-            a->output_error += metrics_relative_error(j->o_kept, j->o_full + (size_t)h * j->D, j->D);
+            a->output_error += metrics_relative_error(j->o_kept + (size_t)g * j->D,
+                                                      j->o_full + (size_t)h * j->D, j->D);
             a->n_output++;
         }
         if (consistent) {
@@ -426,23 +458,37 @@ static int replay_step(layer_job *j, int c, int t, replay_acc *acc, kv_err *err)
     return policy_layer_step(j->layers[c], &tok, &io, &x, err);
 }
 
+/* Full-cache outputs of step t: the heads that share a KV head in one pass. */
+static void step_full_outputs(layer_job *j, int t)
+{
+    for (int h0 = 0; h0 < j->H;) {
+        const float *p[ROWS_MAX];
+        float *o[ROWS_MAX];
+        int R = 0;
+        for (; R < ROWS_MAX && h0 + R < j->H && values_of(j, h0 + R) == values_of(j, h0); R++) {
+            p[R] = row_of(j, h0 + R, t);
+            o[R] = j->o_full + (size_t)(h0 + R) * j->D;
+        }
+        metrics_output_full_rows(p, R, t + 1, values_of(j, h0), j->D, o);
+        h0 += R;
+    }
+}
+
 /* What every stream of step t shares: running sums, full outputs, fresh memos. */
 static void step_shared(layer_job *j, int t)
 {
     for (int h = 0; h < j->H; h++) {
-        const float *p = j->need_sums || j->need_output ? row_of(j, h, t) : NULL;
         if (j->need_sums) {
+            const float *p = row_of(j, h, t);
             double *S = j->sums + (size_t)h * j->T;
 #pragma omp simd
             for (int i = 0; i <= t; i++)
                 S[i] += p[i];
         }
-        if (j->need_output) {
-            const float *v = j->values + (size_t)j->src->kv_of_head[j->plan->heads[h]] * j->T * j->D;
-            metrics_output_full(p, t + 1, v, j->D, j->o_full + (size_t)h * j->D);
-        }
         j->memo[h].count = 0;
     }
+    if (j->need_output)
+        step_full_outputs(j, t);
 }
 
 /* --- a layer job ------------------------------------------------------------------- */
@@ -526,10 +572,10 @@ static int job_init(layer_job *j, replay_source *src, const replay_plan *plan, i
         j->sums = alloc_zero(H * T, sizeof *j->sums, &failed);
     }
     j->o_full = alloc_zero(H * D, sizeof *j->o_full, &failed);
-    j->o_kept = alloc_zero(D, sizeof *j->o_kept, &failed);
+    j->o_kept = alloc_zero((size_t)H * D, sizeof *j->o_kept, &failed);
     j->full_score = alloc_zero(T, sizeof *j->full_score, &failed);
     j->scores = alloc_zero(T, sizeof *j->scores, &failed);
-    j->scratch = alloc_zero(T, sizeof *j->scratch, &failed);
+    j->scratch = alloc_zero(2 * T, sizeof *j->scratch, &failed);
     j->half = alloc_zero(T, sizeof *j->half, &failed);
     j->mass = alloc_zero(H, sizeof *j->mass, &failed);
     j->memo = alloc_zero(H, sizeof *j->memo, &failed);

@@ -5,7 +5,10 @@
  */
 #include <criterion/criterion.h>
 #include <math.h>
+#include <stdlib.h>
+#include <string.h>
 
+#include "fp16.h"
 #include "metrics.h"
 
 /* The worked example: query t = 5 over six entries; the policy kept 0, 1, 2, 5. */
@@ -176,4 +179,132 @@ Test(metrics, an_underflowed_cache_gets_a_uniform_row)
     cr_assert_eq(metrics_gather(zero, C, 2, row), 0);
     cr_assert_float_eq(row[0], 0.5f, 1e-7);
     cr_assert_float_eq(row[1], 0.5f, 1e-7);
+}
+
+/* The guessed search (replay: the last step's threshold) finds exactly what the full
+ * one finds, whatever the guess: right, near, far, zero, tiny, huge — on the row shapes
+ * above, rounded to f16 as traces store them (ties and zeros). */
+Test(metrics, kth_largest_near_equals_kth_largest_for_any_guess)
+{
+    enum { N = 3000 };
+    static float v[N], scratch[2 * N], scratch2[N];
+    unsigned x = 777;
+    for (int shape = 0; shape < 4; shape++) {
+        for (int i = 0; i < N; i++) {
+            x = x * 1103515245u + 12345u;
+            const float u = (float)(x >> 8) / (float)(1u << 24);
+            const float w = shape == 0 ? u : shape == 1 ? expf(-30.0f * u)
+                          : shape == 2 ? (float)((x >> 20) % 5) : (i % 3 ? 0.0f : u);
+            v[i] = fp16_to_f32(fp16_from_f32(w));
+        }
+        for (int k = 1; k <= N; k += 53) {
+            int want_above;
+            const float want = metrics_kth_largest(v, N, k, scratch2, &want_above);
+            const float guesses[] = {want, want * 1.7f, want / 3.0f, want * 40.0f,
+                                     want / 1000.0f, 0.0f, 1e-40f, 1e30f, 3e38f};
+            for (size_t g = 0; g < sizeof guesses / sizeof *guesses; g++) {
+                int above;
+                const float theta = metrics_kth_largest_near(v, N, k, guesses[g], scratch,
+                                                             &above);
+                cr_assert_eq(theta, want, "shape %d k=%d guess %g: %g != %g", shape, k,
+                             guesses[g], theta, want);
+                cr_assert_eq(above, want_above, "shape %d k=%d guess %g", shape, k,
+                             guesses[g]);
+            }
+        }
+    }
+}
+
+/* The rows version of the outputs equals the plain loop — Σ over the keys in order of
+ * the rounded product, no contraction — bit for bit, for any number of rows sharing the
+ * values (more than are summed at once) and any D (whole tiles, a tail, no tile). */
+Test(metrics, output_rows_equal_the_plain_loop_bit_for_bit)
+{
+    enum { LEN = 300, ROWS = 9, DMAX = 136 };
+    static float p[ROWS][LEN], values[LEN * DMAX], o[ROWS][DMAX], want[DMAX];
+    unsigned x = 4242;
+    for (int i = 0; i < LEN * DMAX; i++) {
+        x = x * 1103515245u + 12345u;
+        values[i] = (float)((int)(x >> 9) - (1 << 22)) / (float)(1 << 20);
+    }
+    for (int r = 0; r < ROWS; r++)
+        for (int i = 0; i < LEN; i++) {
+            x = x * 1103515245u + 12345u;
+            p[r][i] = expf(-8.0f * (float)(x >> 8) / (float)(1u << 24)) / LEN;
+        }
+    policy_entry kept[LEN / 3];
+    for (int j = 0; j < LEN / 3; j++)
+        kept[j] = (policy_entry){.position = 3 * j + j % 3, .token = -1, .flags = 0};
+    const float *rows[ROWS];
+    float *outs[ROWS];
+    const double mass[ROWS] = {0.5, 0.25, 1, 0.75, 0.1, 0.9, 0.33, 0.66, 0};
+    for (int r = 0; r < ROWS; r++)
+        rows[r] = p[r], outs[r] = o[r];
+    static const int dims[] = {8, 64, 72, 128, 136};
+    for (size_t di = 0; di < sizeof dims / sizeof *dims; di++) {
+        const int D = dims[di];
+        for (int R = 1; R <= ROWS; R++) {
+            metrics_output_full_rows(rows, R, LEN, values, D, outs);
+            for (int r = 0; r < R; r++) {
+                memset(want, 0, sizeof want);
+                for (int i = 0; i < LEN; i++)
+                    for (int d = 0; d < D; d++) {
+                        const float prod = p[r][i] * values[i * D + d];
+                        want[d] = want[d] + prod;
+                    }
+                cr_assert(memcmp(o[r], want, (size_t)D * sizeof *want) == 0,
+                          "full: D=%d R=%d row %d differs", D, R, r);
+            }
+            metrics_output_kept_rows(rows, R, kept, LEN / 3, mass, values, D, outs);
+            for (int r = 0; r < R; r++) {
+                memset(want, 0, sizeof want);
+                for (int j = 0; j < LEN / 3; j++)
+                    for (int d = 0; d < D; d++) {
+                        const int i = kept[j].position;
+                        const float prod = p[r][i] * values[i * D + d];
+                        want[d] = want[d] + prod;
+                    }
+                const float scale = mass[r] > 0 ? (float)(1.0 / mass[r]) : 0.0f;
+                for (int d = 0; d < D; d++)
+                    want[d] *= scale;
+                cr_assert(memcmp(o[r], want, (size_t)D * sizeof *want) == 0,
+                          "kept: D=%d R=%d row %d differs", D, R, r);
+            }
+        }
+    }
+}
+
+/* The f16 gather from chunked rows gives metrics_gather's floats and mass bit for bit on
+ * the converted row: its mass is summed in another order, exact for f16 probabilities. */
+Test(metrics, gather_f16_equals_gather_on_the_converted_row)
+{
+    enum { T = 3 * METRICS_F16_COLS + 77, ROW = 5 };   /* row 5 of a 64-row chunk */
+    static unsigned char chunks[4][64 * METRICS_F16_COLS * 2];
+    static float row[T], a[T], b[T];
+    static uint16_t half[T];
+    const unsigned char *col[4] = {chunks[0], chunks[1], chunks[2], chunks[3]};
+    unsigned x = 99;
+    for (int n_kept = 1; n_kept <= T; n_kept += 97) {
+        double total = 0;
+        for (int i = 0; i < T; i++) {
+            x = x * 1103515245u + 12345u;
+            row[i] = fp16_to_f32(fp16_from_f32(expf(-12.0f * (float)(x >> 8) / 16777216.0f)));
+            total += row[i];
+        }
+        policy_entry kept[T];
+        int n = 0;
+        for (int i = 0; i < T && n < n_kept; i++)
+            if (i % 2 == 0 || i > T - n_kept)
+                kept[n++] = (policy_entry){.position = i, .token = -1, .flags = 0};
+        for (int i = 0; i < T; i++) {
+            row[i] = fp16_to_f32(fp16_from_f32(row[i] / (float)total));
+            const uint16_t h = fp16_from_f32(row[i]);
+            memcpy(chunks[i / METRICS_F16_COLS] + 2 * (ROW * METRICS_F16_COLS + i % METRICS_F16_COLS),
+                   &h, 2);
+        }
+        const double ma = metrics_gather(row, kept, n, a);
+        const double mb = metrics_gather_f16(col, ROW * METRICS_F16_COLS, kept, n, half, b);
+        cr_assert(ma == mb, "n=%d: mass %.17g != %.17g", n, ma, mb);
+        cr_assert(memcmp(a, b, (size_t)n * sizeof *a) == 0, "n=%d: rows differ", n);
+    }
 }

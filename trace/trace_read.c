@@ -946,31 +946,41 @@ static inline const unsigned char *f16_at(const row_ref *r, int64_t j)
 }
 
 /* One row's sum, and whether every entry is a probability (NaN fails the compare).
- * Eight lanes at once (one serial chain of double adds was 27% of a replay's time): the
- * order moves the sum by about 1e-13, far inside any tolerance, and only this check
- * reads it.  f16 rows are summed in the same order as their floats would be (a chunk
- * holds whole groups of eight), so both layouts give the same sums and messages. */
+ * Eight lanes at once, four groups of them in flight (one serial chain of double adds
+ * was 27% of a replay's time, one chain per lane still a tenth): the order moves the sum
+ * of a float row by about 1e-13, far inside any tolerance, and only this check reads it;
+ * an f16 row's sum is exact in any order (metrics_gather_f16).  f16 rows are summed in
+ * the same order as their floats would be (a chunk holds whole groups of 32), so both
+ * layouts give the same sums and messages. */
 static double row_sum(const row_ref *row, int64_t len, float limit, int *bad)
 {
     double sum = 0;
     int outside = 0;
     int64_t j = 0;
 #if defined(__AVX__) && defined(__F16C__)
-    __m256d lo = _mm256_setzero_pd(), hi = _mm256_setzero_pd();
+    __m256d acc[8];
+    for (int k = 0; k < 8; k++)
+        acc[k] = _mm256_setzero_pd();
     __m256 all_ok = _mm256_castsi256_ps(_mm256_set1_epi32(-1));
     const __m256 zero = _mm256_setzero_ps(), top = _mm256_set1_ps(limit);
-    for (; j + 8 <= len; j += 8) {
-        const __m256 x = row->f32 ? _mm256_loadu_ps(row->f32 + j)
-                                  : _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)f16_at(row, j)));
-        /* not (0 <= x <= limit), NaN included: the ordered compares fail for it */
-        const __m256 ok = _mm256_and_ps(_mm256_cmp_ps(x, zero, _CMP_GE_OQ),
-                                        _mm256_cmp_ps(x, top, _CMP_LE_OQ));
-        all_ok = _mm256_and_ps(all_ok, ok);
-        lo = _mm256_add_pd(lo, _mm256_cvtps_pd(_mm256_castps256_ps128(x)));
-        hi = _mm256_add_pd(hi, _mm256_cvtps_pd(_mm256_extractf128_ps(x, 1)));
-    }
+    for (; j + 32 <= len; j += 32)
+        for (int k = 0; k < 4; k++) {
+            const int64_t at = j + 8 * k;
+            const __m256 x = row->f32 ? _mm256_loadu_ps(row->f32 + at)
+                                      : _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)f16_at(row, at)));
+            /* not (0 <= x <= limit), NaN included: the ordered compares fail for it */
+            const __m256 ok = _mm256_and_ps(_mm256_cmp_ps(x, zero, _CMP_GE_OQ),
+                                            _mm256_cmp_ps(x, top, _CMP_LE_OQ));
+            all_ok = _mm256_and_ps(all_ok, ok);
+            acc[2 * k] = _mm256_add_pd(acc[2 * k], _mm256_cvtps_pd(_mm256_castps256_ps128(x)));
+            acc[2 * k + 1] = _mm256_add_pd(acc[2 * k + 1],
+                                           _mm256_cvtps_pd(_mm256_extractf128_ps(x, 1)));
+        }
+    for (int k = 0; k < 4; k++)
+        acc[k] = _mm256_add_pd(acc[k], acc[k + 4]);
     double lanes[4];
-    _mm256_storeu_pd(lanes, _mm256_add_pd(lo, hi));
+    _mm256_storeu_pd(lanes, _mm256_add_pd(_mm256_add_pd(acc[0], acc[1]),
+                                          _mm256_add_pd(acc[2], acc[3])));
     sum = (lanes[0] + lanes[1]) + (lanes[2] + lanes[3]);
     outside = _mm256_movemask_ps(all_ok) != 0xFF;
 #endif
