@@ -271,12 +271,6 @@ double metrics_gather(const float *p, const policy_entry *kept, int n, float *ou
 double metrics_gather_f16(const unsigned char *const *col, size_t roff,
                           const policy_entry *kept, int n, uint16_t *half, float *out)
 {
-    /* the row's segments are far from the core by now (the whole block was checked
-     * since): ask for all their lines first, so the loads below do not wait in turn */
-    if (n > 0)
-        for (uint32_t c = 0; c <= (uint32_t)kept[n - 1].position / METRICS_F16_COLS; c++)
-            for (int line = 0; line < 2 * METRICS_F16_COLS; line += 64)
-                __builtin_prefetch(col[c] + 2 * roff + line);
     /* kept is in position order (policy.h (1)): one chunk's run of entries at a time */
     for (int j = 0; j < n;) {
         const uint32_t c = (uint32_t)kept[j].position / METRICS_F16_COLS;
