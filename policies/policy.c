@@ -676,11 +676,40 @@ static int pick_small(const policy *p, const float *score, const unsigned char *
     return m;
 }
 
+/* k = 1, the usual stride: the least score's first slot (the oldest of tied ones, as
+ * rank_before orders them), in two passes the compiler vectorises, where pick_small's
+ * insertion branches on every slot.  A NaN score among the candidates takes
+ * pick_small's path, whose answer then depends on where it stands. */
+static int pick_least(const policy *p, const float *score, const unsigned char *evictable,
+                      int *out)
+{
+    float least = INFINITY;
+    int nan = 0;
+#pragma omp simd reduction(min : least) reduction(| : nan)
+    for (int i = p->n_pinned; i < p->n; i++) {
+        const int can = !evictable || evictable[i];
+        least = can && score[i] < least ? score[i] : least;
+        nan |= can && score[i] != score[i];
+    }
+    if (nan)
+        return pick_small(p, score, evictable, 1, out);
+    int first = p->n;
+#pragma omp simd reduction(min : first)
+    for (int i = p->n_pinned; i < p->n; i++)
+        first = (!evictable || evictable[i]) && score[i] == least && i < first ? i : first;
+    if (first == p->n)
+        return 0;
+    out[0] = first;
+    return 1;
+}
+
 int policy_pick_lowest(const policy *p, const float *score, const unsigned char *evictable,
                        int k, int *out)
 {
     if (k <= 0)
         return 0;
+    if (k == 1)
+        return pick_least(p, score, evictable, out);
     if (k <= PICK_SMALL)
         return pick_small(p, score, evictable, k, out);
     int m = 0;

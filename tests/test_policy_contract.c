@@ -180,6 +180,39 @@ Test(policy_contract, pick_lowest_breaks_ties_by_age)
     policy_layer_free(L);
 }
 
+/* k = 1 (its own vectorised path) picks what the insertion path's first pick is, over
+ * ties, masks, infinities, signed zeros, nothing evictable, and a NaN among the scores. */
+Test(policy_contract, pick_lowest_of_one_is_the_first_of_two)
+{
+    enum { N = 90 };
+    policy_layer *L = make("recency", 1000, 1, POLICY_PHASE_STREAM, 0);
+    drive(L, N, uniform_w, NULL, NULL, NULL);
+    float score[N];
+    unsigned char evictable[N];
+    unsigned x = 2024;
+    for (int round = 0; round < 300; round++) {
+        for (int i = 0; i < N; i++) {
+            x = x * 1103515245u + 12345u;
+            const unsigned r = (x >> 16) % 8;
+            score[i] = r == 0 ? 0.0f : r == 1 ? -0.0f : r == 2 ? INFINITY
+                     : (float)((x >> 8) % 5) / 4.0f;   /* few values: many ties */
+            evictable[i] = round % 3 == 0 || (x >> 4) % 4 != 0;
+        }
+        if (round % 50 == 7)
+            score[(x >> 3) % N] = NAN;
+        if (round % 50 == 9)
+            memset(evictable, 0, sizeof evictable);
+        const unsigned char *mask = round % 2 ? evictable : NULL;
+        int one[1], two[2];
+        const int got = policy_pick_lowest(stream_of(L), score, mask, 1, one);
+        const int want = policy_pick_lowest(stream_of(L), score, mask, 2, two);
+        cr_assert_eq(got, want > 0, "round %d: %d picked", round, got);
+        if (got)
+            cr_assert_eq(one[0], two[0], "round %d: slot %d, not %d", round, one[0], two[0]);
+    }
+    policy_layer_free(L);
+}
+
 Test(policy_contract, compact_keeps_the_order_of_the_rest)
 {
     int a[8] = {0, 1, 2, 3, 4, 5, 6, 7};
