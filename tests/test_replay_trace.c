@@ -37,6 +37,11 @@ static void remove_path(void) { remove(path); }
 
 TestSuite(replay_trace, .init = make_path, .fini = remove_path);
 
+/* A damage write_trace makes to one row entry when at >= 0: row (layer 1, head 4) of
+ * step DAMAGED_STEP gets entry `at` replaced by `value`, or `value` added when add. */
+enum { DAMAGED_STEP = 70 };
+static struct { int at, add; float value; } damage = {-1, 0, 0};
+
 /* Write the synthetic source's rows, keys and values as a trace; stop_at >= 0 aborts
  * the writer after that many steps (an incomplete trace). */
 static void write_trace(trace_dtype dtype, int stop_at)
@@ -67,6 +72,10 @@ static void write_trace(trace_dtype dtype, int stop_at)
             cr_assert_eq(src->ops->read_rows(src, i / H, i % H, t, 1, rows + (size_t)i * T,
                                              (size_t)t + 1, &err), KV_OK);
             row_p[i] = rows + (size_t)i * T;
+        }
+        if (damage.at >= 0 && t == DAMAGED_STEP) {
+            float *e = rows + (size_t)(1 * H + 4) * T + damage.at;
+            *e = damage.add ? *e + damage.value : damage.value;
         }
         for (int i = 0; i < L * K; i++) {
             cr_assert_eq(src->ops->read_kv(src, i / K, i % K, t, 1, keys[i], values[i], &err), KV_OK);
@@ -185,4 +194,37 @@ Test(replay_trace, an_odd_trace_name_is_quoted_in_the_csv)
     remove(csv);
     run_free(&r);
     remove(odd);
+}
+
+/* Every row is checked before a policy sees it (invariant 1): an entry that is not a
+ * probability, or a row that does not sum to 1, anywhere in the row (the vectorised part
+ * or the tail), in f32 or f16, stops the replay with an error naming the row. */
+Test(replay_trace, a_damaged_row_is_an_error_naming_it)
+{
+    static const struct { int at, add; float value; const char *says; } cases[] = {
+        {5, 0, -0.25f, "an entry that is not a probability"},
+        {40, 0, NAN, "an entry that is not a probability"},
+        {68, 0, 2.0f, "an entry that is not a probability"},
+        {69, 0, INFINITY, "an entry that is not a probability"},
+        {17, 1, 0.0625f, "the row does not sum to 1"},
+        {70, 1, 0.0625f, "the row does not sum to 1"},
+    };
+    static const trace_dtype dtypes[] = {TRACE_F32, TRACE_F16};
+    for (size_t d = 0; d < 2; d++)
+        for (size_t c = 0; c < sizeof cases / sizeof *cases; c++) {
+            damage.at = cases[c].at, damage.add = cases[c].add, damage.value = cases[c].value;
+            remove(path);
+            write_trace(dtypes[d], -1);
+            damage.at = -1;
+            char line[512];
+            run r;
+            snprintf(line, sizeof line, "replay %s --policy h2o --budget 0.5", path);
+            run_words(&r, line);
+            cr_assert_eq(r.rc, KV_EFORMAT, "dtype %zu case %zu: rc %d (%s)", d, c, r.rc,
+                         r.err.msg);
+            cr_assert(strstr(r.err.msg, "layer 1 head 4 step 70") &&
+                          strstr(r.err.msg, cases[c].says),
+                      "dtype %zu case %zu: %s", d, c, r.err.msg);
+            run_free(&r);
+        }
 }

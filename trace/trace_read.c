@@ -946,50 +946,102 @@ static inline const unsigned char *f16_at(const row_ref *r, int64_t j)
 }
 
 /* One row's sum, and whether every entry is a probability (NaN fails the compare).
- * Eight lanes at once, four groups of them in flight (one serial chain of double adds
- * was 27% of a replay's time, one chain per lane still a tenth): the order moves the sum
- * of a float row by about 1e-13, far inside any tolerance, and only this check reads it;
+ * Many lanes at once in independent accumulators (one serial chain of double adds was
+ * 27% of a replay's time, one chain per lane still a tenth): the order moves the sum of
+ * a float row by about 1e-13, far inside any tolerance, and only this check reads it;
  * an f16 row's sum is exact in any order (metrics_gather_f16).  f16 rows are summed in
  * the same order as their floats would be (a chunk holds whole groups of 32), so both
- * layouts give the same sums and messages. */
+ * layouts give the same sums and messages.  Accumulators are named variables: an
+ * array of them was kept in memory. */
+#if defined(__AVX512F__)
+static inline __m512 row_load16(const row_ref *row, int64_t j)
+{
+    return row->f32 ? _mm512_loadu_ps(row->f32 + j)
+                    : _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)f16_at(row, j)));
+}
+
+/* not (0 <= x <= limit), NaN included: the ordered compares fail for it */
+static inline __mmask16 row_outside16(__m512 x, __m512 top)
+{
+    return (__mmask16)~(_mm512_cmp_ps_mask(x, _mm512_setzero_ps(), _CMP_GE_OQ) &
+                        _mm512_cmp_ps_mask(x, top, _CMP_LE_OQ));
+}
+
+static double row_sum_wide(const row_ref *row, int64_t len, float limit, int *bad,
+                           int64_t *done)
+{
+    __m512d a0 = _mm512_setzero_pd(), a1 = a0, a2 = a0, a3 = a0;
+    const __m512 top = _mm512_set1_ps(limit);
+    __mmask16 outside = 0;
+    int64_t j = 0;
+    for (; j + 32 <= len; j += 32) {
+        const __m512 x = row_load16(row, j), y = row_load16(row, j + 16);
+        outside |= row_outside16(x, top) | row_outside16(y, top);
+        a0 = _mm512_add_pd(a0, _mm512_cvtps_pd(_mm512_castps512_ps256(x)));
+        a1 = _mm512_add_pd(a1, _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(x), 1))));
+        a2 = _mm512_add_pd(a2, _mm512_cvtps_pd(_mm512_castps512_ps256(y)));
+        a3 = _mm512_add_pd(a3, _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(y), 1))));
+    }
+    *bad = outside != 0;
+    *done = j;
+    return _mm512_reduce_add_pd(_mm512_add_pd(_mm512_add_pd(a0, a1), _mm512_add_pd(a2, a3)));
+}
+#elif defined(__AVX__) && defined(__F16C__)
+static inline __m256 row_load8(const row_ref *row, int64_t j)
+{
+    return row->f32 ? _mm256_loadu_ps(row->f32 + j)
+                    : _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)f16_at(row, j)));
+}
+
+static inline __m256 row_inside8(__m256 x, __m256 top)
+{
+    return _mm256_and_ps(_mm256_cmp_ps(x, _mm256_setzero_ps(), _CMP_GE_OQ),
+                         _mm256_cmp_ps(x, top, _CMP_LE_OQ));
+}
+
+static double row_sum_wide(const row_ref *row, int64_t len, float limit, int *bad,
+                           int64_t *done)
+{
+    __m256d a0 = _mm256_setzero_pd(), a1 = a0, a2 = a0, a3 = a0;
+    __m256 inside = _mm256_castsi256_ps(_mm256_set1_epi32(-1));
+    const __m256 top = _mm256_set1_ps(limit);
+    int64_t j = 0;
+    for (; j + 16 <= len; j += 16) {
+        const __m256 x = row_load8(row, j), y = row_load8(row, j + 8);
+        inside = _mm256_and_ps(inside, _mm256_and_ps(row_inside8(x, top), row_inside8(y, top)));
+        a0 = _mm256_add_pd(a0, _mm256_cvtps_pd(_mm256_castps256_ps128(x)));
+        a1 = _mm256_add_pd(a1, _mm256_cvtps_pd(_mm256_extractf128_ps(x, 1)));
+        a2 = _mm256_add_pd(a2, _mm256_cvtps_pd(_mm256_castps256_ps128(y)));
+        a3 = _mm256_add_pd(a3, _mm256_cvtps_pd(_mm256_extractf128_ps(y, 1)));
+    }
+    double lanes[4];
+    _mm256_storeu_pd(lanes, _mm256_add_pd(_mm256_add_pd(a0, a1), _mm256_add_pd(a2, a3)));
+    *bad = _mm256_movemask_ps(inside) != 0xFF;
+    *done = j;
+    return (lanes[0] + lanes[1]) + (lanes[2] + lanes[3]);
+}
+#else
+static double row_sum_wide(const row_ref *row, int64_t len, float limit, int *bad,
+                           int64_t *done)
+{
+    (void)row, (void)len, (void)limit;
+    *bad = 0;
+    *done = 0;
+    return 0;
+}
+#endif
+
 static double row_sum(const row_ref *row, int64_t len, float limit, int *bad)
 {
-    double sum = 0;
+    int64_t j;
+    double sum = row_sum_wide(row, len, limit, bad, &j);
     int outside = 0;
-    int64_t j = 0;
-#if defined(__AVX__) && defined(__F16C__)
-    __m256d acc[8];
-    for (int k = 0; k < 8; k++)
-        acc[k] = _mm256_setzero_pd();
-    __m256 all_ok = _mm256_castsi256_ps(_mm256_set1_epi32(-1));
-    const __m256 zero = _mm256_setzero_ps(), top = _mm256_set1_ps(limit);
-    for (; j + 32 <= len; j += 32)
-        for (int k = 0; k < 4; k++) {
-            const int64_t at = j + 8 * k;
-            const __m256 x = row->f32 ? _mm256_loadu_ps(row->f32 + at)
-                                      : _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)f16_at(row, at)));
-            /* not (0 <= x <= limit), NaN included: the ordered compares fail for it */
-            const __m256 ok = _mm256_and_ps(_mm256_cmp_ps(x, zero, _CMP_GE_OQ),
-                                            _mm256_cmp_ps(x, top, _CMP_LE_OQ));
-            all_ok = _mm256_and_ps(all_ok, ok);
-            acc[2 * k] = _mm256_add_pd(acc[2 * k], _mm256_cvtps_pd(_mm256_castps256_ps128(x)));
-            acc[2 * k + 1] = _mm256_add_pd(acc[2 * k + 1],
-                                           _mm256_cvtps_pd(_mm256_extractf128_ps(x, 1)));
-        }
-    for (int k = 0; k < 4; k++)
-        acc[k] = _mm256_add_pd(acc[k], acc[k + 4]);
-    double lanes[4];
-    _mm256_storeu_pd(lanes, _mm256_add_pd(_mm256_add_pd(acc[0], acc[1]),
-                                          _mm256_add_pd(acc[2], acc[3])));
-    sum = (lanes[0] + lanes[1]) + (lanes[2] + lanes[3]);
-    outside = _mm256_movemask_ps(all_ok) != 0xFF;
-#endif
     for (; j < len; j++) {
         const float x = row->f32 ? row->f32[j] : fp16_to_f32(fp16_load(f16_at(row, j)));
         outside |= !(x >= 0 && x <= limit);
         sum += x;
     }
-    *bad = outside;
+    *bad |= outside;
     return sum;
 }
 
