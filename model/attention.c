@@ -36,8 +36,10 @@ static inline float exp_nonpositive(float x)
     p = fmaf(p, r, 1.0f);
     /* n below -128 (x = -inf) or NaN (a NaN score: damaged weights or trace) would make
      * the cast undefined; clamped, e <= 0 gives a scale of 0 as before, and a NaN x
-     * still comes out NaN (NaN * 0), for the caller's checks to see. */
-    const int32_t e = (int32_t)fmaxf(n, -128.0f) + 127;
+     * still comes out NaN (NaN * 0), for the caller's checks to see.  The comparison
+     * is fmaxf(n, -128) for every n, NaN included (GCC calls libm for fmaxf, which
+     * kept the loops below from being vectorised). */
+    const int32_t e = (int32_t)(n > -128.0f ? n : -128.0f) + 127;   /* fmaxf, inline */
     int32_t bits = (e > 0 ? e : 0) << 23;
     float scale;
     memcpy(&scale, &bits, sizeof scale);
