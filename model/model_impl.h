@@ -132,6 +132,11 @@ void model__qmatrix_free(qmatrix *w);   /* leaves W empty; a shared W only forge
 
 /* out[r] = W[r] · x for every row (one token), rows spread over the OpenMP threads. */
 void model__matvec(float *out, const qmatrix *w, const float *x);
+/* out[k] = W_k · x for `count` matrices of one input (q, k and v; gate and up): with
+ * grouped matrices of one type, one parallel region for all of them (one barrier, not
+ * `count`); each result as model__matvec's, bit for bit. */
+#define MATVEC_MANY 4   /* at most this many matrices share a region */
+void model__matvec_many(float *const *out, const qmatrix *const *w, int count, const float *x);
 
 /* W's rows r0 .. r0+n-1 as floats, dst (n, cols). */
 void model__dequant_rows(float *dst, const qmatrix *w, int r0, int n);

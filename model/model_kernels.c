@@ -5,8 +5,9 @@
  * Decode is bound by the bytes it reads per token (reference/inference.md §6), so a
  * matrix whose GGUF type converts exactly to w = d·q + m blocks of 32 (Q4_0, Q4_1,
  * Q5_0, Q5_1, Q8_0, and Q4_K/Q5_K, whose sub-blocks of 32 have one scale and one min)
- * is held as the GGUF's own blocks, copied byte for byte ("raw"): SmolLM2's Q4_1 is
- * read at 0.625 bytes a weight instead of the 1.25 of the 8-bit blocks (qblock) the
+ * is held as the GGUF's own blocks, copied byte for byte ("raw"; with AVX-512, Q4_0,
+ * Q4_1 and Q8_0 reordered in groups of 16 rows, "groups of rows" below): SmolLM2's Q4_1
+ * is read at 0.625 bytes a weight instead of the 1.25 of the 8-bit blocks (qblock) the
  * model used to widen everything to.  The kernels unpack a block into registers —
  * floats q, scale d, offset m, the very values the 8-bit block would hold — and then
  * do exactly what they did on 8-bit blocks: the dot product of a block is
@@ -781,22 +782,69 @@ static int row_at(const qmatrix *w, int r, const uint8_t **src)
         out[r] = row_dot(T, src, w->cols, x, xp, xs);                                   \
     }
 
-/* The same for a grouped W: a group of 16 rows per iteration, then the rows after the
- * last group one by one. */
+#if GROUPS
+/* Item i of a grouped W's product: group i (16 rows), or, past the groups, one of the
+ * rows after them. */
+static inline __attribute__((always_inline)) void
+group_item(int type, const qmatrix *w, float *out, int i, const float *x, const float *xp,
+           const float *xs)
+{
+    const int groups = w->rows / GROUP_ROWS;
+    const size_t r = i < groups ? (size_t)i * GROUP_ROWS
+                                : (size_t)groups * GROUP_ROWS + (size_t)(i - groups);
+    const uint8_t *src = w->raw + r * w->row_bytes;
+    if (i < groups)
+        group_dot(type, src, w->cols / QBLOCK, x, xs, out + r);
+    else
+        out[r] = row_dot(type, src, w->cols, x, xp, xs);
+}
+
+static int group_items(const qmatrix *w) { return w->rows / GROUP_ROWS + w->rows % GROUP_ROWS; }
+#endif
+
+/* Every item of the `count` grouped matrices, first[k] the first item of W_k. */
 #define MATVEC_GROUPS(T)                                                                \
     _Pragma("omp parallel for schedule(static)")                                        \
-    for (int i = 0; i < groups + tail; i++) {                                           \
-        const size_t r = i < groups ? (size_t)i * GROUP_ROWS : (size_t)(i - groups) +   \
-                                                               (size_t)groups * GROUP_ROWS; \
-        const uint8_t *src = w->raw + r * w->row_bytes;                                 \
-        if (i < groups)                                                                 \
-            group_dot(T, src, w->cols / QBLOCK, x, xs, out + r);                        \
-        else                                                                            \
-            out[r] = row_dot(T, src, w->cols, x, xp, xs);                               \
+    for (int i = 0; i < first[count]; i++) {                                            \
+        int k = 0;                                                                      \
+        while (i >= first[k + 1])                                                       \
+            k++;                                                                        \
+        group_item(T, w[k], out[k], i - first[k], x, xp, xs);                           \
     }
+
+void model__matvec_many(float *const *out, const qmatrix *const *w, int count, const float *x)
+{
+    int together = GROUPS && count <= MATVEC_MANY;
+    for (int k = 0; k < count && together; k++)
+        together = w[k]->grouped && w[k]->type == w[0]->type && w[k]->cols == w[0]->cols;
+    if (!together) {
+        for (int k = 0; k < count; k++)
+            model__matvec(out[k], w[k], x);
+        return;
+    }
+#if GROUPS
+    const int cols = w[0]->cols;
+    float xs[MODEL_MAX_COLS / QBLOCK];
+    block_sums(xs, x, cols / QBLOCK);
+    float xp[cols];   /* for the rows after the groups */
+    pair_x(xp, x, cols / QBLOCK);
+    int first[MATVEC_MANY + 1] = {0};
+    for (int k = 0; k < count; k++)
+        first[k + 1] = first[k] + group_items(w[k]);
+    switch (w[0]->type) {
+    case GGML_TYPE_Q4_0: MATVEC_GROUPS(GGML_TYPE_Q4_0) break;
+    case GGML_TYPE_Q4_1: MATVEC_GROUPS(GGML_TYPE_Q4_1) break;
+    default:             MATVEC_GROUPS(GGML_TYPE_Q8_0) break;
+    }
+#endif
+}
 
 void model__matvec(float *out, const qmatrix *w, const float *x)
 {
+    if (w->grouped) {
+        model__matvec_many(&out, &w, 1, x);
+        return;
+    }
     if (w->f) {
         cblas_sgemv(CblasRowMajor, CblasNoTrans, w->rows, w->cols, 1.0f, w->f, w->cols, x, 1,
                     0.0f, out, 1);
@@ -807,17 +855,6 @@ void model__matvec(float *out, const qmatrix *w, const float *x)
     float xp[PAIRS ? w->cols : 1];   /* at most 256 KiB, on the calling thread's stack */
     if (PAIRS)
         pair_x(xp, x, w->cols / QBLOCK);
-#if GROUPS
-    if (w->grouped) {
-        const int groups = w->rows / GROUP_ROWS, tail = w->rows % GROUP_ROWS;
-        switch (w->type) {
-        case GGML_TYPE_Q4_0: MATVEC_GROUPS(GGML_TYPE_Q4_0) break;
-        case GGML_TYPE_Q4_1: MATVEC_GROUPS(GGML_TYPE_Q4_1) break;
-        default:             MATVEC_GROUPS(GGML_TYPE_Q8_0) break;
-        }
-        return;
-    }
-#endif
     const uint8_t *src0;
     const int type = row_at(w, 0, &src0);
     switch (type) {

@@ -241,6 +241,20 @@ static void check_raw_against_blocks(int type, const uint8_t *raw, const float *
     float y_nat[ROWS], y_blk[ROWS];
     model__matvec(y_nat, &nat, x);
     model__matvec(y_blk, &blk, x);
+    /* several matrices in one region (q, k, v): the first 21 rows as a matrix of their
+     * own between two whole ones, and the 8-bit form, each as model__matvec gives it */
+    qmatrix part;
+    size_t held_part = 0;
+    cr_assert_eq(model__qmatrix_init(&part, type, 21, n, m, 1, &held_part, &err), 0, "%s", err.msg);
+    float y_many[3][ROWS], y_blk_many[ROWS];
+    float *const outs[] = {y_many[0], y_many[1], y_many[2], y_blk_many};
+    const qmatrix *const ws[] = {&nat, &part, &nat, &blk};
+    model__matvec_many(outs, ws, 3, x);           /* one type: together */
+    model__matvec_many(outs + 2, ws + 2, 2, x);   /* two forms: one by one */
+    cr_assert(!memcmp(y_many[0], y_nat, sizeof y_nat) && !memcmp(y_many[2], y_nat, sizeof y_nat) &&
+              !memcmp(y_many[1], y_nat, 21 * sizeof *y_nat) && !memcmp(y_blk_many, y_blk, sizeof y_blk),
+              "%s: model__matvec_many differs from model__matvec", ggml_type_name(type));
+    model__qmatrix_free(&part);
     for (int r = 0; r < ROWS; r++) {
         cr_assert(!memcmp(&y_nat[r], &y_blk[r], 4), "%s row %d: raw %.9g, 8-bit %.9g",
                   ggml_type_name(type), r, y_nat[r], y_blk[r]);
