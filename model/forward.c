@@ -151,6 +151,25 @@ static void matmul(model *m, float *out, const float *x, const qmatrix *w, int n
     }
 }
 
+/* out[k] (n, rows_k) = x · W_kᵀ for `count` matrices of one input: for one token, the
+ * products in one parallel region (model__matvec_many: one barrier, not `count`), the
+ * same results as matmul's one by one. */
+static void matmul_many(model *m, float *const *out, const float *x, const qmatrix *const *w,
+                        int count, int n)
+{
+    if (n >= GEMM_MIN_TOKENS) {
+        for (int k = 0; k < count; k++)
+            matmul(m, out[k], x, w[k], n);
+        return;
+    }
+    for (int t = 0; t < n; t++) {
+        float *o[MATVEC_MANY];
+        for (int k = 0; k < count; k++)
+            o[k] = out[k] + (size_t)t * w[k]->rows;
+        model__matvec_many(o, w, count, x + (size_t)t * w[0]->cols);
+    }
+}
+
 /* o = (x − mean) / sqrt(var + eps) · w + b, for n rows of d (LayerNorm, biased var). */
 static void layernorm(float *o, const float *x, const float *w, const float *b, int n, int d,
                       float eps)
@@ -478,9 +497,9 @@ static void attention_block(model *m, kv_cache *cache, int l, int n, const model
     model_scratch *s = &m->s;
     const int d = c->n_embd, hd = c->head_dim;
     norm(s->xb, s->x, w->attn_norm, w->attn_norm_b, n, d, c->rms_eps);
-    matmul(m, s->q, s->xb, &w->wq, n);
-    matmul(m, s->k, s->xb, &w->wk, n);
-    matmul(m, s->v, s->xb, &w->wv, n);
+    float *const qkv[] = {s->q, s->k, s->v};
+    const qmatrix *const wqkv[] = {&w->wq, &w->wk, &w->wv};
+    matmul_many(m, qkv, s->xb, wqkv, 3, n);
     add_bias(s->q, w->bq, n, w->wq.rows);
     add_bias(s->k, w->bk, n, w->wk.rows);
     add_bias(s->v, w->bv, n, w->wv.rows);
@@ -510,8 +529,9 @@ static void ffn_block(model *m, int l, int n)
         add_bias(s->hb, w->b_up, n, c->n_ff);
         gelu(s->hb, nf);
     } else {
-        matmul(m, s->hb, s->xb2, &w->w_gate, n);
-        matmul(m, s->hb2, s->xb2, &w->w_up, n);
+        float *const gate_up[] = {s->hb, s->hb2};
+        const qmatrix *const w_gate_up[] = {&w->w_gate, &w->w_up};
+        matmul_many(m, gate_up, s->xb2, w_gate_up, 2, n);
         if (c->ffn == MODEL_FFN_GEGLU)
             geglu(s->hb, s->hb2, nf);
         else

@@ -23,7 +23,9 @@ typedef struct qblock {
  * Held in one of three forms (model_kernels.c says why):
  *  - raw: the GGUF's own blocks, byte for byte (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K,
  *    Q5_K: the types whose blocks convert exactly to qblocks), read directly by the
- *    kernels: 0.625 bytes a weight for Q4_1;
+ *    kernels: 0.625 bytes a weight for Q4_1.  With AVX-512, Q4_0, Q4_1 and Q8_0 rows
+ *    are interleaved in groups of 16 (`grouped`: the same bytes, reordered so that one
+ *    vector holds a field of 16 rows; model_kernels.c, "groups of rows");
  *  - blocks: 8-bit blocks, for the types that have no exact 8-bit form and are
  *    requantised (IQ4_NL ...);
  *  - f: float32 rows for Q6_K, Q3_K and Q2_K, whose 16-weight sub-blocks have scales of
@@ -37,6 +39,7 @@ typedef struct qmatrix {
     int     type;          /* the GGUF's ggml type */
     int     rows, cols;
     int     shared;        /* another qmatrix owns the storage (the tied output) */
+    int     grouped;       /* raw's first rows/16·16 rows are in groups of 16 rows */
 } qmatrix;
 
 /* One block's weights; a pointer is NULL (a matrix has rows 0) where the architecture
@@ -129,6 +132,11 @@ void model__qmatrix_free(qmatrix *w);   /* leaves W empty; a shared W only forge
 
 /* out[r] = W[r] · x for every row (one token), rows spread over the OpenMP threads. */
 void model__matvec(float *out, const qmatrix *w, const float *x);
+/* out[k] = W_k · x for `count` matrices of one input (q, k and v; gate and up): with
+ * grouped matrices of one type, one parallel region for all of them (one barrier, not
+ * `count`); each result as model__matvec's, bit for bit. */
+#define MATVEC_MANY 4   /* at most this many matrices share a region */
+void model__matvec_many(float *const *out, const qmatrix *const *w, int count, const float *x);
 
 /* W's rows r0 .. r0+n-1 as floats, dst (n, cols). */
 void model__dequant_rows(float *dst, const qmatrix *w, int r0, int n);

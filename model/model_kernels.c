@@ -5,8 +5,9 @@
  * Decode is bound by the bytes it reads per token (reference/inference.md §6), so a
  * matrix whose GGUF type converts exactly to w = d·q + m blocks of 32 (Q4_0, Q4_1,
  * Q5_0, Q5_1, Q8_0, and Q4_K/Q5_K, whose sub-blocks of 32 have one scale and one min)
- * is held as the GGUF's own blocks, copied byte for byte ("raw"): SmolLM2's Q4_1 is
- * read at 0.625 bytes a weight instead of the 1.25 of the 8-bit blocks (qblock) the
+ * is held as the GGUF's own blocks, copied byte for byte ("raw"; with AVX-512, Q4_0,
+ * Q4_1 and Q8_0 reordered in groups of 16 rows, "groups of rows" below): SmolLM2's Q4_1
+ * is read at 0.625 bytes a weight instead of the 1.25 of the 8-bit blocks (qblock) the
  * model used to widen everything to.  The kernels unpack a block into registers —
  * floats q, scale d, offset m, the very values the 8-bit block would hold — and then
  * do exactly what they did on 8-bit blocks: the dot product of a block is
@@ -140,6 +141,8 @@ int model__keeps_raw(int type)
 
 /* Storage "type" of a matrix kept as 8-bit blocks: its unit is one qblock. */
 #define TYPE_QBLOCK (-1)
+
+#define GROUP_ROWS 16   /* rows interleaved in one group (one per lane of a 512-bit vector) */
 
 static int unit_blocks(int type) { return is_k_quant(type) ? 8 : 1; }
 
@@ -320,6 +323,97 @@ static inline __m256 pair_dot(__m256 acc, const qbytes *a, const qbytes *b, cons
 #define PAIRS 0
 #endif
 
+#if defined(__AVX512F__)
+#define GROUPS 1   /* Q4_0, Q4_1 and Q8_0 rows interleaved in groups of 16 */
+
+/* Field j of a group block as 16 integers, one per row: byte j of the payload (P: the
+ * first payload byte), zero- or sign-extended. */
+static inline __m512i payload_u8(const uint8_t *P, int j)
+{
+    return _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(P + 16 * j)));
+}
+
+static inline __m512 low_nibbles(__m512i v, int bias)
+{
+    v = _mm512_and_si512(v, _mm512_set1_epi32(0x0F));
+    return _mm512_cvtepi32_ps(bias ? _mm512_sub_epi32(v, _mm512_set1_epi32(bias)) : v);
+}
+
+static inline __m512 high_nibbles(__m512i v, int bias)
+{
+    v = _mm512_srli_epi32(v, 4);
+    return _mm512_cvtepi32_ps(bias ? _mm512_sub_epi32(v, _mm512_set1_epi32(bias)) : v);
+}
+
+/* Elements l, 8+l, 16+l and 24+l of one block of 16 rows as floats (q[k]: element 8k+l
+ * of each row), from the group block's payload P. */
+static inline void group_q(int type, const uint8_t *P, int l, __m512 q[4])
+{
+    if (type == GGML_TYPE_Q8_0) {
+        for (int k = 0; k < 4; k++)
+            q[k] = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(
+                _mm_loadu_si128((const __m128i *)(P + 16 * (8 * k + l)))));
+        return;
+    }
+    const int bias = type == GGML_TYPE_Q4_0 ? 8 : 0;   /* byte j: elements j and 16+j */
+    __m512i v0 = payload_u8(P, l), v1 = payload_u8(P, 8 + l);
+    q[0] = low_nibbles(v0, bias), q[2] = high_nibbles(v0, bias);
+    q[1] = low_nibbles(v1, bias), q[3] = high_nibbles(v1, bias);
+}
+
+/* in[j] (byte i: row i's payload byte j) transposed in place, so that in[i] holds row
+ * i's 16 bytes: four rounds of interleaving rows k and k+8 (each round rotates the bits of
+ * (row, byte) by one, four rounds swap them). */
+static inline void transpose16(__m128i a[16])
+{
+    for (int round = 0; round < 4; round++) {
+        __m128i b[16];
+        for (int k = 0; k < 8; k++) {
+            b[2 * k] = _mm_unpacklo_epi8(a[k], a[k + 8]);
+            b[2 * k + 1] = _mm_unpackhi_epi8(a[k], a[k + 8]);
+        }
+        memcpy(a, b, sizeof b);
+    }
+}
+
+/* row_dot of 16 rows at once, one row per lane: acc[l] holds lane l of row_dot's acc
+ * for every row, off its offset; the same operations in the same order on the same
+ * values, so the same 16 results bit for bit.  g: the group's first block. */
+static inline __attribute__((always_inline)) void
+group_dot(int type, const uint8_t *g, int nb, const float *x, const float *xs, float *out)
+{
+    const size_t gb = GROUP_ROWS * (size_t)ggml_type_bytes(type);
+    const int has_m = type == GGML_TYPE_Q4_1;
+    const uint8_t *P0 = g + GROUP_ROWS * (has_m ? 4 : 2);
+    __m512 acc[8], off = _mm512_setzero_ps();
+    for (int l = 0; l < 8; l++)
+        acc[l] = _mm512_setzero_ps();
+    for (int b = 0; b < nb; b++, g += gb, P0 += gb, x += QBLOCK) {
+        __m512 d = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)g));
+        if (has_m) {
+            __m512 m = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(g + 32)));
+            off = _mm512_add_ps(off, _mm512_mul_ps(m, _mm512_set1_ps(xs[b])));
+        }
+#pragma GCC unroll 8
+        for (int l = 0; l < 8; l++) {
+            __m512 q[4];
+            group_q(type, P0, l, q);
+            __m512 p = _mm512_mul_ps(q[0], _mm512_set1_ps(x[l]));
+            p = _mm512_fmadd_ps(q[1], _mm512_set1_ps(x[8 + l]), p);
+            p = _mm512_fmadd_ps(q[2], _mm512_set1_ps(x[16 + l]), p);
+            p = _mm512_fmadd_ps(q[3], _mm512_set1_ps(x[24 + l]), p);
+            acc[l] = _mm512_fmadd_ps(d, p, acc[l]);
+        }
+    }
+    /* hsum's tree, lane by lane: ((a0+a4) + (a2+a6)) + ((a1+a5) + (a3+a7)), then + off */
+    __m512 t = _mm512_add_ps(_mm512_add_ps(_mm512_add_ps(acc[0], acc[4]), _mm512_add_ps(acc[2], acc[6])),
+                             _mm512_add_ps(_mm512_add_ps(acc[1], acc[5]), _mm512_add_ps(acc[3], acc[7])));
+    _mm512_storeu_ps(out, _mm512_add_ps(t, off));
+}
+#else
+#define GROUPS 0
+#endif
+
 /* x reordered for pair_dot: for blocks 2i and 2i+1, 16 floats per k holding elements
  * 8k .. 8k+7 of each. */
 static void pair_x(float *xp, const float *x, int nb)
@@ -409,6 +503,7 @@ static inline int unpack(int type, const uint8_t *b, qblock *v)
 }
 
 #define PAIRS 0
+#define GROUPS 0
 
 static void pair_x(float *xp, const float *x, int nb) { (void)xp, (void)x, (void)nb; }
 
@@ -444,6 +539,106 @@ static void row_dequant(int type, const uint8_t *src, int cols, float *y)
 }
 
 #endif
+
+/* ---- groups of rows ----------------------------------------------------------------
+ *
+ * Decode's kernel works on one row at a time when the matrix is row-major: per block it
+ * unpacks 32 weights, runs four lanes of multiply-adds, then adds d·p into one
+ * accumulator, a chain of dependent additions per row with half its work spent
+ * rearranging bytes.  With AVX-512, Q4_0, Q4_1 and Q8_0 (the types SmolLM2 and the like
+ * are made of) are held with every 16 consecutive rows interleaved, block by block:
+ * a group block is the 16 rows' block b, each field of the GGUF block laid out for 16
+ * rows side by side —
+ *
+ *     d[16] (fp16) | m[16] (fp16, Q4_1 only) | payload byte 0 of rows 0..15 | byte 1 ... |
+ *
+ * so that one load gives a field of 16 rows, one lane per row, and the kernel
+ * (group_dot) computes row_dot's very operations for 16 rows in the 16 lanes, with no
+ * shuffles and no horizontal sums.  The bytes are the GGUF's (a group block of type T is
+ * 16 of its blocks), only reordered; the rows past the last full group stay row-major,
+ * where they were, and go through row_dot.  Single rows (the embedding, the prefill's
+ * dequantisation) are read back by ungroup_block. */
+
+static int grouped_type(int type)
+{
+    return GROUPS && (type == GGML_TYPE_Q4_0 || type == GGML_TYPE_Q4_1 || type == GGML_TYPE_Q8_0);
+}
+
+/* Bytes of the fp16 header (d, or d and m) of a block of a grouped type. */
+static int header_bytes(int type) { return type == GGML_TYPE_Q4_1 ? 4 : 2; }
+
+/* Group block of the 16 blocks at src, src + row_bytes, ... (one per row). */
+static void group_block(uint8_t *dst, const uint8_t *src, size_t row_bytes, int type)
+{
+    const int ub = ggml_type_bytes(type), h = header_bytes(type);
+    for (int i = 0; i < GROUP_ROWS; i++, src += row_bytes) {
+        for (int f = 0; f < h; f += 2)
+            memcpy(dst + GROUP_ROWS * f + 2 * i, src + f, 2);
+        for (int j = h; j < ub; j++)
+            dst[GROUP_ROWS * j + i] = src[j];
+    }
+}
+
+/* Row i's GGUF block out of group block g: group_block undone. */
+static void ungroup_block(uint8_t *dst, const uint8_t *g, int i, int type)
+{
+    const int ub = ggml_type_bytes(type), h = header_bytes(type);
+    for (int f = 0; f < h; f += 2)
+        memcpy(dst + f, g + GROUP_ROWS * f + 2 * i, 2);
+    for (int j = h; j < ub; j++)
+        dst[j] = g[GROUP_ROWS * j + i];
+}
+
+/* The 16 GGUF blocks of group block g, row i's at dst + i·(block bytes): ungroup_block
+ * for all 16 rows, with AVX-512 the payload by byte transposes. */
+static void ungroup_blocks(uint8_t *dst, const uint8_t *g, int type)
+{
+    const int ub = ggml_type_bytes(type), h = header_bytes(type);
+#if GROUPS
+    for (int i = 0; i < GROUP_ROWS; i++)
+        for (int f = 0; f < h; f += 2)
+            memcpy(dst + i * ub + f, g + GROUP_ROWS * f + 2 * i, 2);
+    for (int j0 = h; j0 < ub; j0 += 16) {   /* payload bytes j0 .. j0+15 */
+        __m128i a[16];
+        for (int j = 0; j < 16; j++)
+            a[j] = _mm_loadu_si128((const __m128i *)(g + GROUP_ROWS * (j0 + j)));
+        transpose16(a);
+        for (int i = 0; i < GROUP_ROWS; i++)
+            _mm_storeu_si128((__m128i *)(dst + i * ub + j0), a[i]);
+    }
+#else
+    for (int i = 0; i < GROUP_ROWS; i++)
+        ungroup_block(dst + i * ub, g, i, type);
+    (void)h;
+#endif
+}
+
+/* W's rows from data into w->raw, the full groups interleaved. */
+static void group_rows(qmatrix *w, const uint8_t *data)
+{
+    const size_t ub = (size_t)ggml_type_bytes(w->type), group = GROUP_ROWS * w->row_bytes;
+    const int groups = w->rows / GROUP_ROWS, nb = w->cols / QBLOCK;
+    uint8_t *dst = (uint8_t *)w->raw;
+    for (int g = 0; g < groups; g++)
+        for (int b = 0; b < nb; b++)
+            group_block(dst + g * group + b * GROUP_ROWS * ub, data + g * group + b * ub,
+                        w->row_bytes, w->type);
+    memcpy(dst + groups * group, data + groups * group,
+           (size_t)(w->rows % GROUP_ROWS) * w->row_bytes);
+    w->grouped = 1;
+}
+
+/* Row r of a grouped W as floats (as row_dequant gives them from the GGUF's blocks). */
+static void grouped_row(float *dst, const qmatrix *w, int r)
+{
+    const size_t ub = (size_t)ggml_type_bytes(w->type);
+    const uint8_t *g = w->raw + (size_t)(r / GROUP_ROWS) * GROUP_ROWS * w->row_bytes;
+    uint8_t block[64];
+    for (int b = 0; b < w->cols / QBLOCK; b++, g += GROUP_ROWS * ub, dst += QBLOCK) {
+        ungroup_block(block, g, r % GROUP_ROWS, w->type);
+        row_dequant(w->type, block, QBLOCK, dst);
+    }
+}
 
 /* ---- holding a matrix ------------------------------------------------------------- */
 
@@ -524,8 +719,11 @@ int model__qmatrix_init(qmatrix *w, int type, int rows, int cols, const void *da
     *bytes += n;
     int rc = 0;
     if (raw) {
-        memcpy(p, data, n);
         w->raw = p;
+        if (grouped_type(type))
+            group_rows(w, data);
+        else
+            memcpy(p, data, n);
     } else if (keep_float) {
         w->f = p;
         rc = float_rows(w, data, err);
@@ -584,8 +782,69 @@ static int row_at(const qmatrix *w, int r, const uint8_t **src)
         out[r] = row_dot(T, src, w->cols, x, xp, xs);                                   \
     }
 
+#if GROUPS
+/* Item i of a grouped W's product: group i (16 rows), or, past the groups, one of the
+ * rows after them. */
+static inline __attribute__((always_inline)) void
+group_item(int type, const qmatrix *w, float *out, int i, const float *x, const float *xp,
+           const float *xs)
+{
+    const int groups = w->rows / GROUP_ROWS;
+    const size_t r = i < groups ? (size_t)i * GROUP_ROWS
+                                : (size_t)groups * GROUP_ROWS + (size_t)(i - groups);
+    const uint8_t *src = w->raw + r * w->row_bytes;
+    if (i < groups)
+        group_dot(type, src, w->cols / QBLOCK, x, xs, out + r);
+    else
+        out[r] = row_dot(type, src, w->cols, x, xp, xs);
+}
+
+static int group_items(const qmatrix *w) { return w->rows / GROUP_ROWS + w->rows % GROUP_ROWS; }
+#endif
+
+/* Every item of the `count` grouped matrices, first[k] the first item of W_k. */
+#define MATVEC_GROUPS(T)                                                                \
+    _Pragma("omp parallel for schedule(static)")                                        \
+    for (int i = 0; i < first[count]; i++) {                                            \
+        int k = 0;                                                                      \
+        while (i >= first[k + 1])                                                       \
+            k++;                                                                        \
+        group_item(T, w[k], out[k], i - first[k], x, xp, xs);                           \
+    }
+
+void model__matvec_many(float *const *out, const qmatrix *const *w, int count, const float *x)
+{
+    int together = GROUPS && count <= MATVEC_MANY;
+    for (int k = 0; k < count && together; k++)
+        together = w[k]->grouped && w[k]->type == w[0]->type && w[k]->cols == w[0]->cols;
+    if (!together) {
+        for (int k = 0; k < count; k++)
+            model__matvec(out[k], w[k], x);
+        return;
+    }
+#if GROUPS
+    const int cols = w[0]->cols;
+    float xs[MODEL_MAX_COLS / QBLOCK];
+    block_sums(xs, x, cols / QBLOCK);
+    float xp[cols];   /* for the rows after the groups */
+    pair_x(xp, x, cols / QBLOCK);
+    int first[MATVEC_MANY + 1] = {0};
+    for (int k = 0; k < count; k++)
+        first[k + 1] = first[k] + group_items(w[k]);
+    switch (w[0]->type) {
+    case GGML_TYPE_Q4_0: MATVEC_GROUPS(GGML_TYPE_Q4_0) break;
+    case GGML_TYPE_Q4_1: MATVEC_GROUPS(GGML_TYPE_Q4_1) break;
+    default:             MATVEC_GROUPS(GGML_TYPE_Q8_0) break;
+    }
+#endif
+}
+
 void model__matvec(float *out, const qmatrix *w, const float *x)
 {
+    if (w->grouped) {
+        model__matvec_many(&out, &w, 1, x);
+        return;
+    }
     if (w->f) {
         cblas_sgemv(CblasRowMajor, CblasNoTrans, w->rows, w->cols, 1.0f, w->f, w->cols, x, 1,
                     0.0f, out, 1);
@@ -609,6 +868,7 @@ void model__matvec(float *out, const qmatrix *w, const float *x)
     }
 }
 #undef MATVEC_ROWS
+#undef MATVEC_GROUPS
 
 void model__qmatrix_row(float *dst, const qmatrix *w, int r)
 {
@@ -616,13 +876,55 @@ void model__qmatrix_row(float *dst, const qmatrix *w, int r)
         memcpy(dst, w->f + (size_t)r * w->cols, (size_t)w->cols * sizeof *dst);
         return;
     }
+    if (w->grouped && r < w->rows / GROUP_ROWS * GROUP_ROWS) {
+        grouped_row(dst, w, r);
+        return;
+    }
     const uint8_t *src;
     int type = row_at(w, r, &src);
     row_dequant(type, src, w->cols, dst);
 }
 
+/* Rows lo .. hi-1 of group g of a grouped W, as floats at dst + (r - r0)·cols. */
+static void group_dequant(float *dst, const qmatrix *w, int g, int r0, int lo, int hi)
+{
+    const size_t ub = (size_t)ggml_type_bytes(w->type);
+    const uint8_t *src = w->raw + (size_t)g * GROUP_ROWS * w->row_bytes;
+    uint8_t blocks[GROUP_ROWS * 64];
+    for (int b = 0; b < w->cols / QBLOCK; b++, src += GROUP_ROWS * ub) {
+        ungroup_blocks(blocks, src, w->type);
+        for (int r = lo; r < hi; r++)
+            row_dequant(w->type, blocks + (size_t)(r - g * GROUP_ROWS) * ub, QBLOCK,
+                        dst + (size_t)(r - r0) * w->cols + (size_t)b * QBLOCK);
+    }
+}
+
+/* model__dequant_rows of a grouped W: a group at a time (one byte transpose for its 16
+ * rows), the rows after the last group one by one. */
+static void grouped_dequant_rows(float *dst, const qmatrix *w, int r0, int n)
+{
+    const int full = w->rows / GROUP_ROWS * GROUP_ROWS, r1 = r0 + n;
+    const int g0 = r0 / GROUP_ROWS, g1 = r0 < full ? ((r1 < full ? r1 : full) + GROUP_ROWS - 1) / GROUP_ROWS : g0;
+    const int t0 = r0 > full ? r0 : full, groups = g1 - g0;
+    const int items = groups + (r1 > t0 ? r1 - t0 : 0);
+#pragma omp parallel for schedule(static)
+    for (int i = 0; i < items; i++) {
+        if (i < groups) {
+            const int g = g0 + i, lo = g * GROUP_ROWS, hi = lo + GROUP_ROWS;
+            group_dequant(dst, w, g, r0, lo > r0 ? lo : r0, hi < r1 ? hi : r1);
+        } else {
+            const int r = t0 + i - groups;
+            model__qmatrix_row(dst + (size_t)(r - r0) * w->cols, w, r);
+        }
+    }
+}
+
 void model__dequant_rows(float *dst, const qmatrix *w, int r0, int n)
 {
+    if (w->grouped) {
+        grouped_dequant_rows(dst, w, r0, n);
+        return;
+    }
 #pragma omp parallel for schedule(static)
     for (int r = 0; r < n; r++)
         model__qmatrix_row(dst + (size_t)r * w->cols, w, r0 + r);

@@ -207,10 +207,13 @@ Test(dequant, matches_gguf_py_on_rows_of_the_gemma3_model)
 
 /* A (rows, n) matrix of record `raw` (one row of n weights of `type`), row r rotated by
  * r units, held both ways; matvec and dequantised rows must agree bit for bit, and the
- * products must match a double-precision sum over gguf-py's weights `want`. */
+ * products must match a double-precision sum over gguf-py's weights `want`.  37 rows:
+ * two groups of 16 and 5 rows after them, where the model interleaves rows in groups
+ * (model_kernels.c); model__dequant_rows is read from an odd row to an odd row, across
+ * both groups and into the rows after them. */
 static void check_raw_against_blocks(int type, const uint8_t *raw, const float *want, int n)
 {
-    enum { ROWS = 5 };
+    enum { ROWS = 37 };
     size_t row_bytes, ub = (size_t)ggml_type_bytes(type);
     cr_assert_eq(ggml_row_size(type, n, &row_bytes, NULL), 0);
     const size_t units = row_bytes / ub, per = (size_t)ggml_type_block(type);
@@ -231,9 +234,27 @@ static void check_raw_against_blocks(int type, const uint8_t *raw, const float *
     cr_assert_eq(model__qmatrix_init(&blk, type, ROWS, n, m, 0, &held_blk, &err), 0, "%s", err.msg);
     cr_assert_not_null(nat.raw, "%s is held as its own blocks", ggml_type_name(type));
     cr_assert_eq(held_nat, ROWS * row_bytes, "%s: raw blocks hold the file's bytes", ggml_type_name(type));
+#ifdef __AVX512F__   /* the grouped kernel is the one under test for these types */
+    cr_assert_eq(nat.grouped, type == GGML_TYPE_Q4_0 || type == GGML_TYPE_Q4_1 || type == GGML_TYPE_Q8_0,
+                 "%s grouped", ggml_type_name(type));
+#endif
     float y_nat[ROWS], y_blk[ROWS];
     model__matvec(y_nat, &nat, x);
     model__matvec(y_blk, &blk, x);
+    /* several matrices in one region (q, k, v): the first 21 rows as a matrix of their
+     * own between two whole ones, and the 8-bit form, each as model__matvec gives it */
+    qmatrix part;
+    size_t held_part = 0;
+    cr_assert_eq(model__qmatrix_init(&part, type, 21, n, m, 1, &held_part, &err), 0, "%s", err.msg);
+    float y_many[3][ROWS], y_blk_many[ROWS];
+    float *const outs[] = {y_many[0], y_many[1], y_many[2], y_blk_many};
+    const qmatrix *const ws[] = {&nat, &part, &nat, &blk};
+    model__matvec_many(outs, ws, 3, x);           /* one type: together */
+    model__matvec_many(outs + 2, ws + 2, 2, x);   /* two forms: one by one */
+    cr_assert(!memcmp(y_many[0], y_nat, sizeof y_nat) && !memcmp(y_many[2], y_nat, sizeof y_nat) &&
+              !memcmp(y_many[1], y_nat, 21 * sizeof *y_nat) && !memcmp(y_blk_many, y_blk, sizeof y_blk),
+              "%s: model__matvec_many differs from model__matvec", ggml_type_name(type));
+    model__qmatrix_free(&part);
     for (int r = 0; r < ROWS; r++) {
         cr_assert(!memcmp(&y_nat[r], &y_blk[r], 4), "%s row %d: raw %.9g, 8-bit %.9g",
                   ggml_type_name(type), r, y_nat[r], y_blk[r]);
@@ -254,6 +275,13 @@ static void check_raw_against_blocks(int type, const uint8_t *raw, const float *
         snprintf(what, sizeof what, "%s row %d raw", ggml_type_name(type), r);
         expect_equal(a, wf + (size_t)r * n, n, what);
     }
+    enum { R0 = 3, NR = ROWS - 4 };
+    float *rows = malloc(sizeof *rows * NR * (size_t)n);
+    model__dequant_rows(rows, &nat, R0, NR);
+    char what[64];
+    snprintf(what, sizeof what, "%s rows %d .. %d", ggml_type_name(type), R0, R0 + NR - 1);
+    expect_equal(rows, wf + (size_t)R0 * n, NR * n, what);
+    free(rows);
     model__qmatrix_free(&nat), model__qmatrix_free(&blk);
     free(a), free(b), free(m), free(wf), free(x);
 }
