@@ -70,22 +70,7 @@ static void on_query(void *ctx, int layer, int q_head, int pos, const float *q, 
 
 /* --- token facts ------------------------------------------------------------------ */
 
-void record_next_token_stats(const float *logits, int n, int32_t next, float *logprob,
-                             float *entropy)
-{
-    float max = logits[0];
-    for (int i = 1; i < n; i++)
-        max = logits[i] > max ? logits[i] : max;
-    double sum = 0, weighted = 0;
-    for (int i = 0; i < n; i++) {
-        double e = exp((double)logits[i] - max);
-        sum += e;
-        weighted += e * ((double)logits[i] - max);
-    }
-    double lse = log(sum);   /* log Σ exp(l - max) */
-    *entropy = (float)(lse - weighted / sum);
-    *logprob = next >= 0 ? (float)((double)logits[next] - max - lse) : NAN;
-}
+/* record_next_token_stats: next_token_stats.c */
 
 /* Copy a piece as valid UTF-8 (HDF5 strings are read back as UTF-8 by h5py): a byte
  * that does not start a complete sequence becomes U+FFFD.  Token ids stay exact. */

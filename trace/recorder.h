@@ -69,4 +69,9 @@ int record_trace(session *s, const session_options *so, const char *path,
 void record_next_token_stats(const float *logits, int n, int32_t next, float *logprob,
                              float *entropy);
 
+#ifdef __AVX512F__
+/* out[0..8) = exp(x[0..8)), bit for bit libm's (next_token_stats.c; for the tests). */
+void record__exp8(const double *x, double *out);
+#endif
+
 #endif /* RECORDER_H */
