@@ -5,6 +5,10 @@
  * rows[(c · Lr·Hr + si · Hr + sj) · T_cap ...] is the row of stored pair (si, sj) for
  * query t0 + c.  Keys and values are read back from the full KV cache, where slot t is
  * position t.
+ *
+ * The writer is opened at the first step, not before the first forward: the model
+ * file's SHA-256, which its header holds, is computed meanwhile on a thread of its own
+ * (0.1 s for a 135 MB model, 4% of recording 512 tokens when it came first).
  */
 #include "recorder.h"
 
@@ -15,6 +19,7 @@
 
 #include <math.h>
 #include <omp.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -39,7 +44,14 @@ typedef struct recorder {
     const float **row_ptr, **key_ptr, **value_ptr, **query_ptr;   /* one step's views */
     char  *text;              /* one token's sanitised text */
     kv_cache     *cache;
-    trace_writer *writer;
+    trace_writer *writer;     /* NULL until the first step (writer_ready) */
+    const session_options *so;          /* the session's options and the trace's path, */
+    const char   *path;                 /* for the writer */
+    pthread_t     sha_thread;           /* sha256_file of the model, while chunk 0 runs */
+    int           sha_pending;          /* the thread is yet to be joined */
+    int           sha_rc;               /* its result: 0 and sha, or an error in sha_err */
+    char          sha[65];
+    kv_err        sha_err;
     progress      bar;
     double        megabytes;  /* attention rows handed to the writer so far */
 } recorder;
@@ -200,8 +212,16 @@ static int allocate(recorder *r, kv_err *err)
     return 0;
 }
 
+static void sha_join(recorder *r)
+{
+    if (r->sha_pending)
+        pthread_join(r->sha_thread, NULL);
+    r->sha_pending = 0;
+}
+
 static void release(recorder *r)
 {
+    sha_join(r);
     free(r->layers), free(r->heads), free(r->kv_heads);
     free(r->li_of_layer), free(r->hi_of_head);
     free(r->row_layers), free(r->row_heads), free(r->si_of_layer), free(r->sj_of_head);
@@ -248,21 +268,38 @@ static int attention_of(recorder *r, int *window, double *scale, double *cap, kv
     return 0;
 }
 
-static int open_writer(recorder *r, const session_options *so, const char *path, kv_err *err)
+static void *sha_main(void *arg)
 {
-    char sha[65], types[512];
+    recorder *r = arg;
+    r->sha_rc = sha256_file(r->so->model, r->sha, &r->sha_err);
+    return NULL;
+}
+
+/* Hash the model file on a thread of its own (in this one if none can start). */
+static void sha_start(recorder *r)
+{
+    r->sha_pending = pthread_create(&r->sha_thread, NULL, sha_main, r) == 0;
+    if (!r->sha_pending)
+        sha_main(r);
+}
+
+static int open_writer(recorder *r, kv_err *err)
+{
+    const session_options *so = r->so;
+    char types[512];
     int window[TRACE_MAX_LAYERS];
     double scale = 0, cap = 0;
     int rc = attention_of(r, window, &scale, &cap, err);
     if (rc)
         return rc;
-    if ((rc = sha256_file(so->model, sha, err)))
-        return rc;
+    sha_join(r);
+    if (r->sha_rc)
+        return kv_errorf(err, r->sha_err.code, "%s", r->sha_err.msg);
     tensor_types(r->s->file, types, sizeof types);
     const char *base = strrchr(so->model, '/');
     const model_config *c = r->cfg;
     trace_header h = {
-        .model_file = base ? base + 1 : so->model, .model_sha256 = sha,
+        .model_file = base ? base + 1 : so->model, .model_sha256 = r->sha,
         .architecture = c->arch, .tensor_types = types,
         .n_layer = c->n_layer, .n_embd = c->n_embd, .n_head = c->n_head,
         .n_head_kv = c->n_head_kv, .head_dim = c->head_dim, .n_ctx = c->n_ctx,
@@ -276,8 +313,14 @@ static int open_writer(recorder *r, const session_options *so, const char *path,
         .threads = omp_get_max_threads(),
         .n_layers_rec = r->L, .layers = r->layers, .n_heads_rec = r->H, .heads = r->heads,
     };
-    r->writer = trace_writer_open(path, &h, &r->trace, err);
+    r->writer = trace_writer_open(r->path, &h, &r->trace, err);
     return r->writer ? 0 : err->code;
+}
+
+/* The writer, opened at the first step (or at the end of a run without one). */
+static int writer_ready(recorder *r, kv_err *err)
+{
+    return r->writer ? 0 : open_writer(r, err);
 }
 
 static int recorder_open(recorder *r, session *s, const session_options *so, const char *path,
@@ -285,6 +328,7 @@ static int recorder_open(recorder *r, session *s, const session_options *so, con
 {
     memset(r, 0, sizeof *r);
     r->s = s, r->ro = ro, r->cfg = model_config_of(s->model);
+    r->so = so, r->path = path;
     r->D = r->cfg->head_dim;
     r->T_cap = (int)s->prompt.n + so->max_new;
     if (r->T_cap > r->cfg->n_ctx)
@@ -307,7 +351,7 @@ static int recorder_open(recorder *r, session *s, const session_options *so, con
     if (!rc && !(r->cache = model_cache_new(s->model, r->T_cap, err)))
         rc = err->code;
     if (!rc)
-        rc = open_writer(r, so, path, err);
+        sha_start(r);
     return rc;
 }
 
@@ -317,7 +361,9 @@ static int recorder_open(recorder *r, session *s, const session_options *so, con
 static int append_step(recorder *r, int c, int32_t token, uint8_t phase, float logprob,
                        float entropy, kv_err *err)
 {
-    int t = r->t0 + c;
+    int t = r->t0 + c, rc = writer_ready(r, err);
+    if (rc)
+        return rc;
     for (int si = 0; si < r->Lr; si++)
         for (int sj = 0; sj < r->Hr; sj++)
             r->row_ptr[si * r->Hr + sj] = row_slot(r, c, si, sj);
@@ -435,9 +481,11 @@ int record_trace(session *s, const session_options *so, const char *path,
         rc = record_prompt(&r, so->max_new, &next, err);
         if (!rc)
             rc = record_generation(&r, so->max_new, next, &res->generated, err);
+        if (!rc)
+            rc = writer_ready(&r, err);
         progress_finish(&r.bar);
-        if (rc)
-            res->steps = trace_writer_abort(r.writer);   /* (4) complete stays 0 */
+        if (rc)   /* (4) complete stays 0 */
+            res->steps = r.writer ? trace_writer_abort(r.writer) : 0;
         else   /* the writer thread may fail after the last append: close says so */
             rc = trace_writer_close(r.writer, &res->steps, err);
         if (rc && res->steps > 0)
