@@ -1,7 +1,10 @@
 /*
  * recorder.c — the engine behind `kvtrace record`; recorder.h states how it runs.
  *
- * The steps of one chunk live in `rows` until the chunk's forward pass returns:
+ * The steps of one chunk live in `rows` until the chunk's forward pass returns, in the
+ * trace's dtype (an f16 trace's rows are converted once, by the hook, where the row is
+ * still in cache, and the writer copies them: half the bytes moved of converting in
+ * the writer from a float copy):
  * rows[(c · Lr·Hr + si · Hr + sj) · T_cap ...] is the row of stored pair (si, sj) for
  * query t0 + c.  Keys and values are read back from the full KV cache, where slot t is
  * position t.
@@ -13,6 +16,7 @@
 #include "recorder.h"
 
 #include "dequant.h"
+#include "fp16.h"
 #include "index_list.h"
 #include "progress.h"
 #include "sha256.h"
@@ -38,10 +42,12 @@ typedef struct recorder {
     int   *sj_of_head;        /* (n_head,) stored index or -1 */
     trace_options trace;      /* the caller's, with the stored rows filled in */
     int    t0;                /* step of chunk slot 0 */
-    float *rows;              /* (RECORD_CHUNK, Lr·Hr, T_cap) */
+    void  *rows;              /* (RECORD_CHUNK, Lr·Hr, T_cap) of row_esize bytes */
+    size_t row_esize;         /* 2: f16 (the trace's dtype), 4: float */
     float *queries;           /* (RECORD_CHUNK, L·H, D), or NULL */
     float *logits;            /* (RECORD_CHUNK, n_vocab) */
-    const float **row_ptr, **key_ptr, **value_ptr, **query_ptr;   /* one step's views */
+    const void  **row_ptr;    /* one step's views */
+    const float **key_ptr, **value_ptr, **query_ptr;
     char  *text;              /* one token's sanitised text */
     kv_cache     *cache;
     trace_writer *writer;     /* NULL until the first step (writer_ready) */
@@ -58,16 +64,21 @@ typedef struct recorder {
 
 /* --- hooks: called by model_forward, possibly from several threads at once ---------- */
 
-static float *row_slot(recorder *r, int c, int si, int sj)
+static void *row_slot(recorder *r, int c, int si, int sj)
 {
-    return r->rows + ((size_t)c * r->Lr * r->Hr + (size_t)si * r->Hr + sj) * r->T_cap;
+    return (char *)r->rows +
+           ((size_t)c * r->Lr * r->Hr + (size_t)si * r->Hr + sj) * r->T_cap * r->row_esize;
 }
 
 static void on_row(void *ctx, int layer, int q_head, int pos, const float *probs, int n)
 {
     recorder *r = ctx;
     int si = r->si_of_layer[layer], sj = r->sj_of_head[q_head];
-    if (si >= 0 && sj >= 0)   /* distinct heads write distinct slots: no lock needed */
+    if (si < 0 || sj < 0)   /* distinct heads write distinct slots: no lock needed */
+        return;
+    if (r->row_esize == 2)
+        fp16_from_f32_n(probs, row_slot(r, pos - r->t0, si, sj), (size_t)n);
+    else
         memcpy(row_slot(r, pos - r->t0, si, sj), probs, (size_t)n * sizeof *probs);
 }
 
@@ -193,7 +204,8 @@ static int select_kv_heads(recorder *r, kv_err *err)
 static int allocate(recorder *r, kv_err *err)
 {
     size_t lh = (size_t)r->L * r->H, stored = (size_t)r->Lr * r->Hr;
-    r->rows = calloc((size_t)RECORD_CHUNK * stored * r->T_cap + 1, sizeof *r->rows);
+    r->row_esize = r->trace.dtype == TRACE_F16 ? 2 : 4;
+    r->rows = calloc((size_t)RECORD_CHUNK * stored * r->T_cap + 1, r->row_esize);
     r->logits = malloc((size_t)RECORD_CHUNK * r->cfg->n_vocab * sizeof *r->logits);
     r->row_ptr = malloc((stored + 1) * sizeof *r->row_ptr);
     r->query_ptr = malloc(lh * sizeof *r->query_ptr);
@@ -206,8 +218,9 @@ static int allocate(recorder *r, kv_err *err)
     if (!r->rows || !r->logits || !r->row_ptr || !r->query_ptr || !r->key_ptr ||
         !r->value_ptr || !r->text || (queries && !r->queries))
         return kv_errorf(err, KV_ENOMEM, "out of memory for the recorder's buffers (%.0f MB "
-                         "of rows: 4 x %d x %zu x %d bytes)",
-                         4.0 * RECORD_CHUNK * stored * r->T_cap / 1e6, RECORD_CHUNK, stored,
+                         "of rows: %zu x %d x %zu x %d bytes)",
+                         (double)r->row_esize * RECORD_CHUNK * stored * r->T_cap / 1e6,
+                         r->row_esize, RECORD_CHUNK, stored,
                          r->T_cap);
     return 0;
 }
@@ -388,7 +401,10 @@ static int append_step(recorder *r, int c, int32_t token, uint8_t phase, float l
         .token = token, .text = sanitise(r->text, piece, len),
         .flags = (uint8_t)tokenizer_flags_of(tokenizer_token_type(r->s->tok, token), piece, len),
         .phase = phase, .position = t, .logprob_next = logprob, .entropy_next = entropy,
-        .rows = r->Lr > 0 ? r->row_ptr : NULL, .keys = r->key_ptr, .values = r->value_ptr,
+        .rows = r->Lr > 0 && r->row_esize == 4 ? (const float *const *)r->row_ptr : NULL,
+        .rows_f16 = r->Lr > 0 && r->row_esize == 2 ? (const uint16_t *const *)r->row_ptr
+                                                   : NULL,
+        .keys = r->key_ptr, .values = r->value_ptr,
         .queries = r->queries ? r->query_ptr : NULL,
     };
     const double e = (double)trace_dtype_size(r->trace.dtype);
@@ -496,7 +512,7 @@ int record_trace(session *s, const session_options *so, const char *path,
         res->seconds = progress_now() - start;
     }
     res->prompt_tokens = (int)s->prompt.n;
-    res->buffer_bytes = (size_t)RECORD_CHUNK * r.Lr * r.Hr * r.T_cap * sizeof(float);
+    res->buffer_bytes = (size_t)RECORD_CHUNK * r.Lr * r.Hr * r.T_cap * r.row_esize;
     release(&r);
     return rc;
 }
