@@ -46,8 +46,8 @@ typedef struct recorder {
     size_t row_esize;         /* 2: f16 (the trace's dtype), 4: float */
     float *queries;           /* (RECORD_CHUNK, L·H, D), or NULL */
     float *logits;            /* (RECORD_CHUNK, n_vocab) */
-    const void  **row_ptr;    /* one step's views */
-    const float **key_ptr, **value_ptr, **query_ptr;
+    const float **row_ptr, **key_ptr, **value_ptr, **query_ptr;   /* one step's views */
+    const uint16_t **row16_ptr;                                    /* (f16 rows) */
     char  *text;              /* one token's sanitised text */
     kv_cache     *cache;
     trace_writer *writer;     /* NULL until the first step (writer_ready) */
@@ -74,8 +74,9 @@ static void on_row(void *ctx, int layer, int q_head, int pos, const float *probs
 {
     recorder *r = ctx;
     int si = r->si_of_layer[layer], sj = r->sj_of_head[q_head];
-    if (si < 0 || sj < 0)   /* distinct heads write distinct slots: no lock needed */
+    if (si < 0 || sj < 0)
         return;
+    /* distinct heads write distinct slots: no lock needed */
     if (r->row_esize == 2)
         fp16_from_f32_n(probs, row_slot(r, pos - r->t0, si, sj), (size_t)n);
     else
@@ -208,6 +209,7 @@ static int allocate(recorder *r, kv_err *err)
     r->rows = calloc((size_t)RECORD_CHUNK * stored * r->T_cap + 1, r->row_esize);
     r->logits = malloc((size_t)RECORD_CHUNK * r->cfg->n_vocab * sizeof *r->logits);
     r->row_ptr = malloc((stored + 1) * sizeof *r->row_ptr);
+    r->row16_ptr = malloc((stored + 1) * sizeof *r->row16_ptr);
     r->query_ptr = malloc(lh * sizeof *r->query_ptr);
     r->key_ptr = malloc((size_t)r->L * r->K * sizeof *r->key_ptr);
     r->value_ptr = malloc((size_t)r->L * r->K * sizeof *r->value_ptr);
@@ -215,8 +217,8 @@ static int allocate(recorder *r, kv_err *err)
     const int queries = trace_options_queries(&r->trace);
     if (queries)
         r->queries = malloc((size_t)RECORD_CHUNK * lh * r->D * sizeof *r->queries);
-    if (!r->rows || !r->logits || !r->row_ptr || !r->query_ptr || !r->key_ptr ||
-        !r->value_ptr || !r->text || (queries && !r->queries))
+    if (!r->rows || !r->logits || !r->row_ptr || !r->row16_ptr || !r->query_ptr ||
+        !r->key_ptr || !r->value_ptr || !r->text || (queries && !r->queries))
         return kv_errorf(err, KV_ENOMEM, "out of memory for the recorder's buffers (%.0f MB "
                          "of rows: %zu x %d x %zu x %d bytes)",
                          (double)r->row_esize * RECORD_CHUNK * stored * r->T_cap / 1e6,
@@ -239,7 +241,8 @@ static void release(recorder *r)
     free(r->li_of_layer), free(r->hi_of_head);
     free(r->row_layers), free(r->row_heads), free(r->si_of_layer), free(r->sj_of_head);
     free(r->rows), free(r->queries), free(r->logits), free(r->text);
-    free(r->row_ptr), free(r->query_ptr), free(r->key_ptr), free(r->value_ptr);
+    free(r->row_ptr), free(r->row16_ptr), free(r->query_ptr);
+    free(r->key_ptr), free(r->value_ptr);
     kv_cache_free(r->cache);
 }
 
@@ -379,7 +382,10 @@ static int append_step(recorder *r, int c, int32_t token, uint8_t phase, float l
         return rc;
     for (int si = 0; si < r->Lr; si++)
         for (int sj = 0; sj < r->Hr; sj++)
-            r->row_ptr[si * r->Hr + sj] = row_slot(r, c, si, sj);
+            if (r->row_esize == 2)
+                r->row16_ptr[si * r->Hr + sj] = row_slot(r, c, si, sj);
+            else
+                r->row_ptr[si * r->Hr + sj] = row_slot(r, c, si, sj);
     for (int li = 0; li < r->L; li++) {
         for (int hi = 0; hi < r->H; hi++) {
             if (r->queries)
@@ -401,9 +407,8 @@ static int append_step(recorder *r, int c, int32_t token, uint8_t phase, float l
         .token = token, .text = sanitise(r->text, piece, len),
         .flags = (uint8_t)tokenizer_flags_of(tokenizer_token_type(r->s->tok, token), piece, len),
         .phase = phase, .position = t, .logprob_next = logprob, .entropy_next = entropy,
-        .rows = r->Lr > 0 && r->row_esize == 4 ? (const float *const *)r->row_ptr : NULL,
-        .rows_f16 = r->Lr > 0 && r->row_esize == 2 ? (const uint16_t *const *)r->row_ptr
-                                                   : NULL,
+        .rows = r->Lr > 0 && r->row_esize == 4 ? r->row_ptr : NULL,
+        .rows_f16 = r->Lr > 0 && r->row_esize == 2 ? r->row16_ptr : NULL,
         .keys = r->key_ptr, .values = r->value_ptr,
         .queries = r->queries ? r->query_ptr : NULL,
     };
