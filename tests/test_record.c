@@ -120,6 +120,83 @@ Test(record, next_token_stats_by_hand)
     cr_assert(isnan(lp));
 }
 
+/* The scalar loop the statistics were first computed with: what a recording stores. */
+static void stats_reference(const float *logits, int n, int32_t next, float *logprob,
+                            float *entropy)
+{
+    float max = logits[0];
+    for (int i = 1; i < n; i++)
+        max = logits[i] > max ? logits[i] : max;
+    double sum = 0, weighted = 0;
+    for (int i = 0; i < n; i++) {
+        double e = exp((double)logits[i] - max);
+        sum += e;
+        weighted += e * ((double)logits[i] - max);
+    }
+    double lse = log(sum);
+    *entropy = (float)(lse - weighted / sum);
+    *logprob = next >= 0 ? (float)((double)logits[next] - max - lse) : NAN;
+}
+
+static uint64_t lcg(uint64_t *s)
+{
+    *s = *s * 6364136223846793005ull + 1442695040888963407ull;
+    return *s >> 11;
+}
+
+/* Vocabulary-sized rows of logits (spreads from 0.01 to 300, ties, zeros, one
+ * vocabulary of 7 and one of 1): the same bits as the scalar loop. */
+Test(record, next_token_stats_bit_for_bit)
+{
+    enum { V = 49157 };
+    float *l = malloc(V * sizeof *l);
+    uint64_t seed = 42;
+    const float spreads[] = {0.01f, 1.0f, 3.0f, 10.0f, 40.0f, 300.0f};
+    for (int round = 0; round < 24; round++) {
+        const float spread = spreads[round % 6];
+        const int n = round == 22 ? 7 : round == 23 ? 1 : V;
+        for (int i = 0; i < n; i++)
+            l[i] = (float)((double)lcg(&seed) / 9007199254740992.0 - 0.5) * 2 * spread;
+        if (round % 4 == 1)
+            l[n / 2] = l[n / 3];   /* a tie */
+        if (round % 4 == 2)
+            for (int i = 0; i < n; i++)
+                l[i] = l[i] > 0 ? -l[i] : l[i];   /* the maximum near 0 */
+        if (round % 6 == 3)
+            l[n - 1] = 0.0f, l[0] = -0.0f;
+        float lp, h, lp_ref, h_ref;
+        const int32_t next = (int32_t)(lcg(&seed) % (uint64_t)n);
+        record_next_token_stats(l, n, next, &lp, &h);
+        stats_reference(l, n, next, &lp_ref, &h_ref);
+        cr_assert(memcmp(&lp, &lp_ref, sizeof lp) == 0 && memcmp(&h, &h_ref, sizeof h) == 0,
+                  "round %d: logprob %a vs %a, entropy %a vs %a", round, lp, lp_ref, h, h_ref);
+    }
+    free(l);
+}
+
+#ifdef __AVX512F__
+/* The vector exp against libm's over 8 million arguments of the statistics' range
+ * (l - max, so at most 0), the fast path's edges and beyond them. */
+Test(record, exp8_is_libm_exp)
+{
+    uint64_t seed = 7;
+    double x[8], got[8];
+    const double edges[8] = {0.0, -0x1p-54, -0x1p-55, -511.99, -512.0, -745.2, -0x1p-53, -1e-300};
+    record__exp8(edges, got);
+    for (int j = 0; j < 8; j++)
+        cr_assert(memcmp(&got[j], &(double){exp(edges[j])}, 8) == 0, "exp(%a)", edges[j]);
+    for (int i = 0; i < 1000000; i++) {
+        const double range = i % 3 == 0 ? 1.0 : i % 3 == 1 ? 40.0 : 700.0;
+        for (int j = 0; j < 8; j++)
+            x[j] = -(double)lcg(&seed) / 9007199254740992.0 * range;
+        record__exp8(x, got);
+        for (int j = 0; j < 8; j++)
+            if (memcmp(&got[j], &(double){exp(x[j])}, 8) != 0)
+                cr_assert_fail("exp(%a): %a, libm %a", x[j], got[j], exp(x[j]));
+    }
+}
+#endif
+
 Test(record, token_flags_from_pieces)
 {
     cr_assert_eq(tokenizer_flags_of(TOKENIZER_TYPE_CONTROL, "<|im_end|>", 10), TRACE_TOKEN_SPECIAL);

@@ -156,6 +156,9 @@ static const float *const *stored_rows(const trace_options *opt, const step_buf 
     return out;
 }
 
+/* 1: write_fake hands the rows over already in f16 (trace_step.rows_f16). */
+static int rows_as_f16;
+
 /* Write T steps; `stop_at` >= 0 aborts after that many steps.  Returns the first
  * error of append or close. */
 static int write_fake(const char *path, int T, const trace_options *opt, int stop_at,
@@ -178,6 +181,14 @@ static int write_fake(const char *path, int T, const trace_options *opt, int sto
             tamper(t, b);
         const float *stored[L * H];
         s.rows = stored_rows(opt, b, stored);
+        static uint16_t half[L * H][512];
+        const uint16_t *half_p[L * H];
+        for (int r = 0; rows_as_f16 && s.rows && r < L * H; r++) {
+            fp16_from_f32_n(s.rows[r], half[r], (size_t)t + 1);
+            half_p[r] = half[r];
+        }
+        if (rows_as_f16 && s.rows)
+            s.rows_f16 = half_p, s.rows = NULL;
         rc = trace_writer_append_step(w, &s, err);
         if (rc == KV_OK)
             rc = trace_writer_set_next(w, t, -0.5f - 0.01f * t, 1.0f + 0.001f * t, err);
@@ -342,6 +353,19 @@ static void round_trip(trace_dtype dtype, const char *compression, int T)
 Test(trace_file, round_trip_f32_is_exact) { round_trip(TRACE_F32, "none", 150); }
 
 Test(trace_file, round_trip_f16_equals_the_half_rounded_values) { round_trip(TRACE_F16, "none", 150); }
+
+/* Rows converted by the caller (as the recorder does) give the same trace. */
+Test(trace_file, round_trip_of_rows_given_in_f16)
+{
+    rows_as_f16 = 1;
+    round_trip(TRACE_F16, "none", 150);
+    trace_options o = opts(TRACE_F32, "none");
+    kv_err err = {0};
+    o.force = 1;
+    cr_assert_eq(write_fake(path_in("rt32.h5"), 3, &o, -1, NULL, &err), KV_EUSAGE);
+    cr_assert(strstr(err.msg, "f16"), "%s", err.msg);
+    rows_as_f16 = 0;
+}
 
 Test(trace_file, round_trip_with_deflate) { round_trip(TRACE_F16, "deflate:1", 130); round_trip(TRACE_F32, "deflate:9", 70); }
 

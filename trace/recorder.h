@@ -20,8 +20,8 @@
  *      full disk aborts the writer: the file keeps the whole batches already written
  *      and stays marked incomplete (complete = 0), never looking whole.
  *
- * Memory on top of the model and its cache: the chunk buffer, 4 · RECORD_CHUNK · Lr · Hr
- * · T bytes for T steps and Lr x Hr stored (layer, head) pairs (+ queries 4 ·
+ * Memory on top of the model and its cache: the chunk buffer, e · RECORD_CHUNK · Lr · Hr
+ * · T bytes for T steps (e: 2 for f16 rows, 4 for f32) and Lr x Hr stored (layer, head) pairs (+ queries 4 ·
  * RECORD_CHUNK · L · H · D), the chunk's logits 4 · RECORD_CHUNK · n_vocab, and the
  * writer's two batches (docs/TRACE_FORMAT.md).
  */
@@ -68,5 +68,10 @@ int record_trace(session *s, const session_options *so, const char *path,
  * under it (NaN when next < 0). */
 void record_next_token_stats(const float *logits, int n, int32_t next, float *logprob,
                              float *entropy);
+
+#ifdef __AVX512F__
+/* out[0..8) = exp(x[0..8)), bit for bit libm's (next_token_stats.c; for the tests). */
+void record__exp8(const double *x, double *out);
+#endif
 
 #endif /* RECORDER_H */

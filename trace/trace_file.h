@@ -187,6 +187,8 @@ typedef struct trace_step {
     const float *const *rows;    /* [Lr*Hr] the stored pairs' rows, (t+1,) each: row
                                     (layer i, head j of the stored lists) at rows[i*Hr+j];
                                     NULL when no row is stored */
+    const uint16_t *const *rows_f16; /* or the same rows already in f16 (a trace of
+                                    dtype f16 only): copied, not converted */
     const float *const *keys;    /* [L*K] key (li, ki) at keys[li*K + ki], (D,) */
     const float *const *values;  /* [L*K] likewise */
     const float *const *queries; /* [L*H] (D,) each; required iff trace_options_queries */

@@ -728,8 +728,14 @@ static int batch_put(trace_writer *w, batch *b, const trace_step *s)
 #pragma omp parallel for schedule(static) if (w->Lr * w->Hr > 1 && t >= 256)
     for (int r = 0; r < w->Lr * w->Hr; r++) {
         size_t at = ((size_t)r * TRACE_BATCH + i) * b->width;
-        put_floats(w->dtype, (char *)b->probs + at * w->esize, s->rows[r], t + 1,
-                   b->width - t - 1);
+        if (s->rows_f16) {   /* converted by the caller (trace_step) */
+            uint16_t *dst = (uint16_t *)b->probs + at;
+            memcpy(dst, s->rows_f16[r], (t + 1) * sizeof *dst);
+            memset(dst + t + 1, 0, (b->width - t - 1) * sizeof *dst);
+        } else {
+            put_floats(w->dtype, (char *)b->probs + at * w->esize, s->rows[r], t + 1,
+                       b->width - t - 1);
+        }
     }
     put_vectors(w, w->qk_dtype, b->keys, w->K, i, s->keys);
     put_vectors(w, w->dtype, b->values, w->K, i, s->values);
@@ -950,7 +956,10 @@ int trace_writer_append_step(trace_writer *w, const trace_step *step, kv_err *er
     int rc = thread_error(w, err);
     if (rc < 0)
         return rc;
-    if ((w->Lr > 0 && !step->rows) || !step->keys || !step->values ||
+    if (step->rows_f16 && w->dtype != TRACE_F16)
+        return kv_errorf(err, KV_EUSAGE, "%s: step %lld: rows in f16 for a trace of f32 rows",
+                         w->path, (long long)w->steps);
+    if ((w->Lr > 0 && !step->rows && !step->rows_f16) || !step->keys || !step->values ||
         (w->has_queries && !step->queries))
         return kv_errorf(err, KV_EUSAGE, "%s: step %lld: keys and values%s%s are required",
                          w->path, (long long)w->steps, w->Lr > 0 ? ", rows" : "",
