@@ -1,19 +1,35 @@
 /* attention.c — see attention.h. */
 #include "attention.h"
 
+#include "gemm.h"
+
 #include <cblas.h>
 #include <math.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
+
+void attention_scores_kt(float *sc, size_t ld_sc, const float *q, int ldq, const float *kt,
+                         size_t ld_kt, int rows, int n_keys, int hd, float scale)
+{
+    gemm_nn(sc, ld_sc, q, (size_t)ldq, kt, ld_kt, rows, n_keys, hd, scale, 0);
+}
 
 void attention_scores(float *sc, size_t ld_sc, const float *q, int ldq, const float *K,
                       int rows, int n_keys, int hd, float scale)
 {
-    if (rows == 1)
-        cblas_sgemv(CblasRowMajor, CblasNoTrans, n_keys, hd, scale, K, hd, q, 1, 0.0f, sc, 1);
-    else
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, n_keys, hd, scale, q, ldq,
-                    K, hd, 0.0f, sc, (int)ld_sc);
+    float *kt = rows > 1 ? malloc((size_t)n_keys * hd * sizeof *kt) : NULL;
+    if (!kt) {   /* one query (or no memory for the transpose): a matrix-vector product */
+        for (int i = 0; i < rows; i++)
+            cblas_sgemv(CblasRowMajor, CblasNoTrans, n_keys, hd, scale, K, hd,
+                        q + (size_t)i * ldq, 1, 0.0f, sc + (size_t)i * ld_sc, 1);
+        return;
+    }
+    for (int d = 0; d < hd; d++)
+        for (int k = 0; k < n_keys; k++)
+            kt[(size_t)d * n_keys + k] = K[(size_t)k * hd + d];
+    attention_scores_kt(sc, ld_sc, q, ldq, kt, (size_t)n_keys, rows, n_keys, hd, scale);
+    free(kt);
 }
 
 /* e^x for x <= 0, the softmax's inputs once the maximum is subtracted, written so that
@@ -37,7 +53,7 @@ static inline float exp_nonpositive(float x)
     /* n below -128 (x = -inf) or NaN (a NaN score: damaged weights or trace) would make
      * the cast undefined; clamped, e <= 0 gives a scale of 0 as before, and a NaN x
      * still comes out NaN (NaN * 0), for the caller's checks to see. */
-    const int32_t e = (int32_t)fmaxf(n, -128.0f) + 127;
+    const int32_t e = (int32_t)(n > -128.0f ? n : -128.0f) + 127;
     int32_t bits = (e > 0 ? e : 0) << 23;
     float scale;
     memcpy(&scale, &bits, sizeof scale);

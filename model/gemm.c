@@ -1,0 +1,290 @@
+/*
+ * gemm.c — the prefill's matrix product out = x · Wᵀ on the weights' own storage, with
+ * every result defined by this file: out[t][r] is one fused multiply-add chain over
+ * k = 0 .. cols-1 from +0, acc = fma(x[t][k], W[r][k], acc), with W[r][k] the
+ * dequantised weight (model__qmatrix_row: d·q + m, as the decode kernels' blocks).
+ *
+ * Why not OpenBLAS's sgemm: its result for one element depends on the kernel it picks
+ * for the element's place in a call (the Debian build's Haswell kernel sums some edge
+ * tiles in another order), on the build's core detection (AVX2 kernels on an AVX-512
+ * machine: half the multiply-adds per cycle) and on its own K blocking.  Tiles fixed
+ * in size kept results independent of the thread count, at the cost of packing x and W
+ * again for every tile (14% of prefill on one thread).  Here the arithmetic of an
+ * element is the same whatever the tile, the thread, the vector width or the machine,
+ * so work can be split freely, and each weight row is dequantised once per call, by the
+ * thread that uses it, into a panel that stays in its cache (no 16 MB buffer).
+ *
+ * Layout: x is packed once per call into panels of GEMM_NT tokens, k-major
+ * (xp[k][t], zeros past the last token); a thread takes GEMM_GROUP weight rows at a
+ * time, dequantises them into k-major panels of GEMM_NR rows, and multiplies them with
+ * every token panel, each token panel with all of the group's panels while it is in
+ * the core's cache: a GEMM_NT × GEMM_NR block of accumulators in registers (AVX-512:
+ * 2 × 12 of 16 lanes), a token per lane, each weight broadcast.  The portable version does the same
+ * operations element by element (fmaf), so both give the same floats
+ * (tests/test_gemm.c).
+ */
+#include "gemm.h"
+
+#include <math.h>
+#include <omp.h>
+#include <stdlib.h>
+#include <string.h>
+
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#endif
+
+/* Tokens t0 .. t0+GEMM_NT-1 of x (n, cols) as a k-major panel, zeros past token n;
+ * 16 columns at a time, so that reads and writes both stay in a few cache lines. */
+static void pack_panel(float *xp, const float *x, int n, int cols, int t0)
+{
+    const int nt = n - t0 < GEMM_NT ? n - t0 : GEMM_NT;
+    for (int k0 = 0; k0 < cols; k0 += 16) {
+        const int nk = cols - k0 < 16 ? cols - k0 : 16;
+        for (int t = 0; t < GEMM_NT; t++) {
+            const float *src = x + (size_t)(t0 + t) * cols + k0;
+            for (int k = 0; k < nk; k++)
+                xp[(size_t)(k0 + k) * GEMM_NT + t] = t < nt ? src[k] : 0.0f;
+        }
+    }
+}
+
+/* The block's sums, acc[j][t] (row j, token t), into out (row-major tokens x rows). */
+static void store_block(float *out, int ldo, const float (*acc)[GEMM_NT], int nt, int nr)
+{
+    for (int t = 0; t < nt; t++)
+        for (int j = 0; j < nr; j++)
+            out[(size_t)t * ldo + j] = acc[j][t];
+}
+
+#if defined(__AVX512F__)
+/* One block of GEMM_NT tokens by NR rows (NR a constant where inlined). */
+static inline __attribute__((always_inline)) void
+block_avx512(float *out, int ldo, const float *xp, const float *wp, int cols, int nt,
+             const int NR)
+{
+    __m512 a0[GEMM_NR], a1[GEMM_NR];
+#pragma GCC unroll 16
+    for (int j = 0; j < NR; j++)
+        a0[j] = a1[j] = _mm512_setzero_ps();
+    for (int k = 0; k < cols; k++, xp += GEMM_NT, wp += GEMM_NR) {
+        const __m512 x0 = _mm512_loadu_ps(xp), x1 = _mm512_loadu_ps(xp + 16);
+#pragma GCC unroll 16
+        for (int j = 0; j < NR; j++) {
+            const __m512 b = _mm512_set1_ps(wp[j]);
+            a0[j] = _mm512_fmadd_ps(x0, b, a0[j]);
+            a1[j] = _mm512_fmadd_ps(x1, b, a1[j]);
+        }
+    }
+    float acc[GEMM_NR][GEMM_NT];
+#pragma GCC unroll 16
+    for (int j = 0; j < NR; j++) {
+        _mm512_storeu_ps(acc[j], a0[j]);
+        _mm512_storeu_ps(acc[j] + 16, a1[j]);
+    }
+    store_block(out, ldo, (const float(*)[GEMM_NT])acc, nt, NR);
+}
+#endif
+
+/* The same block element by element: the same fused multiply-adds in the same order. */
+static void block_portable(float *out, int ldo, const float *xp, const float *wp, int cols,
+                           int nt, int nr)
+{
+    float acc[GEMM_NR][GEMM_NT];
+    for (int j = 0; j < nr; j++)
+        for (int t = 0; t < GEMM_NT; t++)
+            acc[j][t] = 0.0f;
+    for (int k = 0; k < cols; k++, xp += GEMM_NT, wp += GEMM_NR)
+        for (int j = 0; j < nr; j++)
+            for (int t = 0; t < GEMM_NT; t++)
+                acc[j][t] = fmaf(xp[t], wp[j], acc[j][t]);
+    store_block(out, ldo, (const float(*)[GEMM_NT])acc, nt, nr);
+}
+
+/* One token panel of a group: out's nr rows from the weight panel wp (k-major). */
+static void block(float *o, int ldo, const float *xp, const float *wp, int cols, int nt,
+                  int nr, int portable)
+{
+#if defined(__AVX512F__)
+    if (!portable && nr == GEMM_NR) {
+        block_avx512(o, ldo, xp, wp, cols, nt, GEMM_NR);
+        return;
+    }
+#endif
+    (void)portable;
+    block_portable(o, ldo, xp, wp, cols, nt, nr);
+}
+
+/* A group of rows (its panels at wp, GEMM_NR rows each, `rows` in all) with every token
+ * panel: token panels outside, so that one panel of x serves every weight panel of the
+ * group from the core's cache. */
+static void row_group(float *out, int ldo, const float *xp, int n, const float *wp,
+                      int cols, int rows, int portable)
+{
+    for (int t0 = 0; t0 < n; t0 += GEMM_NT, xp += (size_t)GEMM_NT * cols) {
+        const int nt = n - t0 < GEMM_NT ? n - t0 : GEMM_NT;
+        for (int r0 = 0; r0 < rows; r0 += GEMM_NR) {
+            const int nr = rows - r0 < GEMM_NR ? rows - r0 : GEMM_NR;
+            block(out + (size_t)t0 * ldo + r0, ldo, xp, wp + (size_t)r0 * cols, cols, nt, nr,
+                  portable);
+        }
+    }
+}
+
+size_t gemm_pack_floats(int n, int cols)
+{
+    return (size_t)((n + GEMM_NT - 1) / GEMM_NT) * GEMM_NT * (size_t)cols;
+}
+
+size_t gemm_panel_floats(int cols) { return (size_t)(GEMM_GROUP + 1) * (size_t)cols; }
+
+/* Rows r0 .. r0+nr-1 of W as k-major panels of GEMM_NR rows, wp[panel][k][GEMM_NR]
+ * (row: scratch for one row). */
+static void weight_panels(float *wp, float *row, const qmatrix *w, int r0, int nr)
+{
+    const int cols = w->cols;
+    for (int j = 0; j < nr; j++) {
+        const float *src = w->f ? w->f + (size_t)(r0 + j) * cols : row;
+        if (!w->f)
+            model__qmatrix_row(row, w, r0 + j);
+        float *dst = wp + (size_t)(j / GEMM_NR) * GEMM_NR * cols + j % GEMM_NR;
+        for (int k = 0; k < cols; k++)
+            dst[(size_t)k * GEMM_NR] = src[k];
+    }
+}
+
+/* Group g of the jobs' rows, counted across the jobs: its job and first row. */
+static const gemm_job *group_job(const gemm_job *jobs, int g, int *r0)
+{
+    for (;; jobs++) {
+        const int groups = (jobs->w->rows + GEMM_GROUP - 1) / GEMM_GROUP;
+        if (g < groups) {
+            *r0 = g * GEMM_GROUP;
+            return jobs;
+        }
+        g -= groups;
+    }
+}
+
+void gemm(const gemm_job *jobs, int n_jobs, const float *x, int n, float *xp, float *panels,
+          int portable)
+{
+    const int cols = jobs[0].w->cols, token_panels = (n + GEMM_NT - 1) / GEMM_NT;
+    int groups = 0;
+    for (int i = 0; i < n_jobs; i++)
+        groups += (jobs[i].w->rows + GEMM_GROUP - 1) / GEMM_GROUP;
+#pragma omp parallel
+    {
+#pragma omp for schedule(static)
+        for (int p = 0; p < token_panels; p++)
+            pack_panel(xp + (size_t)p * GEMM_NT * cols, x, n, cols, p * GEMM_NT);
+        float *mine = panels + (size_t)omp_get_thread_num() * gemm_panel_floats(cols);
+#pragma omp for schedule(static)
+        for (int g = 0; g < groups; g++) {
+            int r0;
+            const gemm_job *j = group_job(jobs, g, &r0);
+            const int rows = j->w->rows - r0 < GEMM_GROUP ? j->w->rows - r0 : GEMM_GROUP;
+            weight_panels(mine, mine + (size_t)GEMM_GROUP * cols, j->w, r0, rows);
+            row_group(j->out + r0, j->ldo, xp, n, mine, cols, rows, portable);
+        }
+    }
+}
+
+/* ---- plain float products for attention ------------------------------------------- */
+
+#define NN_ROWS 6   /* rows of C per block: 6 x 4 registers of accumulators */
+
+#if defined(__AVX512F__)
+/* C rows i0 .. i0+R-1, lanes j0 .. j0+16E-1 (the last register masked by `last`). */
+static inline __attribute__((always_inline)) void
+nn_block_avx512(float *c, size_t ldc, const float *a, size_t lda, const float *b, size_t ldb,
+                int K, float scale, const int R, const int E, __mmask16 last)
+{
+    __m512 acc[NN_ROWS][4];
+#pragma GCC unroll 8
+    for (int i = 0; i < R; i++)
+#pragma GCC unroll 4
+        for (int e = 0; e < E; e++)
+            acc[i][e] = _mm512_setzero_ps();
+    for (int k = 0; k < K; k++, b += ldb) {
+        __m512 bv[4];
+#pragma GCC unroll 4
+        for (int e = 0; e < E; e++)
+            bv[e] = e == E - 1 ? _mm512_maskz_loadu_ps(last, b + 16 * e)
+                               : _mm512_loadu_ps(b + 16 * e);
+#pragma GCC unroll 8
+        for (int i = 0; i < R; i++) {
+            const __m512 av = _mm512_set1_ps(a[(size_t)i * lda + k]);
+#pragma GCC unroll 4
+            for (int e = 0; e < E; e++)
+                acc[i][e] = _mm512_fmadd_ps(av, bv[e], acc[i][e]);
+        }
+    }
+    const __m512 s = _mm512_set1_ps(scale);
+#pragma GCC unroll 8
+    for (int i = 0; i < R; i++)
+#pragma GCC unroll 4
+        for (int e = 0; e < E; e++) {
+            float *ci = c + (size_t)i * ldc + 16 * e;
+            const __m512 v = _mm512_mul_ps(acc[i][e], s);
+            if (e == E - 1)
+                _mm512_mask_storeu_ps(ci, last, v);
+            else
+                _mm512_storeu_ps(ci, v);
+        }
+}
+
+/* The rows of one block, R of them, over every column: four registers at a time, then
+ * one (the last masked). */
+static inline __attribute__((always_inline)) void
+nn_rows_avx512(float *c, size_t ldc, const float *a, size_t lda, const float *b, size_t ldb,
+               int N, int K, float scale, const int R)
+{
+    int j = 0;
+    for (; j + 64 <= N; j += 64)
+        nn_block_avx512(c + j, ldc, a, lda, b + j, ldb, K, scale, R, 4, 0xFFFF);
+    for (; j < N; j += 16) {
+        const int left = N - j < 16 ? N - j : 16;
+        nn_block_avx512(c + j, ldc, a, lda, b + j, ldb, K, scale, R, 1,
+                        (__mmask16)((1u << left) - 1u));
+    }
+}
+#endif
+
+/* C[i][j] = scale · (one fma chain over k from +0 of A[i][k] · B[k][j]), element by
+ * element. */
+static void nn_portable(float *c, size_t ldc, const float *a, size_t lda, const float *b,
+                        size_t ldb, int M, int N, int K, float scale)
+{
+    for (int i = 0; i < M; i++)
+        for (int j = 0; j < N; j++) {
+            float acc = 0.0f;
+            for (int k = 0; k < K; k++)
+                acc = fmaf(a[(size_t)i * lda + k], b[(size_t)k * ldb + j], acc);
+            c[(size_t)i * ldc + j] = acc * scale;
+        }
+}
+
+void gemm_nn(float *c, size_t ldc, const float *a, size_t lda, const float *b, size_t ldb,
+             int M, int N, int K, float scale, int portable)
+{
+#if defined(__AVX512F__)
+    if (!portable) {
+        int i = 0;
+        for (; i + NN_ROWS <= M; i += NN_ROWS)
+            nn_rows_avx512(c + (size_t)i * ldc, ldc, a + (size_t)i * lda, lda, b, ldb, N, K,
+                           scale, NN_ROWS);
+        switch (M - i) {   /* the last rows: R a constant in each case */
+        case 5: nn_rows_avx512(c + (size_t)i * ldc, ldc, a + (size_t)i * lda, lda, b, ldb, N, K, scale, 5); break;
+        case 4: nn_rows_avx512(c + (size_t)i * ldc, ldc, a + (size_t)i * lda, lda, b, ldb, N, K, scale, 4); break;
+        case 3: nn_rows_avx512(c + (size_t)i * ldc, ldc, a + (size_t)i * lda, lda, b, ldb, N, K, scale, 3); break;
+        case 2: nn_rows_avx512(c + (size_t)i * ldc, ldc, a + (size_t)i * lda, lda, b, ldb, N, K, scale, 2); break;
+        case 1: nn_rows_avx512(c + (size_t)i * ldc, ldc, a + (size_t)i * lda, lda, b, ldb, N, K, scale, 1); break;
+        default: break;
+        }
+        return;
+    }
+#endif
+    (void)portable;
+    nn_portable(c, ldc, a, lda, b, ldb, M, N, K, scale);
+}
