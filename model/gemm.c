@@ -34,21 +34,6 @@
 #include <immintrin.h>
 #endif
 
-/* Tokens t0 .. t0+GEMM_NT-1 of x (n, cols) as a k-major panel, zeros past token n;
- * 16 columns at a time, so that reads and writes both stay in a few cache lines. */
-static void pack_panel(float *xp, const float *x, int n, int cols, int t0)
-{
-    const int nt = n - t0 < GEMM_NT ? n - t0 : GEMM_NT;
-    for (int k0 = 0; k0 < cols; k0 += 16) {
-        const int nk = cols - k0 < 16 ? cols - k0 : 16;
-        for (int t = 0; t < GEMM_NT; t++) {
-            const float *src = x + (size_t)(t0 + t) * cols + k0;
-            for (int k = 0; k < nk; k++)
-                xp[(size_t)(k0 + k) * GEMM_NT + t] = t < nt ? src[k] : 0.0f;
-        }
-    }
-}
-
 /* The block's sums, acc[j][t] (row j, token t), into out (row-major tokens x rows). */
 static void store_block(float *out, int ldo, const float (*acc)[GEMM_NT], int nt, int nr)
 {
@@ -58,33 +43,108 @@ static void store_block(float *out, int ldo, const float (*acc)[GEMM_NT], int nt
 }
 
 #if defined(__AVX512F__)
-/* One block of GEMM_NT tokens by NR rows (NR a constant where inlined). */
+/* r[i] lane j becomes r[j] lane i (16 x 16 floats). */
+static inline __attribute__((always_inline)) void transpose16(__m512 *r)
+{
+    __m512 t[16], u[16], v[16];
+#pragma GCC unroll 16
+    for (int i = 0; i < 16; i += 2) {
+        t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
+        t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
+    }
+#pragma GCC unroll 16
+    for (int i = 0; i < 16; i += 4) {
+        u[i] = _mm512_shuffle_ps(t[i], t[i + 2], 0x44);
+        u[i + 1] = _mm512_shuffle_ps(t[i], t[i + 2], 0xEE);
+        u[i + 2] = _mm512_shuffle_ps(t[i + 1], t[i + 3], 0x44);
+        u[i + 3] = _mm512_shuffle_ps(t[i + 1], t[i + 3], 0xEE);
+    }
+#pragma GCC unroll 16
+    for (int i = 0; i < 16; i += 8)
+#pragma GCC unroll 4
+        for (int k = 0; k < 4; k++) {
+            v[i + k] = _mm512_shuffle_f32x4(u[i + k], u[i + 4 + k], 0x88);
+            v[i + 4 + k] = _mm512_shuffle_f32x4(u[i + k], u[i + 4 + k], 0xDD);
+        }
+#pragma GCC unroll 16
+    for (int k = 0; k < 8; k++) {
+        r[k] = _mm512_shuffle_f32x4(v[k], v[8 + k], 0x88);
+        r[8 + k] = _mm512_shuffle_f32x4(v[k], v[8 + k], 0xDD);
+    }
+}
+
+/* 16 tokens' sums (a[j]: row j, a token per lane) into out rows t of GEMM_NR floats. */
 static inline __attribute__((always_inline)) void
-block_avx512(float *out, int ldo, const float *xp, const float *wp, int cols, int nt,
-             const int NR)
+store_tokens(float *out, int ldo, const __m512 *a, int nt)
+{
+    __m512 r[16];
+#pragma GCC unroll 16
+    for (int j = 0; j < 16; j++)
+        r[j] = j < GEMM_NR ? a[j] : _mm512_setzero_ps();
+    transpose16(r);
+    const __mmask16 rows = (__mmask16)((1u << GEMM_NR) - 1u);
+#pragma GCC unroll 16
+    for (int t = 0; t < 16 && t < nt; t++)
+        _mm512_mask_storeu_ps(out + (size_t)t * ldo, rows, r[t]);
+}
+
+_Static_assert(GEMM_NR <= 16 && GEMM_NT == 32, "a block's rows fit one register's lanes");
+
+/* One block of GEMM_NT tokens by GEMM_NR rows. */
+static void block_avx512(float *out, int ldo, const float *xp, const float *wp, int cols,
+                         int nt)
 {
     __m512 a0[GEMM_NR], a1[GEMM_NR];
 #pragma GCC unroll 16
-    for (int j = 0; j < NR; j++)
+    for (int j = 0; j < GEMM_NR; j++)
         a0[j] = a1[j] = _mm512_setzero_ps();
     for (int k = 0; k < cols; k++, xp += GEMM_NT, wp += GEMM_NR) {
         const __m512 x0 = _mm512_loadu_ps(xp), x1 = _mm512_loadu_ps(xp + 16);
 #pragma GCC unroll 16
-        for (int j = 0; j < NR; j++) {
+        for (int j = 0; j < GEMM_NR; j++) {
             const __m512 b = _mm512_set1_ps(wp[j]);
             a0[j] = _mm512_fmadd_ps(x0, b, a0[j]);
             a1[j] = _mm512_fmadd_ps(x1, b, a1[j]);
         }
     }
-    float acc[GEMM_NR][GEMM_NT];
-#pragma GCC unroll 16
-    for (int j = 0; j < NR; j++) {
-        _mm512_storeu_ps(acc[j], a0[j]);
-        _mm512_storeu_ps(acc[j] + 16, a1[j]);
-    }
-    store_block(out, ldo, (const float(*)[GEMM_NT])acc, nt, NR);
+    store_tokens(out, ldo, a0, nt);
+    store_tokens(out + (size_t)16 * ldo, ldo, a1, nt - 16);
 }
 #endif
+
+/* dst[k · ldd + i] = src[i · lds + k] for i < n_src, 0 for n_src <= i < lanes (<= 16), every
+ * k < cols: rows turned k-major, 16 x 16 floats at a time in registers. */
+static void transpose_rows(float *dst, size_t ldd, const float *src, size_t lds, int n_src,
+                           int cols, int lanes)
+{
+    int k0 = 0;
+#if defined(__AVX512F__)
+    const __mmask16 mask = (__mmask16)((1u << lanes) - 1u);
+    for (; k0 + 16 <= cols; k0 += 16) {
+        __m512 r[16];
+#pragma GCC unroll 16
+        for (int i = 0; i < 16; i++)
+            r[i] = i < n_src ? _mm512_loadu_ps(src + (size_t)i * lds + k0) : _mm512_setzero_ps();
+        transpose16(r);
+#pragma GCC unroll 16
+        for (int k = 0; k < 16; k++)
+            _mm512_mask_storeu_ps(dst + (size_t)(k0 + k) * ldd, mask, r[k]);
+    }
+#endif
+    for (int k = k0; k < cols; k++)
+        for (int i = 0; i < lanes; i++)
+            dst[(size_t)k * ldd + i] = i < n_src ? src[(size_t)i * lds + k] : 0.0f;
+}
+
+/* Tokens t0 .. t0+GEMM_NT-1 of x (n, cols) as a k-major panel, zeros past token n. */
+static void pack_panel(float *xp, const float *x, int n, int cols, int t0)
+{
+    for (int h = 0; h < GEMM_NT; h += 16) {
+        const int left = n - t0 - h, rows = left < 0 ? 0 : left < 16 ? left : 16;
+        transpose_rows(xp + h, GEMM_NT, x + (size_t)(t0 + h) * cols, (size_t)cols, rows, cols,
+                       16);
+    }
+}
 
 /* The same block element by element: the same fused multiply-adds in the same order. */
 static void block_portable(float *out, int ldo, const float *xp, const float *wp, int cols,
@@ -107,7 +167,7 @@ static void block(float *o, int ldo, const float *xp, const float *wp, int cols,
 {
 #if defined(__AVX512F__)
     if (!portable && nr == GEMM_NR) {
-        block_avx512(o, ldo, xp, wp, cols, nt, GEMM_NR);
+        block_avx512(o, ldo, xp, wp, cols, nt);
         return;
     }
 #endif
@@ -136,20 +196,19 @@ size_t gemm_pack_floats(int n, int cols)
     return (size_t)((n + GEMM_NT - 1) / GEMM_NT) * GEMM_NT * (size_t)cols;
 }
 
-size_t gemm_panel_floats(int cols) { return (size_t)(GEMM_GROUP + 1) * (size_t)cols; }
+size_t gemm_panel_floats(int cols) { return (size_t)(GEMM_GROUP + GEMM_NR) * (size_t)cols; }
 
 /* Rows r0 .. r0+nr-1 of W as k-major panels of GEMM_NR rows, wp[panel][k][GEMM_NR]
- * (row: scratch for one row). */
-static void weight_panels(float *wp, float *row, const qmatrix *w, int r0, int nr)
+ * (rows: scratch for GEMM_NR dequantised rows). */
+static void weight_panels(float *wp, float *rows, const qmatrix *w, int r0, int nr)
 {
     const int cols = w->cols;
-    for (int j = 0; j < nr; j++) {
-        const float *src = w->f ? w->f + (size_t)(r0 + j) * cols : row;
-        if (!w->f)
-            model__qmatrix_row(row, w, r0 + j);
-        float *dst = wp + (size_t)(j / GEMM_NR) * GEMM_NR * cols + j % GEMM_NR;
-        for (int k = 0; k < cols; k++)
-            dst[(size_t)k * GEMM_NR] = src[k];
+    for (int p0 = 0; p0 < nr; p0 += GEMM_NR) {
+        const int np = nr - p0 < GEMM_NR ? nr - p0 : GEMM_NR;
+        const float *src = w->f ? w->f + (size_t)(r0 + p0) * cols : rows;
+        for (int j = 0; !w->f && j < np; j++)
+            model__qmatrix_row(rows + (size_t)j * cols, w, r0 + p0 + j);
+        transpose_rows(wp + (size_t)p0 * cols, GEMM_NR, src, (size_t)cols, np, cols, GEMM_NR);
     }
 }
 
