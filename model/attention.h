@@ -2,8 +2,7 @@
  * attention.h — one block of attention rows, the arithmetic shared by the forward
  * pass and by the trace's row source, which rebuilds rows from recorded queries and
  * keys (trace/source_trace.c): both call these functions, so a rebuilt row is the
- * forward pass's row up to the BLAS kernel's summation order (docs/TRACE_FORMAT.md,
- * "Rebuilt rows").
+ * forward pass's row bit for bit (docs/TRACE_FORMAT.md, "Rebuilt rows").
  *
  *     attention_scores(sc, width, q, D, K, rows, n_keys, D, scale);
  *     for (int i = 0; i < rows; i++) {

@@ -6,16 +6,18 @@
  * block of model.h step by step, with the architecture's switches.  Everything above
  * them is a building block: RMSNorm and LayerNorm, RoPE per layer geometry (and the
  * re-rotation of kept keys that live eviction's --reposition uses), matmul (dot
- * products on the GGUF's blocks for one token, dequantise-then-sgemm for a batch), the gated and plain
- * activations, and attention, which is computed per query head in blocks of ATT_ROWS
+ * products on the GGUF's blocks for one token, gemm.c for a batch), the gated and
+ * plain activations, and attention, which is computed per query head in blocks of ATT_ROWS
  * query rows so that no T×T matrix is ever held for all heads at once, masks a
  * sliding layer's keys outside its window, and shows each probability row to the hook.
  *
- * Parallelism: OpenMP spreads a batch's GEMM over fixed tiles, the matrix-vector
- * products over rows, the per-token steps over tokens, and attention over query heads;
- * every BLAS call runs on its calling thread (OpenBLAS's OpenMP build does not nest).
- * So the work split, and with it every bit of every result, is the same for any thread
- * count: a trace is a function of the model and the prompt.
+ * Parallelism: OpenMP spreads a batch's GEMM over groups of weight rows, the
+ * matrix-vector products over rows, the per-token steps over tokens, and attention over
+ * query heads (or, with no hook, over (head, block) pairs); every BLAS call (decode's
+ * sgemv) runs on its calling thread (OpenBLAS's OpenMP build does not nest).  No
+ * result depends on how the work is split (gemm.c computes each element the same way
+ * in any tile), so every bit of every result is the same for any thread count: a trace
+ * is a function of the model and the prompt.
  */
 #include "model_impl.h"
 
@@ -409,13 +411,9 @@ static void transpose_keys(model_scratch *s, const model_config *c, const kv_cac
 {
     const int hd = c->head_dim;
 #pragma omp for schedule(static)
-    for (int i = 0; i < c->n_head_kv * hd; i++) {   /* one row of kt: (KV head, dim) */
-        const int kvh = i / hd, d = i % hd, n = kv_cache_size(cache, l, kvh);
-        const float *K = kv_cache_keys(cache, l, kvh);
-        float *row = s->kt + (size_t)i * ld_kt;
-        for (int k = 0; k < n; k++)
-            row[k] = K[(size_t)k * hd + d];
-    }
+    for (int kvh = 0; kvh < c->n_head_kv; kvh++)
+        gemm_transpose(s->kt + (size_t)kvh * hd * ld_kt, ld_kt, kv_cache_keys(cache, l, kvh),
+                       (size_t)hd, kv_cache_size(cache, l, kvh), hd);
 }
 
 /* att = softmax(mask(Q·Kᵀ · scale))·V for every query head of layer l. */

@@ -136,6 +136,14 @@ static void transpose_rows(float *dst, size_t ldd, const float *src, size_t lds,
             dst[(size_t)k * ldd + i] = i < n_src ? src[(size_t)i * lds + k] : 0.0f;
 }
 
+void gemm_transpose(float *dst, size_t ldd, const float *src, size_t lds, int rows, int cols)
+{
+    for (int i = 0; i < rows; i += 16) {
+        const int n = rows - i < 16 ? rows - i : 16;
+        transpose_rows(dst + i, ldd, src + (size_t)i * lds, lds, n, cols, n);
+    }
+}
+
 /* Tokens t0 .. t0+GEMM_NT-1 of x (n, cols) as a k-major panel, zeros past token n. */
 static void pack_panel(float *xp, const float *x, int n, int cols, int t0)
 {

@@ -38,6 +38,10 @@ typedef struct gemm_job {
 void gemm(const gemm_job *jobs, int n_jobs, const float *x, int n, float *xp, float *panels,
           int portable);
 
+/* dst[c · ldd + r] = src[r · lds + c] for r < rows, c < cols (16 x 16 floats at a time in
+ * registers where AVX-512 is built in). */
+void gemm_transpose(float *dst, size_t ldd, const float *src, size_t lds, int rows, int cols);
+
 /* C (M, N; row stride ldc) = scale · A (M, K; lda) · B (K, N; ldb), row-major floats,
  * each element one fma chain over k from +0, then times scale: attention's Q·Kᵀ (B the
  * keys transposed) and P·V.  Single-threaded (attention spreads heads over threads). */
