@@ -19,9 +19,10 @@
  * time, dequantises them into k-major panels of GEMM_NR rows, and multiplies them with
  * every token panel, each token panel with all of the group's panels while it is in
  * the core's cache: a GEMM_NT × GEMM_NR block of accumulators in registers (AVX-512:
- * 2 × 12 of 16 lanes), a token per lane, each weight broadcast.  The portable version does the same
- * operations element by element (fmaf), so both give the same floats
- * (tests/test_gemm.c).
+ * 2 × 12 of 16 lanes), a token per lane, each weight broadcast.  The portable version
+ * does the same operations element by element (fmaf), so both give the same floats
+ * (tests/test_gemm.c).  Without AVX-512, AVX2 blocks (16 tokens by 6 rows, 6 rows by
+ * 16 columns) do the same again: a build with -mno-avx512f gives the same logits.
  */
 #include "gemm.h"
 
@@ -154,6 +155,43 @@ static void pack_panel(float *xp, const float *x, int n, int cols, int t0)
     }
 }
 
+#if !defined(__AVX512F__) && defined(__AVX2__) && defined(__FMA__)
+#include <immintrin.h>
+#define HAVE_AVX2_BLOCK 1
+
+/* One block on 8-lane registers: four passes of 16 tokens by 6 rows (12 accumulators),
+ * each element's chain the same fused multiply-adds as everywhere else. */
+static void block_avx2(float *out, int ldo, const float *xp0, const float *wp0, int cols,
+                       int nt)
+{
+    for (int pass = 0; pass < 4; pass++) {
+        const int t0 = pass / 2 * 16, j0 = pass % 2 * 6;
+        const float *xp = xp0 + t0, *wp = wp0 + j0;
+        __m256 a[6][2];
+#pragma GCC unroll 6
+        for (int j = 0; j < 6; j++)
+            a[j][0] = a[j][1] = _mm256_setzero_ps();
+        for (int k = 0; k < cols; k++, xp += GEMM_NT, wp += GEMM_NR) {
+            const __m256 x0 = _mm256_loadu_ps(xp), x1 = _mm256_loadu_ps(xp + 8);
+#pragma GCC unroll 6
+            for (int j = 0; j < 6; j++) {
+                const __m256 b = _mm256_set1_ps(wp[j]);
+                a[j][0] = _mm256_fmadd_ps(x0, b, a[j][0]);
+                a[j][1] = _mm256_fmadd_ps(x1, b, a[j][1]);
+            }
+        }
+        float acc[6][16];
+        for (int j = 0; j < 6; j++) {
+            _mm256_storeu_ps(acc[j], a[j][0]);
+            _mm256_storeu_ps(acc[j] + 8, a[j][1]);
+        }
+        for (int t = 0; t < 16 && t0 + t < nt; t++)
+            for (int j = 0; j < 6; j++)
+                out[(size_t)(t0 + t) * ldo + j0 + j] = acc[j][t];
+    }
+}
+#endif
+
 /* The same block element by element: the same fused multiply-adds in the same order. */
 static void block_portable(float *out, int ldo, const float *xp, const float *wp, int cols,
                            int nt, int nr)
@@ -176,6 +214,11 @@ static void block(float *o, int ldo, const float *xp, const float *wp, int cols,
 #if defined(__AVX512F__)
     if (!portable && nr == GEMM_NR) {
         block_avx512(o, ldo, xp, wp, cols, nt);
+        return;
+    }
+#elif defined(HAVE_AVX2_BLOCK)
+    if (!portable && nr == GEMM_NR) {
+        block_avx2(o, ldo, xp, wp, cols, nt);
         return;
     }
 #endif
@@ -318,18 +361,62 @@ nn_rows_avx512(float *c, size_t ldc, const float *a, size_t lda, const float *b,
 }
 #endif
 
-/* C[i][j] = scale · (one fma chain over k from +0 of A[i][k] · B[k][j]), element by
- * element. */
+#if defined(HAVE_AVX2_BLOCK)
+/* C rows 0 .. R-1, columns j0 .. j0+15 (the first `left` of them) on 8-lane registers. */
+static inline __attribute__((always_inline)) void
+nn_block_avx2(float *c, size_t ldc, const float *a, size_t lda, const float *b, size_t ldb,
+              int K, float scale, const int R, int left)
+{
+    const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    const __m256i m0 = _mm256_cmpgt_epi32(_mm256_set1_epi32(left), lane);
+    const __m256i m1 = _mm256_cmpgt_epi32(_mm256_set1_epi32(left - 8), lane);
+    __m256 acc[NN_ROWS][2];
+#pragma GCC unroll 8
+    for (int i = 0; i < R; i++)
+        acc[i][0] = acc[i][1] = _mm256_setzero_ps();
+    for (int k = 0; k < K; k++, b += ldb) {
+        const __m256 b0 = _mm256_maskload_ps(b, m0), b1 = _mm256_maskload_ps(b + 8, m1);
+#pragma GCC unroll 8
+        for (int i = 0; i < R; i++) {
+            const __m256 av = _mm256_set1_ps(a[(size_t)i * lda + k]);
+            acc[i][0] = _mm256_fmadd_ps(av, b0, acc[i][0]);
+            acc[i][1] = _mm256_fmadd_ps(av, b1, acc[i][1]);
+        }
+    }
+    const __m256 s = _mm256_set1_ps(scale);
+#pragma GCC unroll 8
+    for (int i = 0; i < R; i++) {
+        _mm256_maskstore_ps(c + (size_t)i * ldc, m0, _mm256_mul_ps(acc[i][0], s));
+        _mm256_maskstore_ps(c + (size_t)i * ldc + 8, m1, _mm256_mul_ps(acc[i][1], s));
+    }
+}
+
+static inline __attribute__((always_inline)) void
+nn_rows_avx2(float *c, size_t ldc, const float *a, size_t lda, const float *b, size_t ldb,
+             int N, int K, float scale, const int R)
+{
+    for (int j = 0; j < N; j += 16)
+        nn_block_avx2(c + j, ldc, a, lda, b + j, ldb, K, scale, R, N - j < 16 ? N - j : 16);
+}
+#endif
+
+/* C[i][j] = scale · (one fma chain over k from +0 of A[i][k] · B[k][j]): each element's
+ * chain in C's row itself, k outside and j inside so that the compiler vectorises it. */
 static void nn_portable(float *c, size_t ldc, const float *a, size_t lda, const float *b,
                         size_t ldb, int M, int N, int K, float scale)
 {
-    for (int i = 0; i < M; i++)
-        for (int j = 0; j < N; j++) {
-            float acc = 0.0f;
-            for (int k = 0; k < K; k++)
-                acc = fmaf(a[(size_t)i * lda + k], b[(size_t)k * ldb + j], acc);
-            c[(size_t)i * ldc + j] = acc * scale;
+    for (int i = 0; i < M; i++) {
+        float *ci = c + (size_t)i * ldc;
+        for (int j = 0; j < N; j++)
+            ci[j] = 0.0f;
+        for (int k = 0; k < K; k++) {
+            const float aik = a[(size_t)i * lda + k], *bk = b + (size_t)k * ldb;
+            for (int j = 0; j < N; j++)
+                ci[j] = fmaf(aik, bk[j], ci[j]);
         }
+        for (int j = 0; j < N; j++)
+            ci[j] *= scale;
+    }
 }
 
 void gemm_nn(float *c, size_t ldc, const float *a, size_t lda, const float *b, size_t ldb,
@@ -347,6 +434,22 @@ void gemm_nn(float *c, size_t ldc, const float *a, size_t lda, const float *b, s
         case 3: nn_rows_avx512(c + (size_t)i * ldc, ldc, a + (size_t)i * lda, lda, b, ldb, N, K, scale, 3); break;
         case 2: nn_rows_avx512(c + (size_t)i * ldc, ldc, a + (size_t)i * lda, lda, b, ldb, N, K, scale, 2); break;
         case 1: nn_rows_avx512(c + (size_t)i * ldc, ldc, a + (size_t)i * lda, lda, b, ldb, N, K, scale, 1); break;
+        default: break;
+        }
+        return;
+    }
+#elif defined(HAVE_AVX2_BLOCK)
+    if (!portable) {
+        int i = 0;
+        for (; i + NN_ROWS <= M; i += NN_ROWS)
+            nn_rows_avx2(c + (size_t)i * ldc, ldc, a + (size_t)i * lda, lda, b, ldb, N, K,
+                         scale, NN_ROWS);
+        switch (M - i) {
+        case 5: nn_rows_avx2(c + (size_t)i * ldc, ldc, a + (size_t)i * lda, lda, b, ldb, N, K, scale, 5); break;
+        case 4: nn_rows_avx2(c + (size_t)i * ldc, ldc, a + (size_t)i * lda, lda, b, ldb, N, K, scale, 4); break;
+        case 3: nn_rows_avx2(c + (size_t)i * ldc, ldc, a + (size_t)i * lda, lda, b, ldb, N, K, scale, 3); break;
+        case 2: nn_rows_avx2(c + (size_t)i * ldc, ldc, a + (size_t)i * lda, lda, b, ldb, N, K, scale, 2); break;
+        case 1: nn_rows_avx2(c + (size_t)i * ldc, ldc, a + (size_t)i * lda, lda, b, ldb, N, K, scale, 1); break;
         default: break;
         }
         return;
