@@ -1,19 +1,33 @@
 /* attention.c — see attention.h. */
 #include "attention.h"
 
+#include "gemm.h"
+
 #include <cblas.h>
 #include <math.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
+
+void attention_scores_kt(float *sc, size_t ld_sc, const float *q, int ldq, const float *kt,
+                         size_t ld_kt, int rows, int n_keys, int hd, float scale)
+{
+    gemm_nn(sc, ld_sc, q, (size_t)ldq, kt, ld_kt, rows, n_keys, hd, scale, 0);
+}
 
 void attention_scores(float *sc, size_t ld_sc, const float *q, int ldq, const float *K,
                       int rows, int n_keys, int hd, float scale)
 {
-    if (rows == 1)
-        cblas_sgemv(CblasRowMajor, CblasNoTrans, n_keys, hd, scale, K, hd, q, 1, 0.0f, sc, 1);
-    else
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, n_keys, hd, scale, q, ldq,
-                    K, hd, 0.0f, sc, (int)ld_sc);
+    float *kt = rows > 1 ? malloc((size_t)n_keys * hd * sizeof *kt) : NULL;
+    if (!kt) {   /* one query (or no memory for the transpose): a matrix-vector product */
+        for (int i = 0; i < rows; i++)
+            cblas_sgemv(CblasRowMajor, CblasNoTrans, n_keys, hd, scale, K, hd,
+                        q + (size_t)i * ldq, 1, 0.0f, sc + (size_t)i * ld_sc, 1);
+        return;
+    }
+    gemm_transpose(kt, (size_t)n_keys, K, (size_t)hd, n_keys, hd);
+    attention_scores_kt(sc, ld_sc, q, ldq, kt, (size_t)n_keys, rows, n_keys, hd, scale);
+    free(kt);
 }
 
 /* e^x for x <= 0, the softmax's inputs once the maximum is subtracted, written so that

@@ -2,8 +2,7 @@
  * attention.h — one block of attention rows, the arithmetic shared by the forward
  * pass and by the trace's row source, which rebuilds rows from recorded queries and
  * keys (trace/source_trace.c): both call these functions, so a rebuilt row is the
- * forward pass's row up to the BLAS kernel's summation order (docs/TRACE_FORMAT.md,
- * "Rebuilt rows").
+ * forward pass's row bit for bit (docs/TRACE_FORMAT.md, "Rebuilt rows").
  *
  *     attention_scores(sc, width, q, D, K, rows, n_keys, D, scale);
  *     for (int i = 0; i < rows; i++) {
@@ -18,10 +17,17 @@
 #include <stddef.h>
 
 /* sc[i * ld_sc + j] = scale · q_i · k_j for `rows` queries (row stride ldq floats)
- * against n_keys keys (hd floats each, contiguous): one sgemm, or one sgemv for a
- * single query. */
+ * against n_keys keys (hd floats each, contiguous).  One query: one sgemv (decode's
+ * arithmetic).  Several: the keys are transposed and attention_scores_kt gives them, so
+ * the rows are those of the forward pass's batch bit for bit. */
 void attention_scores(float *sc, size_t ld_sc, const float *q, int ldq, const float *K,
                       int rows, int n_keys, int hd, float scale);
+
+/* The same from the keys transposed: kt[d * ld_kt + j] = k_j[d].  Each score is one
+ * chain of fused multiply-adds over d from +0, then times scale (gemm.h gemm_nn),
+ * whatever the block of rows or keys it is computed in. */
+void attention_scores_kt(float *sc, size_t ld_sc, const float *q, int ldq, const float *kt,
+                         size_t ld_kt, int rows, int n_keys, int hd, float scale);
 
 /* x = cap · tanh(x / cap) for n values: the logit softcap (Gemma 2's attention, Gemma
  * 3's final logits); applied to a row's visible scores before the softmax. */

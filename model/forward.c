@@ -6,20 +6,23 @@
  * block of model.h step by step, with the architecture's switches.  Everything above
  * them is a building block: RMSNorm and LayerNorm, RoPE per layer geometry (and the
  * re-rotation of kept keys that live eviction's --reposition uses), matmul (dot
- * products on the GGUF's blocks for one token, dequantise-then-sgemm for a batch), the gated and plain
- * activations, and attention, which is computed per query head in blocks of ATT_ROWS
+ * products on the GGUF's blocks for one token, gemm.c for a batch), the gated and
+ * plain activations, and attention, which is computed per query head in blocks of ATT_ROWS
  * query rows so that no T×T matrix is ever held for all heads at once, masks a
  * sliding layer's keys outside its window, and shows each probability row to the hook.
  *
- * Parallelism: OpenMP spreads a batch's GEMM over fixed tiles, the matrix-vector
- * products over rows, the per-token steps over tokens, and attention over query heads;
- * every BLAS call runs on its calling thread (OpenBLAS's OpenMP build does not nest).
- * So the work split, and with it every bit of every result, is the same for any thread
- * count: a trace is a function of the model and the prompt.
+ * Parallelism: OpenMP spreads a batch's GEMM over groups of weight rows, the
+ * matrix-vector products over rows, the per-token steps over tokens, and attention over
+ * query heads (or, with no hook, over (head, block) pairs); every BLAS call (decode's
+ * sgemv) runs on its calling thread (OpenBLAS's OpenMP build does not nest).  No
+ * result depends on how the work is split (gemm.c computes each element the same way
+ * in any tile), so every bit of every result is the same for any thread count: a trace
+ * is a function of the model and the prompt.
  */
 #include "model_impl.h"
 
 #include "attention.h"
+#include "gemm.h"
 
 #include <cblas.h>
 #include <math.h>
@@ -29,9 +32,6 @@
 
 #define ATT_ROWS        64          /* query rows per attention block */
 #define GEMM_MIN_TOKENS 4           /* fewer tokens: one matrix-vector product each */
-#define WBUF_FLOATS     (4 << 20)   /* dequantised weights per GEMM chunk (16 MB) */
-#define TILE_TOKENS     128         /* a GEMM tile: tokens ... */
-#define TILE_ROWS       64          /* ... by weight rows */
 
 /* ---- scratch ------------------------------------------------------------------------ */
 
@@ -49,10 +49,19 @@ static int scratch_reserve(model *m, int n, int max_keys, kv_err *err)
     size_t threads = (size_t)omp_get_max_threads();
     size_t rows = (size_t)(n < ATT_ROWS ? n : ATT_ROWS);
     size_t need_scores = threads * rows * (size_t)max_keys;
-    if (n <= s->cap_tokens && need_scores <= s->cap_scores)
+    int max_cols = c->n_embd > c->n_ff ? c->n_embd : c->n_ff;
+    max_cols = max_cols > c->n_head * c->head_dim ? max_cols : c->n_head * c->head_dim;
+    size_t need_panels = threads * gemm_panel_floats(max_cols);
+    /* rows of kt are padded to an odd number of cache lines: a power-of-two stride
+     * would put a block's rows of keys in the same cache sets */
+    size_t need_kt = n > 1 ? (size_t)c->n_head_kv * c->head_dim * ((size_t)max_keys / 32 * 32 + 48)
+                           : 0;
+    if (n <= s->cap_tokens && need_scores <= s->cap_scores && need_panels <= s->cap_panels &&
+        need_kt <= s->cap_kt)
         return 0;
     int cap = n > s->cap_tokens ? n : s->cap_tokens;
     size_t need = need_scores > s->cap_scores ? need_scores : s->cap_scores;
+    need_kt = need_kt > s->cap_kt ? need_kt : s->cap_kt;
     model__scratch_free(s);
     size_t t = (size_t)cap, d = (size_t)c->n_embd, qd = (size_t)c->n_head * c->head_dim;
     size_t kvd = (size_t)c->n_head_kv * c->head_dim, ff = (size_t)c->n_ff, half = (size_t)c->n_rot / 2;
@@ -71,12 +80,18 @@ static int scratch_reserve(model *m, int n, int max_keys, kv_err *err)
     s->pos = alloc_counted(t * sizeof *s->pos, &s->bytes);
     s->rope_pos = alloc_counted(t * sizeof *s->rope_pos, &s->bytes);
     s->scores = alloc_counted(need * f, &s->bytes);
-    s->wbuf = cap >= GEMM_MIN_TOKENS ? alloc_counted(WBUF_FLOATS * f, &s->bytes) : NULL;
+    const int gemm = cap >= GEMM_MIN_TOKENS;
+    s->xpack = gemm ? alloc_counted(gemm_pack_floats(cap, max_cols) * f, &s->bytes) : NULL;
+    s->panels = gemm ? alloc_counted(need_panels * f, &s->bytes) : NULL;
     s->cap_tokens = cap;
     s->cap_scores = need;
+    s->cap_panels = gemm ? need_panels : 0;
+    s->kt = need_kt ? alloc_counted(need_kt * f, &s->bytes) : NULL;
+    s->cap_kt = need_kt;
+    s->ld_kt = need_kt ? need_kt / ((size_t)c->n_head_kv * c->head_dim) : 0;
     if (!s->x || !s->xb || !s->xb2 || !s->q || !s->att || !s->k || !s->v || !s->hb || !s->hb2 ||
         !s->rope_cos || !s->rope_sin || !s->pos || !s->rope_pos || !s->scores ||
-        (cap >= GEMM_MIN_TOKENS && !s->wbuf)) {
+        (gemm && (!s->xpack || !s->panels)) || (need_kt && !s->kt)) {
         model__scratch_free(s);
         return kv_errorf(err, KV_ENOMEM, "out of memory for the activations of %d tokens", n);
     }
@@ -86,7 +101,8 @@ static int scratch_reserve(model *m, int n, int max_keys, kv_err *err)
 void model__scratch_free(model_scratch *s)
 {
     void *bufs[] = {s->x, s->xb, s->xb2, s->q, s->att, s->k, s->v, s->hb, s->hb2,
-                    s->rope_cos, s->rope_sin, s->pos, s->rope_pos, s->scores, s->wbuf};
+                    s->rope_cos, s->rope_sin, s->pos, s->rope_pos, s->scores, s->xpack,
+                    s->panels, s->kt};
     for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++)
         free(bufs[i]);
     *s = (model_scratch){0};
@@ -110,64 +126,32 @@ static void rmsnorm(float *o, const float *x, const float *w, int n, int d, floa
     }
 }
 
-/* out (n, rows; leading dimension ldo) = x (n, cols) · Wᵀ in fixed tiles, each one
- * sgemm on one thread.  Left to itself OpenBLAS splits a GEMM by its thread count and
- * picks edge kernels by shape, and either moves the last bits of a result; a grid that
- * depends on neither keeps the forward pass the same for any --threads. */
-static void sgemm_tiled(float *out, int ldo, const float *x, int n, const float *w,
-                        int rows, int cols)
-{
-    const int row_tiles = (rows + TILE_ROWS - 1) / TILE_ROWS;
-    const int tiles = (n + TILE_TOKENS - 1) / TILE_TOKENS * row_tiles;
-#pragma omp parallel for schedule(static)
-    for (int i = 0; i < tiles; i++) {
-        const int t0 = i / row_tiles * TILE_TOKENS, r0 = i % row_tiles * TILE_ROWS;
-        const int nt = n - t0 < TILE_TOKENS ? n - t0 : TILE_TOKENS;
-        const int nr = rows - r0 < TILE_ROWS ? rows - r0 : TILE_ROWS;
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nt, nr, cols, 1.0f,
-                    x + (size_t)t0 * cols, cols, w + (size_t)r0 * cols, cols, 0.0f,
-                    out + (size_t)t0 * ldo + r0, ldo);
-    }
-}
-
-/* out (n, rows) = x (n, cols) · Wᵀ.  One token reads the weight blocks directly; a batch
- * dequantises WBUF_FLOATS worth of rows at a time and multiplies them tile by tile. */
-static void matmul(model *m, float *out, const float *x, const qmatrix *w, int n)
-{
-    if (n < GEMM_MIN_TOKENS) {
-        for (int t = 0; t < n; t++)
-            model__matvec(out + (size_t)t * w->rows, w, x + (size_t)t * w->cols);
-        return;
-    }
-    if (w->f) {   /* kept as floats: no dequantisation */
-        sgemm_tiled(out, w->rows, x, n, w->f, w->rows, w->cols);
-        return;
-    }
-    int chunk = WBUF_FLOATS / w->cols;
-    for (int r0 = 0; r0 < w->rows; r0 += chunk) {
-        int rows = w->rows - r0 < chunk ? w->rows - r0 : chunk;
-        model__dequant_rows(m->s.wbuf, w, r0, rows);
-        sgemm_tiled(out + r0, w->rows, x, n, m->s.wbuf, rows, w->cols);
-    }
-}
-
-/* out[k] (n, rows_k) = x · W_kᵀ for `count` matrices of one input: for one token, the
- * products in one parallel region (model__matvec_many: one barrier, not `count`), the
- * same results as matmul's one by one. */
-static void matmul_many(model *m, float *const *out, const float *x, const qmatrix *const *w,
-                        int count, int n)
+/* out_i (n, ldo_i) = x (n, cols) · W_iᵀ for the n_jobs products of one input.  A batch
+ * goes through gemm.c, whose results do not depend on the thread count, packing x once
+ * for all the jobs; one token reads the weight blocks directly, the jobs in one parallel
+ * region (model__matvec_many: one barrier, not n_jobs), the same results as one by one. */
+static void matmuls(model *m, const float *x, int n, const gemm_job *jobs, int n_jobs)
 {
     if (n >= GEMM_MIN_TOKENS) {
-        for (int k = 0; k < count; k++)
-            matmul(m, out[k], x, w[k], n);
+        gemm(jobs, n_jobs, x, n, m->s.xpack, m->s.panels, 0);
         return;
     }
-    for (int t = 0; t < n; t++) {
-        float *o[MATVEC_MANY];
-        for (int k = 0; k < count; k++)
-            o[k] = out[k] + (size_t)t * w[k]->rows;
-        model__matvec_many(o, w, count, x + (size_t)t * w[0]->cols);
-    }
+    for (int t = 0; t < n; t++)
+        for (int i0 = 0; i0 < n_jobs; i0 += MATVEC_MANY) {
+            const int count = n_jobs - i0 < MATVEC_MANY ? n_jobs - i0 : MATVEC_MANY;
+            float *out[MATVEC_MANY];
+            const qmatrix *w[MATVEC_MANY];
+            for (int k = 0; k < count; k++) {
+                out[k] = jobs[i0 + k].out + (size_t)t * jobs[i0 + k].ldo;
+                w[k] = jobs[i0 + k].w;
+            }
+            model__matvec_many(out, w, count, x + (size_t)t * w[0]->cols);
+        }
+}
+
+static void matmul(model *m, float *out, const float *x, const qmatrix *w, int n)
+{
+    matmuls(m, x, n, &(gemm_job){out, w->rows, w}, 1);
 }
 
 /* o = (x − mean) / sqrt(var + eps) · w + b, for n rows of d (LayerNorm, biased var). */
@@ -356,17 +340,29 @@ typedef struct head_job {
     const kv_cache     *cache;
     const model_hooks  *hooks;
     int                 layer, n;   /* n: the call's new tokens */
+    size_t              ld_kt;      /* keys per row of s->kt */
 } head_job;
 
-/* Out (rows, hd) = P·V for one block. */
+/* Out (rows, hd) = P·V for one block: gemm.c's product for a batch (the one-token
+ * path keeps its sgemv, so decode is as it was). */
 static void block_output(float *out, int ld, const float *p, const float *V, int rows,
                          int n_keys, int hd)
 {
     if (rows == 1)
         cblas_sgemv(CblasRowMajor, CblasTrans, n_keys, hd, 1.0f, V, hd, p, 1, 0.0f, out, 1);
     else
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, hd, n_keys, 1.0f, p,
-                    n_keys, V, hd, 0.0f, out, ld);
+        gemm_nn(out, (size_t)ld, p, (size_t)n_keys, V, (size_t)hd, rows, hd, n_keys, 1.0f, 0);
+}
+
+/* Scores (rows, n_keys) = scale · Q·Kᵀ for one block, from the keys transposed (kt, a
+ * row of ld_kt per dimension) for a batch, or one sgemv for one token. */
+static void block_scores(float *sc, const float *q, int ldq, const float *K, const float *kt,
+                         size_t ld_kt, int rows, int n_keys, int hd, float scale)
+{
+    if (rows == 1)
+        attention_scores(sc, (size_t)n_keys, q, ldq, K, 1, n_keys, hd, scale);
+    else
+        attention_scores_kt(sc, (size_t)n_keys, q, ldq, kt, ld_kt, rows, n_keys, hd, scale);
 }
 
 /* The first of a row's `len` keys a sliding query sees: the query is the last entry
@@ -385,50 +381,77 @@ static int window_start(const int32_t *pos, int len, int window)
     return lo;
 }
 
-/* Query head h: every new row attends to the stream's slots up to its own entry (the
- * stream held n_old entries before this call, so row r sees n_old + r + 1 of them),
- * minus those a sliding window leaves out. */
-static void attend_head(const head_job *j, int h, float *sc)
+/* Query head h, the call's rows r0 .. r0+ATT_ROWS-1: every new row attends to the
+ * stream's slots up to its own entry (the stream held n_old entries before this call,
+ * so row r sees n_old + r + 1 of them), minus those a sliding window leaves out. */
+static void attend_block(const head_job *j, int h, int r0, float *sc)
 {
     const model_config *c = j->c;
     const model_geometry *g = j->g;
     int hd = c->head_dim, ld = c->n_head * hd, kvh = h / (c->n_head / c->n_head_kv);
     const float *K = kv_cache_keys(j->cache, j->layer, kvh);
     const float *V = kv_cache_values(j->cache, j->layer, kvh);
+    const float *kt = j->s->kt + (size_t)kvh * hd * j->ld_kt;
     const int32_t *kpos = kv_cache_positions(j->cache, j->layer, kvh);
     int n_old = kv_cache_size(j->cache, j->layer, kvh) - j->n;
     const model_hooks *hk = j->hooks;
-    for (int r0 = 0; r0 < j->n; r0 += ATT_ROWS) {
-        int rows = j->n - r0 < ATT_ROWS ? j->n - r0 : ATT_ROWS, n_keys = n_old + r0 + rows;
-        const float *q = j->s->q + (size_t)r0 * ld + (size_t)h * hd;
-        for (int i = 0; hk && hk->query && i < rows; i++)
-            hk->query(hk->ctx, j->layer, h, j->s->pos[r0 + i], q + (size_t)i * ld, hd);
-        attention_scores(sc, (size_t)n_keys, q, ld, K, rows, n_keys, hd, g->attn_scale);
-        for (int i = 0; i < rows; i++) {
-            float *row = sc + (size_t)i * n_keys;
-            int len = n_old + r0 + i + 1;              /* causal: keys up to its own */
-            int first = g->mask == MODEL_MASK_SLIDING ? window_start(kpos, len, g->window) : 0;
-            if (g->softcap > 0.0f)
-                attention_softcap(row + first, len - first, g->softcap);
-            attention_softmax(row, first, len, n_keys);
-            if (hk && hk->attn_row)
-                hk->attn_row(hk->ctx, j->layer, h, j->s->pos[r0 + i], row, len);
-        }
-        block_output(j->s->att + (size_t)r0 * ld + (size_t)h * hd, ld, sc, V, rows, n_keys, hd);
+    int rows = j->n - r0 < ATT_ROWS ? j->n - r0 : ATT_ROWS, n_keys = n_old + r0 + rows;
+    const float *q = j->s->q + (size_t)r0 * ld + (size_t)h * hd;
+    for (int i = 0; hk && hk->query && i < rows; i++)
+        hk->query(hk->ctx, j->layer, h, j->s->pos[r0 + i], q + (size_t)i * ld, hd);
+    block_scores(sc, q, ld, K, kt, j->ld_kt, rows, n_keys, hd, g->attn_scale);
+    for (int i = 0; i < rows; i++) {
+        float *row = sc + (size_t)i * n_keys;
+        int len = n_old + r0 + i + 1;              /* causal: keys up to its own */
+        int first = g->mask == MODEL_MASK_SLIDING ? window_start(kpos, len, g->window) : 0;
+        if (g->softcap > 0.0f)
+            attention_softcap(row + first, len - first, g->softcap);
+        attention_softmax(row, first, len, n_keys);
+        if (hk && hk->attn_row)
+            hk->attn_row(hk->ctx, j->layer, h, j->s->pos[r0 + i], row, len);
     }
+    block_output(j->s->att + (size_t)r0 * ld + (size_t)h * hd, ld, sc, V, rows, n_keys, hd);
+}
+
+/* Every KV head's keys of layer l transposed, kt[kvh][d][slot], for the batch's Q·Kᵀ. */
+static void transpose_keys(model_scratch *s, const model_config *c, const kv_cache *cache,
+                           int l, size_t ld_kt)
+{
+    const int hd = c->head_dim;
+#pragma omp for schedule(static)
+    for (int kvh = 0; kvh < c->n_head_kv; kvh++)
+        gemm_transpose(s->kt + (size_t)kvh * hd * ld_kt, ld_kt, kv_cache_keys(cache, l, kvh),
+                       (size_t)hd, kv_cache_size(cache, l, kvh), hd);
 }
 
 /* att = softmax(mask(Q·Kᵀ · scale))·V for every query head of layer l. */
 static void attention(model *m, const kv_cache *cache, int l, int n, const model_hooks *hooks)
 {
     head_job job = {.c = &m->cfg, .g = &m->geom[l], .s = &m->s, .cache = cache,
-                    .hooks = hooks, .layer = l, .n = n};
+                    .hooks = hooks, .layer = l, .n = n, .ld_kt = m->s.ld_kt};
     size_t per_thread = m->s.cap_scores / (size_t)omp_get_max_threads();
-    /* static: a thread takes consecutive heads, so a GQA group's keys and values are
-     * read by one core while they are still in its cache */
-#pragma omp parallel for schedule(static)
-    for (int h = 0; h < m->cfg.n_head; h++)
-        attend_head(&job, h, m->s.scores + (size_t)omp_get_thread_num() * per_thread);
+    const int blocks = (n + ATT_ROWS - 1) / ATT_ROWS, n_head = m->cfg.n_head;
+    const int in_order = hooks && (hooks->attn_row || hooks->query);
+#pragma omp parallel
+    {
+        float *sc = m->s.scores + (size_t)omp_get_thread_num() * per_thread;
+        if (n > 1)
+            transpose_keys(&m->s, &m->cfg, cache, l, job.ld_kt);   /* ends in a barrier */
+        if (in_order) {
+            /* a hook sees one head's rows in order from one thread (model.h); static:
+             * a thread takes consecutive heads, so a GQA group's keys and values are
+             * read by one core while they are still in its cache */
+#pragma omp for schedule(static)
+            for (int h = 0; h < n_head; h++)
+                for (int b = 0; b < blocks; b++)
+                    attend_block(&job, h, b * ATT_ROWS, sc);
+        } else {
+            /* no hook: (head, block) pairs, the longest (last) blocks first */
+#pragma omp for schedule(dynamic, 1)
+            for (int i = 0; i < n_head * blocks; i++)
+                attend_block(&job, i % n_head, (blocks - 1 - i / n_head) * ATT_ROWS, sc);
+        }
+    }
 }
 
 /* RoPE, then the new keys and values join every stream of layer l.  One KV head (and
@@ -497,9 +520,9 @@ static void attention_block(model *m, kv_cache *cache, int l, int n, const model
     model_scratch *s = &m->s;
     const int d = c->n_embd, hd = c->head_dim;
     norm(s->xb, s->x, w->attn_norm, w->attn_norm_b, n, d, c->rms_eps);
-    float *const qkv[] = {s->q, s->k, s->v};
-    const qmatrix *const wqkv[] = {&w->wq, &w->wk, &w->wv};
-    matmul_many(m, qkv, s->xb, wqkv, 3, n);
+    const gemm_job qkv[] = {{s->q, w->wq.rows, &w->wq}, {s->k, w->wk.rows, &w->wk},
+                            {s->v, w->wv.rows, &w->wv}};
+    matmuls(m, s->xb, n, qkv, 3);
     add_bias(s->q, w->bq, n, w->wq.rows);
     add_bias(s->k, w->bk, n, w->wk.rows);
     add_bias(s->v, w->bv, n, w->wv.rows);
@@ -529,9 +552,8 @@ static void ffn_block(model *m, int l, int n)
         add_bias(s->hb, w->b_up, n, c->n_ff);
         gelu(s->hb, nf);
     } else {
-        float *const gate_up[] = {s->hb, s->hb2};
-        const qmatrix *const w_gate_up[] = {&w->w_gate, &w->w_up};
-        matmul_many(m, gate_up, s->xb2, w_gate_up, 2, n);
+        const gemm_job gate_up[] = {{s->hb, c->n_ff, &w->w_gate}, {s->hb2, c->n_ff, &w->w_up}};
+        matmuls(m, s->xb2, n, gate_up, 2);
         if (c->ffn == MODEL_FFN_GEGLU)
             geglu(s->hb, s->hb2, nf);
         else

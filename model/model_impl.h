@@ -83,7 +83,11 @@ typedef struct model_scratch {
     const model_geometry *rope_geom;   /* ... with the frequencies of this geometry */
     size_t cap_scores;     /* floats in `scores` */
     float *scores;         /* (threads, ATT_ROWS, keys) attention blocks */
-    float *wbuf;           /* (WBUF_FLOATS,) dequantised weight rows for GEMM */
+    float *xpack;          /* (gemm_pack_floats(n, widest cols),) packed GEMM input */
+    size_t cap_panels;     /* floats in `panels` */
+    float *panels;         /* (threads, gemm_panel_floats(widest cols)) weight panels */
+    size_t cap_kt, ld_kt;  /* floats in `kt`; slots per row of it */
+    float *kt;             /* (n_head_kv, head_dim, ld_kt) one layer's keys transposed */
     size_t bytes;          /* everything above */
 } model_scratch;
 
