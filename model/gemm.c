@@ -419,39 +419,31 @@ static void nn_portable(float *c, size_t ldc, const float *a, size_t lda, const 
     }
 }
 
+#if defined(__AVX512F__)
+#define nn_rows_vector nn_rows_avx512
+#elif defined(HAVE_AVX2_BLOCK)
+#define nn_rows_vector nn_rows_avx2
+#endif
+
 void gemm_nn(float *c, size_t ldc, const float *a, size_t lda, const float *b, size_t ldb,
              int M, int N, int K, float scale, int portable)
 {
-#if defined(__AVX512F__)
+#ifdef nn_rows_vector
     if (!portable) {
         int i = 0;
+#define NN_ROWS_AT(R) nn_rows_vector(c + (size_t)i * ldc, ldc, a + (size_t)i * lda, lda, b, \
+                                     ldb, N, K, scale, R)
         for (; i + NN_ROWS <= M; i += NN_ROWS)
-            nn_rows_avx512(c + (size_t)i * ldc, ldc, a + (size_t)i * lda, lda, b, ldb, N, K,
-                           scale, NN_ROWS);
+            NN_ROWS_AT(NN_ROWS);
         switch (M - i) {   /* the last rows: R a constant in each case */
-        case 5: nn_rows_avx512(c + (size_t)i * ldc, ldc, a + (size_t)i * lda, lda, b, ldb, N, K, scale, 5); break;
-        case 4: nn_rows_avx512(c + (size_t)i * ldc, ldc, a + (size_t)i * lda, lda, b, ldb, N, K, scale, 4); break;
-        case 3: nn_rows_avx512(c + (size_t)i * ldc, ldc, a + (size_t)i * lda, lda, b, ldb, N, K, scale, 3); break;
-        case 2: nn_rows_avx512(c + (size_t)i * ldc, ldc, a + (size_t)i * lda, lda, b, ldb, N, K, scale, 2); break;
-        case 1: nn_rows_avx512(c + (size_t)i * ldc, ldc, a + (size_t)i * lda, lda, b, ldb, N, K, scale, 1); break;
+        case 5: NN_ROWS_AT(5); break;
+        case 4: NN_ROWS_AT(4); break;
+        case 3: NN_ROWS_AT(3); break;
+        case 2: NN_ROWS_AT(2); break;
+        case 1: NN_ROWS_AT(1); break;
         default: break;
         }
-        return;
-    }
-#elif defined(HAVE_AVX2_BLOCK)
-    if (!portable) {
-        int i = 0;
-        for (; i + NN_ROWS <= M; i += NN_ROWS)
-            nn_rows_avx2(c + (size_t)i * ldc, ldc, a + (size_t)i * lda, lda, b, ldb, N, K,
-                         scale, NN_ROWS);
-        switch (M - i) {
-        case 5: nn_rows_avx2(c + (size_t)i * ldc, ldc, a + (size_t)i * lda, lda, b, ldb, N, K, scale, 5); break;
-        case 4: nn_rows_avx2(c + (size_t)i * ldc, ldc, a + (size_t)i * lda, lda, b, ldb, N, K, scale, 4); break;
-        case 3: nn_rows_avx2(c + (size_t)i * ldc, ldc, a + (size_t)i * lda, lda, b, ldb, N, K, scale, 3); break;
-        case 2: nn_rows_avx2(c + (size_t)i * ldc, ldc, a + (size_t)i * lda, lda, b, ldb, N, K, scale, 2); break;
-        case 1: nn_rows_avx2(c + (size_t)i * ldc, ldc, a + (size_t)i * lda, lda, b, ldb, N, K, scale, 1); break;
-        default: break;
-        }
+#undef NN_ROWS_AT
         return;
     }
 #endif
