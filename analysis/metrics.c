@@ -184,9 +184,9 @@ float metrics_kth_largest_near(const float *v, int n, int k, float guess, float 
         }
     }
     for (int t = 0; t < 2 && guess >= 256 * FLT_MIN && guess <= FLT_MAX / 256; t++) {
-        const float half = (float)(1 << band_octaves[t] / 2);   /* normal floats, exact */
-        const float lo = guess / half;
-        const int m = count_and_keep(v, n, lo, guess * half, scratch, &above);
+        const float factor = (float)(1 << band_octaves[t] / 2);   /* either side; exact */
+        const float lo = guess / factor;
+        const int m = count_and_keep(v, n, lo, guess * factor, scratch, &above);
         if (above < k && k <= above + m) {   /* the k-th largest is in the band */
             int inside;
             const float theta = kth_in_band(scratch, m, k - above, lo, band_octaves[t],
